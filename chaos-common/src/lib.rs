@@ -1,0 +1,170 @@
+//! The ABI shared by the kernel programs (`chaos-ebpf`) and the daemon (`chaos-daemon`).
+//!
+//! Everything here is `#[repr(C)]`, fixed-width and explicitly padded, with its size asserted, so
+//! that the kernel and user space agree byte for byte. No `bool`, `Option` or enums in map values.
+//!
+//! # The slot model
+//!
+//! Every running experiment owns one *slot* `0..MAX_SLOTS`. The kernel programs are compiled once
+//! per slot (the slot index is a constant in each copy) and a copy is attached only to the cgroup
+//! its experiment targets, so a packet or syscall is judged once per experiment even when cgroups
+//! are nested. A program reads, in this order:
+//!
+//! 1. [`SlotConfig::armed`] in the [`MAP_SLOTS`] array: the kill switch. Zero means "pass".
+//! 2. [`SlotConfig::expires_at_ns`] against `bpf_ktime_get_ns()`: the kernel deadline.
+//! 3. the filters and the probability.
+//! 4. the slot's entry in [`MAP_FAULT_TICKETS`], incremented atomically: an injection happens only
+//!    while the old value is below [`SlotConfig::max_faults`], so the cap is exact.
+//!
+//! Per-CPU [`SlotCounters`] in [`MAP_COUNTERS`] count what the program saw and injected.
+#![no_std]
+
+use core::mem::size_of;
+
+/// How many experiments can run at the same time on one node.
+pub const MAX_SLOTS: u32 = 16;
+/// How many CIDRs one experiment's remote-address filter can hold.
+pub const MAX_CIDRS: usize = 8;
+
+/// Name of the `Array<SlotConfig>` map (`MAX_SLOTS` entries).
+pub const MAP_SLOTS: &str = "CHAOS_SLOTS";
+/// Name of the `Array<u64>` map of injection tickets (`MAX_SLOTS` entries).
+pub const MAP_FAULT_TICKETS: &str = "CHAOS_TICKETS";
+/// Name of the `PerCpuArray<SlotCounters>` map (`MAX_SLOTS` entries).
+pub const MAP_COUNTERS: &str = "CHAOS_COUNTERS";
+
+/// `SlotConfig::protocol`: match every protocol.
+pub const PROTO_ANY: u32 = 0;
+/// `SlotConfig::protocol`: ICMP (IPv4 protocol 1) and ICMPv6 (next header 58).
+pub const PROTO_ICMP: u32 = 1;
+/// `SlotConfig::protocol`: TCP.
+pub const PROTO_TCP: u32 = 6;
+/// `SlotConfig::protocol`: UDP.
+pub const PROTO_UDP: u32 = 17;
+
+/// `SlotConfig::flags`: on egress, drop silently (the program returns 2, the sender sees success)
+/// instead of a visible drop (return 0, the sender gets `EPERM`).
+pub const FLAG_SILENT_EGRESS: u32 = 1 << 0;
+
+/// `Cidr::family` of an IPv4 network.
+pub const FAMILY_V4: u32 = 4;
+/// `Cidr::family` of an IPv6 network.
+pub const FAMILY_V6: u32 = 6;
+
+/// The probability threshold that makes every event inject: `bpf_get_prandom_u32() < 2^32`.
+pub const THRESHOLD_ALWAYS: u64 = 1 << 32;
+
+/// One remote network of a filter. Addresses are kept as the kernel sees them in packets and in
+/// `bpf_sock_addr`: network byte order, read as native `u32` words. IPv4 uses word 0 only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cidr {
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+    /// The network address, already masked.
+    pub net: [u32; 4],
+    /// The prefix mask.
+    pub mask: [u32; 4],
+}
+const _: () = assert!(size_of::<Cidr>() == 40);
+
+impl Cidr {
+    /// Whether `addr` (same representation as `net`) of `family` lies in this network.
+    #[inline(always)]
+    pub fn contains(&self, family: u32, addr: &[u32; 4]) -> bool {
+        self.family == family
+            && addr[0] & self.mask[0] == self.net[0]
+            && addr[1] & self.mask[1] == self.net[1]
+            && addr[2] & self.mask[2] == self.net[2]
+            && addr[3] & self.mask[3] == self.net[3]
+    }
+}
+
+/// What one experiment slot injects, and when it must stop. Written only by the daemon.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotConfig {
+    /// Kill switch: non-zero while the experiment may inject.
+    pub armed: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// `CLOCK_MONOTONIC` (= `bpf_ktime_get_ns`) instant after which nothing is injected.
+    pub expires_at_ns: u64,
+    /// Injections allowed in total for this slot (the fault budget).
+    pub max_faults: u64,
+    /// Inject when `bpf_get_prandom_u32() < threshold`; `0..=THRESHOLD_ALWAYS`.
+    pub threshold: u64,
+    /// Positive errno returned by syscall-error programs.
+    pub errno: u32,
+    /// `PROTO_*`: which L4 protocol is affected.
+    pub protocol: u32,
+    /// Remote port range, inclusive, host byte order. `0..=65535` matches every port.
+    pub port_lo: u16,
+    /// Upper end of the remote port range.
+    pub port_hi: u16,
+    /// How many entries of `cidrs` are used; zero means "every address".
+    pub cidr_count: u32,
+    /// Remote networks affected.
+    pub cidrs: [Cidr; MAX_CIDRS],
+}
+const _: () = assert!(size_of::<SlotConfig>() == 368);
+
+impl SlotConfig {
+    /// Whether the remote `port` (host order) passes the port filter.
+    #[inline(always)]
+    pub fn port_matches(&self, port: u16) -> bool {
+        port >= self.port_lo && port <= self.port_hi
+    }
+
+    /// Whether the L4 `proto` number (IPv4 protocol / IPv6 next header) passes the filter.
+    #[inline(always)]
+    pub fn protocol_matches(&self, proto: u32) -> bool {
+        match self.protocol {
+            PROTO_ANY => true,
+            PROTO_ICMP => proto == 1 || proto == 58,
+            p => p == proto,
+        }
+    }
+
+    /// Whether the remote address passes the CIDR filter.
+    #[inline(always)]
+    pub fn addr_matches(&self, family: u32, addr: &[u32; 4]) -> bool {
+        if self.cidr_count == 0 {
+            return true;
+        }
+        let mut i = 0;
+        while i < MAX_CIDRS {
+            if (i as u32) < self.cidr_count && self.cidrs[i].contains(family, addr) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
+/// Per-CPU event counters of one slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotCounters {
+    /// Events (packets, syscalls) the armed program looked at.
+    pub seen: u64,
+    /// Events that matched the filters.
+    pub matched: u64,
+    /// Faults injected.
+    pub injected: u64,
+    /// Events refused because the fault cap was reached.
+    pub capped: u64,
+}
+const _: () = assert!(size_of::<SlotCounters>() == 32);
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: `#[repr(C)]`, only integer fields, explicit padding: every bit pattern is valid and
+    // there are no implicit padding bytes.
+    unsafe impl aya::Pod for super::SlotConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SlotCounters {}
+}

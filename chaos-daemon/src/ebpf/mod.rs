@@ -1,0 +1,249 @@
+//! The only place that talks to aya: loads the embedded kernel object, writes experiment slots,
+//! attaches per-slot program copies to cgroups and reads counters.
+//!
+//! Links are owned by [`Attachment`] values and never pinned: dropping one (or the daemon dying)
+//! detaches the program.
+
+pub mod query;
+
+use std::os::fd::AsFd;
+
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, MapError, PerCpuArray, PerCpuValues},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Link as _,
+        ProgramError, cgroup_skb::CgroupSkbLink, cgroup_sock::CgroupSockLink,
+        cgroup_sock_addr::CgroupSockAddrLink,
+    },
+};
+use chaos_common::{
+    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_SLOTS, MAX_SLOTS, SlotConfig, SlotCounters,
+};
+
+/// The kernel object built from `chaos-ebpf` by `build.rs`.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/chaos-net"));
+
+/// Errors from the kernel side. They carry the program or map they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("the eBPF object has no map {0}")]
+    MissingMap(&'static str),
+    #[error("the eBPF object has no program {0}")]
+    MissingProgram(String),
+    #[error("map {map}: {source}")]
+    Map { map: &'static str, source: MapError },
+    #[error("program {program}: {source}")]
+    Program { program: String, source: ProgramError },
+    #[error("counting CPUs: {0}")]
+    Cpus(std::io::Error),
+}
+
+/// A kernel hook a fault can use. Every hook exists once per slot in the object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Hook {
+    SkbIngress,
+    SkbEgress,
+    Connect4,
+    Connect6,
+    Sendmsg4,
+    Sendmsg6,
+    Bind4,
+    Bind6,
+    SockCreate,
+}
+
+impl Hook {
+    /// Every hook, in a stable order.
+    pub const ALL: [Hook; 9] = [
+        Hook::SkbIngress,
+        Hook::SkbEgress,
+        Hook::Connect4,
+        Hook::Connect6,
+        Hook::Sendmsg4,
+        Hook::Sendmsg6,
+        Hook::Bind4,
+        Hook::Bind6,
+        Hook::SockCreate,
+    ];
+
+    /// Name of this hook's copy for `slot` in the object (see `chaos-ebpf/src/hooks.rs`).
+    pub fn program_name(self, slot: u32) -> String {
+        let prefix = match self {
+            Hook::SkbIngress => "skb_in",
+            Hook::SkbEgress => "skb_eg",
+            Hook::Connect4 => "connect4",
+            Hook::Connect6 => "connect6",
+            Hook::Sendmsg4 => "sendmsg4",
+            Hook::Sendmsg6 => "sendmsg6",
+            Hook::Bind4 => "bind4",
+            Hook::Bind6 => "bind6",
+            Hook::SockCreate => "sock_create",
+        };
+        format!("{prefix}_{slot}")
+    }
+
+    /// The kernel's `bpf_attach_type` of this hook, for [`query::attached_programs`].
+    pub fn attach_type(self) -> u32 {
+        use aya_obj::generated::bpf_attach_type as t;
+        (match self {
+            Hook::SkbIngress => t::BPF_CGROUP_INET_INGRESS,
+            Hook::SkbEgress => t::BPF_CGROUP_INET_EGRESS,
+            Hook::Connect4 => t::BPF_CGROUP_INET4_CONNECT,
+            Hook::Connect6 => t::BPF_CGROUP_INET6_CONNECT,
+            Hook::Sendmsg4 => t::BPF_CGROUP_UDP4_SENDMSG,
+            Hook::Sendmsg6 => t::BPF_CGROUP_UDP6_SENDMSG,
+            Hook::Bind4 => t::BPF_CGROUP_INET4_BIND,
+            Hook::Bind6 => t::BPF_CGROUP_INET6_BIND,
+            Hook::SockCreate => t::BPF_CGROUP_INET_SOCK_CREATE,
+        }) as u32
+    }
+}
+
+/// One program copy attached to one cgroup. Dropping it detaches the program.
+#[derive(Debug)]
+pub struct Attachment {
+    pub hook: Hook,
+    link: Option<AttachedLink>,
+}
+
+#[derive(Debug)]
+enum AttachedLink {
+    Skb(CgroupSkbLink),
+    SockAddr(CgroupSockAddrLink),
+    Sock(CgroupSockLink),
+}
+
+impl Attachment {
+    /// Detaches now and reports a failure (dropping detaches too, but silently).
+    pub fn detach(mut self) -> Result<(), ProgramError> {
+        match self.link.take() {
+            Some(AttachedLink::Skb(l)) => l.detach(),
+            Some(AttachedLink::SockAddr(l)) => l.detach(),
+            Some(AttachedLink::Sock(l)) => l.detach(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The loaded kernel object and its maps.
+pub struct Kernel {
+    ebpf: Ebpf,
+    slots: Array<MapData, SlotConfig>,
+    tickets: Array<MapData, u64>,
+    counters: PerCpuArray<MapData, SlotCounters>,
+    nr_cpus: usize,
+}
+
+impl Kernel {
+    /// Loads the embedded object: creates the maps; programs are loaded on first attach.
+    pub fn load() -> Result<Self, KernelError> {
+        let mut ebpf = Ebpf::load(OBJECT)?;
+        let slots = take_map(&mut ebpf, MAP_SLOTS)?;
+        let tickets = take_map(&mut ebpf, MAP_FAULT_TICKETS)?;
+        let counters = take_map(&mut ebpf, MAP_COUNTERS)?;
+        let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Cpus(e))?;
+        Ok(Self { ebpf, slots, tickets, counters, nr_cpus })
+    }
+
+    /// Writes a slot's configuration in one map update: this is the kill switch when
+    /// `cfg.armed == 0`.
+    pub fn write_slot(&mut self, slot: u32, cfg: &SlotConfig) -> Result<(), KernelError> {
+        self.slots.set(slot, cfg, 0).map_err(|source| KernelError::Map { map: MAP_SLOTS, source })
+    }
+
+    /// Zeroes a slot's fault tickets and counters. Only call while the slot is disarmed.
+    pub fn reset_slot(&mut self, slot: u32) -> Result<(), KernelError> {
+        self.tickets
+            .set(slot, 0, 0)
+            .map_err(|source| KernelError::Map { map: MAP_FAULT_TICKETS, source })?;
+        let zeros = PerCpuValues::try_from(vec![SlotCounters::default(); self.nr_cpus])
+            .map_err(KernelError::Cpus)?;
+        self.counters
+            .set(slot, zeros, 0)
+            .map_err(|source| KernelError::Map { map: MAP_COUNTERS, source })
+    }
+
+    /// A slot's counters summed over all CPUs.
+    pub fn counters(&self, slot: u32) -> Result<SlotCounters, KernelError> {
+        let per_cpu = self
+            .counters
+            .get(&slot, 0)
+            .map_err(|source| KernelError::Map { map: MAP_COUNTERS, source })?;
+        Ok(per_cpu.iter().fold(SlotCounters::default(), |a, c| SlotCounters {
+            seen: a.seen + c.seen,
+            matched: a.matched + c.matched,
+            injected: a.injected + c.injected,
+            capped: a.capped + c.capped,
+        }))
+    }
+
+    /// Loads (once) and attaches `hook`'s copy for `slot` to `cgroup` with a BPF link, next to
+    /// any other program already attached there (links are always multi-attach).
+    pub fn attach(
+        &mut self,
+        slot: u32,
+        hook: Hook,
+        cgroup: impl AsFd,
+    ) -> Result<Attachment, KernelError> {
+        debug_assert!(slot < MAX_SLOTS);
+        let name = hook.program_name(slot);
+        let program = self
+            .ebpf
+            .program_mut(&name)
+            .ok_or_else(|| KernelError::MissingProgram(name.clone()))?;
+        let err = |source| KernelError::Program { program: name.clone(), source };
+        // On 5.7+ aya attaches with BPF_LINK_CREATE, which the kernel always treats as
+        // BPF_F_ALLOW_MULTI (other programs on the cgroup, systemd's included, keep running) and
+        // which rejects any explicit flag; `Single` means "no flag" there. We need 5.18+ anyway.
+        let mode = CgroupAttachMode::Single;
+        let link = match hook {
+            Hook::SkbIngress | Hook::SkbEgress => {
+                let p: &mut CgroupSkb = program.try_into().map_err(err)?;
+                ensure_loaded(p.fd().is_ok(), || p.load()).map_err(err)?;
+                let ty = if hook == Hook::SkbIngress {
+                    CgroupSkbAttachType::Ingress
+                } else {
+                    CgroupSkbAttachType::Egress
+                };
+                let id = p.attach(cgroup, ty, mode).map_err(err)?;
+                AttachedLink::Skb(p.take_link(id).map_err(err)?)
+            }
+            Hook::SockCreate => {
+                let p: &mut CgroupSock = program.try_into().map_err(err)?;
+                ensure_loaded(p.fd().is_ok(), || p.load()).map_err(err)?;
+                let id = p.attach(cgroup, mode).map_err(err)?;
+                AttachedLink::Sock(p.take_link(id).map_err(err)?)
+            }
+            _ => {
+                let p: &mut CgroupSockAddr = program.try_into().map_err(err)?;
+                ensure_loaded(p.fd().is_ok(), || p.load()).map_err(err)?;
+                let id = p.attach(cgroup, mode).map_err(err)?;
+                AttachedLink::SockAddr(p.take_link(id).map_err(err)?)
+            }
+        };
+        Ok(Attachment { hook, link: Some(link) })
+    }
+
+    /// Names of the programs in the loaded object (for the object tests and diagnostics).
+    pub fn program_names(&self) -> impl Iterator<Item = &str> {
+        self.ebpf.programs().map(|(name, _)| name)
+    }
+}
+
+fn ensure_loaded(
+    loaded: bool,
+    load: impl FnOnce() -> Result<(), ProgramError>,
+) -> Result<(), ProgramError> {
+    if loaded { Ok(()) } else { load() }
+}
+
+fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, KernelError>
+where
+    T: TryFrom<aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(KernelError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| KernelError::Map { map: name, source })
+}

@@ -1,0 +1,90 @@
+//! The one decision every program makes: is this event faulted?
+//!
+//! Order matters and is the safety model: kill switch, then kernel deadline, then filters and
+//! probability, then the exact fault cap (an atomic ticket per slot).
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::{
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    macros::map,
+    maps::{Array, PerCpuArray},
+};
+use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters};
+
+#[map(name = "CHAOS_SLOTS")]
+static SLOTS: Array<SlotConfig> = Array::with_max_entries(MAX_SLOTS, 0);
+
+#[map(name = "CHAOS_TICKETS")]
+static TICKETS: Array<u64> = Array::with_max_entries(MAX_SLOTS, 0);
+
+#[map(name = "CHAOS_COUNTERS")]
+static COUNTERS: PerCpuArray<SlotCounters> = PerCpuArray::with_max_entries(MAX_SLOTS, 0);
+
+/// `Event::port` of an event that has no port (ICMP, a non-first fragment, `socket()`).
+pub const NO_PORT: u32 = u32::MAX;
+
+/// What a hook knows about the event it is judging.
+pub struct Event {
+    /// L4 protocol number (IPv4 protocol / IPv6 next header).
+    pub proto: u32,
+    /// `FAMILY_V4`/`FAMILY_V6`, or 0 when the event has no remote address.
+    pub family: u32,
+    /// Remote address, network byte order words.
+    pub addr: [u32; 4],
+    /// Remote port in host order, or `NO_PORT`.
+    pub port: u32,
+}
+
+impl Event {
+    #[inline(always)]
+    fn matches(&self, cfg: &SlotConfig) -> bool {
+        if !cfg.protocol_matches(self.proto) {
+            return false;
+        }
+        let port_ok = if self.port > 0xffff {
+            cfg.port_lo == 0 && cfg.port_hi == 0xffff
+        } else {
+            cfg.port_matches(self.port as u16)
+        };
+        port_ok && (self.family == 0 || cfg.addr_matches(self.family, &self.addr))
+    }
+}
+
+/// Returns the slot's config when this event must be faulted, `None` to let it pass.
+#[inline(always)]
+pub fn decide(slot: u32, ev: &Event) -> Option<&'static SlotConfig> {
+    let cfg = SLOTS.get(slot)?;
+    if cfg.armed == 0 {
+        return None;
+    }
+    // SAFETY: helper without arguments or memory access.
+    if unsafe { bpf_ktime_get_ns() } >= cfg.expires_at_ns {
+        return None;
+    }
+    let counters = COUNTERS.get_ptr_mut(slot)?;
+    // SAFETY: the pointer comes from a successful per-CPU array lookup, is valid for the whole
+    // program run and is only touched by this CPU.
+    let counters = unsafe { &mut *counters };
+    counters.seen += 1;
+    if !ev.matches(cfg) {
+        return None;
+    }
+    counters.matched += 1;
+    // SAFETY: helper without arguments or memory access.
+    if u64::from(unsafe { bpf_get_prandom_u32() }) >= cfg.threshold {
+        return None;
+    }
+    let ticket = TICKETS.get_ptr_mut(slot)?;
+    // The BPF target has no `AtomicU64::fetch_add` (no CAS); the intrinsic lowers to the kernel's
+    // `BPF_ATOMIC | BPF_ADD | BPF_FETCH`, whose returned old value makes the cap exact.
+    // SAFETY: the pointer comes from a successful array lookup and the value is 8-byte aligned;
+    // the programs only ever touch it atomically (the daemon resets it while the slot is disarmed).
+    let old = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(ticket, 1) };
+    if old >= cfg.max_faults {
+        counters.capped += 1;
+        return None;
+    }
+    counters.injected += 1;
+    Some(cfg)
+}
