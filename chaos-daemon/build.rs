@@ -8,7 +8,9 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow!("chaos-daemon has no parent directory"))?
         .join("chaos-ebpf");
-    let root = root.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", root.display()))?;
+    let root = root
+        .to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path {}", root.display()))?;
     // The programs need BPF ISA v3 (`BPF_ATOMIC | BPF_FETCH` for the exact fault cap). aya-build
     // sets CARGO_ENCODED_RUSTFLAGS for its nightly cargo child, which would replace any
     // `-Ctarget-cpu` we put there; profile rustflags are appended instead. The build-override
@@ -21,7 +23,11 @@ fn main() -> anyhow::Result<()> {
     }
     println!("cargo:rerun-if-changed=../chaos-common/src");
     aya_build::build_ebpf(
-        [Package { name: "chaos-ebpf", root_dir: root, ..Default::default() }],
+        [Package {
+            name: "chaos-ebpf",
+            root_dir: root,
+            ..Default::default()
+        }],
         Toolchain::default(),
     )
 }

@@ -5,3 +5,6 @@
 //! disarms and stops it. The gRPC service, store and guards arrive with later issues.
 
 pub mod ebpf;
+pub mod engine;
+pub mod fault;
+pub mod target;

@@ -32,7 +32,11 @@ fn packet_event(ctx: &SkBuffContext, egress: bool) -> Result<Event, i64> {
             let frag: u16 = u16::from_be(ctx.load(6)?);
             let remote: u32 = ctx.load(if egress { 16 } else { 12 })?;
             // Ports exist only in the first fragment.
-            let l4 = if frag & 0x1fff == 0 { Some(usize::from(b0 & 0xf) * 4) } else { None };
+            let l4 = if frag & 0x1fff == 0 {
+                Some(usize::from(b0 & 0xf) * 4)
+            } else {
+                None
+            };
             (proto, FAMILY_V4, [remote, 0, 0, 0], l4)
         }
         6 => {
@@ -51,7 +55,12 @@ fn packet_event(ctx: &SkBuffContext, egress: bool) -> Result<Event, i64> {
         }
         _ => NO_PORT,
     };
-    Ok(Event { proto: u32::from(proto), family, addr, port })
+    Ok(Event {
+        proto: u32::from(proto),
+        family,
+        addr,
+        port,
+    })
 }
 
 #[inline(always)]
@@ -83,7 +92,12 @@ fn sock_addr_verdict(ctx: &SockAddrContext, slot: u32, v6: bool) -> i32 {
     let (family, addr) = if !v6 {
         (FAMILY_V4, [sa.user_ip4, 0, 0, 0])
     } else {
-        let ip6 = [sa.user_ip6[0], sa.user_ip6[1], sa.user_ip6[2], sa.user_ip6[3]];
+        let ip6 = [
+            sa.user_ip6[0],
+            sa.user_ip6[1],
+            sa.user_ip6[2],
+            sa.user_ip6[3],
+        ];
         if ip6[0] == 0 && ip6[1] == 0 && ip6[2] == u32::to_be(0xffff) {
             // ::ffff:a.b.c.d from a dual-stack socket is an IPv4 peer.
             (FAMILY_V4, [ip6[3], 0, 0, 0])
@@ -91,7 +105,12 @@ fn sock_addr_verdict(ctx: &SockAddrContext, slot: u32, v6: bool) -> i32 {
             (FAMILY_V6, ip6)
         }
     };
-    let ev = Event { proto: sa.protocol, family, addr, port };
+    let ev = Event {
+        proto: sa.protocol,
+        family,
+        addr,
+        port,
+    };
     match decide(slot, &ev) {
         Some(cfg) => reject(cfg.errno),
         None => SOCK_ALLOW,
@@ -102,7 +121,12 @@ fn sock_addr_verdict(ctx: &SockAddrContext, slot: u32, v6: bool) -> i32 {
 fn sock_create_verdict(ctx: &SockContext, slot: u32) -> i32 {
     // SAFETY: the kernel passes a valid `bpf_sock` for the whole program run.
     let sk = unsafe { &*ctx.sock };
-    let ev = Event { proto: sk.protocol, family: 0, addr: [0; 4], port: NO_PORT };
+    let ev = Event {
+        proto: sk.protocol,
+        family: 0,
+        addr: [0; 4],
+        port: NO_PORT,
+    };
     match decide(slot, &ev) {
         Some(cfg) => reject(cfg.errno),
         None => SOCK_ALLOW,

@@ -36,7 +36,10 @@ pub enum KernelError {
     #[error("map {map}: {source}")]
     Map { map: &'static str, source: MapError },
     #[error("program {program}: {source}")]
-    Program { program: String, source: ProgramError },
+    Program {
+        program: String,
+        source: ProgramError,
+    },
     #[error("counting CPUs: {0}")]
     Cpus(std::io::Error),
 }
@@ -145,25 +148,42 @@ impl Kernel {
         let tickets = take_map(&mut ebpf, MAP_FAULT_TICKETS)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Cpus(e))?;
-        Ok(Self { ebpf, slots, tickets, counters, nr_cpus })
+        Ok(Self {
+            ebpf,
+            slots,
+            tickets,
+            counters,
+            nr_cpus,
+        })
     }
 
     /// Writes a slot's configuration in one map update: this is the kill switch when
     /// `cfg.armed == 0`.
     pub fn write_slot(&mut self, slot: u32, cfg: &SlotConfig) -> Result<(), KernelError> {
-        self.slots.set(slot, cfg, 0).map_err(|source| KernelError::Map { map: MAP_SLOTS, source })
+        self.slots
+            .set(slot, cfg, 0)
+            .map_err(|source| KernelError::Map {
+                map: MAP_SLOTS,
+                source,
+            })
     }
 
     /// Zeroes a slot's fault tickets and counters. Only call while the slot is disarmed.
     pub fn reset_slot(&mut self, slot: u32) -> Result<(), KernelError> {
         self.tickets
             .set(slot, 0, 0)
-            .map_err(|source| KernelError::Map { map: MAP_FAULT_TICKETS, source })?;
+            .map_err(|source| KernelError::Map {
+                map: MAP_FAULT_TICKETS,
+                source,
+            })?;
         let zeros = PerCpuValues::try_from(vec![SlotCounters::default(); self.nr_cpus])
             .map_err(KernelError::Cpus)?;
         self.counters
             .set(slot, zeros, 0)
-            .map_err(|source| KernelError::Map { map: MAP_COUNTERS, source })
+            .map_err(|source| KernelError::Map {
+                map: MAP_COUNTERS,
+                source,
+            })
     }
 
     /// A slot's counters summed over all CPUs.
@@ -171,13 +191,18 @@ impl Kernel {
         let per_cpu = self
             .counters
             .get(&slot, 0)
-            .map_err(|source| KernelError::Map { map: MAP_COUNTERS, source })?;
-        Ok(per_cpu.iter().fold(SlotCounters::default(), |a, c| SlotCounters {
-            seen: a.seen + c.seen,
-            matched: a.matched + c.matched,
-            injected: a.injected + c.injected,
-            capped: a.capped + c.capped,
-        }))
+            .map_err(|source| KernelError::Map {
+                map: MAP_COUNTERS,
+                source,
+            })?;
+        Ok(per_cpu
+            .iter()
+            .fold(SlotCounters::default(), |a, c| SlotCounters {
+                seen: a.seen + c.seen,
+                matched: a.matched + c.matched,
+                injected: a.injected + c.injected,
+                capped: a.capped + c.capped,
+            }))
     }
 
     /// Loads (once) and attaches `hook`'s copy for `slot` to `cgroup` with a BPF link, next to
@@ -194,7 +219,10 @@ impl Kernel {
             .ebpf
             .program_mut(&name)
             .ok_or_else(|| KernelError::MissingProgram(name.clone()))?;
-        let err = |source| KernelError::Program { program: name.clone(), source };
+        let err = |source| KernelError::Program {
+            program: name.clone(),
+            source,
+        };
         // On 5.7+ aya attaches with BPF_LINK_CREATE, which the kernel always treats as
         // BPF_F_ALLOW_MULTI (other programs on the cgroup, systemd's included, keep running) and
         // which rejects any explicit flag; `Single` means "no flag" there. We need 5.18+ anyway.
@@ -224,7 +252,10 @@ impl Kernel {
                 AttachedLink::SockAddr(p.take_link(id).map_err(err)?)
             }
         };
-        Ok(Attachment { hook, link: Some(link) })
+        Ok(Attachment {
+            hook,
+            link: Some(link),
+        })
     }
 
     /// Names of the programs in the loaded object (for the object tests and diagnostics).

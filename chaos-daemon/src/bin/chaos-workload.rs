@@ -1,0 +1,243 @@
+//! `chaos-workload`: a small, deterministic traffic generator to observe faults from the
+//! outside, as a user's program would. Used by the demo, the kernel tests and the benchmarks.
+//!
+//! Every mode can first move itself into a cgroup (`--cgroup`, before any socket exists, since a
+//! socket belongs to the cgroup of the process that created it) and pin itself to a CPU
+//! (`--cpu`). It prints one result line of `key=value` pairs: `ok=N` plus one count per errno
+//! name, e.g. `ok=7490 ECONNREFUSED=2510`.
+
+use std::{
+    collections::BTreeMap,
+    io::{self, Read as _, Write as _},
+    net::{SocketAddr, TcpStream, UdpSocket},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Traffic generator for observing chaos-ebpf faults")]
+struct Cli {
+    /// Join this cgroup v2 directory before doing anything.
+    #[arg(long, global = true)]
+    cgroup: Option<PathBuf>,
+    /// Pin to this CPU.
+    #[arg(long, global = true)]
+    cpu: Option<usize>,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Send COUNT UDP datagrams (sequence-numbered) with sendto() on an unconnected socket.
+    UdpSend {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        count: u64,
+    },
+    /// Receive UDP datagrams; print `ready PORT` once bound, then `received=N` after IDLE_MS
+    /// without traffic (or TIMEOUT_MS in all).
+    UdpRecv {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: SocketAddr,
+        #[arg(long, default_value_t = 500)]
+        idle_ms: u64,
+        #[arg(long, default_value_t = 60_000)]
+        timeout_ms: u64,
+    },
+    /// COUNT blocking TCP connect() calls, each closed at once.
+    Connect {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        count: u64,
+    },
+    /// COUNT socket() calls of the given kind (udp or tcp), each closed at once.
+    Socket {
+        #[arg(long, default_value = "udp")]
+        kind: String,
+        #[arg(long)]
+        count: u64,
+    },
+    /// COUNT bind() calls to ADDR (port 0 = any), each on a fresh UDP socket.
+    Bind {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+        #[arg(long)]
+        count: u64,
+    },
+    /// Connect, send BYTES over TCP, half-close and wait for the peer's echo of the byte count.
+    TcpSend {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        bytes: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(cpu) = cli.cpu {
+        let mut set = nix::sched::CpuSet::new();
+        set.set(cpu).context("--cpu")?;
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+            .context("sched_setaffinity")?;
+    }
+    if let Some(cg) = &cli.cgroup {
+        std::fs::write(cg.join("cgroup.procs"), std::process::id().to_string())
+            .with_context(|| format!("joining cgroup {}", cg.display()))?;
+    }
+    let mut tally = Tally::default();
+    match cli.mode {
+        Mode::UdpSend { to, count } => {
+            let bind: SocketAddr = if to.is_ipv4() {
+                "0.0.0.0:0".parse()?
+            } else {
+                "[::]:0".parse()?
+            };
+            let sock = UdpSocket::bind(bind)?;
+            for seq in 0..count {
+                tally.record(sock.send_to(&seq.to_be_bytes(), to).map(drop));
+            }
+        }
+        Mode::UdpRecv {
+            bind,
+            idle_ms,
+            timeout_ms,
+        } => {
+            let sock = UdpSocket::bind(bind)?;
+            raise_rcvbuf(&sock);
+            println!("ready {}", sock.local_addr()?.port());
+            io::stdout().flush()?;
+            sock.set_read_timeout(Some(Duration::from_millis(idle_ms)))?;
+            let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+            let mut buf = [0u8; 2048];
+            let mut received = 0u64;
+            while Instant::now() < deadline {
+                match sock.recv(&mut buf) {
+                    Ok(_) => received += 1,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        if received > 0 {
+                            break;
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            println!("received={received}");
+            return Ok(());
+        }
+        Mode::Connect { to, count } => {
+            for _ in 0..count {
+                tally.record(TcpStream::connect(to).map(drop));
+            }
+        }
+        Mode::Socket { kind, count } => {
+            let ty = match kind.as_str() {
+                "udp" => libc::SOCK_DGRAM,
+                "tcp" => libc::SOCK_STREAM,
+                _ => bail!("--kind: {kind:?} is not udp or tcp"),
+            };
+            for _ in 0..count {
+                // SAFETY: plain syscall; the returned descriptor is closed right away.
+                let fd = unsafe { libc::socket(libc::AF_INET, ty, 0) };
+                if fd >= 0 {
+                    // SAFETY: `fd` is a descriptor we own.
+                    unsafe { libc::close(fd) };
+                    tally.ok += 1;
+                } else {
+                    tally.record(Err(io::Error::last_os_error()));
+                }
+            }
+        }
+        Mode::Bind { addr, count } => {
+            for _ in 0..count {
+                tally.record(UdpSocket::bind(addr).map(drop));
+            }
+        }
+        Mode::TcpSend { to, bytes } => {
+            let result = tcp_send(to, bytes);
+            tally.record(result.map(drop));
+        }
+    }
+    println!("{tally}");
+    Ok(())
+}
+
+fn tcp_send(to: SocketAddr, bytes: u64) -> io::Result<()> {
+    let mut s = TcpStream::connect(to)?;
+    let chunk = vec![0x5au8; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        s.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut echo = String::new();
+    s.read_to_string(&mut echo)?;
+    if echo.trim() != bytes.to_string() {
+        return Err(io::Error::other(format!(
+            "peer counted {echo:?}, sent {bytes}"
+        )));
+    }
+    Ok(())
+}
+
+/// Receivers must not lose datagrams themselves: ask for a 64 MiB buffer (root may exceed
+/// rmem_max with SO_RCVBUFFORCE).
+fn raise_rcvbuf(sock: &UdpSocket) {
+    use std::os::fd::AsRawFd as _;
+    let size: libc::c_int = 64 << 20;
+    // SAFETY: valid socket and a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Successes and failures by errno name.
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn record(&mut self, r: io::Result<()>) {
+        match r {
+            Ok(()) => self.ok += 1,
+            Err(e) => {
+                let name = e
+                    .raw_os_error()
+                    .map(|n| format!("{:?}", nix::errno::Errno::from_raw(n)))
+                    .unwrap_or_else(|| "OTHER".into());
+                *self.errors.entry(name).or_default() += 1;
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ok={}", self.ok)?;
+        for (name, n) in &self.errors {
+            write!(f, " {name}={n}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! The faults running on this node: slot allocation, arm, disarm (the kill switch), stop
+//! (disarm, then detach) and counters.
+//!
+//! A start is all-or-nothing: the spec is planned and the target resolved before the kernel is
+//! touched; the slot is written disarmed, every hook is attached, and only then is the slot
+//! armed with its kernel deadline. Any failure detaches what was attached.
+
+use std::{fmt, fs::File, time::Duration};
+
+use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters};
+
+use crate::{
+    ebpf::{Attachment, Kernel, KernelError},
+    fault::{FaultSpec, SpecError},
+    target::{ResolvedTarget, Resolver, TargetError},
+};
+
+/// Identifies one started fault for the lifetime of its engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FaultId(pub u64);
+
+impl fmt::Display for FaultId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Why the engine refused or failed a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid fault spec: {0}")]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("all {MAX_SLOTS} experiment slots are in use; stop a running fault first")]
+    NoFreeSlot,
+    #[error("no running fault with id {0}")]
+    UnknownFault(FaultId),
+    #[error("opening cgroup {path:?}: {source}")]
+    OpenCgroup {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reading the monotonic clock: {0}")]
+    Clock(nix::Error),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+}
+
+/// What a started fault is, as the caller needs to know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultHandle {
+    pub id: FaultId,
+    /// The kernel slot it occupies.
+    pub slot: u32,
+    pub target: ResolvedTarget,
+    /// `CLOCK_MONOTONIC` nanoseconds after which the kernel injects nothing.
+    pub expires_at_ns: u64,
+}
+
+struct Running {
+    handle: FaultHandle,
+    /// The armed configuration; disarming writes it back with `armed = 0`.
+    config: SlotConfig,
+    attachments: Vec<Attachment>,
+}
+
+/// The node's fault engine. Dropping it disarms and detaches everything.
+pub struct Engine {
+    kernel: Kernel,
+    resolver: Resolver,
+    slots: Vec<Option<Running>>,
+    next_id: u64,
+}
+
+impl Engine {
+    /// Loads the kernel object. `resolver` decides what may be targeted.
+    pub fn new(resolver: Resolver) -> Result<Self, EngineError> {
+        Ok(Self {
+            kernel: Kernel::load()?,
+            resolver,
+            slots: (0..MAX_SLOTS).map(|_| None).collect(),
+            next_id: 1,
+        })
+    }
+
+    /// The resolver this engine checks targets with.
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    /// Validates, resolves, attaches and arms. On error nothing stays attached.
+    pub fn start(&mut self, spec: &FaultSpec) -> Result<FaultHandle, EngineError> {
+        let plan = spec.plan()?;
+        let target = self.resolver.resolve(&spec.target)?;
+        let slot = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(EngineError::NoFreeSlot)?;
+        let slot_u32 = slot as u32;
+        let cgroup = File::open(&target.path).map_err(|source| EngineError::OpenCgroup {
+            path: target.path.clone(),
+            source,
+        })?;
+
+        let mut config = plan.config;
+        config.armed = 0;
+        self.kernel.write_slot(slot_u32, &config)?;
+        self.kernel.reset_slot(slot_u32)?;
+        let mut attachments = Vec::with_capacity(plan.hooks.len());
+        for hook in &plan.hooks {
+            // On error `attachments` is dropped here, which detaches what was attached.
+            attachments.push(self.kernel.attach(slot_u32, *hook, &cgroup)?);
+        }
+        config.expires_at_ns = monotonic_ns()?.saturating_add(nanos(spec.duration));
+        config.armed = 1;
+        self.kernel.write_slot(slot_u32, &config)?;
+
+        let handle = FaultHandle {
+            id: FaultId(self.next_id),
+            slot: slot_u32,
+            target,
+            expires_at_ns: config.expires_at_ns,
+        };
+        self.next_id += 1;
+        tracing::info!(
+            fault_id = %handle.id, fault = spec.fault.kind(), target = %handle.target.path.display(),
+            slot, "armed"
+        );
+        self.slots[slot] = Some(Running {
+            handle: handle.clone(),
+            config,
+            attachments,
+        });
+        Ok(handle)
+    }
+
+    /// The kill switch: one map write; the programs stay attached but inject nothing.
+    pub fn disarm(&mut self, id: FaultId) -> Result<(), EngineError> {
+        let slot = self.slot_of(id)?;
+        let running = self.slots[slot]
+            .as_mut()
+            .ok_or(EngineError::UnknownFault(id))?;
+        running.config.armed = 0;
+        self.kernel.write_slot(slot as u32, &running.config)?;
+        Ok(())
+    }
+
+    /// Disarms every running fault; returns how many were disarmed. Keeps going past errors
+    /// and returns the first one after trying all.
+    pub fn disarm_all(&mut self) -> Result<usize, EngineError> {
+        let ids: Vec<FaultId> = self.running().map(|h| h.id).collect();
+        let mut first_err = None;
+        for id in &ids {
+            if let Err(e) = self.disarm(*id) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(ids.len()), Err)
+    }
+
+    /// Disarms, then detaches, then frees the slot. Returns the final counters.
+    pub fn stop(&mut self, id: FaultId) -> Result<SlotCounters, EngineError> {
+        self.disarm(id)?;
+        let slot = self.slot_of(id)?;
+        let counters = self.kernel.counters(slot as u32)?;
+        let running = self.slots[slot]
+            .take()
+            .ok_or(EngineError::UnknownFault(id))?;
+        let mut first_err = None;
+        for a in running.attachments {
+            let hook = a.hook;
+            if let Err(source) = a.detach() {
+                let program = hook.program_name(slot as u32);
+                first_err.get_or_insert(KernelError::Program { program, source });
+            }
+        }
+        tracing::info!(fault_id = %id, injected = counters.injected, "stopped");
+        first_err.map_or(Ok(counters), |e| Err(e.into()))
+    }
+
+    /// Stops every fault whose kernel deadline has passed; returns their ids and counters.
+    pub fn reap_expired(&mut self) -> Result<Vec<(FaultId, SlotCounters)>, EngineError> {
+        let now = monotonic_ns()?;
+        let expired: Vec<FaultId> = self
+            .running()
+            .filter(|h| h.expires_at_ns <= now)
+            .map(|h| h.id)
+            .collect();
+        expired
+            .into_iter()
+            .map(|id| Ok((id, self.stop(id)?)))
+            .collect()
+    }
+
+    /// Live counters of a running fault, summed over CPUs.
+    pub fn counters(&self, id: FaultId) -> Result<SlotCounters, EngineError> {
+        let slot = self.slot_of(id)?;
+        Ok(self.kernel.counters(slot as u32)?)
+    }
+
+    /// The running faults.
+    pub fn running(&self) -> impl Iterator<Item = &FaultHandle> {
+        self.slots.iter().flatten().map(|r| &r.handle)
+    }
+
+    fn slot_of(&self, id: FaultId) -> Result<usize, EngineError> {
+        self.slots
+            .iter()
+            .position(|r| r.as_ref().is_some_and(|r| r.handle.id == id))
+            .ok_or(EngineError::UnknownFault(id))
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Disarm first (fast, one write each), then detach by dropping the attachments.
+        if let Err(e) = self.disarm_all() {
+            tracing::error!(error = %e, "disarming on shutdown failed; detaching anyway");
+        }
+        self.slots.clear();
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> Result<u64, EngineError> {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_err(EngineError::Clock)?;
+    Ok(ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

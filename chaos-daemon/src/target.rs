@@ -1,0 +1,403 @@
+//! Target resolution: a cgroup path, a PID, a container ID or a pod UID becomes one cgroup v2
+//! directory and its id, and protected cgroups are refused.
+//!
+//! The cgroup2 mount is found in `/proc/self/mountinfo` (it is `/sys/fs/cgroup` on most nodes,
+//! `/sys/fs/cgroup/unified` on hybrid hosts). A cgroup's id, what `bpf_get_current_cgroup_id`
+//! returns, is the inode number of its directory.
+
+use std::{
+    fmt, fs, io,
+    os::unix::fs::MetadataExt as _,
+    path::{Component, Path, PathBuf},
+};
+
+/// What the user asked to target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A cgroup directory: absolute under the cgroup2 mount, or relative to it
+    /// (`/kubepods.slice/...` is taken relative to the mount when it is not under it).
+    CgroupPath(PathBuf),
+    /// The cgroup of a process.
+    Pid(u32),
+    /// A container's cgroup, by its full ID or a unique prefix of at least 12 characters.
+    ContainerId(String),
+    /// A pod's cgroup (all its containers), by the pod UID.
+    PodUid(String),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::CgroupPath(p) => write!(f, "cgroup {}", p.display()),
+            Target::Pid(p) => write!(f, "pid {p}"),
+            Target::ContainerId(c) => write!(f, "container {c}"),
+            Target::PodUid(u) => write!(f, "pod {u}"),
+        }
+    }
+}
+
+/// A target resolved to a cgroup v2 directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedTarget {
+    /// Absolute path of the cgroup directory.
+    pub path: PathBuf,
+    /// The cgroup id (directory inode).
+    pub id: u64,
+}
+
+/// Why a target cannot be used. Each variant names what was asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("no cgroup2 filesystem is mounted (looked in /proc/self/mountinfo)")]
+    NoCgroup2,
+    #[error("target.cgroup: {path:?} is not a cgroup directory under the cgroup2 mount {mount:?}")]
+    NotACgroup { path: PathBuf, mount: PathBuf },
+    #[error("target.pid: process {pid} not found or has no cgroup v2 membership: {source}")]
+    Pid { pid: u32, source: io::Error },
+    #[error("target.container: {id:?} is not a container ID (hex, at least 12 characters)")]
+    BadContainerId { id: String },
+    #[error("target.pod_uid: {uid:?} is not a pod UID (UUID form, 36 characters)")]
+    BadPodUid { uid: String },
+    #[error("{what} {value:?}: no cgroup found under {mount:?}")]
+    NotFound {
+        what: &'static str,
+        value: String,
+        mount: PathBuf,
+    },
+    #[error("{what} {value:?} is ambiguous: it matches {first:?} and {second:?}")]
+    Ambiguous {
+        what: &'static str,
+        value: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("target {path:?} is protected: {reason}")]
+    Protected { path: PathBuf, reason: String },
+    #[error("reading {path:?}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// How deep the container and pod searches walk below the cgroup2 mount. kubelet's deepest
+/// layout (kind nodes nest it under the node's own cgroup) is about eight levels.
+const MAX_SEARCH_DEPTH: usize = 10;
+
+/// The cgroup2 mount point from `/proc/self/mountinfo`.
+pub fn cgroup2_mount() -> Result<PathBuf, TargetError> {
+    let text = fs::read_to_string("/proc/self/mountinfo").map_err(|source| TargetError::Io {
+        path: "/proc/self/mountinfo".into(),
+        source,
+    })?;
+    parse_cgroup2_mount(&text).ok_or(TargetError::NoCgroup2)
+}
+
+/// Finds the first cgroup2 mount in mountinfo text (`... MOUNTPOINT ... - cgroup2 ...`).
+pub fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        let mount = left.split_whitespace().nth(4)?;
+        Some(PathBuf::from(unescape_mountinfo(mount)))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(char::from(c));
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Resolves targets under one cgroup2 mount and refuses protected ones.
+#[derive(Clone, Debug)]
+pub struct Resolver {
+    mount: PathBuf,
+    /// Cgroups that may never be targeted, with the reason; their ancestors are refused too
+    /// (a fault on an ancestor reaches them).
+    protected: Vec<(PathBuf, String)>,
+}
+
+impl Resolver {
+    /// A resolver for `mount` that protects the root cgroup and the calling process's cgroup.
+    pub fn new(mount: PathBuf) -> Result<Self, TargetError> {
+        let mount = canonical(&mount)?;
+        let own = cgroup_of_pid_path(&mount, Path::new("/proc/self/cgroup"))?;
+        Ok(Self {
+            protected: vec![(own, "it is the daemon's own cgroup".into())],
+            mount,
+        })
+    }
+
+    /// The cgroup2 mount this resolver works under.
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+
+    /// Adds a cgroup that may never be targeted (nor any of its ancestors).
+    pub fn protect(&mut self, path: PathBuf, reason: impl Into<String>) {
+        self.protected.push((path, reason.into()));
+    }
+
+    /// Resolves `target` to a cgroup directory and checks it is not protected.
+    pub fn resolve(&self, target: &Target) -> Result<ResolvedTarget, TargetError> {
+        let path = match target {
+            Target::CgroupPath(p) => self.cgroup_path(p)?,
+            Target::Pid(pid) => {
+                cgroup_of_pid_path(&self.mount, &PathBuf::from(format!("/proc/{pid}/cgroup")))
+                    .map_err(|e| match e {
+                        TargetError::Io { source, .. } => TargetError::Pid { pid: *pid, source },
+                        other => other,
+                    })?
+            }
+            Target::ContainerId(id) => self.container(id)?,
+            Target::PodUid(uid) => self.pod(uid)?,
+        };
+        self.check_protected(&path)?;
+        let id = fs::metadata(&path)
+            .map_err(|source| TargetError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .ino();
+        Ok(ResolvedTarget { path, id })
+    }
+
+    fn check_protected(&self, path: &Path) -> Result<(), TargetError> {
+        if path == self.mount {
+            return Err(TargetError::Protected {
+                path: path.into(),
+                reason: "it is the root cgroup (every process on the node)".into(),
+            });
+        }
+        for (p, reason) in &self.protected {
+            if p.starts_with(path) {
+                let reason = if p == path {
+                    reason.clone()
+                } else {
+                    format!("it contains {} ({reason})", p.display())
+                };
+                return Err(TargetError::Protected {
+                    path: path.into(),
+                    reason,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn cgroup_path(&self, p: &Path) -> Result<PathBuf, TargetError> {
+        let not_cgroup = || TargetError::NotACgroup {
+            path: p.into(),
+            mount: self.mount.clone(),
+        };
+        if p.components().any(|c| c == Component::ParentDir) {
+            return Err(not_cgroup());
+        }
+        let full = if p.starts_with(&self.mount) {
+            p.to_path_buf()
+        } else {
+            self.mount.join(p.strip_prefix("/").unwrap_or(p))
+        };
+        let full = canonical(&full).map_err(|_| not_cgroup())?;
+        if !full.starts_with(&self.mount) || !full.join("cgroup.procs").exists() {
+            return Err(not_cgroup());
+        }
+        Ok(full)
+    }
+
+    fn container(&self, id: &str) -> Result<PathBuf, TargetError> {
+        if id.len() < 12 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TargetError::BadContainerId { id: id.into() });
+        }
+        let id = id.to_ascii_lowercase();
+        self.find_unique("container", &id, |name| {
+            container_id_of(name).is_some_and(|c| c.starts_with(&id))
+        })
+    }
+
+    fn pod(&self, uid: &str) -> Result<PathBuf, TargetError> {
+        let ok = uid.len() == 36
+            && uid.bytes().enumerate().all(|(i, b)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    b == b'-'
+                } else {
+                    b.is_ascii_hexdigit()
+                }
+            });
+        if !ok {
+            return Err(TargetError::BadPodUid { uid: uid.into() });
+        }
+        let uid = uid.to_ascii_lowercase();
+        self.find_unique("pod", &uid, |name| {
+            pod_uid_of(name).is_some_and(|u| u == uid)
+        })
+    }
+
+    /// Walks the hierarchy breadth-first and returns the one directory whose name matches.
+    fn find_unique(
+        &self,
+        what: &'static str,
+        value: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<PathBuf, TargetError> {
+        let mut found: Option<PathBuf> = None;
+        let mut level = vec![self.mount.clone()];
+        for _ in 0..MAX_SEARCH_DEPTH {
+            let mut next = Vec::new();
+            for dir in &level {
+                // Cgroups vanish while we walk; an unreadable directory is simply skipped.
+                let Ok(entries) = fs::read_dir(dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        continue;
+                    }
+                    let path = entry.path();
+                    if entry.file_name().to_str().is_some_and(&matches) {
+                        if let Some(first) = found {
+                            return Err(TargetError::Ambiguous {
+                                what,
+                                value: value.into(),
+                                first,
+                                second: path,
+                            });
+                        }
+                        found = Some(path);
+                    } else {
+                        next.push(path);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            level = next;
+        }
+        found.ok_or_else(|| TargetError::NotFound {
+            what,
+            value: value.into(),
+            mount: self.mount.clone(),
+        })
+    }
+}
+
+/// The container ID in a cgroup directory name, for the runtimes kubelet drives:
+/// systemd driver `cri-containerd-<id>.scope`, `crio-<id>.scope`, `docker-<id>.scope`,
+/// `libpod-<id>.scope`; cgroupfs driver `<id>` and `crio-<id>`.
+pub fn container_id_of(name: &str) -> Option<&str> {
+    let base = name.strip_suffix(".scope").unwrap_or(name);
+    let id = ["cri-containerd-", "crio-", "docker-", "libpod-"]
+        .iter()
+        .find_map(|p| base.strip_prefix(p))
+        .unwrap_or(base);
+    (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
+/// The pod UID (dashed, lower case) in a cgroup directory name: systemd driver
+/// `kubepods-<qos>-pod<uid_with_underscores>.slice` or `kubepods-pod<...>.slice`; cgroupfs
+/// driver `pod<uid>`.
+pub fn pod_uid_of(name: &str) -> Option<String> {
+    let uid = if let Some(slice) = name.strip_suffix(".slice") {
+        slice.rsplit_once("-pod")?.1.replace('_', "-")
+    } else {
+        name.strip_prefix("pod")?.to_string()
+    };
+    (uid.len() == 36).then(|| uid.to_ascii_lowercase())
+}
+
+/// The cgroup v2 directory of a process, from a `/proc/PID/cgroup` file (`0::/path`).
+fn cgroup_of_pid_path(mount: &Path, proc_cgroup: &Path) -> Result<PathBuf, TargetError> {
+    let io_err = |source| TargetError::Io {
+        path: proc_cgroup.into(),
+        source,
+    };
+    let text = fs::read_to_string(proc_cgroup).map_err(io_err)?;
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| io_err(io::Error::new(io::ErrorKind::NotFound, "no 0:: line")))?;
+    let rel = rel.strip_suffix(" (deleted)").unwrap_or(rel);
+    Ok(mount.join(rel.trim_start_matches('/')))
+}
+
+fn canonical(p: &Path) -> Result<PathBuf, TargetError> {
+    fs::canonicalize(p).map_err(|source| TargetError::Io {
+        path: p.into(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cgroup2_in_hybrid_and_unified_mountinfo() {
+        let hybrid = "30 24 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                      41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            parse_cgroup2_mount(hybrid),
+            Some("/sys/fs/cgroup/unified".into())
+        );
+        let unified = "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw\n";
+        assert_eq!(parse_cgroup2_mount(unified), Some("/sys/fs/cgroup".into()));
+        let escaped = "35 24 0:30 / /mnt/my\\040cg rw - cgroup2 none rw\n";
+        assert_eq!(parse_cgroup2_mount(escaped), Some("/mnt/my cg".into()));
+        assert_eq!(
+            parse_cgroup2_mount("1 2 0:1 / /proc rw - proc proc rw\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn container_names_of_every_runtime_and_driver() {
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        for name in [
+            format!("cri-containerd-{id}.scope"),
+            format!("crio-{id}.scope"),
+            format!("docker-{id}.scope"),
+            format!("libpod-{id}.scope"),
+            format!("crio-{id}"),
+            id.to_string(),
+        ] {
+            assert_eq!(container_id_of(&name), Some(id), "{name}");
+        }
+        assert_eq!(container_id_of("crio-conmon-abc.scope"), None);
+        assert_eq!(container_id_of("kubepods.slice"), None);
+    }
+
+    #[test]
+    fn pod_names_of_both_drivers() {
+        let uid = "8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f";
+        let under = uid.replace('-', "_");
+        for name in [
+            format!("kubepods-burstable-pod{under}.slice"),
+            format!("kubepods-besteffort-pod{under}.slice"),
+            format!("kubepods-pod{under}.slice"),
+            format!("pod{uid}"),
+        ] {
+            assert_eq!(pod_uid_of(&name).as_deref(), Some(uid), "{name}");
+        }
+        assert_eq!(pod_uid_of("kubepods-burstable.slice"), None);
+        assert_eq!(pod_uid_of("podman"), None);
+    }
+}
