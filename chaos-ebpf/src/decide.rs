@@ -77,10 +77,13 @@ pub fn decide(slot: u32, ev: &Event) -> Option<&'static SlotConfig> {
     }
     let ticket = TICKETS.get_ptr_mut(slot)?;
     // The BPF target has no `AtomicU64::fetch_add` (no CAS); the intrinsic lowers to the kernel's
-    // `BPF_ATOMIC | BPF_ADD | BPF_FETCH`, whose returned old value makes the cap exact.
+    // `BPF_ATOMIC | BPF_ADD | BPF_FETCH`, whose returned old value makes the cap exact. It must be
+    // SeqCst: LLVM 22's BPF backend lowers a *relaxed* fetch-add to the non-fetching `lock add`
+    // and then uses the addend as the "old value" (measured: the cap never triggered). The object
+    // test in chaos-daemon checks every atomic in the object carries BPF_FETCH.
     // SAFETY: the pointer comes from a successful array lookup and the value is 8-byte aligned;
     // the programs only ever touch it atomically (the daemon resets it while the slot is disarmed).
-    let old = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(ticket, 1) };
+    let old = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(ticket, 1) };
     if old >= cfg.max_faults {
         counters.capped += 1;
         return None;

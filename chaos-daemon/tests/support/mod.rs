@@ -1,0 +1,433 @@
+//! Shared helpers of the kernel tests: the kernel gate, RAII cgroups, workloads run as real
+//! processes, loopback sinks and the statistics of the assertions.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the helpers"
+)]
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{SocketAddr, TcpListener, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use chaos_daemon::{
+    ebpf::{Hook, query::attached_programs},
+    engine::Engine,
+    fault::{Direction, EgressDrop, Fault, FaultSpec, NetFilter},
+    target::{Resolver, Target, cgroup2_mount},
+};
+
+pub const DAEMON: &str = env!("CARGO_BIN_EXE_chaos-daemon");
+pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_chaos-workload");
+
+/// Returns the cgroup2 mount when this machine can run kernel tests (root, cgroup2, BPF).
+/// Otherwise skips the test, or fails it when `CHAOS_REQUIRE_KERNEL=1` (CI).
+pub fn kernel() -> Option<PathBuf> {
+    let why = if !nix::unistd::geteuid().is_root() {
+        Some("not root".to_string())
+    } else {
+        match cgroup2_mount() {
+            Ok(m) => return Some(m),
+            Err(e) => Some(e.to_string()),
+        }
+    };
+    let why = why.unwrap_or_default();
+    if std::env::var("CHAOS_REQUIRE_KERNEL").as_deref() == Ok("1") {
+        panic!("kernel test cannot run ({why}) but CHAOS_REQUIRE_KERNEL=1");
+    }
+    eprintln!("SKIP: kernel test needs root and cgroup2 ({why})");
+    None
+}
+
+/// An engine that may target anything but the root and the test's own cgroup.
+pub fn engine(mount: &Path) -> Engine {
+    Engine::new(Resolver::new(mount.to_path_buf()).expect("resolver")).expect("engine loads")
+}
+
+/// A uniquely named cgroup under the cgroup2 mount; killed and removed on drop, even when the
+/// test fails.
+pub struct TestCgroup {
+    pub path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new(mount: &Path, tag: &str) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "chaos-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = mount.join(name);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Self { path }
+    }
+
+    /// A child cgroup; removed with its parent.
+    pub fn child(&self, name: &str) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    pub fn target(&self) -> Target {
+        Target::CgroupPath(self.path.clone())
+    }
+
+    /// Programs attached directly to this cgroup, over every hook we use.
+    pub fn attached(&self) -> usize {
+        attached_count(&self.path)
+    }
+}
+
+/// Programs attached directly to `path`, over every hook we use.
+pub fn attached_count(path: &Path) -> usize {
+    let f = std::fs::File::open(path).unwrap();
+    Hook::ALL
+        .iter()
+        .map(|h| attached_programs(&f, h.attach_type()).unwrap().len())
+        .sum()
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        remove_tree(&self.path);
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A fault spec with defaults the tests override.
+pub fn spec(target: Target, fault: Fault, probability: f64) -> FaultSpec {
+    FaultSpec {
+        target,
+        fault,
+        probability,
+        duration: Duration::from_secs(120),
+        max_faults: None,
+        filter: NetFilter::default(),
+    }
+}
+
+pub fn loss(direction: Direction, egress_drop: EgressDrop) -> Fault {
+    Fault::PacketLoss {
+        direction,
+        egress_drop,
+    }
+}
+
+pub fn socket_error(errno: &str, calls: &[&str]) -> Fault {
+    Fault::SocketError {
+        errno: errno.parse().unwrap(),
+        calls: calls.iter().map(|c| c.parse().unwrap()).collect(),
+    }
+}
+
+/// What a `chaos-workload` run reported: `ok` and counts by errno name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub counts: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    pub fn get(&self, key: &str) -> u64 {
+        self.counts.get(key).copied().unwrap_or(0)
+    }
+    pub fn ok(&self) -> u64 {
+        self.get("ok")
+    }
+    /// Every count that is not `ok`.
+    pub fn errors(&self) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(k, _)| *k != "ok")
+            .map(|(_, v)| v)
+            .sum()
+    }
+    fn parse(line: &str) -> Self {
+        let counts = line
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.parse().expect("count")))
+            .collect();
+        Self { counts }
+    }
+}
+
+/// Runs `chaos-workload` (inside `cgroup` when given) and parses its result line.
+pub fn workload(cgroup: Option<&Path>, args: &[&str]) -> Tally {
+    let mut cmd = Command::new(WORKLOAD);
+    if let Some(cg) = cgroup {
+        cmd.arg("--cgroup").arg(cg);
+    }
+    let out = cmd.args(args).output().expect("spawn chaos-workload");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "chaos-workload {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Tally::parse(stdout.lines().last().unwrap_or(""))
+}
+
+/// Runs `workload` on another thread.
+pub fn workload_bg(cgroup: Option<&Path>, args: &[&str]) -> JoinHandle<Tally> {
+    let cgroup = cgroup.map(Path::to_path_buf);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        workload(cgroup.as_deref(), &args)
+    })
+}
+
+/// A `chaos-workload udp-recv` process (inside `cgroup` when given) that is bound and ready.
+pub struct Receiver {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    pub addr: SocketAddr,
+}
+
+impl Receiver {
+    pub fn start(cgroup: Option<&Path>, idle_ms: u64, timeout_ms: u64) -> Self {
+        let mut cmd = Command::new(WORKLOAD);
+        if let Some(cg) = cgroup {
+            cmd.arg("--cgroup").arg(cg);
+        }
+        let mut child = cmd
+            .args(["udp-recv", "--idle-ms", &idle_ms.to_string()])
+            .args(["--timeout-ms", &timeout_ms.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let port: u16 = line
+            .trim()
+            .strip_prefix("ready ")
+            .expect("ready line")
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            stdout,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// Waits for the receiver to go idle and returns how many datagrams it got.
+    pub fn received(mut self) -> u64 {
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        assert!(self.child.wait().unwrap().success());
+        rest.trim()
+            .strip_prefix("received=")
+            .expect("received line")
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A UDP sink in the test process (outside every test cgroup) counting datagrams.
+pub struct UdpSink {
+    pub addr: SocketAddr,
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpSink {
+    pub fn new() -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        raise_rcvbuf(&sock);
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = sock.local_addr().unwrap();
+        let count = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (count.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !s.load(Ordering::Relaxed) {
+                if sock.recv(&mut buf).is_ok() {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Self {
+            addr,
+            count,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn to(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The count once no datagram arrived for 200 ms.
+    pub fn settled(&self) -> u64 {
+        let mut last = self.count.load(Ordering::Relaxed);
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = self.count.load(Ordering::Relaxed);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+}
+
+impl Drop for UdpSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn raise_rcvbuf(sock: &UdpSocket) {
+    use std::os::fd::AsRawFd as _;
+    let size: libc::c_int = 64 << 20;
+    // SAFETY: valid socket and a correctly sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE");
+}
+
+/// A TCP listener in the test process that accepts and closes every connection, or, with
+/// `echo_count`, reads everything and answers with the byte count.
+pub struct TcpServer {
+    pub addr: SocketAddr,
+}
+
+impl TcpServer {
+    pub fn start(bind: &str, echo_count: bool) -> Self {
+        let listener = TcpListener::bind(bind).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The thread ends with the test process; accept() holds no resources worth freeing.
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut c) = conn else { continue };
+                if echo_count {
+                    std::thread::spawn(move || {
+                        let mut n = 0u64;
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(k) = c.read(&mut buf) {
+                            if k == 0 {
+                                break;
+                            }
+                            n += k as u64;
+                        }
+                        let _ = c.write_all(n.to_string().as_bytes());
+                    });
+                }
+            }
+        });
+        Self { addr }
+    }
+
+    pub fn to(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// Asserts `observed` (a fraction of `n` trials) is within `k` binomial standard deviations of `p`.
+pub fn assert_rate(what: &str, observed: f64, n: u64, p: f64, k: f64) {
+    let sigma = (p * (1.0 - p) / n as f64).sqrt();
+    eprintln!("{what}: observed {observed:.4} configured {p} (n={n}, sigma={sigma:.5})");
+    assert!(
+        (observed - p).abs() <= k * sigma + 1e-12,
+        "{what}: observed {observed:.4}, configured {p}: more than {k} sigma ({sigma:.5}) apart over {n}"
+    );
+}
+
+/// A `chaos-daemon inject` process that has armed its fault.
+pub struct Injector {
+    pub child: Child,
+    pub stdout: BufReader<ChildStdout>,
+    pub armed_at: Instant,
+}
+
+impl Injector {
+    /// Spawns `chaos-daemon inject ARGS` (inside `cgroup` when given) and waits for the armed
+    /// line. Panics with the daemon's stderr when it does not arm.
+    pub fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(DAEMON)
+            .arg("inject")
+            .args(args)
+            .args(["--report-interval-ms", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        if !line.starts_with("armed") {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("chaos-daemon did not arm: {line}{err}");
+        }
+        Self {
+            child,
+            stdout,
+            armed_at: Instant::now(),
+        }
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+}
+
+impl Drop for Injector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
