@@ -431,3 +431,26 @@ impl Drop for Injector {
         let _ = self.child.wait();
     }
 }
+
+/// Makes `cmd` start inside `cgroup` (joined between fork and exec, with raw syscalls only).
+pub fn start_in_cgroup(cmd: &mut Command, cgroup: &Path) {
+    use std::os::unix::{ffi::OsStrExt as _, process::CommandExt as _};
+    let procs = std::ffi::CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes()).unwrap();
+    // SAFETY: the closure only calls async-signal-safe functions (open, write, close) on memory
+    // prepared before fork; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // "0" means "the writing process" in cgroup.procs.
+            let rc = libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if rc != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

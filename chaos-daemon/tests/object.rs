@@ -1,0 +1,104 @@
+//! The built eBPF object, parsed without a kernel: every hook exists once per slot with the
+//! right attach type, the maps have the ABI's shapes, and the fault cap's atomic really fetches.
+
+use aya_obj::{Object, ProgramSection, generated::bpf_attach_type};
+use chaos_common::{
+    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_SLOTS, MAX_SLOTS, SlotConfig, SlotCounters,
+};
+use chaos_daemon::ebpf::{Hook, OBJECT};
+
+fn object() -> Object {
+    Object::parse(OBJECT).expect("the embedded object parses")
+}
+
+fn attach_type(section: &ProgramSection) -> Option<u32> {
+    let t: bpf_attach_type = match section {
+        ProgramSection::CgroupSkb {
+            attach_type: Some(t),
+        } => (*t).into(),
+        ProgramSection::CgroupSockAddr { attach_type } => (*attach_type).into(),
+        ProgramSection::CgroupSock { attach_type } => (*attach_type).into(),
+        _ => return None,
+    };
+    Some(t as u32)
+}
+
+#[test]
+fn every_hook_exists_for_every_slot_with_its_attach_type() {
+    let obj = object();
+    for slot in 0..MAX_SLOTS {
+        for hook in Hook::ALL {
+            let name = hook.program_name(slot);
+            assert!(
+                name.len() <= 15,
+                "{name} exceeds the kernel's program name length"
+            );
+            let prog = obj
+                .programs
+                .get(&name)
+                .unwrap_or_else(|| panic!("missing program {name}"));
+            assert_eq!(
+                attach_type(&prog.section),
+                Some(hook.attach_type()),
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(
+        obj.programs.len(),
+        MAX_SLOTS as usize * Hook::ALL.len(),
+        "no stray programs"
+    );
+    assert!(
+        obj.license.to_str().unwrap().contains("GPL"),
+        "GPL-only helpers need a GPL license"
+    );
+}
+
+#[test]
+fn maps_match_the_shared_abi() {
+    let obj = object();
+    let shape = |name: &str| {
+        let m = obj
+            .maps
+            .get(name)
+            .unwrap_or_else(|| panic!("missing map {name}"));
+        (m.map_type(), m.key_size(), m.value_size(), m.max_entries())
+    };
+    use aya_obj::generated::bpf_map_type::{BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY};
+    let slot = size_of::<SlotConfig>() as u32;
+    let counters = size_of::<SlotCounters>() as u32;
+    assert_eq!(
+        shape(MAP_SLOTS),
+        (BPF_MAP_TYPE_ARRAY as u32, 4, slot, MAX_SLOTS)
+    );
+    assert_eq!(
+        shape(MAP_FAULT_TICKETS),
+        (BPF_MAP_TYPE_ARRAY as u32, 4, 8, MAX_SLOTS)
+    );
+    assert_eq!(
+        shape(MAP_COUNTERS),
+        (BPF_MAP_TYPE_PERCPU_ARRAY as u32, 4, counters, MAX_SLOTS)
+    );
+}
+
+#[test]
+fn fault_cap_atomics_return_the_old_value() {
+    // BPF_STX | BPF_DW | BPF_ATOMIC; imm BPF_ADD | BPF_FETCH. A non-fetching `lock add` here
+    // would make the cap check compare against the addend (an LLVM lowering we hit once).
+    const ATOMIC_DW: u8 = 0xdb;
+    const ADD_FETCH: i32 = 0x01;
+    let obj = object();
+    let mut atomics = 0;
+    for f in obj.functions.values() {
+        for insn in f.instructions.iter().filter(|i| i.code == ATOMIC_DW) {
+            assert_eq!(insn.imm, ADD_FETCH, "{}: atomic without BPF_FETCH", f.name);
+            atomics += 1;
+        }
+    }
+    assert_eq!(
+        atomics,
+        MAX_SLOTS as usize * Hook::ALL.len(),
+        "one ticket per program"
+    );
+}
