@@ -14,6 +14,7 @@ use std::{
 
 use anyhow::Context as _;
 use chaos_daemon::{
+    ebpf::{Hook, query::attached_programs},
     engine::{Engine, EngineError},
     fault::{
         Direction, EgressDrop, Fault, FaultSpec, NetFilter,
@@ -37,6 +38,12 @@ struct Cli {
 enum Command {
     /// Inject one fault in the foreground until its duration ends, Ctrl-C or SIGTERM.
     Inject(InjectArgs),
+    /// List the BPF programs attached to a cgroup at every hook chaos-ebpf uses (from the
+    /// kernel, not from our bookkeeping). Exits 1 when any is attached.
+    Attached {
+        /// The cgroup directory.
+        cgroup: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -138,6 +145,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inject(args) => inject(args),
+        Command::Attached { cgroup } => attached(&cgroup),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,6 +159,23 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+fn attached(cgroup: &std::path::Path) -> anyhow::Result<()> {
+    let dir =
+        std::fs::File::open(cgroup).with_context(|| format!("opening {}", cgroup.display()))?;
+    let mut total = 0;
+    for hook in Hook::ALL {
+        let ids = attached_programs(&dir, hook.attach_type())
+            .with_context(|| format!("querying {hook:?} on {}", cgroup.display()))?;
+        total += ids.len();
+        println!("{:<12} {ids:?}", format!("{hook:?}"));
+    }
+    println!("{total} programs attached to {}", cgroup.display());
+    if total > 0 {
+        anyhow::bail!("{total} programs are attached to {}", cgroup.display());
+    }
+    Ok(())
 }
 
 fn spec_from(args: &InjectArgs) -> Result<FaultSpec, EngineError> {

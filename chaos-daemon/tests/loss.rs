@@ -107,7 +107,7 @@ fn tcp_completes_through_five_percent_loss() {
         ..NetFilter::default()
     };
     let id = engine.start(&s).unwrap().id;
-    let server = TcpServer::start("127.0.0.1:0", true);
+    let server = TcpServer::start("127.0.0.1:0");
     let bytes = (8u64 << 20).to_string();
     let r = workload(
         Some(&cg.path),

@@ -19,7 +19,7 @@ fn disarm_stops_every_fault_at_once() {
     let cg = TestCgroup::new(&mount, "killswitch");
     let mut engine = engine(&mount);
     let sink = UdpSink::new();
-    let server = TcpServer::start("127.0.0.1:0", false);
+    let server = TcpServer::start("127.0.0.1:0");
     engine
         .start(&spec(
             cg.target(),
@@ -208,7 +208,7 @@ fn sixteen_experiments_run_at_once_and_a_seventeenth_is_refused() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "slots");
     let mut engine = engine(&mount);
-    let server = TcpServer::start("127.0.0.1:0", false);
+    let server = TcpServer::start("127.0.0.1:0");
     // Half on one shared cgroup, half on their own child cgroups.
     let children: Vec<_> = (0..MAX_SLOTS / 2)
         .map(|i| cg.child(&format!("c{i}")))

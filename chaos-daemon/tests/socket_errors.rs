@@ -19,7 +19,7 @@ fn connect_refused_at_configured_rate_only_inside() {
         ))
         .unwrap()
         .id;
-    let server = TcpServer::start("127.0.0.1:0", false);
+    let server = TcpServer::start("127.0.0.1:0");
     let n = 4000u64;
     let inside = workload_bg(
         Some(&cg.path),
@@ -53,8 +53,8 @@ fn chosen_errnos_are_returned_on_ipv4_and_ipv6() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "errnos");
     let mut engine = engine(&mount);
-    let v4 = TcpServer::start("127.0.0.1:0", false);
-    let v6 = TcpServer::start("[::1]:0", false);
+    let v4 = TcpServer::start("127.0.0.1:0");
+    let v6 = TcpServer::start("[::1]:0");
     for errno in ["ETIMEDOUT", "ENETUNREACH", "EACCES", "ECONNREFUSED"] {
         let id = engine
             .start(&spec(cg.target(), socket_error(errno, &["connect"]), 1.0))
@@ -74,8 +74,8 @@ fn port_and_cidr_filters_fail_only_matching_connects() {
     let cg = TestCgroup::new(&mount, "connect-filter");
     let mut engine = engine(&mount);
     let (a, b) = (
-        TcpServer::start("127.0.0.1:0", false),
-        TcpServer::start("127.0.0.1:0", false),
+        TcpServer::start("127.0.0.1:0"),
+        TcpServer::start("127.0.0.1:0"),
     );
     let mut s = spec(cg.target(), socket_error("ECONNREFUSED", &["connect"]), 1.0);
     s.filter = NetFilter {
@@ -99,7 +99,7 @@ fn port_and_cidr_filters_fail_only_matching_connects() {
     engine.stop(id).unwrap();
 
     // A dependency at 127.0.0.2 is down; 127.0.0.1 is fine.
-    let dep = TcpServer::start("127.0.0.2:0", false);
+    let dep = TcpServer::start("127.0.0.2:0");
     s.filter = NetFilter {
         cidrs: Some(vec!["127.0.0.2/32".parse().unwrap()]),
         ..NetFilter::default()

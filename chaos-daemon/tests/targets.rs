@@ -203,7 +203,7 @@ fn a_pod_fault_reaches_its_containers_and_nothing_else() {
     );
     let h = engine.start(&s).unwrap();
     assert_eq!(h.target.path, pod.pod_dir);
-    let server = TcpServer::start("127.0.0.1:0", false);
+    let server = TcpServer::start("127.0.0.1:0");
     let hit = workload(
         Some(&pod.container_dir),
         &["connect", "--to", &server.to(), "--count", "20"],

@@ -1,1 +1,112 @@
-fn main() {}
+//! `cargo xtask`: the project's own commands. Needs nothing but a Rust toolchain to build, so it
+//! can install everything else (`setup`) before the rest of the workspace compiles.
+//!
+//! * `setup` — nightly rust-src and bpf-linker built against the nightly's own LLVM (idempotent).
+//! * `test`  — fmt, clippy (host and eBPF), every test; kernel tests need root.
+//! * `demo`  — the local demo: a cgroup, real workloads, loss then connect errors, cleanup.
+//! * `bench` — engine benchmarks, printed with ratios to a baseline measured in the same run.
+
+mod demo;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build needs (nightly rust-src, bpf-linker); does nothing when present.
+    Setup,
+    /// cargo fmt --check, clippy -D warnings (host crates and the eBPF crate), cargo test.
+    Test,
+    /// Run the local demo (root): loss and connect errors in a cgroup, inside versus outside.
+    Demo,
+    /// Run the engine benchmarks (root) and print the figures.
+    Bench,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Setup => setup::run(),
+        Cmd::Test => {
+            setup::run()?;
+            test()
+        }
+        Cmd::Demo => {
+            setup::run()?;
+            demo::run()
+        }
+        Cmd::Bench => {
+            setup::run()?;
+            require_root("bench")?;
+            cargo(&["bench", "-p", "chaos-daemon", "--bench", "engine"])
+        }
+    }
+}
+
+fn test() -> anyhow::Result<()> {
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    ebpf_clippy()?;
+    if !is_root() {
+        eprintln!("xtask: not root: the kernel tests will skip (CI runs them as root)");
+    }
+    cargo(&["test"])
+}
+
+/// Lints the kernel crate on its own target with the flags `chaos-daemon/build.rs` builds it with.
+fn ebpf_clippy() -> anyhow::Result<()> {
+    let status = Command::new("rustup")
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "clippy",
+            "--release",
+            "-p",
+            "chaos-ebpf",
+        ])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args(["--target-dir", "target/ebpf-clippy", "--", "-D", "warnings"])
+        .env("CARGO_UNSTABLE_PROFILE_RUSTFLAGS", "true")
+        .env("CARGO_PROFILE_RELEASE_RUSTFLAGS", "-Ctarget-cpu=v3")
+        .env("CARGO_PROFILE_RELEASE_BUILD_OVERRIDE_RUSTFLAGS", "")
+        .status()
+        .context("running clippy on chaos-ebpf")?;
+    if !status.success() {
+        bail!("clippy on chaos-ebpf failed");
+    }
+    Ok(())
+}
+
+/// Runs `cargo ARGS` with the toolchain that runs xtask; fails on a non-zero exit.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(args)
+        .status()
+        .with_context(|| format!("{cargo} {args:?}"))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn require_root(what: &str) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("{what} loads eBPF programs and creates cgroups: run it as root");
+    }
+    Ok(())
+}

@@ -4,12 +4,12 @@
 //! Every mode can first move itself into a cgroup (`--cgroup`, before any socket exists, since a
 //! socket belongs to the cgroup of the process that created it) and pin itself to a CPU
 //! (`--cpu`). It prints one result line of `key=value` pairs: `ok=N` plus one count per errno
-//! name, e.g. `ok=7490 ECONNREFUSED=2510`.
+//! name, e.g. `ok=7490 ECONNREFUSED=2510`, and the time the calls took, `elapsed_us=N`.
 
 use std::{
     collections::BTreeMap,
     io::{self, Read as _, Write as _},
-    net::{SocketAddr, TcpStream, UdpSocket},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -70,6 +70,14 @@ enum Mode {
         #[arg(long)]
         count: u64,
     },
+    /// Accept TCP connections until TIMEOUT_MS; read each to the end and answer with the byte
+    /// count (a plain connect-and-close client just sees the close). Prints `ready PORT`.
+    TcpListen {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: SocketAddr,
+        #[arg(long, default_value_t = 600_000)]
+        timeout_ms: u64,
+    },
     /// Connect, send BYTES over TCP, half-close and wait for the peer's echo of the byte count.
     TcpSend {
         #[arg(long)]
@@ -92,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("joining cgroup {}", cg.display()))?;
     }
     let mut tally = Tally::default();
+    let started = Instant::now();
     match cli.mode {
         Mode::UdpSend { to, count } => {
             let bind: SocketAddr = if to.is_ipv4() {
@@ -138,7 +147,7 @@ fn main() -> anyhow::Result<()> {
         }
         Mode::Connect { to, count } => {
             for _ in 0..count {
-                tally.record(TcpStream::connect(to).map(drop));
+                tally.record(TcpStream::connect(to).map(close_with_reset));
             }
         }
         Mode::Socket { kind, count } => {
@@ -164,13 +173,68 @@ fn main() -> anyhow::Result<()> {
                 tally.record(UdpSocket::bind(addr).map(drop));
             }
         }
+        Mode::TcpListen { bind, timeout_ms } => {
+            let listener = TcpListener::bind(bind)?;
+            // std listens with a backlog of 128; a connect storm outruns the accept loop and
+            // overflowing SYNs wait for a 1 s retransmission. Linux lets listen() raise it.
+            // SAFETY: plain syscall on a socket we own.
+            if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 4096) } != 0 {
+                return Err(io::Error::last_os_error().into());
+            }
+            println!("ready {}", listener.local_addr()?.port());
+            io::stdout().flush()?;
+            std::thread::spawn(move || {
+                for conn in listener.incoming().flatten() {
+                    std::thread::spawn(move || count_and_answer(conn));
+                }
+            });
+            std::thread::sleep(Duration::from_millis(timeout_ms));
+            return Ok(());
+        }
         Mode::TcpSend { to, bytes } => {
             let result = tcp_send(to, bytes);
             tally.record(result.map(drop));
         }
     }
-    println!("{tally}");
+    println!("{tally} elapsed_us={}", started.elapsed().as_micros());
     Ok(())
+}
+
+/// Closes with SO_LINGER 0 (RST): thousands of client-first closes would otherwise fill the
+/// port range with TIME_WAIT sockets that loopback reuses while the server's side still
+/// closes, and the new SYN then waits for a 1 s retransmission.
+fn close_with_reset(s: TcpStream) {
+    use std::os::fd::AsRawFd as _;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: valid socket and a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+fn count_and_answer(mut conn: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    while let Ok(k) = conn.read(&mut buf) {
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+    }
+    // A client that only connected gets no answer: writing into its closed connection would
+    // draw an RST, and a quickly reused client port then meets stale state (1 s SYN retry).
+    if n > 0 {
+        let _ = conn.write_all(n.to_string().as_bytes());
+    }
 }
 
 fn tcp_send(to: SocketAddr, bytes: u64) -> io::Result<()> {

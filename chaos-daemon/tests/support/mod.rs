@@ -7,8 +7,8 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{SocketAddr, TcpListener, UdpSocket},
+    io::{BufRead as _, BufReader, Read as _},
+    net::{SocketAddr, UdpSocket},
     path::{Path, PathBuf},
     process::{Child, ChildStdout, Command, Stdio},
     sync::{
@@ -334,40 +334,44 @@ pub fn raise_rcvbuf(sock: &UdpSocket) {
     assert_eq!(rc, 0, "SO_RCVBUFFORCE");
 }
 
-/// A TCP listener in the test process that accepts and closes every connection, or, with
-/// `echo_count`, reads everything and answers with the byte count.
+/// A `chaos-workload tcp-listen` process outside every test cgroup: accepts every connection
+/// and answers a sender with the byte count it read. Killed on drop.
 pub struct TcpServer {
     pub addr: SocketAddr,
+    child: Child,
 }
 
 impl TcpServer {
-    pub fn start(bind: &str, echo_count: bool) -> Self {
-        let listener = TcpListener::bind(bind).unwrap();
-        let addr = listener.local_addr().unwrap();
-        // The thread ends with the test process; accept() holds no resources worth freeing.
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut c) = conn else { continue };
-                if echo_count {
-                    std::thread::spawn(move || {
-                        let mut n = 0u64;
-                        let mut buf = vec![0u8; 64 * 1024];
-                        while let Ok(k) = c.read(&mut buf) {
-                            if k == 0 {
-                                break;
-                            }
-                            n += k as u64;
-                        }
-                        let _ = c.write_all(n.to_string().as_bytes());
-                    });
-                }
-            }
-        });
-        Self { addr }
+    pub fn start(bind: &str) -> Self {
+        let mut child = Command::new(WORKLOAD)
+            .args(["tcp-listen", "--bind", bind])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line
+            .trim()
+            .strip_prefix("ready ")
+            .expect("ready line")
+            .parse()
+            .unwrap();
+        let mut addr: SocketAddr = bind.parse().unwrap();
+        addr.set_port(port);
+        Self { addr, child }
     }
 
     pub fn to(&self) -> String {
         self.addr.to_string()
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
