@@ -4,7 +4,8 @@
 //! Every mode can first move itself into a cgroup (`--cgroup`, before any socket exists, since a
 //! socket belongs to the cgroup of the process that created it) and pin itself to a CPU
 //! (`--cpu`). It prints one result line of `key=value` pairs: `ok=N` plus one count per errno
-//! name, e.g. `ok=7490 ECONNREFUSED=2510`, and the time the calls took, `elapsed_us=N`.
+//! name, e.g. `ok=7490 ECONNREFUSED=2510`, the time all calls took, `elapsed_us=N`, and the
+//! median time of one call, `p50_ns=N` (robust to a rare TCP SYN retransmission).
 
 use std::{
     collections::BTreeMap,
@@ -110,7 +111,7 @@ fn main() -> anyhow::Result<()> {
             };
             let sock = UdpSocket::bind(bind)?;
             for seq in 0..count {
-                tally.record(sock.send_to(&seq.to_be_bytes(), to).map(drop));
+                tally.timed(|| sock.send_to(&seq.to_be_bytes(), to).map(drop));
             }
         }
         Mode::UdpRecv {
@@ -147,7 +148,7 @@ fn main() -> anyhow::Result<()> {
         }
         Mode::Connect { to, count } => {
             for _ in 0..count {
-                tally.record(TcpStream::connect(to).map(close_with_reset));
+                tally.timed(|| TcpStream::connect(to).map(close_with_reset));
             }
         }
         Mode::Socket { kind, count } => {
@@ -170,7 +171,7 @@ fn main() -> anyhow::Result<()> {
         }
         Mode::Bind { addr, count } => {
             for _ in 0..count {
-                tally.record(UdpSocket::bind(addr).map(drop));
+                tally.timed(|| UdpSocket::bind(addr).map(drop));
             }
         }
         Mode::TcpListen { bind, timeout_ms } => {
@@ -196,7 +197,7 @@ fn main() -> anyhow::Result<()> {
             tally.record(result.map(drop));
         }
     }
-    println!("{tally} elapsed_us={}", started.elapsed().as_micros());
+    println!("{tally} elapsed_us={} p50_ns={}", started.elapsed().as_micros(), tally.p50_ns());
     Ok(())
 }
 
@@ -274,14 +275,27 @@ fn raise_rcvbuf(sock: &UdpSocket) {
     }
 }
 
-/// Successes and failures by errno name.
+/// Successes and failures by errno name, and the duration of each timed call.
 #[derive(Default)]
 struct Tally {
     ok: u64,
     errors: BTreeMap<String, u64>,
+    nanos: Vec<u64>,
 }
 
 impl Tally {
+    fn timed(&mut self, call: impl FnOnce() -> io::Result<()>) {
+        let t = Instant::now();
+        let r = call();
+        self.nanos.push(t.elapsed().as_nanos() as u64);
+        self.record(r);
+    }
+
+    fn p50_ns(&mut self) -> u64 {
+        self.nanos.sort_unstable();
+        self.nanos.get(self.nanos.len() / 2).copied().unwrap_or(0)
+    }
+
     fn record(&mut self, r: io::Result<()>) {
         match r {
             Ok(()) => self.ok += 1,

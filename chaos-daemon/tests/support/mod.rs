@@ -158,13 +158,9 @@ impl Tally {
     pub fn ok(&self) -> u64 {
         self.get("ok")
     }
-    /// Every count that is not `ok`.
-    pub fn errors(&self) -> u64 {
-        self.counts
-            .iter()
-            .filter(|(k, _)| *k != "ok")
-            .map(|(_, v)| v)
-            .sum()
+    /// The median duration of one call of the workload.
+    pub fn p50(&self) -> Duration {
+        Duration::from_nanos(self.get("p50_ns"))
     }
     fn parse(line: &str) -> Self {
         let counts = line

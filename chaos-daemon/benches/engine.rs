@@ -1,0 +1,124 @@
+//! Engine benchmarks on the real kernel (root): disarm, stop and start latency, and the cost the
+//! programs add per packet and per connect, as ratios to a no-program baseline measured in the
+//! same run (conditions interleaved, medians over rounds; the machines are noisy, ±15%).
+//! Run with `cargo xtask bench`; figures go to docs/performance.md.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chaos_daemon::{
+    engine::{Engine, FaultId},
+    fault::{Direction, EgressDrop, FaultSpec},
+};
+use support::*;
+
+const LATENCY_RUNS: usize = 2000;
+const STOP_RUNS: usize = 1000;
+const ROUNDS: usize = 7;
+const PACKETS: u64 = 100_000;
+const CONNECTS: u64 = 4_000;
+
+fn main() {
+    let Some(mount) = kernel() else {
+        eprintln!("benchmarks need root and cgroup2");
+        std::process::exit(1);
+    };
+    let cg = TestCgroup::new(&mount, "bench");
+    let mut engine = engine(&mount);
+    println!("chaos-ebpf engine benchmarks ({} CPUs, kernel {})", num_cpus(), kernel_release());
+    println!();
+
+    let loss_spec = spec(cg.target(), loss(Direction::Both, EgressDrop::Silent), 0.0);
+    let id = engine.start(&loss_spec).unwrap().id;
+    let disarm = sample(LATENCY_RUNS, || time(|| engine.disarm(id).unwrap()));
+    engine.stop(id).unwrap();
+    report("disarm (one slot write)", &disarm);
+
+    let mut starts = Vec::with_capacity(STOP_RUNS);
+    let mut stops = Vec::with_capacity(STOP_RUNS);
+    for _ in 0..STOP_RUNS {
+        let t = Instant::now();
+        let id = engine.start(&loss_spec).unwrap().id;
+        starts.push(t.elapsed());
+        stops.push(time(|| {
+            engine.stop(id).unwrap();
+        }));
+    }
+    report("stop (disarm + detach 2 links)", &sorted(stops));
+    report("start (resolve + attach 2 + arm)", &sorted(starts));
+    println!();
+
+    let sink = UdpSink::new();
+    let send = ["udp-send", "--to", &sink.to(), "--count", &PACKETS.to_string()];
+    per_event(&mut engine, &cg, "UDP sendto (egress+ingress hooks)", &loss_spec, &send, PACKETS);
+
+    let server = TcpServer::start("127.0.0.1:0");
+    let conn_spec = spec(cg.target(), socket_error("ECONNREFUSED", &["connect"]), 0.0);
+    let connect = ["connect", "--to", &server.to(), "--count", &CONNECTS.to_string()];
+    per_event(&mut engine, &cg, "TCP connect (connect4/6 hooks)", &conn_spec, &connect, CONNECTS);
+    assert_eq!(cg.attached(), 0);
+}
+
+/// Median cost of one call of a workload inside the cgroup with no program, with the programs
+/// attached but disarmed, and armed at p = 0; conditions interleaved round by round.
+fn per_event(engine: &mut Engine, cg: &TestCgroup, what: &str, s: &FaultSpec, args: &[&str], n: u64) {
+    let mut cost: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..ROUNDS {
+        for (i, c) in cost.iter_mut().enumerate() {
+            let id: Option<FaultId> = (i > 0).then(|| engine.start(s).unwrap().id);
+            if let (1, Some(id)) = (i, id) {
+                engine.disarm(id).unwrap();
+            }
+            let t = workload(Some(&cg.path), args);
+            assert_eq!(t.ok(), n, "{t:?}");
+            c.push(t.p50());
+            if let Some(id) = id {
+                engine.stop(id).unwrap();
+            }
+        }
+    }
+    let medians: Vec<Duration> = cost.into_iter().map(|c| sorted(c)[ROUNDS / 2]).collect();
+    println!("{what}: median call, median of {ROUNDS} rounds x {n} calls:");
+    for (label, m) in ["no program", "attached, disarmed", "armed, p = 0"].iter().zip(&medians) {
+        let ratio = m.as_secs_f64() / medians[0].as_secs_f64();
+        println!("  {label:<22} {:>9.2} µs   {ratio:.2}x", m.as_secs_f64() * 1e6);
+    }
+    println!();
+}
+
+fn time(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+fn sample(n: usize, mut f: impl FnMut() -> Duration) -> Vec<Duration> {
+    sorted((0..n).map(|_| f()).collect())
+}
+
+fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {
+    v.sort();
+    v
+}
+
+fn report(what: &str, sorted: &[Duration]) {
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let p = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{what:<34} min {:>8.1} µs  median {:>8.1} µs  p99 {:>8.1} µs  (n={})",
+        us(sorted[0]),
+        us(p(0.5)),
+        us(p(0.99)),
+        sorted.len()
+    );
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+}
