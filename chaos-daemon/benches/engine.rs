@@ -27,7 +27,11 @@ fn main() {
     };
     let cg = TestCgroup::new(&mount, "bench");
     let mut engine = engine(&mount);
-    println!("chaos-ebpf engine benchmarks ({} CPUs, kernel {})", num_cpus(), kernel_release());
+    println!(
+        "chaos-ebpf engine benchmarks ({} CPUs, kernel {})",
+        num_cpus(),
+        kernel_release()
+    );
     println!();
 
     let loss_spec = spec(cg.target(), loss(Direction::Both, EgressDrop::Silent), 0.0);
@@ -51,19 +55,52 @@ fn main() {
     println!();
 
     let sink = UdpSink::new();
-    let send = ["udp-send", "--to", &sink.to(), "--count", &PACKETS.to_string()];
-    per_event(&mut engine, &cg, "UDP sendto (egress+ingress hooks)", &loss_spec, &send, PACKETS);
+    let send = [
+        "udp-send",
+        "--to",
+        &sink.to(),
+        "--count",
+        &PACKETS.to_string(),
+    ];
+    per_event(
+        &mut engine,
+        &cg,
+        "UDP sendto (egress+ingress hooks)",
+        &loss_spec,
+        &send,
+        PACKETS,
+    );
 
     let server = TcpServer::start("127.0.0.1:0");
     let conn_spec = spec(cg.target(), socket_error("ECONNREFUSED", &["connect"]), 0.0);
-    let connect = ["connect", "--to", &server.to(), "--count", &CONNECTS.to_string()];
-    per_event(&mut engine, &cg, "TCP connect (connect4/6 hooks)", &conn_spec, &connect, CONNECTS);
+    let connect = [
+        "connect",
+        "--to",
+        &server.to(),
+        "--count",
+        &CONNECTS.to_string(),
+    ];
+    per_event(
+        &mut engine,
+        &cg,
+        "TCP connect (connect4/6 hooks)",
+        &conn_spec,
+        &connect,
+        CONNECTS,
+    );
     assert_eq!(cg.attached(), 0);
 }
 
 /// Median cost of one call of a workload inside the cgroup with no program, with the programs
 /// attached but disarmed, and armed at p = 0; conditions interleaved round by round.
-fn per_event(engine: &mut Engine, cg: &TestCgroup, what: &str, s: &FaultSpec, args: &[&str], n: u64) {
+fn per_event(
+    engine: &mut Engine,
+    cg: &TestCgroup,
+    what: &str,
+    s: &FaultSpec,
+    args: &[&str],
+    n: u64,
+) {
     let mut cost: [Vec<Duration>; 3] = Default::default();
     for _ in 0..ROUNDS {
         for (i, c) in cost.iter_mut().enumerate() {
@@ -81,9 +118,15 @@ fn per_event(engine: &mut Engine, cg: &TestCgroup, what: &str, s: &FaultSpec, ar
     }
     let medians: Vec<Duration> = cost.into_iter().map(|c| sorted(c)[ROUNDS / 2]).collect();
     println!("{what}: median call, median of {ROUNDS} rounds x {n} calls:");
-    for (label, m) in ["no program", "attached, disarmed", "armed, p = 0"].iter().zip(&medians) {
+    for (label, m) in ["no program", "attached, disarmed", "armed, p = 0"]
+        .iter()
+        .zip(&medians)
+    {
         let ratio = m.as_secs_f64() / medians[0].as_secs_f64();
-        println!("  {label:<22} {:>9.2} µs   {ratio:.2}x", m.as_secs_f64() * 1e6);
+        println!(
+            "  {label:<22} {:>9.2} µs   {ratio:.2}x",
+            m.as_secs_f64() * 1e6
+        );
     }
     println!();
 }
@@ -120,5 +163,8 @@ fn num_cpus() -> usize {
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }

@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Inject one fault in the foreground until its duration ends, Ctrl-C or SIGTERM.
-    Inject(InjectArgs),
+    Inject(Box<InjectArgs>),
     /// List the BPF programs attached to a cgroup at every hook chaos-ebpf uses (from the
     /// kernel, not from our bookkeeping). Exits 1 when any is attached.
     Attached {
@@ -144,7 +144,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Inject(args) => inject(args),
+        Command::Inject(args) => inject(*args),
         Command::Attached { cgroup } => attached(&cgroup),
     };
     match result {

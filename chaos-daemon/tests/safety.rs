@@ -13,6 +13,25 @@ use chaos_daemon::{
 use nix::sys::signal::Signal;
 use support::*;
 
+/// A separate `chaos-daemon inject` process dropping every egress packet of `cg` (visibly).
+fn drop_all_egress(cg: &TestCgroup, duration: &str) -> Injector {
+    let cgs = cg.path.to_str().unwrap();
+    Injector::spawn(&[
+        "--cgroup",
+        cgs,
+        "--fault",
+        "packet-loss",
+        "--probability",
+        "1",
+        "--direction",
+        "egress",
+        "--egress-drop",
+        "visible",
+        "--duration",
+        duration,
+    ])
+}
+
 #[test]
 fn disarm_stops_every_fault_at_once() {
     let Some(mount) = kernel() else { return };
@@ -72,21 +91,7 @@ fn kernel_deadline_holds_while_the_armer_is_frozen() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "deadline");
     let sink = UdpSink::new();
-    let cgs = cg.path.to_str().unwrap();
-    let inj = Injector::spawn(&[
-        "--cgroup",
-        cgs,
-        "--fault",
-        "packet-loss",
-        "--probability",
-        "1",
-        "--direction",
-        "egress",
-        "--egress-drop",
-        "visible",
-        "--duration",
-        "300ms",
-    ]);
+    let inj = drop_all_egress(&cg, "300ms");
     inj.signal(Signal::SIGSTOP);
     // Inside the window the fault is live...
     let during = workload(
@@ -161,21 +166,7 @@ fn killing_the_armer_removes_every_fault_within_100ms() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "crash");
     let sink = UdpSink::new();
-    let cgs = cg.path.to_str().unwrap();
-    let mut inj = Injector::spawn(&[
-        "--cgroup",
-        cgs,
-        "--fault",
-        "packet-loss",
-        "--probability",
-        "1",
-        "--direction",
-        "egress",
-        "--egress-drop",
-        "visible",
-        "--duration",
-        "60s",
-    ]);
+    let mut inj = drop_all_egress(&cg, "60s");
     let during = workload(
         Some(&cg.path),
         &["udp-send", "--to", &sink.to(), "--count", "100"],

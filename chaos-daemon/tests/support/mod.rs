@@ -19,6 +19,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "../../src/bin/chaos-workload/sockopt.rs"]
+#[allow(dead_code, reason = "tests use only part of it")]
+mod sockopt;
+
 use chaos_daemon::{
     ebpf::{Hook, query::attached_programs},
     engine::Engine,
@@ -211,25 +215,14 @@ impl Receiver {
         if let Some(cg) = cgroup {
             cmd.arg("--cgroup").arg(cg);
         }
-        let mut child = cmd
-            .args(["udp-recv", "--idle-ms", &idle_ms.to_string()])
-            .args(["--timeout-ms", &timeout_ms.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let port: u16 = line
-            .trim()
-            .strip_prefix("ready ")
-            .expect("ready line")
-            .parse()
-            .unwrap();
+        cmd.args(["udp-recv", "--idle-ms", &idle_ms.to_string()])
+            .args(["--timeout-ms", &timeout_ms.to_string()]);
+        let (child, stdout, line) = announced(&mut cmd);
+        let addr = SocketAddr::from(([127, 0, 0, 1], ready_port(&line)));
         Self {
             child,
             stdout,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr,
         }
     }
 
@@ -253,6 +246,23 @@ impl Drop for Receiver {
     }
 }
 
+/// Spawns `cmd` with its stdout piped and returns its first line (a `ready PORT` or `armed ...`
+/// announcement) with the rest of its stdout.
+fn announced(cmd: &mut Command) -> (Child, BufReader<ChildStdout>, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    (child, stdout, line)
+}
+
+fn ready_port(line: &str) -> u16 {
+    line.trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a ready line: {line:?}"))
+}
+
 /// A UDP sink in the test process (outside every test cgroup) counting datagrams.
 pub struct UdpSink {
     pub addr: SocketAddr,
@@ -264,7 +274,7 @@ pub struct UdpSink {
 impl UdpSink {
     pub fn new() -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        raise_rcvbuf(&sock);
+        sockopt::raise_rcvbuf(&sock).expect("SO_RCVBUFFORCE");
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let addr = sock.local_addr().unwrap();
@@ -314,22 +324,6 @@ impl Drop for UdpSink {
     }
 }
 
-pub fn raise_rcvbuf(sock: &UdpSocket) {
-    use std::os::fd::AsRawFd as _;
-    let size: libc::c_int = 64 << 20;
-    // SAFETY: valid socket and a correctly sized option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUFFORCE");
-}
-
 /// A `chaos-workload tcp-listen` process outside every test cgroup: accepts every connection
 /// and answers a sender with the byte count it read. Killed on drop.
 pub struct TcpServer {
@@ -339,23 +333,10 @@ pub struct TcpServer {
 
 impl TcpServer {
     pub fn start(bind: &str) -> Self {
-        let mut child = Command::new(WORKLOAD)
-            .args(["tcp-listen", "--bind", bind])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port: u16 = line
-            .trim()
-            .strip_prefix("ready ")
-            .expect("ready line")
-            .parse()
-            .unwrap();
+        let (child, _, line) =
+            announced(Command::new(WORKLOAD).args(["tcp-listen", "--bind", bind]));
         let mut addr: SocketAddr = bind.parse().unwrap();
-        addr.set_port(port);
+        addr.set_port(ready_port(&line));
         Self { addr, child }
     }
 
@@ -392,17 +373,12 @@ impl Injector {
     /// Spawns `chaos-daemon inject ARGS` (inside `cgroup` when given) and waits for the armed
     /// line. Panics with the daemon's stderr when it does not arm.
     pub fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(DAEMON)
-            .arg("inject")
+        let mut cmd = Command::new(DAEMON);
+        cmd.arg("inject")
             .args(args)
             .args(["--report-interval-ms", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
+            .stderr(Stdio::piped());
+        let (mut child, stdout, line) = announced(&mut cmd);
         if !line.starts_with("armed") {
             let mut err = String::new();
             child

@@ -18,6 +18,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
+mod sockopt;
+
 #[derive(Parser)]
 #[command(about = "Traffic generator for observing chaos-ebpf faults")]
 struct Cli {
@@ -120,7 +122,7 @@ fn main() -> anyhow::Result<()> {
             timeout_ms,
         } => {
             let sock = UdpSocket::bind(bind)?;
-            raise_rcvbuf(&sock);
+            sockopt::raise_rcvbuf(&sock)?;
             println!("ready {}", sock.local_addr()?.port());
             io::stdout().flush()?;
             sock.set_read_timeout(Some(Duration::from_millis(idle_ms)))?;
@@ -148,7 +150,7 @@ fn main() -> anyhow::Result<()> {
         }
         Mode::Connect { to, count } => {
             for _ in 0..count {
-                tally.timed(|| TcpStream::connect(to).map(close_with_reset));
+                tally.timed(|| TcpStream::connect(to).map(sockopt::close_with_reset));
             }
         }
         Mode::Socket { kind, count } => {
@@ -197,29 +199,12 @@ fn main() -> anyhow::Result<()> {
             tally.record(result.map(drop));
         }
     }
-    println!("{tally} elapsed_us={} p50_ns={}", started.elapsed().as_micros(), tally.p50_ns());
+    println!(
+        "{tally} elapsed_us={} p50_ns={}",
+        started.elapsed().as_micros(),
+        tally.p50_ns()
+    );
     Ok(())
-}
-
-/// Closes with SO_LINGER 0 (RST): thousands of client-first closes would otherwise fill the
-/// port range with TIME_WAIT sockets that loopback reuses while the server's side still
-/// closes, and the new SYN then waits for a 1 s retransmission.
-fn close_with_reset(s: TcpStream) {
-    use std::os::fd::AsRawFd as _;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: valid socket and a correctly sized option value.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
 }
 
 fn count_and_answer(mut conn: TcpStream) {
@@ -256,23 +241,6 @@ fn tcp_send(to: SocketAddr, bytes: u64) -> io::Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Receivers must not lose datagrams themselves: ask for a 64 MiB buffer (root may exceed
-/// rmem_max with SO_RCVBUFFORCE).
-fn raise_rcvbuf(sock: &UdpSocket) {
-    use std::os::fd::AsRawFd as _;
-    let size: libc::c_int = 64 << 20;
-    // SAFETY: valid socket and a correctly sized option value.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }
 
 /// Successes and failures by errno name, and the duration of each timed call.
