@@ -170,10 +170,8 @@ impl Engine {
             .ok_or(EngineError::UnknownFault(id))?;
         let mut first_err = None;
         for a in running.attachments {
-            let hook = a.hook;
-            if let Err(source) = a.detach() {
-                let program = hook.program_name(slot as u32);
-                first_err.get_or_insert(KernelError::Program { program, source });
+            if let Err(e) = a.detach() {
+                first_err.get_or_insert(e);
             }
         }
         tracing::info!(fault_id = %id, injected = counters.injected, "stopped");

@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::Context as _;
 use chaos_daemon::{
-    ebpf::{Hook, query::attached_programs},
+    ebpf::{Hook, sys::attached_programs},
     engine::{Engine, EngineError},
     fault::{
         Direction, EgressDrop, Fault, FaultSpec, NetFilter,

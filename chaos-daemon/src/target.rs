@@ -228,7 +228,7 @@ impl Resolver {
             return Err(TargetError::BadContainerId { id: id.into() });
         }
         let id = id.to_ascii_lowercase();
-        self.find_unique("container", &id, |name| {
+        self.find_unique("target.container", &id, |name| {
             container_id_of(name).is_some_and(|c| c.starts_with(&id))
         })
     }
@@ -246,7 +246,7 @@ impl Resolver {
             return Err(TargetError::BadPodUid { uid: uid.into() });
         }
         let uid = uid.to_ascii_lowercase();
-        self.find_unique("pod", &uid, |name| {
+        self.find_unique("target.pod_uid", &uid, |name| {
             pod_uid_of(name).is_some_and(|u| u == uid)
         })
     }

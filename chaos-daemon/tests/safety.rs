@@ -87,6 +87,38 @@ fn disarm_stops_every_fault_at_once() {
 }
 
 #[test]
+fn stop_detaches_even_while_a_forked_child_holds_the_links() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "forkheld");
+    let mut engine = engine(&mount);
+    let id = engine
+        .start(&spec(
+            cg.target(),
+            loss(Direction::Both, EgressDrop::Silent),
+            1.0,
+        ))
+        .unwrap()
+        .id;
+    // A child between fork and exec holds a copy of every descriptor, our links included.
+    // SAFETY: the child only calls pause() and _exit(), both async-signal-safe.
+    let child = match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => unsafe {
+            libc::pause();
+            libc::_exit(0)
+        },
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    engine.stop(id).unwrap();
+    let attached = cg.attached();
+    nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
+    nix::sys::wait::waitpid(child, None).unwrap();
+    assert_eq!(
+        attached, 0,
+        "stop detached although another process held the link fds"
+    );
+}
+
+#[test]
 fn kernel_deadline_holds_while_the_armer_is_frozen() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "deadline");

@@ -121,7 +121,7 @@ fn unknown_ambiguous_and_malformed_ids_are_refused() {
         matches!(
             e,
             TargetError::NotFound {
-                what: "container",
+                what: "target.container",
                 ..
             }
         ),
@@ -129,7 +129,13 @@ fn unknown_ambiguous_and_malformed_ids_are_refused() {
     );
     let e = resolver.resolve(&Target::PodUid(uuid())).unwrap_err();
     assert!(
-        matches!(e, TargetError::NotFound { what: "pod", .. }),
+        matches!(
+            e,
+            TargetError::NotFound {
+                what: "target.pod_uid",
+                ..
+            }
+        ),
         "{e}"
     );
     let id = hex(64);

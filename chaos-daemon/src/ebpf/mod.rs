@@ -1,10 +1,10 @@
 //! The only place that talks to aya: loads the embedded kernel object, writes experiment slots,
 //! attaches per-slot program copies to cgroups and reads counters.
 //!
-//! Links are owned by [`Attachment`] values and never pinned: dropping one (or the daemon dying)
-//! detaches the program.
+//! Links are owned by [`Attachment`] values and never pinned: detaching or dropping one (or the
+//! daemon dying) removes the program from the cgroup.
 
-pub mod query;
+pub mod sys;
 
 use std::os::fd::AsFd;
 
@@ -12,9 +12,8 @@ use aya::{
     Ebpf,
     maps::{Array, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Link as _,
-        ProgramError, cgroup_skb::CgroupSkbLink, cgroup_sock::CgroupSockLink,
-        cgroup_sock_addr::CgroupSockAddrLink,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
+        links::{FdLink, LinkError},
     },
 };
 use chaos_common::{
@@ -39,6 +38,13 @@ pub enum KernelError {
     Program {
         program: String,
         source: ProgramError,
+    },
+    #[error("program {program}: not attached with a BPF link ({source}); Linux 5.7+ is needed")]
+    NotALink { program: String, source: LinkError },
+    #[error("detaching {program}: {source}")]
+    Detach {
+        program: String,
+        source: std::io::Error,
     },
     #[error("counting CPUs: {0}")]
     Cpus(std::io::Error),
@@ -88,7 +94,7 @@ impl Hook {
         format!("{prefix}_{slot}")
     }
 
-    /// The kernel's `bpf_attach_type` of this hook, for [`query::attached_programs`].
+    /// The kernel's `bpf_attach_type` of this hook, for [`sys::attached_programs`].
     pub fn attach_type(self) -> u32 {
         use aya_obj::generated::bpf_attach_type as t;
         (match self {
@@ -105,28 +111,40 @@ impl Hook {
     }
 }
 
-/// One program copy attached to one cgroup. Dropping it detaches the program.
+/// One program copy attached to one cgroup through a BPF link. Dropping it detaches too, but
+/// only [`Attachment::detach`] reports a failure.
 #[derive(Debug)]
 pub struct Attachment {
     pub hook: Hook,
-    link: Option<AttachedLink>,
-}
-
-#[derive(Debug)]
-enum AttachedLink {
-    Skb(CgroupSkbLink),
-    SockAddr(CgroupSockAddrLink),
-    Sock(CgroupSockLink),
+    /// `hook`'s program name, for errors.
+    program: String,
+    link: Option<FdLink>,
 }
 
 impl Attachment {
-    /// Detaches now and reports a failure (dropping detaches too, but silently).
-    pub fn detach(mut self) -> Result<(), ProgramError> {
-        match self.link.take() {
-            Some(AttachedLink::Skb(l)) => l.detach(),
-            Some(AttachedLink::SockAddr(l)) => l.detach(),
-            Some(AttachedLink::Sock(l)) => l.detach(),
-            None => Ok(()),
+    /// Detaches the program from the cgroup now (`BPF_LINK_DETACH`), even if a forked child
+    /// still holds a copy of our link descriptor, then closes the descriptor.
+    pub fn detach(mut self) -> Result<(), KernelError> {
+        self.detach_now()
+    }
+
+    fn detach_now(&mut self) -> Result<(), KernelError> {
+        let Some(link) = self.link.take() else {
+            return Ok(());
+        };
+        let err = |source| KernelError::Detach {
+            program: self.program.clone(),
+            source,
+        };
+        let id = link.info().map_err(|e| err(std::io::Error::other(e)))?.id();
+        sys::detach_link(id).map_err(err)
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        if let Err(e) = self.detach_now() {
+            tracing::error!(error = %e, "detach failed; the link closes with its descriptor");
         }
     }
 }
@@ -223,6 +241,10 @@ impl Kernel {
             program: name.clone(),
             source,
         };
+        let not_link = |source| KernelError::NotALink {
+            program: name.clone(),
+            source,
+        };
         // On 5.7+ aya attaches with BPF_LINK_CREATE, which the kernel always treats as
         // BPF_F_ALLOW_MULTI (other programs on the cgroup, systemd's included, keep running) and
         // which rejects any explicit flag; `Single` means "no flag" there. We need 5.18+ anyway.
@@ -237,30 +259,26 @@ impl Kernel {
                     CgroupSkbAttachType::Egress
                 };
                 let id = p.attach(cgroup, ty, mode).map_err(err)?;
-                AttachedLink::Skb(p.take_link(id).map_err(err)?)
+                FdLink::try_from(p.take_link(id).map_err(err)?).map_err(not_link)?
             }
             Hook::SockCreate => {
                 let p: &mut CgroupSock = program.try_into().map_err(err)?;
                 ensure_loaded(p.fd().is_ok(), || p.load()).map_err(err)?;
                 let id = p.attach(cgroup, mode).map_err(err)?;
-                AttachedLink::Sock(p.take_link(id).map_err(err)?)
+                FdLink::try_from(p.take_link(id).map_err(err)?).map_err(not_link)?
             }
             _ => {
                 let p: &mut CgroupSockAddr = program.try_into().map_err(err)?;
                 ensure_loaded(p.fd().is_ok(), || p.load()).map_err(err)?;
                 let id = p.attach(cgroup, mode).map_err(err)?;
-                AttachedLink::SockAddr(p.take_link(id).map_err(err)?)
+                FdLink::try_from(p.take_link(id).map_err(err)?).map_err(not_link)?
             }
         };
         Ok(Attachment {
             hook,
+            program: name,
             link: Some(link),
         })
-    }
-
-    /// Names of the programs in the loaded object (for the object tests and diagnostics).
-    pub fn program_names(&self) -> impl Iterator<Item = &str> {
-        self.ebpf.programs().map(|(name, _)| name)
     }
 }
 

@@ -24,7 +24,7 @@ use std::{
 mod sockopt;
 
 use chaos_daemon::{
-    ebpf::{Hook, query::attached_programs},
+    ebpf::{Hook, sys::attached_programs},
     engine::Engine,
     fault::{Direction, EgressDrop, Fault, FaultSpec, NetFilter},
     target::{Resolver, Target, cgroup2_mount},

@@ -1,0 +1,85 @@
+//! The raw `bpf()` commands aya 0.14 lacks: what is attached to a cgroup (`BPF_PROG_QUERY`),
+//! used to prove cleanup from the kernel's side, and detaching a link at once
+//! (`BPF_LINK_DETACH`), whoever else still holds a descriptor of it.
+
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd as _, OwnedFd},
+};
+
+const BPF_PROG_QUERY: libc::c_int = 16;
+const BPF_LINK_GET_FD_BY_ID: libc::c_int = 30;
+const BPF_LINK_DETACH: libc::c_int = 34;
+
+/// Calls `bpf(cmd, attr, sizeof attr)`.
+///
+/// # Safety
+/// `attr` must be the `union bpf_attr` member `cmd` expects, and every pointer in it must be
+/// valid for what the kernel writes or reads there.
+unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: forwarded to the caller.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>() as u32) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Detaches the BPF link with kernel id `link_id` from its target now. Closing our descriptor
+/// is not enough when a forked child (between fork and exec) still holds a copy of it.
+pub fn detach_link(link_id: u32) -> io::Result<()> {
+    #[repr(C)]
+    struct GetFdById {
+        id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    let mut get = GetFdById {
+        id: link_id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    // SAFETY: `get` is the `bpf_attr` of BPF_LINK_GET_FD_BY_ID; it holds no pointers.
+    let fd = unsafe { bpf(BPF_LINK_GET_FD_BY_ID, &mut get)? };
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let mut detach = [fd.as_raw_fd() as u32];
+    // SAFETY: `detach` is the `bpf_attr` of BPF_LINK_DETACH (`link_fd`); no pointers.
+    unsafe { bpf(BPF_LINK_DETACH, &mut detach)? };
+    Ok(())
+}
+
+/// The `query` member of `union bpf_attr` (include/uapi/linux/bpf.h).
+#[repr(C)]
+#[derive(Default)]
+struct QueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+    prog_attach_flags: u64,
+    link_ids: u64,
+    link_attach_flags: u64,
+    revision: u64,
+}
+
+/// Ids of the programs attached directly to `cgroup` for `attach_type` (a `bpf_attach_type`).
+pub fn attached_programs(cgroup: &impl AsRawFd, attach_type: u32) -> io::Result<Vec<u32>> {
+    let mut ids = vec![0u32; 64];
+    let mut attr = QueryAttr {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_type,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the `bpf_attr` of BPF_PROG_QUERY, and `prog_ids` points at `prog_cnt`
+    // writable u32s that outlive the call.
+    unsafe { bpf(BPF_PROG_QUERY, &mut attr)? };
+    ids.truncate(attr.prog_cnt as usize);
+    Ok(ids)
+}
