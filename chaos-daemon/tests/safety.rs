@@ -102,6 +102,7 @@ fn stop_detaches_even_while_a_forked_child_holds_the_links() {
     // A child between fork and exec holds a copy of every descriptor, our links included.
     // SAFETY: the child only calls pause() and _exit(), both async-signal-safe.
     let child = match unsafe { nix::unistd::fork() }.unwrap() {
+        // SAFETY: async-signal-safe calls only; the child never returns into Rust code.
         nix::unistd::ForkResult::Child => unsafe {
             libc::pause();
             libc::_exit(0)
