@@ -1,10 +1,16 @@
 //! chaos-daemon: the privileged node daemon of chaos-ebpf.
 //!
-//! Today it is the fault engine: [`engine::Engine`] resolves a [`target`], turns a
-//! [`fault::FaultSpec`] into a slot configuration and kernel attachments ([`ebpf`]), and arms,
-//! disarms and stops it. The gRPC service, store and guards arrive with later issues.
+//! * [`engine::Engine`] resolves a [`target`], turns a [`fault::FaultSpec`] into a slot
+//!   configuration and kernel attachments ([`ebpf`]), and arms, disarms and stops it.
+//! * [`experiment::Manager`] runs experiments on the engine: lifecycle, emergency-stop latch,
+//!   recorded in the [`store`]; [`report`] renders their post-mortems.
+//! * [`grpc`] is the `chaos.v1.ChaosDaemon` service in front of the manager.
 
 pub mod ebpf;
 pub mod engine;
+pub mod experiment;
 pub mod fault;
+pub mod grpc;
+pub mod report;
+pub mod store;
 pub mod target;

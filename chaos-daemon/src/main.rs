@@ -1,8 +1,14 @@
 //! `chaos-daemon`: the node daemon's command line.
 //!
-//! `chaos-daemon inject` runs one fault in the foreground: it arms it, prints live counters,
-//! and stops it at its deadline, on Ctrl-C or SIGTERM. If the process is killed, the kernel
-//! drops its programs with its file descriptors. (The gRPC service arrives with the next issue.)
+//! * `chaos-daemon serve` is the node daemon: the `chaos.v1.ChaosDaemon` gRPC service on a Unix
+//!   socket (mode 0600), experiments recorded in SQLite under the state directory.
+//! * `chaos-daemon inject` runs one fault in the foreground: it arms it, prints live counters,
+//!   and stops it at its deadline, on Ctrl-C or SIGTERM.
+//! * `chaos-daemon attached CGROUP` lists what the kernel has attached to a cgroup.
+//!
+//! If the process is killed, the kernel drops its programs with its file descriptors.
+
+mod serve;
 
 use std::{
     io::Write as _,
@@ -36,6 +42,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the node daemon (gRPC on a Unix socket) until SIGTERM or Ctrl-C.
+    Serve(serve::ServeArgs),
     /// Inject one fault in the foreground until its duration ends, Ctrl-C or SIGTERM.
     Inject(Box<InjectArgs>),
     /// List the BPF programs attached to a cgroup at every hook chaos-ebpf uses (from the
@@ -144,6 +152,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Inject(args) => inject(*args),
         Command::Attached { cgroup } => attached(&cgroup),
     };

@@ -430,3 +430,98 @@ pub fn start_in_cgroup(cmd: &mut Command, cgroup: &Path) {
         });
     }
 }
+
+/// `chaos-ctl`, built next to `chaos-daemon` by `cargo test` (the workspace builds both).
+pub fn ctl_bin() -> PathBuf {
+    let p = Path::new(DAEMON).with_file_name("chaos-ctl");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p chaos-ctl`",
+        p.display()
+    );
+    p
+}
+
+/// A private temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "chaos-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `chaos-daemon serve` process on a socket in `dir`, with its store in `dir/state`.
+/// Killed (SIGKILL) on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(dir: &Path) -> Self {
+        let (socket, state) = (dir.join("daemon.sock"), dir.join("state"));
+        let mut cmd = Command::new(DAEMON);
+        cmd.arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(&state);
+        cmd.args(["--node", "test-node"]);
+        let (child, _, line) = announced(&mut cmd);
+        assert!(line.contains("listening"), "daemon did not start: {line:?}");
+        Self {
+            child,
+            socket,
+            state,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Runs `chaos-ctl --daemon THIS ARGS`.
+    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(ctl_bin())
+            .arg("--daemon")
+            .arg(self.addr())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `chaos-ctl` and returns its stdout, asserting success.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "chaos-ctl {args:?} failed ({:?}): {}{stdout}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,500 @@
+//! `chaos-ctl`: runs chaos experiments on a chaos-daemon over gRPC and shows their status and
+//! post-mortems.
+//!
+//! Exit codes: 0 ok; 1 failure (daemon unreachable, internal error); 2 usage error or invalid
+//! spec; 3 refused (emergency stop latched, protected or missing target, permission, no slot).
+
+mod client;
+mod output;
+
+use std::{io::IsTerminal as _, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::bail;
+use chaos_api::proto::{self, fault, packet_loss, target};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(version, about = "Run chaos experiments on chaos-ebpf node daemons")]
+struct Cli {
+    /// The daemon to talk to.
+    #[arg(long, global = true, default_value = "unix:///run/chaos/daemon.sock")]
+    daemon: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start an experiment: chaos-ctl experiment <type> --cgroup PATH --duration 300 ...
+    Experiment(Box<ExperimentArgs>),
+    /// Running experiments on the daemon.
+    Status {
+        /// Redraw every second until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Stop a running experiment.
+    Stop { id: String },
+    /// Disarm every experiment on the daemon and refuse new ones until --clear.
+    EmergencyStop {
+        /// Lift the latch instead.
+        #[arg(long)]
+        clear: bool,
+        /// Why (recorded in the audit log and the reports).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Post-mortem of one experiment, or the list of the last period's experiments.
+    Report {
+        id: Option<String>,
+        /// Experiments of the last period, e.g. 24h.
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "id")]
+        last: Option<Duration>,
+        #[arg(long, value_enum, default_value = "md")]
+        format: ReportFormat,
+    },
+    /// What the daemon's kernel can inject.
+    Capabilities,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Md,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum ExperimentType {
+    PacketLoss,
+    DependencyFailure,
+    ApiErrorInjection,
+    NetworkLatency,
+    PodDeletion,
+    ResourceExhaustion,
+}
+
+#[derive(Args)]
+struct ExperimentArgs {
+    #[arg(value_enum)]
+    kind: ExperimentType,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// How long: seconds (300) or a duration (5m).
+    #[arg(long, default_value = "60", value_parser = parse_duration)]
+    duration: Duration,
+    /// Probability that a matching packet or call is faulted, 0 to 1.
+    #[arg(long, default_value_t = 0.1)]
+    intensity: f64,
+    /// Money budget for this experiment.
+    #[arg(long)]
+    budget: Option<f64>,
+    /// At most this many faults.
+    #[arg(long)]
+    max_faults: Option<u64>,
+    /// Show the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Follow the experiment with a progress bar until it ends.
+    #[arg(long)]
+    wait: bool,
+    /// A name for reports (default: the type).
+    #[arg(long, default_value = "")]
+    name: String,
+    /// packet_loss: ingress, egress or both.
+    #[arg(long, default_value = "both")]
+    direction: String,
+    /// packet_loss: egress drops visible to the sender (EPERM) instead of silent.
+    #[arg(long)]
+    visible_drop: bool,
+    /// dependency_failure / api_error_injection: the errno to return.
+    #[arg(long)]
+    errno: Option<String>,
+    /// dependency_failure / api_error_injection: calls to fail (connect,sendmsg,bind,socket).
+    #[arg(long, value_delimiter = ',')]
+    calls: Option<Vec<String>>,
+    /// Only tcp, udp, icmp or any.
+    #[arg(long, default_value = "")]
+    protocol: String,
+    /// Only this remote port or range (80, 8000-8100).
+    #[arg(long, default_value = "")]
+    ports: String,
+    /// Only these remote networks (repeat or comma-separate).
+    #[arg(long = "cidr", value_delimiter = ',')]
+    cidrs: Vec<String>,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct TargetArgs {
+    /// A cgroup v2 directory on the node.
+    #[arg(long)]
+    cgroup: Option<PathBuf>,
+    /// The cgroup of a process on the node.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// A container, by ID.
+    #[arg(long)]
+    container: Option<String>,
+    /// A pod, by UID.
+    #[arg(long)]
+    pod_uid: Option<String>,
+}
+
+const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_REFUSED: u8 = 3;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => {
+            humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (use seconds or e.g. 5m)"))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chaos-ctl: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<tonic::Status>() {
+                Some(s) => eprintln!("chaos-ctl: {} ({:?})", s.message(), s.code()),
+                None => eprintln!("chaos-ctl: {e:#}"),
+            }
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// Usage errors and invalid specs are 2, refusals 3, everything else 1.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(s) = e.downcast_ref::<tonic::Status>() {
+        return match s.code() {
+            tonic::Code::InvalidArgument => EXIT_USAGE,
+            tonic::Code::FailedPrecondition
+            | tonic::Code::PermissionDenied
+            | tonic::Code::Unauthenticated
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::NotFound => EXIT_REFUSED,
+            _ => EXIT_FAILURE,
+        };
+    }
+    if e.downcast_ref::<UsageError>().is_some() {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.output == Output::Json;
+    match cli.command {
+        Command::Experiment(args) => experiment(&cli.daemon, *args, json).await,
+        Command::Status { watch } => status(&cli.daemon, watch, json).await,
+        Command::Stop { id } => {
+            let mut c = client::connect(&cli.daemon).await?;
+            let r = c
+                .stop_experiment(proto::StopExperimentRequest { id })
+                .await?
+                .into_inner();
+            let s = r.status.unwrap_or_default();
+            print_one(&s, json);
+            Ok(())
+        }
+        Command::EmergencyStop { clear, reason } => {
+            let mut c = client::connect(&cli.daemon).await?;
+            if clear {
+                c.clear_emergency_stop(proto::ClearEmergencyStopRequest {})
+                    .await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"daemon": cli.daemon, "cleared": true})
+                    );
+                } else {
+                    println!("{}: emergency stop cleared", cli.daemon);
+                }
+            } else {
+                let r = c
+                    .emergency_stop(proto::EmergencyStopRequest { reason })
+                    .await?
+                    .into_inner();
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"daemon": cli.daemon, "disarmed": r.disarmed, "disarm_ns": r.disarm_ns})
+                    );
+                } else {
+                    println!(
+                        "{}: {} experiments disarmed in {:.1} µs; new experiments refused until --clear",
+                        cli.daemon,
+                        r.disarmed,
+                        r.disarm_ns as f64 / 1000.0
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Report { id, last, format } => {
+            report(&cli.daemon, id, last, format == ReportFormat::Json || json).await
+        }
+        Command::Capabilities => {
+            let mut c = client::connect(&cli.daemon).await?;
+            let r = c
+                .capabilities(proto::CapabilitiesRequest {})
+                .await?
+                .into_inner();
+            if json {
+                let caps: Vec<_> = r
+                    .capabilities
+                    .iter()
+                    .map(|c| serde_json::json!({"fault": c.fault, "supported": c.supported, "reason": c.reason}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"node": r.node, "kernel": r.kernel, "capabilities": caps})
+                );
+            } else {
+                println!("node {} (kernel {})", r.node, r.kernel);
+                for c in r.capabilities {
+                    println!(
+                        "  {:<20} {:<4} {}",
+                        c.fault,
+                        if c.supported { "yes" } else { "no" },
+                        c.reason
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
+    let t = &a.target;
+    let kind = match (&t.cgroup, t.pid, &t.container, &t.pod_uid) {
+        (Some(c), ..) => target::Kind::Cgroup(c.display().to_string()),
+        (_, Some(p), ..) => target::Kind::Pid(p),
+        (_, _, Some(c), _) => target::Kind::ContainerId(c.clone()),
+        (.., Some(u)) => target::Kind::PodUid(u.clone()),
+        _ => bail!(UsageError("one target is required".into())),
+    };
+    let socket = |errno: &str, calls: &[&str]| {
+        fault::Kind::SocketError(proto::SocketError {
+            errno: a.errno.clone().unwrap_or_else(|| errno.into()),
+            calls: a
+                .calls
+                .clone()
+                .unwrap_or_else(|| calls.iter().map(|c| c.to_string()).collect()),
+        })
+    };
+    let fault = match a.kind {
+        ExperimentType::PacketLoss => fault::Kind::PacketLoss(proto::PacketLoss {
+            direction: match a.direction.as_str() {
+                "ingress" => packet_loss::Direction::Ingress,
+                "egress" => packet_loss::Direction::Egress,
+                "both" => packet_loss::Direction::Both,
+                d => bail!(UsageError(format!(
+                    "--direction: {d:?} is not ingress, egress or both"
+                ))),
+            } as i32,
+            visible_egress_drop: a.visible_drop,
+        }),
+        ExperimentType::DependencyFailure => socket("ECONNREFUSED", &["connect"]),
+        ExperimentType::ApiErrorInjection => socket("ECONNRESET", &["connect", "sendmsg"]),
+        other => bail!(tonic::Status::failed_precondition(format!(
+            "experiment type {} is not available in this version (it needs the VM-tier faults); \
+             available: packet_loss, dependency_failure, api_error_injection",
+            other
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default()
+        ))),
+    };
+    Ok(proto::ExperimentSpec {
+        name: a.name.clone(),
+        target: Some(proto::Target { kind: Some(kind) }),
+        fault: Some(proto::Fault { kind: Some(fault) }),
+        probability: a.intensity,
+        duration_ms: a.duration.as_millis() as u64,
+        max_faults: a.max_faults,
+        filter: Some(proto::NetFilter {
+            protocol: a.protocol.clone(),
+            ports: a.ports.clone(),
+            cidrs: a.cidrs.clone(),
+        }),
+        budget: a.budget,
+    })
+}
+
+async fn experiment(daemon: &str, a: ExperimentArgs, json: bool) -> anyhow::Result<()> {
+    let spec = spec_from_args(&a)?;
+    let mut c = client::connect(daemon).await?;
+    let r = c
+        .start_experiment(proto::StartExperimentRequest {
+            spec: Some(spec),
+            dry_run: a.dry_run,
+        })
+        .await?
+        .into_inner();
+    let plan = r.plan.unwrap_or_default();
+    if a.dry_run {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"dry_run": true, "plan": output::plan_json(&plan)})
+            );
+        } else {
+            print!("dry run: nothing was changed\n{}", output::plan_text(&plan));
+        }
+        return Ok(());
+    }
+    if json && !a.wait {
+        println!(
+            "{}",
+            serde_json::json!({"id": r.id, "plan": output::plan_json(&plan)})
+        );
+    } else if !json {
+        println!("started {}\n{}", r.id, output::plan_text(&plan));
+    }
+    if a.wait {
+        let total_ms = a.duration.as_millis() as u64;
+        let mut stream = c
+            .watch_experiment(proto::WatchExperimentRequest {
+                id: r.id.clone(),
+                interval_ms: 500,
+            })
+            .await?
+            .into_inner();
+        let tty = std::io::stdout().is_terminal();
+        let mut last = None;
+        while let Some(update) = stream.message().await? {
+            let s = update.status.unwrap_or_default();
+            if !json {
+                let line = output::progress(update.elapsed_ms, total_ms, &s);
+                if tty {
+                    print!("\r{line}")
+                } else {
+                    println!("{line}")
+                }
+                use std::io::Write as _;
+                std::io::stdout().flush()?;
+            }
+            last = Some(s);
+        }
+        if tty && !json {
+            println!();
+        }
+        if let Some(s) = last {
+            print_one(&s, json);
+        }
+    }
+    Ok(())
+}
+
+fn print_one(s: &proto::ExperimentStatus, json: bool) {
+    if json {
+        println!("{}", output::status_json(s));
+    } else {
+        print!("{}", output::status_table(std::slice::from_ref(s)));
+        if !s.reason.is_empty() {
+            println!("reason: {}", s.reason);
+        }
+    }
+}
+
+async fn status(daemon: &str, watch: bool, json: bool) -> anyhow::Result<()> {
+    let mut c = client::connect(daemon).await?;
+    loop {
+        let r = c.get_status(proto::GetStatusRequest {}).await?.into_inner();
+        if json {
+            let list: Vec<_> = r.experiments.iter().map(output::status_json).collect();
+            println!(
+                "{}",
+                serde_json::json!({"node": r.node, "emergency_stop": r.emergency_stop, "experiments": list})
+            );
+        } else {
+            if watch && std::io::stdout().is_terminal() {
+                print!("\x1b[2J\x1b[H");
+            }
+            println!(
+                "node {}  emergency stop: {}",
+                r.node,
+                if r.emergency_stop { "LATCHED" } else { "no" }
+            );
+            print!("{}", output::status_table(&r.experiments));
+        }
+        if !watch {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn report(
+    daemon: &str,
+    id: Option<String>,
+    last: Option<Duration>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut c = client::connect(daemon).await?;
+    match id {
+        Some(id) => {
+            let r = c
+                .get_report(proto::GetReportRequest { id })
+                .await?
+                .into_inner();
+            if json {
+                println!("{}", output::report_json(&r));
+            } else {
+                print!("{}", r.markdown);
+            }
+        }
+        None => {
+            let since_s = last.map_or(0, |d| d.as_secs().max(1));
+            let r = c
+                .list_experiments(proto::ListExperimentsRequest { since_s })
+                .await?
+                .into_inner();
+            if json {
+                let list: Vec<_> = r.experiments.iter().map(output::status_json).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                print!("{}", output::status_table(&r.experiments));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! Experiment lifecycle: validate -> arm -> run until the duration or a stop -> disarm ->
+//! detach -> record. Owns the engine, the store and the emergency-stop latch; the gRPC edge
+//! only converts requests into calls here.
+//!
+//! Every state change is written to the store (experiment row, timeline event) and every
+//! request to the audit log by the caller. At start-up experiments the store still lists as
+//! running are marked `aborted (daemon restart)`: their BPF faults died with the old process.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use chaos_common::SlotCounters;
+
+use crate::{
+    engine::{Engine, EngineError, FaultId},
+    fault::FaultSpec,
+    store::{AuditRow, EventRow, ExperimentRow, Store, StoreError},
+};
+
+/// Why a request was refused or failed; the gRPC edge maps each to one status code.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "emergency stop is latched on this node: clear it with `chaos-ctl emergency-stop --clear`"
+    )]
+    Latched,
+    #[error("no experiment with id {0:?}")]
+    NotFound(String),
+    #[error("experiment {id:?} is not running (it is {state})")]
+    NotRunning { id: String, state: String },
+}
+
+/// What a dry run or a start resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanSummary {
+    pub cgroup: String,
+    pub cgroup_id: u64,
+    pub programs: Vec<String>,
+    pub max_faults: u64,
+}
+
+/// An experiment as the API shows it: the stored row, with live counters while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExperimentView {
+    pub row: ExperimentRow,
+}
+
+/// A report: the experiment, its timeline and the request that started it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportData {
+    pub row: ExperimentRow,
+    pub events: Vec<EventRow>,
+}
+
+struct Running {
+    fault: FaultId,
+    row: ExperimentRow,
+    deadline: Instant,
+}
+
+struct Inner {
+    engine: Engine,
+    store: Store,
+    running: HashMap<String, Running>,
+}
+
+/// The node's experiments. Cheap to share behind an `Arc`; calls are short (µs to ms).
+pub struct Manager {
+    inner: Mutex<Inner>,
+    latched: AtomicBool,
+    next: AtomicU64,
+}
+
+impl Manager {
+    /// Takes over the engine and the store; marks experiments left running by a previous
+    /// daemon process as aborted.
+    pub fn new(engine: Engine, store: Store) -> Result<Self, ExperimentError> {
+        for id in store.abort_running("aborted (daemon restart)", now_ms())? {
+            tracing::warn!(experiment_id = %id, "marked aborted: it was running when the daemon died");
+        }
+        Ok(Self {
+            inner: Mutex::new(Inner {
+                engine,
+                store,
+                running: HashMap::new(),
+            }),
+            latched: AtomicBool::new(false),
+            next: AtomicU64::new(1),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves the data consistent enough to disarm: keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a request in the audit log.
+    pub fn audit(&self, caller: &str, method: &str, detail: &str, outcome: &str) {
+        let row = AuditRow {
+            at_ms: now_ms(),
+            caller: caller.into(),
+            method: method.into(),
+            detail: detail.into(),
+            outcome: outcome.into(),
+        };
+        if let Err(e) = self.lock().store.audit(&row) {
+            tracing::error!(error = %e, "audit log write failed");
+        }
+    }
+
+    /// Validates the spec and resolves its target without touching the kernel.
+    pub fn plan(&self, spec: &FaultSpec) -> Result<PlanSummary, ExperimentError> {
+        let plan = spec.plan().map_err(EngineError::from)?;
+        let inner = self.lock();
+        let target = inner
+            .engine
+            .resolver()
+            .resolve(&spec.target)
+            .map_err(EngineError::from)?;
+        Ok(PlanSummary {
+            cgroup: target.path.display().to_string(),
+            cgroup_id: target.id,
+            programs: plan.hooks.iter().map(|h| format!("{h:?}")).collect(),
+            max_faults: plan.config.max_faults,
+        })
+    }
+
+    /// Arms an experiment; refused while the emergency stop is latched.
+    pub fn start(
+        &self,
+        name: &str,
+        spec: &FaultSpec,
+        request: Vec<u8>,
+    ) -> Result<String, ExperimentError> {
+        if self.latched.load(Ordering::SeqCst) {
+            return Err(ExperimentError::Latched);
+        }
+        let mut inner = self.lock();
+        // Checked again under the lock: an emergency stop may have raced with this start.
+        if self.latched.load(Ordering::SeqCst) {
+            return Err(ExperimentError::Latched);
+        }
+        let handle = inner.engine.start(spec)?;
+        let started_ms = now_ms();
+        let id = format!(
+            "exp-{started_ms}-{}",
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        let row = ExperimentRow {
+            id: id.clone(),
+            name: if name.is_empty() {
+                spec.fault.kind().to_string()
+            } else {
+                name.to_string()
+            },
+            fault: spec.fault.kind().into(),
+            target: handle.target.path.display().to_string(),
+            spec: request,
+            state: "running".into(),
+            reason: String::new(),
+            started_ms,
+            ended_ms: 0,
+            seen: 0,
+            matched: 0,
+            injected: 0,
+            capped: 0,
+        };
+        let recorded = inner.store.insert_experiment(&row).and_then(|()| {
+            let msg = format!(
+                "slot {} on {} (cgroup id {}) for {:?}",
+                handle.slot, row.target, handle.target.id, spec.duration
+            );
+            inner.store.add_event(&id, started_ms, "armed", &msg)
+        });
+        if let Err(e) = recorded {
+            // Nothing may run that the store does not know about.
+            let _ = inner.engine.stop(handle.id);
+            return Err(e.into());
+        }
+        let deadline = Instant::now() + spec.duration;
+        inner.running.insert(
+            id.clone(),
+            Running {
+                fault: handle.id,
+                row,
+                deadline,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Stops a running experiment: disarm, detach, record. `state`/`reason` say why.
+    pub fn stop(
+        &self,
+        id: &str,
+        state: &str,
+        reason: &str,
+    ) -> Result<ExperimentRow, ExperimentError> {
+        let mut inner = self.lock();
+        let Some(run) = inner.running.remove(id) else {
+            return Err(match inner.store.experiment(id)? {
+                Some(row) => ExperimentError::NotRunning {
+                    id: id.into(),
+                    state: row.state,
+                },
+                None => ExperimentError::NotFound(id.into()),
+            });
+        };
+        let counters = inner.engine.stop(run.fault);
+        finish(&mut inner, run.row, state, reason, counters)
+    }
+
+    /// Disarms every experiment (one map write each, measured), latches, then detaches and
+    /// records them. Returns how many were running and the disarm time.
+    pub fn emergency_stop(&self, reason: &str) -> Result<(usize, Duration), ExperimentError> {
+        self.latched.store(true, Ordering::SeqCst);
+        let mut inner = self.lock();
+        let t = Instant::now();
+        let disarmed = inner.engine.disarm_all();
+        let disarm_time = t.elapsed();
+        let ids: Vec<String> = inner.running.keys().cloned().collect();
+        for id in &ids {
+            if let Some(run) = inner.running.remove(id) {
+                let counters = inner.engine.stop(run.fault);
+                finish(&mut inner, run.row, "emergency_stopped", reason, counters)?;
+            }
+        }
+        disarmed?;
+        Ok((ids.len(), disarm_time))
+    }
+
+    pub fn clear_emergency_stop(&self) {
+        self.latched.store(false, Ordering::SeqCst);
+    }
+
+    pub fn latched(&self) -> bool {
+        self.latched.load(Ordering::SeqCst)
+    }
+
+    /// Ends experiments whose duration elapsed. Called periodically by the daemon.
+    pub fn reap(&self) -> Result<Vec<String>, ExperimentError> {
+        let now = Instant::now();
+        let due: Vec<String> = {
+            let inner = self.lock();
+            inner
+                .running
+                .iter()
+                .filter(|(_, r)| r.deadline <= now)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in &due {
+            match self.stop(id, "completed", "duration elapsed") {
+                Ok(_) | Err(ExperimentError::NotRunning { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(due)
+    }
+
+    /// One experiment, with live counters while it runs.
+    pub fn get(&self, id: &str) -> Result<ExperimentView, ExperimentError> {
+        let inner = self.lock();
+        if let Some(run) = inner.running.get(id) {
+            let mut row = run.row.clone();
+            set_counters(&mut row, inner.engine.counters(run.fault)?);
+            return Ok(ExperimentView { row });
+        }
+        let row = inner
+            .store
+            .experiment(id)?
+            .ok_or_else(|| ExperimentError::NotFound(id.into()))?;
+        Ok(ExperimentView { row })
+    }
+
+    /// Experiments started in the last `since` (all when `None`), newest first.
+    pub fn list(&self, since: Option<Duration>) -> Result<Vec<ExperimentView>, ExperimentError> {
+        let since_ms = since.map_or(0, |d| now_ms().saturating_sub(d.as_millis() as u64));
+        let rows = self.lock().store.experiments_since(since_ms)?;
+        rows.into_iter()
+            .map(|r| {
+                if r.state == "running" {
+                    self.get(&r.id)
+                } else {
+                    Ok(ExperimentView { row: r })
+                }
+            })
+            .collect()
+    }
+
+    /// The running experiments, with live counters.
+    pub fn running(&self) -> Result<Vec<ExperimentView>, ExperimentError> {
+        let ids: Vec<String> = self.lock().running.keys().cloned().collect();
+        let mut views: Vec<_> = ids.iter().filter_map(|id| self.get(id).ok()).collect();
+        views.sort_by(|a, b| a.row.id.cmp(&b.row.id));
+        Ok(views)
+    }
+
+    pub fn report(&self, id: &str) -> Result<ReportData, ExperimentError> {
+        let row = self.get(id)?.row;
+        let events = self.lock().store.events(id)?;
+        Ok(ReportData { row, events })
+    }
+}
+
+fn finish(
+    inner: &mut Inner,
+    mut row: ExperimentRow,
+    state: &str,
+    reason: &str,
+    counters: Result<SlotCounters, EngineError>,
+) -> Result<ExperimentRow, ExperimentError> {
+    row.ended_ms = now_ms();
+    row.state = state.into();
+    row.reason = reason.into();
+    let detach = match counters {
+        Ok(c) => {
+            set_counters(&mut row, c);
+            None
+        }
+        Err(e) => {
+            row.state = "failed".into();
+            row.reason = format!("{reason}; stopping failed: {e}");
+            Some(e)
+        }
+    };
+    inner.store.finish_experiment(&row)?;
+    let msg = format!(
+        "{} (injected {} of {} matched)",
+        row.reason, row.injected, row.matched
+    );
+    inner
+        .store
+        .add_event(&row.id, row.ended_ms, &row.state, &msg)?;
+    match detach {
+        Some(e) => Err(e.into()),
+        None => Ok(row),
+    }
+}
+
+fn set_counters(row: &mut ExperimentRow, c: SlotCounters) {
+    (row.seen, row.matched, row.injected, row.capped) = (c.seen, c.matched, c.injected, c.capped);
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

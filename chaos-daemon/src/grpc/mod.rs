@@ -1,0 +1,300 @@
+//! The tonic service `chaos.v1.ChaosDaemon`: a thin edge. Each request is authenticated,
+//! converted into a call on the [`Manager`] ([`convert`]), audited, and its error mapped to a
+//! status code in one place ([`status_of`]).
+//!
+//! Callers: on the Unix socket the peer's uid (from the kernel, `SO_PEERCRED`) must be root or
+//! the daemon's own uid; the socket itself is created 0600.
+
+pub mod convert;
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use chaos_api::proto::{self, chaos_daemon_server::ChaosDaemon};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
+
+use crate::{
+    engine::EngineError,
+    experiment::{ExperimentError, Manager},
+    fault::SpecError,
+    report,
+};
+
+/// The one mapping from domain errors to gRPC status codes.
+pub fn status_of(e: &ExperimentError) -> Status {
+    let msg = e.to_string();
+    match e {
+        ExperimentError::Engine(EngineError::Spec(_)) => Status::invalid_argument(msg),
+        ExperimentError::Engine(EngineError::Target(_)) => Status::failed_precondition(msg),
+        ExperimentError::Engine(EngineError::NoFreeSlot) => Status::resource_exhausted(msg),
+        ExperimentError::Engine(EngineError::UnknownFault(_)) => Status::not_found(msg),
+        ExperimentError::Latched | ExperimentError::NotRunning { .. } => {
+            Status::failed_precondition(msg)
+        }
+        ExperimentError::NotFound(_) => Status::not_found(msg),
+        ExperimentError::Engine(_) | ExperimentError::Store(_) => Status::internal(msg),
+    }
+}
+
+fn invalid(e: SpecError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+pub struct Service {
+    manager: Arc<Manager>,
+    node: String,
+}
+
+impl Service {
+    pub fn new(manager: Arc<Manager>, node: String) -> Self {
+        Self { manager, node }
+    }
+
+    /// Who is calling, or PermissionDenied. Unix socket: root or the daemon's own uid.
+    fn caller<T>(&self, req: &Request<T>) -> Result<String, Status> {
+        let uds = req.extensions().get::<UdsConnectInfo>();
+        let uid = uds.and_then(|i| i.peer_cred).map(|c| c.uid());
+        match uid {
+            // SAFETY: geteuid has no preconditions.
+            Some(uid) if uid == 0 || uid == unsafe { libc::geteuid() } => Ok(format!("uid {uid}")),
+            Some(uid) => Err(Status::permission_denied(format!(
+                "uid {uid} may not use this daemon"
+            ))),
+            None => Err(Status::unauthenticated(
+                "no peer credentials on this connection",
+            )),
+        }
+    }
+
+    /// Runs `f` for an authenticated caller and writes the audit log.
+    fn audited<T, R>(
+        &self,
+        req: &Request<T>,
+        method: &str,
+        detail: &str,
+        f: impl FnOnce(&str) -> Result<R, Status>,
+    ) -> Result<R, Status> {
+        let caller = match self.caller(req) {
+            Ok(c) => c,
+            Err(s) => {
+                self.manager.audit(
+                    "unauthenticated",
+                    method,
+                    detail,
+                    &format!("{:?}", s.code()),
+                );
+                return Err(s);
+            }
+        };
+        let result = f(&caller);
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(s) => format!("{:?}: {}", s.code(), s.message()),
+        };
+        self.manager.audit(&caller, method, detail, &outcome);
+        result
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<proto::ExperimentUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ChaosDaemon for Service {
+    async fn capabilities(
+        &self,
+        req: Request<proto::CapabilitiesRequest>,
+    ) -> Result<Response<proto::CapabilitiesResponse>, Status> {
+        self.caller(&req)?;
+        let cap = |fault: &str| proto::Capability {
+            fault: fault.into(),
+            supported: true,
+            reason: String::new(),
+        };
+        Ok(Response::new(proto::CapabilitiesResponse {
+            node: self.node.clone(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .into(),
+            capabilities: vec![cap("packet_loss"), cap("socket_error")],
+        }))
+    }
+
+    async fn validate(
+        &self,
+        req: Request<proto::ValidateRequest>,
+    ) -> Result<Response<proto::ValidateResponse>, Status> {
+        self.caller(&req)?;
+        let spec = req.get_ref().spec.clone().unwrap_or_default();
+        let (_, spec) = convert::spec_from_proto(&spec).map_err(invalid)?;
+        let plan = self.manager.plan(&spec).map_err(|e| status_of(&e))?;
+        Ok(Response::new(proto::ValidateResponse {
+            plan: Some(convert::plan_to_proto(plan)),
+        }))
+    }
+
+    async fn start_experiment(
+        &self,
+        req: Request<proto::StartExperimentRequest>,
+    ) -> Result<Response<proto::StartExperimentResponse>, Status> {
+        let r = req.get_ref();
+        let spec_msg = r.spec.clone().unwrap_or_default();
+        let detail = format!("{} dry_run={}", spec_msg.name, r.dry_run);
+        self.audited(&req, "StartExperiment", &detail, |_| {
+            let (name, spec) = convert::spec_from_proto(&spec_msg).map_err(invalid)?;
+            let plan = self.manager.plan(&spec).map_err(|e| status_of(&e))?;
+            let id = if r.dry_run {
+                String::new()
+            } else {
+                let bytes = prost::Message::encode_to_vec(&spec_msg);
+                self.manager
+                    .start(&name, &spec, bytes)
+                    .map_err(|e| status_of(&e))?
+            };
+            Ok(Response::new(proto::StartExperimentResponse {
+                id,
+                plan: Some(convert::plan_to_proto(plan)),
+            }))
+        })
+    }
+
+    async fn stop_experiment(
+        &self,
+        req: Request<proto::StopExperimentRequest>,
+    ) -> Result<Response<proto::StopExperimentResponse>, Status> {
+        let id = req.get_ref().id.clone();
+        self.audited(&req, "StopExperiment", &id, |caller| {
+            let row = self
+                .manager
+                .stop(&id, "stopped", &format!("stopped by {caller}"))
+                .map_err(|e| status_of(&e))?;
+            let view = crate::experiment::ExperimentView { row };
+            Ok(Response::new(proto::StopExperimentResponse {
+                status: Some(convert::status_to_proto(&view)),
+            }))
+        })
+    }
+
+    async fn emergency_stop(
+        &self,
+        req: Request<proto::EmergencyStopRequest>,
+    ) -> Result<Response<proto::EmergencyStopResponse>, Status> {
+        let reason = req.get_ref().reason.clone();
+        self.audited(&req, "EmergencyStop", &reason, |caller| {
+            let why = if reason.is_empty() {
+                format!("emergency stop by {caller}")
+            } else {
+                format!("emergency stop by {caller}: {reason}")
+            };
+            let (n, took) = self
+                .manager
+                .emergency_stop(&why)
+                .map_err(|e| status_of(&e))?;
+            Ok(Response::new(proto::EmergencyStopResponse {
+                disarmed: n as u32,
+                disarm_ns: took.as_nanos() as u64,
+            }))
+        })
+    }
+
+    async fn clear_emergency_stop(
+        &self,
+        req: Request<proto::ClearEmergencyStopRequest>,
+    ) -> Result<Response<proto::ClearEmergencyStopResponse>, Status> {
+        self.audited(&req, "ClearEmergencyStop", "", |_| {
+            self.manager.clear_emergency_stop();
+            Ok(Response::new(proto::ClearEmergencyStopResponse {}))
+        })
+    }
+
+    async fn get_status(
+        &self,
+        req: Request<proto::GetStatusRequest>,
+    ) -> Result<Response<proto::GetStatusResponse>, Status> {
+        self.caller(&req)?;
+        let running = self.manager.running().map_err(|e| status_of(&e))?;
+        Ok(Response::new(proto::GetStatusResponse {
+            node: self.node.clone(),
+            emergency_stop: self.manager.latched(),
+            experiments: running.iter().map(convert::status_to_proto).collect(),
+        }))
+    }
+
+    type WatchExperimentStream = UpdateStream;
+
+    async fn watch_experiment(
+        &self,
+        req: Request<proto::WatchExperimentRequest>,
+    ) -> Result<Response<UpdateStream>, Status> {
+        self.caller(&req)?;
+        let r = req.into_inner();
+        let first = self.manager.get(&r.id).map_err(|e| status_of(&e))?;
+        let interval = Duration::from_millis(if r.interval_ms == 0 {
+            1000
+        } else {
+            u64::from(r.interval_ms.max(50))
+        });
+        let manager = self.manager.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let started = first.row.started_ms;
+            loop {
+                let update = manager.get(&r.id).map_err(|e| status_of(&e));
+                let done = update.as_ref().map_or(true, |v| v.row.state != "running");
+                let msg = update.map(|v| proto::ExperimentUpdate {
+                    elapsed_ms: crate::experiment::now_ms().saturating_sub(started),
+                    status: Some(convert::status_to_proto(&v)),
+                });
+                if tx.send(msg).await.is_err() || done {
+                    return;
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn list_experiments(
+        &self,
+        req: Request<proto::ListExperimentsRequest>,
+    ) -> Result<Response<proto::ListExperimentsResponse>, Status> {
+        self.caller(&req)?;
+        let since = req.get_ref().since_s;
+        let since = (since > 0).then(|| Duration::from_secs(since));
+        let list = self.manager.list(since).map_err(|e| status_of(&e))?;
+        Ok(Response::new(proto::ListExperimentsResponse {
+            experiments: list.iter().map(convert::status_to_proto).collect(),
+        }))
+    }
+
+    async fn get_report(
+        &self,
+        req: Request<proto::GetReportRequest>,
+    ) -> Result<Response<proto::Report>, Status> {
+        self.caller(&req)?;
+        let data = self
+            .manager
+            .report(&req.get_ref().id)
+            .map_err(|e| status_of(&e))?;
+        let spec: Option<proto::ExperimentSpec> =
+            prost::Message::decode(data.row.spec.as_slice()).ok();
+        let markdown = report::markdown(&data);
+        let view = crate::experiment::ExperimentView { row: data.row };
+        Ok(Response::new(proto::Report {
+            status: Some(convert::status_to_proto(&view)),
+            spec,
+            timeline: data
+                .events
+                .into_iter()
+                .map(|e| proto::Event {
+                    at_unix_ms: e.at_ms,
+                    kind: e.kind,
+                    message: e.message,
+                })
+                .collect(),
+            markdown,
+        }))
+    }
+}

@@ -1,0 +1,132 @@
+//! `chaos-daemon serve`: wires the engine, the store and the experiment manager to the gRPC
+//! service on a Unix socket, reaps experiments whose duration elapsed, and stops everything
+//! on SIGTERM or Ctrl-C.
+
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use chaos_api::proto::chaos_daemon_server::ChaosDaemonServer;
+use chaos_daemon::{
+    engine::Engine,
+    experiment::Manager,
+    grpc::Service,
+    store::Store,
+    target::{Resolver, cgroup2_mount},
+};
+use clap::Args;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The Unix socket to serve on (created mode 0600).
+    #[arg(long, default_value = "/run/chaos/daemon.sock")]
+    socket: PathBuf,
+    /// Where the SQLite store lives (created mode 0700).
+    #[arg(long, default_value = "/var/lib/chaos")]
+    state_dir: PathBuf,
+    /// The node name reported to clients (default: the host name).
+    #[arg(long)]
+    node: Option<String>,
+    /// How often experiments are checked for an elapsed duration, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    reap_interval_ms: u64,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    create_private_dir(&args.state_dir, 0o700)?;
+    let store = Store::open(&args.state_dir)?;
+    let engine =
+        Engine::new(Resolver::new(cgroup2_mount()?)?).context("loading the kernel programs")?;
+    let manager = Arc::new(Manager::new(engine, store)?);
+    let node = match args.node {
+        Some(n) => n,
+        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+    };
+    let listener = bind_private_socket(&args.socket)?;
+    println!(
+        "chaos-daemon {node} listening on unix://{}",
+        args.socket.display()
+    );
+
+    let reaper = {
+        let manager = manager.clone();
+        let every = Duration::from_millis(args.reap_interval_ms.max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = manager.reap() {
+                    tracing::error!(error = %e, "ending experiments whose duration elapsed failed");
+                }
+            }
+        })
+    };
+
+    let service = ChaosDaemonServer::new(Service::new(manager.clone(), node));
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
+        .await
+        .context("serving gRPC")?;
+
+    reaper.abort();
+    for view in manager.running()? {
+        manager.stop(&view.row.id, "stopped", "daemon shutdown")?;
+    }
+    let _ = std::fs::remove_file(&args.socket);
+    println!("chaos-daemon stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the daemon still stops with its process (faults die with it).
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn create_private_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {} {:o}", dir.display(), mode))
+}
+
+/// Binds the socket so that it is never accessible to others, not even for an instant: the
+/// umask is 0177 while it is created. A stale socket from a dead daemon is replaced.
+fn bind_private_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!("another daemon is already listening on {}", path.display());
+    }
+    let _ = std::fs::remove_file(path);
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}

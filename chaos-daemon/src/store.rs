@@ -1,0 +1,338 @@
+//! The daemon's durable state in SQLite (rusqlite, bundled) under the state directory:
+//! experiments, their event timeline, the audit log of who asked for what, and the journal of
+//! host changes (state that outlives the process, used by later faults).
+//!
+//! Writes are small and synchronous; the file survives a SIGKILL (WAL mode). At start-up
+//! [`Store::abort_running`] marks experiments that were running when the daemon died.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+/// Store errors carry what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("state store: {what}: {source}")]
+pub struct StoreError {
+    what: &'static str,
+    source: rusqlite::Error,
+}
+
+trait Ctx<T> {
+    fn ctx(self, what: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Ctx<T> for rusqlite::Result<T> {
+    fn ctx(self, what: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError { what, source })
+    }
+}
+
+/// An experiment as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExperimentRow {
+    pub id: String,
+    pub name: String,
+    pub fault: String,
+    pub target: String,
+    /// The request as received (protobuf bytes of `chaos.v1.ExperimentSpec`).
+    pub spec: Vec<u8>,
+    /// `running`, `completed`, `stopped`, `emergency_stopped`, `aborted`, `failed`.
+    pub state: String,
+    pub reason: String,
+    pub started_ms: u64,
+    pub ended_ms: u64,
+    pub seen: u64,
+    pub matched: u64,
+    pub injected: u64,
+    pub capped: u64,
+}
+
+/// One entry of an experiment's timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRow {
+    pub at_ms: u64,
+    pub kind: String,
+    pub message: String,
+}
+
+/// One entry of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRow {
+    pub at_ms: u64,
+    pub caller: String,
+    pub method: String,
+    pub detail: String,
+    pub outcome: String,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, fault TEXT NOT NULL, target TEXT NOT NULL,
+    spec BLOB NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+    started_ms INTEGER NOT NULL, ended_ms INTEGER NOT NULL DEFAULT 0,
+    seen INTEGER NOT NULL DEFAULT 0, matched INTEGER NOT NULL DEFAULT 0,
+    injected INTEGER NOT NULL DEFAULT 0, capped INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS events (
+    experiment_id TEXT NOT NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_experiment ON events (experiment_id, at_ms);
+CREATE TABLE IF NOT EXISTS audit (
+    at_ms INTEGER NOT NULL, caller TEXT NOT NULL, method TEXT NOT NULL, detail TEXT NOT NULL,
+    outcome TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, experiment_id TEXT NOT NULL, kind TEXT NOT NULL,
+    path TEXT NOT NULL, old_value TEXT NOT NULL, applied_ms INTEGER NOT NULL,
+    restored_ms INTEGER NOT NULL DEFAULT 0);
+";
+
+const EXPERIMENT_COLUMNS: &str = "id, name, fault, target, spec, state, reason, started_ms, \
+     ended_ms, seen, matched, injected, capped";
+
+impl Store {
+    /// Opens (creating if needed) `state.db` in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(dir.join("state.db")).ctx("opening state.db")?;
+        conn.execute_batch(SCHEMA).ctx("creating the schema")?;
+        Ok(Self { conn })
+    }
+
+    pub fn insert_experiment(&self, e: &ExperimentRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                &format!("INSERT INTO experiments ({EXPERIMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                params![
+                    e.id, e.name, e.fault, e.target, e.spec, e.state, e.reason,
+                    e.started_ms as i64, e.ended_ms as i64, e.seen as i64, e.matched as i64,
+                    e.injected as i64, e.capped as i64
+                ],
+            )
+            .ctx("inserting an experiment")?;
+        Ok(())
+    }
+
+    /// Records how an experiment ended, with its final counters.
+    pub fn finish_experiment(&self, e: &ExperimentRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE experiments SET state = ?2, reason = ?3, ended_ms = ?4, seen = ?5, \
+                 matched = ?6, injected = ?7, capped = ?8 WHERE id = ?1",
+                params![
+                    e.id,
+                    e.state,
+                    e.reason,
+                    e.ended_ms as i64,
+                    e.seen as i64,
+                    e.matched as i64,
+                    e.injected as i64,
+                    e.capped as i64
+                ],
+            )
+            .ctx("finishing an experiment")?;
+        Ok(())
+    }
+
+    pub fn experiment(&self, id: &str) -> Result<Option<ExperimentRow>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?1"),
+                [id],
+                row_to_experiment,
+            )
+            .optional()
+            .ctx("reading an experiment")
+    }
+
+    /// Experiments started at or after `since_ms`, newest first.
+    pub fn experiments_since(&self, since_ms: u64) -> Result<Vec<ExperimentRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE started_ms >= ?1 ORDER BY started_ms DESC, id DESC"
+            ))
+            .ctx("listing experiments")?;
+        let rows = stmt
+            .query_map([since_ms as i64], row_to_experiment)
+            .ctx("listing experiments")?;
+        rows.collect::<Result<_, _>>().ctx("listing experiments")
+    }
+
+    /// Marks every experiment still `running` as `aborted` with `reason`; returns their ids.
+    pub fn abort_running(&self, reason: &str, now_ms: u64) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM experiments WHERE state = 'running'")
+            .ctx("finding running experiments")?;
+        let ids: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .ctx("finding running experiments")?
+            .collect::<Result<_, _>>()
+            .ctx("finding running experiments")?;
+        for id in &ids {
+            self.conn
+                .execute(
+                    "UPDATE experiments SET state = 'aborted', reason = ?2, ended_ms = ?3 WHERE id = ?1",
+                    params![id, reason, now_ms as i64],
+                )
+                .ctx("aborting an experiment")?;
+            self.add_event(id, now_ms, "aborted", reason)?;
+        }
+        Ok(ids)
+    }
+
+    pub fn add_event(
+        &self,
+        id: &str,
+        at_ms: u64,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO events (experiment_id, at_ms, kind, message) VALUES (?1, ?2, ?3, ?4)",
+                params![id, at_ms as i64, kind, message],
+            )
+            .ctx("adding an event")?;
+        Ok(())
+    }
+
+    pub fn events(&self, id: &str) -> Result<Vec<EventRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at_ms, kind, message FROM events WHERE experiment_id = ?1 ORDER BY rowid",
+            )
+            .ctx("reading events")?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(EventRow {
+                    at_ms: r.get::<_, i64>(0)? as u64,
+                    kind: r.get(1)?,
+                    message: r.get(2)?,
+                })
+            })
+            .ctx("reading events")?;
+        rows.collect::<Result<_, _>>().ctx("reading events")
+    }
+
+    pub fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO audit (at_ms, caller, method, detail, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![row.at_ms as i64, row.caller, row.method, row.detail, row.outcome],
+            )
+            .ctx("writing the audit log")?;
+        Ok(())
+    }
+
+    pub fn audit_log(&self) -> Result<Vec<AuditRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at_ms, caller, method, detail, outcome FROM audit ORDER BY rowid")
+            .ctx("reading the audit log")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AuditRow {
+                    at_ms: r.get::<_, i64>(0)? as u64,
+                    caller: r.get(1)?,
+                    method: r.get(2)?,
+                    detail: r.get(3)?,
+                    outcome: r.get(4)?,
+                })
+            })
+            .ctx("reading the audit log")?;
+        rows.collect::<Result<_, _>>().ctx("reading the audit log")
+    }
+}
+
+fn row_to_experiment(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentRow> {
+    let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+    Ok(ExperimentRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        fault: r.get(2)?,
+        target: r.get(3)?,
+        spec: r.get(4)?,
+        state: r.get(5)?,
+        reason: r.get(6)?,
+        started_ms: n(7)?,
+        ended_ms: n(8)?,
+        seen: n(9)?,
+        matched: n(10)?,
+        injected: n(11)?,
+        capped: n(12)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, started_ms: u64) -> ExperimentRow {
+        ExperimentRow {
+            id: id.into(),
+            name: "n".into(),
+            fault: "packet_loss".into(),
+            target: "/sys/fs/cgroup/x".into(),
+            spec: vec![1, 2, 3],
+            state: "running".into(),
+            reason: String::new(),
+            started_ms,
+            ended_ms: 0,
+            seen: 0,
+            matched: 0,
+            injected: 0,
+            capped: 0,
+        }
+    }
+
+    #[test]
+    fn experiments_events_audit_and_abort_survive_reopen() {
+        let dir = std::env::temp_dir().join(format!("chaos-store-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let s = Store::open(&dir).unwrap();
+            s.insert_experiment(&row("a", 10)).unwrap();
+            s.insert_experiment(&row("b", 20)).unwrap();
+            let mut done = row("b", 20);
+            (done.state, done.reason, done.ended_ms, done.injected) =
+                ("stopped".into(), "by uid 0".into(), 30, 7);
+            s.finish_experiment(&done).unwrap();
+            s.add_event("a", 11, "armed", "slot 0").unwrap();
+            s.audit(&AuditRow {
+                at_ms: 9,
+                caller: "uid 0".into(),
+                method: "StartExperiment".into(),
+                detail: "a".into(),
+                outcome: "ok".into(),
+            })
+            .unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        assert_eq!(
+            s.abort_running("aborted (daemon restart)", 40).unwrap(),
+            vec!["a".to_string()]
+        );
+        let a = s.experiment("a").unwrap().unwrap();
+        assert_eq!(
+            (a.state.as_str(), a.reason.as_str(), a.ended_ms),
+            ("aborted", "aborted (daemon restart)", 40)
+        );
+        let b = s.experiment("b").unwrap().unwrap();
+        assert_eq!((b.state.as_str(), b.injected), ("stopped", 7));
+        assert_eq!(s.events("a").unwrap().len(), 2);
+        assert_eq!(s.audit_log().unwrap()[0].method, "StartExperiment");
+        let ids: Vec<_> = s
+            .experiments_since(15)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, vec!["b".to_string()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,315 @@
+//! The daemon as users run it: `chaos-daemon serve` on a Unix socket, driven by `chaos-ctl`,
+//! with real workloads in a real cgroup; the store after a SIGKILL; who may connect.
+
+mod support;
+
+use std::{
+    io::{BufRead as _, BufReader},
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use chaos_daemon::store::Store;
+use support::*;
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+#[test]
+fn experiments_over_the_unix_socket_end_to_end() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "svc");
+    let dir = TempDir::new("svc");
+    let daemon = Daemon::start(&dir.0);
+    let cgs = cg.path.to_str().unwrap();
+    let server = TcpServer::start("127.0.0.1:0");
+
+    // A connect-error experiment, followed live: WatchExperiment's counters rise.
+    let mut wait = Command::new(ctl_bin())
+        .args([
+            "--daemon",
+            &daemon.addr(),
+            "experiment",
+            "dependency_failure",
+            "--cgroup",
+            cgs,
+        ])
+        .args([
+            "--duration",
+            "3s",
+            "--intensity",
+            "1",
+            "--name",
+            "db-down",
+            "--wait",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(wait.stdout.take().unwrap());
+    let load = std::thread::spawn({
+        let (cg, to) = (cg.path.clone(), server.to());
+        move || {
+            (0..5)
+                .map(|_| {
+                    std::thread::sleep(Duration::from_millis(400));
+                    workload(Some(&cg), &["connect", "--to", &to, "--count", "50"])
+                        .get("ECONNREFUSED")
+                })
+                .sum::<u64>()
+        }
+    });
+    let injected: Vec<u64> = lines
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| {
+            l.split("injected ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(wait.wait().unwrap().success());
+    let refused = load.join().unwrap();
+    assert_eq!(refused, 250, "every connect inside the cgroup was refused");
+    assert!(injected.len() >= 3, "progress lines: {injected:?}");
+    assert!(
+        injected.windows(2).all(|w| w[0] <= w[1]),
+        "counters never go down: {injected:?}"
+    );
+    assert!(
+        injected.last() > injected.first(),
+        "counters rose while watching: {injected:?}"
+    );
+    assert_eq!(*injected.last().unwrap(), 250);
+
+    // A loss experiment, stopped by hand; the report has the timeline.
+    let started = json(&daemon.ctl_ok(&[
+        "--output",
+        "json",
+        "experiment",
+        "packet_loss",
+        "--cgroup",
+        cgs,
+        "--duration",
+        "60",
+        "--intensity",
+        "1",
+        "--direction",
+        "egress",
+        "--visible-drop",
+    ]));
+    let id = started["id"].as_str().unwrap().to_string();
+    let sink = UdpSink::new();
+    let r = workload(
+        Some(&cg.path),
+        &["udp-send", "--to", &sink.to(), "--count", "100"],
+    );
+    assert_eq!(r.get("EPERM"), 100);
+    let status = json(&daemon.ctl_ok(&["--output", "json", "status"]));
+    assert_eq!(status["experiments"][0]["counters"]["injected"], 100);
+    let stopped = json(&daemon.ctl_ok(&["--output", "json", "stop", &id]));
+    assert_eq!(stopped["state"], "stopped");
+    assert_eq!(
+        workload(
+            Some(&cg.path),
+            &["udp-send", "--to", &sink.to(), "--count", "100"]
+        )
+        .ok(),
+        100
+    );
+    let md = daemon.ctl_ok(&["report", &id]);
+    assert!(
+        md.contains("**armed**") && md.contains("stopped by uid 0"),
+        "{md}"
+    );
+    let rep = json(&daemon.ctl_ok(&["report", &id, "--format", "json"]));
+    assert_eq!(rep["timeline"].as_array().unwrap().len(), 2);
+    let last = json(&daemon.ctl_ok(&["--output", "json", "report", "--last", "1h"]));
+    let states: Vec<_> = last
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, vec!["stopped", "completed"]);
+    assert_eq!(cg.attached(), 0);
+}
+
+#[test]
+fn refusals_have_precise_exit_codes() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "svc-codes");
+    let dir = TempDir::new("svc-codes");
+    let daemon = Daemon::start(&dir.0);
+    let cgs = cg.path.to_str().unwrap();
+    let code = |args: &[&str]| daemon.ctl(args).status.code();
+    // Invalid spec: usage (2). Missing or protected target, unknown id: refused (3).
+    assert_eq!(
+        code(&[
+            "experiment",
+            "packet_loss",
+            "--cgroup",
+            cgs,
+            "--intensity",
+            "2"
+        ]),
+        Some(2)
+    );
+    assert_eq!(
+        code(&["experiment", "packet_loss", "--cgroup", "/no-such-cgroup"]),
+        Some(3)
+    );
+    assert_eq!(
+        code(&["experiment", "packet_loss", "--cgroup", "/"]),
+        Some(3)
+    );
+    assert_eq!(code(&["stop", "exp-0-0"]), Some(3));
+    assert_eq!(
+        code(&["experiment", "packet_loss"]),
+        Some(2),
+        "clap: a target is required"
+    );
+    // The latch refuses new experiments until cleared.
+    daemon.ctl_ok(&[
+        "experiment",
+        "packet_loss",
+        "--cgroup",
+        cgs,
+        "--duration",
+        "60",
+        "--intensity",
+        "0",
+    ]);
+    let es = json(&daemon.ctl_ok(&["--output", "json", "emergency-stop", "--reason", "drill"]));
+    assert_eq!(es["disarmed"], 1);
+    assert_eq!(
+        code(&["experiment", "packet_loss", "--cgroup", cgs]),
+        Some(3)
+    );
+    daemon.ctl_ok(&["emergency-stop", "--clear"]);
+    daemon.ctl_ok(&[
+        "experiment",
+        "packet_loss",
+        "--cgroup",
+        cgs,
+        "--duration",
+        "1",
+        "--intensity",
+        "0",
+    ]);
+    // A daemon that is not there is a failure (1).
+    let gone = Command::new(ctl_bin())
+        .args(["--daemon", "unix:///nonexistent.sock", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(gone.status.code(), Some(1));
+}
+
+#[test]
+fn only_root_can_reach_the_socket() {
+    let Some(_) = kernel() else { return };
+    let dir = TempDir::new("svc-perm");
+    let daemon = Daemon::start(&dir.0);
+    let mode = std::fs::metadata(&daemon.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let state_mode = std::fs::metadata(&daemon.state)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(state_mode, 0o700);
+    // The test dir itself must be traversable for the socket's mode to be what decides.
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(ctl_bin())
+        .args(["--daemon", &daemon.addr(), "emergency-stop"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connecting"));
+}
+
+#[test]
+fn sigkill_mid_experiment_leaves_nothing_and_restart_marks_it_aborted() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "svc-kill");
+    let dir = TempDir::new("svc-kill");
+    let cgs = cg.path.to_str().unwrap();
+    let sink = UdpSink::new();
+    let id = {
+        let mut daemon = Daemon::start(&dir.0);
+        let started = json(&daemon.ctl_ok(&[
+            "--output",
+            "json",
+            "experiment",
+            "packet_loss",
+            "--cgroup",
+            cgs,
+            "--duration",
+            "600",
+            "--intensity",
+            "1",
+            "--direction",
+            "egress",
+            "--visible-drop",
+            "--name",
+            "killed",
+        ]));
+        let r = workload(
+            Some(&cg.path),
+            &["udp-send", "--to", &sink.to(), "--count", "50"],
+        );
+        assert_eq!(r.get("EPERM"), 50);
+        daemon.child.kill().unwrap();
+        daemon.child.wait().unwrap();
+        started["id"].as_str().unwrap().to_string()
+    };
+    // The kernel dropped the programs with the process.
+    assert_eq!(cg.attached(), 0);
+    assert_eq!(
+        workload(
+            Some(&cg.path),
+            &["udp-send", "--to", &sink.to(), "--count", "50"]
+        )
+        .ok(),
+        50
+    );
+
+    let daemon = Daemon::start(&dir.0);
+    let list = json(&daemon.ctl_ok(&["--output", "json", "report", "--last", "1h"]));
+    let e = &list.as_array().unwrap()[0];
+    assert_eq!(
+        (e["id"].as_str().unwrap(), e["state"].as_str().unwrap()),
+        (id.as_str(), "aborted")
+    );
+    assert_eq!(e["reason"], "aborted (daemon restart)");
+    drop(daemon);
+    let store = Store::open(&dir.0.join("state")).unwrap();
+    let audit = store.audit_log().unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.method == "StartExperiment" && a.caller == "uid 0" && a.outcome == "ok"),
+        "{audit:?}"
+    );
+    let events = store.events(&id).unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        vec!["armed", "aborted"]
+    );
+}
