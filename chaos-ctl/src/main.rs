@@ -19,6 +19,10 @@ struct Cli {
     /// The daemon to talk to.
     #[arg(long, global = true, default_value = "unix:///run/chaos/daemon.sock")]
     daemon: String,
+    /// Talk to every daemon listed in FILE (one address per line, `#` comments) in parallel:
+    /// status, emergency-stop, capabilities and report --last report each daemon's answer.
+    #[arg(long, global = true)]
+    daemons: Option<PathBuf>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value = "table")]
     output: Output,
@@ -178,10 +182,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            match e.downcast_ref::<tonic::Status>() {
-                Some(s) => eprintln!("chaos-ctl: {} ({:?})", s.message(), s.code()),
-                None => eprintln!("chaos-ctl: {e:#}"),
-            }
+            eprintln!("chaos-ctl: {}", error_text(&e));
             ExitCode::from(exit_code(&e))
         }
     }
@@ -189,6 +190,9 @@ fn main() -> ExitCode {
 
 /// Usage errors and invalid specs are 2, refusals 3, everything else 1.
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(f) = e.downcast_ref::<FanOutFailed>() {
+        return f.code;
+    }
     if let Some(s) = e.downcast_ref::<tonic::Status>() {
         return match s.code() {
             tonic::Code::InvalidArgument => EXIT_USAGE,
@@ -207,6 +211,27 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// Some daemons of a fan-out did not answer ok (each answer was printed already).
+#[derive(Debug)]
+struct FanOutFailed {
+    failed: usize,
+    total: usize,
+    /// The exit code of the most severe answer.
+    code: u8,
+}
+
+impl std::fmt::Display for FanOutFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} daemons did not answer ok",
+            self.failed, self.total
+        )
+    }
+}
+
+impl std::error::Error for FanOutFailed {}
+
 #[derive(Debug)]
 struct UsageError(String);
 
@@ -220,58 +245,147 @@ impl std::error::Error for UsageError {}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.output == Output::Json;
-    match cli.command {
-        Command::Experiment(args) => experiment(&cli.daemon, *args, json).await,
-        Command::Status { watch } => status(&cli.daemon, watch, json).await,
-        Command::Stop { id } => {
-            let mut c = client::connect(&cli.daemon).await?;
-            let r = c
-                .stop_experiment(proto::StopExperimentRequest { id })
-                .await?
-                .into_inner();
-            let s = r.status.unwrap_or_default();
-            print_one(&s, json);
-            Ok(())
-        }
-        Command::EmergencyStop { clear, reason } => {
-            let mut c = client::connect(&cli.daemon).await?;
-            if clear {
-                c.clear_emergency_stop(proto::ClearEmergencyStopRequest {})
-                    .await?;
+    let Some(file) = &cli.daemons else {
+        return match cli.command {
+            Command::Experiment(args) => experiment(&cli.daemon, *args, json).await,
+            Command::Status { watch: true } => watch_status(&cli.daemon, json).await,
+            cmd => {
+                print!("{}", one(&cli.daemon, &cmd, json).await?);
+                Ok(())
+            }
+        };
+    };
+    match &cli.command {
+        Command::Status { watch: false }
+        | Command::EmergencyStop { .. }
+        | Command::Capabilities
+        | Command::Report { id: None, .. } => fan_out(file, &cli.command, json).await,
+        _ => Err(UsageError(
+            "--daemons works with status, emergency-stop, capabilities and report --last; \
+             use --daemon for this command"
+                .into(),
+        )
+        .into()),
+    }
+}
+
+/// Runs `cmd` on every daemon in `file` at once and prints each one's answer in file order.
+/// Fails (with the most severe exit code) when any daemon failed, after reporting all.
+async fn fan_out(file: &std::path::Path, cmd: &Command, json: bool) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| UsageError(format!("--daemons {}: {e}", file.display())))?;
+    let addrs: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if addrs.is_empty() {
+        return Err(
+            UsageError(format!("--daemons {}: no daemon addresses", file.display())).into(),
+        );
+    }
+    let results = futures_util::future::join_all(addrs.iter().map(|a| one(a, cmd, json))).await;
+    let mut worst: Option<anyhow::Error> = None;
+    let mut failed = 0;
+    let mut entries = Vec::new();
+    for (addr, r) in addrs.iter().zip(results) {
+        match r {
+            Ok(out) if json => entries.push(serde_json::json!({"daemon": addr, "ok": true,
+                "answer": serde_json::from_str::<serde_json::Value>(out.trim()).unwrap_or(serde_json::Value::String(out))})),
+            Ok(out) => print!("== {addr}\n{out}"),
+            Err(e) => {
+                let msg = error_text(&e);
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"daemon": cli.daemon, "cleared": true})
-                    );
+                    entries.push(serde_json::json!({"daemon": addr, "ok": false, "error": msg}));
                 } else {
-                    println!("{}: emergency stop cleared", cli.daemon);
+                    println!("== {addr}\nerror: {msg}");
                 }
-            } else {
-                let r = c
-                    .emergency_stop(proto::EmergencyStopRequest { reason })
-                    .await?
-                    .into_inner();
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"daemon": cli.daemon, "disarmed": r.disarmed, "disarm_ns": r.disarm_ns})
-                    );
-                } else {
-                    println!(
-                        "{}: {} experiments disarmed in {:.1} µs; new experiments refused until --clear",
-                        cli.daemon,
-                        r.disarmed,
-                        r.disarm_ns as f64 / 1000.0
-                    );
+                failed += 1;
+                // The exit code of the most severe answer: failure (1) before usage (2) before refusal (3).
+                if worst.as_ref().is_none_or(|w| exit_code(&e) < exit_code(w)) {
+                    worst = Some(e);
                 }
             }
-            Ok(())
+        }
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(entries));
+    }
+    match worst {
+        None => Ok(()),
+        Some(e) => Err(FanOutFailed {
+            failed,
+            total: addrs.len(),
+            code: exit_code(&e),
+        }
+        .into()),
+    }
+}
+
+fn error_text(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<tonic::Status>() {
+        Some(s) => format!("{} ({:?})", s.message(), s.code()),
+        None => format!("{e:#}"),
+    }
+}
+
+/// One non-streaming command against one daemon; returns what to print.
+async fn one(daemon: &str, cmd: &Command, json: bool) -> anyhow::Result<String> {
+    let mut c = client::connect(daemon).await?;
+    let out = match cmd {
+        Command::Experiment(_) | Command::Status { watch: true } => {
+            unreachable!("streaming commands")
+        }
+        Command::Status { watch: false } => status_text(&mut c, json).await?,
+        Command::Stop { id } => {
+            let r = c
+                .stop_experiment(proto::StopExperimentRequest { id: id.clone() })
+                .await?
+                .into_inner();
+            one_status(&r.status.unwrap_or_default(), json)
+        }
+        Command::EmergencyStop { clear: true, .. } => {
+            c.clear_emergency_stop(proto::ClearEmergencyStopRequest {})
+                .await?;
+            if json {
+                format!("{}\n", serde_json::json!({"cleared": true}))
+            } else {
+                "emergency stop cleared\n".to_string()
+            }
+        }
+        Command::EmergencyStop {
+            clear: false,
+            reason,
+        } => {
+            let r = c
+                .emergency_stop(proto::EmergencyStopRequest {
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            if json {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"disarmed": r.disarmed, "disarm_ns": r.disarm_ns})
+                )
+            } else {
+                format!(
+                    "{} experiments disarmed in {:.1} µs; new experiments refused until --clear\n",
+                    r.disarmed,
+                    r.disarm_ns as f64 / 1000.0
+                )
+            }
         }
         Command::Report { id, last, format } => {
-            report(&cli.daemon, id, last, format == ReportFormat::Json || json).await
+            report_text(
+                &mut c,
+                id.clone(),
+                *last,
+                *format == ReportFormat::Json || json,
+            )
+            .await?
         }
         Command::Capabilities => {
-            let mut c = client::connect(&cli.daemon).await?;
             let r = c
                 .capabilities(proto::CapabilitiesRequest {})
                 .await?
@@ -282,24 +396,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .iter()
                     .map(|c| serde_json::json!({"fault": c.fault, "supported": c.supported, "reason": c.reason}))
                     .collect();
-                println!(
-                    "{}",
+                format!(
+                    "{}\n",
                     serde_json::json!({"node": r.node, "kernel": r.kernel, "capabilities": caps})
-                );
+                )
             } else {
-                println!("node {} (kernel {})", r.node, r.kernel);
+                let mut t = format!("node {} (kernel {})\n", r.node, r.kernel);
                 for c in r.capabilities {
-                    println!(
-                        "  {:<20} {:<4} {}",
+                    t += &format!(
+                        "  {:<20} {:<4} {}\n",
                         c.fault,
                         if c.supported { "yes" } else { "no" },
                         c.reason
                     );
                 }
+                t
             }
-            Ok(())
         }
-    }
+    };
+    Ok(out)
 }
 
 fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
@@ -418,68 +533,71 @@ async fn experiment(daemon: &str, a: ExperimentArgs, json: bool) -> anyhow::Resu
             println!();
         }
         if let Some(s) = last {
-            print_one(&s, json);
+            print!("{}", one_status(&s, json));
         }
     }
     Ok(())
 }
 
-fn print_one(s: &proto::ExperimentStatus, json: bool) {
+fn one_status(s: &proto::ExperimentStatus, json: bool) -> String {
     if json {
-        println!("{}", output::status_json(s));
+        format!("{}\n", output::status_json(s))
     } else {
-        print!("{}", output::status_table(std::slice::from_ref(s)));
+        let mut t = output::status_table(std::slice::from_ref(s));
         if !s.reason.is_empty() {
-            println!("reason: {}", s.reason);
+            t += &format!("reason: {}\n", s.reason);
         }
+        t
     }
 }
 
-async fn status(daemon: &str, watch: bool, json: bool) -> anyhow::Result<()> {
+async fn status_text(c: &mut client::Client, json: bool) -> anyhow::Result<String> {
+    let r = c.get_status(proto::GetStatusRequest {}).await?.into_inner();
+    Ok(if json {
+        let list: Vec<_> = r.experiments.iter().map(output::status_json).collect();
+        format!(
+            "{}\n",
+            serde_json::json!({"node": r.node, "emergency_stop": r.emergency_stop, "experiments": list})
+        )
+    } else {
+        format!(
+            "node {}  emergency stop: {}\n{}",
+            r.node,
+            if r.emergency_stop { "LATCHED" } else { "no" },
+            output::status_table(&r.experiments)
+        )
+    })
+}
+
+async fn watch_status(daemon: &str, json: bool) -> anyhow::Result<()> {
     let mut c = client::connect(daemon).await?;
+    let tty = std::io::stdout().is_terminal();
     loop {
-        let r = c.get_status(proto::GetStatusRequest {}).await?.into_inner();
-        if json {
-            let list: Vec<_> = r.experiments.iter().map(output::status_json).collect();
-            println!(
-                "{}",
-                serde_json::json!({"node": r.node, "emergency_stop": r.emergency_stop, "experiments": list})
-            );
-        } else {
-            if watch && std::io::stdout().is_terminal() {
-                print!("\x1b[2J\x1b[H");
-            }
-            println!(
-                "node {}  emergency stop: {}",
-                r.node,
-                if r.emergency_stop { "LATCHED" } else { "no" }
-            );
-            print!("{}", output::status_table(&r.experiments));
+        let text = status_text(&mut c, json).await?;
+        if tty && !json {
+            print!("\x1b[2J\x1b[H");
         }
-        if !watch {
-            return Ok(());
-        }
+        print!("{text}");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-async fn report(
-    daemon: &str,
+async fn report_text(
+    c: &mut client::Client,
     id: Option<String>,
     last: Option<Duration>,
     json: bool,
-) -> anyhow::Result<()> {
-    let mut c = client::connect(daemon).await?;
-    match id {
+) -> anyhow::Result<String> {
+    Ok(match id {
         Some(id) => {
             let r = c
                 .get_report(proto::GetReportRequest { id })
                 .await?
                 .into_inner();
             if json {
-                println!("{}", output::report_json(&r));
+                format!("{}\n", output::report_json(&r))
             } else {
-                print!("{}", r.markdown);
+                r.markdown
             }
         }
         None => {
@@ -490,11 +608,10 @@ async fn report(
                 .into_inner();
             if json {
                 let list: Vec<_> = r.experiments.iter().map(output::status_json).collect();
-                println!("{}", serde_json::Value::Array(list));
+                format!("{}\n", serde_json::Value::Array(list))
             } else {
-                print!("{}", output::status_table(&r.experiments));
+                output::status_table(&r.experiments)
             }
         }
-    }
-    Ok(())
+    })
 }

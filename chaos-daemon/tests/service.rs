@@ -313,3 +313,115 @@ fn sigkill_mid_experiment_leaves_nothing_and_restart_marks_it_aborted() {
         vec!["armed", "aborted"]
     );
 }
+
+#[test]
+fn emergency_stop_reaches_every_daemon_and_reports_each_answer() {
+    let Some(mount) = kernel() else { return };
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new("svc-es")).collect();
+    let daemons: Vec<Daemon> = dirs.iter().map(|d| Daemon::start(&d.0)).collect();
+    let cgs: Vec<TestCgroup> = (0..3).map(|_| TestCgroup::new(&mount, "svc-es")).collect();
+    let sink = UdpSink::new();
+    for (d, cg) in daemons.iter().zip(&cgs) {
+        d.ctl_ok(&[
+            "experiment",
+            "packet_loss",
+            "--cgroup",
+            cg.path.to_str().unwrap(),
+            "--duration",
+            "600",
+            "--intensity",
+            "1",
+            "--direction",
+            "egress",
+            "--visible-drop",
+        ]);
+        let r = workload(
+            Some(&cg.path),
+            &["udp-send", "--to", &sink.to(), "--count", "20"],
+        );
+        assert_eq!(r.get("EPERM"), 20, "the fault is live before the stop");
+    }
+    let list_dir = TempDir::new("svc-es-list");
+    let file = list_dir.0.join("daemons");
+    let mut addrs: String = daemons
+        .iter()
+        .map(|d| format!("{}  # node\n", d.addr()))
+        .collect();
+    std::fs::write(&file, &addrs).unwrap();
+    let ctl = |args: &[&str]| {
+        Command::new(ctl_bin())
+            .arg("--daemons")
+            .arg(&file)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let out = ctl(&["--output", "json", "emergency-stop", "--reason", "drill"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers = json(&String::from_utf8_lossy(&out.stdout));
+    let answers = answers.as_array().unwrap();
+    assert_eq!(answers.len(), 3);
+    for (a, d) in answers.iter().zip(&daemons) {
+        assert_eq!(
+            (a["daemon"].as_str().unwrap(), &a["answer"]["disarmed"]),
+            (d.addr().as_str(), &serde_json::json!(1))
+        );
+    }
+    for cg in &cgs {
+        let r = workload(
+            Some(&cg.path),
+            &["udp-send", "--to", &sink.to(), "--count", "20"],
+        );
+        assert_eq!(r.ok(), 20, "faults are gone on every node");
+        assert_eq!(cg.attached(), 0);
+    }
+    // The latch holds on every daemon until cleared everywhere.
+    for (d, cg) in daemons.iter().zip(&cgs) {
+        let refused = d.ctl(&[
+            "experiment",
+            "packet_loss",
+            "--cgroup",
+            cg.path.to_str().unwrap(),
+        ]);
+        assert_eq!(refused.status.code(), Some(3));
+    }
+    let status = json(&String::from_utf8_lossy(
+        &ctl(&["--output", "json", "status"]).stdout,
+    ));
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["answer"]["emergency_stop"] == true)
+    );
+    assert!(ctl(&["emergency-stop", "--clear"]).status.success());
+    let status = json(&String::from_utf8_lossy(
+        &ctl(&["--output", "json", "status"]).stdout,
+    ));
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["answer"]["emergency_stop"] == false)
+    );
+
+    // One daemon down: the others still answer, every answer is shown, the exit is a failure.
+    addrs.push_str("unix:///nonexistent/chaos.sock\n");
+    std::fs::write(&file, &addrs).unwrap();
+    let out = ctl(&["emergency-stop"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(text.matches("experiments disarmed").count(), 3, "{text}");
+    assert!(
+        text.contains("== unix:///nonexistent/chaos.sock\nerror: connecting"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 4 daemons did not answer ok"));
+}
