@@ -20,6 +20,7 @@ use chaos_common::SlotCounters;
 use crate::{
     engine::{Engine, EngineError, FaultId},
     fault::FaultSpec,
+    metrics::Metrics,
     store::{AuditRow, EventRow, ExperimentRow, Store, StoreError},
 };
 
@@ -66,6 +67,8 @@ struct Running {
     fault: FaultId,
     row: ExperimentRow,
     deadline: Instant,
+    /// Counters already added to the metrics.
+    observed: SlotCounters,
 }
 
 struct Inner {
@@ -79,6 +82,7 @@ pub struct Manager {
     inner: Mutex<Inner>,
     latched: AtomicBool,
     next: AtomicU64,
+    pub metrics: Metrics,
 }
 
 impl Manager {
@@ -96,6 +100,7 @@ impl Manager {
             }),
             latched: AtomicBool::new(false),
             next: AtomicU64::new(1),
+            metrics: Metrics::new(),
         })
     }
 
@@ -194,8 +199,12 @@ impl Manager {
                 fault: handle.id,
                 row,
                 deadline,
+                observed: SlotCounters::default(),
             },
         );
+        self.metrics
+            .experiments_running
+            .set(inner.running.len() as i64);
         Ok(id)
     }
 
@@ -216,23 +225,34 @@ impl Manager {
                 None => ExperimentError::NotFound(id.into()),
             });
         };
+        let t = Instant::now();
+        inner.engine.disarm(run.fault)?;
+        self.metrics
+            .disarm_seconds
+            .with_label_values(&["stop"])
+            .observe(t.elapsed().as_secs_f64());
         let counters = inner.engine.stop(run.fault);
-        finish(&mut inner, run.row, state, reason, counters)
+        self.finish(&mut inner, run, state, reason, counters)
     }
 
     /// Disarms every experiment (one map write each, measured), latches, then detaches and
     /// records them. Returns how many were running and the disarm time.
     pub fn emergency_stop(&self, reason: &str) -> Result<(usize, Duration), ExperimentError> {
         self.latched.store(true, Ordering::SeqCst);
+        self.metrics.emergency_stop.set(1);
         let mut inner = self.lock();
         let t = Instant::now();
         let disarmed = inner.engine.disarm_all();
         let disarm_time = t.elapsed();
+        self.metrics
+            .disarm_seconds
+            .with_label_values(&["emergency_stop"])
+            .observe(disarm_time.as_secs_f64());
         let ids: Vec<String> = inner.running.keys().cloned().collect();
         for id in &ids {
             if let Some(run) = inner.running.remove(id) {
                 let counters = inner.engine.stop(run.fault);
-                finish(&mut inner, run.row, "emergency_stopped", reason, counters)?;
+                self.finish(&mut inner, run, "emergency_stopped", reason, counters)?;
             }
         }
         disarmed?;
@@ -241,17 +261,26 @@ impl Manager {
 
     pub fn clear_emergency_stop(&self) {
         self.latched.store(false, Ordering::SeqCst);
+        self.metrics.emergency_stop.set(0);
     }
 
     pub fn latched(&self) -> bool {
         self.latched.load(Ordering::SeqCst)
     }
 
-    /// Ends experiments whose duration elapsed. Called periodically by the daemon.
-    pub fn reap(&self) -> Result<Vec<String>, ExperimentError> {
+    /// Ends experiments whose duration elapsed and brings the metrics up to date. Called
+    /// periodically by the daemon.
+    pub fn tick(&self) -> Result<Vec<String>, ExperimentError> {
         let now = Instant::now();
         let due: Vec<String> = {
-            let inner = self.lock();
+            let mut inner = self.lock();
+            let Inner {
+                engine, running, ..
+            } = &mut *inner;
+            for run in running.values_mut() {
+                let c = engine.counters(run.fault)?;
+                self.observe(run, c);
+            }
             inner
                 .running
                 .iter()
@@ -266,6 +295,63 @@ impl Manager {
             }
         }
         Ok(due)
+    }
+
+    /// Adds the growth of `run`'s counters to the metrics.
+    fn observe(&self, run: &mut Running, c: SlotCounters) {
+        let injected = c.injected.saturating_sub(run.observed.injected);
+        let seen = c.seen.saturating_sub(run.observed.seen);
+        self.metrics
+            .observe_counters(&run.row.fault, injected, seen);
+        run.observed = c;
+    }
+
+    /// Records how a stopped experiment ended.
+    fn finish(
+        &self,
+        inner: &mut Inner,
+        mut run: Running,
+        state: &str,
+        reason: &str,
+        counters: Result<SlotCounters, EngineError>,
+    ) -> Result<ExperimentRow, ExperimentError> {
+        self.metrics
+            .experiments_running
+            .set(inner.running.len() as i64);
+        let row = &mut run.row;
+        row.ended_ms = now_ms();
+        row.state = state.into();
+        row.reason = reason.into();
+        let detach = match counters {
+            Ok(c) => {
+                set_counters(row, c);
+                self.observe(&mut run, c);
+                None
+            }
+            Err(e) => {
+                let row = &mut run.row;
+                row.state = "failed".into();
+                row.reason = format!("{reason}; stopping failed: {e}");
+                Some(e)
+            }
+        };
+        let row = run.row;
+        self.metrics
+            .experiments_finished
+            .with_label_values(&[row.state.as_str()])
+            .inc();
+        inner.store.finish_experiment(&row)?;
+        let msg = format!(
+            "{} (injected {} of {} matched)",
+            row.reason, row.injected, row.matched
+        );
+        inner
+            .store
+            .add_event(&row.id, row.ended_ms, &row.state, &msg)?;
+        match detach {
+            Some(e) => Err(e.into()),
+            None => Ok(row),
+        }
     }
 
     /// One experiment, with live counters while it runs.
@@ -310,41 +396,6 @@ impl Manager {
         let row = self.get(id)?.row;
         let events = self.lock().store.events(id)?;
         Ok(ReportData { row, events })
-    }
-}
-
-fn finish(
-    inner: &mut Inner,
-    mut row: ExperimentRow,
-    state: &str,
-    reason: &str,
-    counters: Result<SlotCounters, EngineError>,
-) -> Result<ExperimentRow, ExperimentError> {
-    row.ended_ms = now_ms();
-    row.state = state.into();
-    row.reason = reason.into();
-    let detach = match counters {
-        Ok(c) => {
-            set_counters(&mut row, c);
-            None
-        }
-        Err(e) => {
-            row.state = "failed".into();
-            row.reason = format!("{reason}; stopping failed: {e}");
-            Some(e)
-        }
-    };
-    inner.store.finish_experiment(&row)?;
-    let msg = format!(
-        "{} (injected {} of {} matched)",
-        row.reason, row.injected, row.matched
-    );
-    inner
-        .store
-        .add_event(&row.id, row.ended_ms, &row.state, &msg)?;
-    match detach {
-        Some(e) => Err(e.into()),
-        None => Ok(row),
     }
 }
 

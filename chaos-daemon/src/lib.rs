@@ -4,13 +4,15 @@
 //!   configuration and kernel attachments ([`ebpf`]), and arms, disarms and stops it.
 //! * [`experiment::Manager`] runs experiments on the engine: lifecycle, emergency-stop latch,
 //!   recorded in the [`store`]; [`report`] renders their post-mortems.
-//! * [`grpc`] is the `chaos.v1.ChaosDaemon` service in front of the manager.
+//! * [`grpc`] is the `chaos.v1.ChaosDaemon` service in front of the manager; [`metrics`] its
+//!   Prometheus metrics.
 
 pub mod ebpf;
 pub mod engine;
 pub mod experiment;
 pub mod fault;
 pub mod grpc;
+pub mod metrics;
 pub mod report;
 pub mod store;
 pub mod target;

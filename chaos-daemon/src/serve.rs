@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// The node name reported to clients (default: the host name).
     #[arg(long)]
     node: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464); off by default.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// How often experiments are checked for an elapsed duration, in milliseconds.
     #[arg(long, default_value_t = 50)]
     reap_interval_ms: u64,
@@ -63,13 +66,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.socket.display()
     );
 
+    let metrics_server = match args.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics address {addr}"))?;
+            println!("metrics on http://{}/metrics", listener.local_addr()?);
+            let manager = manager.clone();
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let manager = manager.clone();
+                    async move { manager.metrics.render() }
+                }),
+            );
+            Some(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ))
+        }
+        None => None,
+    };
+
     let reaper = {
         let manager = manager.clone();
         let every = Duration::from_millis(args.reap_interval_ms.max(1));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if let Err(e) = manager.reap() {
+                if let Err(e) = manager.tick() {
                     tracing::error!(error = %e, "ending experiments whose duration elapsed failed");
                 }
             }
@@ -84,6 +108,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving gRPC")?;
 
     reaper.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     for view in manager.running()? {
         manager.stop(&view.row.id, "stopped", "daemon shutdown")?;
     }

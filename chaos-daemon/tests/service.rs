@@ -425,3 +425,118 @@ fn emergency_stop_reaches_every_daemon_and_reports_each_answer() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 4 daemons did not answer ok"));
 }
+
+/// GETs `http://addr/metrics` and returns the body.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
+        "{resp}"
+    );
+    resp.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+fn metric(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in\n{body}"))
+}
+
+#[test]
+fn metrics_count_experiments_faults_requests_and_disarms() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "svc-metrics");
+    let dir = TempDir::new("svc-metrics");
+    let mut daemon = Daemon::start_with(&dir.0, &["--metrics-addr", "127.0.0.1:0"]);
+    let line = daemon.next_line();
+    let addr = line
+        .strip_prefix("metrics on http://")
+        .and_then(|l| l.strip_suffix("/metrics"))
+        .unwrap()
+        .to_string();
+    let server = TcpServer::start("127.0.0.1:0");
+    let cgs = cg.path.to_str().unwrap();
+    daemon.ctl_ok(&[
+        "experiment",
+        "dependency_failure",
+        "--cgroup",
+        cgs,
+        "--duration",
+        "600",
+        "--intensity",
+        "1",
+    ]);
+    let r = workload(
+        Some(&cg.path),
+        &["connect", "--to", &server.to(), "--count", "30"],
+    );
+    assert_eq!(r.get("ECONNREFUSED"), 30);
+    std::thread::sleep(Duration::from_millis(300));
+    let body = scrape(&addr);
+    assert_eq!(metric(&body, "chaos_experiments_running"), 1.0);
+    assert_eq!(
+        metric(
+            &body,
+            r#"chaos_faults_injected_total{fault="socket_error"}"#
+        ),
+        30.0
+    );
+    assert_eq!(
+        metric(&body, r#"chaos_events_seen_total{fault="socket_error"}"#),
+        30.0
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"chaos_grpc_requests_total{code="Ok",method="StartExperiment"}"#
+        ),
+        1.0
+    );
+    assert_eq!(metric(&body, "chaos_emergency_stop_latched"), 0.0);
+
+    daemon.ctl_ok(&["emergency-stop"]);
+    let refused = daemon.ctl(&["experiment", "packet_loss", "--cgroup", cgs]);
+    assert_eq!(refused.status.code(), Some(3));
+    let body = scrape(&addr);
+    assert_eq!(metric(&body, "chaos_experiments_running"), 0.0);
+    assert_eq!(metric(&body, "chaos_emergency_stop_latched"), 1.0);
+    assert_eq!(
+        metric(
+            &body,
+            r#"chaos_experiments_finished_total{state="emergency_stopped"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"chaos_disarm_latency_seconds_count{cause="emergency_stop"}"#
+        ),
+        1.0
+    );
+    assert!(
+        metric(
+            &body,
+            r#"chaos_disarm_latency_seconds_sum{cause="emergency_stop"}"#
+        ) < 0.01
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"chaos_grpc_requests_total{code="FailedPrecondition",method="StartExperiment"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"chaos_faults_injected_total{fault="socket_error"}"#
+        ),
+        30.0,
+        "monotonic after stop"
+    );
+}

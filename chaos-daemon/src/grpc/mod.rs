@@ -66,6 +66,19 @@ impl Service {
         }
     }
 
+    /// Counts a finished request by method and status code.
+    fn count<T>(&self, method: &str, r: &Result<T, Status>) {
+        let code = match r {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.manager
+            .metrics
+            .grpc_requests
+            .with_label_values(&[method, &format!("{code:?}")])
+            .inc();
+    }
+
     /// Runs `f` for an authenticated caller and writes the audit log.
     fn audited<T, R>(
         &self,
@@ -98,9 +111,8 @@ impl Service {
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<proto::ExperimentUpdate, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl ChaosDaemon for Service {
-    async fn capabilities(
+impl Service {
+    async fn do_capabilities(
         &self,
         req: Request<proto::CapabilitiesRequest>,
     ) -> Result<Response<proto::CapabilitiesResponse>, Status> {
@@ -120,7 +132,7 @@ impl ChaosDaemon for Service {
         }))
     }
 
-    async fn validate(
+    async fn do_validate(
         &self,
         req: Request<proto::ValidateRequest>,
     ) -> Result<Response<proto::ValidateResponse>, Status> {
@@ -133,7 +145,7 @@ impl ChaosDaemon for Service {
         }))
     }
 
-    async fn start_experiment(
+    async fn do_start_experiment(
         &self,
         req: Request<proto::StartExperimentRequest>,
     ) -> Result<Response<proto::StartExperimentResponse>, Status> {
@@ -158,7 +170,7 @@ impl ChaosDaemon for Service {
         })
     }
 
-    async fn stop_experiment(
+    async fn do_stop_experiment(
         &self,
         req: Request<proto::StopExperimentRequest>,
     ) -> Result<Response<proto::StopExperimentResponse>, Status> {
@@ -175,7 +187,7 @@ impl ChaosDaemon for Service {
         })
     }
 
-    async fn emergency_stop(
+    async fn do_emergency_stop(
         &self,
         req: Request<proto::EmergencyStopRequest>,
     ) -> Result<Response<proto::EmergencyStopResponse>, Status> {
@@ -197,7 +209,7 @@ impl ChaosDaemon for Service {
         })
     }
 
-    async fn clear_emergency_stop(
+    async fn do_clear_emergency_stop(
         &self,
         req: Request<proto::ClearEmergencyStopRequest>,
     ) -> Result<Response<proto::ClearEmergencyStopResponse>, Status> {
@@ -207,7 +219,7 @@ impl ChaosDaemon for Service {
         })
     }
 
-    async fn get_status(
+    async fn do_get_status(
         &self,
         req: Request<proto::GetStatusRequest>,
     ) -> Result<Response<proto::GetStatusResponse>, Status> {
@@ -220,9 +232,7 @@ impl ChaosDaemon for Service {
         }))
     }
 
-    type WatchExperimentStream = UpdateStream;
-
-    async fn watch_experiment(
+    async fn do_watch_experiment(
         &self,
         req: Request<proto::WatchExperimentRequest>,
     ) -> Result<Response<UpdateStream>, Status> {
@@ -256,7 +266,7 @@ impl ChaosDaemon for Service {
         )))
     }
 
-    async fn list_experiments(
+    async fn do_list_experiments(
         &self,
         req: Request<proto::ListExperimentsRequest>,
     ) -> Result<Response<proto::ListExperimentsResponse>, Status> {
@@ -269,7 +279,7 @@ impl ChaosDaemon for Service {
         }))
     }
 
-    async fn get_report(
+    async fn do_get_report(
         &self,
         req: Request<proto::GetReportRequest>,
     ) -> Result<Response<proto::Report>, Status> {
@@ -296,5 +306,100 @@ impl ChaosDaemon for Service {
                 .collect(),
             markdown,
         }))
+    }
+}
+
+#[tonic::async_trait]
+impl ChaosDaemon for Service {
+    type WatchExperimentStream = UpdateStream;
+
+    async fn capabilities(
+        &self,
+        req: Request<proto::CapabilitiesRequest>,
+    ) -> Result<Response<proto::CapabilitiesResponse>, Status> {
+        let r = self.do_capabilities(req).await;
+        self.count("Capabilities", &r);
+        r
+    }
+
+    async fn validate(
+        &self,
+        req: Request<proto::ValidateRequest>,
+    ) -> Result<Response<proto::ValidateResponse>, Status> {
+        let r = self.do_validate(req).await;
+        self.count("Validate", &r);
+        r
+    }
+
+    async fn start_experiment(
+        &self,
+        req: Request<proto::StartExperimentRequest>,
+    ) -> Result<Response<proto::StartExperimentResponse>, Status> {
+        let r = self.do_start_experiment(req).await;
+        self.count("StartExperiment", &r);
+        r
+    }
+
+    async fn stop_experiment(
+        &self,
+        req: Request<proto::StopExperimentRequest>,
+    ) -> Result<Response<proto::StopExperimentResponse>, Status> {
+        let r = self.do_stop_experiment(req).await;
+        self.count("StopExperiment", &r);
+        r
+    }
+
+    async fn emergency_stop(
+        &self,
+        req: Request<proto::EmergencyStopRequest>,
+    ) -> Result<Response<proto::EmergencyStopResponse>, Status> {
+        let r = self.do_emergency_stop(req).await;
+        self.count("EmergencyStop", &r);
+        r
+    }
+
+    async fn clear_emergency_stop(
+        &self,
+        req: Request<proto::ClearEmergencyStopRequest>,
+    ) -> Result<Response<proto::ClearEmergencyStopResponse>, Status> {
+        let r = self.do_clear_emergency_stop(req).await;
+        self.count("ClearEmergencyStop", &r);
+        r
+    }
+
+    async fn get_status(
+        &self,
+        req: Request<proto::GetStatusRequest>,
+    ) -> Result<Response<proto::GetStatusResponse>, Status> {
+        let r = self.do_get_status(req).await;
+        self.count("GetStatus", &r);
+        r
+    }
+
+    async fn watch_experiment(
+        &self,
+        req: Request<proto::WatchExperimentRequest>,
+    ) -> Result<Response<UpdateStream>, Status> {
+        let r = self.do_watch_experiment(req).await;
+        self.count("WatchExperiment", &r);
+        r
+    }
+
+    async fn list_experiments(
+        &self,
+        req: Request<proto::ListExperimentsRequest>,
+    ) -> Result<Response<proto::ListExperimentsResponse>, Status> {
+        let r = self.do_list_experiments(req).await;
+        self.count("ListExperiments", &r);
+        r
+    }
+
+    async fn get_report(
+        &self,
+        req: Request<proto::GetReportRequest>,
+    ) -> Result<Response<proto::Report>, Status> {
+        let r = self.do_get_report(req).await;
+        self.count("GetReport", &r);
+        r
     }
 }

@@ -468,12 +468,18 @@ impl Drop for TempDir {
 /// Killed (SIGKILL) on drop.
 pub struct Daemon {
     pub child: Child,
+    pub stdout: BufReader<ChildStdout>,
     pub socket: PathBuf,
     pub state: PathBuf,
 }
 
 impl Daemon {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts `chaos-daemon serve` with `extra` arguments.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
         let (socket, state) = (dir.join("daemon.sock"), dir.join("state"));
         let mut cmd = Command::new(DAEMON);
         cmd.arg("serve")
@@ -481,14 +487,22 @@ impl Daemon {
             .arg(&socket)
             .arg("--state-dir")
             .arg(&state);
-        cmd.args(["--node", "test-node"]);
-        let (child, _, line) = announced(&mut cmd);
+        cmd.args(["--node", "test-node"]).args(extra);
+        let (child, stdout, line) = announced(&mut cmd);
         assert!(line.contains("listening"), "daemon did not start: {line:?}");
         Self {
             child,
+            stdout,
             socket,
             state,
         }
+    }
+
+    /// The next line the daemon printed.
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim().to_string()
     }
 
     pub fn addr(&self) -> String {

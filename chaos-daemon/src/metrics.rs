@@ -1,0 +1,114 @@
+//! The daemon's Prometheus metrics (`/metrics`, text format): experiments by state, faults
+//! injected and events seen by fault kind, the emergency-stop latch, disarm latency, and gRPC
+//! requests by method and code.
+//!
+//! Kernel counters are per experiment slot; [`Metrics::observe_counters`] turns their growth
+//! into monotonic Prometheus counters by fault kind.
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub experiments_running: IntGauge,
+    pub experiments_finished: IntCounterVec,
+    pub faults_injected: IntCounterVec,
+    pub events_seen: IntCounterVec,
+    pub emergency_stop: IntGauge,
+    pub disarm_seconds: HistogramVec,
+    pub grpc_requests: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let experiments_running = gauge("chaos_experiments_running", "Experiments injecting now.");
+        let experiments_finished = counter(
+            "chaos_experiments_finished_total",
+            "Experiments that ended, by final state.",
+            &["state"],
+        );
+        let faults_injected = counter(
+            "chaos_faults_injected_total",
+            "Faults injected, by fault kind.",
+            &["fault"],
+        );
+        let events_seen = counter(
+            "chaos_events_seen_total",
+            "Packets and syscalls the armed programs looked at, by fault kind.",
+            &["fault"],
+        );
+        let emergency_stop = gauge(
+            "chaos_emergency_stop_latched",
+            "1 while the emergency stop is latched.",
+        );
+        let grpc_requests = counter(
+            "chaos_grpc_requests_total",
+            "gRPC requests by method and status code.",
+            &["method", "code"],
+        );
+        let disarm_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "chaos_disarm_latency_seconds",
+                "Decision-to-disarmed time (the kill-switch map writes), by cause.",
+            )
+            .buckets(vec![
+                1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2,
+            ]),
+            &["cause"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(disarm_seconds.clone()))
+            .expect("unique metric");
+        Self {
+            registry,
+            experiments_running,
+            experiments_finished,
+            faults_injected,
+            events_seen,
+            emergency_stop,
+            disarm_seconds,
+            grpc_requests,
+        }
+    }
+
+    /// Adds the growth of one experiment's kernel counters since the last observation.
+    pub fn observe_counters(&self, fault: &str, injected_delta: u64, seen_delta: u64) {
+        self.faults_injected
+            .with_label_values(&[fault])
+            .inc_by(injected_delta);
+        self.events_seen
+            .with_label_values(&[fault])
+            .inc_by(seen_delta);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
