@@ -23,6 +23,15 @@ struct Cli {
     /// status, emergency-stop, capabilities and report --last report each daemon's answer.
     #[arg(long, global = true)]
     daemons: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the daemons' certificates (https:// daemons).
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) for https:// daemons; its OU is the role (operator, observer).
+    #[arg(long, global = true)]
+    cert: Option<PathBuf>,
+    /// Client private key (PEM) for https:// daemons.
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value = "table")]
     output: Output,
@@ -245,12 +254,18 @@ impl std::error::Error for UsageError {}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.output == Output::Json;
+    let tls = client::TlsFiles {
+        ca: cli.ca.clone(),
+        cert: cli.cert.clone(),
+        key: cli.key.clone(),
+    };
+    let tls = &tls;
     let Some(file) = &cli.daemons else {
         return match cli.command {
-            Command::Experiment(args) => experiment(&cli.daemon, *args, json).await,
-            Command::Status { watch: true } => watch_status(&cli.daemon, json).await,
+            Command::Experiment(args) => experiment(&cli.daemon, tls, *args, json).await,
+            Command::Status { watch: true } => watch_status(&cli.daemon, tls, json).await,
             cmd => {
-                print!("{}", one(&cli.daemon, &cmd, json).await?);
+                print!("{}", one(&cli.daemon, tls, &cmd, json).await?);
                 Ok(())
             }
         };
@@ -259,7 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { watch: false }
         | Command::EmergencyStop { .. }
         | Command::Capabilities
-        | Command::Report { id: None, .. } => fan_out(file, &cli.command, json).await,
+        | Command::Report { id: None, .. } => fan_out(file, tls, &cli.command, json).await,
         _ => Err(UsageError(
             "--daemons works with status, emergency-stop, capabilities and report --last; \
              use --daemon for this command"
@@ -271,7 +286,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Runs `cmd` on every daemon in `file` at once and prints each one's answer in file order.
 /// Fails (with the most severe exit code) when any daemon failed, after reporting all.
-async fn fan_out(file: &std::path::Path, cmd: &Command, json: bool) -> anyhow::Result<()> {
+async fn fan_out(
+    file: &std::path::Path,
+    tls: &client::TlsFiles,
+    cmd: &Command,
+    json: bool,
+) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| UsageError(format!("--daemons {}: {e}", file.display())))?;
     let addrs: Vec<String> = text
@@ -284,7 +304,8 @@ async fn fan_out(file: &std::path::Path, cmd: &Command, json: bool) -> anyhow::R
             UsageError(format!("--daemons {}: no daemon addresses", file.display())).into(),
         );
     }
-    let results = futures_util::future::join_all(addrs.iter().map(|a| one(a, cmd, json))).await;
+    let results =
+        futures_util::future::join_all(addrs.iter().map(|a| one(a, tls, cmd, json))).await;
     let mut worst: Option<anyhow::Error> = None;
     let mut failed = 0;
     let mut entries = Vec::new();
@@ -330,8 +351,13 @@ fn error_text(e: &anyhow::Error) -> String {
 }
 
 /// One non-streaming command against one daemon; returns what to print.
-async fn one(daemon: &str, cmd: &Command, json: bool) -> anyhow::Result<String> {
-    let mut c = client::connect(daemon).await?;
+async fn one(
+    daemon: &str,
+    tls: &client::TlsFiles,
+    cmd: &Command,
+    json: bool,
+) -> anyhow::Result<String> {
+    let mut c = client::connect(daemon, tls).await?;
     let out = match cmd {
         Command::Experiment(_) | Command::Status { watch: true } => {
             unreachable!("streaming commands")
@@ -474,9 +500,14 @@ fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
     })
 }
 
-async fn experiment(daemon: &str, a: ExperimentArgs, json: bool) -> anyhow::Result<()> {
+async fn experiment(
+    daemon: &str,
+    tls: &client::TlsFiles,
+    a: ExperimentArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let spec = spec_from_args(&a)?;
-    let mut c = client::connect(daemon).await?;
+    let mut c = client::connect(daemon, tls).await?;
     let r = c
         .start_experiment(proto::StartExperimentRequest {
             spec: Some(spec),
@@ -569,8 +600,8 @@ async fn status_text(c: &mut client::Client, json: bool) -> anyhow::Result<Strin
     })
 }
 
-async fn watch_status(daemon: &str, json: bool) -> anyhow::Result<()> {
-    let mut c = client::connect(daemon).await?;
+async fn watch_status(daemon: &str, tls: &client::TlsFiles, json: bool) -> anyhow::Result<()> {
+    let mut c = client::connect(daemon, tls).await?;
     let tty = std::io::stdout().is_terminal();
     loop {
         let text = status_text(&mut c, json).await?;

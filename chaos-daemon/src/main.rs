@@ -43,7 +43,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the node daemon (gRPC on a Unix socket) until SIGTERM or Ctrl-C.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Inject one fault in the foreground until its duration ends, Ctrl-C or SIGTERM.
     Inject(Box<InjectArgs>),
     /// List the BPF programs attached to a cgroup at every hook chaos-ebpf uses (from the
@@ -152,7 +152,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Inject(args) => inject(*args),
         Command::Attached { cgroup } => attached(&cgroup),
     };

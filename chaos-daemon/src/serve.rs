@@ -20,7 +20,8 @@ use chaos_daemon::{
 };
 use clap::Args;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -33,6 +34,21 @@ pub struct ServeArgs {
     /// The node name reported to clients (default: the host name).
     #[arg(long)]
     node: Option<String>,
+    /// Also serve gRPC on TCP at ADDR with mutual TLS (needs --tls-cert, --tls-key, --client-ca).
+    #[arg(long, requires_all = ["tls_cert", "tls_key", "client_ca"])]
+    tcp: Option<std::net::SocketAddr>,
+    /// The daemon's certificate chain (PEM) for --tcp.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The daemon's private key (PEM) for --tcp.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signs client certificates; their OU is the role (operator, observer).
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
+    /// Serve plain gRPC without TLS on ADDR: loopback addresses only; callers are observers.
+    #[arg(long)]
+    insecure_tcp: Option<std::net::SocketAddr>,
     /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464); off by default.
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -60,11 +76,58 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(n) => n,
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
     };
+    if let Some(addr) = args.insecure_tcp
+        && !addr.ip().is_loopback()
+    {
+        anyhow::bail!(
+            "--insecure-tcp {addr}: plain TCP is only allowed on loopback; use --tcp with mutual TLS"
+        );
+    }
     let listener = bind_private_socket(&args.socket)?;
     println!(
         "chaos-daemon {node} listening on unix://{}",
         args.socket.display()
     );
+    let mut tcp_servers = Vec::new();
+    if let Some(addr) = args.tcp {
+        let read = |p: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
+            let p = p
+                .as_ref()
+                .context("--tcp needs --tls-cert, --tls-key and --client-ca")?;
+            std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+        };
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(
+                read(&args.tls_cert)?,
+                read(&args.tls_key)?,
+            ))
+            .client_ca_root(Certificate::from_pem(read(&args.client_ca)?));
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        println!("listening on https://{}", tcp.local_addr()?);
+        let service = ChaosDaemonServer::new(Service::new(manager.clone(), node.clone()));
+        let server = tonic::transport::Server::builder()
+            .tls_config(tls)
+            .context("TLS configuration")?
+            .add_service(service)
+            .serve_with_incoming(TcpListenerStream::new(tcp));
+        tcp_servers.push(tokio::spawn(server));
+    }
+    if let Some(addr) = args.insecure_tcp {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        println!(
+            "listening on http://{} (insecure, observers only)",
+            tcp.local_addr()?
+        );
+        let service = ChaosDaemonServer::new(Service::new(manager.clone(), node.clone()));
+        let server = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpListenerStream::new(tcp));
+        tcp_servers.push(tokio::spawn(server));
+    }
 
     let metrics_server = match args.metrics_addr {
         Some(addr) => {
@@ -108,6 +171,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving gRPC")?;
 
     reaper.abort();
+    for t in tcp_servers {
+        t.abort();
+    }
     if let Some(m) = metrics_server {
         m.abort();
     }

@@ -2,16 +2,19 @@
 //! converted into a call on the [`Manager`] ([`convert`]), audited, and its error mapped to a
 //! status code in one place ([`status_of`]).
 //!
-//! Callers: on the Unix socket the peer's uid (from the kernel, `SO_PEERCRED`) must be root or
-//! the daemon's own uid; the socket itself is created 0600.
+//! Callers are authenticated and given a role by [`auth`]: on the Unix socket (0600) by the
+//! kernel's peer credentials, on TCP by the verified client certificate.
 
+pub mod auth;
 pub mod convert;
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use chaos_api::proto::{self, chaos_daemon_server::ChaosDaemon};
 use tokio_stream::Stream;
-use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
+use tonic::{Request, Response, Status};
+
+use self::auth::{Caller, Role};
 
 use crate::{
     engine::EngineError,
@@ -50,20 +53,9 @@ impl Service {
         Self { manager, node }
     }
 
-    /// Who is calling, or PermissionDenied. Unix socket: root or the daemon's own uid.
-    fn caller<T>(&self, req: &Request<T>) -> Result<String, Status> {
-        let uds = req.extensions().get::<UdsConnectInfo>();
-        let uid = uds.and_then(|i| i.peer_cred).map(|c| c.uid());
-        match uid {
-            // SAFETY: geteuid has no preconditions.
-            Some(uid) if uid == 0 || uid == unsafe { libc::geteuid() } => Ok(format!("uid {uid}")),
-            Some(uid) => Err(Status::permission_denied(format!(
-                "uid {uid} may not use this daemon"
-            ))),
-            None => Err(Status::unauthenticated(
-                "no peer credentials on this connection",
-            )),
-        }
+    /// Who is calling, or Unauthenticated/PermissionDenied.
+    fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        auth::caller(req)
     }
 
     /// Counts a finished request by method and status code.
@@ -79,23 +71,24 @@ impl Service {
             .inc();
     }
 
-    /// Runs `f` for an authenticated caller and writes the audit log.
+    /// Runs `f` for a caller with at least `role` and writes the audit log, refusals included.
     fn audited<T, R>(
         &self,
         req: &Request<T>,
         method: &str,
+        role: Role,
         detail: &str,
         f: impl FnOnce(&str) -> Result<R, Status>,
     ) -> Result<R, Status> {
-        let caller = match self.caller(req) {
-            Ok(c) => c,
+        let caller = match self
+            .caller(req)
+            .and_then(|c| c.require(role, method).map(|()| c))
+        {
+            Ok(c) => c.name,
             Err(s) => {
-                self.manager.audit(
-                    "unauthenticated",
-                    method,
-                    detail,
-                    &format!("{:?}", s.code()),
-                );
+                let outcome = format!("{:?}: {}", s.code(), s.message());
+                self.manager
+                    .audit("refused caller", method, detail, &outcome);
                 return Err(s);
             }
         };
@@ -152,7 +145,7 @@ impl Service {
         let r = req.get_ref();
         let spec_msg = r.spec.clone().unwrap_or_default();
         let detail = format!("{} dry_run={}", spec_msg.name, r.dry_run);
-        self.audited(&req, "StartExperiment", &detail, |_| {
+        self.audited(&req, "StartExperiment", Role::Operator, &detail, |_| {
             let (name, spec) = convert::spec_from_proto(&spec_msg).map_err(invalid)?;
             let plan = self.manager.plan(&spec).map_err(|e| status_of(&e))?;
             let id = if r.dry_run {
@@ -175,7 +168,7 @@ impl Service {
         req: Request<proto::StopExperimentRequest>,
     ) -> Result<Response<proto::StopExperimentResponse>, Status> {
         let id = req.get_ref().id.clone();
-        self.audited(&req, "StopExperiment", &id, |caller| {
+        self.audited(&req, "StopExperiment", Role::Operator, &id, |caller| {
             let row = self
                 .manager
                 .stop(&id, "stopped", &format!("stopped by {caller}"))
@@ -192,7 +185,7 @@ impl Service {
         req: Request<proto::EmergencyStopRequest>,
     ) -> Result<Response<proto::EmergencyStopResponse>, Status> {
         let reason = req.get_ref().reason.clone();
-        self.audited(&req, "EmergencyStop", &reason, |caller| {
+        self.audited(&req, "EmergencyStop", Role::Observer, &reason, |caller| {
             let why = if reason.is_empty() {
                 format!("emergency stop by {caller}")
             } else {
@@ -213,7 +206,7 @@ impl Service {
         &self,
         req: Request<proto::ClearEmergencyStopRequest>,
     ) -> Result<Response<proto::ClearEmergencyStopResponse>, Status> {
-        self.audited(&req, "ClearEmergencyStop", "", |_| {
+        self.audited(&req, "ClearEmergencyStop", Role::Operator, "", |_| {
             self.manager.clear_emergency_stop();
             Ok(Response::new(proto::ClearEmergencyStopResponse {}))
         })

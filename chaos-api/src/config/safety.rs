@@ -1,0 +1,223 @@
+//! The `safety_checks` and `rollback` sections of the chaos config: the guards evaluated while an
+//! experiment runs and what a rollback does, with their defaults and range checks.
+
+use serde::Deserialize;
+
+use super::check_names;
+use crate::error::{ModelError, check_range, check_ratio};
+
+/// `safety_checks`: the guards evaluated while an experiment runs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the safety_checks section (a mapping)"
+)]
+pub struct SafetyChecks {
+    /// SLO guards (PromQL against Prometheus).
+    pub slo_validation: SloValidation,
+    /// HTTP health-check guards.
+    pub health_checks: HealthChecks,
+    /// Rollback triggers relative to the baseline measured before arming.
+    pub rollback_triggers: RollbackTriggers,
+    /// How often every guard is evaluated, in milliseconds; 50 to 60000. A violation disarms
+    /// the experiment within one interval. Default: 1000.
+    pub guard_interval_ms: u64,
+}
+
+impl Default for SafetyChecks {
+    fn default() -> Self {
+        Self {
+            slo_validation: SloValidation::default(),
+            health_checks: HealthChecks::default(),
+            rollback_triggers: RollbackTriggers::default(),
+            guard_interval_ms: 1000,
+        }
+    }
+}
+
+impl SafetyChecks {
+    pub(super) fn validate(&self) -> Result<(), ModelError> {
+        let slo = &self.slo_validation;
+        check_names(
+            "safety_checks.slo_validation.critical_slos",
+            &slo.critical_slos,
+        )?;
+        check_names(
+            "safety_checks.slo_validation.warning_slos",
+            &slo.warning_slos,
+        )?;
+        let health = &self.health_checks;
+        check_ratio(
+            "safety_checks.health_checks.min_availability",
+            health.min_availability,
+        )?;
+        check_ratio(
+            "safety_checks.health_checks.min_success_rate",
+            health.min_success_rate,
+        )?;
+        let triggers = &self.rollback_triggers;
+        check_ratio(
+            "safety_checks.rollback_triggers.error_rate_increase",
+            triggers.error_rate_increase,
+        )?;
+        check_ratio(
+            "safety_checks.rollback_triggers.availability_drop",
+            triggers.availability_drop,
+        )?;
+        check_ratio(
+            "safety_checks.rollback_triggers.health_degradation",
+            triggers.health_degradation,
+        )?;
+        check_range(
+            "safety_checks.guard_interval_ms",
+            self.guard_interval_ms,
+            50,
+            60_000,
+        )
+    }
+}
+
+/// `safety_checks.slo_validation`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub struct SloValidation {
+    /// Whether SLOs are checked before arming and while running. Default: true.
+    pub enabled: bool,
+    /// SLOs whose violation rolls the experiment back (names of the SLO definitions the daemon
+    /// queries in Prometheus). Default: none.
+    pub critical_slos: Vec<String>,
+    /// SLOs whose violation only raises an alert. Default: none.
+    pub warning_slos: Vec<String>,
+}
+
+impl Default for SloValidation {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            critical_slos: Vec::new(),
+            warning_slos: Vec::new(),
+        }
+    }
+}
+
+/// `safety_checks.health_checks`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub struct HealthChecks {
+    /// Whether health checks guard the experiment. Default: true.
+    pub enabled: bool,
+    /// Lowest availability (fraction of time healthy, 0 to 1) before rollback. Default: 0.99.
+    pub min_availability: f64,
+    /// Lowest health-check success rate (0 to 1) before rollback. Default: 0.95.
+    pub min_success_rate: f64,
+}
+
+impl Default for HealthChecks {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_availability: 0.99,
+            min_success_rate: 0.95,
+        }
+    }
+}
+
+/// `safety_checks.rollback_triggers`: limits on the change against the baseline measured
+/// before arming. The ratios are absolute differences (0.05 = 5 percentage points).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub struct RollbackTriggers {
+    /// Roll back when a critical SLO is violated. Default: true.
+    pub slo_violation: bool,
+    /// Largest rise of the error rate (0 to 1) before rollback. Default: 0.5.
+    pub error_rate_increase: f64,
+    /// Largest fall of availability (0 to 1) before rollback. Default: 0.05.
+    pub availability_drop: f64,
+    /// Largest fall of the health-check success rate (0 to 1) before rollback. Default: 0.1.
+    pub health_degradation: f64,
+}
+
+impl Default for RollbackTriggers {
+    fn default() -> Self {
+        Self {
+            slo_violation: true,
+            error_rate_increase: 0.5,
+            availability_drop: 0.05,
+            health_degradation: 0.1,
+        }
+    }
+}
+
+/// `rollback`: what happens when a guard fires or the emergency stop is pulled. Disarming the
+/// kernel faults always happens first; the strategies are extra steps after it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the rollback section (a mapping)"
+)]
+pub struct Rollback {
+    /// Roll back by itself when a guard fires (false: only alert). Default: true.
+    pub automatic: bool,
+    /// The manual trigger; only `emergency_stop` (the `chaos-ctl emergency-stop` command).
+    /// Default: `emergency_stop`.
+    pub manual_trigger: ManualTrigger,
+    /// Most time a rollback may take, in seconds; at least 1. Default: 300.
+    pub max_rollback_time: u64,
+    /// Where rollbacks are announced (e.g. `slack`, `email`, `pagerduty`); names must not be
+    /// empty. Default: none.
+    pub notification_channels: Vec<String>,
+    /// Extra rollback steps.
+    pub strategies: RollbackStrategies,
+}
+
+impl Default for Rollback {
+    fn default() -> Self {
+        Self {
+            automatic: true,
+            manual_trigger: ManualTrigger::EmergencyStop,
+            max_rollback_time: 300,
+            notification_channels: Vec::new(),
+            strategies: RollbackStrategies::default(),
+        }
+    }
+}
+
+impl Rollback {
+    pub(super) fn validate(&self) -> Result<(), ModelError> {
+        check_range(
+            "rollback.max_rollback_time",
+            self.max_rollback_time,
+            1,
+            u64::MAX,
+        )?;
+        check_names(
+            "rollback.notification_channels",
+            &self.notification_channels,
+        )
+    }
+}
+
+/// `rollback.manual_trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManualTrigger {
+    /// `emergency_stop`: `chaos-ctl emergency-stop` disarms everything and latches.
+    EmergencyStop,
+}
+
+/// `rollback.strategies`: extra steps after disarming. Each needs an integration outside the
+/// daemon, so each defaults to false.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub struct RollbackStrategies {
+    /// Restart the affected pods. Default: false.
+    pub pod_restart: bool,
+    /// Shift traffic away from the affected pods. Default: false.
+    pub traffic_shift: bool,
+    /// Turn off the feature flags of the experiment. Default: false.
+    pub feature_flag_disable: bool,
+    /// Scale the affected workload down. Default: false.
+    pub scale_down: bool,
+}

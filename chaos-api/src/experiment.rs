@@ -1,0 +1,272 @@
+//! Experiment definition files: what `chaos-ctl apply -f FILE` and `chaos-ctl validate -f FILE`
+//! read, checked offline, and their conversion to the gRPC
+//! [`ExperimentSpec`](crate::proto::ExperimentSpec).
+//!
+//! This module owns [`Experiment`], its target, its checks ([`Experiment::validate`]) and
+//! [`Experiment::to_proto`]. Private submodules own the rest: `fault` and `filter` (their types
+//! are re-exported here), and `raw`, the document as written and its conversion into the model
+//! (exactly one target, the `fault` keys allowed for the `type`, ports and networks). The daemon re-validates what it alone can
+//! (errno names against the real table, the target's existence).
+//!
+//! ```yaml
+//! name: checkout-db-refused
+//! type: dependency_failure
+//! target:
+//!   pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f
+//! duration: 5m
+//! intensity: 0.25
+//! filter:
+//!   protocol: tcp
+//!   ports: "5432"
+//! ```
+
+mod fault;
+mod filter;
+mod raw;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{ModelError, check_cost, check_duration, check_ratio, invalid, parse_yaml};
+use crate::proto;
+
+pub use fault::{Direction, EgressDrop, Errno, Fault, PacketLoss, SocketCall, SocketError};
+pub use filter::{NetFilter, PortRange, Protocol};
+
+/// Most networks one filter may list.
+pub const MAX_CIDRS: usize = 8;
+/// Longest experiment: deadlines are also enforced in the kernel, and a day is the cap.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// Highest errno number accepted offline (`EHWPOISON` on Linux).
+pub const MAX_ERRNO: u32 = 133;
+
+/// A validated experiment definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Experiment {
+    /// Human name: 1 to 63 characters `[a-z0-9-]`, starting and ending with a letter or digit.
+    pub name: String,
+    /// What the fault applies to.
+    pub target: Target,
+    /// The fault type and its settings (the document's `type` and `fault`).
+    pub fault: Fault,
+    /// How long the fault stays armed: more than 0 (at least 1ms) and at most 24h.
+    pub duration: Duration,
+    /// Probability (0 to 1) that a matching packet or call is faulted.
+    pub intensity: f64,
+    /// Money budget of this experiment; at least 0. Unset: the config's `max_experiment_cost`.
+    pub budget: Option<f64>,
+    /// Most injections in total; at least 1. Unset: derived from the budget.
+    pub max_faults: Option<u64>,
+    /// Only plan: the daemon resolves and checks everything and changes nothing. Not part of
+    /// the spec; the CLI passes it in `StartExperimentRequest.dry_run`. Default: false.
+    pub dry_run: bool,
+    /// Which packets or calls are eligible. Default: all of them.
+    pub filter: NetFilter,
+}
+
+impl Experiment {
+    /// Parses and validates an experiment definition. Errors name the dotted path of the
+    /// offending key.
+    pub fn from_yaml(text: &str) -> Result<Self, ModelError> {
+        let document: raw::RawExperiment = parse_yaml(text)?;
+        let experiment = document.into_experiment()?;
+        experiment.validate()?;
+        Ok(experiment)
+    }
+
+    /// The experiment type, i.e. the document's `type`.
+    pub fn kind(&self) -> ExperimentType {
+        match self.fault {
+            Fault::PacketLoss(_) => ExperimentType::PacketLoss,
+            Fault::DependencyFailure(_) => ExperimentType::DependencyFailure,
+            Fault::ApiErrorInjection(_) => ExperimentType::ApiErrorInjection,
+        }
+    }
+
+    /// Checks every rule that needs no kernel and no cluster; the first failure is returned.
+    /// Paths are those of the YAML document (`target.pid`, `fault.calls`, ...).
+    pub fn validate(&self) -> Result<(), ModelError> {
+        check_name(&self.name)?;
+        self.target.validate()?;
+        check_duration(
+            "duration",
+            self.duration,
+            Duration::from_millis(1),
+            MAX_DURATION,
+        )?;
+        check_ratio("intensity", self.intensity)?;
+        if let Some(budget) = self.budget {
+            check_cost("budget", budget)?;
+        }
+        if self.max_faults == Some(0) {
+            return Err(invalid(
+                "max_faults",
+                0,
+                "at least 1 (omit it to derive the cap from the budget)",
+            ));
+        }
+        match &self.fault {
+            Fault::PacketLoss(loss) => loss.validate(),
+            Fault::DependencyFailure(error) | Fault::ApiErrorInjection(error) => {
+                error.validate(&self.filter)
+            }
+        }?;
+        self.filter.validate()
+    }
+
+    /// The gRPC spec. `dry_run` is not part of it (see [`Experiment::dry_run`]).
+    pub fn to_proto(&self) -> proto::ExperimentSpec {
+        let fault = match &self.fault {
+            Fault::PacketLoss(loss) => proto::fault::Kind::PacketLoss(proto::PacketLoss {
+                direction: loss.direction.to_proto() as i32,
+                visible_egress_drop: loss.egress_drop == EgressDrop::Visible,
+            }),
+            Fault::DependencyFailure(error) | Fault::ApiErrorInjection(error) => {
+                proto::fault::Kind::SocketError(proto::SocketError {
+                    errno: error.errno.to_string(),
+                    calls: error.calls.iter().map(|c| c.as_str().to_owned()).collect(),
+                })
+            }
+        };
+        proto::ExperimentSpec {
+            name: self.name.clone(),
+            target: Some(self.target.to_proto()),
+            fault: Some(proto::Fault { kind: Some(fault) }),
+            probability: self.intensity,
+            duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            max_faults: self.max_faults,
+            filter: (!self.filter.matches_everything()).then(|| self.filter.to_proto()),
+            budget: self.budget,
+        }
+    }
+}
+
+/// The document's `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentType {
+    /// `packet_loss`: drop packets of the target.
+    PacketLoss,
+    /// `dependency_failure`: fail the target's network calls, by default `connect()` with
+    /// `ECONNREFUSED`.
+    DependencyFailure,
+    /// `api_error_injection`: fail the target's calls on live connections, by default
+    /// `connect()` and `sendmsg()` with `ECONNRESET`.
+    ApiErrorInjection,
+}
+
+impl ExperimentType {
+    /// The name as written in YAML, e.g. `packet_loss`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PacketLoss => "packet_loss",
+            Self::DependencyFailure => "dependency_failure",
+            Self::ApiErrorInjection => "api_error_injection",
+        }
+    }
+}
+
+impl fmt::Display for ExperimentType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `target`: exactly one of these in the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `cgroup`: a cgroup v2 path below the cgroup2 mount, e.g. `/system.slice/foo.service`.
+    Cgroup(String),
+    /// `pid`: every process in the cgroup of this process.
+    Pid(u32),
+    /// `container_id`: 12 to 64 lowercase hex digits, optionally prefixed by the runtime
+    /// (`containerd://...`).
+    ContainerId(String),
+    /// `pod_uid`: a Kubernetes pod UID (lowercase UUID); the whole pod.
+    PodUid(String),
+}
+
+impl Target {
+    fn validate(&self) -> Result<(), ModelError> {
+        match self {
+            Self::Cgroup(path) => {
+                if path.is_empty()
+                    || path.contains('\0')
+                    || path.split('/').any(|component| component == "..")
+                {
+                    return Err(invalid(
+                        "target.cgroup",
+                        format!("{path:?}"),
+                        "a cgroup path below the cgroup2 mount, without `..`",
+                    ));
+                }
+            }
+            Self::Pid(0) => return Err(invalid("target.pid", 0, "a process id of at least 1")),
+            Self::Pid(_) => {}
+            Self::ContainerId(id) => {
+                let hex = id.split_once("://").map_or(id.as_str(), |(_, hex)| hex);
+                if !(12..=64).contains(&hex.len()) || !hex.bytes().all(is_lower_hex) {
+                    return Err(invalid(
+                        "target.container_id",
+                        format!("{id:?}"),
+                        "12 to 64 lowercase hex digits, optionally prefixed by `RUNTIME://`",
+                    ));
+                }
+            }
+            Self::PodUid(uid) => {
+                if !is_uuid(uid) {
+                    return Err(invalid(
+                        "target.pod_uid",
+                        format!("{uid:?}"),
+                        "a pod UID like 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f (lowercase)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn to_proto(&self) -> proto::Target {
+        let kind = match self {
+            Self::Cgroup(path) => proto::target::Kind::Cgroup(path.clone()),
+            Self::Pid(pid) => proto::target::Kind::Pid(*pid),
+            Self::ContainerId(id) => proto::target::Kind::ContainerId(id.clone()),
+            Self::PodUid(uid) => proto::target::Kind::PodUid(uid.clone()),
+        };
+        proto::Target { kind: Some(kind) }
+    }
+}
+
+/// Checks `name`: 1 to 63 characters `[a-z0-9-]`, starting and ending with a letter or digit.
+fn check_name(name: &str) -> Result<(), ModelError> {
+    let alphanumeric = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let valid = (1..=63).contains(&name.len())
+        && name.bytes().all(|b| alphanumeric(b) || b == b'-')
+        && name.bytes().next().is_some_and(alphanumeric)
+        && name.bytes().last().is_some_and(alphanumeric);
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(
+            "name",
+            format!("{name:?}"),
+            "1 to 63 characters a-z, 0-9 and -, starting and ending with a letter or digit",
+        ))
+    }
+}
+
+fn is_lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+/// `8-4-4-4-12` lowercase hex digits.
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, len)| group.len() == len && group.bytes().all(is_lower_hex))
+}

@@ -1,0 +1,206 @@
+//! The `fault` of an experiment: packet loss (direction, how egress drops look) and socket
+//! errors (errno, which calls), with the per-type defaults and checks.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use super::{ExperimentType, MAX_ERRNO, NetFilter};
+use crate::error::{ModelError, invalid};
+use crate::proto;
+
+/// The fault of an experiment: its type and the type's settings (`fault` in the document).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// `type: packet_loss`.
+    PacketLoss(PacketLoss),
+    /// `type: dependency_failure`.
+    DependencyFailure(SocketError),
+    /// `type: api_error_injection`.
+    ApiErrorInjection(SocketError),
+}
+
+/// `fault` of a `packet_loss` experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PacketLoss {
+    /// Which traffic is dropped. Default: both.
+    pub direction: Direction,
+    /// How egress drops look to the sender. Default: silent.
+    pub egress_drop: EgressDrop,
+}
+
+impl PacketLoss {
+    pub(super) fn validate(&self) -> Result<(), ModelError> {
+        if self.direction == Direction::Ingress && self.egress_drop == EgressDrop::Visible {
+            return Err(invalid(
+                "fault.egress_drop",
+                "visible",
+                "silent (the default) when direction is ingress",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `fault.direction` of a `packet_loss` experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// `ingress`: packets the target receives.
+    Ingress,
+    /// `egress`: packets the target sends.
+    Egress,
+    /// `both` (default).
+    #[default]
+    Both,
+}
+
+impl Direction {
+    pub(super) fn to_proto(self) -> proto::packet_loss::Direction {
+        match self {
+            Self::Ingress => proto::packet_loss::Direction::Ingress,
+            Self::Egress => proto::packet_loss::Direction::Egress,
+            Self::Both => proto::packet_loss::Direction::Both,
+        }
+    }
+}
+
+/// `fault.egress_drop` of a `packet_loss` experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EgressDrop {
+    /// `silent` (default): the packet vanishes, as on a lossy link; TCP retransmits.
+    #[default]
+    Silent,
+    /// `visible`: the sending call fails with `EPERM`.
+    Visible,
+}
+
+/// `fault` of a `dependency_failure` or `api_error_injection` experiment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketError {
+    /// The error the faulted calls return. Default: `ECONNREFUSED` for dependency_failure,
+    /// `ECONNRESET` for api_error_injection.
+    pub errno: Errno,
+    /// The calls that fail; non-empty, no repeats. Default: `[connect]` for
+    /// dependency_failure, `[connect, sendmsg]` for api_error_injection.
+    pub calls: Vec<SocketCall>,
+}
+
+impl SocketError {
+    /// The defaults of `kind` (a socket-error type).
+    pub(super) fn defaults(kind: ExperimentType) -> Self {
+        if kind == ExperimentType::ApiErrorInjection {
+            Self {
+                errno: Errno::Name("ECONNRESET".to_owned()),
+                calls: vec![SocketCall::Connect, SocketCall::Sendmsg],
+            }
+        } else {
+            Self {
+                errno: Errno::Name("ECONNREFUSED".to_owned()),
+                calls: vec![SocketCall::Connect],
+            }
+        }
+    }
+
+    pub(super) fn validate(&self, filter: &NetFilter) -> Result<(), ModelError> {
+        self.errno.validate()?;
+        if self.calls.is_empty() {
+            return Err(invalid(
+                "fault.calls",
+                "[]",
+                "one or more of connect, sendmsg, bind, socket",
+            ));
+        }
+        for (index, call) in self.calls.iter().enumerate() {
+            if self.calls[..index].contains(call) {
+                return Err(invalid(
+                    format!("fault.calls[{index}]"),
+                    call.as_str(),
+                    "each call at most once",
+                ));
+            }
+        }
+        if self.calls.contains(&SocketCall::Socket)
+            && (filter.ports.is_some() || !filter.cidrs.is_empty())
+        {
+            return Err(invalid(
+                "fault.calls",
+                "socket",
+                "connect, sendmsg or bind when filter.ports or filter.cidrs is set \
+                 (socket() has no address)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `fault.errno`: a name (`ECONNREFUSED`) or a number (`111`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Errno {
+    /// A name matching `E[A-Z0-9]+`; the daemon checks it against the real errno table.
+    Name(String),
+    /// A number, 1 to [`MAX_ERRNO`].
+    Number(u32),
+}
+
+impl Errno {
+    pub(super) fn validate(&self) -> Result<(), ModelError> {
+        let valid = match self {
+            Self::Name(name) => {
+                name.len() > 1
+                    && name.starts_with('E')
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            }
+            Self::Number(number) => (1..=MAX_ERRNO).contains(number),
+        };
+        if valid {
+            Ok(())
+        } else {
+            let value = match self {
+                Self::Name(name) => format!("{name:?}"),
+                Self::Number(number) => number.to_string(),
+            };
+            Err(invalid("fault.errno", value, ERRNO_ALLOWED))
+        }
+    }
+}
+
+pub(super) const ERRNO_ALLOWED: &str = "an errno name such as ECONNREFUSED or a number 1 to 133";
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name(name) => f.write_str(name),
+            Self::Number(number) => write!(f, "{number}"),
+        }
+    }
+}
+
+/// One entry of `fault.calls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketCall {
+    /// `connect`: `connect()` (TCP) and connected UDP.
+    Connect,
+    /// `sendmsg`: `sendmsg()`/`sendto()` with an address (UDP).
+    Sendmsg,
+    /// `bind`: `bind()`.
+    Bind,
+    /// `socket`: `socket()` itself; cannot be combined with a port or network filter.
+    Socket,
+}
+
+impl SocketCall {
+    /// The name as written in YAML and in the proto, e.g. `connect`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Sendmsg => "sendmsg",
+            Self::Bind => "bind",
+            Self::Socket => "socket",
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The experiment document as written, and its conversion into an [`Experiment`].
+//!
+//! `fault` is read as the union of every type's keys and then checked against `type`, instead of
+//! an internally tagged enum: serde buffers tagged and flattened content, and errors inside the
+//! buffer lose their path. This way `fault.errno` of a packet_loss experiment is reported as
+//! exactly that, whatever the order of `type` and `fault` in the document.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde::de::{Deserializer, Visitor};
+
+use super::fault::ERRNO_ALLOWED;
+use super::filter::PORTS_ALLOWED;
+use super::{
+    Direction, EgressDrop, Errno, Experiment, ExperimentType, Fault, MAX_CIDRS, NetFilter,
+    PacketLoss, PortRange, Protocol, SocketCall, SocketError, Target,
+};
+use crate::error::{ModelError, deserialize_duration, invalid};
+
+/// The whole document.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an experiment definition (a mapping)"
+)]
+pub(super) struct RawExperiment {
+    name: String,
+    #[serde(rename = "type")]
+    kind: ExperimentType,
+    target: RawTarget,
+    #[serde(deserialize_with = "deserialize_duration")]
+    duration: Duration,
+    intensity: f64,
+    #[serde(default)]
+    budget: Option<f64>,
+    #[serde(default)]
+    max_faults: Option<u64>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    fault: Option<RawFault>,
+    #[serde(default)]
+    filter: Option<RawFilter>,
+}
+
+impl RawExperiment {
+    /// Builds the model; the range checks are left to [`Experiment::validate`].
+    pub(super) fn into_experiment(self) -> Result<Experiment, ModelError> {
+        Ok(Experiment {
+            target: self.target.into_target()?,
+            fault: self.fault.unwrap_or_default().into_fault(self.kind)?,
+            filter: self.filter.unwrap_or_default().into_filter()?,
+            name: self.name,
+            duration: self.duration,
+            intensity: self.intensity,
+            budget: self.budget,
+            max_faults: self.max_faults,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
+/// `target`: the four kinds, of which exactly one must be set.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a target (a mapping)")]
+struct RawTarget {
+    cgroup: Option<String>,
+    pid: Option<u32>,
+    container_id: Option<String>,
+    pod_uid: Option<String>,
+}
+
+impl RawTarget {
+    fn into_target(self) -> Result<Target, ModelError> {
+        let mut targets = Vec::new();
+        if let Some(path) = self.cgroup {
+            targets.push(("cgroup", Target::Cgroup(path)));
+        }
+        if let Some(pid) = self.pid {
+            targets.push(("pid", Target::Pid(pid)));
+        }
+        if let Some(id) = self.container_id {
+            targets.push(("container_id", Target::ContainerId(id)));
+        }
+        if let Some(uid) = self.pod_uid {
+            targets.push(("pod_uid", Target::PodUid(uid)));
+        }
+        let allowed = "exactly one of cgroup, pid, container_id, pod_uid";
+        match targets.len() {
+            0 => Err(invalid("target", "no target", allowed)),
+            1 => Ok(targets.remove(0).1),
+            _ => {
+                let names: Vec<&str> = targets.iter().map(|(name, _)| *name).collect();
+                Err(invalid("target", names.join(" and "), allowed))
+            }
+        }
+    }
+}
+
+/// `fault`: the keys of every type; [`RawFault::into_fault`] keeps those of the document's type.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the fault settings (a mapping)")]
+struct RawFault {
+    direction: Option<Direction>,
+    egress_drop: Option<EgressDrop>,
+    errno: Option<ScalarText>,
+    calls: Option<Vec<SocketCall>>,
+}
+
+impl RawFault {
+    fn into_fault(self, kind: ExperimentType) -> Result<Fault, ModelError> {
+        if kind == ExperimentType::PacketLoss {
+            reject_key("errno", self.errno.is_some(), kind)?;
+            reject_key("calls", self.calls.is_some(), kind)?;
+            return Ok(Fault::PacketLoss(PacketLoss {
+                direction: self.direction.unwrap_or_default(),
+                egress_drop: self.egress_drop.unwrap_or_default(),
+            }));
+        }
+        reject_key("direction", self.direction.is_some(), kind)?;
+        reject_key("egress_drop", self.egress_drop.is_some(), kind)?;
+        let defaults = SocketError::defaults(kind);
+        let error = SocketError {
+            errno: match self.errno {
+                Some(ScalarText(text)) => parse_errno(&text)?,
+                None => defaults.errno,
+            },
+            calls: self.calls.unwrap_or(defaults.calls),
+        };
+        Ok(match kind {
+            ExperimentType::ApiErrorInjection => Fault::ApiErrorInjection(error),
+            _ => Fault::DependencyFailure(error),
+        })
+    }
+}
+
+/// Fails with an unknown-field error at `fault.KEY` when `present`: `KEY` is not a setting of
+/// `kind`.
+fn reject_key(key: &str, present: bool, kind: ExperimentType) -> Result<(), ModelError> {
+    if !present {
+        return Ok(());
+    }
+    let expected = if kind == ExperimentType::PacketLoss {
+        "`direction` or `egress_drop`"
+    } else {
+        "`errno` or `calls`"
+    };
+    Err(ModelError::Parse {
+        path: format!("fault.{key}"),
+        message: format!("unknown field `{key}` for type {kind}, expected {expected}"),
+    })
+}
+
+/// A number is an errno number, anything else an errno name; both are range-checked later.
+fn parse_errno(text: &str) -> Result<Errno, ModelError> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse()
+            .map(Errno::Number)
+            .map_err(|_| invalid("fault.errno", text, ERRNO_ALLOWED))
+    } else {
+        Ok(Errno::Name(text.to_owned()))
+    }
+}
+
+/// `filter`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a filter (a mapping)")]
+struct RawFilter {
+    #[serde(default)]
+    protocol: Protocol,
+    ports: Option<ScalarText>,
+    cidrs: Option<Vec<String>>,
+}
+
+impl RawFilter {
+    fn into_filter(self) -> Result<NetFilter, ModelError> {
+        let ports = match self.ports {
+            Some(ScalarText(text)) => Some(
+                parse_ports(&text)
+                    .ok_or_else(|| invalid("filter.ports", format!("{text:?}"), PORTS_ALLOWED))?,
+            ),
+            None => None,
+        };
+        let cidrs = match self.cidrs {
+            None => Vec::new(),
+            Some(cidrs) if cidrs.is_empty() => {
+                return Err(invalid(
+                    "filter.cidrs",
+                    "[]",
+                    format!("1 to {MAX_CIDRS} networks (omit filter.cidrs to match every address)"),
+                ));
+            }
+            Some(cidrs) => cidrs
+                .iter()
+                .enumerate()
+                .map(|(index, text)| {
+                    parse_network(text).ok_or_else(|| {
+                        invalid(
+                            format!("filter.cidrs[{index}]"),
+                            format!("{text:?}"),
+                            "an IPv4 or IPv6 network like 10.0.0.0/8 or fd00::/8, or an address",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(NetFilter {
+            protocol: self.protocol,
+            ports,
+            cidrs,
+        })
+    }
+}
+
+/// `"80"` or `"8000-8100"`; the order and zero are checked by validation.
+fn parse_ports(text: &str) -> Option<PortRange> {
+    let (low, high) = text.split_once('-').unwrap_or((text, text));
+    Some(PortRange {
+        low: low.trim().parse().ok()?,
+        high: high.trim().parse().ok()?,
+    })
+}
+
+/// A network (`10.0.0.0/8`) or a single address (`10.1.2.3`, a /32 or /128).
+fn parse_network(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// A scalar read as text whether YAML typed it as a string or a number (`ports: 5432` and
+/// `ports: "5432"`, `errno: 111` and `errno: ECONNREFUSED`).
+struct ScalarText(String);
+
+impl<'de> Deserialize<'de> for ScalarText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = ScalarText;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<ScalarText, E> {
+                Ok(ScalarText(value.to_owned()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<ScalarText, E> {
+                Ok(ScalarText(value.to_string()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<ScalarText, E> {
+                Ok(ScalarText(value.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}

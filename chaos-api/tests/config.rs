@@ -1,0 +1,461 @@
+//! The chaos config: the repo's `chaos/chaos.yaml` and the seed's YAML blocks as written parse,
+//! and broken variants fail with the exact path of the offending key.
+
+use std::time::Duration;
+
+use chaos_api::config::{ChaosConfig, ErrorType, ManualTrigger};
+use chaos_api::error::ModelError;
+
+/// The YAML blocks of the seed's "Implementation Details" and "Monitoring Integration"
+/// sections, copied verbatim (comments included); [`seed`] joins them into one document.
+const SEED_BLOCKS: [&str; 5] = [
+    r#"
+# Budget configuration
+budget:
+  max_experiment_cost: 100.00
+  max_daily_cost: 500.00
+  cost_per_request: 0.001
+  alert_threshold: 0.8
+
+# Experiment configuration
+experiments:
+  network_latency:
+    enabled: true
+    max_latency_ms: 2000
+    cost_per_minute: 0.10
+    impact_threshold: 0.3
+
+  pod_deletion:
+    enabled: true
+    max_pods_deleted: 2
+    cost_per_pod: 50.00
+    impact_threshold: 0.2
+
+  resource_exhaustion:
+    enabled: true
+    max_cpu_usage: 0.9
+    max_memory_usage: 0.85
+    impact_threshold: 0.7
+"#,
+    r#"
+safety_checks:
+  slo_validation:
+    enabled: true
+    critical_slos: ['api_response_time_p95', 'api_availability', 'error_rate']
+    warning_slos: ['database_connection_time_p95']
+
+  health_checks:
+    enabled: true
+    min_availability: 0.99
+    min_success_rate: 0.95
+
+  rollback_triggers:
+    slo_violation: true
+    error_rate_increase: 0.5
+    availability_drop: 0.05
+    health_degradation: 0.1
+"#,
+    r#"
+rollback:
+  automatic: true
+  manual_trigger: 'emergency_stop'
+  max_rollback_time: 300
+  notification_channels: ['slack', 'email', 'pagerduty']
+
+  strategies:
+    pod_restart: true
+    traffic_shift: true
+    feature_flag_disable: true
+    scale_down: true
+"#,
+    r#"
+experiment_types:
+  network_latency:
+    description: 'Introduce controlled network latency'
+    implementation: 'istio-proxy'
+    parameters:
+      latency_ms: [100, 500, 1000, 2000]
+      jitter: 0.1
+      packet_loss: [0.01, 0.05, 0.1]
+
+  pod_deletion:
+    description: 'Terminate specific pods during experiments'
+    implementation: 'kubectl delete'
+    parameters:
+      pods: ['frontend-*', 'backend-*']
+      max_pods: 3
+      impact_score_threshold: 0.3
+
+  api_error_injection:
+    description: 'Simulate API failures'
+    implementation: 'fault-injection'
+    parameters:
+      error_rate: [0.01, 0.05, 0.1]
+      error_types: [500, 502, 503, timeout]
+"#,
+    r#"
+monitoring:
+  prometheus:
+    enabled: true
+    metrics_port: 9090
+    alertmanager_port: 9093
+
+  grafana:
+    enabled: true
+    dashboards: ['chaos-experiments', 'chaos-metrics']
+
+  custom_metrics:
+    enabled: true
+    collection_interval: 30s
+"#,
+];
+
+/// The combined seed document.
+fn seed() -> String {
+    SEED_BLOCKS.join("\n")
+}
+
+const REPO_CONFIG: &str = include_str!("../../chaos/chaos.yaml");
+
+fn parse(text: &str) -> ChaosConfig {
+    match ChaosConfig::from_yaml(text) {
+        Ok(config) => config,
+        Err(error) => panic!("config must parse: {error}"),
+    }
+}
+
+/// The seed with `from` replaced by `to` (which must occur exactly once).
+fn seed_with(from: &str, to: &str) -> String {
+    let seed = seed();
+    assert_eq!(seed.matches(from).count(), 1, "{from:?} must occur once");
+    seed.replace(from, to)
+}
+
+/// Asserts that `text` is rejected at `path`, and that Display starts with the path.
+fn assert_rejected_at(text: &str, path: &str) -> ModelError {
+    let error = match ChaosConfig::from_yaml(text) {
+        Ok(config) => panic!("expected an error at {path}, got {config:?}"),
+        Err(error) => error,
+    };
+    assert_eq!(error.path(), Some(path), "wrong path in: {error}");
+    assert!(
+        error.to_string().starts_with(&format!("{path}: ")),
+        "{error}"
+    );
+    error
+}
+
+#[test]
+fn seed_parses_with_its_values() {
+    let config = parse(&seed());
+    assert_eq!(config.budget.max_experiment_cost, 100.0);
+    assert_eq!(config.budget.max_daily_cost, 500.0);
+    assert_eq!(config.budget.cost_per_request, 0.001);
+    assert_eq!(config.experiments.network_latency.max_latency_ms, 2000);
+    assert_eq!(config.experiments.pod_deletion.max_pods_deleted, 2);
+    assert_eq!(
+        config.experiments.resource_exhaustion.max_memory_usage,
+        0.85
+    );
+    assert_eq!(
+        config.safety_checks.slo_validation.critical_slos,
+        ["api_response_time_p95", "api_availability", "error_rate"]
+    );
+    assert_eq!(config.safety_checks.guard_interval_ms, 1000);
+    assert_eq!(config.rollback.manual_trigger, ManualTrigger::EmergencyStop);
+    assert_eq!(config.rollback.max_rollback_time, 300);
+    assert!(config.rollback.strategies.scale_down);
+    let api = &config.experiment_types.api_error_injection.parameters;
+    assert_eq!(
+        api.error_types,
+        [
+            ErrorType::Status(500),
+            ErrorType::Status(502),
+            ErrorType::Status(503),
+            ErrorType::Timeout
+        ]
+    );
+    assert_eq!(
+        config
+            .experiment_types
+            .network_latency
+            .parameters
+            .latency_ms,
+        [100, 500, 1000, 2000]
+    );
+    assert_eq!(
+        config.experiment_types.pod_deletion.implementation,
+        "kubectl delete"
+    );
+    assert_eq!(config.monitoring.prometheus.alertmanager_port, 9093);
+    assert_eq!(
+        config.monitoring.custom_metrics.collection_interval,
+        Duration::from_secs(30)
+    );
+    // The seed is silent about the eBPF-only fault types: they take their defaults.
+    assert!(config.experiments.packet_loss.enabled);
+    assert_eq!(config.experiments.packet_loss.max_probability, 1.0);
+    assert_eq!(config.experiments.dependency_failure.cost_per_fault, None);
+}
+
+#[test]
+fn each_seed_block_parses_on_its_own() {
+    for block in SEED_BLOCKS {
+        parse(block);
+    }
+}
+
+#[test]
+fn repo_config_is_the_seed_with_comments() {
+    assert_eq!(parse(REPO_CONFIG), parse(&seed()));
+}
+
+#[test]
+fn empty_mapping_gives_documented_defaults() {
+    let config = parse("{}");
+    assert_eq!(config, ChaosConfig::default());
+    assert_eq!(parse(""), config, "an empty file is the defaults");
+    assert_eq!(config.budget.alert_threshold, 0.8);
+    assert!(config.rollback.notification_channels.is_empty());
+    assert!(!config.rollback.strategies.pod_restart);
+    assert_eq!(config.monitoring.prometheus.metrics_port, 9090);
+    assert!(ChaosConfig::default().validate().is_ok());
+}
+
+#[test]
+fn guard_interval_is_read_and_checked() {
+    let text = seed_with(
+        "safety_checks:\n",
+        "safety_checks:\n  guard_interval_ms: 50\n",
+    );
+    assert_eq!(parse(&text).safety_checks.guard_interval_ms, 50);
+    let text = seed_with(
+        "safety_checks:\n",
+        "safety_checks:\n  guard_interval_ms: 49\n",
+    );
+    assert_rejected_at(&text, "safety_checks.guard_interval_ms");
+}
+
+#[test]
+fn optional_experiment_entries_are_read() {
+    let text = seed_with(
+        "  resource_exhaustion:\n",
+        "  packet_loss:\n    max_probability: 0.2\n    cost_per_fault: 0.01\n\n  resource_exhaustion:\n",
+    );
+    let config = parse(&text);
+    assert_eq!(config.experiments.packet_loss.max_probability, 0.2);
+    assert_eq!(config.experiments.packet_loss.cost_per_fault, Some(0.01));
+    assert_eq!(config.experiments.packet_loss.impact_threshold, 0.5);
+}
+
+#[test]
+fn unknown_top_level_key() {
+    let error = assert_rejected_at(&format!("{}\nchaos_monkey: true\n", seed()), "chaos_monkey");
+    assert!(
+        error.to_string().contains("unknown field `chaos_monkey`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_nested_key() {
+    let text = seed_with("max_latency_ms: 2000", "max_latency: 2000");
+    let error = assert_rejected_at(&text, "experiments.network_latency.max_latency");
+    assert!(
+        error
+            .to_string()
+            .starts_with("experiments.network_latency.max_latency: unknown field `max_latency`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_experiment_kind() {
+    let text = seed_with(
+        "  pod_deletion:\n    enabled",
+        "  database_load:\n    enabled",
+    );
+    assert_rejected_at(&text, "experiments.database_load");
+}
+
+#[test]
+fn wrong_type() {
+    let text = seed_with("max_daily_cost: 500.00", "max_daily_cost: \"lots\"");
+    assert_rejected_at(&text, "budget.max_daily_cost");
+}
+
+#[test]
+fn alert_threshold_out_of_range() {
+    let text = seed_with("alert_threshold: 0.8", "alert_threshold: 1.5");
+    let error = assert_rejected_at(&text, "budget.alert_threshold");
+    assert_eq!(
+        error.to_string(),
+        "budget.alert_threshold: 1.5 is not allowed; expected more than 0 and at most 1"
+    );
+    let text = seed_with("alert_threshold: 0.8", "alert_threshold: 0");
+    assert_rejected_at(&text, "budget.alert_threshold");
+}
+
+#[test]
+fn cpu_usage_out_of_range() {
+    let text = seed_with("max_cpu_usage: 0.9", "max_cpu_usage: 1.2");
+    assert_rejected_at(&text, "experiments.resource_exhaustion.max_cpu_usage");
+}
+
+#[test]
+fn max_latency_out_of_range() {
+    let text = seed_with("max_latency_ms: 2000", "max_latency_ms: 0");
+    let error = assert_rejected_at(&text, "experiments.network_latency.max_latency_ms");
+    assert_eq!(
+        error.to_string(),
+        "experiments.network_latency.max_latency_ms: 0 is not allowed; expected 1 to 60000"
+    );
+    let text = seed_with("max_latency_ms: 2000", "max_latency_ms: 999999");
+    assert_rejected_at(&text, "experiments.network_latency.max_latency_ms");
+}
+
+#[test]
+fn latency_step_above_max_latency() {
+    let text = seed_with("max_latency_ms: 2000", "max_latency_ms: 1000");
+    let error = assert_rejected_at(
+        &text,
+        "experiment_types.network_latency.parameters.latency_ms[3]",
+    );
+    assert!(error.to_string().contains("2000 is not allowed"), "{error}");
+}
+
+#[test]
+fn experiment_cost_above_daily_cost() {
+    let text = seed_with("max_experiment_cost: 100.00", "max_experiment_cost: 600");
+    let error = assert_rejected_at(&text, "budget.max_experiment_cost");
+    assert_eq!(
+        error.to_string(),
+        "budget.max_experiment_cost: 600 is not allowed; expected at most budget.max_daily_cost (500)"
+    );
+}
+
+#[test]
+fn negative_and_infinite_costs() {
+    let text = seed_with("cost_per_pod: 50.00", "cost_per_pod: -1");
+    assert_rejected_at(&text, "experiments.pod_deletion.cost_per_pod");
+    let text = seed_with("cost_per_request: 0.001", "cost_per_request: .inf");
+    assert_rejected_at(&text, "budget.cost_per_request");
+    let text = seed_with("max_daily_cost: 500.00", "max_daily_cost: .nan");
+    assert_rejected_at(&text, "budget.max_daily_cost");
+}
+
+#[test]
+fn bad_duration() {
+    let text = seed_with("collection_interval: 30s", "collection_interval: soon");
+    let error = assert_rejected_at(&text, "monitoring.custom_metrics.collection_interval");
+    assert!(error.to_string().contains("\"soon\""), "{error}");
+    let text = seed_with("collection_interval: 30s", "collection_interval: 500ms");
+    let error = assert_rejected_at(&text, "monitoring.custom_metrics.collection_interval");
+    assert!(
+        error.to_string().contains("500ms is not allowed"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_error_types() {
+    let text = seed_with("[500, 502, 503, timeout]", "[500, 700, 503, timeout]");
+    let error = assert_rejected_at(
+        &text,
+        "experiment_types.api_error_injection.parameters.error_types[1]",
+    );
+    assert!(error.to_string().contains("700 is not allowed"), "{error}");
+    let text = seed_with("[500, 502, 503, timeout]", "[500, 502, 503, slow]");
+    assert_rejected_at(
+        &text,
+        "experiment_types.api_error_injection.parameters.error_types[3]",
+    );
+}
+
+#[test]
+fn bad_ports() {
+    let text = seed_with("metrics_port: 9090", "metrics_port: 0");
+    assert_rejected_at(&text, "monitoring.prometheus.metrics_port");
+    let text = seed_with("alertmanager_port: 9093", "alertmanager_port: 70000");
+    let error = assert_rejected_at(&text, "monitoring.prometheus.alertmanager_port");
+    assert!(
+        error.to_string().contains("70000 is not allowed"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_ratio_list_entry() {
+    let text = seed_with(
+        "packet_loss: [0.01, 0.05, 0.1]",
+        "packet_loss: [0.01, 5, 0.1]",
+    );
+    assert_rejected_at(
+        &text,
+        "experiment_types.network_latency.parameters.packet_loss[1]",
+    );
+    let text = seed_with("jitter: 0.1", "jitter: -0.1");
+    assert_rejected_at(&text, "experiment_types.network_latency.parameters.jitter");
+    let text = seed_with("error_rate_increase: 0.5", "error_rate_increase: 2");
+    assert_rejected_at(&text, "safety_checks.rollback_triggers.error_rate_increase");
+}
+
+#[test]
+fn bad_manual_trigger_and_rollback_time() {
+    let text = seed_with(
+        "manual_trigger: 'emergency_stop'",
+        "manual_trigger: 'panic'",
+    );
+    let error = assert_rejected_at(&text, "rollback.manual_trigger");
+    assert!(error.to_string().contains("emergency_stop"), "{error}");
+    let text = seed_with("max_rollback_time: 300", "max_rollback_time: 0");
+    assert_rejected_at(&text, "rollback.max_rollback_time");
+}
+
+#[test]
+fn empty_channel_name() {
+    let text = seed_with(
+        "['slack', 'email', 'pagerduty']",
+        "['slack', '', 'pagerduty']",
+    );
+    assert_rejected_at(&text, "rollback.notification_channels[1]");
+}
+
+#[test]
+fn missing_nested_mapping_value() {
+    let text = seed_with("  grafana:\n    enabled: true\n", "  grafana: true\n");
+    assert_rejected_at(&text, "monitoring.grafana");
+}
+
+#[test]
+fn not_a_document() {
+    for text in [
+        "budget: [",
+        "- a\n- b",
+        "just text",
+        "a: 1\n---\nb: 2",
+        "{",
+        "\t",
+    ] {
+        let error = match ChaosConfig::from_yaml(text) {
+            Ok(config) => panic!("{text:?} must fail, got {config:?}"),
+            Err(error) => error,
+        };
+        assert!(
+            matches!(error, ModelError::Document { .. }) || error.path().is_some(),
+            "{error}"
+        );
+    }
+    for text in ["{", "\t", "- a", "budget: {}\n---\nbudget: {}\n"] {
+        assert!(
+            matches!(
+                ChaosConfig::from_yaml(text),
+                Err(ModelError::Document { .. })
+            ),
+            "{text:?}"
+        );
+    }
+    // A syntax error inside a section is reported at that section.
+    assert_rejected_at("budget: {", "budget");
+    assert_rejected_at("budget: *nowhere", "budget");
+}

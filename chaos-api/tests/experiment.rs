@@ -1,0 +1,428 @@
+//! Experiment definitions: every example in `chaos/experiments` parses and converts to the
+//! proto, and broken variants fail with the exact path of the offending key.
+
+use std::time::Duration;
+
+use chaos_api::error::ModelError;
+use chaos_api::experiment::{
+    Direction, EgressDrop, Errno, Experiment, ExperimentType, Fault, PortRange, Protocol,
+    SocketCall, Target,
+};
+use chaos_api::proto;
+
+const PACKET_LOSS: &str = include_str!("../../chaos/experiments/packet-loss.yaml");
+const DEPENDENCY_FAILURE: &str = include_str!("../../chaos/experiments/dependency-failure.yaml");
+const API_ERROR_INJECTION: &str = include_str!("../../chaos/experiments/api-error-injection.yaml");
+
+/// The smallest valid definition; the broken variants below edit it.
+const MINIMAL: &str = "\
+name: checkout-db-refused
+type: dependency_failure
+target:
+  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f
+duration: 5m
+intensity: 0.25
+";
+
+fn parse(text: &str) -> Experiment {
+    match Experiment::from_yaml(text) {
+        Ok(experiment) => experiment,
+        Err(error) => panic!("experiment must parse: {error}"),
+    }
+}
+
+/// `MINIMAL` with `from` replaced by `to` (which must occur exactly once).
+fn minimal_with(from: &str, to: &str) -> String {
+    assert_eq!(MINIMAL.matches(from).count(), 1, "{from:?} must occur once");
+    MINIMAL.replace(from, to)
+}
+
+/// Asserts that `text` is rejected at `path`, and that Display starts with the path.
+fn assert_rejected_at(text: &str, path: &str) -> ModelError {
+    let error = match Experiment::from_yaml(text) {
+        Ok(experiment) => panic!("expected an error at {path}, got {experiment:?}"),
+        Err(error) => error,
+    };
+    assert_eq!(error.path(), Some(path), "wrong path in: {error}");
+    assert!(
+        error.to_string().starts_with(&format!("{path}: ")),
+        "{error}"
+    );
+    error
+}
+
+#[test]
+fn every_example_file_parses_and_converts() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../chaos/experiments");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("chaos/experiments exists") {
+        let path = entry.expect("readable directory").path();
+        if path.extension().is_some_and(|ext| ext == "yaml") {
+            let text = std::fs::read_to_string(&path).expect("readable file");
+            let experiment = match Experiment::from_yaml(&text) {
+                Ok(experiment) => experiment,
+                Err(error) => panic!("{}: {error}", path.display()),
+            };
+            let spec = experiment.to_proto();
+            assert_eq!(spec.name, experiment.name);
+            assert!(spec.target.is_some() && spec.fault.is_some());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "expected one example per type, found {seen}");
+}
+
+#[test]
+fn packet_loss_example_to_proto() {
+    let experiment = parse(PACKET_LOSS);
+    assert_eq!(experiment.kind(), ExperimentType::PacketLoss);
+    assert!(!experiment.dry_run);
+    assert_eq!(
+        experiment.filter.ports,
+        Some(PortRange {
+            low: 5432,
+            high: 5432
+        })
+    );
+    let spec = experiment.to_proto();
+    let expected = proto::ExperimentSpec {
+        name: "orders-db-packet-loss".to_owned(),
+        target: Some(proto::Target {
+            kind: Some(proto::target::Kind::Cgroup(
+                "/system.slice/orders.service".to_owned(),
+            )),
+        }),
+        fault: Some(proto::Fault {
+            kind: Some(proto::fault::Kind::PacketLoss(proto::PacketLoss {
+                direction: proto::packet_loss::Direction::Both as i32,
+                visible_egress_drop: false,
+            })),
+        }),
+        probability: 0.05,
+        duration_ms: 600_000,
+        max_faults: Some(50_000),
+        filter: Some(proto::NetFilter {
+            protocol: "tcp".to_owned(),
+            ports: "5432".to_owned(),
+            cidrs: vec!["10.0.0.0/8".to_owned()],
+        }),
+        budget: Some(20.0),
+    };
+    assert_eq!(spec, expected);
+}
+
+#[test]
+fn dependency_failure_example_to_proto() {
+    let experiment = parse(DEPENDENCY_FAILURE);
+    assert_eq!(
+        experiment.target,
+        Target::PodUid("8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f".to_owned())
+    );
+    let spec = experiment.to_proto();
+    assert_eq!(spec.duration_ms, 300_000);
+    assert_eq!(spec.probability, 0.25);
+    assert_eq!(spec.budget, Some(50.0));
+    assert_eq!(spec.max_faults, Some(1000));
+    assert_eq!(
+        spec.fault,
+        Some(proto::Fault {
+            kind: Some(proto::fault::Kind::SocketError(proto::SocketError {
+                errno: "ECONNREFUSED".to_owned(),
+                calls: vec!["connect".to_owned()],
+            })),
+        })
+    );
+}
+
+#[test]
+fn api_error_injection_example_to_proto() {
+    let experiment = parse(API_ERROR_INJECTION);
+    assert_eq!(experiment.kind(), ExperimentType::ApiErrorInjection);
+    assert!(experiment.dry_run);
+    let spec = experiment.to_proto();
+    assert_eq!(spec.max_faults, None);
+    assert_eq!(spec.duration_ms, 900_000);
+    let filter = spec.filter.expect("the example has a filter");
+    assert_eq!(filter.ports, "8443-8444");
+    assert!(filter.cidrs.is_empty());
+    assert!(matches!(
+        spec.target.and_then(|t| t.kind),
+        Some(proto::target::Kind::ContainerId(id)) if id.starts_with("containerd://")
+    ));
+}
+
+#[test]
+fn defaults_per_type() {
+    let experiment = parse(MINIMAL);
+    assert_eq!(experiment.duration, Duration::from_secs(300));
+    assert_eq!(experiment.budget, None);
+    assert_eq!(experiment.max_faults, None);
+    assert!(!experiment.dry_run);
+    assert_eq!(experiment.filter.protocol, Protocol::Any);
+    assert_eq!(
+        experiment.to_proto().filter,
+        None,
+        "no filter means match all"
+    );
+    match &experiment.fault {
+        Fault::DependencyFailure(error) => {
+            assert_eq!(error.errno, Errno::Name("ECONNREFUSED".to_owned()));
+            assert_eq!(error.calls, [SocketCall::Connect]);
+        }
+        other => panic!("unexpected fault {other:?}"),
+    }
+
+    let api = parse(&minimal_with("dependency_failure", "api_error_injection"));
+    match &api.fault {
+        Fault::ApiErrorInjection(error) => {
+            assert_eq!(error.errno, Errno::Name("ECONNRESET".to_owned()));
+            assert_eq!(error.calls, [SocketCall::Connect, SocketCall::Sendmsg]);
+        }
+        other => panic!("unexpected fault {other:?}"),
+    }
+
+    let loss = parse(&minimal_with("dependency_failure", "packet_loss"));
+    match loss.fault {
+        Fault::PacketLoss(loss) => {
+            assert_eq!(loss.direction, Direction::Both);
+            assert_eq!(loss.egress_drop, EgressDrop::Silent);
+        }
+        other => panic!("unexpected fault {other:?}"),
+    }
+}
+
+#[test]
+fn fault_before_type_and_scalar_forms() {
+    let text = "\
+fault: {errno: 111, calls: [connect, bind]}
+filter: {ports: 8000-8100, cidrs: [10.1.2.3, 'fd00::/8']}
+name: x1
+target: {pid: 42}
+type: dependency_failure
+duration: 1h 30m
+intensity: 1
+";
+    let experiment = parse(text);
+    let spec = experiment.to_proto();
+    assert_eq!(spec.duration_ms, 5_400_000);
+    let filter = spec.filter.expect("filter set");
+    assert_eq!(filter.protocol, "any");
+    assert_eq!(filter.ports, "8000-8100");
+    assert_eq!(filter.cidrs, ["10.1.2.3/32", "fd00::/8"]);
+    assert!(matches!(
+        spec.fault.and_then(|f| f.kind),
+        Some(proto::fault::Kind::SocketError(e)) if e.errno == "111"
+    ));
+    // The same ports written as a number.
+    let text = minimal_with(
+        "intensity: 0.25\n",
+        "intensity: 0.25\nfilter: {ports: 5432}\n",
+    );
+    assert_eq!(
+        parse(&text).filter.ports,
+        Some(PortRange {
+            low: 5432,
+            high: 5432
+        })
+    );
+}
+
+#[test]
+fn visible_egress_drop_maps_to_proto() {
+    let text = minimal_with("dependency_failure", "packet_loss")
+        + "fault:\n  direction: egress\n  egress_drop: visible\n";
+    let spec = parse(&text).to_proto();
+    assert_eq!(
+        spec.fault.and_then(|f| f.kind),
+        Some(proto::fault::Kind::PacketLoss(proto::PacketLoss {
+            direction: proto::packet_loss::Direction::Egress as i32,
+            visible_egress_drop: true,
+        }))
+    );
+}
+
+#[test]
+fn missing_target() {
+    let text = minimal_with(
+        "target:\n  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f\n",
+        "",
+    );
+    let error = assert_rejected_at(&text, "target");
+    assert_eq!(error.to_string(), "target: required field is missing");
+    assert_rejected_at(&minimal_with("name: checkout-db-refused\n", ""), "name");
+}
+
+#[test]
+fn two_targets() {
+    let text = minimal_with("target:\n", "target:\n  pid: 42\n");
+    let error = assert_rejected_at(&text, "target");
+    assert!(error.to_string().contains("pid and pod_uid"), "{error}");
+    assert_rejected_at(
+        &minimal_with(
+            "target:\n  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f\n",
+            "target: {}\n",
+        ),
+        "target",
+    );
+}
+
+#[test]
+fn bad_target_values() {
+    let uid = "pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f";
+    assert_rejected_at(&minimal_with(uid, "pod_uid: my-pod"), "target.pod_uid");
+    assert_rejected_at(&minimal_with(uid, "pid: 0"), "target.pid");
+    assert_rejected_at(&minimal_with(uid, "pid: -3"), "target.pid");
+    assert_rejected_at(&minimal_with(uid, "cgroup: /sys/../etc"), "target.cgroup");
+    assert_rejected_at(
+        &minimal_with(uid, "container_id: xyz"),
+        "target.container_id",
+    );
+    assert_rejected_at(&minimal_with(uid, "node: n1"), "target.node");
+}
+
+#[test]
+fn intensity_out_of_range() {
+    let error = assert_rejected_at(&minimal_with("0.25", "1.5"), "intensity");
+    assert_eq!(
+        error.to_string(),
+        "intensity: 1.5 is not allowed; expected 0 to 1"
+    );
+}
+
+#[test]
+fn duration_out_of_range() {
+    let error = assert_rejected_at(&minimal_with("5m", "0s"), "duration");
+    assert_eq!(
+        error.to_string(),
+        "duration: 0s is not allowed; expected 1ms to 1day"
+    );
+    assert_rejected_at(&minimal_with("5m", "25h"), "duration");
+    assert_rejected_at(&minimal_with("5m", "whenever"), "duration");
+    assert_rejected_at(&minimal_with("5m", "300"), "duration");
+}
+
+#[test]
+fn unknown_type() {
+    let error = assert_rejected_at(&minimal_with("dependency_failure", "disk_fill"), "type");
+    assert!(error.to_string().contains("packet_loss"), "{error}");
+}
+
+#[test]
+fn empty_cidrs() {
+    let text = minimal_with(
+        "intensity: 0.25\n",
+        "intensity: 0.25\nfilter:\n  cidrs: []\n",
+    );
+    assert_rejected_at(&text, "filter.cidrs");
+    let nine = (1..=9)
+        .map(|i| format!("10.{i}.0.0/16"))
+        .collect::<Vec<_>>();
+    let text = minimal_with(
+        "intensity: 0.25\n",
+        &format!("intensity: 0.25\nfilter:\n  cidrs: [{}]\n", nine.join(", ")),
+    );
+    assert_rejected_at(&text, "filter.cidrs");
+    let text = minimal_with(
+        "intensity: 0.25\n",
+        "intensity: 0.25\nfilter:\n  cidrs: [10.0.0.0/8, 10.0.0.0/33]\n",
+    );
+    assert_rejected_at(&text, "filter.cidrs[1]");
+}
+
+#[test]
+fn reversed_and_bad_ports() {
+    let filter = |ports: &str| {
+        minimal_with(
+            "intensity: 0.25\n",
+            &format!("intensity: 0.25\nfilter:\n  ports: {ports}\n"),
+        )
+    };
+    let error = assert_rejected_at(&filter("\"90-80\""), "filter.ports");
+    assert!(
+        error
+            .to_string()
+            .starts_with("filter.ports: \"90-80\" is not allowed"),
+        "{error}"
+    );
+    assert_rejected_at(&filter("\"0\""), "filter.ports");
+    assert_rejected_at(&filter("70000"), "filter.ports");
+    assert_rejected_at(&filter("http"), "filter.ports");
+    let icmp = minimal_with(
+        "intensity: 0.25\n",
+        "intensity: 0.25\nfilter:\n  protocol: icmp\n  ports: 80\n",
+    );
+    assert_rejected_at(&icmp, "filter.ports");
+}
+
+#[test]
+fn packet_loss_with_errno() {
+    let text = minimal_with("dependency_failure", "packet_loss") + "fault:\n  errno: EIO\n";
+    let error = assert_rejected_at(&text, "fault.errno");
+    assert!(
+        error.to_string().contains("unknown field `errno`"),
+        "{error}"
+    );
+    let text = minimal_with("dependency_failure", "packet_loss") + "fault:\n  calls: [connect]\n";
+    assert_rejected_at(&text, "fault.calls");
+    let text = MINIMAL.to_owned() + "fault:\n  direction: ingress\n";
+    assert_rejected_at(&text, "fault.direction");
+    let text = MINIMAL.to_owned() + "fault:\n  retries: 3\n";
+    assert_rejected_at(&text, "fault.retries");
+}
+
+#[test]
+fn socket_with_ports() {
+    let text = MINIMAL.to_owned() + "fault:\n  calls: [socket]\nfilter:\n  ports: \"5432\"\n";
+    let error = assert_rejected_at(&text, "fault.calls");
+    assert!(
+        error.to_string().contains("socket() has no address"),
+        "{error}"
+    );
+    // socket alone, or with a protocol filter, is fine.
+    parse(&(MINIMAL.to_owned() + "fault:\n  calls: [socket]\nfilter:\n  protocol: udp\n"));
+}
+
+#[test]
+fn bad_calls_and_errno() {
+    let fault = |body: &str| MINIMAL.to_owned() + "fault:\n" + body;
+    assert_rejected_at(&fault("  calls: []\n"), "fault.calls");
+    assert_rejected_at(&fault("  calls: [connect, accept]\n"), "fault.calls[1]");
+    assert_rejected_at(&fault("  calls: [connect, connect]\n"), "fault.calls[1]");
+    assert_rejected_at(&fault("  errno: econnrefused\n"), "fault.errno");
+    assert_rejected_at(&fault("  errno: 0\n"), "fault.errno");
+    assert_rejected_at(&fault("  errno: 134\n"), "fault.errno");
+    assert_rejected_at(&fault("  errno: -5\n"), "fault.errno");
+    parse(&fault("  errno: 133\n"));
+    parse(&fault("  errno: ETIMEDOUT\n"));
+}
+
+#[test]
+fn visible_drop_needs_egress() {
+    let text = minimal_with("dependency_failure", "packet_loss")
+        + "fault:\n  direction: ingress\n  egress_drop: visible\n";
+    assert_rejected_at(&text, "fault.egress_drop");
+}
+
+#[test]
+fn bad_scalars() {
+    assert_rejected_at(&minimal_with("checkout-db-refused", "Checkout_DB"), "name");
+    assert_rejected_at(&minimal_with("checkout-db-refused", "-db"), "name");
+    assert_rejected_at(&(MINIMAL.to_owned() + "budget: -1\n"), "budget");
+    assert_rejected_at(&(MINIMAL.to_owned() + "max_faults: 0\n"), "max_faults");
+    assert_rejected_at(&(MINIMAL.to_owned() + "dry_run: maybe\n"), "dry_run");
+    assert_rejected_at(&(MINIMAL.to_owned() + "ramp: [0.1]\n"), "ramp");
+}
+
+#[test]
+fn not_a_document() {
+    for text in ["{", "\t", "- a list", "~"] {
+        assert!(
+            matches!(
+                Experiment::from_yaml(text),
+                Err(ModelError::Document { .. })
+            ),
+            "{text:?}"
+        );
+    }
+    assert_rejected_at("", "name");
+}
