@@ -49,6 +49,24 @@ enum Output {
 enum Command {
     /// Start an experiment: chaos-ctl experiment <type> --cgroup PATH --duration 300 ...
     Experiment(Box<ExperimentArgs>),
+    /// Start the experiment defined in a YAML file (see chaos/experiments/).
+    Apply {
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Show the plan and change nothing (also when the file says `dry_run: true`).
+        #[arg(long)]
+        dry_run: bool,
+        /// Follow the experiment with a progress bar until it ends.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Check an experiment file (-f) or a chaos config (--config) offline; no daemon needed.
+    Validate {
+        #[arg(short = 'f', long, required_unless_present = "config")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Running experiments on the daemon.
     Status {
         /// Redraw every second until Ctrl-C.
@@ -262,7 +280,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let tls = &tls;
     let Some(file) = &cli.daemons else {
         return match cli.command {
-            Command::Experiment(args) => experiment(&cli.daemon, tls, *args, json).await,
+            Command::Experiment(args) => {
+                let spec = spec_from_args(&args)?;
+                let mode = StartMode {
+                    dry_run: args.dry_run,
+                    wait: args.wait,
+                };
+                start(&cli.daemon, tls, spec, mode, json).await
+            }
+            Command::Apply {
+                file,
+                dry_run,
+                wait,
+            } => {
+                let exp = read_experiment(&file)?;
+                let mode = StartMode {
+                    dry_run: dry_run || exp.dry_run,
+                    wait,
+                };
+                start(&cli.daemon, tls, exp.to_proto(), mode, json).await
+            }
+            Command::Validate { file, config } => {
+                validate(file.as_deref(), config.as_deref(), json)
+            }
             Command::Status { watch: true } => watch_status(&cli.daemon, tls, json).await,
             cmd => {
                 print!("{}", one(&cli.daemon, tls, &cmd, json).await?);
@@ -359,8 +399,13 @@ async fn one(
 ) -> anyhow::Result<String> {
     let mut c = client::connect(daemon, tls).await?;
     let out = match cmd {
-        Command::Experiment(_) | Command::Status { watch: true } => {
-            unreachable!("streaming commands")
+        Command::Experiment(_)
+        | Command::Apply { .. }
+        | Command::Validate { .. }
+        | Command::Status { watch: true } => {
+            return Err(
+                UsageError("this command runs against one daemon (--daemon)".into()).into(),
+            );
         }
         Command::Status { watch: false } => status_text(&mut c, json).await?,
         Command::Stop { id } => {
@@ -443,6 +488,53 @@ async fn one(
     Ok(out)
 }
 
+fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| UsageError(format!("{}: {e}", path.display())).into())
+}
+
+fn read_experiment(path: &std::path::Path) -> anyhow::Result<chaos_api::experiment::Experiment> {
+    chaos_api::experiment::Experiment::from_yaml(&read_file(path)?)
+        .map_err(|e| UsageError(format!("{}: {e}", path.display())).into())
+}
+
+/// Offline validation: the file parses and every value is in range.
+fn validate(
+    file: Option<&std::path::Path>,
+    config: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if let Some(path) = file {
+        let exp = read_experiment(path)?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"file": path.display().to_string(), "valid": true, "name": exp.name})
+            );
+        } else {
+            println!(
+                "{}: valid experiment {:?} ({:?}, {:?})",
+                path.display(),
+                exp.name,
+                exp.kind(),
+                exp.duration
+            );
+        }
+    }
+    if let Some(path) = config {
+        chaos_api::config::ChaosConfig::from_yaml(&read_file(path)?)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"file": path.display().to_string(), "valid": true})
+            );
+        } else {
+            println!("{}: valid chaos config", path.display());
+        }
+    }
+    Ok(())
+}
+
 fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
     let t = &a.target;
     let kind = match (&t.cgroup, t.pid, &t.container, &t.pod_uid) {
@@ -500,13 +592,20 @@ fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
     })
 }
 
-async fn experiment(
+/// How a start request is run: dry or for real, and whether to follow it.
+struct StartMode {
+    dry_run: bool,
+    wait: bool,
+}
+
+async fn start(
     daemon: &str,
     tls: &client::TlsFiles,
-    a: ExperimentArgs,
+    spec: proto::ExperimentSpec,
+    a: StartMode,
     json: bool,
 ) -> anyhow::Result<()> {
-    let spec = spec_from_args(&a)?;
+    let total_ms = spec.duration_ms;
     let mut c = client::connect(daemon, tls).await?;
     let r = c
         .start_experiment(proto::StartExperimentRequest {
@@ -536,7 +635,6 @@ async fn experiment(
         println!("started {}\n{}", r.id, output::plan_text(&plan));
     }
     if a.wait {
-        let total_ms = a.duration.as_millis() as u64;
         let mut stream = c
             .watch_experiment(proto::WatchExperimentRequest {
                 id: r.id.clone(),

@@ -540,3 +540,64 @@ fn metrics_count_experiments_faults_requests_and_disarms() {
         "monotonic after stop"
     );
 }
+
+#[test]
+fn experiment_files_validate_offline_and_apply() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "svc-apply");
+    let dir = TempDir::new("svc-apply");
+    let file = dir.0.join("exp.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: apply-test\ntype: dependency_failure\ntarget:\n  cgroup: {}\nduration: 30s\n\
+             intensity: 1\nmax_faults: 5\nfault:\n  errno: EHOSTUNREACH\n",
+            cg.path.display()
+        ),
+    )
+    .unwrap();
+    // Offline: no daemon is running yet.
+    let f = file.to_str().unwrap();
+    let out = Command::new(ctl_bin())
+        .args(["--daemon", "unix:///nonexistent.sock", "validate", "-f", f])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.0.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: x\ntype: packet_loss\ntarget: {pid: 1}\nduration: 0s\nintensity: 0.1\n",
+    )
+    .unwrap();
+    let out = Command::new(ctl_bin())
+        .args(["validate", "-f", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("duration"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let daemon = Daemon::start(&dir.0);
+    let dry = json(&daemon.ctl_ok(&["--output", "json", "apply", "-f", f, "--dry-run"]));
+    assert_eq!(dry["plan"]["cgroup"], cg.path.to_str().unwrap());
+    assert_eq!(dry["plan"]["max_faults"], 5);
+    assert_eq!(cg.attached(), 0, "a dry run attaches nothing");
+    daemon.ctl_ok(&["apply", "-f", f]);
+    let server = TcpServer::start("127.0.0.1:0");
+    let r = workload(
+        Some(&cg.path),
+        &["connect", "--to", &server.to(), "--count", "20"],
+    );
+    assert_eq!(
+        (r.get("EHOSTUNREACH"), r.ok()),
+        (5, 15),
+        "the file's errno and fault cap: {r:?}"
+    );
+}
