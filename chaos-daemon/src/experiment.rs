@@ -15,13 +15,14 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use chaos_api::config::{Budget, ChaosConfig};
 use chaos_common::SlotCounters;
 
 use crate::{
     engine::{Engine, EngineError, FaultId},
     fault::FaultSpec,
     metrics::Metrics,
-    store::{AuditRow, EventRow, ExperimentRow, Store, StoreError},
+    store::{AuditRow, EventRow, ExperimentRow, SnapshotRow, Store, StoreError},
 };
 
 /// Why a request was refused or failed; the gRPC edge maps each to one status code.
@@ -37,6 +38,13 @@ pub enum ExperimentError {
     Latched,
     #[error("no experiment with id {0:?}")]
     NotFound(String),
+    #[error("budget: {requested} is not allowed; expected 0 to {max} (budget.max_experiment_cost)")]
+    BudgetInvalid { requested: f64, max: f64 },
+    #[error(
+        "budget exhausted: this experiment needs {requested:.4} but {remaining:.4} of today's \
+         budget.max_daily_cost is left (spent and reserved by running experiments)"
+    )]
+    BudgetExhausted { requested: f64, remaining: f64 },
     #[error("experiment {id:?} is not running (it is {state})")]
     NotRunning { id: String, state: String },
 }
@@ -48,6 +56,8 @@ pub struct PlanSummary {
     pub cgroup_id: u64,
     pub programs: Vec<String>,
     pub max_faults: u64,
+    /// The most this experiment may cost (its reserved budget).
+    pub projected_cost: f64,
 }
 
 /// An experiment as the API shows it: the stored row, with live counters while it runs.
@@ -61,6 +71,7 @@ pub struct ExperimentView {
 pub struct ReportData {
     pub row: ExperimentRow,
     pub events: Vec<EventRow>,
+    pub snapshots: Vec<SnapshotRow>,
 }
 
 struct Running {
@@ -69,6 +80,7 @@ struct Running {
     deadline: Instant,
     /// Counters already added to the metrics.
     observed: SlotCounters,
+    last_snapshot: Instant,
 }
 
 struct Inner {
@@ -82,13 +94,23 @@ pub struct Manager {
     inner: Mutex<Inner>,
     latched: AtomicBool,
     next: AtomicU64,
+    budget: Budget,
     pub metrics: Metrics,
 }
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// How often the counters of a running experiment are written to the store.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
 impl Manager {
     /// Takes over the engine and the store; marks experiments left running by a previous
     /// daemon process as aborted.
-    pub fn new(engine: Engine, store: Store) -> Result<Self, ExperimentError> {
+    pub fn new(
+        engine: Engine,
+        store: Store,
+        config: &ChaosConfig,
+    ) -> Result<Self, ExperimentError> {
         for id in store.abort_running("aborted (daemon restart)", now_ms())? {
             tracing::warn!(experiment_id = %id, "marked aborted: it was running when the daemon died");
         }
@@ -100,6 +122,7 @@ impl Manager {
             }),
             latched: AtomicBool::new(false),
             next: AtomicU64::new(1),
+            budget: config.budget.clone(),
             metrics: Metrics::new(),
         })
     }
@@ -124,9 +147,14 @@ impl Manager {
     }
 
     /// Validates the spec and resolves its target without touching the kernel.
-    pub fn plan(&self, spec: &FaultSpec) -> Result<PlanSummary, ExperimentError> {
-        let plan = spec.plan().map_err(EngineError::from)?;
+    pub fn plan(
+        &self,
+        spec: &FaultSpec,
+        budget: Option<f64>,
+    ) -> Result<PlanSummary, ExperimentError> {
         let inner = self.lock();
+        let (spec, cost) = self.budgeted(&inner, spec, budget)?;
+        let plan = spec.plan().map_err(EngineError::from)?;
         let target = inner
             .engine
             .resolver()
@@ -137,14 +165,51 @@ impl Manager {
             cgroup_id: target.id,
             programs: plan.hooks.iter().map(|h| format!("{h:?}")).collect(),
             max_faults: plan.config.max_faults,
+            projected_cost: cost,
         })
     }
 
-    /// Arms an experiment; refused while the emergency stop is latched.
+    /// Checks the budget against the limits and today's spend, and turns it into the kernel's
+    /// fault cap: `floor(budget / cost_per_request)`, so the budget cannot be overshot by even
+    /// one fault. Returns the capped spec and the reserved budget.
+    fn budgeted(
+        &self,
+        inner: &Inner,
+        spec: &FaultSpec,
+        budget: Option<f64>,
+    ) -> Result<(FaultSpec, f64), ExperimentError> {
+        let b = &self.budget;
+        let requested = budget.unwrap_or(b.max_experiment_cost);
+        if !(requested.is_finite() && (0.0..=b.max_experiment_cost).contains(&requested)) {
+            return Err(ExperimentError::BudgetInvalid {
+                requested,
+                max: b.max_experiment_cost,
+            });
+        }
+        let now = now_ms();
+        let reserved: f64 = inner.running.values().map(|r| r.row.budget).sum();
+        let remaining = b.max_daily_cost - inner.store.spent_since(now - now % DAY_MS)? - reserved;
+        let cap = if b.cost_per_request > 0.0 {
+            (requested / b.cost_per_request).floor() as u64
+        } else {
+            u64::MAX
+        };
+        if requested > remaining || cap == 0 {
+            return Err(ExperimentError::BudgetExhausted {
+                requested,
+                remaining: remaining.max(0.0),
+            });
+        }
+        let mut spec = spec.clone();
+        spec.max_faults = Some(spec.max_faults.map_or(cap, |m| m.min(cap)));
+        Ok((spec, requested))
+    }
+
     pub fn start(
         &self,
         name: &str,
         spec: &FaultSpec,
+        budget: Option<f64>,
         request: Vec<u8>,
     ) -> Result<String, ExperimentError> {
         if self.latched.load(Ordering::SeqCst) {
@@ -155,6 +220,8 @@ impl Manager {
         if self.latched.load(Ordering::SeqCst) {
             return Err(ExperimentError::Latched);
         }
+        let (spec, budget) = self.budgeted(&inner, spec, budget)?;
+        let spec = &spec;
         let handle = inner.engine.start(spec)?;
         let started_ms = now_ms();
         let id = format!(
@@ -179,11 +246,17 @@ impl Manager {
             matched: 0,
             injected: 0,
             capped: 0,
+            budget,
+            spent: 0.0,
         };
         let recorded = inner.store.insert_experiment(&row).and_then(|()| {
             let msg = format!(
-                "slot {} on {} (cgroup id {}) for {:?}",
-                handle.slot, row.target, handle.target.id, spec.duration
+                "slot {} on {} (cgroup id {}) for {:?}, budget {budget} = at most {} faults",
+                handle.slot,
+                row.target,
+                handle.target.id,
+                spec.duration,
+                spec.max_faults.unwrap_or(u64::MAX)
             );
             inner.store.add_event(&id, started_ms, "armed", &msg)
         });
@@ -200,6 +273,7 @@ impl Manager {
                 row,
                 deadline,
                 observed: SlotCounters::default(),
+                last_snapshot: Instant::now(),
             },
         );
         self.metrics
@@ -275,11 +349,24 @@ impl Manager {
         let due: Vec<String> = {
             let mut inner = self.lock();
             let Inner {
-                engine, running, ..
+                engine,
+                running,
+                store,
             } = &mut *inner;
             for run in running.values_mut() {
                 let c = engine.counters(run.fault)?;
                 self.observe(run, c);
+                if run.last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+                    run.last_snapshot = Instant::now();
+                    let snap = SnapshotRow {
+                        at_ms: now_ms(),
+                        seen: c.seen,
+                        matched: c.matched,
+                        injected: c.injected,
+                        capped: c.capped,
+                    };
+                    store.add_snapshot(&run.row.id, &snap)?;
+                }
             }
             inner
                 .running
@@ -325,6 +412,7 @@ impl Manager {
         let detach = match counters {
             Ok(c) => {
                 set_counters(row, c);
+                row.spent = c.injected as f64 * self.budget.cost_per_request;
                 self.observe(&mut run, c);
                 None
             }
@@ -360,6 +448,7 @@ impl Manager {
         if let Some(run) = inner.running.get(id) {
             let mut row = run.row.clone();
             set_counters(&mut row, inner.engine.counters(run.fault)?);
+            row.spent = row.injected as f64 * self.budget.cost_per_request;
             return Ok(ExperimentView { row });
         }
         let row = inner
@@ -394,8 +483,13 @@ impl Manager {
 
     pub fn report(&self, id: &str) -> Result<ReportData, ExperimentError> {
         let row = self.get(id)?.row;
-        let events = self.lock().store.events(id)?;
-        Ok(ReportData { row, events })
+        let inner = self.lock();
+        let (events, snapshots) = (inner.store.events(id)?, inner.store.snapshots(id)?);
+        Ok(ReportData {
+            row,
+            events,
+            snapshots,
+        })
     }
 }
 

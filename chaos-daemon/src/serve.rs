@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use chaos_api::proto::chaos_daemon_server::ChaosDaemonServer;
+use chaos_api::{config::ChaosConfig, proto::chaos_daemon_server::ChaosDaemonServer};
 use chaos_daemon::{
     engine::Engine,
     experiment::Manager,
@@ -28,6 +28,9 @@ pub struct ServeArgs {
     /// The Unix socket to serve on (created mode 0600).
     #[arg(long, default_value = "/run/chaos/daemon.sock")]
     socket: PathBuf,
+    /// The chaos config (the seed's YAML: budget, limits, ...); built-in defaults without it.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Where the SQLite store lives (created mode 0700).
     #[arg(long, default_value = "/var/lib/chaos")]
     state_dir: PathBuf,
@@ -67,11 +70,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            ChaosConfig::from_yaml(&text).with_context(|| format!("{}", path.display()))?
+        }
+        None => ChaosConfig::default(),
+    };
     create_private_dir(&args.state_dir, 0o700)?;
     let store = Store::open(&args.state_dir)?;
     let engine =
         Engine::new(Resolver::new(cgroup2_mount()?)?).context("loading the kernel programs")?;
-    let manager = Arc::new(Manager::new(engine, store)?);
+    let manager = Arc::new(Manager::new(engine, store, &config)?);
     let node = match args.node {
         Some(n) => n,
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),

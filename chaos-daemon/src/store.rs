@@ -45,6 +45,20 @@ pub struct ExperimentRow {
     pub matched: u64,
     pub injected: u64,
     pub capped: u64,
+    /// Money reserved for the experiment (its fault cap is derived from it).
+    pub budget: f64,
+    /// Money spent: faults injected x cost per fault.
+    pub spent: f64,
+}
+
+/// Kernel counters of a running experiment at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotRow {
+    pub at_ms: u64,
+    pub seen: u64,
+    pub matched: u64,
+    pub injected: u64,
+    pub capped: u64,
 }
 
 /// One entry of an experiment's timeline.
@@ -77,7 +91,11 @@ CREATE TABLE IF NOT EXISTS experiments (
     spec BLOB NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
     started_ms INTEGER NOT NULL, ended_ms INTEGER NOT NULL DEFAULT 0,
     seen INTEGER NOT NULL DEFAULT 0, matched INTEGER NOT NULL DEFAULT 0,
-    injected INTEGER NOT NULL DEFAULT 0, capped INTEGER NOT NULL DEFAULT 0);
+    injected INTEGER NOT NULL DEFAULT 0, capped INTEGER NOT NULL DEFAULT 0,
+    budget REAL NOT NULL DEFAULT 0, spent REAL NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS snapshots (
+    experiment_id TEXT NOT NULL, at_ms INTEGER NOT NULL, seen INTEGER NOT NULL,
+    matched INTEGER NOT NULL, injected INTEGER NOT NULL, capped INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     experiment_id TEXT NOT NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_experiment ON events (experiment_id, at_ms);
@@ -91,7 +109,7 @@ CREATE TABLE IF NOT EXISTS journal (
 ";
 
 const EXPERIMENT_COLUMNS: &str = "id, name, fault, target, spec, state, reason, started_ms, \
-     ended_ms, seen, matched, injected, capped";
+     ended_ms, seen, matched, injected, capped, budget, spent";
 
 impl Store {
     /// Opens (creating if needed) `state.db` in `dir`.
@@ -104,11 +122,11 @@ impl Store {
     pub fn insert_experiment(&self, e: &ExperimentRow) -> Result<(), StoreError> {
         self.conn
             .execute(
-                &format!("INSERT INTO experiments ({EXPERIMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                &format!("INSERT INTO experiments ({EXPERIMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
                 params![
                     e.id, e.name, e.fault, e.target, e.spec, e.state, e.reason,
                     e.started_ms as i64, e.ended_ms as i64, e.seen as i64, e.matched as i64,
-                    e.injected as i64, e.capped as i64
+                    e.injected as i64, e.capped as i64, e.budget, e.spent
                 ],
             )
             .ctx("inserting an experiment")?;
@@ -120,7 +138,7 @@ impl Store {
         self.conn
             .execute(
                 "UPDATE experiments SET state = ?2, reason = ?3, ended_ms = ?4, seen = ?5, \
-                 matched = ?6, injected = ?7, capped = ?8 WHERE id = ?1",
+                 matched = ?6, injected = ?7, capped = ?8, spent = ?9 WHERE id = ?1",
                 params![
                     e.id,
                     e.state,
@@ -129,7 +147,8 @@ impl Store {
                     e.seen as i64,
                     e.matched as i64,
                     e.injected as i64,
-                    e.capped as i64
+                    e.capped as i64,
+                    e.spent
                 ],
             )
             .ctx("finishing an experiment")?;
@@ -182,6 +201,57 @@ impl Store {
             self.add_event(id, now_ms, "aborted", reason)?;
         }
         Ok(ids)
+    }
+
+    /// Money spent by experiments that started at or after `since_ms` and have ended.
+    pub fn spent_since(&self, since_ms: u64) -> Result<f64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(SUM(spent), 0.0) FROM experiments WHERE started_ms >= ?1 AND state != 'running'",
+                [since_ms as i64],
+                |r| r.get(0),
+            )
+            .ctx("summing the spend")
+    }
+
+    pub fn add_snapshot(&self, id: &str, s: &SnapshotRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO snapshots (experiment_id, at_ms, seen, matched, injected, capped) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    s.at_ms as i64,
+                    s.seen as i64,
+                    s.matched as i64,
+                    s.injected as i64,
+                    s.capped as i64
+                ],
+            )
+            .ctx("adding a counter snapshot")?;
+        Ok(())
+    }
+
+    pub fn snapshots(&self, id: &str) -> Result<Vec<SnapshotRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at_ms, seen, matched, injected, capped FROM snapshots WHERE experiment_id = ?1 ORDER BY at_ms",
+            )
+            .ctx("reading snapshots")?;
+        let rows = stmt
+            .query_map([id], |r| {
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+                Ok(SnapshotRow {
+                    at_ms: n(0)?,
+                    seen: n(1)?,
+                    matched: n(2)?,
+                    injected: n(3)?,
+                    capped: n(4)?,
+                })
+            })
+            .ctx("reading snapshots")?;
+        rows.collect::<Result<_, _>>().ctx("reading snapshots")
     }
 
     pub fn add_event(
@@ -265,6 +335,8 @@ fn row_to_experiment(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentRow> {
         matched: n(10)?,
         injected: n(11)?,
         capped: n(12)?,
+        budget: r.get(13)?,
+        spent: r.get(14)?,
     })
 }
 
@@ -287,6 +359,8 @@ mod tests {
             matched: 0,
             injected: 0,
             capped: 0,
+            budget: 10.0,
+            spent: 0.0,
         }
     }
 
@@ -299,8 +373,13 @@ mod tests {
             s.insert_experiment(&row("a", 10)).unwrap();
             s.insert_experiment(&row("b", 20)).unwrap();
             let mut done = row("b", 20);
-            (done.state, done.reason, done.ended_ms, done.injected) =
-                ("stopped".into(), "by uid 0".into(), 30, 7);
+            (
+                done.state,
+                done.reason,
+                done.ended_ms,
+                done.injected,
+                done.spent,
+            ) = ("stopped".into(), "by uid 0".into(), 30, 7, 0.007);
             s.finish_experiment(&done).unwrap();
             s.add_event("a", 11, "armed", "slot 0").unwrap();
             s.audit(&AuditRow {
@@ -326,6 +405,20 @@ mod tests {
         assert_eq!((b.state.as_str(), b.injected), ("stopped", 7));
         assert_eq!(s.events("a").unwrap().len(), 2);
         assert_eq!(s.audit_log().unwrap()[0].method, "StartExperiment");
+        assert_eq!(
+            s.spent_since(0).unwrap(),
+            0.007,
+            "only ended experiments count as spent"
+        );
+        let snap = SnapshotRow {
+            at_ms: 12,
+            seen: 3,
+            matched: 2,
+            injected: 1,
+            capped: 0,
+        };
+        s.add_snapshot("a", &snap).unwrap();
+        assert_eq!(s.snapshots("a").unwrap(), vec![snap]);
         let ids: Vec<_> = s
             .experiments_since(15)
             .unwrap()

@@ -601,3 +601,80 @@ fn experiment_files_validate_offline_and_apply() {
         "the file's errno and fault cap: {r:?}"
     );
 }
+
+#[test]
+fn budgets_become_exact_fault_caps_and_the_daily_budget_refuses() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "svc-budget");
+    let dir = TempDir::new("svc-budget");
+    let config = dir.0.join("chaos.yaml");
+    std::fs::write(
+        &config,
+        "budget:\n  max_experiment_cost: 1.0\n  max_daily_cost: 1.5\n  cost_per_request: 0.01\n  alert_threshold: 0.8\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(&dir.0, &["--config", config.to_str().unwrap()]);
+    let cgs = cg.path.to_str().unwrap();
+    let server = TcpServer::start("127.0.0.1:0");
+    let start = |budget: &str| {
+        daemon.ctl(&[
+            "--output",
+            "json",
+            "experiment",
+            "dependency_failure",
+            "--cgroup",
+            cgs,
+            "--duration",
+            "60",
+            "--intensity",
+            "1",
+            "--budget",
+            budget,
+        ])
+    };
+
+    // 0.5 at 0.01 per fault buys exactly 50 faults: the 51st connect succeeds.
+    let out = start("0.5");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        (
+            started["plan"]["max_faults"].as_u64(),
+            started["plan"]["cgroup"].as_str()
+        ),
+        (Some(50), Some(cgs))
+    );
+    let r = workload(
+        Some(&cg.path),
+        &["connect", "--to", &server.to(), "--count", "80"],
+    );
+    assert_eq!((r.get("ECONNREFUSED"), r.ok()), (50, 30), "{r:?}");
+    let id = started["id"].as_str().unwrap();
+    daemon.ctl_ok(&["stop", id]);
+    let md = daemon.ctl_ok(&["report", id]);
+    assert!(md.contains("| spent / budget | 0.5000 / 0.5000 |"), "{md}");
+
+    // Today: 0.5 spent. A budget of 1.0 still fits; while it runs (reserved), 0.1 does not.
+    assert!(start("1.0").status.success());
+    let out = start("0.1");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ResourceExhausted"));
+    // More than max_experiment_cost is invalid, not exhausted.
+    let out = start("2");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("budget: 2 is not allowed"));
+}

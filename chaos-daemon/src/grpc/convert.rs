@@ -115,7 +115,7 @@ pub fn plan_to_proto(p: PlanSummary) -> proto::Plan {
         cgroup_id: p.cgroup_id,
         programs: p.programs,
         max_faults: p.max_faults,
-        projected_cost: 0.0,
+        projected_cost: p.projected_cost,
     }
 }
 
@@ -148,7 +148,7 @@ pub fn status_to_proto(v: &ExperimentView) -> proto::ExperimentStatus {
             injected: r.injected,
             capped: r.capped,
         }),
-        spent: 0.0,
+        spent: r.spent,
     }
 }
 

@@ -35,6 +35,8 @@ pub fn status_of(e: &ExperimentError) -> Status {
             Status::failed_precondition(msg)
         }
         ExperimentError::NotFound(_) => Status::not_found(msg),
+        ExperimentError::BudgetInvalid { .. } => Status::invalid_argument(msg),
+        ExperimentError::BudgetExhausted { .. } => Status::resource_exhausted(msg),
         ExperimentError::Engine(_) | ExperimentError::Store(_) => Status::internal(msg),
     }
 }
@@ -130,9 +132,12 @@ impl Service {
         req: Request<proto::ValidateRequest>,
     ) -> Result<Response<proto::ValidateResponse>, Status> {
         self.caller(&req)?;
-        let spec = req.get_ref().spec.clone().unwrap_or_default();
-        let (_, spec) = convert::spec_from_proto(&spec).map_err(invalid)?;
-        let plan = self.manager.plan(&spec).map_err(|e| status_of(&e))?;
+        let msg = req.get_ref().spec.clone().unwrap_or_default();
+        let (_, spec) = convert::spec_from_proto(&msg).map_err(invalid)?;
+        let plan = self
+            .manager
+            .plan(&spec, msg.budget)
+            .map_err(|e| status_of(&e))?;
         Ok(Response::new(proto::ValidateResponse {
             plan: Some(convert::plan_to_proto(plan)),
         }))
@@ -147,13 +152,16 @@ impl Service {
         let detail = format!("{} dry_run={}", spec_msg.name, r.dry_run);
         self.audited(&req, "StartExperiment", Role::Operator, &detail, |_| {
             let (name, spec) = convert::spec_from_proto(&spec_msg).map_err(invalid)?;
-            let plan = self.manager.plan(&spec).map_err(|e| status_of(&e))?;
+            let plan = self
+                .manager
+                .plan(&spec, spec_msg.budget)
+                .map_err(|e| status_of(&e))?;
             let id = if r.dry_run {
                 String::new()
             } else {
                 let bytes = prost::Message::encode_to_vec(&spec_msg);
                 self.manager
-                    .start(&name, &spec, bytes)
+                    .start(&name, &spec, spec_msg.budget, bytes)
                     .map_err(|e| status_of(&e))?
             };
             Ok(Response::new(proto::StartExperimentResponse {
