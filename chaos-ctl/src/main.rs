@@ -4,8 +4,7 @@
 //! Exit codes: 0 ok; 1 failure (daemon unreachable, internal error); 2 usage error or invalid
 //! spec; 3 refused (emergency stop latched, protected or missing target, permission, no slot).
 
-mod client;
-mod output;
+use chaos_ctl::{client, output};
 
 use std::{io::IsTerminal as _, path::PathBuf, process::ExitCode, time::Duration};
 

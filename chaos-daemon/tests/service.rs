@@ -678,3 +678,56 @@ fn budgets_become_exact_fault_caps_and_the_daily_budget_refuses() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("budget: 2 is not allowed"));
 }
+
+#[test]
+fn the_seeds_commands_work_through_the_wrapper_script() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "svc-seed");
+    let dir = TempDir::new("svc-seed");
+    let daemon = Daemon::start(&dir.0);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/chaos-engineering.sh");
+    let run = |args: &[&str]| {
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .env("CHAOS_CTL", ctl_bin())
+            .env("CHAOS_DAEMON", daemon.addr())
+            .env("CHAOS_TARGET", format!("--cgroup {}", cg.path.display()))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // As the seed writes them (the seed's network_latency/pod_deletion are refused with the
+    // reason until those faults exist).
+    let (code, out) = run(&["experiment", "packet_loss", "--duration", "300"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&["experiment", "dependency_failure", "--budget", "50.00"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        run(&["experiment", "network_latency", "--duration", "300"]).0,
+        Some(3)
+    );
+    let (code, out) = run(&["status"]);
+    assert_eq!(
+        (code, out.matches("running").count()),
+        (Some(0), 2),
+        "{out}"
+    );
+    let (code, out) = run(&["emergency-stop"]);
+    assert!(
+        code == Some(0) && out.contains("2 experiments disarmed"),
+        "{out}"
+    );
+    let (code, out) = run(&["report", "--last", "24h"]);
+    assert_eq!(
+        (code, out.matches("emergency_stopped").count()),
+        (Some(0), 2),
+        "{out}"
+    );
+    assert_eq!(run(&["frobnicate"]).0, Some(2));
+    assert_eq!(cg.attached(), 0);
+}

@@ -1,7 +1,9 @@
-//! The local demo, the README's "run it" command: creates a cgroup, runs real UDP and TCP
-//! workloads inside it and the same workloads outside it, injects 30% egress loss and then
-//! ECONNREFUSED on 25% of connects with `chaos-daemon inject`, prints configured versus observed
-//! rates, proves from the kernel that nothing stays attached, and removes the cgroup.
+//! The local demo, the README's "run it" command: starts `chaos-daemon serve` with the shipped
+//! `chaos/chaos.yaml`, creates a cgroup, runs real UDP and TCP workloads inside it and the same
+//! workloads outside it, and drives the daemon with `chaos-ctl`: 30% egress loss (stopped), then
+//! ECONNREFUSED on 25% of connects (ended by an emergency stop). It prints configured versus
+//! observed rates, a post-mortem report and the daemon's metrics, proves from the kernel that
+//! nothing stays attached, and removes everything it created.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _},
@@ -20,37 +22,66 @@ const TCP_BYTES: u64 = 1 << 20;
 
 pub fn run() -> anyhow::Result<()> {
     require_root("the demo")?;
-    cargo(&["build", "--release", "-p", "chaos-daemon", "--bins"])?;
-    let bin = workspace_root().join("target/release");
-    let (daemon, workload) = (bin.join("chaos-daemon"), bin.join("chaos-workload"));
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "chaos-daemon",
+        "-p",
+        "chaos-ctl",
+        "--bins",
+    ])?;
+    let root = workspace_root();
+    let bin = root.join("target/release");
+    let (daemon_bin, workload) = (bin.join("chaos-daemon"), bin.join("chaos-workload"));
     let mount = cgroup2_mount()?;
-    let cg = DemoCgroup::create(&mount.join(format!("chaos-demo-{}", std::process::id())))?;
+    let pid = std::process::id();
+    let cg = DemoDir::cgroup(&mount.join(format!("chaos-demo-{pid}")))?;
+    let tmp = DemoDir::private(&std::env::temp_dir().join(format!("chaos-demo-{pid}")))?;
     let cgs = cg.0.to_str().context("non-UTF-8 cgroup path")?.to_string();
-    println!("\n== chaos-ebpf demo: target cgroup {cgs}");
-    println!("   (workloads run as separate processes, inside the cgroup and outside it)\n");
+    let socket = tmp.0.join("daemon.sock");
+
+    let mut daemon = Proc::spawn(
+        Command::new(&daemon_bin)
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(tmp.0.join("state"))
+            .arg("--config")
+            .arg(root.join("chaos/chaos.yaml"))
+            .args(["--metrics-addr", "127.0.0.1:0"]),
+    )?;
+    let metrics = daemon.next_line()?;
+    println!("\n== chaos-ebpf demo");
+    println!("   {}\n   {metrics}", daemon.first);
+    println!(
+        "   target cgroup {cgs}; workloads run as separate processes inside it and outside it\n"
+    );
+    let ctl = Ctl {
+        bin: bin.join("chaos-ctl"),
+        daemon: format!("unix://{}", socket.display()),
+    };
 
     let tcp = Proc::ready(Command::new(&workload).args(["tcp-listen", "--timeout-ms", "120000"]))?;
     let tcp_to = format!("127.0.0.1:{}", tcp.port);
     let mut rows = Vec::new();
 
-    // 1. 30% egress packet loss.
-    let inject = Proc::armed(Command::new(&daemon).args([
-        "inject",
+    // 1. 30% egress packet loss, stopped by hand.
+    let loss_id = ctl.start(&[
+        "experiment",
+        "packet_loss",
         "--cgroup",
         &cgs,
-        "--fault",
-        "packet-loss",
-        "--probability",
-        "0.3",
         "--direction",
         "egress",
-        "--egress-drop",
-        "silent",
+        "--intensity",
+        "0.3",
         "--duration",
-        "60s",
-        "--report-interval-ms",
-        "0",
-    ]))?;
+        "120",
+        "--name",
+        "demo-loss",
+    ])?;
     let (rx_in, rx_out) = (udp_receiver(&workload)?, udp_receiver(&workload)?);
     let (to_in, to_out) = (
         format!("127.0.0.1:{}", rx_in.port),
@@ -88,26 +119,24 @@ pub fn run() -> anyhow::Result<()> {
         ))
     };
     rows.push(row("egress loss, TCP", "30.0%", done(&a)?, done(&b)?));
-    println!("   {}", inject.stop()?);
+    println!(
+        "$ chaos-ctl stop {loss_id}\n{}",
+        ctl.run(&["stop", &loss_id])?
+    );
 
-    // 2. 25% of connects refused.
-    let inject = Proc::armed(Command::new(&daemon).args([
-        "inject",
+    // 2. 25% of connects refused; ended by the emergency stop.
+    ctl.start(&[
+        "experiment",
+        "dependency_failure",
         "--cgroup",
         &cgs,
-        "--fault",
-        "socket-error",
-        "--calls",
-        "connect",
-        "--errno",
-        "ECONNREFUSED",
-        "--probability",
+        "--intensity",
         "0.25",
         "--duration",
-        "60s",
-        "--report-interval-ms",
-        "0",
-    ]))?;
+        "120",
+        "--name",
+        "demo-db-down",
+    ])?;
     let n = CONNECTS.to_string();
     let (a, b) = both(
         &workload,
@@ -122,7 +151,15 @@ pub fn run() -> anyhow::Result<()> {
         refused(&a),
         refused(&b),
     ));
-    println!("   {}\n", inject.stop()?);
+    println!("$ chaos-ctl status\n{}", ctl.run(&["status"])?);
+    println!(
+        "$ chaos-ctl emergency-stop\n{}",
+        ctl.run(&["emergency-stop", "--reason", "demo"])?
+    );
+    println!(
+        "$ chaos-ctl emergency-stop --clear\n{}",
+        ctl.run(&["emergency-stop", "--clear"])?
+    );
 
     println!(
         "{}",
@@ -136,8 +173,29 @@ pub fn run() -> anyhow::Result<()> {
     for r in rows {
         println!("{r}");
     }
+    println!(
+        "\n$ chaos-ctl report --last 1h\n{}",
+        ctl.run(&["report", "--last", "1h"])?
+    );
+    println!(
+        "$ chaos-ctl report {loss_id}\n{}",
+        ctl.run(&["report", &loss_id])?
+    );
+    let url = metrics
+        .strip_prefix("metrics on ")
+        .context("metrics line")?;
+    let body = http_get(url)?;
+    println!("$ curl {url}   (excerpt)");
+    for l in body.lines().filter(|l| {
+        l.starts_with("chaos_faults_injected_total")
+            || l.starts_with("chaos_experiments_finished_total")
+    }) {
+        println!("{l}");
+    }
 
-    let out = Command::new(&daemon).args(["attached", &cgs]).output()?;
+    let out = Command::new(&daemon_bin)
+        .args(["attached", &cgs])
+        .output()?;
     let last = String::from_utf8_lossy(&out.stdout)
         .lines()
         .last()
@@ -146,10 +204,59 @@ pub fn run() -> anyhow::Result<()> {
     if !out.status.success() {
         bail!("cleanup check failed: {last}");
     }
-    println!("\n   kernel check after stop: {last}");
+    println!("\n   kernel check after the stops: {last}");
+    daemon.terminate()?;
     drop(cg);
-    println!("   removed {cgs}\n");
+    drop(tmp);
+    println!("   stopped the daemon, removed {cgs} and the demo's state\n");
     Ok(())
+}
+
+/// Runs chaos-ctl against the demo's daemon.
+struct Ctl {
+    bin: PathBuf,
+    daemon: String,
+}
+
+impl Ctl {
+    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(&self.bin)
+            .arg("--daemon")
+            .arg(&self.daemon)
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "chaos-ctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Starts an experiment, shows the command and its answer, returns the id.
+    fn start(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.run(args)?;
+        println!("$ chaos-ctl {}\n{out}", args.join(" "));
+        out.lines()
+            .find_map(|l| l.strip_prefix("started "))
+            .map(str::to_string)
+            .context("no experiment id in chaos-ctl's answer")
+    }
+}
+
+fn http_get(url: &str) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let rest = url.strip_prefix("http://").context("http url")?;
+    let (host, path) = rest.split_once('/').context("url path")?;
+    let mut s = std::net::TcpStream::connect(host)?;
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    Ok(resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }
 
 fn row(fault: &str, configured: &str, inside: String, outside: String) -> String {
@@ -218,46 +325,45 @@ fn udp_receiver(workload: &Path) -> anyhow::Result<Proc> {
 struct Proc {
     child: Child,
     stdout: BufReader<ChildStdout>,
+    first: String,
     port: u16,
 }
 
 impl Proc {
-    fn spawn(cmd: &mut Command) -> anyhow::Result<(Self, String)> {
+    fn spawn(cmd: &mut Command) -> anyhow::Result<Self> {
         let mut child = cmd
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("{cmd:?}"))?;
         let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        Ok((
-            Self {
-                child,
-                stdout,
-                port: 0,
-            },
-            line.trim().to_string(),
-        ))
+        let mut first = String::new();
+        stdout.read_line(&mut first)?;
+        if first.is_empty() {
+            bail!("{cmd:?} exited before announcing itself (see its error above)");
+        }
+        Ok(Self {
+            child,
+            stdout,
+            first: first.trim().to_string(),
+            port: 0,
+        })
     }
 
     /// A workload that prints `ready PORT`.
     fn ready(cmd: &mut Command) -> anyhow::Result<Self> {
-        let (mut p, line) = Self::spawn(cmd)?;
-        p.port = line
+        let mut p = Self::spawn(cmd)?;
+        p.port = p
+            .first
             .strip_prefix("ready ")
             .and_then(|s| s.parse().ok())
-            .with_context(|| format!("{line:?}"))?;
+            .with_context(|| p.first.clone())?;
         Ok(p)
     }
 
-    /// `chaos-daemon inject` once it printed its `armed ...` line.
-    fn armed(cmd: &mut Command) -> anyhow::Result<Self> {
-        let (p, line) = Self::spawn(cmd)?;
-        if !line.starts_with("armed") {
-            bail!("chaos-daemon did not arm (see its error above)");
-        }
-        println!("   {line}");
-        Ok(p)
+    fn next_line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        Ok(line.trim().to_string())
     }
 
     /// A udp-recv's count once it went idle.
@@ -270,16 +376,14 @@ impl Proc {
             .with_context(|| rest.clone())
     }
 
-    /// SIGTERM, then the last line the process printed.
-    fn stop(mut self) -> anyhow::Result<String> {
+    /// SIGTERM and wait for a clean exit.
+    fn terminate(mut self) -> anyhow::Result<()> {
         // SAFETY: plain syscall on our own child's pid.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest)?;
         if !self.child.wait()?.success() {
-            bail!("chaos-daemon failed while stopping");
+            bail!("chaos-daemon did not stop cleanly");
         }
-        Ok(rest.lines().last().unwrap_or_default().to_string())
+        Ok(())
     }
 }
 
@@ -290,18 +394,32 @@ impl Drop for Proc {
     }
 }
 
-/// The demo's cgroup; processes in it are killed and it is removed on drop.
-struct DemoCgroup(PathBuf);
+/// A directory the demo created: its cgroup (processes in it are killed first) or its private
+/// state directory. Removed on drop, also when the demo fails.
+struct DemoDir(PathBuf, bool);
 
-impl DemoCgroup {
-    fn create(path: &Path) -> anyhow::Result<Self> {
+impl DemoDir {
+    fn cgroup(path: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir(path).with_context(|| format!("creating cgroup {}", path.display()))?;
-        Ok(Self(path.to_path_buf()))
+        Ok(Self(path.to_path_buf(), true))
+    }
+
+    fn private(path: &Path) -> anyhow::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self(path.to_path_buf(), false))
     }
 }
 
-impl Drop for DemoCgroup {
+impl Drop for DemoDir {
     fn drop(&mut self) {
+        if !self.1 {
+            let _ = std::fs::remove_dir_all(&self.0);
+            return;
+        }
         let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
         for _ in 0..100 {
             if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {

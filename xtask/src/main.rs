@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench => {
             setup::run()?;
             require_root("bench")?;
-            cargo(&["bench", "-p", "chaos-daemon", "--bench", "engine"])
+            cargo(&["bench", "-p", "chaos-daemon", "--benches"])
         }
     }
 }

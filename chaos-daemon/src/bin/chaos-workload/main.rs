@@ -42,6 +42,15 @@ enum Mode {
         #[arg(long)]
         count: u64,
     },
+    /// Send UDP datagrams back to back for MAX_MS and report, on CLOCK_MONOTONIC, when the first
+    /// send failed (`first_error_ns`) and when one succeeded again after that (`recovered_ns`):
+    /// what a fault's start and stop look like from inside the target. Prints `ready` first.
+    UdpFlip {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        max_ms: u64,
+    },
     /// Receive UDP datagrams; print `ready PORT` once bound, then `received=N` after IDLE_MS
     /// without traffic (or TIMEOUT_MS in all).
     UdpRecv {
@@ -115,6 +124,23 @@ fn main() -> anyhow::Result<()> {
             for seq in 0..count {
                 tally.timed(|| sock.send_to(&seq.to_be_bytes(), to).map(drop));
             }
+        }
+        Mode::UdpFlip { to, max_ms } => {
+            let sock = UdpSocket::bind("0.0.0.0:0")?;
+            println!("ready");
+            io::stdout().flush()?;
+            let (mut first_error, mut recovered) = (0u64, 0u64);
+            let end = Instant::now() + Duration::from_millis(max_ms);
+            while Instant::now() < end && recovered == 0 {
+                let failed = sock.send_to(&[0u8; 8], to).is_err();
+                if failed && first_error == 0 {
+                    first_error = monotonic_ns();
+                } else if !failed && first_error != 0 {
+                    recovered = monotonic_ns();
+                }
+            }
+            println!("first_error_ns={first_error} recovered_ns={recovered}");
+            return Ok(());
         }
         Mode::UdpRecv {
             bind,
@@ -205,6 +231,13 @@ fn main() -> anyhow::Result<()> {
         tally.p50_ns()
     );
     Ok(())
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (comparable across processes, unlike `Instant`).
+fn monotonic_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .unwrap_or(nix::sys::time::TimeSpec::new(0, 0));
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
 fn count_and_answer(mut conn: TcpStream) {
