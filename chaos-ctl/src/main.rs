@@ -313,10 +313,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { watch: false }
         | Command::EmergencyStop { .. }
         | Command::Capabilities
-        | Command::Report { id: None, .. } => fan_out(file, tls, &cli.command, json).await,
+        | Command::Report { id: None, .. } => fan_out(file, tls, &cli.command, json, false).await,
+        // A target or an experiment id lives on one node: "not found" elsewhere is expected.
+        Command::Experiment(a) if !a.wait => fan_out(file, tls, &cli.command, json, true).await,
+        Command::Apply { wait: false, .. } | Command::Stop { .. } => {
+            fan_out(file, tls, &cli.command, json, true).await
+        }
         _ => Err(UsageError(
-            "--daemons works with status, emergency-stop, capabilities and report --last; \
-             use --daemon for this command"
+            "--daemons does not work with --wait, status --watch, report ID or validate; \
+             use --daemon for those"
                 .into(),
         )
         .into()),
@@ -325,11 +330,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Runs `cmd` on every daemon in `file` at once and prints each one's answer in file order.
 /// Fails (with the most severe exit code) when any daemon failed, after reporting all.
+/// With `elsewhere_ok`, a NotFound answer (target or id not on that node) is reported but does
+/// not fail the command as long as some daemon answered ok.
 async fn fan_out(
     file: &std::path::Path,
     tls: &client::TlsFiles,
     cmd: &Command,
     json: bool,
+    elsewhere_ok: bool,
 ) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| UsageError(format!("--daemons {}: {e}", file.display())))?;
@@ -346,19 +354,38 @@ async fn fan_out(
     let results =
         futures_util::future::join_all(addrs.iter().map(|a| one(a, tls, cmd, json))).await;
     let mut worst: Option<anyhow::Error> = None;
-    let mut failed = 0;
+    let (mut failed, mut not_here, mut ok) = (0, 0, 0);
     let mut entries = Vec::new();
     for (addr, r) in addrs.iter().zip(results) {
         match r {
-            Ok(out) if json => entries.push(serde_json::json!({"daemon": addr, "ok": true,
-                "answer": serde_json::from_str::<serde_json::Value>(out.trim()).unwrap_or(serde_json::Value::String(out))})),
-            Ok(out) => print!("== {addr}\n{out}"),
+            Ok(out) => {
+                ok += 1;
+                if json {
+                    let answer = serde_json::from_str::<serde_json::Value>(out.trim())
+                        .unwrap_or(serde_json::Value::String(out));
+                    entries.push(serde_json::json!({"daemon": addr, "ok": true, "answer": answer}));
+                } else {
+                    print!("== {addr}\n{out}");
+                }
+            }
             Err(e) => {
-                let msg = error_text(&e);
+                let elsewhere = elsewhere_ok && is_not_found(&e);
+                let msg = if elsewhere {
+                    format!("not on this node: {}", error_text(&e))
+                } else {
+                    error_text(&e)
+                };
                 if json {
                     entries.push(serde_json::json!({"daemon": addr, "ok": false, "error": msg}));
                 } else {
-                    println!("== {addr}\nerror: {msg}");
+                    println!(
+                        "== {addr}\n{}: {msg}",
+                        if elsewhere { "skipped" } else { "error" }
+                    );
+                }
+                if elsewhere {
+                    not_here += 1;
+                    continue;
                 }
                 failed += 1;
                 // The exit code of the most severe answer: failure (1) before usage (2) before refusal (3).
@@ -371,6 +398,15 @@ async fn fan_out(
     if json {
         println!("{}", serde_json::Value::Array(entries));
     }
+    if ok == 0 && not_here > 0 && worst.is_none() {
+        // Nobody had it: that is a refusal, like a single daemon's NotFound.
+        return Err(FanOutFailed {
+            failed: not_here,
+            total: addrs.len(),
+            code: EXIT_REFUSED,
+        }
+        .into());
+    }
     match worst {
         None => Ok(()),
         Some(e) => Err(FanOutFailed {
@@ -380,6 +416,11 @@ async fn fan_out(
         }
         .into()),
     }
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<tonic::Status>()
+        .is_some_and(|s| s.code() == tonic::Code::NotFound)
 }
 
 fn error_text(e: &anyhow::Error) -> String {
@@ -398,6 +439,17 @@ async fn one(
 ) -> anyhow::Result<String> {
     let mut c = client::connect(daemon, tls).await?;
     let out = match cmd {
+        Command::Experiment(a) if !a.wait => {
+            start_text(&mut c, spec_from_args(a)?, a.dry_run, json).await?
+        }
+        Command::Apply {
+            file,
+            dry_run,
+            wait: false,
+        } => {
+            let exp = read_experiment(file)?;
+            start_text(&mut c, exp.to_proto(), *dry_run || exp.dry_run, json).await?
+        }
         Command::Experiment(_)
         | Command::Apply { .. }
         | Command::Validate { .. }
@@ -597,6 +649,35 @@ struct StartMode {
     wait: bool,
 }
 
+/// Starts an experiment on one daemon and renders the answer: the plan, and the id unless dry.
+async fn start_text(
+    c: &mut client::Client,
+    spec: proto::ExperimentSpec,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<String> {
+    let r = c
+        .start_experiment(proto::StartExperimentRequest {
+            spec: Some(spec),
+            dry_run,
+        })
+        .await?
+        .into_inner();
+    let plan = r.plan.unwrap_or_default();
+    Ok(match (dry_run, json) {
+        (true, true) => format!(
+            "{}\n",
+            serde_json::json!({"dry_run": true, "plan": output::plan_json(&plan)})
+        ),
+        (true, false) => format!("dry run: nothing was changed\n{}", output::plan_text(&plan)),
+        (false, true) => format!(
+            "{}\n",
+            serde_json::json!({"id": r.id, "plan": output::plan_json(&plan)})
+        ),
+        (false, false) => format!("started {}\n{}", r.id, output::plan_text(&plan)),
+    })
+}
+
 async fn start(
     daemon: &str,
     tls: &client::TlsFiles,
@@ -604,66 +685,56 @@ async fn start(
     a: StartMode,
     json: bool,
 ) -> anyhow::Result<()> {
-    let total_ms = spec.duration_ms;
     let mut c = client::connect(daemon, tls).await?;
+    if !a.wait || a.dry_run {
+        print!("{}", start_text(&mut c, spec, a.dry_run, json).await?);
+        return Ok(());
+    }
+    let total_ms = spec.duration_ms;
     let r = c
         .start_experiment(proto::StartExperimentRequest {
             spec: Some(spec),
-            dry_run: a.dry_run,
+            dry_run: false,
         })
         .await?
         .into_inner();
-    let plan = r.plan.unwrap_or_default();
-    if a.dry_run {
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"dry_run": true, "plan": output::plan_json(&plan)})
-            );
-        } else {
-            print!("dry run: nothing was changed\n{}", output::plan_text(&plan));
-        }
-        return Ok(());
-    }
-    if json && !a.wait {
+    if !json {
         println!(
-            "{}",
-            serde_json::json!({"id": r.id, "plan": output::plan_json(&plan)})
+            "started {}\n{}",
+            r.id,
+            output::plan_text(&r.plan.unwrap_or_default())
         );
-    } else if !json {
-        println!("started {}\n{}", r.id, output::plan_text(&plan));
     }
-    if a.wait {
-        let mut stream = c
-            .watch_experiment(proto::WatchExperimentRequest {
-                id: r.id.clone(),
-                interval_ms: 500,
-            })
-            .await?
-            .into_inner();
-        let tty = std::io::stdout().is_terminal();
-        let mut last = None;
-        while let Some(update) = stream.message().await? {
-            let s = update.status.unwrap_or_default();
-            if !json {
-                let line = output::progress(update.elapsed_ms, total_ms, &s);
-                if tty {
-                    print!("\r{line}")
-                } else {
-                    println!("{line}")
-                }
-                use std::io::Write as _;
-                std::io::stdout().flush()?;
+    let mut stream = c
+        .watch_experiment(proto::WatchExperimentRequest {
+            id: r.id.clone(),
+            interval_ms: 500,
+        })
+        .await?
+        .into_inner();
+    let tty = std::io::stdout().is_terminal();
+    let mut last = None;
+    while let Some(update) = stream.message().await? {
+        let s = update.status.unwrap_or_default();
+        if !json {
+            let line = output::progress(update.elapsed_ms, total_ms, &s);
+            if tty {
+                print!("\r{line}")
+            } else {
+                println!("{line}")
             }
-            last = Some(s);
+            use std::io::Write as _;
+            std::io::stdout().flush()?;
         }
-        if tty && !json {
-            println!();
-        }
-        if let Some(s) = last {
-            print!("{}", one_status(&s, json));
-        }
+        last = Some(s);
     }
+    if tty && !json {
+        println!();
+    }
+    if let Some(s) = last {
+        print!("{}", one_status(&s, json));
+    }
+
     Ok(())
 }
 

@@ -21,6 +21,7 @@ use crate::{
     experiment::{ExperimentError, Manager},
     fault::SpecError,
     report,
+    target::TargetError,
 };
 
 /// The one mapping from domain errors to gRPC status codes.
@@ -28,7 +29,17 @@ pub fn status_of(e: &ExperimentError) -> Status {
     let msg = e.to_string();
     match e {
         ExperimentError::Engine(EngineError::Spec(_)) => Status::invalid_argument(msg),
-        ExperimentError::Engine(EngineError::Target(_)) => Status::failed_precondition(msg),
+        // A target that is not on this node is NotFound (a fan-out asks every node); one that
+        // is malformed is invalid; one that exists but may not be touched is a refusal.
+        ExperimentError::Engine(EngineError::Target(t)) => match t {
+            TargetError::NotACgroup { .. }
+            | TargetError::NotFound { .. }
+            | TargetError::Pid { .. } => Status::not_found(msg),
+            TargetError::BadContainerId { .. } | TargetError::BadPodUid { .. } => {
+                Status::invalid_argument(msg)
+            }
+            _ => Status::failed_precondition(msg),
+        },
         ExperimentError::Engine(EngineError::NoFreeSlot) => Status::resource_exhausted(msg),
         ExperimentError::Engine(EngineError::UnknownFault(_)) => Status::not_found(msg),
         ExperimentError::Latched | ExperimentError::NotRunning { .. } => {
