@@ -740,25 +740,79 @@ fn fanned_out_start_and_stop_skip_nodes_without_the_target_or_id() {
     let cg = TestCgroup::new(&mount, "svc-fan");
     let list = TempDir::new("svc-fan-list");
     let file = list.0.join("daemons");
-    std::fs::write(&file, daemons.iter().map(|d| d.addr() + "\n").collect::<String>()).unwrap();
-    let ctl = |args: &[&str]| Command::new(ctl_bin()).arg("--daemons").arg(&file).args(args).output().unwrap();
+    std::fs::write(
+        &file,
+        daemons.iter().map(|d| d.addr() + "\n").collect::<String>(),
+    )
+    .unwrap();
+    let ctl = |args: &[&str]| {
+        Command::new(ctl_bin())
+            .arg("--daemons")
+            .arg(&file)
+            .args(args)
+            .output()
+            .unwrap()
+    };
 
     // Every node has this cgroup here (one host): both start it.
     let cgs = cg.path.to_str().unwrap();
-    let out = ctl(&["--output", "json", "experiment", "packet_loss", "--cgroup", cgs, "--duration", "60", "--intensity", "0"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ctl(&[
+        "--output",
+        "json",
+        "experiment",
+        "packet_loss",
+        "--cgroup",
+        cgs,
+        "--duration",
+        "60",
+        "--intensity",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let answers = json(&String::from_utf8_lossy(&out.stdout));
-    let ids: Vec<String> = answers.as_array().unwrap().iter().map(|a| a["answer"]["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["answer"]["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids.len(), 2);
     // An id lives on one node: the other answers "not on this node" and the stop succeeds.
     let out = ctl(&["stop", &ids[0]]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!((text.matches("stopped").count() >= 1, text.matches("skipped: not on this node").count()), (true, 1), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        (
+            text.matches("stopped").count() >= 1,
+            text.matches("skipped: not on this node").count()
+        ),
+        (true, 1),
+        "{text}"
+    );
     // A target no node has: refused (3), every node says so.
-    let out = ctl(&["experiment", "packet_loss", "--cgroup", "/chaos-no-such-cgroup", "--duration", "5"]);
+    let out = ctl(&[
+        "experiment",
+        "packet_loss",
+        "--cgroup",
+        "/chaos-no-such-cgroup",
+        "--duration",
+        "5",
+    ]);
     assert_eq!(out.status.code(), Some(3));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("not on this node").count(), 2);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("not on this node")
+            .count(),
+        2
+    );
     assert!(ctl(&["stop", &ids[1]]).status.success());
     assert_eq!(cg.attached(), 0);
 }
