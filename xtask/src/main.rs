@@ -58,6 +58,8 @@ fn test() -> anyhow::Result<()> {
     if !is_root() {
         eprintln!("xtask: not root: the kernel tests will skip (CI runs them as root)");
     }
+    // The service tests drive the chaos-ctl and chaos-daemon binaries: build them all first.
+    cargo(&["build", "--workspace", "--bins"])?;
     cargo(&["test"])
 }
 
