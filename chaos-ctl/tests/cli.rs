@@ -34,11 +34,10 @@ fn shipped_files_validate_offline() {
         "--output",
         "json",
     ]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .ends_with("\"valid\":true}"),
-        true
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim().ends_with("\"valid\":true}"),
+        "{stdout}"
     );
 }
 
