@@ -227,21 +227,37 @@ fn only_root_can_reach_the_socket() {
         .mode()
         & 0o777;
     assert_eq!(state_mode, 0o700);
-    // The test dir itself must be traversable for the socket's mode to be what decides.
+    // Run chaos-ctl as nobody from a copy it can execute (the checkout may be private), in a
+    // directory it can traverse, so that only the socket's own permissions decide.
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new(ctl_bin())
-        .args(["--daemon", &daemon.addr(), "emergency-stop"])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let ctl = dir.0.join("chaos-ctl");
+    std::fs::copy(ctl_bin(), &ctl).unwrap();
+    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = || {
+        Command::new(&ctl)
+            .args(["--daemon", &daemon.addr(), "emergency-stop"])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("connecting"),
+        "the 0600 socket refuses the connection: {err}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("connecting"));
+    // Even with the socket opened up by mistake, the daemon checks the peer's uid itself.
+    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = as_nobody();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("uid 65534 may not use this daemon"), "{err}");
+    assert!(
+        daemon.ctl_ok(&["status"]).contains("emergency stop: no"),
+        "nobody stopped anything"
+    );
 }
 
 #[test]
