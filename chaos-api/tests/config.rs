@@ -1,6 +1,8 @@
 //! The chaos config: the repo's `chaos/chaos.yaml` and the seed's YAML blocks as written parse,
 //! and broken variants fail with the exact path of the offending key.
 
+mod common;
+
 use std::time::Duration;
 
 use chaos_api::config::{ChaosConfig, ErrorType, ManualTrigger};
@@ -133,16 +135,7 @@ fn seed_with(from: &str, to: &str) -> String {
 
 /// Asserts that `text` is rejected at `path`, and that Display starts with the path.
 fn assert_rejected_at(text: &str, path: &str) -> ModelError {
-    let error = match ChaosConfig::from_yaml(text) {
-        Ok(config) => panic!("expected an error at {path}, got {config:?}"),
-        Err(error) => error,
-    };
-    assert_eq!(error.path(), Some(path), "wrong path in: {error}");
-    assert!(
-        error.to_string().starts_with(&format!("{path}: ")),
-        "{error}"
-    );
-    error
+    common::rejected_at(ChaosConfig::from_yaml(text), path)
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Experiment definitions: every example in `chaos/experiments` parses and converts to the
 //! proto, and broken variants fail with the exact path of the offending key.
 
+mod common;
+
 use std::time::Duration;
 
 use chaos_api::error::ModelError;
@@ -39,16 +41,7 @@ fn minimal_with(from: &str, to: &str) -> String {
 
 /// Asserts that `text` is rejected at `path`, and that Display starts with the path.
 fn assert_rejected_at(text: &str, path: &str) -> ModelError {
-    let error = match Experiment::from_yaml(text) {
-        Ok(experiment) => panic!("expected an error at {path}, got {experiment:?}"),
-        Err(error) => error,
-    };
-    assert_eq!(error.path(), Some(path), "wrong path in: {error}");
-    assert!(
-        error.to_string().starts_with(&format!("{path}: ")),
-        "{error}"
-    );
-    error
+    common::rejected_at(Experiment::from_yaml(text), path)
 }
 
 #[test]

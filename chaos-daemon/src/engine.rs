@@ -163,6 +163,13 @@ impl Engine {
     /// Disarms, then detaches, then frees the slot. Returns the final counters.
     pub fn stop(&mut self, id: FaultId) -> Result<SlotCounters, EngineError> {
         self.disarm(id)?;
+        self.detach(id)
+    }
+
+    /// Detaches a fault's programs and frees its slot; returns its final counters. Callers
+    /// disarm first ([`Engine::disarm`] / [`Engine::disarm_all`]) so that nothing waits on the
+    /// detach while still injecting; [`Engine::stop`] does both.
+    pub fn detach(&mut self, id: FaultId) -> Result<SlotCounters, EngineError> {
         let slot = self.slot_of(id)?;
         let counters = self.kernel.counters(slot as u32)?;
         let running = self.slots[slot]
@@ -176,20 +183,6 @@ impl Engine {
         }
         tracing::info!(fault_id = %id, injected = counters.injected, "stopped");
         first_err.map_or(Ok(counters), |e| Err(e.into()))
-    }
-
-    /// Stops every fault whose kernel deadline has passed; returns their ids and counters.
-    pub fn reap_expired(&mut self) -> Result<Vec<(FaultId, SlotCounters)>, EngineError> {
-        let now = monotonic_ns()?;
-        let expired: Vec<FaultId> = self
-            .running()
-            .filter(|h| h.expires_at_ns <= now)
-            .map(|h| h.id)
-            .collect();
-        expired
-            .into_iter()
-            .map(|id| Ok((id, self.stop(id)?)))
-            .collect()
     }
 
     /// Live counters of a running fault, summed over CPUs.

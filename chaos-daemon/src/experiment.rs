@@ -300,13 +300,18 @@ impl Manager {
             });
         };
         let t = Instant::now();
-        inner.engine.disarm(run.fault)?;
-        self.metrics
-            .disarm_seconds
-            .with_label_values(&["stop"])
-            .observe(t.elapsed().as_secs_f64());
-        let counters = inner.engine.stop(run.fault);
-        self.finish(&mut inner, run, state, reason, counters)
+        let disarmed = inner.engine.disarm(run.fault);
+        if disarmed.is_ok() {
+            let took = t.elapsed().as_secs_f64();
+            self.metrics
+                .disarm_seconds
+                .with_label_values(&["stop"])
+                .observe(took);
+        }
+        // Detach even if the disarm write failed: removing the programs stops the fault too,
+        // and the experiment must not leave the books while still attached.
+        let counters = inner.engine.detach(run.fault);
+        self.finish(&mut inner, run, state, reason, disarmed.and(counters))
     }
 
     /// Disarms every experiment (one map write each, measured), latches, then detaches and
@@ -325,7 +330,7 @@ impl Manager {
         let ids: Vec<String> = inner.running.keys().cloned().collect();
         for id in &ids {
             if let Some(run) = inner.running.remove(id) {
-                let counters = inner.engine.stop(run.fault);
+                let counters = inner.engine.detach(run.fault);
                 self.finish(&mut inner, run, "emergency_stopped", reason, counters)?;
             }
         }

@@ -130,9 +130,9 @@ fn unescape_mountinfo(s: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct Resolver {
     mount: PathBuf,
-    /// Cgroups that may never be targeted, with the reason; their ancestors are refused too
-    /// (a fault on an ancestor reaches them).
-    protected: Vec<(PathBuf, String)>,
+    /// The daemon's own cgroup: never a target, nor any of its ancestors (a fault on an
+    /// ancestor reaches it).
+    own: PathBuf,
 }
 
 impl Resolver {
@@ -140,20 +140,7 @@ impl Resolver {
     pub fn new(mount: PathBuf) -> Result<Self, TargetError> {
         let mount = canonical(&mount)?;
         let own = cgroup_of_pid_path(&mount, Path::new("/proc/self/cgroup"))?;
-        Ok(Self {
-            protected: vec![(own, "it is the daemon's own cgroup".into())],
-            mount,
-        })
-    }
-
-    /// The cgroup2 mount this resolver works under.
-    pub fn mount(&self) -> &Path {
-        &self.mount
-    }
-
-    /// Adds a cgroup that may never be targeted (nor any of its ancestors).
-    pub fn protect(&mut self, path: PathBuf, reason: impl Into<String>) {
-        self.protected.push((path, reason.into()));
+        Ok(Self { own, mount })
     }
 
     /// Resolves `target` to a cgroup directory and checks it is not protected.
@@ -187,18 +174,19 @@ impl Resolver {
                 reason: "it is the root cgroup (every process on the node)".into(),
             });
         }
-        for (p, reason) in &self.protected {
-            if p.starts_with(path) {
-                let reason = if p == path {
-                    reason.clone()
-                } else {
-                    format!("it contains {} ({reason})", p.display())
-                };
-                return Err(TargetError::Protected {
-                    path: path.into(),
-                    reason,
-                });
-            }
+        if self.own.starts_with(path) {
+            let reason = if self.own == path {
+                "it is the daemon's own cgroup".to_string()
+            } else {
+                format!(
+                    "it contains {} (the daemon's own cgroup)",
+                    self.own.display()
+                )
+            };
+            return Err(TargetError::Protected {
+                path: path.into(),
+                reason,
+            });
         }
         Ok(())
     }
