@@ -28,13 +28,13 @@ pub fn status_json(s: &ExperimentStatus) -> Value {
 /// A table of experiments, one line each.
 pub fn status_table(list: &[ExperimentStatus]) -> String {
     let mut out = format!(
-        "{:<24} {:<20} {:<13} {:<17} {:>10} {:>10}  {}\n",
+        "{:<28} {:<20} {:<13} {:<17} {:>10} {:>10}  {}\n",
         "ID", "NAME", "FAULT", "STATE", "INJECTED", "SEEN", "TARGET"
     );
     for s in list {
         let c = s.counters.unwrap_or_default();
         out += &format!(
-            "{:<24} {:<20} {:<13} {:<17} {:>10} {:>10}  {}\n",
+            "{:<28} {:<20} {:<13} {:<17} {:>10} {:>10}  {}\n",
             s.id,
             truncate(&s.name, 20),
             s.fault,
@@ -109,7 +109,7 @@ mod tests {
 
     fn sample() -> ExperimentStatus {
         ExperimentStatus {
-            id: "exp-1764290000000-1".into(),
+            id: "exp-1764290000000-5e1f09a2-1".into(),
             name: "checkout-db-refused".into(),
             fault: "socket_error".into(),
             target: "/sys/fs/cgroup/kubepods.slice/pod".into(),
@@ -130,15 +130,15 @@ mod tests {
     #[test]
     fn status_table_is_stable() {
         let golden = "\
-ID                       NAME                 FAULT         STATE               INJECTED       SEEN  TARGET
-exp-1764290000000-1      checkout-db-refused  socket_error  running                 1000       4000  /sys/fs/cgroup/kubepods.slice/pod
+ID                           NAME                 FAULT         STATE               INJECTED       SEEN  TARGET
+exp-1764290000000-5e1f09a2-1 checkout-db-refused  socket_error  running                 1000       4000  /sys/fs/cgroup/kubepods.slice/pod
 ";
         assert_eq!(status_table(&[sample()]), golden);
     }
 
     #[test]
     fn status_json_is_stable() {
-        let golden = r#"{"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"fault":"socket_error","id":"exp-1764290000000-1","name":"checkout-db-refused","reason":"","started_unix_ms":1764290000000,"state":"running","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
+        let golden = r#"{"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"fault":"socket_error","id":"exp-1764290000000-5e1f09a2-1","name":"checkout-db-refused","reason":"","started_unix_ms":1764290000000,"state":"running","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
         assert_eq!(status_json(&sample()).to_string(), golden);
     }
 

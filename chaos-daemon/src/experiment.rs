@@ -94,8 +94,21 @@ pub struct Manager {
     inner: Mutex<Inner>,
     latched: AtomicBool,
     next: AtomicU64,
+    /// Random per daemon process: ids stay unique across nodes that start in the same ms.
+    instance: u32,
     budget: Budget,
     pub metrics: Metrics,
+}
+
+/// 32 random bits from the kernel; falls back to the pid and the clock if /dev/urandom is
+/// unreadable (ids then stay unique per node, and almost surely across nodes).
+fn instance_tag() -> u32 {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => u32::from_le_bytes(b),
+        Err(_) => std::process::id() ^ (now_ms() as u32).rotate_left(16),
+    }
 }
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -122,6 +135,7 @@ impl Manager {
             }),
             latched: AtomicBool::new(false),
             next: AtomicU64::new(1),
+            instance: instance_tag(),
             budget: config.budget.clone(),
             metrics: Metrics::new(),
         })
@@ -225,7 +239,8 @@ impl Manager {
         let handle = inner.engine.start(spec)?;
         let started_ms = now_ms();
         let id = format!(
-            "exp-{started_ms}-{}",
+            "exp-{started_ms}-{:08x}-{}",
+            self.instance,
             self.next.fetch_add(1, Ordering::Relaxed)
         );
         let row = ExperimentRow {

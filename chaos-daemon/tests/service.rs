@@ -797,6 +797,8 @@ fn fanned_out_start_and_stop_skip_nodes_without_the_target_or_id() {
         .map(|a| a["answer"]["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 2);
+    // Ids are unique across nodes even when both start in the same millisecond.
+    assert_ne!(ids[0], ids[1]);
     // An id lives on one node: the other answers "not on this node" and the stop succeeds.
     let out = ctl(&["stop", &ids[0]]);
     let text = String::from_utf8_lossy(&out.stdout);
