@@ -60,11 +60,18 @@ pub fn spec_from_proto(p: &proto::ExperimentSpec) -> Result<(String, FaultSpec),
                 .map(|c| c.parse())
                 .collect::<Result<_, _>>()?,
         },
+        Some(fault::Kind::PodKill(k)) => Fault::PodKill {
+            interval: (k.interval_ms > 0).then(|| Duration::from_millis(k.interval_ms)),
+        },
+        Some(fault::Kind::ResourcePressure(r)) => Fault::ResourcePressure {
+            cpu_share: r.cpu_share,
+            memory_share: r.memory_share,
+        },
         None => {
             return Err(SpecError::new(
                 "spec.fault",
                 "none",
-                "packet_loss or socket_error",
+                "packet_loss, socket_error, pod_kill or resource_pressure",
             ));
         }
     };
