@@ -207,32 +207,25 @@ fn workspace_root() -> PathBuf {
 
 type Executables = Vec<(String, PathBuf)>;
 
-/// Builds the release musl binaries and the `vm_*` test executables: (bins, tests). The test
-/// build also builds the daemon's binaries (with the same features, so nothing twice).
+/// Builds the release musl binaries and the `vm_*` test executables: (bins, tests). One cargo
+/// run, so every crate is built once with one feature set (dev-dependencies included).
 fn build() -> anyhow::Result<(Executables, Executables)> {
-    let mut built = cargo_json(&[
-        "test",
-        "-p",
-        "chaos-daemon",
-        "--features",
-        "vm-tests",
-        "--release",
-        "--target",
-        TARGET,
-        // Only the VM tests: cargo matches the glob against the test targets' names.
-        "--test",
-        "vm_*",
-        "--no-run",
-    ])?;
-    built.extend(cargo_json(&[
+    let built = cargo_json(&[
         "build",
         "--release",
         "--target",
         TARGET,
         "-p",
+        "chaos-daemon",
+        "-p",
         "chaos-ctl",
+        "--features",
+        "chaos-daemon/vm-tests",
         "--bins",
-    ])?);
+        // Only the VM tests: cargo matches the glob against the test targets' names.
+        "--test",
+        "vm_*",
+    ])?;
     let pick = |kind: &str, prefix: &str| -> Executables {
         let mut v: Executables = built
             .iter()
