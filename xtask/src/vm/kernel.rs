@@ -117,8 +117,9 @@ fn ensure_backports() -> anyhow::Result<()> {
     apt_update()
 }
 
-/// Orders versions like `6.1.0-56` or `6.12.90+deb12.1` by their numbers.
-fn version_key(v: &str) -> Vec<u64> {
+/// Orders package names like `linux-image-6.12.90+deb12.1-amd64` by their version's numbers.
+pub fn version_key(name: &str) -> Vec<u64> {
+    let v = name.strip_suffix("-amd64").unwrap_or(name);
     v.split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().unwrap_or(u64::MAX))
