@@ -26,7 +26,7 @@ struct Cli {
 enum Cmd {
     /// Install what the build needs (nightly rust-src, bpf-linker); does nothing when present.
     Setup,
-    /// cargo fmt --check, clippy -D warnings (host crates and the eBPF crate), cargo test.
+    /// cargo fmt --check, clippy -D warnings (host crates, VM tests and the eBPF crate), cargo test.
     Test,
     /// Run the local demo (root): loss and connect errors in a cgroup, inside versus outside.
     Demo,
@@ -63,6 +63,19 @@ fn main() -> anyhow::Result<()> {
 fn test() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    // The VM tier's tests compile to nothing without their feature: lint them with it.
+    cargo(&[
+        "clippy",
+        "-p",
+        "chaos-daemon",
+        "--features",
+        "vm-tests",
+        "--test",
+        "vm_*",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     ebpf_clippy()?;
     if !is_root() {
         eprintln!("xtask: not root: the kernel tests will skip (CI runs them as root)");

@@ -207,32 +207,25 @@ fn workspace_root() -> PathBuf {
 
 type Executables = Vec<(String, PathBuf)>;
 
-/// Builds the release musl binaries and the `vm_*` test executables: (bins, tests). The test
-/// build also builds the daemon's binaries (with the same features, so nothing twice).
+/// Builds the release musl binaries and the `vm_*` test executables: (bins, tests). One cargo
+/// run, so every crate is built once with one feature set (dev-dependencies included).
 fn build() -> anyhow::Result<(Executables, Executables)> {
-    let mut built = cargo_json(&[
-        "test",
-        "-p",
-        "chaos-daemon",
-        "--features",
-        "vm-tests",
-        "--release",
-        "--target",
-        TARGET,
-        // Only the VM tests: cargo matches the glob against the test targets' names.
-        "--test",
-        "vm_*",
-        "--no-run",
-    ])?;
-    built.extend(cargo_json(&[
+    let built = cargo_json(&[
         "build",
         "--release",
         "--target",
         TARGET,
         "-p",
+        "chaos-daemon",
+        "-p",
         "chaos-ctl",
+        "--features",
+        "chaos-daemon/vm-tests",
         "--bins",
-    ])?);
+        // Only the VM tests: cargo matches the glob against the test targets' names.
+        "--test",
+        "vm_*",
+    ])?;
     let pick = |kind: &str, prefix: &str| -> Executables {
         let mut v: Executables = built
             .iter()
@@ -439,4 +432,97 @@ fn check(config: &Config, lines: &[String], tests: &[String]) -> (Vec<(String, i
         None => problems.push("the VM never reported its result".into()),
     }
     (reported, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LSM_ON: Config = Config {
+        kernel: "6.1",
+        bpf_lsm: true,
+        tests: None,
+    };
+
+    fn lines(s: &str) -> Vec<String> {
+        s.lines().map(str::to_string).collect()
+    }
+
+    fn tests(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_clean_console_passes() {
+        let console = lines(
+            "\x1b[2JCHAOS-VM-BOOTED release=6.1.0-56-amd64 lsm=lockdown,capability,bpf\n\
+             CHAOS-VM-TEST vm_a exit=0\nCHAOS-VM-TEST vm_b exit=0\nCHAOS-VM-RESULT pass",
+        );
+        let (reported, problems) = check(&LSM_ON, &console, &tests(&["vm_a", "vm_b"]));
+        assert_eq!(problems, Vec::<String>::new());
+        assert_eq!(reported, vec![("vm_a".into(), 0), ("vm_b".into(), 0)]);
+    }
+
+    #[test]
+    fn a_failed_or_silent_test_fails_the_boot() {
+        let console = lines(
+            "CHAOS-VM-BOOTED release=6.1.0-56-amd64 lsm=bpf\n\
+             CHAOS-VM-TEST vm_a exit=101\nCHAOS-VM-RESULT fail",
+        );
+        let (reported, problems) = check(&LSM_ON, &console, &tests(&["vm_a", "vm_b"]));
+        assert_eq!(reported, vec![("vm_a".into(), 101)]);
+        assert_eq!(
+            problems,
+            [
+                "vm_a exited with 101",
+                "vm_b never reported its exit code",
+                "the VM reported fail"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_wrong_kernel_or_lsm_state_fails_the_boot() {
+        let console = lines(
+            "CHAOS-VM-BOOTED release=6.12.95+deb12-amd64 lsm=lockdown,capability\n\
+             CHAOS-VM-TEST vm_a exit=0\nCHAOS-VM-RESULT pass",
+        );
+        let (_, problems) = check(&LSM_ON, &console, &tests(&["vm_a"]));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("booted 6.12.95+deb12-amd64, want 6.1"));
+        assert!(problems[1].contains("bpf_lsm=true"));
+    }
+
+    #[test]
+    fn a_silent_console_fails_the_boot() {
+        let (_, problems) = check(&LSM_ON, &[], &tests(&["vm_a"]));
+        assert_eq!(
+            problems,
+            [
+                "the VM never reported booting",
+                "vm_a never reported its exit code",
+                "the VM never reported its result"
+            ]
+        );
+    }
+
+    #[test]
+    fn kernel_versions_order_by_their_numbers() {
+        let mut v = [
+            "linux-image-6.12.9+deb12-amd64",
+            "linux-image-6.12.90+deb12.1-amd64",
+            "linux-image-6.12.90+deb12-amd64",
+            "linux-image-6.12.117+deb12-amd64",
+        ];
+        v.sort_by_key(|n| kernel::version_key(n));
+        assert_eq!(
+            v,
+            [
+                "linux-image-6.12.9+deb12-amd64",
+                "linux-image-6.12.90+deb12-amd64",
+                "linux-image-6.12.90+deb12.1-amd64",
+                "linux-image-6.12.117+deb12-amd64",
+            ]
+        );
+    }
 }

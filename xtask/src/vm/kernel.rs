@@ -117,20 +117,22 @@ fn ensure_backports() -> anyhow::Result<()> {
     apt_update()
 }
 
-/// Orders versions like `6.1.0-56` or `6.12.90+deb12.1` by their numbers.
-fn version_key(v: &str) -> Vec<u64> {
+/// Orders package names like `linux-image-6.12.90+deb12.1-amd64` by their version's numbers.
+pub fn version_key(name: &str) -> Vec<u64> {
+    let v = name.strip_suffix("-amd64").unwrap_or(name);
     v.split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().unwrap_or(u64::MAX))
         .collect()
 }
 
-/// The newest `linux-image-<label>.*-amd64` package apt knows (not -cloud, -rt, -unsigned, -dbg).
+/// The newest `linux-image-<label>.*-amd64` package apt knows (not -cloud, -rt, -unsigned, -dbg),
+/// in `spec.suite` when given (`apt-cache madison` says which suites carry each package).
 fn pick(spec: &KernelSpec) -> anyhow::Result<Option<String>> {
     let prefix = format!("linux-image-{}.", spec.label);
     let regex = format!("^{}", prefix.replace('.', "\\."));
     let list = output(Command::new("apt-cache").args(["search", "--names-only", &regex]))?;
-    Ok(list
+    let mut names: Vec<String> = list
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|name| {
@@ -142,8 +144,18 @@ fn pick(spec: &KernelSpec) -> anyhow::Result<Option<String>> {
                         .all(|c| c.is_ascii_digit() || ".-+".contains(c))
                 })
         })
-        .max_by_key(|name| version_key(name))
-        .map(str::to_string))
+        .map(str::to_string)
+        .collect();
+    if let (Some(suite), false) = (spec.suite, names.is_empty()) {
+        let madison = output(Command::new("apt-cache").arg("madison").args(&names))?;
+        let in_suite = format!(" {suite}/");
+        names.retain(|n| {
+            madison
+                .lines()
+                .any(|l| l.split(" | ").next() == Some(n.as_str()) && l.contains(&in_suite))
+        });
+    }
+    Ok(names.into_iter().max_by_key(|name| version_key(name)))
 }
 
 /// The cache directory of the VM tier: `~/.cache/chaos-ebpf/vm`.
