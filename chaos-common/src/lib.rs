@@ -33,6 +33,11 @@ pub const MAP_FAULT_TICKETS: &str = "CHAOS_TICKETS";
 /// Name of the `PerCpuArray<SlotCounters>` map (`MAX_SLOTS` entries).
 pub const MAP_COUNTERS: &str = "CHAOS_COUNTERS";
 
+/// Name of the `CgroupArray` map (`MAX_SLOTS` entries) of the cgroup each file/process
+/// syscall-error slot targets. The LSM programs are global (not attached to a cgroup): they ask
+/// `bpf_current_task_under_cgroup` whether the calling task is in the slot's cgroup or below it.
+pub const MAP_LSM_CGROUPS: &str = "CHAOS_LSM_CGRPS";
+
 /// `SlotConfig::protocol`: match every protocol.
 pub const PROTO_ANY: u32 = 0;
 /// `SlotConfig::protocol`: ICMP (IPv4 protocol 1) and ICMPv6 (next header 58).
@@ -45,6 +50,23 @@ pub const PROTO_UDP: u32 = 17;
 /// `SlotConfig::flags`: on egress, drop silently (the program returns 2, the sender sees success)
 /// instead of a visible drop (return 0, the sender gets `EPERM`).
 pub const FLAG_SILENT_EGRESS: u32 = 1 << 0;
+
+/// `SlotConfig::flags`: fail `open()` (LSM `file_open`).
+pub const FLAG_CALL_OPEN: u32 = 1 << 8;
+/// `SlotConfig::flags`: fail `read()` (LSM `file_permission` with `MAY_READ`).
+pub const FLAG_CALL_READ: u32 = 1 << 9;
+/// `SlotConfig::flags`: fail `write()` (LSM `file_permission` with `MAY_WRITE`).
+pub const FLAG_CALL_WRITE: u32 = 1 << 10;
+/// `SlotConfig::flags`: fail `unlink()` (LSM `inode_unlink`).
+pub const FLAG_CALL_UNLINK: u32 = 1 << 11;
+/// `SlotConfig::flags`: fail creating a file (LSM `inode_create`).
+pub const FLAG_CALL_CREATE: u32 = 1 << 12;
+/// `SlotConfig::flags`: fail `fork()`/`clone()` (LSM `task_alloc`).
+pub const FLAG_CALL_FORK: u32 = 1 << 13;
+/// `SlotConfig::flags`: fail `execve()` (LSM `bprm_check_security`).
+pub const FLAG_CALL_EXEC: u32 = 1 << 14;
+/// `SlotConfig::flags`: fail `mmap()` of a file (LSM `mmap_file`).
+pub const FLAG_CALL_MMAP: u32 = 1 << 15;
 
 /// `Cidr::family` of an IPv4 network.
 pub const FAMILY_V4: u32 = 4;

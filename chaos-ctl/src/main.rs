@@ -111,6 +111,8 @@ enum ExperimentType {
     NetworkLatency,
     PodDeletion,
     ResourceExhaustion,
+    /// File and process syscall errors (BPF LSM): --errno, --calls, --path-prefix.
+    SyscallError,
 }
 
 #[derive(Args)]
@@ -149,9 +151,13 @@ struct ExperimentArgs {
     /// dependency_failure / api_error_injection: the errno to return.
     #[arg(long)]
     errno: Option<String>,
-    /// dependency_failure / api_error_injection: calls to fail (connect,sendmsg,bind,socket).
+    /// dependency_failure / api_error_injection: calls to fail (connect,sendmsg,bind,socket);
+    /// syscall_error: open,read,write,unlink,create,fork,exec,mmap.
     #[arg(long, value_delimiter = ',')]
     calls: Option<Vec<String>>,
+    /// syscall_error: only files under this path.
+    #[arg(long)]
+    path_prefix: Option<String>,
     /// Only tcp, udp, icmp or any.
     #[arg(long, default_value = "")]
     protocol: String,
@@ -618,9 +624,14 @@ fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
         }),
         ExperimentType::DependencyFailure => socket("ECONNREFUSED", &["connect"]),
         ExperimentType::ApiErrorInjection => socket("ECONNRESET", &["connect", "sendmsg"]),
+        ExperimentType::SyscallError => fault::Kind::SyscallError(proto::SyscallError {
+            errno: a.errno.clone().unwrap_or_else(|| "EIO".into()),
+            calls: a.calls.clone().unwrap_or_else(|| vec!["open".into()]),
+            path_prefix: a.path_prefix.clone().unwrap_or_default(),
+        }),
         other => bail!(tonic::Status::failed_precondition(format!(
             "experiment type {} is not available in this version (it needs the VM-tier faults); \
-             available: packet_loss, dependency_failure, api_error_injection",
+             available: packet_loss, dependency_failure, api_error_injection, syscall_error",
             other
                 .to_possible_value()
                 .map(|v| v.get_name().to_string())

@@ -51,6 +51,15 @@ impl Event {
     }
 }
 
+/// Whether `slot` is armed and its flags ask for any of `flags`: the cheap pre-check of the
+/// global LSM programs, before they ask whether the task is in the slot's cgroup.
+#[inline(always)]
+pub fn armed_for(slot: u32, flags: u32) -> bool {
+    SLOTS
+        .get(slot)
+        .is_some_and(|cfg| cfg.armed != 0 && cfg.flags & flags != 0)
+}
+
 /// Returns the slot's config when this event must be faulted, `None` to let it pass.
 #[inline(always)]
 pub fn decide(slot: u32, ev: &Event) -> Option<&'static SlotConfig> {

@@ -1,9 +1,13 @@
 //! The only place that talks to aya: loads the embedded kernel object, writes experiment slots,
 //! attaches per-slot program copies to cgroups and reads counters.
 //!
+//! [`lsm`] owns the global file/process syscall-error programs and their `fmod_ret` fallback.
+//!
 //! Links are owned by [`Attachment`] values and never pinned: detaching or dropping one (or the
 //! daemon dying) removes the program from the cgroup.
 
+mod fmod_ret;
+pub mod lsm;
 pub mod sys;
 
 use std::os::fd::AsFd;
@@ -48,6 +52,17 @@ pub enum KernelError {
     },
     #[error("counting CPUs: {0}")]
     Cpus(std::io::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("this kernel cannot run file and process syscall errors: {0}")]
+    LsmUnsupported(String),
+    #[error("reading the kernel's BTF: {0}")]
+    Btf(String),
+    #[error(transparent)]
+    FmodRet(#[from] fmod_ret::FmodRetError),
 }
 
 /// A kernel hook a fault can use. Every hook exists once per slot in the object.
@@ -156,6 +171,7 @@ pub struct Kernel {
     tickets: Array<MapData, u64>,
     counters: PerCpuArray<MapData, SlotCounters>,
     nr_cpus: usize,
+    lsm: lsm::LsmState,
 }
 
 impl Kernel {
@@ -165,6 +181,7 @@ impl Kernel {
         let slots = take_map(&mut ebpf, MAP_SLOTS)?;
         let tickets = take_map(&mut ebpf, MAP_FAULT_TICKETS)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS)?;
+        let lsm = lsm::LsmState::new(&mut ebpf)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Cpus(e))?;
         Ok(Self {
             ebpf,
@@ -172,6 +189,7 @@ impl Kernel {
             tickets,
             counters,
             nr_cpus,
+            lsm,
         })
     }
 

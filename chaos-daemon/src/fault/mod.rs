@@ -3,16 +3,21 @@
 //!
 //! * [`filter`] — the shared protocol / port / CIDR filter.
 //! * [`errno`] — errno names and numbers.
+//! * [`syscall`] — the file and process calls a syscall-error fault can fail.
 
 pub mod errno;
 pub mod filter;
+pub mod syscall;
 
 use std::{fmt, time::Duration};
 
 use chaos_common::{FLAG_SILENT_EGRESS, SlotConfig, THRESHOLD_ALWAYS};
 
-pub use self::{errno::Errno, filter::NetFilter};
-use crate::{ebpf::Hook, target::Target};
+pub use self::{errno::Errno, filter::NetFilter, syscall::SyscallCall};
+use crate::{
+    ebpf::{Hook, lsm::LsmHook},
+    target::Target,
+};
 
 /// The longest a fault may run. Longer drills are several experiments.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
@@ -44,6 +49,13 @@ pub enum Fault {
         errno: Errno,
         calls: Vec<SocketCall>,
     },
+    /// Fail file and process syscalls of the target with an errno (BPF LSM / `fmod_ret`).
+    SyscallError {
+        errno: Errno,
+        calls: Vec<SyscallCall>,
+        /// Only files under this path; not supported yet (refused when set).
+        path_prefix: Option<String>,
+    },
 }
 
 impl Fault {
@@ -52,6 +64,7 @@ impl Fault {
         match self {
             Fault::PacketLoss { .. } => "packet_loss",
             Fault::SocketError { .. } => "socket_error",
+            Fault::SyscallError { .. } => "syscall_error",
         }
     }
 }
@@ -161,6 +174,8 @@ impl SpecError {
 pub struct Plan {
     pub config: SlotConfig,
     pub hooks: Vec<Hook>,
+    /// Global LSM hooks the slot needs (file and process syscall errors).
+    pub lsm_hooks: Vec<LsmHook>,
 }
 
 impl FaultSpec {
@@ -224,8 +239,32 @@ impl FaultSpec {
                 }
                 hooks
             }
+            Fault::SyscallError {
+                errno,
+                calls,
+                path_prefix,
+            } => {
+                if self.filter != NetFilter::default() {
+                    return Err(SpecError::new(
+                        "filter",
+                        format!("{:?}", self.filter),
+                        "no protocol, port or CIDR filter with syscall_error (file and process \
+                         calls have no network address)",
+                    ));
+                }
+                let lsm_hooks = syscall::plan(&mut config, *errno, calls, path_prefix.as_deref())?;
+                return Ok(Plan {
+                    config,
+                    hooks: Vec::new(),
+                    lsm_hooks,
+                });
+            }
         };
-        Ok(Plan { config, hooks })
+        Ok(Plan {
+            config,
+            hooks,
+            lsm_hooks: Vec::new(),
+        })
     }
 }
 

@@ -60,11 +60,20 @@ pub fn spec_from_proto(p: &proto::ExperimentSpec) -> Result<(String, FaultSpec),
                 .map(|c| c.parse())
                 .collect::<Result<_, _>>()?,
         },
+        Some(fault::Kind::SyscallError(e)) => Fault::SyscallError {
+            errno: e.errno.parse()?,
+            calls: e
+                .calls
+                .iter()
+                .map(|c| c.parse())
+                .collect::<Result<_, _>>()?,
+            path_prefix: (!e.path_prefix.is_empty()).then(|| e.path_prefix.clone()),
+        },
         None => {
             return Err(SpecError::new(
                 "spec.fault",
                 "none",
-                "packet_loss or socket_error",
+                "packet_loss, socket_error or syscall_error",
             ));
         }
     };

@@ -1,0 +1,94 @@
+//! File and process syscall errors on a kernel that can run neither BPF LSM nor `fmod_ret`
+//! programs (the host kernel of CI): the fault is refused up front with a reason naming the
+//! missing kernel feature, and nothing stays behind. On a kernel that can run them, the same
+//! start must succeed and its stop must leave nothing attached (vm_lsm.rs measures the errors).
+
+mod support;
+
+use chaos_daemon::{ebpf::lsm::LsmSupport, engine::EngineError, fault::Fault};
+use support::*;
+
+fn syscall_error(errno: &str, calls: &[&str]) -> Fault {
+    Fault::SyscallError {
+        errno: errno.parse().unwrap(),
+        calls: calls.iter().map(|c| c.parse().unwrap()).collect(),
+        path_prefix: None,
+    }
+}
+
+#[test]
+fn lsm_fault_is_refused_naming_the_missing_feature_or_runs_and_cleans_up() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-refused");
+    let mut engine = engine(&mount);
+    let support = engine.lsm_support();
+    let started = engine.start(&spec(
+        cg.target(),
+        syscall_error("EIO", &["open", "fork"]),
+        0.5,
+    ));
+    match support {
+        LsmSupport::Unsupported { reason } => {
+            let err = started.expect_err("an unsupported kernel must refuse, not pretend");
+            let msg = err.to_string();
+            assert!(
+                matches!(err, EngineError::Kernel(_)),
+                "a kernel refusal: {msg}"
+            );
+            eprintln!("refused: {msg}");
+            assert!(msg.contains(&reason), "{msg}");
+            assert!(msg.contains("BPF LSM"), "names the BPF LSM: {msg}");
+            assert!(
+                msg.contains("fmod_ret"),
+                "names the fmod_ret fallback: {msg}"
+            );
+            assert!(
+                msg.contains("not active") || msg.contains("os error"),
+                "says why each mechanism is missing: {msg}"
+            );
+        }
+        LsmSupport::Lsm | LsmSupport::FmodRet => {
+            let id = started.expect("a supporting kernel runs it").id;
+            assert_eq!(engine.lsm_links_attached(), 2, "file_open and task_alloc");
+            engine.stop(id).unwrap();
+        }
+    }
+    assert_eq!(engine.running().count(), 0, "no fault is left running");
+    assert_eq!(
+        engine.lsm_links_attached(),
+        0,
+        "no LSM program is left attached"
+    );
+    assert_eq!(cg.attached(), 0, "no cgroup program is left attached");
+    // The slot was not leaked: a network fault still gets slot 0.
+    let h = engine
+        .start(&spec(
+            cg.target(),
+            socket_error("ECONNREFUSED", &["connect"]),
+            0.5,
+        ))
+        .unwrap();
+    assert_eq!(h.slot, 0);
+    engine.stop(h.id).unwrap();
+}
+
+#[test]
+fn path_prefix_is_refused_with_the_field_named() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-prefix");
+    let mut engine = engine(&mount);
+    let fault = Fault::SyscallError {
+        errno: "EIO".parse().unwrap(),
+        calls: vec!["open".parse().unwrap()],
+        path_prefix: Some("/data".into()),
+    };
+    let err = engine.start(&spec(cg.target(), fault, 0.5)).unwrap_err();
+    let EngineError::Spec(e) = err else {
+        panic!("a spec error: {err}")
+    };
+    assert_eq!(
+        (e.field.as_str(), e.value.as_str()),
+        ("fault.path_prefix", "/data")
+    );
+    assert_eq!(engine.lsm_links_attached(), 0);
+}
