@@ -146,6 +146,11 @@ impl Manager {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How this node's kernel runs file and process syscall errors (probed once).
+    pub fn lsm_support(&self) -> crate::ebpf::lsm::LsmSupport {
+        self.lock().engine.lsm_support()
+    }
+
     /// Records a request in the audit log.
     pub fn audit(&self, caller: &str, method: &str, detail: &str, outcome: &str) {
         let row = AuditRow {

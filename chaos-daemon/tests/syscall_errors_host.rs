@@ -92,3 +92,46 @@ fn path_prefix_is_refused_with_the_field_named() {
     );
     assert_eq!(engine.lsm_links_attached(), 0);
 }
+
+#[test]
+fn daemon_and_ctl_report_the_refusal_and_the_capability() {
+    let Some(mount) = kernel() else { return };
+    let support = engine(&mount).lsm_support();
+    let LsmSupport::Unsupported { reason } = support else {
+        // A kernel that runs it: the capability must say so.
+        let dir = TempDir::new("lsm-caps");
+        let daemon = Daemon::start(&dir.0);
+        let caps = daemon.ctl_ok(&["--output", "json", "capabilities"]);
+        assert!(caps.contains("syscall_error"), "{caps}");
+        return;
+    };
+    let cg = TestCgroup::new(&mount, "lsm-ctl");
+    let dir = TempDir::new("lsm-ctl");
+    let daemon = Daemon::start(&dir.0);
+    let caps: serde_json::Value =
+        serde_json::from_str(&daemon.ctl_ok(&["--output", "json", "capabilities"])).unwrap();
+    let cap = caps
+        .pointer("/capabilities")
+        .and_then(|c| c.as_array())
+        .and_then(|c| c.iter().find(|c| c["fault"] == "syscall_error"))
+        .unwrap_or_else(|| panic!("no syscall_error capability: {caps}"));
+    assert_eq!(cap["supported"], false, "{cap}");
+    assert_eq!(cap["reason"], reason.as_str(), "{cap}");
+    let cgroup = cg.path.to_str().unwrap();
+    let out = daemon.ctl(&[
+        "experiment",
+        "syscall_error",
+        "--errno",
+        "EIO",
+        "--calls",
+        "open,read",
+        "--cgroup",
+        cgroup,
+        "--duration",
+        "30",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "a refusal: {err}");
+    assert!(err.contains("BPF LSM") && err.contains("fmod_ret"), "{err}");
+    assert_eq!(cg.attached(), 0);
+}

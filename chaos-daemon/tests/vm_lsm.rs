@@ -50,8 +50,18 @@ fn calls(cgroup: Option<&Path>, op: &str, dir: &Path, count: u64) -> Tally {
     )
 }
 
+/// A scratch directory with the `data` file the workload reads, created here, outside the
+/// target: creating it inside would itself be faulted.
+fn scratch(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    std::fs::write(dir.0.join("data"), [0u8; 4096]).unwrap();
+    dir
+}
+
 /// Starts `spec` and checks the engine runs it with this boot's mechanism.
 fn start(engine: &mut Engine, spec: &FaultSpec) -> chaos_daemon::engine::FaultId {
+    // The probe logs why it fell back from the BPF LSM, if it did.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     assert_eq!(engine.lsm_support(), expected_mode());
     engine.start(spec).expect("syscall_error starts").id
 }
@@ -62,7 +72,7 @@ fn open_fails_with_eio_at_the_configured_rate_inside_and_never_outside() {
     let cg = TestCgroup::new(&mount, "lsm-open");
     // A process in a child of the target is a target too (bpf_current_task_under_cgroup).
     let leaf = cg.child("leaf");
-    let dir = TempDir::new("lsm-open");
+    let dir = scratch("lsm-open");
     let mut engine = engine(&mount);
     let id = start(
         &mut engine,
@@ -94,7 +104,7 @@ fn open_fails_with_eio_at_the_configured_rate_inside_and_never_outside() {
 fn read_and_write_fail_with_eio() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-rw");
-    let dir = TempDir::new("lsm-rw");
+    let dir = scratch("lsm-rw");
     let mut engine = engine(&mount);
     let id = start(
         &mut engine,
@@ -120,7 +130,7 @@ fn read_and_write_fail_with_eio() {
 fn unlink_create_fork_exec_and_mmap_fail_with_the_chosen_errno() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-calls");
-    let dir = TempDir::new("lsm-calls");
+    let dir = scratch("lsm-calls");
     let mut engine = engine(&mount);
     for (op, errno, n) in [
         ("unlink", "EACCES", 200),
@@ -151,7 +161,7 @@ fn unlink_create_fork_exec_and_mmap_fail_with_the_chosen_errno() {
 fn kill_switch_stops_injecting_while_attached() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-kill");
-    let dir = TempDir::new("lsm-kill");
+    let dir = scratch("lsm-kill");
     let mut engine = engine(&mount);
     let id = start(
         &mut engine,
@@ -172,7 +182,7 @@ fn kill_switch_stops_injecting_while_attached() {
 fn kernel_deadline_ends_injection_without_the_daemon() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-deadline");
-    let dir = TempDir::new("lsm-deadline");
+    let dir = scratch("lsm-deadline");
     let mut engine = engine(&mount);
     let mut s = spec(cg.target(), syscall_error("EIO", &["open"]), 1.0);
     s.duration = Duration::from_secs(4);
@@ -199,7 +209,7 @@ fn kernel_deadline_ends_injection_without_the_daemon() {
 fn fault_cap_is_exact() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-cap");
-    let dir = TempDir::new("lsm-cap");
+    let dir = scratch("lsm-cap");
     let mut engine = engine(&mount);
     let mut s = spec(cg.target(), syscall_error("EIO", &["open"]), 1.0);
     s.max_faults = Some(100);
@@ -217,7 +227,7 @@ fn two_faults_share_a_hook_and_the_last_stop_detaches_it() {
         TestCgroup::new(&mount, "lsm-a"),
         TestCgroup::new(&mount, "lsm-b"),
     );
-    let dir = TempDir::new("lsm-share");
+    let dir = scratch("lsm-share");
     let mut engine = engine(&mount);
     let ia = start(
         &mut engine,

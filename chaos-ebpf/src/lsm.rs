@@ -28,19 +28,31 @@ const MAY_READ: u64 = 4;
 /// The highest errno an LSM hook may return (`MAX_ERRNO`).
 const MAX_ERRNO: u32 = 4095;
 
+/// `-errno` for a verdict, provably within `[-MAX_ERRNO, 0]`: since 6.10 the verifier rejects
+/// an LSM program whose return value may leave that range, and before 6.15 it does not track
+/// ranges through a negation. So the value is clamped with a mask and subtracted from a zero
+/// the compiler cannot see (a volatile stack read), which the verifier follows as a `sub` of two
+/// bounded registers. An `errno` of 0 (never written by the daemon) gives `-EPERM`.
+#[inline(always)]
+fn deny(errno: u32) -> i32 {
+    let e = (errno & MAX_ERRNO) as i32;
+    if e == 0 {
+        return -1;
+    }
+    let zero = 0i32;
+    // SAFETY: a volatile read of a live, aligned local.
+    let zero = unsafe { core::ptr::read_volatile(&zero) };
+    zero - e
+}
+
 /// The verdict for a call of kind `call` (`FLAG_CALL_*`); `nargs` is the hook's argument count,
 /// so the previous programs' verdict is at `ctx[nargs]`.
 #[inline(always)]
 fn verdict(ctx: &LsmContext, nargs: usize, call: u32) -> i32 {
     let prev: i64 = ctx.arg(nargs);
     if prev != 0 {
-        // Another program already denied: keep its answer (in the range the verifier allows).
-        let prev = prev as i32;
-        return if (-(MAX_ERRNO as i32)..0).contains(&prev) {
-            prev
-        } else {
-            -1
-        };
+        // Another program already denied: keep its errno.
+        return deny((prev as i32).wrapping_neg() as u32);
     }
     let ev = Event {
         proto: 0,
@@ -54,8 +66,7 @@ fn verdict(ctx: &LsmContext, nargs: usize, call: u32) -> i32 {
             && LSM_CGROUPS.current_task_under_cgroup(slot) == Ok(true)
             && let Some(cfg) = decide(slot, &ev)
         {
-            let errno = cfg.errno & MAX_ERRNO;
-            return if errno == 0 { -1 } else { -(errno as i32) };
+            return deny(cfg.errno);
         }
         slot += 1;
     }

@@ -208,7 +208,10 @@ pub fn probe(kernel: &mut Kernel) -> LsmSupport {
         Err(e) => format!("BPF LSM state unknown (reading /sys/kernel/security/lsm: {e})"),
     };
     match kernel.attach_fmod_ret(LsmHook::FileOpen) {
-        Ok(_link) => LsmSupport::FmodRet,
+        Ok(_link) => {
+            tracing::warn!(reason = %lsm_failure, "BPF LSM unusable; using fmod_ret");
+            LsmSupport::FmodRet
+        }
         Err(e) => LsmSupport::Unsupported {
             reason: format!("{lsm_failure}; and fmod_ret programs cannot be used: {e}"),
         },

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use self::auth::{Caller, Role};
 
 use crate::{
+    ebpf::{KernelError, lsm::LsmSupport},
     engine::EngineError,
     experiment::{ExperimentError, Manager},
     fault::SpecError,
@@ -41,6 +42,9 @@ pub fn status_of(e: &ExperimentError) -> Status {
             _ => Status::failed_precondition(msg),
         },
         ExperimentError::Engine(EngineError::NoFreeSlot) => Status::resource_exhausted(msg),
+        ExperimentError::Engine(EngineError::Kernel(KernelError::LsmUnsupported(_))) => {
+            Status::failed_precondition(msg)
+        }
         ExperimentError::Engine(EngineError::UnknownFault(_)) => Status::not_found(msg),
         ExperimentError::Latched | ExperimentError::NotRunning { .. } => {
             Status::failed_precondition(msg)
@@ -134,7 +138,18 @@ impl Service {
                 .unwrap_or_default()
                 .trim()
                 .into(),
-            capabilities: vec![cap("packet_loss"), cap("socket_error")],
+            capabilities: vec![
+                cap("packet_loss"),
+                cap("socket_error"),
+                match self.manager.lsm_support() {
+                    LsmSupport::Unsupported { reason } => proto::Capability {
+                        fault: "syscall_error".into(),
+                        supported: false,
+                        reason,
+                    },
+                    LsmSupport::Lsm | LsmSupport::FmodRet => cap("syscall_error"),
+                },
+            ],
         }))
     }
 
