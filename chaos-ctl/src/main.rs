@@ -155,7 +155,7 @@ struct ExperimentArgs {
     /// syscall_error: open,read,write,unlink,create,fork,exec,mmap.
     #[arg(long, value_delimiter = ',')]
     calls: Option<Vec<String>>,
-    /// syscall_error: only files under this path.
+    /// syscall_error: only opens of files at or under this path (with --calls open).
     #[arg(long)]
     path_prefix: Option<String>,
     /// Only tcp, udp, icmp or any.

@@ -129,6 +129,9 @@ impl Engine {
             Vec::new()
         } else {
             self.kernel.set_lsm_target(slot_u32, &cgroup)?;
+            if let Some(prefix) = &plan.lsm_path {
+                self.kernel.set_lsm_path(slot_u32, prefix)?;
+            }
             let links: Result<Vec<_>, _> = plan
                 .lsm_hooks
                 .iter()

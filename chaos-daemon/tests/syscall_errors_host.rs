@@ -73,13 +73,13 @@ fn lsm_fault_is_refused_naming_the_missing_feature_or_runs_and_cleans_up() {
 }
 
 #[test]
-fn path_prefix_is_refused_with_the_field_named() {
+fn path_prefix_with_a_call_that_cannot_filter_by_path_is_refused() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-prefix");
     let mut engine = engine(&mount);
     let fault = Fault::SyscallError {
         errno: "EIO".parse().unwrap(),
-        calls: vec!["open".parse().unwrap()],
+        calls: vec!["open".parse().unwrap(), "read".parse().unwrap()],
         path_prefix: Some("/data".into()),
     };
     let err = engine.start(&spec(cg.target(), fault, 0.5)).unwrap_err();

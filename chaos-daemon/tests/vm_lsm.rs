@@ -251,3 +251,34 @@ fn two_faults_share_a_hook_and_the_last_stop_detaches_it() {
     engine.stop(ib).unwrap();
     assert_eq!(engine.lsm_links_attached(), 0);
 }
+
+#[test]
+fn path_prefix_fails_only_opens_under_the_prefix() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-path");
+    let root = TempDir::new("lsm-path");
+    // `in` is the prefix; `inner` shares its first bytes but is not under it.
+    let (under, sibling) = (root.0.join("in"), root.0.join("inner"));
+    for d in [&under, &sibling] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("data"), [0u8; 16]).unwrap();
+    }
+    let mut engine = engine(&mount);
+    let fault = Fault::SyscallError {
+        errno: "EIO".parse().unwrap(),
+        calls: vec!["open".parse().unwrap()],
+        path_prefix: Some(format!("{}/", under.display())),
+    };
+    let id = start(&mut engine, &spec(cg.target(), fault, 1.0));
+    let hit = calls(Some(&cg.path), "open", &under, 100);
+    assert_eq!(hit.get("EIO"), 100, "under the prefix: {hit:?}");
+    let miss = calls(Some(&cg.path), "open", &sibling, 100);
+    assert_eq!(miss.ok(), 100, "beside the prefix: {miss:?}");
+    assert_eq!(
+        calls(None, "open", &under, 100).ok(),
+        100,
+        "outside the cgroup"
+    );
+    let c = engine.stop(id).unwrap();
+    assert_eq!(c.injected, 100);
+}

@@ -51,13 +51,13 @@ impl Event {
     }
 }
 
-/// Whether `slot` is armed and its flags ask for any of `flags`: the cheap pre-check of the
-/// global LSM programs, before they ask whether the task is in the slot's cgroup.
+/// `slot`'s flags when it is armed, else 0: the cheap pre-check of the global LSM programs,
+/// before they ask whether the task is in the slot's cgroup.
 #[inline(always)]
-pub fn armed_for(slot: u32, flags: u32) -> bool {
+pub fn armed_flags(slot: u32) -> u32 {
     SLOTS
         .get(slot)
-        .is_some_and(|cfg| cfg.armed != 0 && cfg.flags & flags != 0)
+        .map_or(0, |cfg| if cfg.armed != 0 { cfg.flags } else { 0 })
 }
 
 /// Returns the slot's config when this event must be faulted, `None` to let it pass.

@@ -15,10 +15,13 @@ use std::{
 
 use aya::{
     Btf,
-    maps::{CgroupArray, IterableMap as _, Map, MapData},
+    maps::{Array, CgroupArray, Map, MapData},
     programs::{Lsm, links::FdLink},
 };
-use chaos_common::{MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_SLOTS};
+use chaos_common::{
+    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_LSM_PATHS, MAP_SLOTS, PATH_BUF_LEN,
+    PathPrefix,
+};
 
 use super::{Kernel, KernelError, OBJECT, fmod_ret};
 
@@ -26,6 +29,8 @@ use super::{Kernel, KernelError, OBJECT, fmod_ret};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LsmHook {
     FileOpen,
+    /// `file_open` for slots with a path prefix (reads the path with `bpf_d_path`).
+    FileOpenPath,
     FilePermission,
     InodeUnlink,
     InodeCreate,
@@ -36,8 +41,9 @@ pub enum LsmHook {
 
 impl LsmHook {
     /// Every hook, in a stable order.
-    pub const ALL: [LsmHook; 7] = [
+    pub const ALL: [LsmHook; 8] = [
         LsmHook::FileOpen,
+        LsmHook::FileOpenPath,
         LsmHook::FilePermission,
         LsmHook::InodeUnlink,
         LsmHook::InodeCreate,
@@ -50,6 +56,7 @@ impl LsmHook {
     pub fn program_name(self) -> &'static str {
         match self {
             LsmHook::FileOpen => "lsm_file_open",
+            LsmHook::FileOpenPath => "lsm_open_path",
             LsmHook::FilePermission => "lsm_file_perm",
             LsmHook::InodeUnlink => "lsm_unlink",
             LsmHook::InodeCreate => "lsm_create",
@@ -62,7 +69,7 @@ impl LsmHook {
     /// The LSM hook name (`bpf_lsm_<name>` in the kernel's BTF).
     pub fn lsm_name(self) -> &'static str {
         match self {
-            LsmHook::FileOpen => "file_open",
+            LsmHook::FileOpen | LsmHook::FileOpenPath => "file_open",
             LsmHook::FilePermission => "file_permission",
             LsmHook::InodeUnlink => "inode_unlink",
             LsmHook::InodeCreate => "inode_create",
@@ -78,6 +85,7 @@ impl LsmHook {
     pub fn fmod_ret_target(self) -> (&'static str, &'static str) {
         match self {
             LsmHook::FileOpen => ("security_file_open", "lsm_file_open"),
+            LsmHook::FileOpenPath => ("security_file_open", "lsm_open_path"),
             LsmHook::FilePermission => ("security_file_permission", "lsm_file_perm"),
             LsmHook::InodeUnlink => ("security_inode_unlink", "lsm_unlink"),
             LsmHook::InodeCreate => ("security_inode_create", "lsm_create"),
@@ -129,8 +137,11 @@ enum LinkFd {
 pub(super) struct LsmState {
     /// Slot -> target cgroup, read by `bpf_current_task_under_cgroup`.
     cgroups: CgroupArray<MapData>,
-    /// A second descriptor of `cgroups`, for relocating `fmod_ret` programs.
-    cgroups_fd: OwnedFd,
+    /// Slot -> path prefix.
+    paths: Array<MapData, PathPrefix>,
+    /// Descriptors of every map the LSM programs use, by name, for relocating them as
+    /// `fmod_ret` programs.
+    map_fds: Vec<(&'static str, OwnedFd)>,
     support: Option<LsmSupport>,
     links: HashMap<LsmHook, Weak<LsmLink>>,
     /// Loaded `fmod_ret` programs, kept for reattaching.
@@ -140,32 +151,52 @@ pub(super) struct LsmState {
 impl LsmState {
     /// Takes the LSM maps out of the freshly loaded object.
     pub(super) fn new(ebpf: &mut aya::Ebpf) -> Result<Self, KernelError> {
-        let map = ebpf
-            .take_map(MAP_LSM_CGROUPS)
-            .ok_or(KernelError::MissingMap(MAP_LSM_CGROUPS))?;
-        let cgroups_fd = match &map {
-            Map::CgroupArray(data) => Some(data.fd().as_fd().try_clone_to_owned()),
-            _ => None,
-        };
-        // Fails on any other map type, so `cgroups_fd` is `Some` past this line.
-        let cgroups = CgroupArray::try_from(map).map_err(|source| KernelError::Map {
-            map: MAP_LSM_CGROUPS,
-            source,
-        })?;
-        let cgroups_fd = cgroups_fd
-            .ok_or(KernelError::MissingMap(MAP_LSM_CGROUPS))?
-            .map_err(|source| KernelError::Io {
-                what: "duplicating the LSM cgroup map descriptor",
+        let mut map_fds = Vec::new();
+        for name in FMOD_RET_MAPS {
+            let fd = match ebpf.map(name) {
+                Some(Map::Array(data) | Map::PerCpuArray(data) | Map::CgroupArray(data)) => {
+                    data.fd().as_fd().try_clone_to_owned()
+                }
+                // `.rodata` exists only while a program reads a global; the rest are ours.
+                _ if name == ".rodata" => continue,
+                _ => return Err(KernelError::MissingMap(name)),
+            };
+            let fd = fd.map_err(|source| KernelError::Io {
+                what: "duplicating a map descriptor",
                 source,
             })?;
+            map_fds.push((name, fd));
+        }
+        let cgroups = take(ebpf, MAP_LSM_CGROUPS)?;
+        let paths = take(ebpf, MAP_LSM_PATHS)?;
         Ok(Self {
             cgroups,
-            cgroups_fd,
+            paths,
+            map_fds,
             support: None,
             links: HashMap::new(),
             fmod_progs: HashMap::new(),
         })
     }
+}
+
+/// Every map an LSM program may reference.
+const FMOD_RET_MAPS: [&str; 7] = [
+    MAP_SLOTS,
+    MAP_FAULT_TICKETS,
+    MAP_COUNTERS,
+    MAP_LSM_CGROUPS,
+    MAP_LSM_PATHS,
+    "CHAOS_PATH_BUF",
+    ".rodata",
+];
+
+fn take<T>(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<T, KernelError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(KernelError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| KernelError::Map { map: name, source })
 }
 
 /// The BPF LSM's state as the kernel reports it: `Ok(list)` of active LSMs.
@@ -242,6 +273,24 @@ impl Kernel {
             })
     }
 
+    /// Sets `slot`'s path prefix (absolute, no trailing `/`, validated by the fault spec).
+    pub fn set_lsm_path(&mut self, slot: u32, prefix: &str) -> Result<(), KernelError> {
+        let mut p = PathPrefix {
+            len: prefix.len() as u32,
+            _pad: 0,
+            bytes: [0; PATH_BUF_LEN],
+        };
+        let n = prefix.len().min(PATH_BUF_LEN - 1);
+        p.bytes[..n].copy_from_slice(&prefix.as_bytes()[..n]);
+        self.lsm
+            .paths
+            .set(slot, p, 0)
+            .map_err(|source| KernelError::Map {
+                map: MAP_LSM_PATHS,
+                source,
+            })
+    }
+
     /// Forgets `slot`'s target cgroup (releasing the kernel's reference to it).
     pub fn clear_lsm_target(&mut self, slot: u32) -> Result<(), KernelError> {
         self.lsm
@@ -308,12 +357,12 @@ impl Kernel {
     fn attach_fmod_ret(&mut self, hook: LsmHook) -> Result<LsmLink, KernelError> {
         let (function, program) = hook.fmod_ret_target();
         if !self.lsm.fmod_progs.contains_key(&hook) {
-            let maps = [
-                (MAP_SLOTS, self.slots.map().fd().as_fd()),
-                (MAP_FAULT_TICKETS, self.tickets.map().fd().as_fd()),
-                (MAP_COUNTERS, self.counters.map().fd().as_fd()),
-                (MAP_LSM_CGROUPS, self.lsm.cgroups_fd.as_fd()),
-            ];
+            let maps: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = self
+                .lsm
+                .map_fds
+                .iter()
+                .map(|(n, fd)| (*n, fd.as_fd()))
+                .collect();
             let fd = fmod_ret::load(OBJECT, program, function, &maps)?;
             self.lsm.fmod_progs.insert(hook, fd);
         }

@@ -6,6 +6,7 @@
 //! Links are owned by [`Attachment`] values and never pinned: detaching or dropping one (or the
 //! daemon dying) removes the program from the cgroup.
 
+mod btf;
 mod fmod_ret;
 pub mod lsm;
 pub mod sys;
@@ -21,7 +22,8 @@ use aya::{
     },
 };
 use chaos_common::{
-    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_SLOTS, MAX_SLOTS, SlotConfig, SlotCounters,
+    GLOBAL_F_PATH_OFFSET, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_SLOTS, MAX_SLOTS, SlotConfig,
+    SlotCounters,
 };
 
 /// The kernel object built from `chaos-ebpf` by `build.rs`.
@@ -177,11 +179,19 @@ pub struct Kernel {
 impl Kernel {
     /// Loads the embedded object: creates the maps; programs are loaded on first attach.
     pub fn load() -> Result<Self, KernelError> {
-        let mut ebpf = Ebpf::load(OBJECT)?;
+        // `offsetof(struct file, f_path)` for the path-prefix program. Without BTF it stays 0
+        // and only that program fails to load (the verifier then sees a `struct file`).
+        let f_path_offset = std::fs::read("/sys/kernel/btf/vmlinux")
+            .ok()
+            .and_then(|b| btf::member_offset(&b, "file", "f_path"))
+            .unwrap_or(0);
+        let mut ebpf = aya::EbpfLoader::new()
+            .override_global(GLOBAL_F_PATH_OFFSET, &f_path_offset, true)
+            .load(OBJECT)?;
+        let lsm = lsm::LsmState::new(&mut ebpf)?;
         let slots = take_map(&mut ebpf, MAP_SLOTS)?;
         let tickets = take_map(&mut ebpf, MAP_FAULT_TICKETS)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS)?;
-        let lsm = lsm::LsmState::new(&mut ebpf)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Cpus(e))?;
         Ok(Self {
             ebpf,

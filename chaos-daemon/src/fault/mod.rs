@@ -53,7 +53,7 @@ pub enum Fault {
     SyscallError {
         errno: Errno,
         calls: Vec<SyscallCall>,
-        /// Only files under this path; not supported yet (refused when set).
+        /// Only files under this path (`open` only).
         path_prefix: Option<String>,
     },
 }
@@ -176,6 +176,8 @@ pub struct Plan {
     pub hooks: Vec<Hook>,
     /// Global LSM hooks the slot needs (file and process syscall errors).
     pub lsm_hooks: Vec<LsmHook>,
+    /// The slot's path prefix for those hooks, if any.
+    pub lsm_path: Option<String>,
 }
 
 impl FaultSpec {
@@ -252,11 +254,12 @@ impl FaultSpec {
                          calls have no network address)",
                     ));
                 }
-                let lsm_hooks = syscall::plan(&mut config, *errno, calls, path_prefix.as_deref())?;
+                let lsm = syscall::plan(&mut config, *errno, calls, path_prefix.as_deref())?;
                 return Ok(Plan {
                     config,
                     hooks: Vec::new(),
-                    lsm_hooks,
+                    lsm_hooks: lsm.hooks,
+                    lsm_path: lsm.path_prefix,
                 });
             }
         };
@@ -264,6 +267,7 @@ impl FaultSpec {
             config,
             hooks,
             lsm_hooks: Vec::new(),
+            lsm_path: None,
         })
     }
 }

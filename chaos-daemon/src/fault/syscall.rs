@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use chaos_common::{
     FLAG_CALL_CREATE, FLAG_CALL_EXEC, FLAG_CALL_FORK, FLAG_CALL_MMAP, FLAG_CALL_OPEN,
-    FLAG_CALL_READ, FLAG_CALL_UNLINK, FLAG_CALL_WRITE, SlotConfig,
+    FLAG_CALL_READ, FLAG_CALL_UNLINK, FLAG_CALL_WRITE, FLAG_PATH_PREFIX, PATH_BUF_LEN, SlotConfig,
 };
 
 use super::{Errno, SpecError};
@@ -87,14 +87,23 @@ impl FromStr for SyscallCall {
     }
 }
 
+/// What a `syscall_error` fault needs in the kernel besides its slot config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LsmPlan {
+    /// The global LSM hooks, each once.
+    pub hooks: Vec<LsmHook>,
+    /// The normalized path prefix, if any.
+    pub path_prefix: Option<String>,
+}
+
 /// Writes the errno and call flags of a `syscall_error` fault into `config` and returns the
-/// LSM hooks it needs, each once.
+/// LSM hooks it needs and its normalized path prefix.
 pub fn plan(
     config: &mut SlotConfig,
     errno: Errno,
     calls: &[SyscallCall],
     path_prefix: Option<&str>,
-) -> Result<Vec<LsmHook>, SpecError> {
+) -> Result<LsmPlan, SpecError> {
     if calls.is_empty() {
         return Err(SpecError::new(
             "fault.calls",
@@ -102,26 +111,52 @@ pub fn plan(
             format!("at least {ALLOWED}"),
         ));
     }
-    if let Some(p) = path_prefix {
-        // Filtering by path needs `bpf_d_path` on the hook's `struct file`, whose layout differs
-        // between kernels; not built yet, so refuse rather than inject everywhere.
-        return Err(SpecError::new(
-            "fault.path_prefix",
-            p,
-            "no path prefix: this daemon cannot filter file syscall errors by path yet (omit it \
-             to fail the calls on every file of the target)",
-        ));
-    }
+    let path_prefix = path_prefix
+        .map(|p| normalize_prefix(p, calls))
+        .transpose()?;
     config.errno = errno.number();
     let mut hooks = Vec::new();
     for call in SyscallCall::ALL.into_iter().filter(|c| calls.contains(c)) {
-        let (hook, flag) = call.hook();
+        let (mut hook, flag) = call.hook();
         config.flags |= flag;
+        if path_prefix.is_some() {
+            hook = LsmHook::FileOpenPath;
+        }
         if !hooks.contains(&hook) {
             hooks.push(hook);
         }
     }
-    Ok(hooks)
+    if path_prefix.is_some() {
+        config.flags |= FLAG_PATH_PREFIX;
+    }
+    Ok(LsmPlan { hooks, path_prefix })
+}
+
+/// Checks a path prefix and drops a trailing `/`. Only `open` can filter by path: the kernel
+/// allows `bpf_d_path` in `file_open` for both mechanisms, but not in `file_permission` for
+/// BPF LSM programs nor in `security_mmap_file` for `fmod_ret`, and the inode hooks (`unlink`,
+/// `create`) have no `struct path` at all.
+fn normalize_prefix(p: &str, calls: &[SyscallCall]) -> Result<String, SpecError> {
+    if let Some(c) = calls.iter().find(|c| **c != SyscallCall::Open) {
+        return Err(SpecError::new(
+            "fault.path_prefix",
+            p,
+            format!(
+                "no path prefix with {}: only open can be filtered by path (the kernel's \
+                 bpf_d_path is not available in every hook); use a separate experiment",
+                c.name()
+            ),
+        ));
+    }
+    let trimmed = p.trim_end_matches('/');
+    if !p.starts_with('/') || trimmed.is_empty() || p.contains('\0') || p.len() >= PATH_BUF_LEN {
+        return Err(SpecError::new(
+            "fault.path_prefix",
+            p,
+            format!("an absolute path other than /, shorter than {PATH_BUF_LEN} bytes, e.g. /data"),
+        ));
+    }
+    Ok(trimmed.to_owned())
 }
 
 #[cfg(test)]
@@ -138,7 +173,8 @@ mod tests {
             &[SyscallCall::Write, SyscallCall::Read, SyscallCall::Fork],
             None,
         )
-        .unwrap();
+        .unwrap()
+        .hooks;
         assert_eq!(hooks, vec![LsmHook::FilePermission, LsmHook::TaskAlloc]);
         assert_eq!(cfg.flags, FLAG_CALL_READ | FLAG_CALL_WRITE | FLAG_CALL_FORK);
         assert_eq!(cfg.errno, libc::EIO as u32);
@@ -158,11 +194,32 @@ mod tests {
             plan(&mut cfg, errno, &[], None).unwrap_err().field,
             "fault.calls"
         );
-        let e = plan(&mut cfg, errno, &[SyscallCall::Open], Some("/data")).unwrap_err();
-        assert_eq!(
-            (e.field.as_str(), e.value.as_str()),
-            ("fault.path_prefix", "/data")
-        );
+        for (calls, prefix) in [
+            (&[SyscallCall::Open, SyscallCall::Read][..], "/data"),
+            (&[SyscallCall::Open][..], "data"),
+            (&[SyscallCall::Open][..], "/"),
+        ] {
+            let e = plan(&mut cfg, errno, calls, Some(prefix)).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.value.as_str()),
+                ("fault.path_prefix", prefix)
+            );
+        }
         assert_eq!(cfg, SlotConfig::default(), "a refused plan writes nothing");
+    }
+
+    #[test]
+    fn open_with_a_path_prefix_uses_the_path_program() {
+        let mut cfg = SlotConfig::default();
+        let p = plan(
+            &mut cfg,
+            "EIO".parse().unwrap(),
+            &[SyscallCall::Open],
+            Some("/data/"),
+        )
+        .unwrap();
+        assert_eq!(p.hooks, vec![LsmHook::FileOpenPath]);
+        assert_eq!(p.path_prefix.as_deref(), Some("/data"));
+        assert_eq!(cfg.flags, FLAG_CALL_OPEN | FLAG_PATH_PREFIX);
     }
 }
