@@ -1,6 +1,6 @@
 //! The daemon's durable state in SQLite (rusqlite, bundled) under the state directory:
 //! experiments, their event timeline, the audit log of who asked for what, and the journal of
-//! host changes (state that outlives the process, used by later faults).
+//! host changes (state that outlives the process; see [`crate::journal`]).
 //!
 //! Writes are small and synchronous; the file survives a SIGKILL (WAL mode). At start-up
 //! [`Store::abort_running`] marks experiments that were running when the daemon died.
@@ -8,6 +8,11 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
+
+use crate::{
+    experiment::now_ms,
+    journal::{ChangeKind, HostChange, HostJournal, JournalEntry, JournalError},
+};
 
 /// Store errors carry what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -338,6 +343,68 @@ fn row_to_experiment(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentRow> {
         budget: r.get(13)?,
         spent: r.get(14)?,
     })
+}
+
+impl HostJournal for Store {
+    fn record(&self, owner: &str, change: &HostChange) -> Result<i64, JournalError> {
+        self.conn
+            .execute(
+                "INSERT INTO journal (experiment_id, kind, path, old_value, applied_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    owner,
+                    change.kind.as_str(),
+                    change.path,
+                    change.old_value,
+                    now_ms() as i64
+                ],
+            )
+            .ctx("recording a host change")?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn undone(&self, id: i64) -> Result<(), JournalError> {
+        self.conn
+            .execute(
+                "UPDATE journal SET restored_ms = ?2 WHERE id = ?1",
+                params![id, now_ms() as i64],
+            )
+            .ctx("marking a host change undone")?;
+        Ok(())
+    }
+
+    fn pending(&self) -> Result<Vec<JournalEntry>, JournalError> {
+        let what = "reading the host-change journal";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, experiment_id, kind, path, old_value FROM journal \
+                 WHERE restored_ms = 0 ORDER BY id DESC",
+            )
+            .ctx(what)?;
+        let rows: Vec<(i64, String, String, String, String)> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .ctx(what)?
+            .collect::<Result<_, _>>()
+            .ctx(what)?;
+        rows.into_iter()
+            .map(|(id, owner, kind, path, old_value)| {
+                let kind =
+                    ChangeKind::parse(&kind).ok_or(JournalError::UnknownKind { id, kind })?;
+                Ok(JournalEntry {
+                    id,
+                    owner,
+                    change: HostChange {
+                        kind,
+                        path,
+                        old_value,
+                    },
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -143,6 +143,11 @@ impl Resolver {
         Ok(Self { own, mount })
     }
 
+    /// The cgroup2 mount targets are resolved under.
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+
     /// Resolves `target` to a cgroup directory and checks it is not protected.
     pub fn resolve(&self, target: &Target) -> Result<ResolvedTarget, TargetError> {
         let path = match target {

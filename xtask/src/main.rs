@@ -5,9 +5,11 @@
 //! * `test`  — fmt, clippy (host and eBPF), every test; kernel tests need root.
 //! * `demo`  — the local demo: a cgroup, real workloads, loss then connect errors, cleanup.
 //! * `bench` — engine benchmarks, printed with ratios to a baseline measured in the same run.
+//! * `vm-test` — the `vm_*` kernel tests inside QEMU on Debian kernels (BPF LSM, fq).
 
 mod demo;
 mod setup;
+mod vm;
 
 use std::process::Command;
 
@@ -30,6 +32,8 @@ enum Cmd {
     Demo,
     /// Run the engine benchmarks (root) and print the figures.
     Bench,
+    /// Run the VM tier (root): the vm_* tests in QEMU on Debian 6.1 and 6.12 kernels.
+    VmTest(vm::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +51,11 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             require_root("bench")?;
             cargo(&["bench", "-p", "chaos-daemon", "--benches"])
+        }
+        Cmd::VmTest(args) => {
+            require_root("vm-test")?;
+            setup::run()?;
+            vm::run(args)
         }
     }
 }

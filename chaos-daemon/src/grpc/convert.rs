@@ -69,11 +69,18 @@ pub fn spec_from_proto(p: &proto::ExperimentSpec) -> Result<(String, FaultSpec),
                 .collect::<Result<_, _>>()?,
             path_prefix: (!e.path_prefix.is_empty()).then(|| e.path_prefix.clone()),
         },
+        Some(fault::Kind::PodKill(k)) => Fault::PodKill {
+            interval: (k.interval_ms > 0).then(|| Duration::from_millis(k.interval_ms)),
+        },
+        Some(fault::Kind::ResourcePressure(r)) => Fault::ResourcePressure {
+            cpu_share: r.cpu_share,
+            memory_share: r.memory_share,
+        },
         None => {
             return Err(SpecError::new(
                 "spec.fault",
                 "none",
-                "packet_loss, socket_error or syscall_error",
+                "packet_loss, socket_error, syscall_error, pod_kill or resource_pressure",
             ));
         }
     };

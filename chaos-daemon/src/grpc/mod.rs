@@ -17,10 +17,11 @@ use tonic::{Request, Response, Status};
 use self::auth::{Caller, Role};
 
 use crate::{
-    ebpf::{KernelError, lsm::LsmSupport},
+    ebpf::KernelError,
     engine::EngineError,
     experiment::{ExperimentError, Manager},
     fault::SpecError,
+    host_fault::HostFaultError,
     report,
     target::TargetError,
 };
@@ -46,6 +47,10 @@ pub fn status_of(e: &ExperimentError) -> Status {
             Status::failed_precondition(msg)
         }
         ExperimentError::Engine(EngineError::UnknownFault(_)) => Status::not_found(msg),
+        ExperimentError::Engine(
+            EngineError::Unsupported { .. } | EngineError::Host(HostFaultError::Unusable { .. }),
+        )
+        | ExperimentError::Disabled(_) => Status::failed_precondition(msg),
         ExperimentError::Latched | ExperimentError::NotRunning { .. } => {
             Status::failed_precondition(msg)
         }
@@ -127,29 +132,19 @@ impl Service {
         req: Request<proto::CapabilitiesRequest>,
     ) -> Result<Response<proto::CapabilitiesResponse>, Status> {
         self.caller(&req)?;
-        let cap = |fault: &str| proto::Capability {
-            fault: fault.into(),
-            supported: true,
-            reason: String::new(),
-        };
+        let caps = self.manager.capabilities();
         Ok(Response::new(proto::CapabilitiesResponse {
             node: self.node.clone(),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .into(),
-            capabilities: vec![
-                cap("packet_loss"),
-                cap("socket_error"),
-                match self.manager.lsm_support() {
-                    LsmSupport::Unsupported { reason } => proto::Capability {
-                        fault: "syscall_error".into(),
-                        supported: false,
-                        reason,
-                    },
-                    LsmSupport::Lsm | LsmSupport::FmodRet => cap("syscall_error"),
-                },
-            ],
+            kernel: caps.kernel,
+            capabilities: caps
+                .faults
+                .into_iter()
+                .map(|c| proto::Capability {
+                    fault: c.fault.into(),
+                    supported: c.supported,
+                    reason: c.reason,
+                })
+                .collect(),
         }))
     }
 
