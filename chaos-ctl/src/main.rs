@@ -111,6 +111,8 @@ enum ExperimentType {
     NetworkLatency,
     PodDeletion,
     ResourceExhaustion,
+    /// File and process syscall errors (BPF LSM): --errno, --calls, --path-prefix.
+    SyscallError,
 }
 
 #[derive(Args)]
@@ -150,9 +152,13 @@ struct ExperimentArgs {
     /// dependency_failure / api_error_injection: the errno to return.
     #[arg(long)]
     errno: Option<String>,
-    /// dependency_failure / api_error_injection: calls to fail (connect,sendmsg,bind,socket).
+    /// dependency_failure / api_error_injection: calls to fail (connect,sendmsg,bind,socket);
+    /// syscall_error: open,read,write,unlink,create,fork,exec,mmap.
     #[arg(long, value_delimiter = ',')]
     calls: Option<Vec<String>>,
+    /// syscall_error: only opens of files at or under this path (with --calls open).
+    #[arg(long)]
+    path_prefix: Option<String>,
     /// pod_deletion: kill again this often while the target has processes (default: once).
     #[arg(long, value_parser = parse_duration)]
     interval: Option<Duration>,
@@ -628,6 +634,11 @@ fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
         }),
         ExperimentType::DependencyFailure => socket("ECONNREFUSED", &["connect"]),
         ExperimentType::ApiErrorInjection => socket("ECONNRESET", &["connect", "sendmsg"]),
+        ExperimentType::SyscallError => fault::Kind::SyscallError(proto::SyscallError {
+            errno: a.errno.clone().unwrap_or_else(|| "EIO".into()),
+            calls: a.calls.clone().unwrap_or_else(|| vec!["open".into()]),
+            path_prefix: a.path_prefix.clone().unwrap_or_default(),
+        }),
         ExperimentType::PodDeletion => fault::Kind::PodKill(proto::PodKill {
             interval_ms: a.interval.map_or(0, |i| i.as_millis() as u64),
         }),
@@ -639,8 +650,8 @@ fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
         }
         other => bail!(tonic::Status::failed_precondition(format!(
             "experiment type {} is not available in this version (it needs the VM-tier faults); \
-             available: packet_loss, dependency_failure, api_error_injection, pod_deletion, \
-             resource_exhaustion",
+             available: packet_loss, dependency_failure, api_error_injection, syscall_error, \
+             pod_deletion, resource_exhaustion",
             other
                 .to_possible_value()
                 .map(|v| v.get_name().to_string())
