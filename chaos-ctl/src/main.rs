@@ -122,9 +122,10 @@ struct ExperimentArgs {
     /// How long: seconds (300) or a duration (5m).
     #[arg(long, default_value = "60", value_parser = parse_duration)]
     duration: Duration,
-    /// Probability that a matching packet or call is faulted, 0 to 1.
-    #[arg(long, default_value_t = 0.1)]
-    intensity: f64,
+    /// Probability that a matching packet or call is faulted, 0 to 1 (default: 1 for
+    /// network_latency, 0.1 otherwise).
+    #[arg(long)]
+    intensity: Option<f64>,
     /// Money budget for this experiment.
     #[arg(long)]
     budget: Option<f64>,
@@ -152,6 +153,18 @@ struct ExperimentArgs {
     /// dependency_failure / api_error_injection: calls to fail (connect,sendmsg,bind,socket).
     #[arg(long, value_delimiter = ',')]
     calls: Option<Vec<String>>,
+    /// network_latency: added delay in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    latency_ms: u64,
+    /// network_latency: jitter in milliseconds (uniform: +/- this; normal: the std deviation).
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    /// network_latency: jitter distribution, uniform or normal.
+    #[arg(long, default_value = "uniform")]
+    distribution: String,
+    /// network_latency: the device whose egress is delayed (default: the default route's).
+    #[arg(long, default_value = "")]
+    interface: String,
     /// Only tcp, udp, icmp or any.
     #[arg(long, default_value = "")]
     protocol: String,
@@ -618,9 +631,15 @@ fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
         }),
         ExperimentType::DependencyFailure => socket("ECONNREFUSED", &["connect"]),
         ExperimentType::ApiErrorInjection => socket("ECONNRESET", &["connect", "sendmsg"]),
+        ExperimentType::NetworkLatency => fault::Kind::Latency(proto::Latency {
+            delay_ms: a.latency_ms,
+            jitter_ms: a.jitter_ms,
+            distribution: a.distribution.clone(),
+            interface: a.interface.clone(),
+        }),
         other => bail!(tonic::Status::failed_precondition(format!(
             "experiment type {} is not available in this version (it needs the VM-tier faults); \
-             available: packet_loss, dependency_failure, api_error_injection",
+             available: packet_loss, dependency_failure, api_error_injection, network_latency",
             other
                 .to_possible_value()
                 .map(|v| v.get_name().to_string())
@@ -631,7 +650,10 @@ fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
         name: a.name.clone(),
         target: Some(proto::Target { kind: Some(kind) }),
         fault: Some(proto::Fault { kind: Some(fault) }),
-        probability: a.intensity,
+        probability: a.intensity.unwrap_or(match a.kind {
+            ExperimentType::NetworkLatency => 1.0,
+            _ => 0.1,
+        }),
         duration_ms: a.duration.as_millis() as u64,
         max_faults: a.max_faults,
         filter: Some(proto::NetFilter {

@@ -12,6 +12,11 @@ use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters};
 use crate::{
     ebpf::{Attachment, Kernel, KernelError},
     fault::{FaultSpec, SpecError},
+    net::{
+        devices::DeviceError,
+        latency::{Latency, LatencyError, LatencyRun},
+    },
+    store::Store,
     target::{ResolvedTarget, Resolver, TargetError},
 };
 
@@ -45,6 +50,8 @@ pub enum EngineError {
     Clock(nix::Error),
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Latency(#[from] LatencyError),
 }
 
 /// What a started fault is, as the caller needs to know it.
@@ -63,6 +70,8 @@ struct Running {
     /// The armed configuration; disarming writes it back with `armed = 0`.
     config: SlotConfig,
     attachments: Vec<Attachment>,
+    /// A latency fault's device side.
+    latency: Option<LatencyRun>,
 }
 
 /// The node's fault engine. Dropping it disarms and detaches everything.
@@ -71,6 +80,7 @@ pub struct Engine {
     resolver: Resolver,
     slots: Vec<Option<Running>>,
     next_id: u64,
+    latency: Latency,
 }
 
 impl Engine {
@@ -81,7 +91,19 @@ impl Engine {
             resolver,
             slots: (0..MAX_SLOTS).map(|_| None).collect(),
             next_id: 1,
+            latency: Latency::default(),
         })
+    }
+
+    /// Takes the journal of host changes (latency faults need it) and first restores what a
+    /// previous daemon process left changed. Returns how many changes were restored.
+    pub fn open_journal(&mut self, journal: Store) -> Result<usize, DeviceError> {
+        self.latency.open_journal(journal)
+    }
+
+    /// The latency faults' device state (which devices hold a shared `fq`).
+    pub fn latency(&self) -> &Latency {
+        &self.latency
     }
 
     /// The resolver this engine checks targets with.
@@ -113,9 +135,23 @@ impl Engine {
             // On error `attachments` is dropped here, which detaches what was attached.
             attachments.push(self.kernel.attach(slot_u32, *hook, &cgroup)?);
         }
+        let latency = match &plan.latency {
+            Some(lat) => Some(self.latency.start(
+                &mut self.kernel,
+                slot_u32,
+                &format!("fault-{}", self.next_id),
+                &target,
+                self.resolver.level(&target.path),
+                lat,
+            )?),
+            None => None,
+        };
+        // Nothing below may fail without undoing the latency side.
+        let mut undo = LatencyUndo(Some(&mut self.latency), latency);
         config.expires_at_ns = monotonic_ns()?.saturating_add(nanos(spec.duration));
         config.armed = 1;
         self.kernel.write_slot(slot_u32, &config)?;
+        let latency = undo.keep();
 
         let handle = FaultHandle {
             id: FaultId(self.next_id),
@@ -132,6 +168,7 @@ impl Engine {
             handle: handle.clone(),
             config,
             attachments,
+            latency,
         });
         Ok(handle)
     }
@@ -178,11 +215,16 @@ impl Engine {
         let mut first_err = None;
         for a in running.attachments {
             if let Err(e) = a.detach() {
-                first_err.get_or_insert(e);
+                first_err.get_or_insert(EngineError::from(e));
             }
         }
+        if let Some(run) = running.latency
+            && let Err(e) = self.latency.stop(run)
+        {
+            first_err.get_or_insert(e.into());
+        }
         tracing::info!(fault_id = %id, injected = counters.injected, "stopped");
-        first_err.map_or(Ok(counters), |e| Err(e.into()))
+        first_err.map_or(Ok(counters), Err)
     }
 
     /// Live counters of a running fault, summed over CPUs.
@@ -210,7 +252,34 @@ impl Drop for Engine {
         if let Err(e) = self.disarm_all() {
             tracing::error!(error = %e, "disarming on shutdown failed; detaching anyway");
         }
+        for running in self.slots.iter_mut().flatten() {
+            if let Some(run) = running.latency.take()
+                && let Err(e) = self.latency.stop(run)
+            {
+                tracing::error!(error = %e, "restoring a device on shutdown failed");
+            }
+        }
         self.slots.clear();
+    }
+}
+
+/// Undoes a started latency side on drop unless [`LatencyUndo::keep`] took it: a start that
+/// fails after the device was prepared puts the old qdisc back.
+struct LatencyUndo<'a>(Option<&'a mut Latency>, Option<LatencyRun>);
+
+impl LatencyUndo<'_> {
+    fn keep(&mut self) -> Option<LatencyRun> {
+        self.1.take()
+    }
+}
+
+impl Drop for LatencyUndo<'_> {
+    fn drop(&mut self) {
+        if let (Some(latency), Some(run)) = (self.0.take(), self.1.take())
+            && let Err(e) = latency.stop(run)
+        {
+            tracing::error!(error = %e, "undoing a failed latency start");
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use chaos_common::SlotCounters;
 
 use crate::{
     engine::{Engine, EngineError, FaultId},
-    fault::FaultSpec,
+    fault::{Fault, FaultSpec},
     metrics::Metrics,
     store::{AuditRow, EventRow, ExperimentRow, SnapshotRow, Store, StoreError},
 };
@@ -45,6 +45,11 @@ pub enum ExperimentError {
          budget.max_daily_cost is left (spent and reserved by running experiments)"
     )]
     BudgetExhausted { requested: f64, remaining: f64 },
+    #[error(
+        "fault.delay + fault.jitter: {requested_ms} ms is not allowed; expected at most \
+         {max_ms} ms (experiments.network_latency.max_latency_ms)"
+    )]
+    LatencyTooHigh { requested_ms: u128, max_ms: u64 },
     #[error("experiment {id:?} is not running (it is {state})")]
     NotRunning { id: String, state: String },
 }
@@ -97,6 +102,8 @@ pub struct Manager {
     /// Random per daemon process: ids stay unique across nodes that start in the same ms.
     instance: u32,
     budget: Budget,
+    /// `experiments.network_latency.max_latency_ms`: the most delay + jitter a fault may add.
+    max_latency_ms: u64,
     pub metrics: Metrics,
 }
 
@@ -137,6 +144,7 @@ impl Manager {
             next: AtomicU64::new(1),
             instance: instance_tag(),
             budget: config.budget.clone(),
+            max_latency_ms: config.experiments.network_latency.max_latency_ms,
             metrics: Metrics::new(),
         })
     }
@@ -169,6 +177,12 @@ impl Manager {
         let inner = self.lock();
         let (spec, cost) = self.budgeted(&inner, spec, budget)?;
         let plan = spec.plan().map_err(EngineError::from)?;
+        if plan.latency.is_some() {
+            // A dry run answers what a start would: refused when the kernel has no fq.
+            crate::net::probe_fq().map_err(|r| {
+                EngineError::Latency(crate::net::latency::LatencyError::Unsupported(r))
+            })?;
+        }
         let target = inner
             .engine
             .resolver()
@@ -192,6 +206,15 @@ impl Manager {
         spec: &FaultSpec,
         budget: Option<f64>,
     ) -> Result<(FaultSpec, f64), ExperimentError> {
+        if let Fault::Latency { delay, jitter, .. } = &spec.fault {
+            let requested_ms = (*delay + *jitter).as_millis();
+            if requested_ms > u128::from(self.max_latency_ms) {
+                return Err(ExperimentError::LatencyTooHigh {
+                    requested_ms,
+                    max_ms: self.max_latency_ms,
+                });
+            }
+        }
         let b = &self.budget;
         let requested = budget.unwrap_or(b.max_experiment_cost);
         if !(requested.is_finite() && (0.0..=b.max_experiment_cost).contains(&requested)) {

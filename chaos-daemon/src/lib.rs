@@ -4,6 +4,7 @@
 //!   configuration and kernel attachments ([`ebpf`]), and arms, disarms and stops it.
 //! * [`experiment::Manager`] runs experiments on the engine: lifecycle, emergency-stop latch,
 //!   recorded in the [`store`]; [`report`] renders their post-mortems.
+//! * [`net`] changes network devices for latency faults (root qdisc, journaled).
 //! * [`grpc`] is the `chaos.v1.ChaosDaemon` service in front of the manager; [`metrics`] its
 //!   Prometheus metrics.
 
@@ -13,6 +14,7 @@ pub mod experiment;
 pub mod fault;
 pub mod grpc;
 pub mod metrics;
+pub mod net;
 pub mod report;
 pub mod store;
 pub mod target;

@@ -143,6 +143,18 @@ impl Resolver {
         Ok(Self { own, mount })
     }
 
+    /// The cgroup2 mount point.
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+
+    /// How deep `cgroup` lies below the cgroup2 mount (the root cgroup is level 0).
+    pub fn level(&self, cgroup: &Path) -> u32 {
+        cgroup
+            .strip_prefix(&self.mount)
+            .map_or(0, |rel| rel.components().count() as u32)
+    }
+
     /// Resolves `target` to a cgroup directory and checks it is not protected.
     pub fn resolve(&self, target: &Target) -> Result<ResolvedTarget, TargetError> {
         let path = match target {

@@ -1,11 +1,15 @@
-//! The built eBPF object, parsed without a kernel: every hook exists once per slot with the
-//! right attach type, the maps have the ABI's shapes, and the fault cap's atomic really fetches.
+//! The built eBPF object, parsed without a kernel: every hook (and the tc delay program) exists
+//! once per slot with the right attach type, the maps have the ABI's shapes, and the fault cap's atomic really fetches.
 
 use aya_obj::{Object, ProgramSection, generated::bpf_attach_type};
 use chaos_common::{
-    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_SLOTS, MAX_SLOTS, SlotConfig, SlotCounters,
+    LatencyConfig, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LATENCY, MAP_SLOTS, MAX_SLOTS, SlotConfig,
+    SlotCounters,
 };
-use chaos_daemon::ebpf::{Hook, OBJECT};
+use chaos_daemon::ebpf::{Hook, OBJECT, tc::latency_program_name};
+
+/// Programs per slot: every cgroup hook plus the tc egress delay program.
+const PER_SLOT: usize = Hook::ALL.len() + 1;
 
 fn object() -> Object {
     Object::parse(OBJECT).expect("the embedded object parses")
@@ -43,10 +47,21 @@ fn every_hook_exists_for_every_slot_with_its_attach_type() {
                 "{name}"
             );
         }
+        let name = latency_program_name(slot);
+        assert!(name.len() <= 15, "{name}");
+        let prog = obj
+            .programs
+            .get(&name)
+            .unwrap_or_else(|| panic!("missing program {name}"));
+        assert!(
+            matches!(prog.section, ProgramSection::SchedClassifier),
+            "{name}: {:?}",
+            prog.section
+        );
     }
     assert_eq!(
         obj.programs.len(),
-        MAX_SLOTS as usize * Hook::ALL.len(),
+        MAX_SLOTS as usize * PER_SLOT,
         "no stray programs"
     );
     assert!(
@@ -80,6 +95,11 @@ fn maps_match_the_shared_abi() {
         shape(MAP_COUNTERS),
         (BPF_MAP_TYPE_PERCPU_ARRAY as u32, 4, counters, MAX_SLOTS)
     );
+    let latency = size_of::<LatencyConfig>() as u32;
+    assert_eq!(
+        shape(MAP_LATENCY),
+        (BPF_MAP_TYPE_ARRAY as u32, 4, latency, MAX_SLOTS)
+    );
 }
 
 #[test]
@@ -98,7 +118,7 @@ fn fault_cap_atomics_return_the_old_value() {
     }
     assert_eq!(
         atomics,
-        MAX_SLOTS as usize * Hook::ALL.len(),
+        MAX_SLOTS as usize * PER_SLOT,
         "one ticket per program"
     );
 }

@@ -1,7 +1,7 @@
 //! The kernel programs of chaos-ebpf.
 //!
 //! Owns every program that runs in the kernel: `cgroup_skb` packet loss and the cgroup
-//! `sock_addr` / `sock_create` network syscall errors. Each program is compiled once per
+//! `sock_addr` / `sock_create` network syscall errors, and the tc egress delay (EDT) programs. Each program is compiled once per
 //! experiment slot (see `chaos_common` for the slot model); the daemon loads and attaches only
 //! the copies its experiments need. Hooks are thin: any internal error gives the no-fault verdict.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -14,6 +14,8 @@
 mod decide;
 #[cfg(target_arch = "bpf")]
 mod hooks;
+#[cfg(target_arch = "bpf")]
+mod latency;
 
 // The object is only ever built for bpfel-unknown-none; this keeps `cargo check --workspace`
 // on the host meaningful.

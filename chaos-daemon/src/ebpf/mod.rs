@@ -2,9 +2,11 @@
 //! attaches per-slot program copies to cgroups and reads counters.
 //!
 //! Links are owned by [`Attachment`] values and never pinned: detaching or dropping one (or the
-//! daemon dying) removes the program from the cgroup.
+//! daemon dying) removes the program from the cgroup. [`tc`] does the same for the tc egress
+//! delay programs on network devices.
 
 pub mod sys;
+pub mod tc;
 
 use std::os::fd::AsFd;
 

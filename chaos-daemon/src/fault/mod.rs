@@ -3,15 +3,21 @@
 //!
 //! * [`filter`] — the shared protocol / port / CIDR filter.
 //! * [`errno`] — errno names and numbers.
+//! * [`latency`] — the latency fault's delay, jitter and device.
 
 pub mod errno;
 pub mod filter;
+pub mod latency;
 
 use std::{fmt, time::Duration};
 
 use chaos_common::{FLAG_SILENT_EGRESS, SlotConfig, THRESHOLD_ALWAYS};
 
-pub use self::{errno::Errno, filter::NetFilter};
+pub use self::{
+    errno::Errno,
+    filter::NetFilter,
+    latency::{Distribution, LatencyPlan},
+};
 use crate::{ebpf::Hook, target::Target};
 
 /// The longest a fault may run. Longer drills are several experiments.
@@ -44,6 +50,14 @@ pub enum Fault {
         errno: Errno,
         calls: Vec<SocketCall>,
     },
+    /// Delay the target's egress packets on a device (EDT + `fq`).
+    Latency {
+        delay: Duration,
+        jitter: Duration,
+        distribution: Distribution,
+        /// The device; `None` = the device of the default route.
+        interface: Option<String>,
+    },
 }
 
 impl Fault {
@@ -52,6 +66,7 @@ impl Fault {
         match self {
             Fault::PacketLoss { .. } => "packet_loss",
             Fault::SocketError { .. } => "socket_error",
+            Fault::Latency { .. } => "latency",
         }
     }
 }
@@ -161,6 +176,8 @@ impl SpecError {
 pub struct Plan {
     pub config: SlotConfig,
     pub hooks: Vec<Hook>,
+    /// A latency fault's device-side plan (its program is not a cgroup hook).
+    pub latency: Option<LatencyPlan>,
 }
 
 impl FaultSpec {
@@ -187,6 +204,7 @@ impl FaultSpec {
             ..SlotConfig::default()
         };
         self.filter.apply(&mut config)?;
+        let mut latency = None;
         let hooks = match &self.fault {
             Fault::PacketLoss {
                 direction,
@@ -224,8 +242,26 @@ impl FaultSpec {
                 }
                 hooks
             }
+            Fault::Latency {
+                delay,
+                jitter,
+                distribution,
+                interface,
+            } => {
+                latency = Some(latency::plan(
+                    *delay,
+                    *jitter,
+                    *distribution,
+                    interface.as_deref(),
+                )?);
+                Vec::new()
+            }
         };
-        Ok(Plan { config, hooks })
+        Ok(Plan {
+            config,
+            hooks,
+            latency,
+        })
     }
 }
 

@@ -60,11 +60,17 @@ pub fn spec_from_proto(p: &proto::ExperimentSpec) -> Result<(String, FaultSpec),
                 .map(|c| c.parse())
                 .collect::<Result<_, _>>()?,
         },
+        Some(fault::Kind::Latency(l)) => Fault::Latency {
+            delay: Duration::from_millis(l.delay_ms),
+            jitter: Duration::from_millis(l.jitter_ms),
+            distribution: l.distribution.parse()?,
+            interface: (!l.interface.is_empty()).then(|| l.interface.clone()),
+        },
         None => {
             return Err(SpecError::new(
                 "spec.fault",
                 "none",
-                "packet_loss or socket_error",
+                "packet_loss, socket_error or latency",
             ));
         }
     };

@@ -20,6 +20,7 @@ use crate::{
     engine::EngineError,
     experiment::{ExperimentError, Manager},
     fault::SpecError,
+    net::{devices::DeviceError, latency::LatencyError},
     report,
     target::TargetError,
 };
@@ -46,7 +47,20 @@ pub fn status_of(e: &ExperimentError) -> Status {
             Status::failed_precondition(msg)
         }
         ExperimentError::NotFound(_) => Status::not_found(msg),
-        ExperimentError::BudgetInvalid { .. } => Status::invalid_argument(msg),
+        ExperimentError::BudgetInvalid { .. } | ExperimentError::LatencyTooHigh { .. } => {
+            Status::invalid_argument(msg)
+        }
+        ExperimentError::Engine(EngineError::Latency(l)) => match l {
+            LatencyError::Device(DeviceError::NoDevice { .. }) | LatencyError::NoDefaultRoute => {
+                Status::invalid_argument(msg)
+            }
+            LatencyError::Unsupported(_)
+            | LatencyError::OtherNetns { .. }
+            | LatencyError::Device(DeviceError::Unrestorable { .. }) => {
+                Status::failed_precondition(msg)
+            }
+            _ => Status::internal(msg),
+        },
         ExperimentError::BudgetExhausted { .. } => Status::resource_exhausted(msg),
         ExperimentError::Engine(_) | ExperimentError::Store(_) => Status::internal(msg),
     }
