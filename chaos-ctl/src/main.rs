@@ -122,8 +122,8 @@ struct ExperimentArgs {
     /// How long: seconds (300) or a duration (5m).
     #[arg(long, default_value = "60", value_parser = parse_duration)]
     duration: Duration,
-    /// Probability that a matching packet or call is faulted, 0 to 1 (default: 1 for
-    /// network_latency, 0.1 otherwise).
+    /// Probability that a matching packet or call is faulted, 0 to 1 (default 0.1; 1 for
+    /// network_latency, pod_deletion and resource_exhaustion).
     #[arg(long)]
     intensity: Option<f64>,
     /// Money budget for this experiment.
@@ -165,6 +165,15 @@ struct ExperimentArgs {
     /// network_latency: the device whose egress is delayed (default: the default route's).
     #[arg(long, default_value = "")]
     interface: String,
+    /// pod_deletion: kill again this often while the target has processes (default: once).
+    #[arg(long, value_parser = parse_duration)]
+    interval: Option<Duration>,
+    /// resource_exhaustion: tighten cpu.max to this share (0 to 1] of what it may use now.
+    #[arg(long)]
+    cpu_share: Option<f64>,
+    /// resource_exhaustion: tighten memory.high to this share (0 to 1] of its limit or usage.
+    #[arg(long)]
+    memory_share: Option<f64>,
     /// Only tcp, udp, icmp or any.
     #[arg(long, default_value = "")]
     protocol: String,
@@ -637,21 +646,24 @@ fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
             distribution: a.distribution.clone(),
             interface: a.interface.clone(),
         }),
-        other => bail!(tonic::Status::failed_precondition(format!(
-            "experiment type {} is not available in this version (it needs the VM-tier faults); \
-             available: packet_loss, dependency_failure, api_error_injection, network_latency",
-            other
-                .to_possible_value()
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default()
-        ))),
+        ExperimentType::PodDeletion => fault::Kind::PodKill(proto::PodKill {
+            interval_ms: a.interval.map_or(0, |i| i.as_millis() as u64),
+        }),
+        ExperimentType::ResourceExhaustion => {
+            fault::Kind::ResourcePressure(proto::ResourcePressure {
+                cpu_share: a.cpu_share,
+                memory_share: a.memory_share,
+            })
+        }
     };
     Ok(proto::ExperimentSpec {
         name: a.name.clone(),
         target: Some(proto::Target { kind: Some(kind) }),
         fault: Some(proto::Fault { kind: Some(fault) }),
         probability: a.intensity.unwrap_or(match a.kind {
-            ExperimentType::NetworkLatency => 1.0,
+            ExperimentType::NetworkLatency
+            | ExperimentType::PodDeletion
+            | ExperimentType::ResourceExhaustion => 1.0,
             _ => 0.1,
         }),
         duration_ms: a.duration.as_millis() as u64,

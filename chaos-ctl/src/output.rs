@@ -19,7 +19,7 @@ pub fn status_json(s: &ExperimentStatus) -> Value {
     let c = s.counters.unwrap_or_default();
     json!({
         "id": s.id, "name": s.name, "fault": s.fault, "target": s.target,
-        "state": state_name(s.state), "reason": s.reason,
+        "state": state_name(s.state), "reason": s.reason, "spent": s.spent,
         "started_unix_ms": s.started_unix_ms, "ended_unix_ms": s.ended_unix_ms,
         "counters": {"seen": c.seen, "matched": c.matched, "injected": c.injected, "capped": c.capped},
     })
@@ -138,7 +138,7 @@ exp-1764290000000-5e1f09a2-1 checkout-db-refused  socket_error  running         
 
     #[test]
     fn status_json_is_stable() {
-        let golden = r#"{"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"fault":"socket_error","id":"exp-1764290000000-5e1f09a2-1","name":"checkout-db-refused","reason":"","started_unix_ms":1764290000000,"state":"running","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
+        let golden = r#"{"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"fault":"socket_error","id":"exp-1764290000000-5e1f09a2-1","name":"checkout-db-refused","reason":"","spent":0.0,"started_unix_ms":1764290000000,"state":"running","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
         assert_eq!(status_json(&sample()).to_string(), golden);
     }
 

@@ -1,5 +1,7 @@
 //! The faults running on this node: slot allocation, arm, disarm (the kill switch), stop
-//! (disarm, then detach) and counters.
+//! (disarm, then detach) and counters. Kernel-program faults take a slot; host faults (pod
+//! kill, resource pressure: [`crate::host_fault`]) take none. A fault this kernel cannot run
+//! ([`Capabilities`]) is refused with the reason.
 //!
 //! A start is all-or-nothing: the spec is planned and the target resolved before the kernel is
 //! touched; the slot is written disarmed, every hook is attached, and only then is the slot
@@ -10,13 +12,12 @@ use std::{fmt, fs::File, time::Duration};
 use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters};
 
 use crate::{
+    capability::Capabilities,
     ebpf::{Attachment, Kernel, KernelError},
     fault::{FaultSpec, SpecError},
-    net::{
-        devices::DeviceError,
-        latency::{Latency, LatencyError, LatencyRun},
-    },
-    store::Store,
+    host_fault::{HostFault, HostFaultError},
+    journal::{HostJournal, JournalError, MemoryJournal, undo_pending},
+    net::latency::{Latency, LatencyError, LatencyRun},
     target::{ResolvedTarget, Resolver, TargetError},
 };
 
@@ -50,6 +51,12 @@ pub enum EngineError {
     Clock(nix::Error),
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    #[error("{fault} is not supported on this node: {reason}")]
+    Unsupported { fault: &'static str, reason: String },
+    #[error(transparent)]
+    Host(#[from] HostFaultError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     #[error(transparent)]
     Latency(#[from] LatencyError),
 }
@@ -58,8 +65,8 @@ pub enum EngineError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FaultHandle {
     pub id: FaultId,
-    /// The kernel slot it occupies.
-    pub slot: u32,
+    /// The kernel slot it occupies; `None` for host faults.
+    pub slot: Option<u32>,
     pub target: ResolvedTarget,
     /// `CLOCK_MONOTONIC` nanoseconds after which the kernel injects nothing.
     pub expires_at_ns: u64,
@@ -78,27 +85,48 @@ struct Running {
 pub struct Engine {
     kernel: Kernel,
     resolver: Resolver,
+    caps: Capabilities,
+    journal: Box<dyn HostJournal>,
     slots: Vec<Option<Running>>,
+    host: Vec<(FaultHandle, HostFault)>,
     next_id: u64,
     latency: Latency,
 }
 
 impl Engine {
-    /// Loads the kernel object. `resolver` decides what may be targeted.
+    /// Loads the kernel object and probes what it can do; host changes are journaled in
+    /// memory only. `resolver` decides what may be targeted.
     pub fn new(resolver: Resolver) -> Result<Self, EngineError> {
+        Self::with_journal(resolver, Box::new(MemoryJournal::default()))
+    }
+
+    /// Like [`Engine::new`] with a durable journal: first undoes every host change a previous
+    /// process left in it (a daemon killed while a fault ran).
+    pub fn with_journal(
+        resolver: Resolver,
+        journal: Box<dyn HostJournal>,
+    ) -> Result<Self, EngineError> {
+        let report = undo_pending(journal.as_ref())?;
+        for e in &report.undone {
+            tracing::warn!(owner = %e.owner, kind = e.change.kind.as_str(), path = %e.change.path,
+                "restored a host change left by a previous daemon");
+        }
+        for (e, err) in &report.failed {
+            tracing::error!(owner = %e.owner, path = %e.change.path, error = %err,
+                "could not restore a host change left by a previous daemon");
+        }
+        let mut kernel = Kernel::load()?;
+        let caps = Capabilities::probe(&mut kernel, resolver.mount());
         Ok(Self {
-            kernel: Kernel::load()?,
+            kernel,
             resolver,
+            caps,
+            journal,
             slots: (0..MAX_SLOTS).map(|_| None).collect(),
+            host: Vec::new(),
             next_id: 1,
             latency: Latency::default(),
         })
-    }
-
-    /// Takes the journal of host changes (latency faults need it) and first restores what a
-    /// previous daemon process left changed. Returns how many changes were restored.
-    pub fn open_journal(&mut self, journal: Store) -> Result<usize, DeviceError> {
-        self.latency.open_journal(journal)
     }
 
     /// The latency faults' device state (which devices hold a shared `fq`).
@@ -111,10 +139,25 @@ impl Engine {
         &self.resolver
     }
 
+    /// What this kernel can run, probed at start.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
     /// Validates, resolves, attaches and arms. On error nothing stays attached.
     pub fn start(&mut self, spec: &FaultSpec) -> Result<FaultHandle, EngineError> {
+        let kind = spec.fault.kind();
+        self.caps
+            .check(kind)
+            .map_err(|reason| EngineError::Unsupported {
+                fault: kind,
+                reason,
+            })?;
         let plan = spec.plan()?;
         let target = self.resolver.resolve(&spec.target)?;
+        if spec.fault.is_host() {
+            return self.start_host(spec, target);
+        }
         let slot = self
             .slots
             .iter()
@@ -138,6 +181,7 @@ impl Engine {
         let latency = match &plan.latency {
             Some(lat) => Some(self.latency.start(
                 &mut self.kernel,
+                self.journal.as_ref(),
                 slot_u32,
                 &format!("fault-{}", self.next_id),
                 &target,
@@ -147,7 +191,7 @@ impl Engine {
             None => None,
         };
         // Nothing below may fail without undoing the latency side.
-        let mut undo = LatencyUndo(Some(&mut self.latency), latency);
+        let mut undo = LatencyUndo(Some((&mut self.latency, self.journal.as_ref())), latency);
         config.expires_at_ns = monotonic_ns()?.saturating_add(nanos(spec.duration));
         config.armed = 1;
         self.kernel.write_slot(slot_u32, &config)?;
@@ -155,7 +199,7 @@ impl Engine {
 
         let handle = FaultHandle {
             id: FaultId(self.next_id),
-            slot: slot_u32,
+            slot: Some(slot_u32),
             target,
             expires_at_ns: config.expires_at_ns,
         };
@@ -173,8 +217,60 @@ impl Engine {
         Ok(handle)
     }
 
-    /// The kill switch: one map write; the programs stay attached but inject nothing.
+    fn start_host(
+        &mut self,
+        spec: &FaultSpec,
+        target: ResolvedTarget,
+    ) -> Result<FaultHandle, EngineError> {
+        let id = FaultId(self.next_id);
+        let fault = HostFault::start(
+            spec,
+            &target.path,
+            self.journal.as_ref(),
+            &format!("fault-{id}"),
+        )?;
+        self.next_id += 1;
+        let handle = FaultHandle {
+            id,
+            slot: None,
+            target,
+            expires_at_ns: monotonic_ns()?.saturating_add(nanos(spec.duration)),
+        };
+        tracing::info!(
+            fault_id = %id, fault = spec.fault.kind(), target = %handle.target.path.display(),
+            "started"
+        );
+        self.host.push((handle.clone(), fault));
+        Ok(handle)
+    }
+
+    /// Does what host faults have due (a pod kill's next kill). Keeps going past errors and
+    /// returns them with the fault they belong to.
+    pub fn poll(&mut self) -> Vec<(FaultId, EngineError)> {
+        let mut errors = Vec::new();
+        for (h, f) in &mut self.host {
+            if let Err(e) = f.poll() {
+                errors.push((h.id, e.into()));
+            }
+        }
+        errors
+    }
+
+    /// Whether a fault can do nothing more before its deadline (a one-shot kill that ran).
+    pub fn finished(&self, id: FaultId) -> bool {
+        self.host.iter().any(|(h, f)| h.id == id && f.finished())
+    }
+
+    fn host_index(&self, id: FaultId) -> Option<usize> {
+        self.host.iter().position(|(h, _)| h.id == id)
+    }
+
+    /// The kill switch: one map write; the programs stay attached but inject nothing. For a
+    /// host fault: stop killing, or put the knobs back.
     pub fn disarm(&mut self, id: FaultId) -> Result<(), EngineError> {
+        if let Some(i) = self.host_index(id) {
+            return Ok(self.host[i].1.disarm(self.journal.as_ref())?);
+        }
         let slot = self.slot_of(id)?;
         let running = self.slots[slot]
             .as_mut()
@@ -207,6 +303,13 @@ impl Engine {
     /// disarm first ([`Engine::disarm`] / [`Engine::disarm_all`]) so that nothing waits on the
     /// detach while still injecting; [`Engine::stop`] does both.
     pub fn detach(&mut self, id: FaultId) -> Result<SlotCounters, EngineError> {
+        if let Some(i) = self.host_index(id) {
+            let (_, mut fault) = self.host.remove(i);
+            // Normally already disarmed; make sure nothing stays tightened.
+            fault.disarm(self.journal.as_ref())?;
+            tracing::info!(fault_id = %id, injected = fault.counters().injected, "stopped");
+            return Ok(fault.counters());
+        }
         let slot = self.slot_of(id)?;
         let counters = self.kernel.counters(slot as u32)?;
         let running = self.slots[slot]
@@ -219,7 +322,7 @@ impl Engine {
             }
         }
         if let Some(run) = running.latency
-            && let Err(e) = self.latency.stop(run)
+            && let Err(e) = self.latency.stop(run, self.journal.as_ref())
         {
             first_err.get_or_insert(e.into());
         }
@@ -229,13 +332,20 @@ impl Engine {
 
     /// Live counters of a running fault, summed over CPUs.
     pub fn counters(&self, id: FaultId) -> Result<SlotCounters, EngineError> {
+        if let Some(i) = self.host_index(id) {
+            return Ok(self.host[i].1.counters());
+        }
         let slot = self.slot_of(id)?;
         Ok(self.kernel.counters(slot as u32)?)
     }
 
     /// The running faults.
     pub fn running(&self) -> impl Iterator<Item = &FaultHandle> {
-        self.slots.iter().flatten().map(|r| &r.handle)
+        self.slots
+            .iter()
+            .flatten()
+            .map(|r| &r.handle)
+            .chain(self.host.iter().map(|(h, _)| h))
     }
 
     fn slot_of(&self, id: FaultId) -> Result<usize, EngineError> {
@@ -254,18 +364,26 @@ impl Drop for Engine {
         }
         for running in self.slots.iter_mut().flatten() {
             if let Some(run) = running.latency.take()
-                && let Err(e) = self.latency.stop(run)
+                && let Err(e) = self.latency.stop(run, self.journal.as_ref())
             {
                 tracing::error!(error = %e, "restoring a device on shutdown failed");
             }
         }
         self.slots.clear();
+        for (h, mut f) in self.host.drain(..) {
+            if let Err(e) = f.disarm(self.journal.as_ref()) {
+                tracing::error!(fault_id = %h.id, error = %e, "restoring on shutdown failed");
+            }
+        }
     }
 }
 
 /// Undoes a started latency side on drop unless [`LatencyUndo::keep`] took it: a start that
 /// fails after the device was prepared puts the old qdisc back.
-struct LatencyUndo<'a>(Option<&'a mut Latency>, Option<LatencyRun>);
+struct LatencyUndo<'a>(
+    Option<(&'a mut Latency, &'a dyn HostJournal)>,
+    Option<LatencyRun>,
+);
 
 impl LatencyUndo<'_> {
     fn keep(&mut self) -> Option<LatencyRun> {
@@ -275,8 +393,8 @@ impl LatencyUndo<'_> {
 
 impl Drop for LatencyUndo<'_> {
     fn drop(&mut self) {
-        if let (Some(latency), Some(run)) = (self.0.take(), self.1.take())
-            && let Err(e) = latency.stop(run)
+        if let (Some((latency, journal)), Some(run)) = (self.0.take(), self.1.take())
+            && let Err(e) = latency.stop(run, journal)
         {
             tracing::error!(error = %e, "undoing a failed latency start");
         }

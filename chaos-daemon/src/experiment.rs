@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use chaos_api::config::{Budget, ChaosConfig};
+use chaos_api::config::{Budget, ChaosConfig, ExperimentLimits};
 use chaos_common::SlotCounters;
 
 use crate::{
@@ -52,6 +52,8 @@ pub enum ExperimentError {
     LatencyTooHigh { requested_ms: u128, max_ms: u64 },
     #[error("experiment {id:?} is not running (it is {state})")]
     NotRunning { id: String, state: String },
+    #[error("{0}: false in the daemon's config: this experiment type may not run on this node")]
+    Disabled(&'static str),
 }
 
 /// What a dry run or a start resolved.
@@ -102,8 +104,7 @@ pub struct Manager {
     /// Random per daemon process: ids stay unique across nodes that start in the same ms.
     instance: u32,
     budget: Budget,
-    /// `experiments.network_latency.max_latency_ms`: the most delay + jitter a fault may add.
-    max_latency_ms: u64,
+    limits: ExperimentLimits,
     pub metrics: Metrics,
 }
 
@@ -144,7 +145,7 @@ impl Manager {
             next: AtomicU64::new(1),
             instance: instance_tag(),
             budget: config.budget.clone(),
-            max_latency_ms: config.experiments.network_latency.max_latency_ms,
+            limits: config.experiments.clone(),
             metrics: Metrics::new(),
         })
     }
@@ -179,9 +180,15 @@ impl Manager {
         let plan = spec.plan().map_err(EngineError::from)?;
         if plan.latency.is_some() {
             // A dry run answers what a start would: refused when the kernel has no fq.
-            crate::net::probe_fq().map_err(|r| {
-                EngineError::Latency(crate::net::latency::LatencyError::Unsupported(r))
-            })?;
+            let kind = spec.fault.kind();
+            inner
+                .engine
+                .capabilities()
+                .check(kind)
+                .map_err(|reason| EngineError::Unsupported {
+                    fault: kind,
+                    reason,
+                })?;
         }
         let target = inner
             .engine
@@ -206,15 +213,7 @@ impl Manager {
         spec: &FaultSpec,
         budget: Option<f64>,
     ) -> Result<(FaultSpec, f64), ExperimentError> {
-        if let Fault::Latency { delay, jitter, .. } = &spec.fault {
-            let requested_ms = (*delay + *jitter).as_millis();
-            if requested_ms > u128::from(self.max_latency_ms) {
-                return Err(ExperimentError::LatencyTooHigh {
-                    requested_ms,
-                    max_ms: self.max_latency_ms,
-                });
-            }
-        }
+        let spec = &self.with_config(spec)?;
         let b = &self.budget;
         let requested = budget.unwrap_or(b.max_experiment_cost);
         if !(requested.is_finite() && (0.0..=b.max_experiment_cost).contains(&requested)) {
@@ -226,11 +225,15 @@ impl Manager {
         let now = now_ms();
         let reserved: f64 = inner.running.values().map(|r| r.row.budget).sum();
         let remaining = b.max_daily_cost - inner.store.spent_since(now - now % DAY_MS)? - reserved;
-        let cap = if b.cost_per_request > 0.0 {
-            (requested / b.cost_per_request).floor() as u64
+        let cost = self.cost_of(spec.fault.kind());
+        let mut cap = if cost > 0.0 {
+            (requested / cost).floor() as u64
         } else {
             u64::MAX
         };
+        if let Fault::PodKill { .. } = spec.fault {
+            cap = cap.min(u64::from(self.limits.pod_deletion.max_pods_deleted));
+        }
         if requested > remaining || cap == 0 {
             return Err(ExperimentError::BudgetExhausted {
                 requested,
@@ -240,6 +243,57 @@ impl Manager {
         let mut spec = spec.clone();
         spec.max_faults = Some(spec.max_faults.map_or(cap, |m| m.min(cap)));
         Ok((spec, requested))
+    }
+
+    /// Applies the daemon's config to a request: refuses disabled types and fills the
+    /// resource pressure shares the request left out.
+    fn with_config(&self, spec: &FaultSpec) -> Result<FaultSpec, ExperimentError> {
+        let l = &self.limits;
+        let mut spec = spec.clone();
+        match &mut spec.fault {
+            Fault::Latency { .. } if !l.network_latency.enabled => {
+                return Err(ExperimentError::Disabled(
+                    "experiments.network_latency.enabled",
+                ));
+            }
+            Fault::Latency { delay, jitter, .. }
+                if (*delay + *jitter).as_millis()
+                    > u128::from(l.network_latency.max_latency_ms) =>
+            {
+                return Err(ExperimentError::LatencyTooHigh {
+                    requested_ms: (*delay + *jitter).as_millis(),
+                    max_ms: l.network_latency.max_latency_ms,
+                });
+            }
+            Fault::PodKill { .. } if !l.pod_deletion.enabled => {
+                return Err(ExperimentError::Disabled(
+                    "experiments.pod_deletion.enabled",
+                ));
+            }
+            Fault::ResourcePressure { .. } if !l.resource_exhaustion.enabled => {
+                return Err(ExperimentError::Disabled(
+                    "experiments.resource_exhaustion.enabled",
+                ));
+            }
+            Fault::ResourcePressure {
+                cpu_share,
+                memory_share,
+            } if cpu_share.is_none() && memory_share.is_none() => {
+                *cpu_share = Some(l.resource_exhaustion.max_cpu_usage);
+                *memory_share = Some(l.resource_exhaustion.max_memory_usage);
+            }
+            _ => {}
+        }
+        Ok(spec)
+    }
+
+    /// What one fault of this kind costs: a killed pod `cost_per_pod`, anything else
+    /// `cost_per_request`.
+    fn cost_of(&self, kind: &str) -> f64 {
+        match kind {
+            "pod_kill" => self.limits.pod_deletion.cost_per_pod,
+            _ => self.budget.cost_per_request,
+        }
     }
 
     pub fn start(
@@ -289,8 +343,10 @@ impl Manager {
         };
         let recorded = inner.store.insert_experiment(&row).and_then(|()| {
             let msg = format!(
-                "slot {} on {} (cgroup id {}) for {:?}, budget {budget} = at most {} faults",
-                handle.slot,
+                "{} on {} (cgroup id {}) for {:?}, budget {budget} = at most {} faults",
+                handle
+                    .slot
+                    .map_or("no slot".into(), |s| format!("slot {s}")),
                 row.target,
                 handle.target.id,
                 spec.duration,
@@ -381,6 +437,11 @@ impl Manager {
         self.metrics.emergency_stop.set(0);
     }
 
+    /// What this node's kernel can run.
+    pub fn capabilities(&self) -> crate::capability::Capabilities {
+        self.lock().engine.capabilities().clone()
+    }
+
     pub fn latched(&self) -> bool {
         self.latched.load(Ordering::SeqCst)
     }
@@ -389,13 +450,19 @@ impl Manager {
     /// periodically by the daemon.
     pub fn tick(&self) -> Result<Vec<String>, ExperimentError> {
         let now = Instant::now();
-        let due: Vec<String> = {
+        let due = {
             let mut inner = self.lock();
             let Inner {
                 engine,
                 running,
                 store,
             } = &mut *inner;
+            for (fault, e) in engine.poll() {
+                if let Some(run) = running.values().find(|r| r.fault == fault) {
+                    tracing::error!(experiment_id = %run.row.id, error = %e, "fault step failed");
+                    store.add_event(&run.row.id, now_ms(), "error", &e.to_string())?;
+                }
+            }
             for run in running.values_mut() {
                 let c = engine.counters(run.fault)?;
                 self.observe(run, c);
@@ -414,17 +481,24 @@ impl Manager {
             inner
                 .running
                 .iter()
-                .filter(|(_, r)| r.deadline <= now)
-                .map(|(id, _)| id.clone())
-                .collect()
+                .filter_map(|(id, r)| {
+                    if r.deadline <= now {
+                        Some((id.clone(), "duration elapsed"))
+                    } else if inner.engine.finished(r.fault) {
+                        Some((id.clone(), "done: nothing more to inject"))
+                    } else {
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
         };
-        for id in &due {
-            match self.stop(id, "completed", "duration elapsed") {
+        for (id, reason) in &due {
+            match self.stop(id, "completed", reason) {
                 Ok(_) | Err(ExperimentError::NotRunning { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(due)
+        Ok(due.into_iter().map(|(id, _)| id).collect())
     }
 
     /// Adds the growth of `run`'s counters to the metrics.
@@ -455,7 +529,7 @@ impl Manager {
         let detach = match counters {
             Ok(c) => {
                 set_counters(row, c);
-                row.spent = c.injected as f64 * self.budget.cost_per_request;
+                row.spent = c.injected as f64 * self.cost_of(&row.fault);
                 self.observe(&mut run, c);
                 None
             }

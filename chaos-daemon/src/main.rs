@@ -256,7 +256,7 @@ fn inject(args: InjectArgs) -> anyhow::Result<()> {
         "armed fault {} ({}) slot {} on {} (cgroup id {}) for {}",
         handle.id,
         spec.fault.kind(),
-        handle.slot,
+        handle.slot.map_or("-".into(), |s| s.to_string()),
         handle.target.path.display(),
         handle.target.id,
         humantime::format_duration(spec.duration)
@@ -267,6 +267,9 @@ fn inject(args: InjectArgs) -> anyhow::Result<()> {
     let mut next_report = started + interval;
     while !STOP.load(Ordering::SeqCst) && started.elapsed() < spec.duration {
         std::thread::sleep(Duration::from_millis(5));
+        for (id, e) in engine.poll() {
+            eprintln!("fault {id}: {e}");
+        }
         if args.report_interval_ms > 0 && Instant::now() >= next_report {
             let c = engine.counters(handle.id)?;
             println!(

@@ -80,15 +80,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     create_private_dir(&args.state_dir, 0o700)?;
     let store = Store::open(&args.state_dir)?;
-    let mut engine =
-        Engine::new(Resolver::new(cgroup2_mount()?)?).context("loading the kernel programs")?;
-    // Before anything new starts: put back qdiscs a killed daemon left replaced.
-    let restored = engine
-        .open_journal(Store::open(&args.state_dir)?)
-        .context("restoring host changes from the journal")?;
-    if restored > 0 {
-        tracing::warn!(restored, "restored host changes left by a previous daemon");
-    }
+    // The engine keeps its own connection to the store for the host-change journal, and
+    // undoes what a killed daemon left (cgroup knobs, qdiscs) before anything else runs.
+    let journal = Box::new(Store::open(&args.state_dir)?);
+    let engine = Engine::with_journal(Resolver::new(cgroup2_mount()?)?, journal)
+        .context("loading the kernel programs")?;
     let manager = Arc::new(Manager::new(engine, store, &config)?);
     let node = match args.node {
         Some(n) => n,

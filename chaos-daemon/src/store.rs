@@ -1,7 +1,6 @@
 //! The daemon's durable state in SQLite (rusqlite, bundled) under the state directory:
 //! experiments, their event timeline, the audit log of who asked for what, and the journal of
-//! host changes (state that outlives the process: a device's root qdisc), written before each
-//! change and replayed at daemon start ([`Store::journal_unrestored`]).
+//! host changes (state that outlives the process; see [`crate::journal`]).
 //!
 //! Writes are small and synchronous; the file survives a SIGKILL (WAL mode). At start-up
 //! [`Store::abort_running`] marks experiments that were running when the daemon died.
@@ -9,6 +8,11 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
+
+use crate::{
+    experiment::now_ms,
+    journal::{ChangeKind, HostChange, HostJournal, JournalEntry, JournalError},
+};
 
 /// Store errors carry what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -78,21 +82,6 @@ pub struct AuditRow {
     pub method: String,
     pub detail: String,
     pub outcome: String,
-}
-
-/// One host change in the journal: what was there before the daemon changed it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JournalRow {
-    pub id: i64,
-    /// Who made the change (an experiment or fault id).
-    pub owner: String,
-    /// What kind of state, e.g. `qdisc` or `clsact`.
-    pub kind: String,
-    /// Where: a device name, a cgroup file.
-    pub path: String,
-    /// The value to put back.
-    pub old_value: String,
-    pub applied_ms: u64,
 }
 
 pub struct Store {
@@ -335,62 +324,6 @@ impl Store {
     }
 }
 
-impl Store {
-    /// Journals a host change *before* it is made; returns the entry's id.
-    pub fn journal_record(
-        &self,
-        owner: &str,
-        kind: &str,
-        path: &str,
-        old_value: &str,
-        now_ms: u64,
-    ) -> Result<i64, StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO journal (experiment_id, kind, path, old_value, applied_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![owner, kind, path, old_value, now_ms as i64],
-            )
-            .ctx("journaling a host change")?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Marks a journal entry as restored.
-    pub fn journal_restored(&self, id: i64, now_ms: u64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE journal SET restored_ms = ?2 WHERE id = ?1",
-                params![id, now_ms.max(1) as i64],
-            )
-            .ctx("marking a host change restored")?;
-        Ok(())
-    }
-
-    /// Host changes not restored yet, newest first (the order to undo them in).
-    pub fn journal_unrestored(&self) -> Result<Vec<JournalRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, experiment_id, kind, path, old_value, applied_ms FROM journal \
-                 WHERE restored_ms = 0 ORDER BY id DESC",
-            )
-            .ctx("reading the journal")?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(JournalRow {
-                    id: r.get(0)?,
-                    owner: r.get(1)?,
-                    kind: r.get(2)?,
-                    path: r.get(3)?,
-                    old_value: r.get(4)?,
-                    applied_ms: r.get::<_, i64>(5)? as u64,
-                })
-            })
-            .ctx("reading the journal")?;
-        rows.collect::<Result<_, _>>().ctx("reading the journal")
-    }
-}
-
 fn row_to_experiment(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentRow> {
     let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
     Ok(ExperimentRow {
@@ -410,6 +343,68 @@ fn row_to_experiment(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentRow> {
         budget: r.get(13)?,
         spent: r.get(14)?,
     })
+}
+
+impl HostJournal for Store {
+    fn record(&self, owner: &str, change: &HostChange) -> Result<i64, JournalError> {
+        self.conn
+            .execute(
+                "INSERT INTO journal (experiment_id, kind, path, old_value, applied_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    owner,
+                    change.kind.as_str(),
+                    change.path,
+                    change.old_value,
+                    now_ms() as i64
+                ],
+            )
+            .ctx("recording a host change")?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn undone(&self, id: i64) -> Result<(), JournalError> {
+        self.conn
+            .execute(
+                "UPDATE journal SET restored_ms = ?2 WHERE id = ?1",
+                params![id, now_ms() as i64],
+            )
+            .ctx("marking a host change undone")?;
+        Ok(())
+    }
+
+    fn pending(&self) -> Result<Vec<JournalEntry>, JournalError> {
+        let what = "reading the host-change journal";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, experiment_id, kind, path, old_value FROM journal \
+                 WHERE restored_ms = 0 ORDER BY id DESC",
+            )
+            .ctx(what)?;
+        let rows: Vec<(i64, String, String, String, String)> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .ctx(what)?
+            .collect::<Result<_, _>>()
+            .ctx(what)?;
+        rows.into_iter()
+            .map(|(id, owner, kind, path, old_value)| {
+                let kind =
+                    ChangeKind::parse(&kind).ok_or(JournalError::UnknownKind { id, kind })?;
+                Ok(JournalEntry {
+                    id,
+                    owner,
+                    change: HostChange {
+                        kind,
+                        path,
+                        old_value,
+                    },
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -498,43 +493,6 @@ mod tests {
             .map(|e| e.id)
             .collect();
         assert_eq!(ids, vec!["b".to_string()]);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn journal_lists_unrestored_changes_newest_first_across_reopen() {
-        let dir = std::env::temp_dir().join(format!("chaos-journal-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (a, b) = {
-            let s = Store::open(&dir).unwrap();
-            let a = s
-                .journal_record("f1", "qdisc", "eth0", "noqueue 0 ", 5)
-                .unwrap();
-            let b = s
-                .journal_record("f2", "clsact", "eth0", "absent", 6)
-                .unwrap();
-            (a, b)
-        };
-        let s = Store::open(&dir).unwrap();
-        let ids: Vec<i64> = s
-            .journal_unrestored()
-            .unwrap()
-            .iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(ids, vec![b, a]);
-        s.journal_restored(b, 7).unwrap();
-        let left = s.journal_unrestored().unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(
-            (
-                left[0].owner.as_str(),
-                left[0].kind.as_str(),
-                left[0].path.as_str()
-            ),
-            ("f1", "qdisc", "eth0")
-        );
-        assert_eq!(left[0].old_value, "noqueue 0 ");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

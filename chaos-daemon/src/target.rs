@@ -143,7 +143,7 @@ impl Resolver {
         Ok(Self { own, mount })
     }
 
-    /// The cgroup2 mount point.
+    /// The cgroup2 mount targets are resolved under.
     pub fn mount(&self) -> &Path {
         &self.mount
     }

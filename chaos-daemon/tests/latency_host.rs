@@ -11,16 +11,17 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use chaos_common::{DIST_NORMAL, LatencyConfig};
 use chaos_daemon::{
     ebpf::Kernel,
-    engine::EngineError,
+    engine::{Engine, EngineError},
     fault::{Distribution, Fault},
+    journal::{ChangeKind, HostChange, HostJournal, undo_pending},
     net::{
-        devices::{DeviceError, Devices, restore_journal},
-        latency::LatencyError,
+        devices::{DeviceError, Devices},
         netlink::Socket,
         probe_fq,
         qdisc::{self, Qdisc},
     },
     store::Store,
+    target::Resolver,
 };
 use support::*;
 
@@ -87,6 +88,14 @@ fn tc_egress_programs(dev: &str) -> Vec<String> {
     names
 }
 
+fn qdisc_change(dev: &str, saved: &Qdisc) -> HostChange {
+    HostChange {
+        kind: ChangeKind::Qdisc,
+        path: dev.into(),
+        old_value: saved.encode(),
+    }
+}
+
 fn run(cmd: &str, args: &[&str]) {
     let out = Command::new(cmd).args(args).output().unwrap();
     assert!(
@@ -118,16 +127,15 @@ fn latency_is_refused_with_the_missing_kernel_feature_and_nothing_changes() {
     let before = veth.root();
     let dir = TempDir::new("lat-refuse");
     let cg = TestCgroup::new(&mount, "lat-refuse");
-    let mut engine = engine(&mount);
-    assert_eq!(
-        engine.open_journal(Store::open(&dir.0).unwrap()).unwrap(),
-        0
-    );
+    let journal = Box::new(Store::open(&dir.0).unwrap());
+    let mut engine = Engine::with_journal(Resolver::new(mount.clone()).unwrap(), journal).unwrap();
     let err = engine
         .start(&spec(cg.target(), latency(&veth.0), 1.0))
         .expect_err("latency must be refused without sch_fq");
     match &err {
-        EngineError::Latency(LatencyError::Unsupported(r)) => assert_eq!(r, &reason),
+        EngineError::Unsupported { fault, reason: r } => {
+            assert_eq!((*fault, r), ("latency", &reason));
+        }
         other => panic!("wrong error: {other}"),
     }
     assert!(err.to_string().contains("sch_fq not available"), "{err}");
@@ -136,13 +144,7 @@ fn latency_is_refused_with_the_missing_kernel_feature_and_nothing_changes() {
     assert!(tc_egress_programs(&veth.0).is_empty(), "nothing attached");
     assert_eq!(engine.latency().devices().in_use().count(), 0);
     drop(engine);
-    assert!(
-        Store::open(&dir.0)
-            .unwrap()
-            .journal_unrestored()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(Store::open(&dir.0).unwrap().pending().unwrap().is_empty());
 }
 
 #[test]
@@ -160,7 +162,7 @@ fn a_failed_fq_install_leaves_the_device_and_journal_as_they_were() {
     assert!(matches!(err, DeviceError::Netlink { .. }), "{err}");
     assert_eq!(veth.root(), before);
     assert!(
-        store.journal_unrestored().unwrap().is_empty(),
+        store.pending().unwrap().is_empty(),
         "journaled then marked restored"
     );
     assert_eq!(devices.in_use().count(), 0);
@@ -175,7 +177,7 @@ fn a_failed_fq_install_leaves_the_device_and_journal_as_they_were() {
             .contains("\"htb\" root qdisc, which is not allowed"),
         "{err}"
     );
-    assert!(store.journal_unrestored().unwrap().is_empty());
+    assert!(store.pending().unwrap().is_empty());
     let err = devices
         .acquire(&store, "t", "no-such-dev0", Duration::from_millis(1), false)
         .unwrap_err();
@@ -206,17 +208,17 @@ fn journaled_root_qdiscs_are_restored_after_a_crash() {
         assert_eq!(saved.kind, "pfifo");
         assert_eq!(Qdisc::decode(&saved.encode()).unwrap(), saved);
         store
-            .journal_record("crashed", "qdisc", &veth.0, &saved.encode(), 1)
+            .record("crashed", &qdisc_change(&veth.0, &saved))
             .unwrap();
         qdisc::replace_root(&mut sock, ifindex, "bfifo", 0, &5000u32.to_ne_bytes()).unwrap();
         assert!(veth.root().contains("bfifo"), "{}", veth.root());
     }
     let store = Store::open(&dir.0).unwrap();
-    assert_eq!(restore_journal(&store).unwrap(), 1);
+    assert_eq!(undo_pending(&store).unwrap().undone.len(), 1);
     assert_eq!(veth.root(), configured, "pfifo limit 77 is back");
-    assert!(store.journal_unrestored().unwrap().is_empty());
+    assert!(store.pending().unwrap().is_empty());
     assert_eq!(
-        restore_journal(&store).unwrap(),
+        undo_pending(&store).unwrap().undone.len(),
         0,
         "restoring twice does nothing"
     );
@@ -229,7 +231,7 @@ fn journaled_root_qdiscs_are_restored_after_a_crash() {
         .unwrap_or_else(Qdisc::noqueue);
     assert!(saved.is_default(), "{saved:?}");
     store
-        .journal_record("crashed", "qdisc", &veth.0, &saved.encode(), 2)
+        .record("crashed", &qdisc_change(&veth.0, &saved))
         .unwrap();
     qdisc::replace_root(&mut sock, ifindex, "pfifo", 0, &10u32.to_ne_bytes()).unwrap();
     assert!(veth.root().contains("pfifo"));
@@ -239,10 +241,13 @@ fn journaled_root_qdiscs_are_restored_after_a_crash() {
         !qdisc::add_clsact(&mut sock, ifindex).unwrap(),
         "already there"
     );
-    store
-        .journal_record("crashed", "clsact", &veth.0, "absent", 3)
-        .unwrap();
-    assert_eq!(restore_journal(&store).unwrap(), 2);
+    let clsact = HostChange {
+        kind: ChangeKind::Clsact,
+        path: veth.0.clone(),
+        old_value: String::new(),
+    };
+    store.record("crashed", &clsact).unwrap();
+    assert_eq!(undo_pending(&store).unwrap().undone.len(), 2);
     assert_eq!(veth.root(), default_root);
     let all = Command::new("tc")
         .args(["qdisc", "show", "dev", &veth.0])
@@ -250,12 +255,16 @@ fn journaled_root_qdiscs_are_restored_after_a_crash() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&all.stdout).contains("clsact"));
 
-    // A journaled device that is gone has nothing to restore.
-    store
-        .journal_record("crashed", "qdisc", "gone-dev0", "pfifo 0 ", 4)
-        .unwrap();
-    assert_eq!(restore_journal(&store).unwrap(), 0);
-    assert!(store.journal_unrestored().unwrap().is_empty());
+    // A journaled device that is gone has nothing to restore: the entry counts as undone.
+    let gone = HostChange {
+        kind: ChangeKind::Qdisc,
+        path: "gone-dev0".into(),
+        old_value: "pfifo 0 ".into(),
+    };
+    store.record("crashed", &gone).unwrap();
+    let report = undo_pending(&store).unwrap();
+    assert_eq!((report.undone.len(), report.failed.len()), (1, 0));
+    assert!(store.pending().unwrap().is_empty());
 }
 
 #[test]
@@ -343,13 +352,16 @@ fn chaos_ctl_gets_the_refusal_for_a_start_and_a_dry_run() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "dry run {dry}: accepted");
         assert!(
-            stderr.contains("latency faults need the fq qdisc")
-                && stderr.contains("sch_fq not available"),
+            stderr.contains("latency is not supported on this node: sch_fq not available")
+                && stderr.contains("FailedPrecondition"),
             "dry run {dry}: {stderr}"
         );
     }
     assert_eq!(veth.root(), before);
     assert!(tc_egress_programs(&veth.0).is_empty());
+    let caps = daemon.ctl_ok(&["capabilities"]);
+    let line = caps.lines().find(|l| l.contains("latency")).unwrap_or_default();
+    assert!(line.contains("sch_fq not available"), "{caps}");
     let list = daemon.ctl_ok(&["status", "--output", "json"]);
     assert!(
         !list.contains("latency"),

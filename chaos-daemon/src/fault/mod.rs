@@ -23,6 +23,9 @@ use crate::{ebpf::Hook, target::Target};
 /// The longest a fault may run. Longer drills are several experiments.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
+/// The shortest pause between two kills of one target: the kubelet needs time to restart it.
+pub const MIN_KILL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// A request to inject one fault into one target.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaultSpec {
@@ -38,7 +41,7 @@ pub struct FaultSpec {
 }
 
 /// The kinds of fault the engine injects today.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
     /// Drop packets of the target's sockets.
     PacketLoss {
@@ -58,6 +61,20 @@ pub enum Fault {
         /// The device; `None` = the device of the default route.
         interface: Option<String>,
     },
+    /// Kill every process of the target's cgroup tree with `cgroup.kill` ("pod deletion"):
+    /// at the start, then every `interval` while the target has processes (`None` = once).
+    /// Each kill is one fault: `max_faults` caps the kills.
+    PodKill { interval: Option<Duration> },
+    /// Tighten the target's `cpu.max` / `memory.high` to a share of what it may use now
+    /// ("resource exhaustion"); the old values are journaled and put back on stop. With
+    /// neither share given, the daemon uses its config's `experiments.resource_exhaustion`.
+    ResourcePressure {
+        /// Share of the CPU time the target may use now, in (0, 1].
+        cpu_share: Option<f64>,
+        /// Share of the target's memory limit (or, with no limit, of its current usage) above
+        /// which it is throttled and reclaimed, in (0, 1].
+        memory_share: Option<f64>,
+    },
 }
 
 impl Fault {
@@ -67,7 +84,15 @@ impl Fault {
             Fault::PacketLoss { .. } => "packet_loss",
             Fault::SocketError { .. } => "socket_error",
             Fault::Latency { .. } => "latency",
+            Fault::PodKill { .. } => "pod_kill",
+            Fault::ResourcePressure { .. } => "resource_pressure",
         }
+    }
+
+    /// Whether the fault is made by writing cgroup files rather than by kernel programs
+    /// (see [`crate::host_fault`]): it takes no slot and no network filter.
+    pub fn is_host(&self) -> bool {
+        matches!(self, Fault::PodKill { .. } | Fault::ResourcePressure { .. })
     }
 }
 
@@ -203,6 +228,13 @@ impl FaultSpec {
             max_faults: self.max_faults.unwrap_or(u64::MAX),
             ..SlotConfig::default()
         };
+        if self.fault.is_host() && self.filter != NetFilter::default() {
+            return Err(SpecError::new(
+                "filter",
+                format!("{:?}", self.filter),
+                format!("no filter: {} acts on the whole cgroup", self.fault.kind()),
+            ));
+        }
         self.filter.apply(&mut config)?;
         let mut latency = None;
         let hooks = match &self.fault {
@@ -254,6 +286,43 @@ impl FaultSpec {
                     *distribution,
                     interface.as_deref(),
                 )?);
+                Vec::new()
+            }
+            Fault::PodKill { interval } => {
+                if interval.is_some_and(|i| i < MIN_KILL_INTERVAL) {
+                    return Err(SpecError::new(
+                        "fault.interval",
+                        format!("{interval:?}"),
+                        format!("at least {MIN_KILL_INTERVAL:?} (or none: kill once)"),
+                    ));
+                }
+                Vec::new()
+            }
+            Fault::ResourcePressure {
+                cpu_share,
+                memory_share,
+            } => {
+                if self.probability != 1.0 {
+                    return Err(SpecError::new(
+                        "probability",
+                        self.probability,
+                        "1: resource pressure applies to the whole cgroup",
+                    ));
+                }
+                for (field, share) in [
+                    ("fault.cpu_share", cpu_share),
+                    ("fault.memory_share", memory_share),
+                ] {
+                    if let Some(v) = share
+                        && !(*v > 0.0 && *v <= 1.0)
+                    {
+                        return Err(SpecError::new(
+                            field,
+                            v,
+                            "more than 0 and at most 1 (0.5 = half of what it may use now)",
+                        ));
+                    }
+                }
                 Vec::new()
             }
         };

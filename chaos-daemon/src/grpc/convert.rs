@@ -66,11 +66,18 @@ pub fn spec_from_proto(p: &proto::ExperimentSpec) -> Result<(String, FaultSpec),
             distribution: l.distribution.parse()?,
             interface: (!l.interface.is_empty()).then(|| l.interface.clone()),
         },
+        Some(fault::Kind::PodKill(k)) => Fault::PodKill {
+            interval: (k.interval_ms > 0).then(|| Duration::from_millis(k.interval_ms)),
+        },
+        Some(fault::Kind::ResourcePressure(r)) => Fault::ResourcePressure {
+            cpu_share: r.cpu_share,
+            memory_share: r.memory_share,
+        },
         None => {
             return Err(SpecError::new(
                 "spec.fault",
                 "none",
-                "packet_loss, socket_error or latency",
+                "packet_loss, socket_error, latency, pod_kill or resource_pressure",
             ));
         }
     };

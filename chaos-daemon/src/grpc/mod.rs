@@ -20,6 +20,7 @@ use crate::{
     engine::EngineError,
     experiment::{ExperimentError, Manager},
     fault::SpecError,
+    host_fault::HostFaultError,
     net::{devices::DeviceError, latency::LatencyError},
     report,
     target::TargetError,
@@ -43,6 +44,10 @@ pub fn status_of(e: &ExperimentError) -> Status {
         },
         ExperimentError::Engine(EngineError::NoFreeSlot) => Status::resource_exhausted(msg),
         ExperimentError::Engine(EngineError::UnknownFault(_)) => Status::not_found(msg),
+        ExperimentError::Engine(
+            EngineError::Unsupported { .. } | EngineError::Host(HostFaultError::Unusable { .. }),
+        )
+        | ExperimentError::Disabled(_) => Status::failed_precondition(msg),
         ExperimentError::Latched | ExperimentError::NotRunning { .. } => {
             Status::failed_precondition(msg)
         }
@@ -54,8 +59,7 @@ pub fn status_of(e: &ExperimentError) -> Status {
             LatencyError::Device(DeviceError::NoDevice { .. }) | LatencyError::NoDefaultRoute => {
                 Status::invalid_argument(msg)
             }
-            LatencyError::Unsupported(_)
-            | LatencyError::OtherNetns { .. }
+            LatencyError::OtherNetns { .. }
             | LatencyError::Device(DeviceError::Unrestorable { .. }) => {
                 Status::failed_precondition(msg)
             }
@@ -137,18 +141,19 @@ impl Service {
         req: Request<proto::CapabilitiesRequest>,
     ) -> Result<Response<proto::CapabilitiesResponse>, Status> {
         self.caller(&req)?;
-        let cap = |fault: &str| proto::Capability {
-            fault: fault.into(),
-            supported: true,
-            reason: String::new(),
-        };
+        let caps = self.manager.capabilities();
         Ok(Response::new(proto::CapabilitiesResponse {
             node: self.node.clone(),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .into(),
-            capabilities: vec![cap("packet_loss"), cap("socket_error")],
+            kernel: caps.kernel,
+            capabilities: caps
+                .faults
+                .into_iter()
+                .map(|c| proto::Capability {
+                    fault: c.fault.into(),
+                    supported: c.supported,
+                    reason: c.reason,
+                })
+                .collect(),
         }))
     }
 

@@ -1,10 +1,10 @@
 //! The `fq` root qdiscs latency faults share, and the journal that undoes them.
 //!
 //! The first fault on a device journals the device's root qdisc (kind, handle, raw options) in
-//! the store, *then* replaces it with `fq`; later faults on the same device share it (the `fq`
-//! is re-sized when one needs a longer horizon); the last one puts the old root back and marks
-//! the entry restored. A daemon killed in between leaves the entry unrestored, and
-//! [`restore_journal`] at the next start puts the old root back.
+//! the host-change journal, *then* replaces it with `fq`; later faults on the same device share
+//! it (the `fq` is re-sized when one needs a longer horizon); the last one puts the old root
+//! back and marks the entry undone. A daemon killed in between leaves the entry pending, and
+//! the next start undoes it ([`crate::journal::undo`] calls [`undo_qdisc`] / [`undo_clsact`]).
 
 use std::{collections::HashMap, time::Duration};
 
@@ -12,12 +12,7 @@ use super::{
     netlink::{NetlinkError, Socket},
     qdisc::{self, Qdisc, RESTORABLE_KINDS},
 };
-use crate::store::{Store, StoreError};
-
-/// Journal kind of a replaced root qdisc; `old_value` is [`Qdisc::encode`].
-pub const JOURNAL_QDISC: &str = "qdisc";
-/// Journal kind of a `clsact` qdisc the daemon added; restoring deletes it.
-pub const JOURNAL_CLSACT: &str = "clsact";
+use crate::journal::{ChangeKind, HostChange, HostJournal, JournalError};
 
 /// Why a device could not be prepared or restored. Names the device.
 #[derive(Debug, thiserror::Error)]
@@ -41,10 +36,8 @@ pub enum DeviceError {
     },
     #[error("device {name}: {source}")]
     Netlink { name: String, source: NetlinkError },
-    #[error("journal entry {id}: cannot read the saved qdisc {value:?}")]
-    BadJournal { id: i64, value: String },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Journal(#[from] JournalError),
 }
 
 struct Shared {
@@ -60,12 +53,6 @@ struct Shared {
 #[derive(Default)]
 pub struct Devices {
     shared: HashMap<String, Shared>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The index of device `name` in the calling thread's network namespace.
@@ -89,7 +76,7 @@ impl Devices {
     /// it was not there). A second user of the same device shares it.
     pub fn acquire(
         &mut self,
-        journal: &Store,
+        journal: &dyn HostJournal,
         owner: &str,
         name: &str,
         max_delay: Duration,
@@ -120,8 +107,12 @@ impl Devices {
                 allowed: RESTORABLE_KINDS.join(", "),
             });
         }
-        let qdisc_entry =
-            journal.journal_record(owner, JOURNAL_QDISC, name, &saved.encode(), now_ms())?;
+        let change = |kind, old_value| HostChange {
+            kind,
+            path: name.into(),
+            old_value,
+        };
+        let qdisc_entry = journal.record(owner, &change(ChangeKind::Qdisc, saved.encode()))?;
         let mut shared = Shared {
             ifindex,
             users: 1,
@@ -135,17 +126,12 @@ impl Devices {
                 .map_err(nl)
                 .and_then(|()| {
                     if clsact {
-                        let entry = journal.journal_record(
-                            owner,
-                            JOURNAL_CLSACT,
-                            name,
-                            "absent",
-                            now_ms(),
-                        )?;
+                        let entry =
+                            journal.record(owner, &change(ChangeKind::Clsact, String::new()))?;
                         shared.clsact_entry = Some(entry);
                         if !qdisc::add_clsact(&mut sock, ifindex).map_err(nl)? {
                             // It was there before us: not ours to remove.
-                            journal.journal_restored(entry, now_ms())?;
+                            journal.undone(entry)?;
                             shared.clsact_entry = None;
                         }
                     }
@@ -163,7 +149,7 @@ impl Devices {
     }
 
     /// Drops one user of `name`; the last one puts the old root qdisc back.
-    pub fn release(&mut self, journal: &Store, name: &str) -> Result<(), DeviceError> {
+    pub fn release(&mut self, journal: &dyn HostJournal, name: &str) -> Result<(), DeviceError> {
         let Some(s) = self.shared.get_mut(name) else {
             return Ok(());
         };
@@ -188,17 +174,22 @@ impl Devices {
 }
 
 /// Undoes one device's changes, newest first, marking each journal entry restored.
-fn put_back(journal: &Store, sock: &mut Socket, name: &str, s: &Shared) -> Result<(), DeviceError> {
+fn put_back(
+    journal: &dyn HostJournal,
+    sock: &mut Socket,
+    name: &str,
+    s: &Shared,
+) -> Result<(), DeviceError> {
     let nl = |source| DeviceError::Netlink {
         name: name.into(),
         source,
     };
     if let Some(entry) = s.clsact_entry {
         remove_clsact(sock, s.ifindex).map_err(nl)?;
-        journal.journal_restored(entry, now_ms())?;
+        journal.undone(entry)?;
     }
     qdisc::restore_root(sock, s.ifindex, &s.saved).map_err(nl)?;
-    journal.journal_restored(s.qdisc_entry, now_ms())?;
+    journal.undone(s.qdisc_entry)?;
     Ok(())
 }
 
@@ -216,41 +207,23 @@ fn remove_clsact(sock: &mut Socket, ifindex: u32) -> Result<(), NetlinkError> {
     }
 }
 
-/// Restores every unrestored qdisc / clsact journal entry, newest first: what a daemon killed
-/// with faults running left behind. A device that no longer exists has nothing to restore.
-/// Returns how many entries were restored.
-pub fn restore_journal(journal: &Store) -> Result<usize, DeviceError> {
-    let mut done = 0;
-    for row in journal.journal_unrestored()? {
-        if row.kind != JOURNAL_QDISC && row.kind != JOURNAL_CLSACT {
-            continue;
-        }
-        let ifindex = match ifindex(&row.path) {
-            Ok(i) => i,
-            Err(_) => {
-                tracing::warn!(device = %row.path, "journaled device is gone; nothing to restore");
-                journal.journal_restored(row.id, now_ms())?;
-                continue;
-            }
-        };
-        let nl = |source| DeviceError::Netlink {
-            name: row.path.clone(),
-            source,
-        };
-        let mut sock = Socket::open().map_err(nl)?;
-        if row.kind == JOURNAL_CLSACT {
-            remove_clsact(&mut sock, ifindex).map_err(nl)?;
-        } else {
-            let saved = Qdisc::decode(&row.old_value).ok_or_else(|| DeviceError::BadJournal {
-                id: row.id,
-                value: row.old_value.clone(),
-            })?;
-            qdisc::restore_root(&mut sock, ifindex, &saved).map_err(nl)?;
-        }
-        journal.journal_restored(row.id, now_ms())?;
-        tracing::warn!(device = %row.path, kind = %row.kind, value = %row.old_value,
-            owner = %row.owner, "restored a host change left by a previous daemon");
-        done += 1;
-    }
-    Ok(done)
+/// Journal undo of [`ChangeKind::Qdisc`]: puts the saved root qdisc back on device `name`.
+/// `NotFound` when the device is gone (nothing left to restore).
+pub fn undo_qdisc(name: &str, saved: &str) -> std::io::Result<()> {
+    let saved = Qdisc::decode(saved).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("cannot read the saved qdisc {saved:?}"),
+        )
+    })?;
+    let ifindex = ifindex(name).map_err(|_| std::io::ErrorKind::NotFound)?;
+    let mut sock = Socket::open().map_err(std::io::Error::other)?;
+    qdisc::restore_root(&mut sock, ifindex, &saved).map_err(std::io::Error::other)
+}
+
+/// Journal undo of [`ChangeKind::Clsact`]: deletes the `clsact` qdisc the daemon added.
+pub fn undo_clsact(name: &str) -> std::io::Result<()> {
+    let ifindex = ifindex(name).map_err(|_| std::io::ErrorKind::NotFound)?;
+    let mut sock = Socket::open().map_err(std::io::Error::other)?;
+    remove_clsact(&mut sock, ifindex).map_err(std::io::Error::other)
 }

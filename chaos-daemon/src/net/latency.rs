@@ -1,14 +1,13 @@
-//! A latency fault's kernel side: refuse it when the kernel has no `sch_fq`, pick the device,
-//! make `fq` its root (shared and journaled, see [`super::devices`]), write the slot's delay
+//! A latency fault's kernel side (the engine has already refused it when the capability probe
+//! found no `sch_fq`, see [`super::probe_fq`]): pick the device, make `fq` its root (shared and journaled, see [`super::devices`]), write the slot's delay
 //! parameters with the target cgroup, and attach the slot's tc egress program. Undone in reverse
 //! by [`Latency::stop`]; a failure part-way undoes what was done.
 
 use std::{os::unix::fs::MetadataExt as _, path::Path};
 
 use super::{
-    devices::{self, DeviceError, Devices},
+    devices::{DeviceError, Devices},
     netlink::{Message, NLM_F_DUMP, NetlinkError, Socket, attrs},
-    qdisc::probe_fq,
 };
 use crate::{
     ebpf::{
@@ -16,7 +15,7 @@ use crate::{
         tc::{TcAttachment, needs_clsact},
     },
     fault::LatencyPlan,
-    store::Store,
+    journal::HostJournal,
     target::ResolvedTarget,
 };
 
@@ -55,39 +54,34 @@ pub struct LatencyRun {
     tc: TcAttachment,
 }
 
-/// The latency faults' shared state: the `fq` devices and the journal.
+/// The latency faults' shared state: the devices holding a shared `fq`.
 #[derive(Default)]
 pub struct Latency {
     devices: Devices,
-    journal: Option<Store>,
 }
 
 impl Latency {
-    /// Takes the journal and restores what a previous daemon left changed. Returns how many
-    /// journal entries were restored.
-    pub fn open_journal(&mut self, journal: Store) -> Result<usize, DeviceError> {
-        let restored = devices::restore_journal(&journal)?;
-        self.journal = Some(journal);
-        Ok(restored)
-    }
-
     /// Devices holding a shared `fq`, with their user counts.
     pub fn devices(&self) -> &Devices {
         &self.devices
     }
 
-    /// Prepares the device and attaches `slot`'s delay program. The slot must be disarmed.
+    /// Prepares the device (journaled in `journal`) and attaches `slot`'s delay program. The
+    /// slot must be disarmed.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the engine's parts, each used once"
+    )]
     pub fn start(
         &mut self,
         kernel: &mut Kernel,
+        journal: &dyn HostJournal,
         slot: u32,
         owner: &str,
         target: &ResolvedTarget,
         cgroup_level: u32,
         plan: &LatencyPlan,
     ) -> Result<LatencyRun, LatencyError> {
-        probe_fq().map_err(LatencyError::Unsupported)?;
-        let journal = self.journal.as_ref().ok_or(LatencyError::NoJournal)?;
         if !same_netns(&target.path) {
             return Err(LatencyError::OtherNetns {
                 cgroup: target.path.display().to_string(),
@@ -118,12 +112,9 @@ impl Latency {
 
     /// Detaches the program and releases the device (the last user restores its root qdisc).
     /// Both are tried; the first error is returned.
-    pub fn stop(&mut self, run: LatencyRun) -> Result<(), LatencyError> {
+    pub fn stop(&mut self, run: LatencyRun, journal: &dyn HostJournal) -> Result<(), LatencyError> {
         let detached = run.tc.detach();
-        let released = match &self.journal {
-            Some(j) => self.devices.release(j, &run.interface),
-            None => Ok(()),
-        };
+        let released = self.devices.release(journal, &run.interface);
         detached?;
         released?;
         Ok(())

@@ -97,6 +97,14 @@ enum Mode {
         #[arg(long)]
         bytes: u64,
     },
+    /// Burn CPU on THREADS threads for MS milliseconds; `ok` = loop iterations done (the
+    /// throughput a CPU limit shows up in).
+    Spin {
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long)]
+        ms: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -123,6 +131,23 @@ fn main() -> anyhow::Result<()> {
             let sock = UdpSocket::bind(bind)?;
             for seq in 0..count {
                 tally.timed(|| sock.send_to(&seq.to_be_bytes(), to).map(drop));
+            }
+        }
+        Mode::Spin { threads, ms } => {
+            let end = Instant::now() + Duration::from_millis(ms);
+            let spin = move || {
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    for i in 0..10_000u64 {
+                        std::hint::black_box(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                    }
+                    n += 1;
+                }
+                n
+            };
+            let handles: Vec<_> = (0..threads).map(|_| std::thread::spawn(spin)).collect();
+            for h in handles {
+                tally.ok += h.join().unwrap_or(0);
             }
         }
         Mode::UdpFlip { to, max_ms } => {

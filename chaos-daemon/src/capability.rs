@@ -1,0 +1,147 @@
+//! What this kernel can do, found at daemon start by trying, not by reading version numbers:
+//! each fault kind is either supported or refused with the reason (the missing kernel feature).
+//! `chaos-ctl capabilities` prints this table; [`Capabilities::check`] refuses a start with it.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    cgroupfs,
+    ebpf::{Hook, Kernel},
+};
+
+/// One fault kind's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capability {
+    /// The fault kind, as [`crate::fault::Fault::kind`] names it.
+    pub fault: &'static str,
+    pub supported: bool,
+    /// Why not, naming the missing kernel feature; empty when supported.
+    pub reason: String,
+}
+
+/// The probed table for this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `uname -r`.
+    pub kernel: String,
+    pub faults: Vec<Capability>,
+}
+
+impl Capabilities {
+    /// Probes every fault kind. Cgroup program attachment is tried on a throwaway cgroup
+    /// under `mount` (removed before returning) with slot 0's programs, which are disarmed.
+    pub fn probe(kernel: &mut Kernel, mount: &Path) -> Self {
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let scratch = Scratch::create(mount);
+        let attach = |kernel: &mut Kernel, hooks: &[Hook]| -> Result<(), String> {
+            let scratch = scratch.as_ref().map_err(Clone::clone)?;
+            let dir = fs::File::open(&scratch.0)
+                .map_err(|e| format!("opening {}: {e}", scratch.0.display()))?;
+            for hook in hooks {
+                kernel
+                    .attach(0, *hook, &dir)
+                    .map_err(|e| format!("cannot load or attach {hook:?} programs: {e}"))?
+                    .detach()
+                    .map_err(|e| format!("cannot detach {hook:?} programs: {e}"))?;
+            }
+            Ok(())
+        };
+        let mut faults = vec![
+            verdict("packet_loss", attach(kernel, &[Hook::SkbEgress])),
+            verdict(
+                "socket_error",
+                attach(kernel, &[Hook::Connect4, Hook::SockCreate]),
+            ),
+        ];
+        faults.push(verdict(
+            "pod_kill",
+            scratch.as_ref().map_err(Clone::clone).and_then(|s| {
+                if s.0.join("cgroup.kill").exists() {
+                    Ok(())
+                } else {
+                    Err("the kernel has no cgroup.kill (needs Linux 5.14+)".into())
+                }
+            }),
+        ));
+        faults.push(verdict("resource_pressure", pressure_support(mount)));
+        faults.push(verdict("latency", crate::net::probe_fq()));
+        Self {
+            kernel: release,
+            faults,
+        }
+    }
+
+    /// `Ok` if `fault` can run here, else the reason it cannot.
+    pub fn check(&self, fault: &str) -> Result<(), String> {
+        match self.faults.iter().find(|c| c.fault == fault) {
+            Some(c) if c.supported => Ok(()),
+            Some(c) => Err(c.reason.clone()),
+            None => Err(format!("{fault} is not probed by this build")),
+        }
+    }
+}
+
+fn verdict(fault: &'static str, r: Result<(), String>) -> Capability {
+    Capability {
+        fault,
+        supported: r.is_ok(),
+        reason: r.err().unwrap_or_default(),
+    }
+}
+
+/// Resource pressure needs the cpu and memory controllers on the cgroup2 hierarchy.
+fn pressure_support(mount: &Path) -> Result<(), String> {
+    let have = cgroupfs::controllers(mount)
+        .map_err(|e| format!("reading {}/cgroup.controllers: {e}", mount.display()))?;
+    let missing: Vec<&str> = ["cpu", "memory"]
+        .into_iter()
+        .filter(|c| !have.iter().any(|h| h == c))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the cgroup2 hierarchy at {} has no {} controller (here they are bound to \
+             cgroup v1; resource pressure needs cpu.max and memory.high on cgroup v2)",
+            mount.display(),
+            missing.join(" or ")
+        ))
+    }
+}
+
+/// A throwaway cgroup for probing, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn create(mount: &Path) -> Result<Self, String> {
+        // A daemon killed mid-probe leaves its (empty) probe cgroup: remove those first.
+        if let Ok(entries) = fs::read_dir(mount) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("chaos-probe-") {
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+        }
+        let path = mount.join(format!("chaos-probe-{}", std::process::id()));
+        match fs::create_dir(&path) {
+            Ok(()) => Ok(Self(path)),
+            Err(e) => Err(format!(
+                "cannot create a cgroup under {}: {e}",
+                mount.display()
+            )),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir(&self.0) {
+            tracing::error!(path = %self.0.display(), error = %e, "removing the probe cgroup");
+        }
+    }
+}

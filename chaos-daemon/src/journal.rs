@@ -1,0 +1,165 @@
+//! The host-change journal: every change that outlives the daemon process (a cgroup knob, a
+//! qdisc) is recorded *before* it is made, marked when it is undone, and undone again at the
+//! next daemon start if the process died in between (DESIGN §4, "Links are never pinned").
+//!
+//! [`HostJournal`] is the record-keeping; [`Store`](crate::store::Store) implements it durably
+//! and [`MemoryJournal`] in memory (for library users that need no crash recovery).
+//! [`undo`] knows how to put each kind of change back.
+
+use std::{io, path::Path, sync::Mutex};
+
+use crate::store::StoreError;
+
+/// What kind of host state a journal entry protects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A cgroup interface file (`cpu.max`, `memory.high`): `path` is the file, `old_value` its
+    /// previous content.
+    CgroupKnob,
+    /// A network device's root qdisc: `path` names the device, `old_value` the qdisc to
+    /// re-create.
+    Qdisc,
+    /// A `clsact` qdisc the daemon added to device `path` (for tc programs before Linux 6.6);
+    /// undoing deletes it.
+    Clsact,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::CgroupKnob => "cgroup_knob",
+            ChangeKind::Qdisc => "qdisc",
+            ChangeKind::Clsact => "clsact",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ChangeKind::CgroupKnob,
+            ChangeKind::Qdisc,
+            ChangeKind::Clsact,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One change to the host, with what to put back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostChange {
+    pub kind: ChangeKind,
+    pub path: String,
+    pub old_value: String,
+}
+
+/// A recorded, not yet undone change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub id: i64,
+    /// Who made it (an experiment or fault id), for the audit trail.
+    pub owner: String,
+    pub change: HostChange,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("host-change journal entry {id} has an unknown kind {kind:?}")]
+    UnknownKind { id: i64, kind: String },
+    #[error("undoing {kind} change of {path}: {source}")]
+    Undo {
+        kind: &'static str,
+        path: String,
+        source: io::Error,
+    },
+}
+
+/// Where host changes are recorded. Implementations must make `record` durable before it
+/// returns: the change is made right after.
+pub trait HostJournal: Send {
+    /// Records a change about to be made; returns its entry id.
+    fn record(&self, owner: &str, change: &HostChange) -> Result<i64, JournalError>;
+    /// Marks an entry undone.
+    fn undone(&self, id: i64) -> Result<(), JournalError>;
+    /// Entries not yet undone, newest first (the order to undo them in).
+    fn pending(&self) -> Result<Vec<JournalEntry>, JournalError>;
+}
+
+/// A journal that lives only as long as the process.
+#[derive(Default)]
+pub struct MemoryJournal {
+    entries: Mutex<(i64, Vec<JournalEntry>)>,
+}
+
+impl HostJournal for MemoryJournal {
+    fn record(&self, owner: &str, change: &HostChange) -> Result<i64, JournalError> {
+        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, entries) = &mut *guard;
+        *next += 1;
+        entries.push(JournalEntry {
+            id: *next,
+            owner: owner.into(),
+            change: change.clone(),
+        });
+        Ok(*next)
+    }
+
+    fn undone(&self, id: i64) -> Result<(), JournalError> {
+        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        guard.1.retain(|e| e.id != id);
+        Ok(())
+    }
+
+    fn pending(&self) -> Result<Vec<JournalEntry>, JournalError> {
+        let guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(guard.1.iter().rev().cloned().collect())
+    }
+}
+
+/// Puts one change back. A change whose object is gone (the cgroup was removed, the device
+/// deleted) counts as undone: there is nothing left to restore.
+pub fn undo(change: &HostChange) -> Result<(), JournalError> {
+    let result = match change.kind {
+        ChangeKind::CgroupKnob => {
+            crate::cgroupfs::write_knob(Path::new(&change.path), &change.old_value)
+        }
+        ChangeKind::Qdisc => crate::net::devices::undo_qdisc(&change.path, &change.old_value),
+        ChangeKind::Clsact => crate::net::devices::undo_clsact(&change.path),
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(JournalError::Undo {
+            kind: change.kind.as_str(),
+            path: change.path.clone(),
+            source,
+        }),
+    }
+}
+
+/// Undoes an entry and marks it undone.
+pub fn undo_entry(journal: &dyn HostJournal, entry: &JournalEntry) -> Result<(), JournalError> {
+    undo(&entry.change)?;
+    journal.undone(entry.id)
+}
+
+/// What [`undo_pending`] did.
+#[derive(Debug, Default)]
+pub struct UndoReport {
+    pub undone: Vec<JournalEntry>,
+    pub failed: Vec<(JournalEntry, JournalError)>,
+}
+
+/// Undoes every pending entry (at daemon start: what a killed daemon left behind). Keeps going
+/// past failures.
+pub fn undo_pending(journal: &dyn HostJournal) -> Result<UndoReport, JournalError> {
+    let mut report = UndoReport::default();
+    for entry in journal.pending()? {
+        match undo_entry(journal, &entry) {
+            Ok(()) => report.undone.push(entry),
+            Err(e) => report.failed.push((entry, e)),
+        }
+    }
+    Ok(report)
+}
