@@ -360,7 +360,10 @@ fn chaos_ctl_gets_the_refusal_for_a_start_and_a_dry_run() {
     assert_eq!(veth.root(), before);
     assert!(tc_egress_programs(&veth.0).is_empty());
     let caps = daemon.ctl_ok(&["capabilities"]);
-    let line = caps.lines().find(|l| l.contains("latency")).unwrap_or_default();
+    let line = caps
+        .lines()
+        .find(|l| l.contains("latency"))
+        .unwrap_or_default();
     assert!(line.contains("sch_fq not available"), "{caps}");
     let list = daemon.ctl_ok(&["status", "--output", "json"]);
     assert!(

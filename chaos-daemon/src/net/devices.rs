@@ -217,6 +217,16 @@ pub fn undo_qdisc(name: &str, saved: &str) -> std::io::Result<()> {
         )
     })?;
     let ifindex = ifindex(name).map_err(|_| std::io::ErrorKind::NotFound)?;
+    // Before Linux 6.6 the delay programs are cls_bpf filters, which outlive the daemon that
+    // attached them (tcx links do not): remove any left on the device.
+    for slot in 0..chaos_common::MAX_SLOTS {
+        let program = crate::ebpf::tc::latency_program_name(slot);
+        let _gone = aya::programs::tc::qdisc_detach_program(
+            name,
+            aya::programs::TcAttachType::Egress,
+            &program,
+        );
+    }
     let mut sock = Socket::open().map_err(std::io::Error::other)?;
     qdisc::restore_root(&mut sock, ifindex, &saved).map_err(std::io::Error::other)
 }
