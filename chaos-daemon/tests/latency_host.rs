@@ -79,10 +79,11 @@ fn tc_egress_programs(dev: &str) -> Vec<String> {
         .output()
         .unwrap();
     let legacy = String::from_utf8_lossy(&out.stdout);
+    // One line per cls_bpf filter (it names the program twice).
     names.extend(
         legacy
-            .split_whitespace()
-            .filter(|w| w.contains("lat_eg"))
+            .lines()
+            .filter(|l| l.contains("lat_eg"))
             .map(String::from),
     );
     names

@@ -4,6 +4,10 @@
 //! within ±10% of the configured delay (median over 200 echoes), the outside client unaffected,
 //! the jitter's spread the configured one, no delay after stop, and the previous root qdisc back
 //! after a stop and after the daemon is SIGKILLed and restarted (the journal).
+//!
+//! Boot the VM with `tsc=reliable clocksource=tsc` and one vCPU: with QEMU TCG's emulated HPET
+//! as clocksource every fq watchdog timer fires several ms late (measured +5 ms on a 20 ms
+//! delay), and two vCPU threads on a busy 2-core host add ms of scheduling noise.
 #![cfg(feature = "vm-tests")]
 
 mod support;
@@ -54,7 +58,7 @@ impl Topology {
         run("ip", &["addr", "add", &format!("{here}/24"), "dev", &dev]);
         run("ip", &["link", "set", &dev, "up"]);
         let inside = |args: &[&str]| {
-            let mut a = vec!["netns", "exec", &ns];
+            let mut a = vec!["netns", "exec", &ns, "ip"];
             a.extend_from_slice(args);
             run("ip", &a);
         };
@@ -95,7 +99,8 @@ impl Topology {
         )
         .map(|(_, p)| p.len())
         .unwrap_or(0); // no tcx before 6.6
-        legacy.matches("lat_eg").count() + tcx
+        // One line per cls_bpf filter, which names the program twice.
+        legacy.lines().filter(|l| l.contains("lat_eg")).count() + tcx
     }
 }
 
@@ -209,24 +214,29 @@ fn jitter_spread_matches_and_two_faults_share_one_fq() {
     let a = start(&daemon, &normal.path, &topo.dev, 50, 10, "normal");
     let b = start(&daemon, &uniform.path, &topo.dev, 50, 10, "uniform");
     assert_eq!(topo.delay_programs(), 2);
-    let n = workload_bg(
-        Some(&normal.path),
-        &["udp-ping", "--to", &topo.to, "--count", N],
-    );
+    // One after the other: two clients at once on the VM's two vCPUs add scheduling noise.
+    let n = ping(Some(&normal.path), &topo.to);
     let u = ping(Some(&uniform.path), &topo.to);
-    let n = n.join().unwrap();
-    // Normal: standard deviation = jitter; uniform on [-j, +j]: j / sqrt(3).
-    for (what, t, want) in [("normal", &n, 10.0), ("uniform", &u, 10.0 / 3f64.sqrt())] {
-        let sd = ms(t, "sd_ns");
+    // The spread as the 10th-90th percentile width, robust to the VM's rare scheduling
+    // outliers: normal with sd j: 2.563 j; uniform on [-j, +j]: 1.6 j.
+    for (what, t, want) in [("normal", &n, 2.563 * 10.0), ("uniform", &u, 1.6 * 10.0)] {
+        let width = ms(t, "p90_ns") - ms(t, "p10_ns");
         println!(
-            "{what}: sd {sd:.2} ms (want {want:.2}, base {base_sd:.2}), p10 {:.2} p50 {:.2} p90 {:.2}",
+            "{what}: p10-p90 width {width:.2} ms (want {want:.2}), sd {:.2} ms (base {base_sd:.2}), \
+             p10 {:.2} p50 {:.2} p90 {:.2}",
+            ms(t, "sd_ns"),
             ms(t, "p10_ns"),
             ms(t, "p50_ns"),
             ms(t, "p90_ns")
         );
         assert!(
-            (sd - want).abs() <= 0.2 * want,
-            "{what}: sd {sd:.2} ms, want {want:.2}"
+            (width - want).abs() <= 0.2 * want,
+            "{what}: p10-p90 width {width:.2} ms, want {want:.2}"
+        );
+        let p50 = ms(t, "p50_ns");
+        assert!(
+            (p50 - 50.0).abs() <= 5.0,
+            "{what}: median {p50:.2} ms for 50 ms"
         );
     }
     daemon.ctl_ok(&["stop", &a]);
