@@ -32,6 +32,14 @@ pub const MAP_SLOTS: &str = "CHAOS_SLOTS";
 pub const MAP_FAULT_TICKETS: &str = "CHAOS_TICKETS";
 /// Name of the `PerCpuArray<SlotCounters>` map (`MAX_SLOTS` entries).
 pub const MAP_COUNTERS: &str = "CHAOS_COUNTERS";
+/// Name of the `Array<LatencyConfig>` map (`MAX_SLOTS` entries) of the tc egress delay programs.
+pub const MAP_LATENCY: &str = "CHAOS_LATENCY";
+
+/// `LatencyConfig::distribution`: jitter uniform in `[-jitter_ns, +jitter_ns]`.
+pub const DIST_UNIFORM: u32 = 0;
+/// `LatencyConfig::distribution`: jitter approximately normal (Irwin-Hall, 12 uniforms) with
+/// standard deviation `jitter_ns`.
+pub const DIST_NORMAL: u32 = 1;
 
 /// Name of the `CgroupArray` map (`MAX_SLOTS` entries) of the cgroup each file/process
 /// syscall-error slot targets. The LSM programs are global (not attached to a cgroup): they ask
@@ -232,6 +240,27 @@ pub struct SlotCounters {
 }
 const _: () = assert!(size_of::<SlotCounters>() == 32);
 
+/// What a latency slot delays, read by the tc egress program next to the slot's [`SlotConfig`]
+/// (which keeps the kill switch, deadline, filters, probability and cap).
+///
+/// A packet is delayed when the cgroup of its socket at `cgroup_level` of the hierarchy is
+/// `cgroup_id` (`bpf_skb_ancestor_cgroup_id`), i.e. the socket is in the target cgroup or below.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatencyConfig {
+    /// Added delay in nanoseconds.
+    pub delay_ns: u64,
+    /// Jitter in nanoseconds: the half-width (uniform) or the standard deviation (normal).
+    pub jitter_ns: u64,
+    /// The target cgroup's id (the inode number of its directory); zero never matches.
+    pub cgroup_id: u64,
+    /// Depth of the target cgroup below the cgroup2 root (the root is level 0).
+    pub cgroup_level: u32,
+    /// `DIST_*`.
+    pub distribution: u32,
+}
+const _: () = assert!(size_of::<LatencyConfig>() == 32);
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: `#[repr(C)]`, only integer fields, explicit padding: every bit pattern is valid and
@@ -241,4 +270,6 @@ mod user {
     unsafe impl aya::Pod for super::SlotCounters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PathPrefix {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::LatencyConfig {}
 }

@@ -78,6 +78,7 @@ impl Capabilities {
                 LsmSupport::Lsm | LsmSupport::FmodRet => Ok(()),
             },
         ));
+        faults.push(verdict("latency", crate::net::probe_fq()));
         Self {
             kernel: release,
             faults,

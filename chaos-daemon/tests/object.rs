@@ -1,12 +1,16 @@
-//! The built eBPF object, parsed without a kernel: every hook exists once per slot with the
-//! right attach type, the maps have the ABI's shapes, and the fault cap's atomic really fetches.
+//! The built eBPF object, parsed without a kernel: every hook (and the tc delay program) exists
+//! once per slot with the right attach type, the global LSM programs exist once, the maps have
+//! the ABI's shapes, and the fault cap's atomic really fetches.
 
 use aya_obj::{Object, ProgramSection, generated::bpf_attach_type};
 use chaos_common::{
-    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_SLOTS, MAX_SLOTS, SlotConfig,
-    SlotCounters,
+    LatencyConfig, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LATENCY, MAP_LSM_CGROUPS, MAP_SLOTS,
+    MAX_SLOTS, SlotConfig, SlotCounters,
 };
-use chaos_daemon::ebpf::{Hook, OBJECT, lsm::LsmHook};
+use chaos_daemon::ebpf::{Hook, OBJECT, lsm::LsmHook, tc::latency_program_name};
+
+/// Programs per slot: every cgroup hook plus the tc egress delay program.
+const PER_SLOT: usize = Hook::ALL.len() + 1;
 
 fn object() -> Object {
     Object::parse(OBJECT).expect("the embedded object parses")
@@ -44,6 +48,17 @@ fn every_hook_exists_for_every_slot_with_its_attach_type() {
                 "{name}"
             );
         }
+        let name = latency_program_name(slot);
+        assert!(name.len() <= 15, "{name}");
+        let prog = obj
+            .programs
+            .get(&name)
+            .unwrap_or_else(|| panic!("missing program {name}"));
+        assert!(
+            matches!(prog.section, ProgramSection::SchedClassifier),
+            "{name}: {:?}",
+            prog.section
+        );
     }
     let lsm = lsm_programs();
     for name in &lsm {
@@ -59,7 +74,7 @@ fn every_hook_exists_for_every_slot_with_its_attach_type() {
     }
     assert_eq!(
         obj.programs.len(),
-        MAX_SLOTS as usize * Hook::ALL.len() + lsm.len(),
+        MAX_SLOTS as usize * PER_SLOT + lsm.len(),
         "no stray programs"
     );
     assert!(
@@ -110,6 +125,11 @@ fn maps_match_the_shared_abi() {
         shape(MAP_LSM_CGROUPS),
         (BPF_MAP_TYPE_CGROUP_ARRAY as u32, 4, 4, MAX_SLOTS)
     );
+    let latency = size_of::<LatencyConfig>() as u32;
+    assert_eq!(
+        shape(MAP_LATENCY),
+        (BPF_MAP_TYPE_ARRAY as u32, 4, latency, MAX_SLOTS)
+    );
 }
 
 #[test]
@@ -134,7 +154,7 @@ fn fault_cap_atomics_return_the_old_value() {
     }
     assert_eq!(
         cgroup_atomics,
-        MAX_SLOTS as usize * Hook::ALL.len(),
+        MAX_SLOTS as usize * PER_SLOT,
         "one ticket per program"
     );
     assert!(

@@ -4,12 +4,14 @@
 //! [`lsm`] owns the global file/process syscall-error programs and their `fmod_ret` fallback.
 //!
 //! Links are owned by [`Attachment`] values and never pinned: detaching or dropping one (or the
-//! daemon dying) removes the program from the cgroup.
+//! daemon dying) removes the program from the cgroup. [`tc`] does the same for the tc egress
+//! delay programs on network devices.
 
 mod btf;
 mod fmod_ret;
 pub mod lsm;
 pub mod sys;
+pub mod tc;
 
 use std::os::fd::AsFd;
 

@@ -4,16 +4,23 @@
 //! * [`filter`] — the shared protocol / port / CIDR filter.
 //! * [`errno`] — errno names and numbers.
 //! * [`syscall`] — the file and process calls a syscall-error fault can fail.
+//! * [`latency`] — the latency fault's delay, jitter and device.
 
 pub mod errno;
 pub mod filter;
+pub mod latency;
 pub mod syscall;
 
 use std::{fmt, time::Duration};
 
 use chaos_common::{FLAG_SILENT_EGRESS, SlotConfig, THRESHOLD_ALWAYS};
 
-pub use self::{errno::Errno, filter::NetFilter, syscall::SyscallCall};
+pub use self::{
+    errno::Errno,
+    filter::NetFilter,
+    latency::{Distribution, LatencyPlan},
+    syscall::SyscallCall,
+};
 use crate::{
     ebpf::{Hook, lsm::LsmHook},
     target::Target,
@@ -59,6 +66,14 @@ pub enum Fault {
         /// Only files under this path (`open` only).
         path_prefix: Option<String>,
     },
+    /// Delay the target's egress packets on a device (EDT + `fq`).
+    Latency {
+        delay: Duration,
+        jitter: Duration,
+        distribution: Distribution,
+        /// The device; `None` = the device of the default route.
+        interface: Option<String>,
+    },
     /// Kill every process of the target's cgroup tree with `cgroup.kill` ("pod deletion"):
     /// at the start, then every `interval` while the target has processes (`None` = once).
     /// Each kill is one fault: `max_faults` caps the kills.
@@ -82,6 +97,7 @@ impl Fault {
             Fault::PacketLoss { .. } => "packet_loss",
             Fault::SocketError { .. } => "socket_error",
             Fault::SyscallError { .. } => "syscall_error",
+            Fault::Latency { .. } => "latency",
             Fault::PodKill { .. } => "pod_kill",
             Fault::ResourcePressure { .. } => "resource_pressure",
         }
@@ -203,6 +219,8 @@ pub struct Plan {
     pub lsm_hooks: Vec<LsmHook>,
     /// The slot's path prefix for those hooks, if any.
     pub lsm_path: Option<String>,
+    /// A latency fault's device-side plan (its program is not a cgroup hook).
+    pub latency: Option<LatencyPlan>,
 }
 
 impl FaultSpec {
@@ -236,6 +254,7 @@ impl FaultSpec {
             ));
         }
         self.filter.apply(&mut config)?;
+        let mut latency = None;
         let hooks = match &self.fault {
             Fault::PacketLoss {
                 direction,
@@ -292,7 +311,22 @@ impl FaultSpec {
                     hooks: Vec::new(),
                     lsm_hooks: lsm.hooks,
                     lsm_path: lsm.path_prefix,
+                    latency: None,
                 });
+            }
+            Fault::Latency {
+                delay,
+                jitter,
+                distribution,
+                interface,
+            } => {
+                latency = Some(latency::plan(
+                    *delay,
+                    *jitter,
+                    *distribution,
+                    interface.as_deref(),
+                )?);
+                Vec::new()
             }
             Fault::PodKill { interval } => {
                 if interval.is_some_and(|i| i < MIN_KILL_INTERVAL) {
@@ -337,6 +371,7 @@ impl FaultSpec {
             hooks,
             lsm_hooks: Vec::new(),
             lsm_path: None,
+            latency,
         })
     }
 }

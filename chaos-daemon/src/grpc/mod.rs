@@ -22,6 +22,7 @@ use crate::{
     experiment::{ExperimentError, Manager},
     fault::SpecError,
     host_fault::HostFaultError,
+    net::{devices::DeviceError, latency::LatencyError},
     report,
     target::TargetError,
 };
@@ -55,7 +56,19 @@ pub fn status_of(e: &ExperimentError) -> Status {
             Status::failed_precondition(msg)
         }
         ExperimentError::NotFound(_) => Status::not_found(msg),
-        ExperimentError::BudgetInvalid { .. } => Status::invalid_argument(msg),
+        ExperimentError::BudgetInvalid { .. } | ExperimentError::LatencyTooHigh { .. } => {
+            Status::invalid_argument(msg)
+        }
+        ExperimentError::Engine(EngineError::Latency(l)) => match l {
+            LatencyError::Device(DeviceError::NoDevice { .. }) | LatencyError::NoDefaultRoute => {
+                Status::invalid_argument(msg)
+            }
+            LatencyError::OtherNetns { .. }
+            | LatencyError::Device(DeviceError::Unrestorable { .. }) => {
+                Status::failed_precondition(msg)
+            }
+            _ => Status::internal(msg),
+        },
         ExperimentError::BudgetExhausted { .. } => Status::resource_exhausted(msg),
         ExperimentError::Engine(_) | ExperimentError::Store(_) => Status::internal(msg),
     }

@@ -18,6 +18,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
+mod echo;
 mod files;
 mod sockopt;
 
@@ -108,6 +109,21 @@ enum Mode {
         #[arg(long)]
         count: u64,
     },
+    /// Echo UDP datagrams back to their sender until killed. Prints `ready PORT`.
+    UdpEcho {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: SocketAddr,
+    },
+    /// COUNT UDP round trips to an echo server, one at a time, GAP_MS apart; prints the
+    /// round-trip time quantiles, mean and standard deviation.
+    UdpPing {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 1)]
+        gap_ms: u64,
+    },
     /// Burn CPU on THREADS threads for MS milliseconds; `ok` = loop iterations done (the
     /// throughput a CPU limit shows up in).
     Spin {
@@ -160,6 +176,10 @@ fn main() -> anyhow::Result<()> {
             for h in handles {
                 tally.ok += h.join().unwrap_or(0);
             }
+        }
+        Mode::UdpEcho { bind } => return echo::udp_echo(bind),
+        Mode::UdpPing { to, count, gap_ms } => {
+            return echo::udp_ping(to, count, Duration::from_millis(gap_ms));
         }
         Mode::UdpFlip { to, max_ms } => {
             let sock = UdpSocket::bind("0.0.0.0:0")?;
