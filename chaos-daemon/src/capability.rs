@@ -5,6 +5,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use crate::{
@@ -128,15 +129,26 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn create(mount: &Path) -> Result<Self, String> {
-        // A daemon killed mid-probe leaves its (empty) probe cgroup: remove those first.
+        // A daemon killed mid-probe leaves its (empty) probe cgroup: remove those of processes
+        // that are gone (another daemon may be probing right now).
         if let Ok(entries) = fs::read_dir(mount) {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with("chaos-probe-") {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(rest) = name.strip_prefix("chaos-probe-")
+                    && let Some((pid, _)) = rest.split_once('-')
+                    && !Path::new("/proc").join(pid).exists()
+                {
                     let _ = fs::remove_dir(e.path());
                 }
             }
         }
-        let path = mount.join(format!("chaos-probe-{}", std::process::id()));
+        // Unique per engine: one process (a test binary) may probe from several threads.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = mount.join(format!(
+            "chaos-probe-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         match fs::create_dir(&path) {
             Ok(()) => Ok(Self(path)),
             Err(e) => Err(format!(
