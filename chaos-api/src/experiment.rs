@@ -3,10 +3,16 @@
 //! [`ExperimentSpec`](crate::proto::ExperimentSpec).
 //!
 //! This module owns [`Experiment`], its target, its checks ([`Experiment::validate`]) and
-//! [`Experiment::to_proto`]. Private submodules own the rest: `fault` and `filter` (their types
-//! are re-exported here), and `raw`, the document as written and its conversion into the model
-//! (exactly one target, the `fault` keys allowed for the `type`, ports and networks). The daemon re-validates what it alone can
-//! (errno names against the real table, the target's existence).
+//! [`Experiment::to_proto`]. Private submodules own the rest: `fault`, `host` and `filter`
+//! (their types are re-exported here), and `raw`, the document as written and its conversion
+//! into the model (exactly one target, the `fault` keys allowed for the `type`, the per-type
+//! `intensity` default, ports and networks). The daemon re-validates what it alone can (errno
+//! names against the real table, the target's existence, its config's limits).
+//!
+//! `intensity` is required, except for the host faults (`pod_deletion`, `resource_exhaustion`),
+//! where it defaults to 1: a pod deletion kills at every check with that probability, and a
+//! resource exhaustion must have 1 (the pressure applies to the whole cgroup). The host faults
+//! take no `filter`.
 //!
 //! ```yaml
 //! name: checkout-db-refused
@@ -22,6 +28,7 @@
 
 mod fault;
 mod filter;
+mod host;
 mod raw;
 
 use std::fmt;
@@ -34,6 +41,7 @@ use crate::proto;
 
 pub use fault::{Direction, EgressDrop, Errno, Fault, PacketLoss, SocketCall, SocketError};
 pub use filter::{NetFilter, PortRange, Protocol};
+pub use host::{MIN_KILL_INTERVAL, PodDeletion, ResourceExhaustion};
 
 /// Most networks one filter may list.
 pub const MAX_CIDRS: usize = 8;
@@ -53,7 +61,9 @@ pub struct Experiment {
     pub fault: Fault,
     /// How long the fault stays armed: more than 0 (at least 1ms) and at most 24h.
     pub duration: Duration,
-    /// Probability (0 to 1) that a matching packet or call is faulted.
+    /// Probability (0 to 1) that a matching packet or call is faulted; for a pod deletion, that
+    /// a due kill happens; exactly 1 for a resource exhaustion. Default 1 for the host faults,
+    /// required for the others.
     pub intensity: f64,
     /// Money budget of this experiment; at least 0. Unset: the config's `max_experiment_cost`.
     pub budget: Option<f64>,
@@ -82,6 +92,8 @@ impl Experiment {
             Fault::PacketLoss(_) => ExperimentType::PacketLoss,
             Fault::DependencyFailure(_) => ExperimentType::DependencyFailure,
             Fault::ApiErrorInjection(_) => ExperimentType::ApiErrorInjection,
+            Fault::PodDeletion(_) => ExperimentType::PodDeletion,
+            Fault::ResourceExhaustion(_) => ExperimentType::ResourceExhaustion,
         }
     }
 
@@ -112,7 +124,12 @@ impl Experiment {
             Fault::DependencyFailure(error) | Fault::ApiErrorInjection(error) => {
                 error.validate(&self.filter)
             }
+            Fault::PodDeletion(deletion) => deletion.validate(),
+            Fault::ResourceExhaustion(pressure) => pressure.validate(self.intensity),
         }?;
+        if self.kind().is_host() && !self.filter.matches_everything() {
+            return Err(host_filter_error(self.kind()));
+        }
         self.filter.validate()
     }
 
@@ -127,6 +144,15 @@ impl Experiment {
                 proto::fault::Kind::SocketError(proto::SocketError {
                     errno: error.errno.to_string(),
                     calls: error.calls.iter().map(|c| c.as_str().to_owned()).collect(),
+                })
+            }
+            Fault::PodDeletion(deletion) => proto::fault::Kind::PodKill(proto::PodKill {
+                interval_ms: deletion.interval_ms(),
+            }),
+            Fault::ResourceExhaustion(pressure) => {
+                proto::fault::Kind::ResourcePressure(proto::ResourcePressure {
+                    cpu_share: pressure.cpu_share,
+                    memory_share: pressure.memory_share,
                 })
             }
         };
@@ -155,6 +181,11 @@ pub enum ExperimentType {
     /// `api_error_injection`: fail the target's calls on live connections, by default
     /// `connect()` and `sendmsg()` with `ECONNRESET`.
     ApiErrorInjection,
+    /// `pod_deletion`: kill every process of the target's cgroup tree, once or every
+    /// `fault.interval`.
+    PodDeletion,
+    /// `resource_exhaustion`: tighten the target's `cpu.max` and `memory.high`.
+    ResourceExhaustion,
 }
 
 impl ExperimentType {
@@ -164,8 +195,25 @@ impl ExperimentType {
             Self::PacketLoss => "packet_loss",
             Self::DependencyFailure => "dependency_failure",
             Self::ApiErrorInjection => "api_error_injection",
+            Self::PodDeletion => "pod_deletion",
+            Self::ResourceExhaustion => "resource_exhaustion",
         }
     }
+
+    /// A host fault acts on the target's cgroup itself, not on its packets or calls: it takes
+    /// no `filter`, and its `intensity` defaults to 1.
+    pub fn is_host(self) -> bool {
+        matches!(self, Self::PodDeletion | Self::ResourceExhaustion)
+    }
+}
+
+/// The error for a `filter` on a host fault of type `kind`.
+fn host_filter_error(kind: ExperimentType) -> ModelError {
+    invalid(
+        "filter",
+        "a filter",
+        format!("no filter for {kind}: it acts on the whole cgroup (remove `filter`)"),
+    )
 }
 
 impl fmt::Display for ExperimentType {

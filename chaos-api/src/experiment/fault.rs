@@ -1,16 +1,17 @@
-//! The `fault` of an experiment: packet loss (direction, how egress drops look) and socket
-//! errors (errno, which calls), with the per-type defaults and checks.
+//! The `fault` of an experiment: the [`Fault`] of every type, and the settings of packet loss
+//! (direction, how egress drops look) and socket errors (errno, which calls), with the per-type
+//! defaults and checks. The host faults' settings live in `host`.
 
 use std::fmt;
 
 use serde::Deserialize;
 
-use super::{ExperimentType, MAX_ERRNO, NetFilter};
+use super::{ExperimentType, MAX_ERRNO, NetFilter, PodDeletion, ResourceExhaustion};
 use crate::error::{ModelError, invalid};
 use crate::proto;
 
 /// The fault of an experiment: its type and the type's settings (`fault` in the document).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// `type: packet_loss`.
     PacketLoss(PacketLoss),
@@ -18,6 +19,10 @@ pub enum Fault {
     DependencyFailure(SocketError),
     /// `type: api_error_injection`.
     ApiErrorInjection(SocketError),
+    /// `type: pod_deletion`.
+    PodDeletion(PodDeletion),
+    /// `type: resource_exhaustion`.
+    ResourceExhaustion(ResourceExhaustion),
 }
 
 /// `fault` of a `packet_loss` experiment.
