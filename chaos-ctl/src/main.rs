@@ -111,6 +111,8 @@ enum ExperimentType {
     NetworkLatency,
     PodDeletion,
     ResourceExhaustion,
+    /// File and process syscall errors (BPF LSM): --errno, --calls, --path-prefix.
+    SyscallError,
 }
 
 #[derive(Args)]
@@ -123,7 +125,7 @@ struct ExperimentArgs {
     #[arg(long, default_value = "60", value_parser = parse_duration)]
     duration: Duration,
     /// Probability that a matching packet or call is faulted, 0 to 1 (default 0.1; 1 for
-    /// pod_deletion and resource_exhaustion).
+    /// network_latency, pod_deletion and resource_exhaustion).
     #[arg(long)]
     intensity: Option<f64>,
     /// Money budget for this experiment.
@@ -150,9 +152,25 @@ struct ExperimentArgs {
     /// dependency_failure / api_error_injection: the errno to return.
     #[arg(long)]
     errno: Option<String>,
-    /// dependency_failure / api_error_injection: calls to fail (connect,sendmsg,bind,socket).
+    /// dependency_failure / api_error_injection: calls to fail (connect,sendmsg,bind,socket);
+    /// syscall_error: open,read,write,unlink,create,fork,exec,mmap.
     #[arg(long, value_delimiter = ',')]
     calls: Option<Vec<String>>,
+    /// syscall_error: only opens of files at or under this path (with --calls open).
+    #[arg(long)]
+    path_prefix: Option<String>,
+    /// network_latency: added delay in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    latency_ms: u64,
+    /// network_latency: jitter in milliseconds (uniform: +/- this; normal: the std deviation).
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    /// network_latency: jitter distribution, uniform or normal.
+    #[arg(long, default_value = "uniform")]
+    distribution: String,
+    /// network_latency: the device whose egress is delayed (default: the default route's).
+    #[arg(long, default_value = "")]
+    interface: String,
     /// pod_deletion: kill again this often while the target has processes (default: once).
     #[arg(long, value_parser = parse_duration)]
     interval: Option<Duration>,
@@ -628,6 +646,17 @@ fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
         }),
         ExperimentType::DependencyFailure => socket("ECONNREFUSED", &["connect"]),
         ExperimentType::ApiErrorInjection => socket("ECONNRESET", &["connect", "sendmsg"]),
+        ExperimentType::SyscallError => fault::Kind::SyscallError(proto::SyscallError {
+            errno: a.errno.clone().unwrap_or_else(|| "EIO".into()),
+            calls: a.calls.clone().unwrap_or_else(|| vec!["open".into()]),
+            path_prefix: a.path_prefix.clone().unwrap_or_default(),
+        }),
+        ExperimentType::NetworkLatency => fault::Kind::Latency(proto::Latency {
+            delay_ms: a.latency_ms,
+            jitter_ms: a.jitter_ms,
+            distribution: a.distribution.clone(),
+            interface: a.interface.clone(),
+        }),
         ExperimentType::PodDeletion => fault::Kind::PodKill(proto::PodKill {
             interval_ms: a.interval.map_or(0, |i| i.as_millis() as u64),
         }),
@@ -637,22 +666,15 @@ fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
                 memory_share: a.memory_share,
             })
         }
-        other => bail!(tonic::Status::failed_precondition(format!(
-            "experiment type {} is not available in this version (it needs the VM-tier faults); \
-             available: packet_loss, dependency_failure, api_error_injection, pod_deletion, \
-             resource_exhaustion",
-            other
-                .to_possible_value()
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default()
-        ))),
     };
     Ok(proto::ExperimentSpec {
         name: a.name.clone(),
         target: Some(proto::Target { kind: Some(kind) }),
         fault: Some(proto::Fault { kind: Some(fault) }),
         probability: a.intensity.unwrap_or(match a.kind {
-            ExperimentType::PodDeletion | ExperimentType::ResourceExhaustion => 1.0,
+            ExperimentType::NetworkLatency
+            | ExperimentType::PodDeletion
+            | ExperimentType::ResourceExhaustion => 1.0,
             _ => 0.1,
         }),
         duration_ms: a.duration.as_millis() as u64,

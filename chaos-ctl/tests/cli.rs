@@ -121,19 +121,6 @@ fn exit_codes_tell_usage_refusal_and_failure_apart() {
         .code(),
         Some(2)
     );
-    // Refused before any daemon is asked: a fault this version does not have.
-    let out = ctl(&[
-        "experiment",
-        "network_latency",
-        "--cgroup",
-        "/x",
-        "--duration",
-        "300",
-    ]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        stderr(&out).contains("available: packet_loss, dependency_failure, api_error_injection")
-    );
     // Failure: no daemon there.
     let out = ctl(&["--daemon", "unix:///nonexistent.sock", "status"]);
     assert_eq!(out.status.code(), Some(1));

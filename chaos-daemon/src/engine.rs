@@ -7,16 +7,20 @@
 //! touched; the slot is written disarmed, every hook is attached, and only then is the slot
 //! armed with its kernel deadline. Any failure detaches what was attached.
 
-use std::{fmt, fs::File, time::Duration};
+use std::{fmt, fs::File, sync::Arc, time::Duration};
 
 use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters};
 
 use crate::{
     capability::Capabilities,
-    ebpf::{Attachment, Kernel, KernelError},
+    ebpf::{
+        Attachment, Kernel, KernelError,
+        lsm::{LsmLink, LsmSupport},
+    },
     fault::{FaultSpec, SpecError},
     host_fault::{HostFault, HostFaultError},
     journal::{HostJournal, JournalError, MemoryJournal, undo_pending},
+    net::latency::{Latency, LatencyError, LatencyRun},
     target::{ResolvedTarget, Resolver, TargetError},
 };
 
@@ -56,6 +60,8 @@ pub enum EngineError {
     Host(#[from] HostFaultError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Latency(#[from] LatencyError),
 }
 
 /// What a started fault is, as the caller needs to know it.
@@ -74,6 +80,10 @@ struct Running {
     /// The armed configuration; disarming writes it back with `armed = 0`.
     config: SlotConfig,
     attachments: Vec<Attachment>,
+    /// Shared global LSM programs this fault uses; the last holder's drop detaches them.
+    lsm_links: Vec<Arc<LsmLink>>,
+    /// A latency fault's device side.
+    latency: Option<LatencyRun>,
 }
 
 /// The node's fault engine. Dropping it disarms and detaches everything.
@@ -85,6 +95,7 @@ pub struct Engine {
     slots: Vec<Option<Running>>,
     host: Vec<(FaultHandle, HostFault)>,
     next_id: u64,
+    latency: Latency,
 }
 
 impl Engine {
@@ -119,7 +130,13 @@ impl Engine {
             slots: (0..MAX_SLOTS).map(|_| None).collect(),
             host: Vec::new(),
             next_id: 1,
+            latency: Latency::default(),
         })
+    }
+
+    /// The latency faults' device state (which devices hold a shared `fq`).
+    pub fn latency(&self) -> &Latency {
+        &self.latency
     }
 
     /// The resolver this engine checks targets with.
@@ -166,9 +183,47 @@ impl Engine {
             // On error `attachments` is dropped here, which detaches what was attached.
             attachments.push(self.kernel.attach(slot_u32, *hook, &cgroup)?);
         }
+        let lsm_links = if plan.lsm_hooks.is_empty() {
+            Vec::new()
+        } else {
+            self.kernel.set_lsm_target(slot_u32, &cgroup)?;
+            if let Some(prefix) = &plan.lsm_path {
+                self.kernel.set_lsm_path(slot_u32, prefix)?;
+            }
+            let links: Result<Vec<_>, _> = plan
+                .lsm_hooks
+                .iter()
+                .map(|h| self.kernel.attach_lsm(*h))
+                .collect();
+            match links {
+                Ok(links) => links,
+                Err(e) => {
+                    // The links attached so far were dropped by `collect`.
+                    if let Err(clear) = self.kernel.clear_lsm_target(slot_u32) {
+                        tracing::error!(error = %clear, slot, "clearing the LSM target failed");
+                    }
+                    return Err(e.into());
+                }
+            }
+        };
+        let latency = match &plan.latency {
+            Some(lat) => Some(self.latency.start(
+                &mut self.kernel,
+                self.journal.as_ref(),
+                slot_u32,
+                &format!("fault-{}", self.next_id),
+                &target,
+                self.resolver.level(&target.path),
+                lat,
+            )?),
+            None => None,
+        };
+        // Nothing below may fail without undoing the latency side.
+        let mut undo = LatencyUndo(Some((&mut self.latency, self.journal.as_ref())), latency);
         config.expires_at_ns = monotonic_ns()?.saturating_add(nanos(spec.duration));
         config.armed = 1;
         self.kernel.write_slot(slot_u32, &config)?;
+        let latency = undo.keep();
 
         let handle = FaultHandle {
             id: FaultId(self.next_id),
@@ -185,6 +240,8 @@ impl Engine {
             handle: handle.clone(),
             config,
             attachments,
+            lsm_links,
+            latency,
         });
         Ok(handle)
     }
@@ -290,11 +347,22 @@ impl Engine {
         let mut first_err = None;
         for a in running.attachments {
             if let Err(e) = a.detach() {
-                first_err.get_or_insert(e);
+                first_err.get_or_insert(EngineError::from(e));
             }
         }
+        if !running.lsm_links.is_empty() {
+            drop(running.lsm_links);
+            if let Err(e) = self.kernel.clear_lsm_target(slot as u32) {
+                first_err.get_or_insert(e.into());
+            }
+        }
+        if let Some(run) = running.latency
+            && let Err(e) = self.latency.stop(run, self.journal.as_ref())
+        {
+            first_err.get_or_insert(e.into());
+        }
         tracing::info!(fault_id = %id, injected = counters.injected, "stopped");
-        first_err.map_or(Ok(counters), |e| Err(e.into()))
+        first_err.map_or(Ok(counters), Err)
     }
 
     /// Live counters of a running fault, summed over CPUs.
@@ -304,6 +372,17 @@ impl Engine {
         }
         let slot = self.slot_of(id)?;
         Ok(self.kernel.counters(slot as u32)?)
+    }
+
+    /// How this kernel runs file and process syscall errors (probed once, then cached).
+    pub fn lsm_support(&mut self) -> LsmSupport {
+        self.kernel.lsm_support()
+    }
+
+    /// How many global LSM hook programs are attached now; zero when no syscall-error fault
+    /// runs.
+    pub fn lsm_links_attached(&self) -> usize {
+        self.kernel.lsm_links_attached()
     }
 
     /// The running faults.
@@ -329,11 +408,41 @@ impl Drop for Engine {
         if let Err(e) = self.disarm_all() {
             tracing::error!(error = %e, "disarming on shutdown failed; detaching anyway");
         }
+        for running in self.slots.iter_mut().flatten() {
+            if let Some(run) = running.latency.take()
+                && let Err(e) = self.latency.stop(run, self.journal.as_ref())
+            {
+                tracing::error!(error = %e, "restoring a device on shutdown failed");
+            }
+        }
         self.slots.clear();
         for (h, mut f) in self.host.drain(..) {
             if let Err(e) = f.disarm(self.journal.as_ref()) {
                 tracing::error!(fault_id = %h.id, error = %e, "restoring on shutdown failed");
             }
+        }
+    }
+}
+
+/// Undoes a started latency side on drop unless [`LatencyUndo::keep`] took it: a start that
+/// fails after the device was prepared puts the old qdisc back.
+struct LatencyUndo<'a>(
+    Option<(&'a mut Latency, &'a dyn HostJournal)>,
+    Option<LatencyRun>,
+);
+
+impl LatencyUndo<'_> {
+    fn keep(&mut self) -> Option<LatencyRun> {
+        self.1.take()
+    }
+}
+
+impl Drop for LatencyUndo<'_> {
+    fn drop(&mut self) {
+        if let (Some((latency, journal)), Some(run)) = (self.0.take(), self.1.take())
+            && let Err(e) = latency.stop(run, journal)
+        {
+            tracing::error!(error = %e, "undoing a failed latency start");
         }
     }
 }

@@ -45,6 +45,11 @@ pub enum ExperimentError {
          budget.max_daily_cost is left (spent and reserved by running experiments)"
     )]
     BudgetExhausted { requested: f64, remaining: f64 },
+    #[error(
+        "fault.delay + fault.jitter: {requested_ms} ms is not allowed; expected at most \
+         {max_ms} ms (experiments.network_latency.max_latency_ms)"
+    )]
+    LatencyTooHigh { requested_ms: u128, max_ms: u64 },
     #[error("experiment {id:?} is not running (it is {state})")]
     NotRunning { id: String, state: String },
     #[error("{0}: false in the daemon's config: this experiment type may not run on this node")]
@@ -173,6 +178,18 @@ impl Manager {
         let inner = self.lock();
         let (spec, cost) = self.budgeted(&inner, spec, budget)?;
         let plan = spec.plan().map_err(EngineError::from)?;
+        if plan.latency.is_some() {
+            // A dry run answers what a start would: refused when the kernel has no fq.
+            let kind = spec.fault.kind();
+            inner
+                .engine
+                .capabilities()
+                .check(kind)
+                .map_err(|reason| EngineError::Unsupported {
+                    fault: kind,
+                    reason,
+                })?;
+        }
         let target = inner
             .engine
             .resolver()
@@ -181,7 +198,16 @@ impl Manager {
         Ok(PlanSummary {
             cgroup: target.path.display().to_string(),
             cgroup_id: target.id,
-            programs: plan.hooks.iter().map(|h| format!("{h:?}")).collect(),
+            programs: plan
+                .hooks
+                .iter()
+                .map(|h| format!("{h:?}"))
+                .chain(
+                    plan.lsm_hooks
+                        .iter()
+                        .map(|h| format!("lsm:{}", h.lsm_name())),
+                )
+                .collect(),
             max_faults: plan.config.max_faults,
             projected_cost: cost,
         })
@@ -234,6 +260,20 @@ impl Manager {
         let l = &self.limits;
         let mut spec = spec.clone();
         match &mut spec.fault {
+            Fault::Latency { .. } if !l.network_latency.enabled => {
+                return Err(ExperimentError::Disabled(
+                    "experiments.network_latency.enabled",
+                ));
+            }
+            Fault::Latency { delay, jitter, .. }
+                if (*delay + *jitter).as_millis()
+                    > u128::from(l.network_latency.max_latency_ms) =>
+            {
+                return Err(ExperimentError::LatencyTooHigh {
+                    requested_ms: (*delay + *jitter).as_millis(),
+                    max_ms: l.network_latency.max_latency_ms,
+                });
+            }
             Fault::PodKill { .. } if !l.pod_deletion.enabled => {
                 return Err(ExperimentError::Disabled(
                     "experiments.pod_deletion.enabled",

@@ -19,6 +19,9 @@ pub enum ChangeKind {
     /// A network device's root qdisc: `path` names the device, `old_value` the qdisc to
     /// re-create.
     Qdisc,
+    /// A `clsact` qdisc the daemon added to device `path` (for tc programs before Linux 6.6);
+    /// undoing deletes it.
+    Clsact,
 }
 
 impl ChangeKind {
@@ -26,13 +29,18 @@ impl ChangeKind {
         match self {
             ChangeKind::CgroupKnob => "cgroup_knob",
             ChangeKind::Qdisc => "qdisc",
+            ChangeKind::Clsact => "clsact",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [ChangeKind::CgroupKnob, ChangeKind::Qdisc]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            ChangeKind::CgroupKnob,
+            ChangeKind::Qdisc,
+            ChangeKind::Clsact,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -116,10 +124,8 @@ pub fn undo(change: &HostChange) -> Result<(), JournalError> {
         ChangeKind::CgroupKnob => {
             crate::cgroupfs::write_knob(Path::new(&change.path), &change.old_value)
         }
-        ChangeKind::Qdisc => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "qdisc changes are not made by this build",
-        )),
+        ChangeKind::Qdisc => crate::net::devices::undo_qdisc(&change.path, &change.old_value),
+        ChangeKind::Clsact => crate::net::devices::undo_clsact(&change.path),
     };
     match result {
         Ok(()) => Ok(()),

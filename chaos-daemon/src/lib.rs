@@ -4,6 +4,7 @@
 //!   configuration and kernel attachments ([`ebpf`]), and arms, disarms and stops it.
 //! * [`experiment::Manager`] runs experiments on the engine: lifecycle, emergency-stop latch,
 //!   recorded in the [`store`]; [`report`] renders their post-mortems.
+//! * [`net`] changes network devices for latency faults (root qdisc, journaled).
 //! * [`host_fault`] makes the faults that are cgroup file writes; [`journal`] records host
 //!   changes before they are made and undoes them, also after a crash; [`capability`] probes
 //!   what this kernel can run.
@@ -20,6 +21,7 @@ pub mod grpc;
 pub mod host_fault;
 pub mod journal;
 pub mod metrics;
+pub mod net;
 pub mod report;
 pub mod store;
 pub mod target;

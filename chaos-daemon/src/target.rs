@@ -148,6 +148,13 @@ impl Resolver {
         &self.mount
     }
 
+    /// How deep `cgroup` lies below the cgroup2 mount (the root cgroup is level 0).
+    pub fn level(&self, cgroup: &Path) -> u32 {
+        cgroup
+            .strip_prefix(&self.mount)
+            .map_or(0, |rel| rel.components().count() as u32)
+    }
+
     /// Resolves `target` to a cgroup directory and checks it is not protected.
     pub fn resolve(&self, target: &Target) -> Result<ResolvedTarget, TargetError> {
         let path = match target {

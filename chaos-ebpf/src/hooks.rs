@@ -22,15 +22,28 @@ const SOCK_ALLOW: i32 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 
-/// Reads the remote end of a packet. `skb->data` starts at the network header in `cgroup_skb`.
+/// Reads packet bytes at an offset from the start of the network header.
+pub trait NetLoad {
+    fn load_net<T>(&self, offset: usize) -> Result<T, i64>;
+}
+
+impl NetLoad for SkBuffContext {
+    /// `skb->data` starts at the network header in `cgroup_skb`.
+    #[inline(always)]
+    fn load_net<T>(&self, offset: usize) -> Result<T, i64> {
+        self.load(offset)
+    }
+}
+
+/// Reads the remote end of a packet.
 #[inline(always)]
-fn packet_event(ctx: &SkBuffContext, egress: bool) -> Result<Event, i64> {
-    let b0: u8 = ctx.load(0)?;
+pub fn packet_event(ctx: &impl NetLoad, egress: bool) -> Result<Event, i64> {
+    let b0: u8 = ctx.load_net(0)?;
     let (proto, family, addr, l4) = match b0 >> 4 {
         4 => {
-            let proto: u8 = ctx.load(9)?;
-            let frag: u16 = u16::from_be(ctx.load(6)?);
-            let remote: u32 = ctx.load(if egress { 16 } else { 12 })?;
+            let proto: u8 = ctx.load_net(9)?;
+            let frag: u16 = u16::from_be(ctx.load_net(6)?);
+            let remote: u32 = ctx.load_net(if egress { 16 } else { 12 })?;
             // Ports exist only in the first fragment.
             let l4 = if frag & 0x1fff == 0 {
                 Some(usize::from(b0 & 0xf) * 4)
@@ -42,15 +55,15 @@ fn packet_event(ctx: &SkBuffContext, egress: bool) -> Result<Event, i64> {
         6 => {
             // Extension headers are not walked: a packet that has them matches by address and
             // protocol-number only (documented in docs/faults.md).
-            let proto: u8 = ctx.load(6)?;
-            let remote: [u32; 4] = ctx.load(if egress { 24 } else { 8 })?;
+            let proto: u8 = ctx.load_net(6)?;
+            let remote: [u32; 4] = ctx.load_net(if egress { 24 } else { 8 })?;
             (proto, FAMILY_V6, remote, Some(40))
         }
         _ => return Err(0),
     };
     let port = match l4 {
         Some(off) if proto == IPPROTO_TCP || proto == IPPROTO_UDP => {
-            let p: u16 = ctx.load(off + if egress { 2 } else { 0 })?;
+            let p: u16 = ctx.load_net(off + if egress { 2 } else { 0 })?;
             u32::from(u16::from_be(p))
         }
         _ => NO_PORT,

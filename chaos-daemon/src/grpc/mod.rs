@@ -17,10 +17,12 @@ use tonic::{Request, Response, Status};
 use self::auth::{Caller, Role};
 
 use crate::{
+    ebpf::KernelError,
     engine::EngineError,
     experiment::{ExperimentError, Manager},
     fault::SpecError,
     host_fault::HostFaultError,
+    net::{devices::DeviceError, latency::LatencyError},
     report,
     target::TargetError,
 };
@@ -42,6 +44,9 @@ pub fn status_of(e: &ExperimentError) -> Status {
             _ => Status::failed_precondition(msg),
         },
         ExperimentError::Engine(EngineError::NoFreeSlot) => Status::resource_exhausted(msg),
+        ExperimentError::Engine(EngineError::Kernel(KernelError::LsmUnsupported(_))) => {
+            Status::failed_precondition(msg)
+        }
         ExperimentError::Engine(EngineError::UnknownFault(_)) => Status::not_found(msg),
         ExperimentError::Engine(
             EngineError::Unsupported { .. } | EngineError::Host(HostFaultError::Unusable { .. }),
@@ -51,7 +56,19 @@ pub fn status_of(e: &ExperimentError) -> Status {
             Status::failed_precondition(msg)
         }
         ExperimentError::NotFound(_) => Status::not_found(msg),
-        ExperimentError::BudgetInvalid { .. } => Status::invalid_argument(msg),
+        ExperimentError::BudgetInvalid { .. } | ExperimentError::LatencyTooHigh { .. } => {
+            Status::invalid_argument(msg)
+        }
+        ExperimentError::Engine(EngineError::Latency(l)) => match l {
+            LatencyError::Device(DeviceError::NoDevice { .. }) | LatencyError::NoDefaultRoute => {
+                Status::invalid_argument(msg)
+            }
+            LatencyError::OtherNetns { .. }
+            | LatencyError::Device(DeviceError::Unrestorable { .. }) => {
+                Status::failed_precondition(msg)
+            }
+            _ => Status::internal(msg),
+        },
         ExperimentError::BudgetExhausted { .. } => Status::resource_exhausted(msg),
         ExperimentError::Engine(_) | ExperimentError::Store(_) => Status::internal(msg),
     }

@@ -18,6 +18,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
+mod echo;
+mod files;
 mod sockopt;
 
 #[derive(Parser)]
@@ -97,6 +99,31 @@ enum Mode {
         #[arg(long)]
         bytes: u64,
     },
+    /// COUNT file or process calls of one kind (open, read, write, unlink, create, fork, exec,
+    /// mmap) in the existing directory DIR.
+    File {
+        #[arg(long)]
+        op: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        count: u64,
+    },
+    /// Echo UDP datagrams back to their sender until killed. Prints `ready PORT`.
+    UdpEcho {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: SocketAddr,
+    },
+    /// COUNT UDP round trips to an echo server, one at a time, GAP_MS apart; prints the
+    /// round-trip time quantiles, mean and standard deviation.
+    UdpPing {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 1)]
+        gap_ms: u64,
+    },
     /// Burn CPU on THREADS threads for MS milliseconds; `ok` = loop iterations done (the
     /// throughput a CPU limit shows up in).
     Spin {
@@ -149,6 +176,10 @@ fn main() -> anyhow::Result<()> {
             for h in handles {
                 tally.ok += h.join().unwrap_or(0);
             }
+        }
+        Mode::UdpEcho { bind } => return echo::udp_echo(bind),
+        Mode::UdpPing { to, count, gap_ms } => {
+            return echo::udp_ping(to, count, Duration::from_millis(gap_ms));
         }
         Mode::UdpFlip { to, max_ms } => {
             let sock = UdpSocket::bind("0.0.0.0:0")?;
@@ -249,13 +280,32 @@ fn main() -> anyhow::Result<()> {
             let result = tcp_send(to, bytes);
             tally.record(result.map(drop));
         }
+        Mode::File { op, dir, count } => files::run(&op, &dir, count, &mut tally)?,
     }
-    println!(
-        "{tally} elapsed_us={} p50_ns={}",
+    let line = format!(
+        "{tally} elapsed_us={} p50_ns={}\n",
         started.elapsed().as_micros(),
         tally.p50_ns()
     );
-    Ok(())
+    print_result(line.as_bytes())
+}
+
+/// Writes the result line with one `write()`, retried: a write-error fault on this very process
+/// must not lose the measurement.
+fn print_result(line: &[u8]) -> anyhow::Result<()> {
+    let mut last = None;
+    for _ in 0..10_000 {
+        match nix::unistd::write(io::stdout(), line) {
+            Ok(n) if n == line.len() => return Ok(()),
+            Ok(n) => bail!(
+                "short write of the result line: {n} of {} bytes",
+                line.len()
+            ),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("no attempt"), Into::into))
+        .context("writing the result line")
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (comparable across processes, unlike `Instant`).

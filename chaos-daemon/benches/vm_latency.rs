@@ -1,0 +1,167 @@
+//! VM-tier latency benchmark (needs `sch_fq` and `sch_netem`: a Debian kernel under QEMU), side
+//! by side in one run on one veth pair:
+//!
+//! 1. accuracy: the added UDP round-trip time (median and spread over 200 echoes) for the same
+//!    configured delay with EDT + fq (our fault, on one cgroup) and with `tc netem` on the
+//!    device (everything on it);
+//! 2. the TCP throughput of a flow outside the target cgroup through the same device without
+//!    the fault and with it active (fq root + the delay program on every packet).
+//!
+//! Prints a Markdown table for docs/performance.md. Not a test: it asserts nothing.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use chaos_daemon::fault::{Distribution, Fault};
+use support::*;
+
+const DELAYS_MS: [u64; 2] = [20, 100];
+const ROUNDS: usize = 5;
+const BYTES: &str = "200000000";
+
+fn run(cmd: &str, args: &[&str]) {
+    let st = Command::new(cmd).args(args).status().unwrap();
+    assert!(st.success(), "{cmd} {args:?}");
+}
+
+fn serve(ns: &str, mode: &str, bind: &str) -> (Child, String) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, WORKLOAD, mode, "--bind", bind])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().strip_prefix("ready ").unwrap().to_string();
+    (child, port)
+}
+
+fn ping(cg: Option<&std::path::Path>, to: &str) -> (f64, f64) {
+    let t = workload(cg, &["udp-ping", "--to", to, "--count", "200"]);
+    (t.get("p50_ns") as f64 / 1e6, t.get("sd_ns") as f64 / 1e6)
+}
+
+fn throughput(to: &str) -> f64 {
+    let t = workload(None, &["tcp-send", "--to", to, "--bytes", BYTES]);
+    let secs = t.get("elapsed_us") as f64 / 1e6;
+    BYTES.parse::<f64>().unwrap() * 8.0 / secs / 1e6
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let Some(mount) = kernel() else {
+        eprintln!("the benchmark needs root and cgroup2");
+        std::process::exit(1);
+    };
+    let (ns, dev, peer) = ("chaos-bench", "vbench", "vbenchp");
+    run("ip", &["netns", "add", ns]);
+    run(
+        "ip",
+        &["link", "add", dev, "type", "veth", "peer", "name", peer],
+    );
+    run("ip", &["link", "set", peer, "netns", ns]);
+    run("ip", &["addr", "add", "10.78.0.1/24", "dev", dev]);
+    run("ip", &["link", "set", dev, "up"]);
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            ns,
+            "ip",
+            "addr",
+            "add",
+            "10.78.0.2/24",
+            "dev",
+            peer,
+        ],
+    );
+    run(
+        "ip",
+        &["netns", "exec", ns, "ip", "link", "set", peer, "up"],
+    );
+    let (mut echo, echo_port) = serve(ns, "udp-echo", "10.78.0.2:0");
+    let (mut sink, sink_port) = serve(ns, "tcp-listen", "10.78.0.2:0");
+    let (echo_to, sink_to) = (
+        format!("10.78.0.2:{echo_port}"),
+        format!("10.78.0.2:{sink_port}"),
+    );
+    let cg = TestCgroup::new(&mount, "bench-lat");
+    let mut engine = engine(&mount);
+    let latency = |ms: u64| Fault::Latency {
+        delay: Duration::from_millis(ms),
+        jitter: Duration::ZERO,
+        distribution: Distribution::Uniform,
+        interface: Some(dev.into()),
+    };
+
+    println!("| configured | EDT+fq added (p50) | EDT+fq sd | netem added (p50) | netem sd |");
+    println!("|---|---|---|---|---|");
+    let (base, _) = ping(Some(&cg.path), &echo_to);
+    for d in DELAYS_MS {
+        let id = engine
+            .start(&spec(cg.target(), latency(d), 1.0))
+            .unwrap()
+            .id;
+        let (edt, edt_sd) = ping(Some(&cg.path), &echo_to);
+        engine.stop(id).unwrap();
+        run(
+            "tc",
+            &[
+                "qdisc",
+                "replace",
+                "dev",
+                dev,
+                "root",
+                "netem",
+                "delay",
+                &format!("{d}ms"),
+            ],
+        );
+        let (netem, netem_sd) = ping(Some(&cg.path), &echo_to);
+        run("tc", &["qdisc", "del", "dev", dev, "root"]);
+        println!(
+            "| {d} ms | {:.2} ms | {edt_sd:.2} ms | {:.2} ms | {netem_sd:.2} ms |",
+            edt - base,
+            netem - base
+        );
+    }
+    println!("\n(baseline round trip {base:.2} ms)\n");
+
+    // Throughput of a flow outside the target, interleaved rounds, medians.
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        off.push(throughput(&sink_to));
+        let id = engine
+            .start(&spec(cg.target(), latency(100), 1.0))
+            .unwrap()
+            .id;
+        on.push(throughput(&sink_to));
+        engine.stop(id).unwrap();
+    }
+    let (off, on) = (median(off), median(on));
+    println!("| unaffected TCP flow through the device | Mbit/s (median of {ROUNDS}) | ratio |");
+    println!("|---|---|---|");
+    println!("| no fault | {off:.0} | 1.00x |");
+    println!(
+        "| 100 ms fault on another cgroup active | {on:.0} | {:.2}x |",
+        on / off
+    );
+
+    drop(engine);
+    let _ = (echo.kill(), sink.kill(), echo.wait(), sink.wait());
+    let _ = Command::new("ip").args(["link", "del", dev]).status();
+    let _ = Command::new("ip").args(["netns", "del", ns]).status();
+}

@@ -1,0 +1,239 @@
+//! The `fq` root qdiscs latency faults share, and the journal that undoes them.
+//!
+//! The first fault on a device journals the device's root qdisc (kind, handle, raw options) in
+//! the host-change journal, *then* replaces it with `fq`; later faults on the same device share
+//! it (the `fq` is re-sized when one needs a longer horizon); the last one puts the old root
+//! back and marks the entry undone. A daemon killed in between leaves the entry pending, and
+//! the next start undoes it ([`crate::journal::undo`] calls [`undo_qdisc`] / [`undo_clsact`]).
+
+use std::{collections::HashMap, time::Duration};
+
+use super::{
+    netlink::{NetlinkError, Socket},
+    qdisc::{self, Qdisc, RESTORABLE_KINDS},
+};
+use crate::journal::{ChangeKind, HostChange, HostJournal, JournalError};
+
+/// Why a device could not be prepared or restored. Names the device.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(
+        "fault.interface: {name:?} is not allowed; expected a network device of the daemon's \
+         network namespace ({source})"
+    )]
+    NoDevice {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "fault.interface: {name:?} has a {kind:?} root qdisc, which is not allowed; expected the \
+         kernel's default root or a classless one ({allowed}) that can be restored exactly"
+    )]
+    Unrestorable {
+        name: String,
+        kind: String,
+        allowed: String,
+    },
+    #[error("device {name}: {source}")]
+    Netlink { name: String, source: NetlinkError },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+struct Shared {
+    ifindex: u32,
+    users: usize,
+    max_delay: Duration,
+    saved: Qdisc,
+    qdisc_entry: i64,
+    clsact_entry: Option<i64>,
+}
+
+/// The devices whose root qdisc the daemon currently replaced, with their user counts.
+#[derive(Default)]
+pub struct Devices {
+    shared: HashMap<String, Shared>,
+}
+
+/// The index of device `name` in the calling thread's network namespace.
+pub fn ifindex(name: &str) -> Result<u32, DeviceError> {
+    let no_device = |source| DeviceError::NoDevice {
+        name: name.into(),
+        source,
+    };
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| no_device(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(no_device(std::io::Error::last_os_error())),
+        i => Ok(i),
+    }
+}
+
+impl Devices {
+    /// Makes `fq` (sized for `max_delay`) the root of `name`, journaling the old root first;
+    /// with `clsact`, also adds the `clsact` qdisc legacy tc programs attach to (journaled when
+    /// it was not there). A second user of the same device shares it.
+    pub fn acquire(
+        &mut self,
+        journal: &dyn HostJournal,
+        owner: &str,
+        name: &str,
+        max_delay: Duration,
+        clsact: bool,
+    ) -> Result<(), DeviceError> {
+        let nl = |source| DeviceError::Netlink {
+            name: name.into(),
+            source,
+        };
+        let mut sock = Socket::open().map_err(nl)?;
+        if let Some(s) = self.shared.get_mut(name) {
+            if max_delay > s.max_delay {
+                qdisc::replace_root(&mut sock, s.ifindex, "fq", 0, &qdisc::fq_options(max_delay))
+                    .map_err(nl)?;
+                s.max_delay = max_delay;
+            }
+            s.users += 1;
+            return Ok(());
+        }
+        let ifindex = ifindex(name)?;
+        let saved = qdisc::root(&mut sock, ifindex)
+            .map_err(nl)?
+            .unwrap_or_else(Qdisc::noqueue);
+        if !saved.is_default() && !RESTORABLE_KINDS.contains(&saved.kind.as_str()) {
+            return Err(DeviceError::Unrestorable {
+                name: name.into(),
+                kind: saved.kind,
+                allowed: RESTORABLE_KINDS.join(", "),
+            });
+        }
+        let change = |kind, old_value| HostChange {
+            kind,
+            path: name.into(),
+            old_value,
+        };
+        let qdisc_entry = journal.record(owner, &change(ChangeKind::Qdisc, saved.encode()))?;
+        let mut shared = Shared {
+            ifindex,
+            users: 1,
+            max_delay,
+            saved,
+            qdisc_entry,
+            clsact_entry: None,
+        };
+        let installed =
+            qdisc::replace_root(&mut sock, ifindex, "fq", 0, &qdisc::fq_options(max_delay))
+                .map_err(nl)
+                .and_then(|()| {
+                    if clsact {
+                        let entry =
+                            journal.record(owner, &change(ChangeKind::Clsact, String::new()))?;
+                        shared.clsact_entry = Some(entry);
+                        if !qdisc::add_clsact(&mut sock, ifindex).map_err(nl)? {
+                            // It was there before us: not ours to remove.
+                            journal.undone(entry)?;
+                            shared.clsact_entry = None;
+                        }
+                    }
+                    Ok(())
+                });
+        if let Err(e) = installed {
+            if let Err(undo) = put_back(journal, &mut sock, name, &shared) {
+                tracing::error!(device = name, error = %undo, "undoing a failed fq install");
+            }
+            return Err(e);
+        }
+        tracing::info!(device = name, previous = %shared.saved.kind, "fq installed as root qdisc");
+        self.shared.insert(name.into(), shared);
+        Ok(())
+    }
+
+    /// Drops one user of `name`; the last one puts the old root qdisc back.
+    pub fn release(&mut self, journal: &dyn HostJournal, name: &str) -> Result<(), DeviceError> {
+        let Some(s) = self.shared.get_mut(name) else {
+            return Ok(());
+        };
+        s.users -= 1;
+        if s.users > 0 {
+            return Ok(());
+        }
+        let s = self.shared.remove(name).unwrap_or_else(|| unreachable!());
+        let mut sock = Socket::open().map_err(|source| DeviceError::Netlink {
+            name: name.into(),
+            source,
+        })?;
+        put_back(journal, &mut sock, name, &s)?;
+        tracing::info!(device = name, restored = %s.saved.kind, "root qdisc restored");
+        Ok(())
+    }
+
+    /// Devices currently holding a shared `fq`, with their user counts.
+    pub fn in_use(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.shared.iter().map(|(n, s)| (n.as_str(), s.users))
+    }
+}
+
+/// Undoes one device's changes, newest first, marking each journal entry restored.
+fn put_back(
+    journal: &dyn HostJournal,
+    sock: &mut Socket,
+    name: &str,
+    s: &Shared,
+) -> Result<(), DeviceError> {
+    let nl = |source| DeviceError::Netlink {
+        name: name.into(),
+        source,
+    };
+    if let Some(entry) = s.clsact_entry {
+        remove_clsact(sock, s.ifindex).map_err(nl)?;
+        journal.undone(entry)?;
+    }
+    qdisc::restore_root(sock, s.ifindex, &s.saved).map_err(nl)?;
+    journal.undone(s.qdisc_entry)?;
+    Ok(())
+}
+
+fn remove_clsact(sock: &mut Socket, ifindex: u32) -> Result<(), NetlinkError> {
+    match qdisc::delete_clsact(sock, ifindex) {
+        Err(e)
+            if matches!(
+                e.errno(),
+                Some(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL)
+            ) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+/// Journal undo of [`ChangeKind::Qdisc`]: puts the saved root qdisc back on device `name`.
+/// `NotFound` when the device is gone (nothing left to restore).
+pub fn undo_qdisc(name: &str, saved: &str) -> std::io::Result<()> {
+    let saved = Qdisc::decode(saved).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("cannot read the saved qdisc {saved:?}"),
+        )
+    })?;
+    let ifindex = ifindex(name).map_err(|_| std::io::ErrorKind::NotFound)?;
+    // Before Linux 6.6 the delay programs are cls_bpf filters, which outlive the daemon that
+    // attached them (tcx links do not): remove any left on the device.
+    for slot in 0..chaos_common::MAX_SLOTS {
+        let program = crate::ebpf::tc::latency_program_name(slot);
+        let _gone = aya::programs::tc::qdisc_detach_program(
+            name,
+            aya::programs::TcAttachType::Egress,
+            &program,
+        );
+    }
+    let mut sock = Socket::open().map_err(std::io::Error::other)?;
+    qdisc::restore_root(&mut sock, ifindex, &saved).map_err(std::io::Error::other)
+}
+
+/// Journal undo of [`ChangeKind::Clsact`]: deletes the `clsact` qdisc the daemon added.
+pub fn undo_clsact(name: &str) -> std::io::Result<()> {
+    let ifindex = ifindex(name).map_err(|_| std::io::ErrorKind::NotFound)?;
+    let mut sock = Socket::open().map_err(std::io::Error::other)?;
+    remove_clsact(&mut sock, ifindex).map_err(std::io::Error::other)
+}

@@ -1,0 +1,16 @@
+//! Network devices the daemon changes for latency faults, over rtnetlink (no `tc` process):
+//!
+//! * [`netlink`] — a minimal `NETLINK_ROUTE` client with extended-ack error messages.
+//! * [`qdisc`] — read / replace / delete / restore a device's root qdisc, `fq` sizing, `clsact`,
+//!   and [`qdisc::probe_fq`], the kernel capability probe.
+//! * [`devices`] — the shared, journaled `fq` roots: one per device however many latency faults
+//!   use it, the previous root journaled before the change and put back by the last user or by
+//!   [`devices::restore_journal`] at daemon start.
+//! * [`latency`] — a latency fault's kernel side: device, `fq`, tc egress program.
+
+pub mod devices;
+pub mod latency;
+pub mod netlink;
+pub mod qdisc;
+
+pub use self::qdisc::probe_fq;

@@ -1,0 +1,374 @@
+//! Latency on the host kernel, which has no `sch_fq`: a latency fault is refused with the
+//! kernel's reason and changes nothing (qdisc, programs, journal). The rtnetlink root-qdisc
+//! path and the journal are proven here with qdisc kinds the host has (pfifo, bfifo, htb) on a
+//! veth pair the test creates and removes, including the restore after a daemon crash.
+
+mod support;
+
+use std::{process::Command, time::Duration};
+
+use aya::programs::{SchedClassifier, TcAttachType};
+use chaos_common::{DIST_NORMAL, LatencyConfig};
+use chaos_daemon::{
+    ebpf::Kernel,
+    engine::{Engine, EngineError},
+    fault::{Distribution, Fault},
+    journal::{ChangeKind, HostChange, HostJournal, undo_pending},
+    net::{
+        devices::{DeviceError, Devices},
+        netlink::Socket,
+        probe_fq,
+        qdisc::{self, Qdisc},
+    },
+    store::Store,
+    target::Resolver,
+};
+use support::*;
+
+/// A veth pair in the test's network namespace; deleted on drop.
+struct Veth(String);
+
+impl Veth {
+    fn new(tag: &str) -> Self {
+        let name = format!("cl{tag}{}", std::process::id() % 100_000);
+        let peer = format!("{name}p");
+        run(
+            "ip",
+            &["link", "add", &name, "type", "veth", "peer", "name", &peer],
+        );
+        run("ip", &["link", "set", &name, "up"]);
+        run("ip", &["link", "set", &peer, "up"]);
+        Self(name)
+    }
+
+    /// `tc qdisc show dev` of the root, as the `tc` tool reports it (independent of our code).
+    fn root(&self) -> String {
+        let out = Command::new("tc")
+            .args(["qdisc", "show", "dev", &self.0, "root"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn tc(&self, args: &[&str]) {
+        let mut a = vec!["qdisc", "replace", "dev", &self.0, "root"];
+        a.extend_from_slice(args);
+        run("tc", &a);
+    }
+
+    fn ifindex(&self) -> u32 {
+        chaos_daemon::net::devices::ifindex(&self.0).unwrap()
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+/// Names of the programs on the device's egress: tcx links and legacy cls_bpf filters.
+fn tc_egress_programs(dev: &str) -> Vec<String> {
+    let (_, tcx) = SchedClassifier::query_tcx(dev, TcAttachType::Egress).unwrap();
+    let mut names: Vec<String> = tcx
+        .iter()
+        .map(|p| p.name_as_str().unwrap_or("?").to_string())
+        .collect();
+    let out = Command::new("tc")
+        .args(["filter", "show", "dev", dev, "egress"])
+        .output()
+        .unwrap();
+    let legacy = String::from_utf8_lossy(&out.stdout);
+    // One line per cls_bpf filter (it names the program twice).
+    names.extend(
+        legacy
+            .lines()
+            .filter(|l| l.contains("lat_eg"))
+            .map(String::from),
+    );
+    names
+}
+
+fn qdisc_change(dev: &str, saved: &Qdisc) -> HostChange {
+    HostChange {
+        kind: ChangeKind::Qdisc,
+        path: dev.into(),
+        old_value: saved.encode(),
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn latency(interface: &str) -> Fault {
+    Fault::Latency {
+        delay: Duration::from_millis(20),
+        jitter: Duration::from_millis(2),
+        distribution: Distribution::Normal,
+        interface: Some(interface.into()),
+    }
+}
+
+#[test]
+fn latency_is_refused_with_the_missing_kernel_feature_and_nothing_changes() {
+    let Some(mount) = kernel() else { return };
+    let reason = probe_fq().expect_err("this host kernel has no sch_fq; the probe must say so");
+    assert!(
+        reason.contains("sch_fq") && reason.contains("unknown") && reason.contains("ENOENT"),
+        "{reason}"
+    );
+    let veth = Veth::new("r");
+    veth.tc(&["pfifo", "limit", "77"]);
+    let before = veth.root();
+    let dir = TempDir::new("lat-refuse");
+    let cg = TestCgroup::new(&mount, "lat-refuse");
+    let journal = Box::new(Store::open(&dir.0).unwrap());
+    let mut engine = Engine::with_journal(Resolver::new(mount.clone()).unwrap(), journal).unwrap();
+    let err = engine
+        .start(&spec(cg.target(), latency(&veth.0), 1.0))
+        .expect_err("latency must be refused without sch_fq");
+    match &err {
+        EngineError::Unsupported { fault, reason: r } => {
+            assert_eq!((*fault, r), ("latency", &reason));
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    assert!(err.to_string().contains("sch_fq not available"), "{err}");
+    assert_eq!(engine.running().count(), 0);
+    assert_eq!(veth.root(), before, "the qdisc is unchanged");
+    assert!(tc_egress_programs(&veth.0).is_empty(), "nothing attached");
+    assert_eq!(engine.latency().devices().in_use().count(), 0);
+    drop(engine);
+    assert!(Store::open(&dir.0).unwrap().pending().unwrap().is_empty());
+}
+
+#[test]
+fn a_failed_fq_install_leaves_the_device_and_journal_as_they_were() {
+    let Some(_) = kernel() else { return };
+    let veth = Veth::new("f");
+    veth.tc(&["pfifo", "limit", "77"]);
+    let before = veth.root();
+    let dir = TempDir::new("lat-fail");
+    let store = Store::open(&dir.0).unwrap();
+    let mut devices = Devices::default();
+    let err = devices
+        .acquire(&store, "t", &veth.0, Duration::from_millis(100), true)
+        .expect_err("no fq here");
+    assert!(matches!(err, DeviceError::Netlink { .. }), "{err}");
+    assert_eq!(veth.root(), before);
+    assert!(
+        store.pending().unwrap().is_empty(),
+        "journaled then marked restored"
+    );
+    assert_eq!(devices.in_use().count(), 0);
+
+    // A classful root would lose its classes: refused before the journal is touched.
+    veth.tc(&["htb", "default", "1"]);
+    let err = devices
+        .acquire(&store, "t", &veth.0, Duration::from_millis(100), false)
+        .expect_err("htb cannot be restored exactly");
+    assert!(
+        err.to_string()
+            .contains("\"htb\" root qdisc, which is not allowed"),
+        "{err}"
+    );
+    assert!(store.pending().unwrap().is_empty());
+    let err = devices
+        .acquire(&store, "t", "no-such-dev0", Duration::from_millis(1), false)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("fault.interface: \"no-such-dev0\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn journaled_root_qdiscs_are_restored_after_a_crash() {
+    let Some(_) = kernel() else { return };
+    let dir = TempDir::new("lat-journal");
+    let veth = Veth::new("j");
+    let default_root = veth.root();
+    assert!(default_root.contains("noqueue"), "{default_root}");
+    let mut sock = Socket::open().unwrap();
+    let ifindex = veth.ifindex();
+
+    // A configured root with options: pfifo limit 77, replaced by a stand-in for fq (bfifo,
+    // which this host has), then "the daemon dies" before restoring.
+    veth.tc(&["pfifo", "limit", "77"]);
+    let configured = veth.root();
+    {
+        let store = Store::open(&dir.0).unwrap();
+        let saved = qdisc::root(&mut sock, ifindex).unwrap().unwrap();
+        assert_eq!(saved.kind, "pfifo");
+        assert_eq!(Qdisc::decode(&saved.encode()).unwrap(), saved);
+        store
+            .record("crashed", &qdisc_change(&veth.0, &saved))
+            .unwrap();
+        qdisc::replace_root(&mut sock, ifindex, "bfifo", 0, &5000u32.to_ne_bytes()).unwrap();
+        assert!(veth.root().contains("bfifo"), "{}", veth.root());
+    }
+    let store = Store::open(&dir.0).unwrap();
+    assert_eq!(undo_pending(&store).unwrap().undone.len(), 1);
+    assert_eq!(veth.root(), configured, "pfifo limit 77 is back");
+    assert!(store.pending().unwrap().is_empty());
+    assert_eq!(
+        undo_pending(&store).unwrap().undone.len(),
+        0,
+        "restoring twice does nothing"
+    );
+
+    // The kernel default (noqueue on veth): restoring deletes the replacement.
+    run("tc", &["qdisc", "del", "dev", &veth.0, "root"]);
+    assert_eq!(veth.root(), default_root);
+    let saved = qdisc::root(&mut sock, ifindex)
+        .unwrap()
+        .unwrap_or_else(Qdisc::noqueue);
+    assert!(saved.is_default(), "{saved:?}");
+    store
+        .record("crashed", &qdisc_change(&veth.0, &saved))
+        .unwrap();
+    qdisc::replace_root(&mut sock, ifindex, "pfifo", 0, &10u32.to_ne_bytes()).unwrap();
+    assert!(veth.root().contains("pfifo"));
+    // A clsact the daemon added is journaled as such and removed.
+    assert!(qdisc::add_clsact(&mut sock, ifindex).unwrap());
+    assert!(
+        !qdisc::add_clsact(&mut sock, ifindex).unwrap(),
+        "already there"
+    );
+    let clsact = HostChange {
+        kind: ChangeKind::Clsact,
+        path: veth.0.clone(),
+        old_value: String::new(),
+    };
+    store.record("crashed", &clsact).unwrap();
+    assert_eq!(undo_pending(&store).unwrap().undone.len(), 2);
+    assert_eq!(veth.root(), default_root);
+    let all = Command::new("tc")
+        .args(["qdisc", "show", "dev", &veth.0])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&all.stdout).contains("clsact"));
+
+    // A journaled device that is gone has nothing to restore: the entry counts as undone.
+    let gone = HostChange {
+        kind: ChangeKind::Qdisc,
+        path: "gone-dev0".into(),
+        old_value: "pfifo 0 ".into(),
+    };
+    store.record("crashed", &gone).unwrap();
+    let report = undo_pending(&store).unwrap();
+    assert_eq!((report.undone.len(), report.failed.len()), (1, 0));
+    assert!(store.pending().unwrap().is_empty());
+}
+
+#[test]
+fn max_latency_from_the_config_is_enforced_at_start() {
+    let Some(mount) = kernel() else { return };
+    let dir = TempDir::new("lat-max");
+    let cg = TestCgroup::new(&mount, "lat-max");
+    let mut config = chaos_api::config::ChaosConfig::default();
+    config.experiments.network_latency.max_latency_ms = 50;
+    let manager = chaos_daemon::experiment::Manager::new(
+        engine(&mount),
+        Store::open(&dir.0).unwrap(),
+        &config,
+    )
+    .unwrap();
+    let mut s = spec(cg.target(), latency("lo"), 1.0);
+    s.fault = Fault::Latency {
+        delay: Duration::from_millis(45),
+        jitter: Duration::from_millis(10),
+        distribution: Distribution::Uniform,
+        interface: Some("lo".into()),
+    };
+    let err = manager.start("too-slow", &s, None, Vec::new()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "fault.delay + fault.jitter: 55 ms is not allowed; expected at most 50 ms \
+         (experiments.network_latency.max_latency_ms)"
+    );
+}
+
+#[test]
+fn the_delay_program_loads_attaches_to_a_device_and_detaches() {
+    let Some(_) = kernel() else { return };
+    let veth = Veth::new("p");
+    let mut kernel = Kernel::load().unwrap();
+    let cfg = LatencyConfig {
+        delay_ns: 20_000_000,
+        jitter_ns: 1_000_000,
+        cgroup_id: 1,
+        cgroup_level: 1,
+        distribution: DIST_NORMAL,
+    };
+    kernel.write_latency(3, &cfg).unwrap();
+    let a = kernel.attach_tc_egress(3, &veth.0).unwrap();
+    let b = kernel.attach_tc_egress(4, &veth.0).unwrap();
+    assert_eq!(
+        tc_egress_programs(&veth.0),
+        ["lat_eg_3", "lat_eg_4"],
+        "both slots chain"
+    );
+    a.detach().unwrap();
+    assert_eq!(tc_egress_programs(&veth.0), ["lat_eg_4"]);
+    drop(b);
+    assert!(tc_egress_programs(&veth.0).is_empty(), "dropping detaches");
+}
+
+#[test]
+fn chaos_ctl_gets_the_refusal_for_a_start_and_a_dry_run() {
+    let Some(mount) = kernel() else { return };
+    let dir = TempDir::new("lat-ctl");
+    let cg = TestCgroup::new(&mount, "lat-ctl");
+    let veth = Veth::new("c");
+    let before = veth.root();
+    let daemon = Daemon::start(&dir.0);
+    let cgroup = cg.path.display().to_string();
+    for dry in [true, false] {
+        let mut args = vec![
+            "experiment",
+            "network_latency",
+            "--cgroup",
+            &cgroup,
+            "--latency-ms",
+            "20",
+            "--jitter-ms",
+            "2",
+            "--distribution",
+            "normal",
+            "--interface",
+            &veth.0,
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = daemon.ctl(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "dry run {dry}: accepted");
+        assert!(
+            stderr.contains("latency is not supported on this node: sch_fq not available")
+                && stderr.contains("FailedPrecondition"),
+            "dry run {dry}: {stderr}"
+        );
+    }
+    assert_eq!(veth.root(), before);
+    assert!(tc_egress_programs(&veth.0).is_empty());
+    let caps = daemon.ctl_ok(&["capabilities"]);
+    let line = caps
+        .lines()
+        .find(|l| l.contains("latency"))
+        .unwrap_or_default();
+    assert!(line.contains("sch_fq not available"), "{caps}");
+    let list = daemon.ctl_ok(&["status", "--output", "json"]);
+    assert!(
+        !list.contains("latency"),
+        "nothing recorded as running: {list}"
+    );
+}
