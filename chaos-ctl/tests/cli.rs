@@ -42,8 +42,10 @@ fn shipped_files_validate_offline() {
 }
 
 #[test]
-fn host_fault_files_validate_offline_naming_their_type() {
+fn new_fault_files_validate_offline_naming_their_type() {
     for (f, kind) in [
+        ("network-latency", "NetworkLatency"),
+        ("file-errors", "SyscallError"),
         ("pod-deletion", "PodDeletion"),
         ("resource-exhaustion", "ResourceExhaustion"),
     ] {

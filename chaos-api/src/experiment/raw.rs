@@ -13,12 +13,12 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde::de::{Deserializer, Visitor};
 
-use super::fault::ERRNO_ALLOWED;
+use super::fault::{CallName, ERRNO_ALLOWED};
 use super::filter::PORTS_ALLOWED;
 use super::{
-    Direction, EgressDrop, Errno, Experiment, ExperimentType, Fault, MAX_CIDRS, NetFilter,
-    PacketLoss, PodDeletion, PortRange, Protocol, ResourceExhaustion, SocketCall, SocketError,
-    Target, host_filter_error,
+    Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType, Fault, MAX_CIDRS,
+    NetFilter, NetworkLatency, PacketLoss, PodDeletion, PortRange, Protocol, ResourceExhaustion,
+    SocketError, SyscallError, Target, no_filter_error,
 };
 use crate::error::{ModelError, deserialize_duration, invalid};
 
@@ -64,8 +64,8 @@ impl RawExperiment {
                 });
             }
         };
-        if self.kind.is_host() && self.filter.is_some() {
-            return Err(host_filter_error(self.kind));
+        if !self.kind.takes_filter() && self.filter.is_some() {
+            return Err(no_filter_error(self.kind));
         }
         Ok(Experiment {
             target: self.target.into_target()?,
@@ -125,7 +125,14 @@ struct RawFault {
     direction: Option<Direction>,
     egress_drop: Option<EgressDrop>,
     errno: Option<ScalarText>,
-    calls: Option<Vec<SocketCall>>,
+    calls: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "deserialize_some_duration")]
+    latency: Option<Duration>,
+    #[serde(default, deserialize_with = "deserialize_some_duration")]
+    jitter: Option<Duration>,
+    distribution: Option<Distribution>,
+    interface: Option<String>,
+    path_prefix: Option<String>,
     #[serde(default, deserialize_with = "deserialize_some_duration")]
     interval: Option<Duration>,
     cpu_share: Option<f64>,
@@ -139,6 +146,11 @@ impl RawFault {
             ("egress_drop", self.egress_drop.is_some()),
             ("errno", self.errno.is_some()),
             ("calls", self.calls.is_some()),
+            ("latency", self.latency.is_some()),
+            ("jitter", self.jitter.is_some()),
+            ("distribution", self.distribution.is_some()),
+            ("interface", self.interface.is_some()),
+            ("path_prefix", self.path_prefix.is_some()),
             ("interval", self.interval.is_some()),
             ("cpu_share", self.cpu_share.is_some()),
             ("memory_share", self.memory_share.is_some()),
@@ -158,17 +170,31 @@ impl RawFault {
             ExperimentType::DependencyFailure | ExperimentType::ApiErrorInjection => {
                 let defaults = SocketError::defaults(kind);
                 let error = SocketError {
-                    errno: match self.errno {
-                        Some(ScalarText(text)) => parse_errno(&text)?,
-                        None => defaults.errno,
-                    },
-                    calls: self.calls.unwrap_or(defaults.calls),
+                    errno: parse_errno(self.errno, defaults.errno)?,
+                    calls: parse_calls(self.calls, defaults.calls)?,
                 };
                 if kind == ExperimentType::ApiErrorInjection {
                     Fault::ApiErrorInjection(error)
                 } else {
                     Fault::DependencyFailure(error)
                 }
+            }
+            ExperimentType::NetworkLatency => Fault::NetworkLatency(NetworkLatency {
+                latency: self.latency.ok_or_else(|| ModelError::Parse {
+                    path: "fault.latency".to_owned(),
+                    message: "required field is missing (the delay to add, e.g. 100ms)".to_owned(),
+                })?,
+                jitter: self.jitter.unwrap_or_default(),
+                distribution: self.distribution.unwrap_or_default(),
+                interface: self.interface,
+            }),
+            ExperimentType::SyscallError => {
+                let defaults = SyscallError::defaults();
+                Fault::SyscallError(SyscallError {
+                    errno: parse_errno(self.errno, defaults.errno)?,
+                    calls: parse_calls(self.calls, defaults.calls)?,
+                    path_prefix: self.path_prefix,
+                })
             }
             ExperimentType::PodDeletion => Fault::PodDeletion(PodDeletion {
                 interval: self.interval,
@@ -188,6 +214,8 @@ fn fault_keys(kind: ExperimentType) -> &'static [&'static str] {
         ExperimentType::DependencyFailure | ExperimentType::ApiErrorInjection => {
             &["errno", "calls"]
         }
+        ExperimentType::NetworkLatency => &["latency", "jitter", "distribution", "interface"],
+        ExperimentType::SyscallError => &["errno", "calls", "path_prefix"],
         ExperimentType::PodDeletion => &["interval"],
         ExperimentType::ResourceExhaustion => &["cpu_share", "memory_share"],
     }
@@ -217,14 +245,34 @@ fn deserialize_some_duration<'de, D: Deserializer<'de>>(
     deserialize_duration(deserializer).map(Some)
 }
 
-/// A number is an errno number, anything else an errno name; both are range-checked later.
-fn parse_errno(text: &str) -> Result<Errno, ModelError> {
+/// `fault.errno` as written, or `default`. A number is an errno number, anything else an errno
+/// name; both are range-checked later.
+fn parse_errno(errno: Option<ScalarText>, default: Errno) -> Result<Errno, ModelError> {
+    let Some(ScalarText(text)) = errno else {
+        return Ok(default);
+    };
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         text.parse()
             .map(Errno::Number)
-            .map_err(|_| invalid("fault.errno", text, ERRNO_ALLOWED))
+            .map_err(|_| invalid("fault.errno", &text, ERRNO_ALLOWED))
     } else {
-        Ok(Errno::Name(text.to_owned()))
+        Ok(Errno::Name(text))
+    }
+}
+
+/// `fault.calls` as written, each a call of `C`, or `default`; emptiness and repeats are
+/// checked later.
+fn parse_calls<C: CallName>(
+    names: Option<Vec<String>>,
+    default: Vec<C>,
+) -> Result<Vec<C>, ModelError> {
+    match names {
+        None => Ok(default),
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| C::parse(index, name))
+            .collect(),
     }
 }
 
