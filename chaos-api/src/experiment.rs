@@ -3,10 +3,16 @@
 //! [`ExperimentSpec`](crate::proto::ExperimentSpec).
 //!
 //! This module owns [`Experiment`], its target, its checks ([`Experiment::validate`]) and
-//! [`Experiment::to_proto`]. Private submodules own the rest: `fault` and `filter` (their types
-//! are re-exported here), and `raw`, the document as written and its conversion into the model
-//! (exactly one target, the `fault` keys allowed for the `type`, ports and networks). The daemon re-validates what it alone can
-//! (errno names against the real table, the target's existence).
+//! [`Experiment::to_proto`]. Private submodules own the rest: `fault`, `latency`, `syscall`,
+//! `host` and `filter` (their types are re-exported here), and `raw`, the document as written and its conversion
+//! into the model (exactly one target, the `fault` keys allowed for the `type`, the per-type
+//! `intensity` default, ports and networks). The daemon re-validates what it alone can (errno
+//! names against the real table, the target's existence, its config's limits).
+//!
+//! `intensity` is required, except for the host faults (`pod_deletion`, `resource_exhaustion`),
+//! where it defaults to 1: a pod deletion kills at every check with that probability, and a
+//! resource exhaustion must have 1 (the pressure applies to the whole cgroup). The host faults
+//! and `syscall_error` take no `filter`.
 //!
 //! ```yaml
 //! name: checkout-db-refused
@@ -22,7 +28,10 @@
 
 mod fault;
 mod filter;
+mod host;
+mod latency;
 mod raw;
+mod syscall;
 
 use std::fmt;
 use std::time::Duration;
@@ -34,6 +43,9 @@ use crate::proto;
 
 pub use fault::{Direction, EgressDrop, Errno, Fault, PacketLoss, SocketCall, SocketError};
 pub use filter::{NetFilter, PortRange, Protocol};
+pub use host::{MIN_KILL_INTERVAL, PodDeletion, ResourceExhaustion};
+pub use latency::{Distribution, MAX_LATENCY, NetworkLatency};
+pub use syscall::{MAX_PATH_PREFIX_LEN, SyscallCall, SyscallError};
 
 /// Most networks one filter may list.
 pub const MAX_CIDRS: usize = 8;
@@ -53,7 +65,9 @@ pub struct Experiment {
     pub fault: Fault,
     /// How long the fault stays armed: more than 0 (at least 1ms) and at most 24h.
     pub duration: Duration,
-    /// Probability (0 to 1) that a matching packet or call is faulted.
+    /// Probability (0 to 1) that a matching packet or call is faulted; for a pod deletion, that
+    /// a due kill happens; exactly 1 for a resource exhaustion. Default 1 for the host faults,
+    /// required for the others.
     pub intensity: f64,
     /// Money budget of this experiment; at least 0. Unset: the config's `max_experiment_cost`.
     pub budget: Option<f64>,
@@ -82,6 +96,10 @@ impl Experiment {
             Fault::PacketLoss(_) => ExperimentType::PacketLoss,
             Fault::DependencyFailure(_) => ExperimentType::DependencyFailure,
             Fault::ApiErrorInjection(_) => ExperimentType::ApiErrorInjection,
+            Fault::NetworkLatency(_) => ExperimentType::NetworkLatency,
+            Fault::SyscallError(_) => ExperimentType::SyscallError,
+            Fault::PodDeletion(_) => ExperimentType::PodDeletion,
+            Fault::ResourceExhaustion(_) => ExperimentType::ResourceExhaustion,
         }
     }
 
@@ -112,7 +130,14 @@ impl Experiment {
             Fault::DependencyFailure(error) | Fault::ApiErrorInjection(error) => {
                 error.validate(&self.filter)
             }
+            Fault::NetworkLatency(latency) => latency.validate(),
+            Fault::SyscallError(error) => error.validate(),
+            Fault::PodDeletion(deletion) => deletion.validate(),
+            Fault::ResourceExhaustion(pressure) => pressure.validate(self.intensity),
         }?;
+        if !self.kind().takes_filter() && !self.filter.matches_everything() {
+            return Err(no_filter_error(self.kind()));
+        }
         self.filter.validate()
     }
 
@@ -127,6 +152,29 @@ impl Experiment {
                 proto::fault::Kind::SocketError(proto::SocketError {
                     errno: error.errno.to_string(),
                     calls: error.calls.iter().map(|c| c.as_str().to_owned()).collect(),
+                })
+            }
+            Fault::NetworkLatency(latency) => {
+                let (delay_ms, jitter_ms) = latency.millis();
+                proto::fault::Kind::Latency(proto::Latency {
+                    delay_ms,
+                    jitter_ms,
+                    distribution: latency.distribution.as_str().to_owned(),
+                    interface: latency.interface.clone().unwrap_or_default(),
+                })
+            }
+            Fault::SyscallError(error) => proto::fault::Kind::SyscallError(proto::SyscallError {
+                errno: error.errno.to_string(),
+                calls: error.calls.iter().map(|c| c.as_str().to_owned()).collect(),
+                path_prefix: error.path_prefix.clone().unwrap_or_default(),
+            }),
+            Fault::PodDeletion(deletion) => proto::fault::Kind::PodKill(proto::PodKill {
+                interval_ms: deletion.interval_ms(),
+            }),
+            Fault::ResourceExhaustion(pressure) => {
+                proto::fault::Kind::ResourcePressure(proto::ResourcePressure {
+                    cpu_share: pressure.cpu_share,
+                    memory_share: pressure.memory_share,
                 })
             }
         };
@@ -155,6 +203,16 @@ pub enum ExperimentType {
     /// `api_error_injection`: fail the target's calls on live connections, by default
     /// `connect()` and `sendmsg()` with `ECONNRESET`.
     ApiErrorInjection,
+    /// `network_latency`: delay the target's egress packets on a device.
+    NetworkLatency,
+    /// `syscall_error`: fail the target's file and process calls, by default `open()` with
+    /// `EIO`.
+    SyscallError,
+    /// `pod_deletion`: kill every process of the target's cgroup tree, once or every
+    /// `fault.interval`.
+    PodDeletion,
+    /// `resource_exhaustion`: tighten the target's `cpu.max` and `memory.high`.
+    ResourceExhaustion,
 }
 
 impl ExperimentType {
@@ -164,8 +222,37 @@ impl ExperimentType {
             Self::PacketLoss => "packet_loss",
             Self::DependencyFailure => "dependency_failure",
             Self::ApiErrorInjection => "api_error_injection",
+            Self::NetworkLatency => "network_latency",
+            Self::SyscallError => "syscall_error",
+            Self::PodDeletion => "pod_deletion",
+            Self::ResourceExhaustion => "resource_exhaustion",
         }
     }
+
+    /// A host fault acts on the target's cgroup itself, not on its packets or calls: it takes
+    /// no `filter`, and its `intensity` defaults to 1.
+    pub fn is_host(self) -> bool {
+        matches!(self, Self::PodDeletion | Self::ResourceExhaustion)
+    }
+
+    /// Whether the type takes a `filter` (protocol, ports, networks): the network types do.
+    pub fn takes_filter(self) -> bool {
+        !self.is_host() && self != Self::SyscallError
+    }
+}
+
+/// The error for a `filter` on a type `kind` that takes none.
+fn no_filter_error(kind: ExperimentType) -> ModelError {
+    let why = if kind.is_host() {
+        "it acts on the whole cgroup"
+    } else {
+        "file and process calls have no network address"
+    };
+    invalid(
+        "filter",
+        "a filter",
+        format!("no filter for {kind}: {why} (remove `filter`)"),
+    )
 }
 
 impl fmt::Display for ExperimentType {

@@ -62,7 +62,7 @@ fn every_example_file_parses_and_converts() {
             seen += 1;
         }
     }
-    assert!(seen >= 3, "expected one example per type, found {seen}");
+    assert!(seen >= 7, "expected one example per type, found {seen}");
 }
 
 #[test]

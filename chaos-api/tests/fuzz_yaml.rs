@@ -13,11 +13,15 @@ use chaos_api::experiment::Experiment;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-const DOCUMENTS: [&str; 4] = [
+const DOCUMENTS: [&str; 8] = [
     include_str!("../../chaos/chaos.yaml"),
     include_str!("../../chaos/experiments/packet-loss.yaml"),
     include_str!("../../chaos/experiments/dependency-failure.yaml"),
     include_str!("../../chaos/experiments/api-error-injection.yaml"),
+    include_str!("../../chaos/experiments/pod-deletion.yaml"),
+    include_str!("../../chaos/experiments/resource-exhaustion.yaml"),
+    include_str!("../../chaos/experiments/network-latency.yaml"),
+    include_str!("../../chaos/experiments/file-errors.yaml"),
 ];
 
 /// Values substituted for a scalar: edges of every range, other types, YAML oddities.
@@ -85,6 +89,17 @@ const VALUES: &[&str] = &[
     "{",
     "a: b: c",
     "\"\\u0000\"",
+    "100ms",
+    "50ms",
+    "0.3",
+    "1500us",
+    "61s",
+    "normal",
+    "eth0:1",
+    "sixteen-chars-xx",
+    "/var/lib/data",
+    "/a/../b",
+    "[open, fork]",
     "ü",
     "🦀",
 ];

@@ -42,6 +42,39 @@ fn shipped_files_validate_offline() {
 }
 
 #[test]
+fn new_fault_files_validate_offline_naming_their_type() {
+    for (f, kind) in [
+        ("network-latency", "NetworkLatency"),
+        ("file-errors", "SyscallError"),
+        ("pod-deletion", "PodDeletion"),
+        ("resource-exhaustion", "ResourceExhaustion"),
+    ] {
+        let path = format!("{ROOT}/chaos/experiments/{f}.yaml");
+        let out = ctl(&["validate", "-f", &path]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{f}: {}", stderr(&out));
+        assert!(stdout.contains(&format!("({kind}, ")), "{stdout}");
+    }
+    // A filter on a host fault is a usage error naming `filter`.
+    let dir = std::env::temp_dir().join(format!("chaos-ctl-cli-host-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("kill.yaml");
+    std::fs::write(
+        &bad,
+        "name: k\ntype: pod_deletion\ntarget: {pid: 1}\nduration: 5m\nfilter: {ports: 80}\n",
+    )
+    .unwrap();
+    let out = ctl(&["validate", "-f", bad.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("kill.yaml: filter: a filter is not allowed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn invalid_files_are_usage_errors_naming_the_path() {
     let dir = std::env::temp_dir().join(format!("chaos-ctl-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

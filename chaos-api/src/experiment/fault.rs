@@ -1,16 +1,21 @@
-//! The `fault` of an experiment: packet loss (direction, how egress drops look) and socket
-//! errors (errno, which calls), with the per-type defaults and checks.
+//! The `fault` of an experiment: the [`Fault`] of every type, and the settings of packet loss
+//! (direction, how egress drops look) and socket errors (errno, which calls), with the per-type
+//! defaults and checks, and the checks every `fault.calls` list shares. The other types'
+//! settings live in `latency`, `syscall` and `host`.
 
 use std::fmt;
 
 use serde::Deserialize;
 
-use super::{ExperimentType, MAX_ERRNO, NetFilter};
+use super::{
+    ExperimentType, MAX_ERRNO, NetFilter, NetworkLatency, PodDeletion, ResourceExhaustion,
+    SyscallError,
+};
 use crate::error::{ModelError, invalid};
 use crate::proto;
 
 /// The fault of an experiment: its type and the type's settings (`fault` in the document).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// `type: packet_loss`.
     PacketLoss(PacketLoss),
@@ -18,6 +23,14 @@ pub enum Fault {
     DependencyFailure(SocketError),
     /// `type: api_error_injection`.
     ApiErrorInjection(SocketError),
+    /// `type: network_latency`.
+    NetworkLatency(NetworkLatency),
+    /// `type: syscall_error`.
+    SyscallError(SyscallError),
+    /// `type: pod_deletion`.
+    PodDeletion(PodDeletion),
+    /// `type: resource_exhaustion`.
+    ResourceExhaustion(ResourceExhaustion),
 }
 
 /// `fault` of a `packet_loss` experiment.
@@ -105,22 +118,7 @@ impl SocketError {
 
     pub(super) fn validate(&self, filter: &NetFilter) -> Result<(), ModelError> {
         self.errno.validate()?;
-        if self.calls.is_empty() {
-            return Err(invalid(
-                "fault.calls",
-                "[]",
-                "one or more of connect, sendmsg, bind, socket",
-            ));
-        }
-        for (index, call) in self.calls.iter().enumerate() {
-            if self.calls[..index].contains(call) {
-                return Err(invalid(
-                    format!("fault.calls[{index}]"),
-                    call.as_str(),
-                    "each call at most once",
-                ));
-            }
-        }
+        check_calls(&self.calls)?;
         if self.calls.contains(&SocketCall::Socket)
             && (filter.ports.is_some() || !filter.cidrs.is_empty())
         {
@@ -179,9 +177,8 @@ impl fmt::Display for Errno {
     }
 }
 
-/// One entry of `fault.calls`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// One entry of `fault.calls` of a socket-error type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SocketCall {
     /// `connect`: `connect()` (TCP) and connected UDP.
     Connect,
@@ -203,4 +200,60 @@ impl SocketCall {
             Self::Socket => "socket",
         }
     }
+}
+
+impl CallName for SocketCall {
+    const ALL: &'static [Self] = &[Self::Connect, Self::Sendmsg, Self::Bind, Self::Socket];
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// The calls of a `fault.calls` list ([`SocketCall`], [`SyscallCall`](super::SyscallCall)):
+/// every one of them, by name.
+pub(super) trait CallName: Copy + PartialEq + 'static {
+    /// Every call, in the order the error messages list them.
+    const ALL: &'static [Self];
+
+    /// The name as written in YAML.
+    fn name(self) -> &'static str;
+
+    /// "one or more of a, b, c", for error messages.
+    fn allowed() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|call| call.name()).collect();
+        format!("one or more of {}", names.join(", "))
+    }
+
+    /// The call named `name`, or the error at `fault.calls[index]`.
+    fn parse(index: usize, name: &str) -> Result<Self, ModelError> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|call| call.name() == name)
+            .ok_or_else(|| {
+                invalid(
+                    format!("fault.calls[{index}]"),
+                    format!("{name:?}"),
+                    Self::allowed(),
+                )
+            })
+    }
+}
+
+/// Checks a `fault.calls` list: not empty, each call at most once.
+pub(super) fn check_calls<C: CallName>(calls: &[C]) -> Result<(), ModelError> {
+    if calls.is_empty() {
+        return Err(invalid("fault.calls", "[]", C::allowed()));
+    }
+    for (index, call) in calls.iter().enumerate() {
+        if calls[..index].contains(call) {
+            return Err(invalid(
+                format!("fault.calls[{index}]"),
+                call.name(),
+                "each call at most once",
+            ));
+        }
+    }
+    Ok(())
 }

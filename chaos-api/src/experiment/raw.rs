@@ -13,11 +13,12 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde::de::{Deserializer, Visitor};
 
-use super::fault::ERRNO_ALLOWED;
+use super::fault::{CallName, ERRNO_ALLOWED};
 use super::filter::PORTS_ALLOWED;
 use super::{
-    Direction, EgressDrop, Errno, Experiment, ExperimentType, Fault, MAX_CIDRS, NetFilter,
-    PacketLoss, PortRange, Protocol, SocketCall, SocketError, Target,
+    Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType, Fault, MAX_CIDRS,
+    NetFilter, NetworkLatency, PacketLoss, PodDeletion, PortRange, Protocol, ResourceExhaustion,
+    SocketError, SyscallError, Target, no_filter_error,
 };
 use crate::error::{ModelError, deserialize_duration, invalid};
 
@@ -34,7 +35,8 @@ pub(super) struct RawExperiment {
     target: RawTarget,
     #[serde(deserialize_with = "deserialize_duration")]
     duration: Duration,
-    intensity: f64,
+    #[serde(default)]
+    intensity: Option<f64>,
     #[serde(default)]
     budget: Option<f64>,
     #[serde(default)]
@@ -50,13 +52,28 @@ pub(super) struct RawExperiment {
 impl RawExperiment {
     /// Builds the model; the range checks are left to [`Experiment::validate`].
     pub(super) fn into_experiment(self) -> Result<Experiment, ModelError> {
+        let intensity = match self.intensity {
+            Some(intensity) => intensity,
+            None if self.kind.is_host() => 1.0,
+            None => {
+                return Err(ModelError::Parse {
+                    path: "intensity".to_owned(),
+                    message: "required field is missing (it defaults to 1 only for \
+                              pod_deletion and resource_exhaustion)"
+                        .to_owned(),
+                });
+            }
+        };
+        if !self.kind.takes_filter() && self.filter.is_some() {
+            return Err(no_filter_error(self.kind));
+        }
         Ok(Experiment {
             target: self.target.into_target()?,
             fault: self.fault.unwrap_or_default().into_fault(self.kind)?,
             filter: self.filter.unwrap_or_default().into_filter()?,
             name: self.name,
             duration: self.duration,
-            intensity: self.intensity,
+            intensity,
             budget: self.budget,
             max_faults: self.max_faults,
             dry_run: self.dry_run,
@@ -108,61 +125,154 @@ struct RawFault {
     direction: Option<Direction>,
     egress_drop: Option<EgressDrop>,
     errno: Option<ScalarText>,
-    calls: Option<Vec<SocketCall>>,
+    calls: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "deserialize_some_duration")]
+    latency: Option<Duration>,
+    #[serde(default, deserialize_with = "deserialize_some_duration")]
+    jitter: Option<Duration>,
+    distribution: Option<Distribution>,
+    interface: Option<String>,
+    path_prefix: Option<String>,
+    #[serde(default, deserialize_with = "deserialize_some_duration")]
+    interval: Option<Duration>,
+    cpu_share: Option<f64>,
+    memory_share: Option<f64>,
 }
 
 impl RawFault {
     fn into_fault(self, kind: ExperimentType) -> Result<Fault, ModelError> {
-        if kind == ExperimentType::PacketLoss {
-            reject_key("errno", self.errno.is_some(), kind)?;
-            reject_key("calls", self.calls.is_some(), kind)?;
-            return Ok(Fault::PacketLoss(PacketLoss {
+        let present = [
+            ("direction", self.direction.is_some()),
+            ("egress_drop", self.egress_drop.is_some()),
+            ("errno", self.errno.is_some()),
+            ("calls", self.calls.is_some()),
+            ("latency", self.latency.is_some()),
+            ("jitter", self.jitter.is_some()),
+            ("distribution", self.distribution.is_some()),
+            ("interface", self.interface.is_some()),
+            ("path_prefix", self.path_prefix.is_some()),
+            ("interval", self.interval.is_some()),
+            ("cpu_share", self.cpu_share.is_some()),
+            ("memory_share", self.memory_share.is_some()),
+        ];
+        let allowed = fault_keys(kind);
+        if let Some((key, _)) = present
+            .iter()
+            .find(|(key, set)| *set && !allowed.contains(key))
+        {
+            return Err(unknown_key(key, kind));
+        }
+        Ok(match kind {
+            ExperimentType::PacketLoss => Fault::PacketLoss(PacketLoss {
                 direction: self.direction.unwrap_or_default(),
                 egress_drop: self.egress_drop.unwrap_or_default(),
-            }));
-        }
-        reject_key("direction", self.direction.is_some(), kind)?;
-        reject_key("egress_drop", self.egress_drop.is_some(), kind)?;
-        let defaults = SocketError::defaults(kind);
-        let error = SocketError {
-            errno: match self.errno {
-                Some(ScalarText(text)) => parse_errno(&text)?,
-                None => defaults.errno,
-            },
-            calls: self.calls.unwrap_or(defaults.calls),
-        };
-        Ok(match kind {
-            ExperimentType::ApiErrorInjection => Fault::ApiErrorInjection(error),
-            _ => Fault::DependencyFailure(error),
+            }),
+            ExperimentType::DependencyFailure | ExperimentType::ApiErrorInjection => {
+                let defaults = SocketError::defaults(kind);
+                let error = SocketError {
+                    errno: parse_errno(self.errno, defaults.errno)?,
+                    calls: parse_calls(self.calls, defaults.calls)?,
+                };
+                if kind == ExperimentType::ApiErrorInjection {
+                    Fault::ApiErrorInjection(error)
+                } else {
+                    Fault::DependencyFailure(error)
+                }
+            }
+            ExperimentType::NetworkLatency => Fault::NetworkLatency(NetworkLatency {
+                latency: self.latency.ok_or_else(|| ModelError::Parse {
+                    path: "fault.latency".to_owned(),
+                    message: "required field is missing (the delay to add, e.g. 100ms)".to_owned(),
+                })?,
+                jitter: self.jitter.unwrap_or_default(),
+                distribution: self.distribution.unwrap_or_default(),
+                interface: self.interface,
+            }),
+            ExperimentType::SyscallError => {
+                let defaults = SyscallError::defaults();
+                Fault::SyscallError(SyscallError {
+                    errno: parse_errno(self.errno, defaults.errno)?,
+                    calls: parse_calls(self.calls, defaults.calls)?,
+                    path_prefix: self.path_prefix,
+                })
+            }
+            ExperimentType::PodDeletion => Fault::PodDeletion(PodDeletion {
+                interval: self.interval,
+            }),
+            ExperimentType::ResourceExhaustion => Fault::ResourceExhaustion(ResourceExhaustion {
+                cpu_share: self.cpu_share,
+                memory_share: self.memory_share,
+            }),
         })
     }
 }
 
-/// Fails with an unknown-field error at `fault.KEY` when `present`: `KEY` is not a setting of
-/// `kind`.
-fn reject_key(key: &str, present: bool, kind: ExperimentType) -> Result<(), ModelError> {
-    if !present {
-        return Ok(());
+/// The `fault` keys of `kind`.
+fn fault_keys(kind: ExperimentType) -> &'static [&'static str] {
+    match kind {
+        ExperimentType::PacketLoss => &["direction", "egress_drop"],
+        ExperimentType::DependencyFailure | ExperimentType::ApiErrorInjection => {
+            &["errno", "calls"]
+        }
+        ExperimentType::NetworkLatency => &["latency", "jitter", "distribution", "interface"],
+        ExperimentType::SyscallError => &["errno", "calls", "path_prefix"],
+        ExperimentType::PodDeletion => &["interval"],
+        ExperimentType::ResourceExhaustion => &["cpu_share", "memory_share"],
     }
-    let expected = if kind == ExperimentType::PacketLoss {
-        "`direction` or `egress_drop`"
-    } else {
-        "`errno` or `calls`"
-    };
-    Err(ModelError::Parse {
-        path: format!("fault.{key}"),
-        message: format!("unknown field `{key}` for type {kind}, expected {expected}"),
-    })
 }
 
-/// A number is an errno number, anything else an errno name; both are range-checked later.
-fn parse_errno(text: &str) -> Result<Errno, ModelError> {
+/// The unknown-field error at `fault.KEY`: `KEY` is not a setting of `kind`.
+fn unknown_key(key: &str, kind: ExperimentType) -> ModelError {
+    let keys: Vec<String> = fault_keys(kind)
+        .iter()
+        .map(|key| format!("`{key}`"))
+        .collect();
+    let expected = match keys.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "no settings".to_owned(),
+    };
+    ModelError::Parse {
+        path: format!("fault.{key}"),
+        message: format!("unknown field `{key}` for type {kind}, expected {expected}"),
+    }
+}
+
+/// [`deserialize_duration`] for an optional key (`#[serde(default)]` covers its absence).
+fn deserialize_some_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    deserialize_duration(deserializer).map(Some)
+}
+
+/// `fault.errno` as written, or `default`. A number is an errno number, anything else an errno
+/// name; both are range-checked later.
+fn parse_errno(errno: Option<ScalarText>, default: Errno) -> Result<Errno, ModelError> {
+    let Some(ScalarText(text)) = errno else {
+        return Ok(default);
+    };
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         text.parse()
             .map(Errno::Number)
-            .map_err(|_| invalid("fault.errno", text, ERRNO_ALLOWED))
+            .map_err(|_| invalid("fault.errno", &text, ERRNO_ALLOWED))
     } else {
-        Ok(Errno::Name(text.to_owned()))
+        Ok(Errno::Name(text))
+    }
+}
+
+/// `fault.calls` as written, each a call of `C`, or `default`; emptiness and repeats are
+/// checked later.
+fn parse_calls<C: CallName>(
+    names: Option<Vec<String>>,
+    default: Vec<C>,
+) -> Result<Vec<C>, ModelError> {
+    match names {
+        None => Ok(default),
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| C::parse(index, name))
+            .collect(),
     }
 }
 

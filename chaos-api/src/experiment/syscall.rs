@@ -1,0 +1,123 @@
+//! The `fault` of a `syscall_error` experiment: the errno, the file and process calls that fail,
+//! and the optional path prefix of the opened files, with the defaults and checks.
+
+use super::Errno;
+use super::fault::{CallName, check_calls};
+use crate::error::{ModelError, invalid};
+
+/// Longest `fault.path_prefix`, in bytes: the kernel-side path buffer is 256 bytes, NUL
+/// included.
+pub const MAX_PATH_PREFIX_LEN: usize = 255;
+
+/// `fault` of a `syscall_error` experiment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallError {
+    /// The error the faulted calls return. Default: `EIO`.
+    pub errno: Errno,
+    /// The calls that fail; non-empty, no repeats. Default: `[open]`.
+    pub calls: Vec<SyscallCall>,
+    /// Only files at or under this absolute path (a component boundary); only with
+    /// `calls: [open]`: the kernel cannot read the path in the other calls' hooks. Default: every
+    /// file.
+    pub path_prefix: Option<String>,
+}
+
+impl SyscallError {
+    /// The defaults: `EIO` on `open`, every file.
+    pub(super) fn defaults() -> Self {
+        Self {
+            errno: Errno::Name("EIO".to_owned()),
+            calls: vec![SyscallCall::Open],
+            path_prefix: None,
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ModelError> {
+        self.errno.validate()?;
+        check_calls(&self.calls)?;
+        let Some(prefix) = &self.path_prefix else {
+            return Ok(());
+        };
+        if let Some(call) = self.calls.iter().find(|call| **call != SyscallCall::Open) {
+            return Err(invalid(
+                "fault.path_prefix",
+                format!("{prefix:?}"),
+                format!(
+                    "no path_prefix with {}: only open can be filtered by path (use a separate \
+                     experiment for the other calls)",
+                    call.as_str()
+                ),
+            ));
+        }
+        if !prefix.starts_with('/')
+            || prefix.trim_end_matches('/').is_empty()
+            || prefix.len() > MAX_PATH_PREFIX_LEN
+            || prefix.contains('\0')
+            || prefix.split('/').any(|component| component == "..")
+        {
+            return Err(invalid(
+                "fault.path_prefix",
+                format!("{prefix:?}"),
+                format!(
+                    "an absolute path other than /, without `..`, at most \
+                     {MAX_PATH_PREFIX_LEN} bytes, e.g. /var/lib/data (omit it for every file)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One entry of `fault.calls` of a `syscall_error` experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyscallCall {
+    /// `open`: `open()`/`openat()`.
+    Open,
+    /// `read`: `read()` and friends.
+    Read,
+    /// `write`: `write()` and friends.
+    Write,
+    /// `unlink`: `unlink()`.
+    Unlink,
+    /// `create`: creating a regular file, e.g. `open(O_CREAT)` of a new file.
+    Create,
+    /// `fork`: `fork()`/`clone()`, threads included.
+    Fork,
+    /// `exec`: `execve()`.
+    Exec,
+    /// `mmap`: `mmap()` of a file (anonymous mappings are not affected).
+    Mmap,
+}
+
+impl SyscallCall {
+    /// The name as written in YAML and in the proto, e.g. `open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Unlink => "unlink",
+            Self::Create => "create",
+            Self::Fork => "fork",
+            Self::Exec => "exec",
+            Self::Mmap => "mmap",
+        }
+    }
+}
+
+impl CallName for SyscallCall {
+    const ALL: &'static [Self] = &[
+        Self::Open,
+        Self::Read,
+        Self::Write,
+        Self::Unlink,
+        Self::Create,
+        Self::Fork,
+        Self::Exec,
+        Self::Mmap,
+    ];
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
