@@ -26,8 +26,13 @@ struct Cli {
 enum Cmd {
     /// Install what the build needs (nightly rust-src, bpf-linker); does nothing when present.
     Setup,
-    /// cargo fmt --check, clippy -D warnings (host crates, VM tests and the eBPF crate), cargo test.
-    Test,
+    /// cargo fmt --check, clippy -D warnings (host crates, VM tests and the eBPF crate), cargo
+    /// test, then (as root) the VM tier.
+    Test {
+        /// Skip the VM tier (QEMU), e.g. for a quick run while developing.
+        #[arg(long)]
+        no_vm: bool,
+    },
     /// Run the local demo (root): loss and connect errors in a cgroup, inside versus outside.
     Demo,
     /// Run the engine benchmarks (root) and print the figures.
@@ -39,9 +44,19 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Setup => setup::run(),
-        Cmd::Test => {
+        Cmd::Test { no_vm } => {
             setup::run()?;
-            test()
+            test()?;
+            if no_vm {
+                Ok(())
+            } else if is_root() {
+                vm::run(vm::Args::default())
+            } else if std::env::var("CHAOS_REQUIRE_KERNEL").as_deref() == Ok("1") {
+                anyhow::bail!("the VM tier needs root (CHAOS_REQUIRE_KERNEL=1 forbids skipping it)")
+            } else {
+                eprintln!("xtask: not root: skipping the VM tier (cargo xtask vm-test)");
+                Ok(())
+            }
         }
         Cmd::Demo => {
             setup::run()?;

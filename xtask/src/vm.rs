@@ -81,6 +81,18 @@ pub struct Args {
     timeout_secs: u64,
 }
 
+impl Default for Args {
+    /// Every configuration, as `cargo xtask test` runs it.
+    fn default() -> Self {
+        Self {
+            kernel: None,
+            test: None,
+            keep: false,
+            timeout_secs: 600,
+        }
+    }
+}
+
 /// What one boot reported.
 struct Outcome {
     name: String,
