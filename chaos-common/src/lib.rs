@@ -41,6 +41,20 @@ pub const DIST_UNIFORM: u32 = 0;
 /// standard deviation `jitter_ns`.
 pub const DIST_NORMAL: u32 = 1;
 
+/// Name of the `CgroupArray` map (`MAX_SLOTS` entries) of the cgroup each file/process
+/// syscall-error slot targets. The LSM programs are global (not attached to a cgroup): they ask
+/// `bpf_current_task_under_cgroup` whether the calling task is in the slot's cgroup or below it.
+pub const MAP_LSM_CGROUPS: &str = "CHAOS_LSM_CGRPS";
+
+/// Name of the `Array<PathPrefix>` map (`MAX_SLOTS` entries): a slot's path prefix, read when
+/// its flags have [`FLAG_PATH_PREFIX`].
+pub const MAP_LSM_PATHS: &str = "CHAOS_LSM_PATHS";
+/// Name of the `.rodata` global holding `offsetof(struct file, f_path)` for this kernel, set by
+/// the daemon at load time from the kernel's BTF.
+pub const GLOBAL_F_PATH_OFFSET: &str = "CHAOS_F_PATH_OFF";
+/// Longest path the path-prefix filter reads (`bpf_d_path` buffer), NUL included.
+pub const PATH_BUF_LEN: usize = 256;
+
 /// `SlotConfig::protocol`: match every protocol.
 pub const PROTO_ANY: u32 = 0;
 /// `SlotConfig::protocol`: ICMP (IPv4 protocol 1) and ICMPv6 (next header 58).
@@ -53,6 +67,27 @@ pub const PROTO_UDP: u32 = 17;
 /// `SlotConfig::flags`: on egress, drop silently (the program returns 2, the sender sees success)
 /// instead of a visible drop (return 0, the sender gets `EPERM`).
 pub const FLAG_SILENT_EGRESS: u32 = 1 << 0;
+
+/// `SlotConfig::flags`: fail `open()` (LSM `file_open`).
+pub const FLAG_CALL_OPEN: u32 = 1 << 8;
+/// `SlotConfig::flags`: fail `read()` (LSM `file_permission` with `MAY_READ`).
+pub const FLAG_CALL_READ: u32 = 1 << 9;
+/// `SlotConfig::flags`: fail `write()` (LSM `file_permission` with `MAY_WRITE`).
+pub const FLAG_CALL_WRITE: u32 = 1 << 10;
+/// `SlotConfig::flags`: fail `unlink()` (LSM `inode_unlink`).
+pub const FLAG_CALL_UNLINK: u32 = 1 << 11;
+/// `SlotConfig::flags`: fail creating a file (LSM `inode_create`).
+pub const FLAG_CALL_CREATE: u32 = 1 << 12;
+/// `SlotConfig::flags`: fail `fork()`/`clone()` (LSM `task_alloc`).
+pub const FLAG_CALL_FORK: u32 = 1 << 13;
+/// `SlotConfig::flags`: fail `execve()` (LSM `bprm_check_security`).
+pub const FLAG_CALL_EXEC: u32 = 1 << 14;
+/// `SlotConfig::flags`: fail `mmap()` of a file (LSM `mmap_file`).
+pub const FLAG_CALL_MMAP: u32 = 1 << 15;
+
+/// `SlotConfig::flags`: only files whose path starts with the slot's [`PathPrefix`] (at a
+/// component boundary). Such slots are judged by the path-aware program only.
+pub const FLAG_PATH_PREFIX: u32 = 1 << 16;
 
 /// `Cidr::family` of an IPv4 network.
 pub const FAMILY_V4: u32 = 4;
@@ -153,6 +188,43 @@ impl SlotConfig {
     }
 }
 
+/// A slot's path prefix: absolute, no trailing `/`, `len` bytes of `bytes` used.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathPrefix {
+    /// Bytes used, `1..PATH_BUF_LEN`.
+    pub len: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+    /// The prefix, zero-filled after `len`.
+    pub bytes: [u8; PATH_BUF_LEN],
+}
+const _: () = assert!(size_of::<PathPrefix>() == 264);
+
+impl PathPrefix {
+    /// Whether the NUL-terminated `path` starts with this prefix at a component boundary:
+    /// `/data` matches `/data` and `/data/x`, not `/database`.
+    #[inline(always)]
+    pub fn matches(&self, path: &[u8; PATH_BUF_LEN]) -> bool {
+        let len = self.len as usize;
+        if len == 0 || len >= PATH_BUF_LEN {
+            return false;
+        }
+        let mut i = 0;
+        while i < PATH_BUF_LEN - 1 {
+            if i >= len {
+                break;
+            }
+            if path[i] != self.bytes[i] {
+                return false;
+            }
+            i += 1;
+        }
+        let next = path[len & (PATH_BUF_LEN - 1)];
+        next == 0 || next == b'/'
+    }
+}
+
 /// Per-CPU event counters of one slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -196,6 +268,8 @@ mod user {
     unsafe impl aya::Pod for super::SlotConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SlotCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PathPrefix {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::LatencyConfig {}
 }

@@ -111,6 +111,8 @@ enum ExperimentType {
     NetworkLatency,
     PodDeletion,
     ResourceExhaustion,
+    /// File and process syscall errors (BPF LSM): --errno, --calls, --path-prefix.
+    SyscallError,
 }
 
 #[derive(Args)]
@@ -150,9 +152,13 @@ struct ExperimentArgs {
     /// dependency_failure / api_error_injection: the errno to return.
     #[arg(long)]
     errno: Option<String>,
-    /// dependency_failure / api_error_injection: calls to fail (connect,sendmsg,bind,socket).
+    /// dependency_failure / api_error_injection: calls to fail (connect,sendmsg,bind,socket);
+    /// syscall_error: open,read,write,unlink,create,fork,exec,mmap.
     #[arg(long, value_delimiter = ',')]
     calls: Option<Vec<String>>,
+    /// syscall_error: only opens of files at or under this path (with --calls open).
+    #[arg(long)]
+    path_prefix: Option<String>,
     /// network_latency: added delay in milliseconds.
     #[arg(long, default_value_t = 100)]
     latency_ms: u64,
@@ -640,6 +646,11 @@ fn spec_from_args(a: &ExperimentArgs) -> anyhow::Result<proto::ExperimentSpec> {
         }),
         ExperimentType::DependencyFailure => socket("ECONNREFUSED", &["connect"]),
         ExperimentType::ApiErrorInjection => socket("ECONNRESET", &["connect", "sendmsg"]),
+        ExperimentType::SyscallError => fault::Kind::SyscallError(proto::SyscallError {
+            errno: a.errno.clone().unwrap_or_else(|| "EIO".into()),
+            calls: a.calls.clone().unwrap_or_else(|| vec!["open".into()]),
+            path_prefix: a.path_prefix.clone().unwrap_or_default(),
+        }),
         ExperimentType::NetworkLatency => fault::Kind::Latency(proto::Latency {
             delay_ms: a.latency_ms,
             jitter_ms: a.jitter_ms,

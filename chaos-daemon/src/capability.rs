@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     cgroupfs,
-    ebpf::{Hook, Kernel},
+    ebpf::{Hook, Kernel, lsm::LsmSupport},
 };
 
 /// One fault kind's verdict.
@@ -69,6 +69,15 @@ impl Capabilities {
             }),
         ));
         faults.push(verdict("resource_pressure", pressure_support(mount)));
+        // Tries the BPF LSM, then fmod_ret (see `ebpf::lsm::probe`); the engine keeps the
+        // mechanism it found.
+        faults.push(verdict(
+            "syscall_error",
+            match kernel.lsm_support() {
+                LsmSupport::Unsupported { reason } => Err(reason),
+                LsmSupport::Lsm | LsmSupport::FmodRet => Ok(()),
+            },
+        ));
         faults.push(verdict("latency", crate::net::probe_fq()));
         Self {
             kernel: release,

@@ -7,13 +7,16 @@
 //! touched; the slot is written disarmed, every hook is attached, and only then is the slot
 //! armed with its kernel deadline. Any failure detaches what was attached.
 
-use std::{fmt, fs::File, time::Duration};
+use std::{fmt, fs::File, sync::Arc, time::Duration};
 
 use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters};
 
 use crate::{
     capability::Capabilities,
-    ebpf::{Attachment, Kernel, KernelError},
+    ebpf::{
+        Attachment, Kernel, KernelError,
+        lsm::{LsmLink, LsmSupport},
+    },
     fault::{FaultSpec, SpecError},
     host_fault::{HostFault, HostFaultError},
     journal::{HostJournal, JournalError, MemoryJournal, undo_pending},
@@ -77,6 +80,8 @@ struct Running {
     /// The armed configuration; disarming writes it back with `armed = 0`.
     config: SlotConfig,
     attachments: Vec<Attachment>,
+    /// Shared global LSM programs this fault uses; the last holder's drop detaches them.
+    lsm_links: Vec<Arc<LsmLink>>,
     /// A latency fault's device side.
     latency: Option<LatencyRun>,
 }
@@ -178,6 +183,29 @@ impl Engine {
             // On error `attachments` is dropped here, which detaches what was attached.
             attachments.push(self.kernel.attach(slot_u32, *hook, &cgroup)?);
         }
+        let lsm_links = if plan.lsm_hooks.is_empty() {
+            Vec::new()
+        } else {
+            self.kernel.set_lsm_target(slot_u32, &cgroup)?;
+            if let Some(prefix) = &plan.lsm_path {
+                self.kernel.set_lsm_path(slot_u32, prefix)?;
+            }
+            let links: Result<Vec<_>, _> = plan
+                .lsm_hooks
+                .iter()
+                .map(|h| self.kernel.attach_lsm(*h))
+                .collect();
+            match links {
+                Ok(links) => links,
+                Err(e) => {
+                    // The links attached so far were dropped by `collect`.
+                    if let Err(clear) = self.kernel.clear_lsm_target(slot_u32) {
+                        tracing::error!(error = %clear, slot, "clearing the LSM target failed");
+                    }
+                    return Err(e.into());
+                }
+            }
+        };
         let latency = match &plan.latency {
             Some(lat) => Some(self.latency.start(
                 &mut self.kernel,
@@ -212,6 +240,7 @@ impl Engine {
             handle: handle.clone(),
             config,
             attachments,
+            lsm_links,
             latency,
         });
         Ok(handle)
@@ -321,6 +350,12 @@ impl Engine {
                 first_err.get_or_insert(EngineError::from(e));
             }
         }
+        if !running.lsm_links.is_empty() {
+            drop(running.lsm_links);
+            if let Err(e) = self.kernel.clear_lsm_target(slot as u32) {
+                first_err.get_or_insert(e.into());
+            }
+        }
         if let Some(run) = running.latency
             && let Err(e) = self.latency.stop(run, self.journal.as_ref())
         {
@@ -337,6 +372,17 @@ impl Engine {
         }
         let slot = self.slot_of(id)?;
         Ok(self.kernel.counters(slot as u32)?)
+    }
+
+    /// How this kernel runs file and process syscall errors (probed once, then cached).
+    pub fn lsm_support(&mut self) -> LsmSupport {
+        self.kernel.lsm_support()
+    }
+
+    /// How many global LSM hook programs are attached now; zero when no syscall-error fault
+    /// runs.
+    pub fn lsm_links_attached(&self) -> usize {
+        self.kernel.lsm_links_attached()
     }
 
     /// The running faults.

@@ -198,7 +198,16 @@ impl Manager {
         Ok(PlanSummary {
             cgroup: target.path.display().to_string(),
             cgroup_id: target.id,
-            programs: plan.hooks.iter().map(|h| format!("{h:?}")).collect(),
+            programs: plan
+                .hooks
+                .iter()
+                .map(|h| format!("{h:?}"))
+                .chain(
+                    plan.lsm_hooks
+                        .iter()
+                        .map(|h| format!("lsm:{}", h.lsm_name())),
+                )
+                .collect(),
             max_faults: plan.config.max_faults,
             projected_cost: cost,
         })

@@ -1,12 +1,13 @@
 //! The built eBPF object, parsed without a kernel: every hook (and the tc delay program) exists
-//! once per slot with the right attach type, the maps have the ABI's shapes, and the fault cap's atomic really fetches.
+//! once per slot with the right attach type, the global LSM programs exist once, the maps have
+//! the ABI's shapes, and the fault cap's atomic really fetches.
 
 use aya_obj::{Object, ProgramSection, generated::bpf_attach_type};
 use chaos_common::{
-    LatencyConfig, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LATENCY, MAP_SLOTS, MAX_SLOTS, SlotConfig,
-    SlotCounters,
+    LatencyConfig, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LATENCY, MAP_LSM_CGROUPS, MAP_SLOTS,
+    MAX_SLOTS, SlotConfig, SlotCounters,
 };
-use chaos_daemon::ebpf::{Hook, OBJECT, tc::latency_program_name};
+use chaos_daemon::ebpf::{Hook, OBJECT, lsm::LsmHook, tc::latency_program_name};
 
 /// Programs per slot: every cgroup hook plus the tc egress delay program.
 const PER_SLOT: usize = Hook::ALL.len() + 1;
@@ -59,15 +60,38 @@ fn every_hook_exists_for_every_slot_with_its_attach_type() {
             prog.section
         );
     }
+    let lsm = lsm_programs();
+    for name in &lsm {
+        assert!(name.len() <= 15, "{name} exceeds the program name length");
+        let prog = obj
+            .programs
+            .get(*name)
+            .unwrap_or_else(|| panic!("missing LSM program {name}"));
+        assert!(
+            matches!(prog.section, ProgramSection::Lsm { sleepable: false }),
+            "{name} is a non-sleepable LSM program"
+        );
+    }
     assert_eq!(
         obj.programs.len(),
-        MAX_SLOTS as usize * PER_SLOT,
+        MAX_SLOTS as usize * PER_SLOT + lsm.len(),
         "no stray programs"
     );
     assert!(
         obj.license.to_str().unwrap().contains("GPL"),
         "GPL-only helpers need a GPL license"
     );
+}
+
+/// The global LSM programs: one per hook, plus the `fmod_ret` bodies that differ.
+fn lsm_programs() -> Vec<&'static str> {
+    let mut names: Vec<&str> = LsmHook::ALL
+        .iter()
+        .flat_map(|h| [h.program_name(), h.fmod_ret_target().1])
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 #[test]
@@ -80,7 +104,9 @@ fn maps_match_the_shared_abi() {
             .unwrap_or_else(|| panic!("missing map {name}"));
         (m.map_type(), m.key_size(), m.value_size(), m.max_entries())
     };
-    use aya_obj::generated::bpf_map_type::{BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY};
+    use aya_obj::generated::bpf_map_type::{
+        BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_CGROUP_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY,
+    };
     let slot = size_of::<SlotConfig>() as u32;
     let counters = size_of::<SlotCounters>() as u32;
     assert_eq!(
@@ -94,6 +120,10 @@ fn maps_match_the_shared_abi() {
     assert_eq!(
         shape(MAP_COUNTERS),
         (BPF_MAP_TYPE_PERCPU_ARRAY as u32, 4, counters, MAX_SLOTS)
+    );
+    assert_eq!(
+        shape(MAP_LSM_CGROUPS),
+        (BPF_MAP_TYPE_CGROUP_ARRAY as u32, 4, 4, MAX_SLOTS)
     );
     let latency = size_of::<LatencyConfig>() as u32;
     assert_eq!(
@@ -109,16 +139,26 @@ fn fault_cap_atomics_return_the_old_value() {
     const ATOMIC_DW: u8 = 0xdb;
     const ADD_FETCH: i32 = 0x01;
     let obj = object();
-    let mut atomics = 0;
-    for f in obj.functions.values() {
+    let lsm = lsm_programs();
+    let (mut cgroup_atomics, mut lsm_atomics) = (0, 0);
+    for (name, prog) in &obj.programs {
+        let f = &obj.functions[&prog.function_key()];
         for insn in f.instructions.iter().filter(|i| i.code == ATOMIC_DW) {
-            assert_eq!(insn.imm, ADD_FETCH, "{}: atomic without BPF_FETCH", f.name);
-            atomics += 1;
+            assert_eq!(insn.imm, ADD_FETCH, "{name}: atomic without BPF_FETCH");
+            if lsm.contains(&name.as_str()) {
+                lsm_atomics += 1;
+            } else {
+                cgroup_atomics += 1;
+            }
         }
     }
     assert_eq!(
-        atomics,
+        cgroup_atomics,
         MAX_SLOTS as usize * PER_SLOT,
         "one ticket per program"
+    );
+    assert!(
+        lsm_atomics >= lsm.len(),
+        "every LSM program takes tickets ({lsm_atomics} atomics)"
     );
 }

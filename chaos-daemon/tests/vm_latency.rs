@@ -66,7 +66,9 @@ impl Topology {
         inside(&["link", "set", &peer, "up"]);
         inside(&["link", "set", "lo", "up"]);
         let mut echo = Command::new("ip")
-            .args(["netns", "exec", &ns, WORKLOAD, "udp-echo", "--bind"])
+            .args(["netns", "exec", &ns])
+            .arg(WORKLOAD)
+            .args(["udp-echo", "--bind"])
             .arg(format!("{there}:0"))
             .stdout(Stdio::piped())
             .spawn()

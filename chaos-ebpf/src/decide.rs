@@ -51,6 +51,15 @@ impl Event {
     }
 }
 
+/// `slot`'s flags when it is armed, else 0: the cheap pre-check of the global LSM programs,
+/// before they ask whether the task is in the slot's cgroup.
+#[inline(always)]
+pub fn armed_flags(slot: u32) -> u32 {
+    SLOTS
+        .get(slot)
+        .map_or(0, |cfg| if cfg.armed != 0 { cfg.flags } else { 0 })
+}
+
 /// Returns the slot's config when this event must be faulted, `None` to let it pass.
 #[inline(always)]
 pub fn decide(slot: u32, ev: &Event) -> Option<&'static SlotConfig> {

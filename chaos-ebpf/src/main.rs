@@ -1,9 +1,11 @@
 //! The kernel programs of chaos-ebpf.
 //!
-//! Owns every program that runs in the kernel: `cgroup_skb` packet loss and the cgroup
-//! `sock_addr` / `sock_create` network syscall errors, and the tc egress delay (EDT) programs. Each program is compiled once per
-//! experiment slot (see `chaos_common` for the slot model); the daemon loads and attaches only
-//! the copies its experiments need. Hooks are thin: any internal error gives the no-fault verdict.
+//! Owns every program that runs in the kernel: `cgroup_skb` packet loss, the cgroup
+//! `sock_addr` / `sock_create` network syscall errors and the tc egress delay (EDT) programs,
+//! each compiled once per experiment slot (see `chaos_common` for the slot model; the daemon
+//! loads and attaches only the copies its experiments need); and the global BPF LSM programs
+//! of file and process syscall errors, which walk the slots themselves (`lsm.rs`). Hooks are
+//! thin: any internal error gives the no-fault verdict.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // `atomic_xadd`: the exact fault cap needs an atomic fetch-and-add (see decide.rs).
@@ -16,6 +18,8 @@ mod decide;
 mod hooks;
 #[cfg(target_arch = "bpf")]
 mod latency;
+#[cfg(target_arch = "bpf")]
+mod lsm;
 
 // The object is only ever built for bpfel-unknown-none; this keeps `cargo check --workspace`
 // on the host meaningful.

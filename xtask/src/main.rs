@@ -5,9 +5,11 @@
 //! * `test`  — fmt, clippy (host and eBPF), every test; kernel tests need root.
 //! * `demo`  — the local demo: a cgroup, real workloads, loss then connect errors, cleanup.
 //! * `bench` — engine benchmarks, printed with ratios to a baseline measured in the same run.
+//! * `vm-test` — the `vm_*` kernel tests inside QEMU on Debian kernels (BPF LSM, fq).
 
 mod demo;
 mod setup;
+mod vm;
 
 use std::process::Command;
 
@@ -24,12 +26,14 @@ struct Cli {
 enum Cmd {
     /// Install what the build needs (nightly rust-src, bpf-linker); does nothing when present.
     Setup,
-    /// cargo fmt --check, clippy -D warnings (host crates and the eBPF crate), cargo test.
+    /// cargo fmt --check, clippy -D warnings (host crates, VM tests and the eBPF crate), cargo test.
     Test,
     /// Run the local demo (root): loss and connect errors in a cgroup, inside versus outside.
     Demo,
     /// Run the engine benchmarks (root) and print the figures.
     Bench,
+    /// Run the VM tier (root): the vm_* tests in QEMU on Debian 6.1 and 6.12 kernels.
+    VmTest(vm::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,12 +52,30 @@ fn main() -> anyhow::Result<()> {
             require_root("bench")?;
             cargo(&["bench", "-p", "chaos-daemon", "--benches"])
         }
+        Cmd::VmTest(args) => {
+            require_root("vm-test")?;
+            setup::run()?;
+            vm::run(args)
+        }
     }
 }
 
 fn test() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    // The VM tier's tests compile to nothing without their feature: lint them with it.
+    cargo(&[
+        "clippy",
+        "-p",
+        "chaos-daemon",
+        "--features",
+        "vm-tests",
+        "--test",
+        "vm_*",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     ebpf_clippy()?;
     if !is_root() {
         eprintln!("xtask: not root: the kernel tests will skip (CI runs them as root)");

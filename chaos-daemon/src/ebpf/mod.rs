@@ -1,10 +1,15 @@
 //! The only place that talks to aya: loads the embedded kernel object, writes experiment slots,
 //! attaches per-slot program copies to cgroups and reads counters.
 //!
+//! [`lsm`] owns the global file/process syscall-error programs and their `fmod_ret` fallback.
+//!
 //! Links are owned by [`Attachment`] values and never pinned: detaching or dropping one (or the
 //! daemon dying) removes the program from the cgroup. [`tc`] does the same for the tc egress
 //! delay programs on network devices.
 
+mod btf;
+mod fmod_ret;
+pub mod lsm;
 pub mod sys;
 pub mod tc;
 
@@ -19,7 +24,8 @@ use aya::{
     },
 };
 use chaos_common::{
-    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_SLOTS, MAX_SLOTS, SlotConfig, SlotCounters,
+    GLOBAL_F_PATH_OFFSET, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_SLOTS, MAX_SLOTS, SlotConfig,
+    SlotCounters,
 };
 
 /// The kernel object built from `chaos-ebpf` by `build.rs`.
@@ -50,6 +56,17 @@ pub enum KernelError {
     },
     #[error("counting CPUs: {0}")]
     Cpus(std::io::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("this kernel cannot run file and process syscall errors: {0}")]
+    LsmUnsupported(String),
+    #[error("reading the kernel's BTF: {0}")]
+    Btf(String),
+    #[error(transparent)]
+    FmodRet(#[from] fmod_ret::FmodRetError),
 }
 
 /// A kernel hook a fault can use. Every hook exists once per slot in the object.
@@ -158,12 +175,22 @@ pub struct Kernel {
     tickets: Array<MapData, u64>,
     counters: PerCpuArray<MapData, SlotCounters>,
     nr_cpus: usize,
+    lsm: lsm::LsmState,
 }
 
 impl Kernel {
     /// Loads the embedded object: creates the maps; programs are loaded on first attach.
     pub fn load() -> Result<Self, KernelError> {
-        let mut ebpf = Ebpf::load(OBJECT)?;
+        // `offsetof(struct file, f_path)` for the path-prefix program. Without BTF it stays 0
+        // and only that program fails to load (the verifier then sees a `struct file`).
+        let f_path_offset = std::fs::read("/sys/kernel/btf/vmlinux")
+            .ok()
+            .and_then(|b| btf::member_offset(&b, "file", "f_path"))
+            .unwrap_or(0);
+        let mut ebpf = aya::EbpfLoader::new()
+            .override_global(GLOBAL_F_PATH_OFFSET, &f_path_offset, true)
+            .load(OBJECT)?;
+        let lsm = lsm::LsmState::new(&mut ebpf)?;
         let slots = take_map(&mut ebpf, MAP_SLOTS)?;
         let tickets = take_map(&mut ebpf, MAP_FAULT_TICKETS)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS)?;
@@ -174,6 +201,7 @@ impl Kernel {
             tickets,
             counters,
             nr_cpus,
+            lsm,
         })
     }
 

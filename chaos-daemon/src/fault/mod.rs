@@ -3,11 +3,13 @@
 //!
 //! * [`filter`] — the shared protocol / port / CIDR filter.
 //! * [`errno`] — errno names and numbers.
+//! * [`syscall`] — the file and process calls a syscall-error fault can fail.
 //! * [`latency`] — the latency fault's delay, jitter and device.
 
 pub mod errno;
 pub mod filter;
 pub mod latency;
+pub mod syscall;
 
 use std::{fmt, time::Duration};
 
@@ -17,8 +19,12 @@ pub use self::{
     errno::Errno,
     filter::NetFilter,
     latency::{Distribution, LatencyPlan},
+    syscall::SyscallCall,
 };
-use crate::{ebpf::Hook, target::Target};
+use crate::{
+    ebpf::{Hook, lsm::LsmHook},
+    target::Target,
+};
 
 /// The longest a fault may run. Longer drills are several experiments.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
@@ -53,6 +59,13 @@ pub enum Fault {
         errno: Errno,
         calls: Vec<SocketCall>,
     },
+    /// Fail file and process syscalls of the target with an errno (BPF LSM / `fmod_ret`).
+    SyscallError {
+        errno: Errno,
+        calls: Vec<SyscallCall>,
+        /// Only files under this path (`open` only).
+        path_prefix: Option<String>,
+    },
     /// Delay the target's egress packets on a device (EDT + `fq`).
     Latency {
         delay: Duration,
@@ -83,6 +96,7 @@ impl Fault {
         match self {
             Fault::PacketLoss { .. } => "packet_loss",
             Fault::SocketError { .. } => "socket_error",
+            Fault::SyscallError { .. } => "syscall_error",
             Fault::Latency { .. } => "latency",
             Fault::PodKill { .. } => "pod_kill",
             Fault::ResourcePressure { .. } => "resource_pressure",
@@ -201,6 +215,10 @@ impl SpecError {
 pub struct Plan {
     pub config: SlotConfig,
     pub hooks: Vec<Hook>,
+    /// Global LSM hooks the slot needs (file and process syscall errors).
+    pub lsm_hooks: Vec<LsmHook>,
+    /// The slot's path prefix for those hooks, if any.
+    pub lsm_path: Option<String>,
     /// A latency fault's device-side plan (its program is not a cgroup hook).
     pub latency: Option<LatencyPlan>,
 }
@@ -274,6 +292,28 @@ impl FaultSpec {
                 }
                 hooks
             }
+            Fault::SyscallError {
+                errno,
+                calls,
+                path_prefix,
+            } => {
+                if self.filter != NetFilter::default() {
+                    return Err(SpecError::new(
+                        "filter",
+                        format!("{:?}", self.filter),
+                        "no protocol, port or CIDR filter with syscall_error (file and process \
+                         calls have no network address)",
+                    ));
+                }
+                let lsm = syscall::plan(&mut config, *errno, calls, path_prefix.as_deref())?;
+                return Ok(Plan {
+                    config,
+                    hooks: Vec::new(),
+                    lsm_hooks: lsm.hooks,
+                    lsm_path: lsm.path_prefix,
+                    latency: None,
+                });
+            }
             Fault::Latency {
                 delay,
                 jitter,
@@ -329,6 +369,8 @@ impl FaultSpec {
         Ok(Plan {
             config,
             hooks,
+            lsm_hooks: Vec::new(),
+            lsm_path: None,
             latency,
         })
     }

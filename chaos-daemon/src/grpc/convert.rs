@@ -60,6 +60,15 @@ pub fn spec_from_proto(p: &proto::ExperimentSpec) -> Result<(String, FaultSpec),
                 .map(|c| c.parse())
                 .collect::<Result<_, _>>()?,
         },
+        Some(fault::Kind::SyscallError(e)) => Fault::SyscallError {
+            errno: e.errno.parse()?,
+            calls: e
+                .calls
+                .iter()
+                .map(|c| c.parse())
+                .collect::<Result<_, _>>()?,
+            path_prefix: (!e.path_prefix.is_empty()).then(|| e.path_prefix.clone()),
+        },
         Some(fault::Kind::Latency(l)) => Fault::Latency {
             delay: Duration::from_millis(l.delay_ms),
             jitter: Duration::from_millis(l.jitter_ms),
@@ -77,7 +86,8 @@ pub fn spec_from_proto(p: &proto::ExperimentSpec) -> Result<(String, FaultSpec),
             return Err(SpecError::new(
                 "spec.fault",
                 "none",
-                "packet_loss, socket_error, latency, pod_kill or resource_pressure",
+                "packet_loss, socket_error, syscall_error, latency, pod_kill or \
+                 resource_pressure",
             ));
         }
     };

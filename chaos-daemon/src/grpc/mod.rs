@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use self::auth::{Caller, Role};
 
 use crate::{
+    ebpf::KernelError,
     engine::EngineError,
     experiment::{ExperimentError, Manager},
     fault::SpecError,
@@ -43,6 +44,9 @@ pub fn status_of(e: &ExperimentError) -> Status {
             _ => Status::failed_precondition(msg),
         },
         ExperimentError::Engine(EngineError::NoFreeSlot) => Status::resource_exhausted(msg),
+        ExperimentError::Engine(EngineError::Kernel(KernelError::LsmUnsupported(_))) => {
+            Status::failed_precondition(msg)
+        }
         ExperimentError::Engine(EngineError::UnknownFault(_)) => Status::not_found(msg),
         ExperimentError::Engine(
             EngineError::Unsupported { .. } | EngineError::Host(HostFaultError::Unusable { .. }),

@@ -30,8 +30,42 @@ use chaos_daemon::{
     target::{Resolver, Target, cgroup2_mount},
 };
 
-pub const DAEMON: &str = env!("CARGO_BIN_EXE_chaos-daemon");
-pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_chaos-workload");
+pub const DAEMON: &Bin = &DAEMON_BIN;
+pub const WORKLOAD: &Bin = &WORKLOAD_BIN;
+static DAEMON_BIN: Bin = Bin::new("chaos-daemon", env!("CARGO_BIN_EXE_chaos-daemon"));
+static WORKLOAD_BIN: Bin = Bin::new("chaos-workload", env!("CARGO_BIN_EXE_chaos-workload"));
+
+/// One of the workspace's executables: `$CHAOS_BIN_DIR/<name>` when that variable is set (the VM
+/// tier copies the binaries there), else the path cargo built it at. Usable wherever a path is.
+pub struct Bin {
+    name: &'static str,
+    built: &'static str,
+    path: std::sync::OnceLock<PathBuf>,
+}
+
+impl Bin {
+    const fn new(name: &'static str, built: &'static str) -> Self {
+        Self {
+            name,
+            built,
+            path: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.path
+            .get_or_init(|| match std::env::var_os("CHAOS_BIN_DIR") {
+                Some(dir) => Path::new(&dir).join(self.name),
+                None => PathBuf::from(self.built),
+            })
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Bin {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path().as_os_str()
+    }
+}
 
 /// Returns the cgroup2 mount when this machine can run kernel tests (root, cgroup2, BPF).
 /// Otherwise skips the test, or fails it when `CHAOS_REQUIRE_KERNEL=1` (CI).
@@ -431,9 +465,10 @@ pub fn start_in_cgroup(cmd: &mut Command, cgroup: &Path) {
     }
 }
 
-/// `chaos-ctl`, built next to `chaos-daemon` by `cargo test` (the workspace builds both).
+/// `chaos-ctl`, built next to `chaos-daemon` by `cargo test` (the workspace builds both), or
+/// `$CHAOS_BIN_DIR/chaos-ctl`.
 pub fn ctl_bin() -> PathBuf {
-    let p = Path::new(DAEMON).with_file_name("chaos-ctl");
+    let p = DAEMON.path().with_file_name("chaos-ctl");
     assert!(
         p.exists(),
         "{} is missing: run `cargo build -p chaos-ctl`",

@@ -19,6 +19,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 mod echo;
+mod files;
 mod sockopt;
 
 #[derive(Parser)]
@@ -97,6 +98,16 @@ enum Mode {
         to: SocketAddr,
         #[arg(long)]
         bytes: u64,
+    },
+    /// COUNT file or process calls of one kind (open, read, write, unlink, create, fork, exec,
+    /// mmap) in the existing directory DIR.
+    File {
+        #[arg(long)]
+        op: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        count: u64,
     },
     /// Echo UDP datagrams back to their sender until killed. Prints `ready PORT`.
     UdpEcho {
@@ -269,13 +280,32 @@ fn main() -> anyhow::Result<()> {
             let result = tcp_send(to, bytes);
             tally.record(result.map(drop));
         }
+        Mode::File { op, dir, count } => files::run(&op, &dir, count, &mut tally)?,
     }
-    println!(
-        "{tally} elapsed_us={} p50_ns={}",
+    let line = format!(
+        "{tally} elapsed_us={} p50_ns={}\n",
         started.elapsed().as_micros(),
         tally.p50_ns()
     );
-    Ok(())
+    print_result(line.as_bytes())
+}
+
+/// Writes the result line with one `write()`, retried: a write-error fault on this very process
+/// must not lose the measurement.
+fn print_result(line: &[u8]) -> anyhow::Result<()> {
+    let mut last = None;
+    for _ in 0..10_000 {
+        match nix::unistd::write(io::stdout(), line) {
+            Ok(n) if n == line.len() => return Ok(()),
+            Ok(n) => bail!(
+                "short write of the result line: {n} of {} bytes",
+                line.len()
+            ),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("no attempt"), Into::into))
+        .context("writing the result line")
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (comparable across processes, unlike `Instant`).

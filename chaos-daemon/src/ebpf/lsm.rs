@@ -1,0 +1,377 @@
+//! File and process syscall errors in the kernel: the global BPF LSM programs, the probe that
+//! decides how this kernel can run them (BPF LSM, else `fmod_ret` on `security_*`, else
+//! refused with the reason), their shared links, and the slot -> target cgroup map.
+//!
+//! The programs are global and judge every slot themselves (see `chaos-ebpf/src/lsm.rs` and
+//! docs/adr/0006), so a hook is attached once, when the first fault needs it, and detached when
+//! the last [`LsmLink`] handle is dropped.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    os::fd::{AsFd, OwnedFd},
+    sync::{Arc, Weak},
+};
+
+use aya::{
+    Btf,
+    maps::{Array, CgroupArray, Map, MapData},
+    programs::{Lsm, links::FdLink},
+};
+use chaos_common::{
+    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_LSM_PATHS, MAP_SLOTS, PATH_BUF_LEN,
+    PathPrefix,
+};
+
+use super::{Kernel, KernelError, OBJECT, fmod_ret};
+
+/// An LSM hook a file or process syscall-error fault uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LsmHook {
+    FileOpen,
+    /// `file_open` for slots with a path prefix (reads the path with `bpf_d_path`).
+    FileOpenPath,
+    FilePermission,
+    InodeUnlink,
+    InodeCreate,
+    TaskAlloc,
+    BprmCheck,
+    MmapFile,
+}
+
+impl LsmHook {
+    /// Every hook, in a stable order.
+    pub const ALL: [LsmHook; 8] = [
+        LsmHook::FileOpen,
+        LsmHook::FileOpenPath,
+        LsmHook::FilePermission,
+        LsmHook::InodeUnlink,
+        LsmHook::InodeCreate,
+        LsmHook::TaskAlloc,
+        LsmHook::BprmCheck,
+        LsmHook::MmapFile,
+    ];
+
+    /// The program's name in the object when it runs as a BPF LSM program.
+    pub fn program_name(self) -> &'static str {
+        match self {
+            LsmHook::FileOpen => "lsm_file_open",
+            LsmHook::FileOpenPath => "lsm_open_path",
+            LsmHook::FilePermission => "lsm_file_perm",
+            LsmHook::InodeUnlink => "lsm_unlink",
+            LsmHook::InodeCreate => "lsm_create",
+            LsmHook::TaskAlloc => "lsm_task_alloc",
+            LsmHook::BprmCheck => "lsm_bprm_check",
+            LsmHook::MmapFile => "lsm_mmap_file",
+        }
+    }
+
+    /// The LSM hook name (`bpf_lsm_<name>` in the kernel's BTF).
+    pub fn lsm_name(self) -> &'static str {
+        match self {
+            LsmHook::FileOpen | LsmHook::FileOpenPath => "file_open",
+            LsmHook::FilePermission => "file_permission",
+            LsmHook::InodeUnlink => "inode_unlink",
+            LsmHook::InodeCreate => "inode_create",
+            LsmHook::TaskAlloc => "task_alloc",
+            LsmHook::BprmCheck => "bprm_check_security",
+            LsmHook::MmapFile => "mmap_file",
+        }
+    }
+
+    /// The kernel function the `fmod_ret` fallback modifies, and the program it loads there.
+    /// `security_mmap_file(file, prot, flags)` has one argument fewer than the `mmap_file`
+    /// hook, so its previous return value sits one word earlier: it has its own body.
+    pub fn fmod_ret_target(self) -> (&'static str, &'static str) {
+        match self {
+            LsmHook::FileOpen => ("security_file_open", "lsm_file_open"),
+            LsmHook::FileOpenPath => ("security_file_open", "lsm_open_path"),
+            LsmHook::FilePermission => ("security_file_permission", "lsm_file_perm"),
+            LsmHook::InodeUnlink => ("security_inode_unlink", "lsm_unlink"),
+            LsmHook::InodeCreate => ("security_inode_create", "lsm_create"),
+            LsmHook::TaskAlloc => ("security_task_alloc", "lsm_task_alloc"),
+            LsmHook::BprmCheck => ("security_bprm_check", "lsm_bprm_check"),
+            LsmHook::MmapFile => ("security_mmap_file", "fmod_mmap_file"),
+        }
+    }
+}
+
+/// How this kernel runs file and process syscall errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LsmSupport {
+    /// BPF LSM programs (`lsm=...,bpf` and they load).
+    Lsm,
+    /// `fmod_ret` programs on the `security_*` functions.
+    FmodRet,
+    /// Neither; `reason` names what is missing.
+    Unsupported { reason: String },
+}
+
+impl fmt::Display for LsmSupport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LsmSupport::Lsm => f.write_str("BPF LSM"),
+            LsmSupport::FmodRet => f.write_str("fmod_ret on security_* functions"),
+            LsmSupport::Unsupported { reason } => write!(f, "unsupported: {reason}"),
+        }
+    }
+}
+
+/// One attached global hook program. Shared by every fault that uses the hook; the last
+/// handle dropped detaches it (closing the link descriptor, which is never pinned).
+#[derive(Debug)]
+pub struct LsmLink {
+    pub hook: LsmHook,
+    /// Which mechanism attached it.
+    pub mode: LsmSupport,
+    _link: LinkFd,
+}
+
+#[derive(Debug)]
+enum LinkFd {
+    Lsm(#[expect(dead_code, reason = "held only to keep the program attached")] FdLink),
+    FmodRet(#[expect(dead_code, reason = "held only to keep the program attached")] OwnedFd),
+}
+
+/// The LSM part of the [`Kernel`]'s state.
+pub(super) struct LsmState {
+    /// Slot -> target cgroup, read by `bpf_current_task_under_cgroup`.
+    cgroups: CgroupArray<MapData>,
+    /// Slot -> path prefix.
+    paths: Array<MapData, PathPrefix>,
+    /// Descriptors of every map the LSM programs use, by name, for relocating them as
+    /// `fmod_ret` programs.
+    map_fds: Vec<(&'static str, OwnedFd)>,
+    support: Option<LsmSupport>,
+    links: HashMap<LsmHook, Weak<LsmLink>>,
+    /// Loaded `fmod_ret` programs, kept for reattaching.
+    fmod_progs: HashMap<LsmHook, OwnedFd>,
+}
+
+impl LsmState {
+    /// Takes the LSM maps out of the freshly loaded object.
+    pub(super) fn new(ebpf: &mut aya::Ebpf) -> Result<Self, KernelError> {
+        let mut map_fds = Vec::new();
+        for name in FMOD_RET_MAPS {
+            let fd = match ebpf.map(name) {
+                Some(Map::Array(data) | Map::PerCpuArray(data) | Map::CgroupArray(data)) => {
+                    data.fd().as_fd().try_clone_to_owned()
+                }
+                // `.rodata` exists only while a program reads a global; the rest are ours.
+                _ if name == ".rodata" => continue,
+                _ => return Err(KernelError::MissingMap(name)),
+            };
+            let fd = fd.map_err(|source| KernelError::Io {
+                what: "duplicating a map descriptor",
+                source,
+            })?;
+            map_fds.push((name, fd));
+        }
+        let cgroups = take(ebpf, MAP_LSM_CGROUPS)?;
+        let paths = take(ebpf, MAP_LSM_PATHS)?;
+        Ok(Self {
+            cgroups,
+            paths,
+            map_fds,
+            support: None,
+            links: HashMap::new(),
+            fmod_progs: HashMap::new(),
+        })
+    }
+}
+
+/// Every map an LSM program may reference.
+const FMOD_RET_MAPS: [&str; 7] = [
+    MAP_SLOTS,
+    MAP_FAULT_TICKETS,
+    MAP_COUNTERS,
+    MAP_LSM_CGROUPS,
+    MAP_LSM_PATHS,
+    "CHAOS_PATH_BUF",
+    ".rodata",
+];
+
+fn take<T>(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<T, KernelError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(KernelError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| KernelError::Map { map: name, source })
+}
+
+/// The BPF LSM's state as the kernel reports it: `Ok(list)` of active LSMs.
+fn active_lsms() -> std::io::Result<String> {
+    const PATH: &str = "/sys/kernel/security/lsm";
+    if let Ok(s) = std::fs::read_to_string(PATH) {
+        return Ok(s.trim().to_owned());
+    }
+    // securityfs may not be mounted (minimal systems, containers): mount it and read again.
+    // SAFETY: every pointer is a NUL-terminated string literal that outlives the call; no
+    // mount data.
+    let rc = unsafe {
+        libc::mount(
+            c"securityfs".as_ptr(),
+            c"/sys/kernel/security".as_ptr(),
+            c"securityfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(std::fs::read_to_string(PATH)?.trim().to_owned())
+}
+
+/// Probes, by trying, how this kernel can run file and process syscall errors: the BPF LSM
+/// when `bpf` is an active LSM and `lsm/file_open` loads and attaches; else `fmod_ret` when
+/// the same body loads and attaches on `security_file_open`; else unsupported, naming what is
+/// missing. The probe attachments are detached before it returns.
+pub fn probe(kernel: &mut Kernel) -> LsmSupport {
+    let lsm_failure = match active_lsms() {
+        Ok(list) if list.split(',').any(|l| l == "bpf") => {
+            match kernel.attach_lsm_program(LsmHook::FileOpen) {
+                Ok(_link) => return LsmSupport::Lsm,
+                Err(e) => format!("BPF LSM is active (lsm={list}) but its programs fail: {e}"),
+            }
+        }
+        Ok(list) => format!("BPF LSM not active (lsm={list} has no bpf)"),
+        Err(e) => format!("BPF LSM state unknown (reading /sys/kernel/security/lsm: {e})"),
+    };
+    match kernel.attach_fmod_ret(LsmHook::FileOpen) {
+        Ok(_link) => {
+            tracing::warn!(reason = %lsm_failure, "BPF LSM unusable; using fmod_ret");
+            LsmSupport::FmodRet
+        }
+        Err(e) => LsmSupport::Unsupported {
+            reason: format!("{lsm_failure}; and fmod_ret programs cannot be used: {e}"),
+        },
+    }
+}
+
+impl Kernel {
+    /// How this kernel runs LSM faults; probed on first use, then cached.
+    pub fn lsm_support(&mut self) -> LsmSupport {
+        if let Some(s) = &self.lsm.support {
+            return s.clone();
+        }
+        let s = probe(self);
+        tracing::info!(support = %s, "file/process syscall errors");
+        self.lsm.support = Some(s.clone());
+        s
+    }
+
+    /// Makes the LSM programs treat tasks in `cgroup` (and below) as `slot`'s target.
+    pub fn set_lsm_target(&mut self, slot: u32, cgroup: impl AsFd) -> Result<(), KernelError> {
+        use std::os::fd::AsRawFd as _;
+        self.lsm
+            .cgroups
+            .set(slot, cgroup.as_fd().as_raw_fd(), 0)
+            .map_err(|source| KernelError::Map {
+                map: MAP_LSM_CGROUPS,
+                source,
+            })
+    }
+
+    /// Sets `slot`'s path prefix (absolute, no trailing `/`, validated by the fault spec).
+    pub fn set_lsm_path(&mut self, slot: u32, prefix: &str) -> Result<(), KernelError> {
+        let mut p = PathPrefix {
+            len: prefix.len() as u32,
+            _pad: 0,
+            bytes: [0; PATH_BUF_LEN],
+        };
+        let n = prefix.len().min(PATH_BUF_LEN - 1);
+        p.bytes[..n].copy_from_slice(&prefix.as_bytes()[..n]);
+        self.lsm
+            .paths
+            .set(slot, p, 0)
+            .map_err(|source| KernelError::Map {
+                map: MAP_LSM_PATHS,
+                source,
+            })
+    }
+
+    /// Forgets `slot`'s target cgroup (releasing the kernel's reference to it).
+    pub fn clear_lsm_target(&mut self, slot: u32) -> Result<(), KernelError> {
+        self.lsm
+            .cgroups
+            .unset(slot)
+            .map_err(|source| KernelError::Map {
+                map: MAP_LSM_CGROUPS,
+                source,
+            })
+    }
+
+    /// A handle on `hook`'s global program, attaching it if no fault holds it yet. Fails with
+    /// [`KernelError::LsmUnsupported`] when this kernel can run neither mechanism.
+    pub fn attach_lsm(&mut self, hook: LsmHook) -> Result<Arc<LsmLink>, KernelError> {
+        if let Some(link) = self.lsm.links.get(&hook).and_then(Weak::upgrade) {
+            return Ok(link);
+        }
+        let link = match self.lsm_support() {
+            LsmSupport::Lsm => self.attach_lsm_program(hook)?,
+            LsmSupport::FmodRet => self.attach_fmod_ret(hook)?,
+            LsmSupport::Unsupported { reason } => {
+                return Err(KernelError::LsmUnsupported(reason));
+            }
+        };
+        let link = Arc::new(link);
+        self.lsm.links.insert(hook, Arc::downgrade(&link));
+        Ok(link)
+    }
+
+    /// How many global hook programs are attached now (for cleanup checks).
+    pub fn lsm_links_attached(&self) -> usize {
+        self.lsm
+            .links
+            .values()
+            .filter(|l| l.strong_count() > 0)
+            .count()
+    }
+
+    fn attach_lsm_program(&mut self, hook: LsmHook) -> Result<LsmLink, KernelError> {
+        let name = hook.program_name();
+        let err = |source| KernelError::Program {
+            program: name.to_owned(),
+            source,
+        };
+        let program: &mut Lsm = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| KernelError::MissingProgram(name.to_owned()))?
+            .try_into()
+            .map_err(err)?;
+        if program.fd().is_err() {
+            let btf = Btf::from_sys_fs().map_err(|e| KernelError::Btf(e.to_string()))?;
+            program.load(hook.lsm_name(), &btf).map_err(err)?;
+        }
+        let id = program.attach().map_err(err)?;
+        let link = FdLink::from(program.take_link(id).map_err(err)?);
+        Ok(LsmLink {
+            hook,
+            mode: LsmSupport::Lsm,
+            _link: LinkFd::Lsm(link),
+        })
+    }
+
+    fn attach_fmod_ret(&mut self, hook: LsmHook) -> Result<LsmLink, KernelError> {
+        let (function, program) = hook.fmod_ret_target();
+        if !self.lsm.fmod_progs.contains_key(&hook) {
+            let maps: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = self
+                .lsm
+                .map_fds
+                .iter()
+                .map(|(n, fd)| (*n, fd.as_fd()))
+                .collect();
+            let fd = fmod_ret::load(OBJECT, program, function, &maps)?;
+            self.lsm.fmod_progs.insert(hook, fd);
+        }
+        let prog = &self.lsm.fmod_progs[&hook];
+        let link = fmod_ret::attach(prog, program, function)?;
+        Ok(LsmLink {
+            hook,
+            mode: LsmSupport::FmodRet,
+            _link: LinkFd::FmodRet(link),
+        })
+    }
+}

@@ -1,0 +1,284 @@
+//! VM tier (`cargo xtask vm-test`): file and process syscall errors in a real Debian kernel,
+//! through the BPF LSM when the boot's `lsm=` has `bpf` (`CHAOS_VM_LSM=1`) and through the
+//! `fmod_ret` fallback when it does not (`CHAOS_VM_LSM=0`): the same errors must appear either
+//! way, only inside the target cgroup (and below), and the kill switch, the kernel deadline and
+//! the fault cap must hold as they do for the network faults.
+#![cfg(feature = "vm-tests")]
+
+mod support;
+
+use std::{path::Path, time::Duration};
+
+use chaos_daemon::{
+    ebpf::lsm::LsmSupport,
+    engine::{Engine, monotonic_ns},
+    fault::{Fault, FaultSpec},
+};
+use support::*;
+
+fn syscall_error(errno: &str, calls: &[&str]) -> Fault {
+    Fault::SyscallError {
+        errno: errno.parse().unwrap(),
+        calls: calls.iter().map(|c| c.parse().unwrap()).collect(),
+        path_prefix: None,
+    }
+}
+
+/// The mechanism this boot must use, from the runner's `CHAOS_VM_LSM`.
+fn expected_mode() -> LsmSupport {
+    match std::env::var("CHAOS_VM_LSM").as_deref() {
+        Ok("1") => LsmSupport::Lsm,
+        Ok("0") => LsmSupport::FmodRet,
+        other => panic!("CHAOS_VM_LSM={other:?}: run this via cargo xtask vm-test (0 or 1)"),
+    }
+}
+
+/// `chaos-workload file --op OP` in `dir`, COUNT calls, inside `cgroup` when given.
+fn calls(cgroup: Option<&Path>, op: &str, dir: &Path, count: u64) -> Tally {
+    let dir = dir.to_str().unwrap();
+    workload(
+        cgroup,
+        &[
+            "file",
+            "--op",
+            op,
+            "--dir",
+            dir,
+            "--count",
+            &count.to_string(),
+        ],
+    )
+}
+
+/// A scratch directory with the `data` file the workload reads, created here, outside the
+/// target: creating it inside would itself be faulted.
+fn scratch(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    std::fs::write(dir.0.join("data"), [0u8; 4096]).unwrap();
+    dir
+}
+
+/// Starts `spec` and checks the engine runs it with this boot's mechanism.
+fn start(engine: &mut Engine, spec: &FaultSpec) -> chaos_daemon::engine::FaultId {
+    // The probe logs why it fell back from the BPF LSM, if it did.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    assert_eq!(engine.lsm_support(), expected_mode());
+    engine.start(spec).expect("syscall_error starts").id
+}
+
+#[test]
+fn open_fails_with_eio_at_the_configured_rate_inside_and_never_outside() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-open");
+    // A process in a child of the target is a target too (bpf_current_task_under_cgroup).
+    let leaf = cg.child("leaf");
+    let dir = scratch("lsm-open");
+    let mut engine = engine(&mount);
+    let id = start(
+        &mut engine,
+        &spec(cg.target(), syscall_error("EIO", &["open"]), 0.25),
+    );
+    let n = 4000;
+    let inside = calls(Some(&leaf), "open", &dir.0, n);
+    let outside = calls(None, "open", &dir.0, n);
+    assert_eq!(inside.ok() + inside.get("EIO"), n, "only EIO: {inside:?}");
+    assert_rate(
+        "open EIO",
+        inside.get("EIO") as f64 / n as f64,
+        n,
+        0.25,
+        4.0,
+    );
+    assert_eq!(outside.ok(), n, "outside: {outside:?}");
+    let c = engine.stop(id).unwrap();
+    assert_eq!(c.injected, inside.get("EIO"));
+    assert_eq!(engine.lsm_links_attached(), 0, "stop detaches the hook");
+    assert_eq!(
+        calls(Some(&leaf), "open", &dir.0, 200).ok(),
+        200,
+        "after stop"
+    );
+}
+
+#[test]
+fn read_and_write_fail_with_eio() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-rw");
+    let dir = scratch("lsm-rw");
+    let mut engine = engine(&mount);
+    let id = start(
+        &mut engine,
+        &spec(cg.target(), syscall_error("EIO", &["read", "write"]), 0.5),
+    );
+    let n = 1000;
+    for op in ["read", "write"] {
+        let inside = calls(Some(&cg.path), op, &dir.0, n);
+        assert_eq!(inside.ok() + inside.get("EIO"), n, "{op}: {inside:?}");
+        assert_rate(
+            &format!("{op} EIO"),
+            inside.get("EIO") as f64 / n as f64,
+            n,
+            0.5,
+            4.0,
+        );
+        assert_eq!(calls(None, op, &dir.0, n).ok(), n, "{op} outside");
+    }
+    engine.stop(id).unwrap();
+}
+
+#[test]
+fn unlink_create_fork_exec_and_mmap_fail_with_the_chosen_errno() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-calls");
+    let dir = scratch("lsm-calls");
+    let mut engine = engine(&mount);
+    for (op, errno, n) in [
+        ("unlink", "EACCES", 200),
+        ("create", "EACCES", 200),
+        ("fork", "EAGAIN", 200),
+        ("exec", "EACCES", 50),
+        ("mmap", "EPERM", 200),
+    ] {
+        let id = start(
+            &mut engine,
+            &spec(cg.target(), syscall_error(errno, &[op]), 1.0),
+        );
+        let inside = calls(Some(&cg.path), op, &dir.0, n);
+        assert_eq!(inside.get(errno), n, "{op} inside: {inside:?}");
+        let outside = calls(None, op, &dir.0, n);
+        assert_eq!(outside.ok(), n, "{op} outside: {outside:?}");
+        let c = engine.stop(id).unwrap();
+        assert_eq!(c.injected, n, "{op}");
+        assert_eq!(
+            calls(Some(&cg.path), op, &dir.0, 20).ok(),
+            20,
+            "{op} after stop"
+        );
+    }
+}
+
+#[test]
+fn kill_switch_stops_injecting_while_attached() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-kill");
+    let dir = scratch("lsm-kill");
+    let mut engine = engine(&mount);
+    let id = start(
+        &mut engine,
+        &spec(cg.target(), syscall_error("EIO", &["open"]), 1.0),
+    );
+    assert_eq!(calls(Some(&cg.path), "open", &dir.0, 100).get("EIO"), 100);
+    engine.disarm(id).unwrap();
+    assert_eq!(engine.lsm_links_attached(), 1, "still attached");
+    assert_eq!(
+        calls(Some(&cg.path), "open", &dir.0, 100).ok(),
+        100,
+        "disarmed"
+    );
+    engine.stop(id).unwrap();
+}
+
+#[test]
+fn kernel_deadline_ends_injection_without_the_daemon() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-deadline");
+    let dir = scratch("lsm-deadline");
+    let mut engine = engine(&mount);
+    let mut s = spec(cg.target(), syscall_error("EIO", &["open"]), 1.0);
+    s.duration = Duration::from_secs(4);
+    let id = start(&mut engine, &s);
+    let expires = engine.running().next().unwrap().expires_at_ns;
+    let before = calls(Some(&cg.path), "open", &dir.0, 20);
+    if monotonic_ns().unwrap() < expires {
+        assert_eq!(before.get("EIO"), 20, "before the deadline: {before:?}");
+    }
+    while monotonic_ns().unwrap() < expires {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        engine.lsm_links_attached(),
+        1,
+        "still attached after the deadline"
+    );
+    let after = calls(Some(&cg.path), "open", &dir.0, 100);
+    assert_eq!(after.ok(), 100, "after the deadline: {after:?}");
+    engine.stop(id).unwrap();
+}
+
+#[test]
+fn fault_cap_is_exact() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-cap");
+    let dir = scratch("lsm-cap");
+    let mut engine = engine(&mount);
+    let mut s = spec(cg.target(), syscall_error("EIO", &["open"]), 1.0);
+    s.max_faults = Some(100);
+    let id = start(&mut engine, &s);
+    let r = calls(Some(&cg.path), "open", &dir.0, 300);
+    assert_eq!((r.get("EIO"), r.ok()), (100, 200), "{r:?}");
+    let c = engine.stop(id).unwrap();
+    assert_eq!((c.injected, c.capped), (100, 200));
+}
+
+#[test]
+fn two_faults_share_a_hook_and_the_last_stop_detaches_it() {
+    let Some(mount) = kernel() else { return };
+    let (a, b) = (
+        TestCgroup::new(&mount, "lsm-a"),
+        TestCgroup::new(&mount, "lsm-b"),
+    );
+    let dir = scratch("lsm-share");
+    let mut engine = engine(&mount);
+    let ia = start(
+        &mut engine,
+        &spec(a.target(), syscall_error("EIO", &["open"]), 1.0),
+    );
+    let ib = start(
+        &mut engine,
+        &spec(b.target(), syscall_error("EACCES", &["open"]), 1.0),
+    );
+    assert_eq!(
+        engine.lsm_links_attached(),
+        1,
+        "one file_open program for both"
+    );
+    assert_eq!(calls(Some(&a.path), "open", &dir.0, 50).get("EIO"), 50);
+    assert_eq!(calls(Some(&b.path), "open", &dir.0, 50).get("EACCES"), 50);
+    engine.stop(ia).unwrap();
+    assert_eq!(engine.lsm_links_attached(), 1, "b still needs it");
+    assert_eq!(calls(Some(&a.path), "open", &dir.0, 50).ok(), 50);
+    assert_eq!(calls(Some(&b.path), "open", &dir.0, 50).get("EACCES"), 50);
+    engine.stop(ib).unwrap();
+    assert_eq!(engine.lsm_links_attached(), 0);
+}
+
+#[test]
+fn path_prefix_fails_only_opens_under_the_prefix() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-path");
+    let root = TempDir::new("lsm-path");
+    // `in` is the prefix; `inner` shares its first bytes but is not under it.
+    let (under, sibling) = (root.0.join("in"), root.0.join("inner"));
+    for d in [&under, &sibling] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("data"), [0u8; 16]).unwrap();
+    }
+    let mut engine = engine(&mount);
+    let fault = Fault::SyscallError {
+        errno: "EIO".parse().unwrap(),
+        calls: vec!["open".parse().unwrap()],
+        path_prefix: Some(format!("{}/", under.display())),
+    };
+    let id = start(&mut engine, &spec(cg.target(), fault, 1.0));
+    let hit = calls(Some(&cg.path), "open", &under, 100);
+    assert_eq!(hit.get("EIO"), 100, "under the prefix: {hit:?}");
+    let miss = calls(Some(&cg.path), "open", &sibling, 100);
+    assert_eq!(miss.ok(), 100, "beside the prefix: {miss:?}");
+    assert_eq!(
+        calls(None, "open", &under, 100).ok(),
+        100,
+        "outside the cgroup"
+    );
+    let c = engine.stop(id).unwrap();
+    assert_eq!(c.injected, 100);
+}

@@ -1,0 +1,119 @@
+//! VM-tier smoke test (`cargo xtask vm-test`): proves the booted Debian kernel is the one the
+//! runner meant, that it offers what the VM tests rely on (cgroup2 cpu+memory, BTF, the BPF LSM
+//! exactly when asked for, the fq qdisc) and that the packet-loss engine works in it.
+#![cfg(feature = "vm-tests")]
+
+mod support;
+
+use std::process::Command;
+
+use chaos_daemon::fault::{Direction, EgressDrop};
+use support::*;
+
+/// A variable the VM's /init sets for every test executable.
+fn vm_env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is unset: run this via cargo xtask vm-test"))
+}
+
+#[test]
+fn kernel_is_the_configured_one() {
+    let label = vm_env("CHAOS_VM_KERNEL");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert!(
+        release.trim().starts_with(&format!("{label}.")),
+        "booted kernel {release:?}, configured {label}"
+    );
+}
+
+#[test]
+fn cgroup2_has_cpu_and_memory_and_btf_exists() {
+    let Some(mount) = kernel() else { return };
+    let controllers = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap();
+    let controllers: Vec<&str> = controllers.split_whitespace().collect();
+    for c in ["cpu", "memory"] {
+        assert!(controllers.contains(&c), "{c} missing from {controllers:?}");
+    }
+    let cg = TestCgroup::new(&mount, "vm-ctl");
+    assert!(
+        cg.path.join("cpu.max").exists(),
+        "cpu.max in a child cgroup"
+    );
+    assert!(
+        cg.path.join("memory.high").exists(),
+        "memory.high in a child cgroup"
+    );
+    assert!(std::path::Path::new("/sys/kernel/btf/vmlinux").exists());
+}
+
+#[test]
+fn bpf_lsm_is_active_exactly_when_configured() {
+    let want = match vm_env("CHAOS_VM_LSM").as_str() {
+        "1" => true,
+        "0" => false,
+        other => panic!("CHAOS_VM_LSM={other:?}: allowed are 0 and 1"),
+    };
+    let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").expect("securityfs mounted");
+    let active = lsm.trim().split(',').any(|l| l == "bpf");
+    assert_eq!(active, want, "active LSMs: {lsm}");
+}
+
+fn tc(args: &[&str]) -> String {
+    let out = Command::new("tc").args(args).output().expect("spawn tc");
+    assert!(
+        out.status.success(),
+        "tc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn fq_qdisc_can_be_created_and_removed() {
+    let Some(_) = kernel() else { return };
+    tc(&["qdisc", "add", "dev", "lo", "root", "fq"]);
+    let shown = tc(&["qdisc", "show", "dev", "lo"]);
+    tc(&["qdisc", "del", "dev", "lo", "root"]);
+    assert!(shown.contains("qdisc fq "), "fq on lo: {shown}");
+    let after = tc(&["qdisc", "show", "dev", "lo"]);
+    assert!(!after.contains("qdisc fq "), "fq removed: {after}");
+}
+
+#[test]
+fn packet_loss_drops_inside_the_cgroup_only() {
+    let Some(mount) = kernel() else { return };
+    const N: u64 = 200;
+    let cg = TestCgroup::new(&mount, "vm-loss");
+    let mut engine = engine(&mount);
+    let id = engine
+        .start(&spec(
+            cg.target(),
+            loss(Direction::Egress, EgressDrop::Visible),
+            1.0,
+        ))
+        .unwrap()
+        .id;
+    let (inside_sink, outside_sink) = (UdpSink::new(), UdpSink::new());
+    let n = N.to_string();
+    let inside = workload(
+        Some(&cg.path),
+        &["udp-send", "--to", &inside_sink.to(), "--count", &n],
+    );
+    let outside = workload(
+        None,
+        &["udp-send", "--to", &outside_sink.to(), "--count", &n],
+    );
+    assert_eq!(inside_sink.settled(), 0, "every datagram dropped inside");
+    assert_eq!(
+        inside.get("EPERM"),
+        N,
+        "the sender saw each drop: {inside:?}"
+    );
+    assert_eq!(
+        (outside.ok(), outside_sink.settled()),
+        (N, N),
+        "nothing lost outside"
+    );
+    assert_eq!(engine.stop(id).unwrap().injected, N);
+    assert_eq!(cg.attached(), 0, "stop detached every program");
+}
