@@ -32,7 +32,9 @@ fn run(cmd: &str, args: &[&str]) {
 
 fn serve(ns: &str, mode: &str, bind: &str) -> (Child, String) {
     let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, WORKLOAD, mode, "--bind", bind])
+        .args(["netns", "exec", ns])
+        .arg(WORKLOAD)
+        .args([mode, "--bind", bind])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -5,9 +5,10 @@
 //! the jitter's spread the configured one, no delay after stop, and the previous root qdisc back
 //! after a stop and after the daemon is SIGKILLed and restarted (the journal).
 //!
-//! Boot the VM with `tsc=reliable clocksource=tsc` and one vCPU: with QEMU TCG's emulated HPET
-//! as clocksource every fq watchdog timer fires several ms late (measured +5 ms on a 20 ms
-//! delay), and two vCPU threads on a busy 2-core host add ms of scheduling noise.
+//! Boot the VM with `tsc=reliable clocksource=tsc`: with QEMU TCG's emulated HPET as clocksource
+//! every fq watchdog timer fires several ms late (measured +5 ms on a 20 ms delay). Clients and
+//! the echo server are pinned (the one measured client and the server on CPU 0): a wake-up
+//! across TCG vCPUs on a busy host adds ms of noise.
 #![cfg(feature = "vm-tests")]
 
 mod support;
@@ -68,7 +69,7 @@ impl Topology {
         let mut echo = Command::new("ip")
             .args(["netns", "exec", &ns])
             .arg(WORKLOAD)
-            .args(["udp-echo", "--bind"])
+            .args(["--cpu", "0", "udp-echo", "--bind"])
             .arg(format!("{there}:0"))
             .stdout(Stdio::piped())
             .spawn()
@@ -117,7 +118,7 @@ impl Drop for Topology {
 
 /// Round trips from inside `cg` (or outside every test cgroup).
 fn ping(cg: Option<&Path>, to: &str) -> Tally {
-    let t = workload(cg, &["udp-ping", "--to", to, "--count", N]);
+    let t = workload(cg, &["--cpu", "0", "udp-ping", "--to", to, "--count", N]);
     assert_eq!(t.get("lost"), 0, "{t:?}");
     t
 }
@@ -171,9 +172,12 @@ fn added_rtt_is_the_configured_delay_inside_only_and_stop_restores_the_qdisc() {
         assert_eq!(topo.delay_programs(), 1);
         let inside = workload_bg(
             Some(&cg.path),
-            &["udp-ping", "--to", &topo.to, "--count", N],
+            &["--cpu", "0", "udp-ping", "--to", &topo.to, "--count", N],
         );
-        let outside = ping(None, &topo.to);
+        let outside = workload(
+            None,
+            &["--cpu", "1", "udp-ping", "--to", &topo.to, "--count", N],
+        );
         let inside = inside.join().unwrap();
         assert_eq!(inside.get("lost"), 0, "{inside:?}");
         let added = ms(&inside, "p50_ns") - base_in;

@@ -311,9 +311,10 @@ fn boot(
     } else {
         LSM_WITHOUT_BPF
     };
-    // Unknown `NAME=value` parameters become /init's environment.
+    // Unknown `NAME=value` parameters become /init's environment. `clocksource=tsc`: with TCG's
+    // emulated HPET every hrtimer (fq's watchdog, so every delayed packet) fires ~5 ms late.
     let append = format!(
-        "console=ttyS0 quiet panic=-1 rdinit=/init lsm={lsm} CHAOS_VM_KERNEL={} \
+        "console=ttyS0 quiet panic=-1 rdinit=/init tsc=reliable clocksource=tsc lsm={lsm} CHAOS_VM_KERNEL={} \
          CHAOS_VM_LSM={} CHAOS_VM_TESTS={}",
         config.kernel,
         u8::from(config.bpf_lsm),
