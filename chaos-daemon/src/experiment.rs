@@ -46,6 +46,11 @@ pub enum ExperimentError {
     )]
     BudgetExhausted { requested: f64, remaining: f64 },
     #[error(
+        "budget: {budget} does not cover this experiment's {needed:.4} \
+         (experiments.network_latency.cost_per_minute x duration)"
+    )]
+    BudgetTooSmall { needed: f64, budget: f64 },
+    #[error(
         "fault.delay + fault.jitter: {requested_ms} ms is not allowed; expected at most \
          {max_ms} ms (experiments.network_latency.max_latency_ms)"
     )]
@@ -240,8 +245,22 @@ impl Manager {
         } else {
             u64::MAX
         };
-        if let Fault::PodKill { .. } = spec.fault {
-            cap = cap.min(u64::from(self.limits.pod_deletion.max_pods_deleted));
+        match spec.fault {
+            Fault::PodKill { .. } => {
+                cap = cap.min(u64::from(self.limits.pod_deletion.max_pods_deleted));
+            }
+            // Priced by time, not per packet: the whole duration must fit the budget up front.
+            Fault::Latency { .. } => {
+                let needed = self.time_cost(spec.duration);
+                if needed > requested {
+                    return Err(ExperimentError::BudgetTooSmall {
+                        needed,
+                        budget: requested,
+                    });
+                }
+                cap = u64::MAX;
+            }
+            _ => {}
         }
         if requested > remaining || cap == 0 {
             return Err(ExperimentError::BudgetExhausted {
@@ -302,6 +321,21 @@ impl Manager {
         match kind {
             "pod_kill" => self.limits.pod_deletion.cost_per_pod,
             _ => self.budget.cost_per_request,
+        }
+    }
+
+    /// What a latency fault costs for `d`: `experiments.network_latency.cost_per_minute`.
+    fn time_cost(&self, d: Duration) -> f64 {
+        self.limits.network_latency.cost_per_minute * d.as_secs_f64() / 60.0
+    }
+
+    /// Money spent by an experiment so far: per fault injected, or per minute for latency.
+    fn spent(&self, row: &ExperimentRow, now_ms: u64) -> f64 {
+        if row.fault == "latency" {
+            self.time_cost(Duration::from_millis(now_ms.saturating_sub(row.started_ms)))
+                .min(row.budget)
+        } else {
+            row.injected as f64 * self.cost_of(&row.fault)
         }
     }
 
@@ -538,7 +572,7 @@ impl Manager {
         let detach = match counters {
             Ok(c) => {
                 set_counters(row, c);
-                row.spent = c.injected as f64 * self.cost_of(&row.fault);
+                row.spent = self.spent(row, row.ended_ms);
                 self.observe(&mut run, c);
                 None
             }
@@ -574,7 +608,7 @@ impl Manager {
         if let Some(run) = inner.running.get(id) {
             let mut row = run.row.clone();
             set_counters(&mut row, inner.engine.counters(run.fault)?);
-            row.spent = row.injected as f64 * self.budget.cost_per_request;
+            row.spent = self.spent(&row, now_ms());
             return Ok(ExperimentView { row });
         }
         let row = inner

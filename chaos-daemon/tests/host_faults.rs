@@ -283,3 +283,38 @@ fn a_knob_left_changed_by_a_killed_daemon_is_put_back_at_the_next_start() {
     assert_eq!(Store::open(&dir.0).unwrap().pending().unwrap(), vec![]);
     drop(engine);
 }
+
+#[test]
+fn latency_is_priced_per_minute_and_a_budget_that_cannot_cover_the_duration_is_refused() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "latency-budget");
+    let dir = TempDir::new("latency-budget");
+    let yaml = "experiments:\n  network_latency:\n    cost_per_minute: 0.10\n";
+    let daemon = Daemon::start_with(&dir.0, &["--config", &config(&dir.0, yaml)]);
+    let start = |budget: &str| {
+        daemon.ctl(&[
+            "experiment",
+            "network_latency",
+            "--cgroup",
+            cg.path.to_str().unwrap(),
+            "--latency-ms",
+            "20",
+            "--duration",
+            "10m",
+            "--budget",
+            budget,
+        ])
+    };
+    // Ten minutes at 0.10 a minute need 1.0.
+    let out = start("0.5");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not cover") && err.contains("1.0000"),
+        "{err}"
+    );
+    // Enough money: what refuses it now (on a kernel without sch_fq) is the kernel, or it runs.
+    let out = start("1.0");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("does not cover"), "{err}");
+}

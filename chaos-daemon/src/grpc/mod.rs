@@ -69,7 +69,9 @@ pub fn status_of(e: &ExperimentError) -> Status {
             }
             _ => Status::internal(msg),
         },
-        ExperimentError::BudgetExhausted { .. } => Status::resource_exhausted(msg),
+        ExperimentError::BudgetExhausted { .. } | ExperimentError::BudgetTooSmall { .. } => {
+            Status::resource_exhausted(msg)
+        }
         ExperimentError::Engine(_) | ExperimentError::Store(_) => Status::internal(msg),
     }
 }
