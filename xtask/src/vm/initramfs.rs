@@ -47,7 +47,7 @@ tests=$(echo "$CHAOS_VM_TESTS" | tr , ' ')
 result=pass
 for t in $tests; do
   echo "CHAOS-VM-START $t"
-  "/tests/$t" --test-threads=1
+  "/tests/$t" --test-threads=1 --nocapture
   rc=$?
   echo "CHAOS-VM-TEST $t exit=$rc"
   [ "$rc" -eq 0 ] || result=fail
