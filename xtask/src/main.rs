@@ -35,7 +35,8 @@ enum Cmd {
     },
     /// Run the local demo (root): loss and connect errors in a cgroup, inside versus outside.
     Demo,
-    /// Run the engine benchmarks (root) and print the figures.
+    /// Run the engine and service benchmarks (root), then the VM latency benchmark, and print
+    /// the figures.
     Bench,
     /// Run the VM tier (root): the vm_* tests in QEMU on Debian 6.1 and 6.12 kernels.
     VmTest(vm::Args),
@@ -65,7 +66,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench => {
             setup::run()?;
             require_root("bench")?;
-            cargo(&["bench", "-p", "chaos-daemon", "--benches"])
+            cargo(&["bench", "-p", "chaos-daemon", "--benches"])?;
+            // Latency needs sch_fq and sch_netem: its benchmark runs in the VM tier.
+            vm::run(vm::Args::bench())
         }
         Cmd::VmTest(args) => {
             if !is_root() {

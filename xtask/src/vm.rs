@@ -79,6 +79,20 @@ pub struct Args {
     /// Fail a boot that has not powered off after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+    /// Run the VM benchmarks (chaos-daemon/benches/vm_*) instead of the tests, on every kernel
+    /// with the BPF LSM; `cargo xtask bench` does this after the host benchmarks.
+    #[arg(long)]
+    bench: bool,
+}
+
+impl Args {
+    /// The benchmarks on every kernel, as `cargo xtask bench` runs them.
+    pub fn bench() -> Self {
+        Self {
+            bench: true,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Args {
@@ -89,6 +103,7 @@ impl Default for Args {
             test: None,
             keep: false,
             timeout_secs: 600,
+            bench: false,
         }
     }
 }
@@ -112,6 +127,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let configs: Vec<&Config> = CONFIGS
         .iter()
         .filter(|c| args.kernel.as_ref().is_none_or(|k| k == c.kernel))
+        // The benchmarks run once per kernel, in its full (BPF LSM) configuration.
+        .filter(|c| !args.bench || c.tests.is_none())
         .collect();
     kernel::install_tools()?;
     let mut kernels: Vec<(&str, Kernel)> = Vec::new();
@@ -127,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let build_started = Instant::now();
-    let (bins, mut tests) = build()?;
+    let (bins, mut tests) = build(args.bench)?;
     eprintln!(
         "xtask vm-test: musl build took {:.0?}",
         build_started.elapsed()
@@ -219,9 +236,11 @@ fn workspace_root() -> PathBuf {
 
 type Executables = Vec<(String, PathBuf)>;
 
-/// Builds the release musl binaries and the `vm_*` test executables: (bins, tests). One cargo
-/// run, so every crate is built once with one feature set (dev-dependencies included).
-fn build() -> anyhow::Result<(Executables, Executables)> {
+/// Builds the release musl binaries and the `vm_*` test (or, with `bench`, benchmark)
+/// executables: (bins, tests). One cargo run, so every crate is built once with one feature set
+/// (dev-dependencies included).
+fn build(bench: bool) -> anyhow::Result<(Executables, Executables)> {
+    let kind = if bench { "bench" } else { "test" };
     let built = cargo_json(&[
         "build",
         "--release",
@@ -234,8 +253,8 @@ fn build() -> anyhow::Result<(Executables, Executables)> {
         "--features",
         "chaos-daemon/vm-tests",
         "--bins",
-        // Only the VM tests: cargo matches the glob against the test targets' names.
-        "--test",
+        // Only the VM tests (benches): cargo matches the glob against the targets' names.
+        &format!("--{kind}"),
         "vm_*",
     ])?;
     let pick = |kind: &str, prefix: &str| -> Executables {
@@ -248,14 +267,14 @@ fn build() -> anyhow::Result<(Executables, Executables)> {
         v.dedup_by(|a, b| a.0 == b.0);
         v
     };
-    let (bins, tests) = (pick("bin", "chaos-"), pick("test", "vm_"));
+    let (bins, tests) = (pick("bin", "chaos-"), pick(kind, "vm_"));
     for want in ["chaos-daemon", "chaos-workload", "chaos-ctl"] {
         if !bins.iter().any(|(n, _)| n == want) {
             bail!("the musl build produced no {want}");
         }
     }
     if tests.is_empty() {
-        bail!("no chaos-daemon/tests/vm_*.rs test executable was built");
+        bail!("no chaos-daemon {kind} executable named vm_* was built");
     }
     Ok((bins, tests))
 }
