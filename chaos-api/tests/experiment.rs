@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{experiment_rejected_at as assert_rejected_at, parse};
+
 use std::time::Duration;
 
 use chaos_api::error::ModelError;
@@ -26,13 +28,6 @@ duration: 5m
 intensity: 0.25
 ";
 
-fn parse(text: &str) -> Experiment {
-    match Experiment::from_yaml(text) {
-        Ok(experiment) => experiment,
-        Err(error) => panic!("experiment must parse: {error}"),
-    }
-}
-
 /// `MINIMAL` with `from` replaced by `to` (which must occur exactly once).
 fn minimal_with(from: &str, to: &str) -> String {
     assert_eq!(MINIMAL.matches(from).count(), 1, "{from:?} must occur once");
@@ -40,9 +35,6 @@ fn minimal_with(from: &str, to: &str) -> String {
 }
 
 /// Asserts that `text` is rejected at `path`, and that Display starts with the path.
-fn assert_rejected_at(text: &str, path: &str) -> ModelError {
-    common::rejected_at(Experiment::from_yaml(text), path)
-}
 
 #[test]
 fn every_example_file_parses_and_converts() {

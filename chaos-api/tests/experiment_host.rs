@@ -4,11 +4,13 @@
 
 mod common;
 
+use common::{experiment_rejected_at as rejected_at, parse};
+
 use std::time::Duration;
 
 use chaos_api::error::ModelError;
 use chaos_api::experiment::{
-    Experiment, ExperimentType, Fault, NetFilter, PodDeletion, Protocol, ResourceExhaustion,
+    ExperimentType, Fault, NetFilter, PodDeletion, Protocol, ResourceExhaustion,
 };
 use chaos_api::proto;
 
@@ -32,17 +34,6 @@ target:
   cgroup: /system.slice/reports.service
 duration: 1m
 ";
-
-fn parse(text: &str) -> Experiment {
-    match Experiment::from_yaml(text) {
-        Ok(experiment) => experiment,
-        Err(error) => panic!("experiment must parse: {error}\n{text}"),
-    }
-}
-
-fn rejected_at(text: &str, path: &str) -> ModelError {
-    common::rejected_at(Experiment::from_yaml(text), path)
-}
 
 fn kill_with(extra: &str) -> String {
     format!("{KILL}{extra}")

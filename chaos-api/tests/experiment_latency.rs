@@ -4,10 +4,11 @@
 
 mod common;
 
+use common::{experiment_rejected_at as rejected_at, parse};
+
 use std::time::Duration;
 
-use chaos_api::error::ModelError;
-use chaos_api::experiment::{Distribution, Experiment, ExperimentType, Fault, NetworkLatency};
+use chaos_api::experiment::{Distribution, ExperimentType, Fault, NetworkLatency};
 use chaos_api::proto;
 
 const NETWORK_LATENCY: &str = include_str!("../../chaos/experiments/network-latency.yaml");
@@ -23,17 +24,6 @@ intensity: 0.5
 fault:
   latency: 50ms
 ";
-
-fn parse(text: &str) -> Experiment {
-    match Experiment::from_yaml(text) {
-        Ok(experiment) => experiment,
-        Err(error) => panic!("experiment must parse: {error}\n{text}"),
-    }
-}
-
-fn rejected_at(text: &str, path: &str) -> ModelError {
-    common::rejected_at(Experiment::from_yaml(text), path)
-}
 
 /// `SLOW` with `extra` lines appended to its `fault`.
 fn slow_with(extra: &str) -> String {

@@ -3,9 +3,10 @@
 
 mod common;
 
-use chaos_api::error::ModelError;
+use common::{experiment_rejected_at as rejected_at, parse};
+
 use chaos_api::experiment::{
-    Errno, Experiment, ExperimentType, Fault, NetFilter, Protocol, SyscallCall, SyscallError,
+    Errno, ExperimentType, Fault, NetFilter, Protocol, SyscallCall, SyscallError,
 };
 use chaos_api::proto;
 
@@ -20,17 +21,6 @@ target:
 duration: 1m
 intensity: 0.2
 ";
-
-fn parse(text: &str) -> Experiment {
-    match Experiment::from_yaml(text) {
-        Ok(experiment) => experiment,
-        Err(error) => panic!("experiment must parse: {error}\n{text}"),
-    }
-}
-
-fn rejected_at(text: &str, path: &str) -> ModelError {
-    common::rejected_at(Experiment::from_yaml(text), path)
-}
 
 /// `FAIL` with a `fault` of these lines.
 fn fail_with(fault: &str) -> String {
