@@ -16,7 +16,7 @@ use chaos_common::{SlotCounters, THRESHOLD_ALWAYS};
 use crate::{
     cgroupfs,
     fault::{Fault, FaultSpec, probability_threshold},
-    journal::{ChangeKind, HostChange, HostJournal, JournalError, undo_entry},
+    journal::{ChangeKind, HostChange, HostJournal, JournalError, undo_recorded},
 };
 
 /// How long a kill may take before it is reported as failed.
@@ -171,14 +171,7 @@ impl HostFault {
         self.armed = false;
         if let Kind::Pressure { changes } = &mut self.kind {
             while let Some((id, change)) = changes.last() {
-                undo_entry(
-                    journal,
-                    &crate::journal::JournalEntry {
-                        id: *id,
-                        owner: String::new(),
-                        change: change.clone(),
-                    },
-                )?;
+                undo_recorded(journal, *id, change)?;
                 changes.pop();
             }
         }
@@ -253,12 +246,7 @@ fn tighten(
         });
         if let Err(e) = written {
             for (id, change) in done.iter().rev() {
-                let entry = crate::journal::JournalEntry {
-                    id: *id,
-                    owner: owner.into(),
-                    change: change.clone(),
-                };
-                if let Err(u) = undo_entry(journal, &entry) {
+                if let Err(u) = undo_recorded(journal, *id, change) {
                     tracing::error!(error = %u, "putting a knob back after a failed start");
                 }
             }

@@ -138,10 +138,14 @@ pub fn undo(change: &HostChange) -> Result<(), JournalError> {
     }
 }
 
-/// Undoes an entry and marks it undone.
-pub fn undo_entry(journal: &dyn HostJournal, entry: &JournalEntry) -> Result<(), JournalError> {
-    undo(&entry.change)?;
-    journal.undone(entry.id)
+/// Undoes the change recorded as entry `id` and marks it undone.
+pub fn undo_recorded(
+    journal: &dyn HostJournal,
+    id: i64,
+    change: &HostChange,
+) -> Result<(), JournalError> {
+    undo(change)?;
+    journal.undone(id)
 }
 
 /// What [`undo_pending`] did.
@@ -156,7 +160,7 @@ pub struct UndoReport {
 pub fn undo_pending(journal: &dyn HostJournal) -> Result<UndoReport, JournalError> {
     let mut report = UndoReport::default();
     for entry in journal.pending()? {
-        match undo_entry(journal, &entry) {
+        match undo_recorded(journal, entry.id, &entry.change) {
             Ok(()) => report.undone.push(entry),
             Err(e) => report.failed.push((entry, e)),
         }

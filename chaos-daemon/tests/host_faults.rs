@@ -63,6 +63,15 @@ fn config(dir: &Path, yaml: &str) -> String {
     path.display().to_string()
 }
 
+/// The id of the experiment a `chaos-ctl --output json experiment` run started.
+fn started_id(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{out:?}");
+    json(&String::from_utf8_lossy(&out.stdout))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Waits until the experiment is no longer running; returns its status JSON.
 fn ended(daemon: &Daemon, id: &str, within: Duration) -> serde_json::Value {
     let until = Instant::now() + within;
@@ -150,11 +159,7 @@ fn repeated_pod_kills_stop_at_max_pods_deleted_and_the_budget() {
     };
     // Budget for 10 pods, but max_pods_deleted is 2: the "restarted" pod dies twice, then lives.
     let out = start("100");
-    assert!(out.status.success(), "{out:?}");
-    let id = json(&String::from_utf8_lossy(&out.stdout))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = started_id(&out);
     for round in 0..2 {
         let mut s = Sleeper::start(&pod.path);
         assert_eq!(
@@ -172,11 +177,7 @@ fn repeated_pod_kills_stop_at_max_pods_deleted_and_the_budget() {
 
     // A budget of 15 buys one pod at 10 each.
     let out = start("15");
-    assert!(out.status.success(), "{out:?}");
-    let id = json(&String::from_utf8_lossy(&out.stdout))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = started_id(&out);
     let mut s = Sleeper::start(&pod.path);
     assert_eq!(s.ended_by(Duration::from_secs(5)), Some(libc::SIGKILL));
     let mut survivor = Sleeper::start(&pod.path);
