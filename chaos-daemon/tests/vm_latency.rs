@@ -8,7 +8,10 @@
 //! Boot the VM with `tsc=reliable clocksource=tsc`: with QEMU TCG's emulated HPET as clocksource
 //! every fq watchdog timer fires several ms late (measured +5 ms on a 20 ms delay). Clients and
 //! the echo server are pinned (the one measured client and the server on CPU 0): a wake-up
-//! across TCG vCPUs on a busy host adds ms of noise.
+//! across TCG vCPUs on a busy host adds ms of noise. Even so, a busy CI host makes the VM's
+//! timers late by a few ms now and then (seen: +2 ms on 20 ms, once), so a measurement outside
+//! its tolerance is taken again, up to [`ATTEMPTS`] times in all, each attempt printed. A wrong
+//! delay fails every attempt.
 #![cfg(feature = "vm-tests")]
 
 mod support;
@@ -24,6 +27,25 @@ use support::*;
 
 /// Echoes per measurement.
 const N: &str = "200";
+
+/// Measurements of one figure before its tolerance counts as missed.
+const ATTEMPTS: usize = 3;
+
+/// Runs `measure` until it reports no miss, at most [`ATTEMPTS`] times, and panics with the last
+/// miss.
+fn measured<T>(what: &str, mut measure: impl FnMut() -> Result<T, String>) -> T {
+    let mut miss = String::new();
+    for attempt in 1..=ATTEMPTS {
+        match measure() {
+            Ok(t) => return t,
+            Err(m) => {
+                println!("{what}: attempt {attempt}/{ATTEMPTS} missed: {m}");
+                miss = m;
+            }
+        }
+    }
+    panic!("{what}: {miss} (in each of {ATTEMPTS} attempts)");
+}
 
 fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().unwrap();
@@ -170,31 +192,32 @@ fn added_rtt_is_the_configured_delay_inside_only_and_stop_restores_the_qdisc() {
         let id = start(&daemon, &cg.path, &topo.dev, delay, 0, "uniform");
         assert!(topo.root().starts_with("qdisc fq "), "{}", topo.root());
         assert_eq!(topo.delay_programs(), 1);
-        let inside = workload_bg(
-            Some(&cg.path),
-            &["--cpu", "0", "udp-ping", "--to", &topo.to, "--count", N],
-        );
-        let outside = workload(
-            None,
-            &["--cpu", "1", "udp-ping", "--to", &topo.to, "--count", N],
-        );
-        let inside = inside.join().unwrap();
-        assert_eq!(inside.get("lost"), 0, "{inside:?}");
-        let added = ms(&inside, "p50_ns") - base_in;
-        let added_out = ms(&outside, "p50_ns") - base_out;
-        println!(
-            "delay {delay} ms: added inside {added:.2} ms (base {base_in:.2}), \
-             outside {added_out:.2} ms (base {base_out:.2})"
-        );
         let d = delay as f64;
-        assert!(
-            (added - d).abs() <= 0.1 * d,
-            "added {added:.2} ms for {delay} ms"
-        );
-        assert!(
-            added_out.abs() <= 0.1 * d,
-            "outside added {added_out:.2} ms"
-        );
+        measured(&format!("delay {delay} ms"), || {
+            let inside = workload_bg(
+                Some(&cg.path),
+                &["--cpu", "0", "udp-ping", "--to", &topo.to, "--count", N],
+            );
+            let outside = workload(
+                None,
+                &["--cpu", "1", "udp-ping", "--to", &topo.to, "--count", N],
+            );
+            let inside = inside.join().unwrap();
+            assert_eq!(inside.get("lost"), 0, "{inside:?}");
+            let added = ms(&inside, "p50_ns") - base_in;
+            let added_out = ms(&outside, "p50_ns") - base_out;
+            println!(
+                "delay {delay} ms: added inside {added:.2} ms (base {base_in:.2}), \
+                 outside {added_out:.2} ms (base {base_out:.2})"
+            );
+            if (added - d).abs() > 0.1 * d {
+                return Err(format!("added {added:.2} ms for {delay} ms"));
+            }
+            if added_out.abs() > 0.1 * d {
+                return Err(format!("outside added {added_out:.2} ms"));
+            }
+            Ok(())
+        });
 
         daemon.ctl_ok(&["stop", &id]);
         assert_eq!(topo.root(), before, "the previous root qdisc is back");
@@ -221,29 +244,31 @@ fn jitter_spread_matches_and_two_faults_share_one_fq() {
     let b = start(&daemon, &uniform.path, &topo.dev, 50, 10, "uniform");
     assert_eq!(topo.delay_programs(), 2);
     // One after the other: two clients at once on the VM's two vCPUs add scheduling noise.
-    let n = ping(Some(&normal.path), &topo.to);
-    let u = ping(Some(&uniform.path), &topo.to);
     // The spread as the 10th-90th percentile width, robust to the VM's rare scheduling
     // outliers: normal with sd j: 2.563 j; uniform on [-j, +j]: 1.6 j.
-    for (what, t, want) in [("normal", &n, 2.563 * 10.0), ("uniform", &u, 1.6 * 10.0)] {
-        let width = ms(t, "p90_ns") - ms(t, "p10_ns");
-        println!(
-            "{what}: p10-p90 width {width:.2} ms (want {want:.2}), sd {:.2} ms (base {base_sd:.2}), \
-             p10 {:.2} p50 {:.2} p90 {:.2}",
-            ms(t, "sd_ns"),
-            ms(t, "p10_ns"),
-            ms(t, "p50_ns"),
-            ms(t, "p90_ns")
-        );
-        assert!(
-            (width - want).abs() <= 0.2 * want,
-            "{what}: p10-p90 width {width:.2} ms, want {want:.2}"
-        );
-        let p50 = ms(t, "p50_ns");
-        assert!(
-            (p50 - 50.0).abs() <= 5.0,
-            "{what}: median {p50:.2} ms for 50 ms"
-        );
+    for (what, cg, want) in [
+        ("normal", &normal.path, 2.563 * 10.0),
+        ("uniform", &uniform.path, 1.6 * 10.0),
+    ] {
+        measured(what, || {
+            let t = ping(Some(cg), &topo.to);
+            let width = ms(&t, "p90_ns") - ms(&t, "p10_ns");
+            let p50 = ms(&t, "p50_ns");
+            println!(
+                "{what}: p10-p90 width {width:.2} ms (want {want:.2}), sd {:.2} ms (base \
+                 {base_sd:.2}), p10 {:.2} p50 {p50:.2} p90 {:.2}",
+                ms(&t, "sd_ns"),
+                ms(&t, "p10_ns"),
+                ms(&t, "p90_ns")
+            );
+            if (width - want).abs() > 0.2 * want {
+                return Err(format!("p10-p90 width {width:.2} ms, want {want:.2}"));
+            }
+            if (p50 - 50.0).abs() > 5.0 {
+                return Err(format!("median {p50:.2} ms for 50 ms"));
+            }
+            Ok(())
+        });
     }
     daemon.ctl_ok(&["stop", &a]);
     assert!(
