@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::{process::Command, time::Duration};
+use std::{os::unix::fs::MetadataExt as _, process::Command, time::Duration};
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use chaos_common::{DIST_NORMAL, LatencyConfig};
@@ -17,6 +17,7 @@ use chaos_daemon::{
     net::{
         devices::{DeviceError, Devices},
         netlink::Socket,
+        netns::{Netns, device_path},
         probe_fq,
         qdisc::{self, Qdisc},
     },
@@ -59,6 +60,11 @@ impl Veth {
     fn ifindex(&self) -> u32 {
         chaos_daemon::net::devices::ifindex(&self.0).unwrap()
     }
+
+    /// The index of `name` in the calling thread's network namespace.
+    fn index_of(name: &str) -> Option<u32> {
+        chaos_daemon::net::devices::ifindex(name).ok()
+    }
 }
 
 impl Drop for Veth {
@@ -92,8 +98,79 @@ fn tc_egress_programs(dev: &str) -> Vec<String> {
 fn qdisc_change(dev: &str, saved: &Qdisc) -> HostChange {
     HostChange {
         kind: ChangeKind::Qdisc,
-        path: dev.into(),
+        path: device_path(&own(), dev),
         old_value: saved.encode(),
+    }
+}
+
+fn own() -> Netns {
+    Netns::own().unwrap()
+}
+
+/// A network namespace (`ip netns add`) holding one end of a veth pair; deleted on drop.
+struct OtherNetns {
+    name: String,
+    dev: String,
+    outside: String,
+}
+
+impl OtherNetns {
+    fn new(tag: &str) -> Self {
+        let id = std::process::id() % 100_000;
+        let (name, dev, outside) = (
+            format!("chaos-lt{tag}-{id}"),
+            format!("cn{tag}{id}"),
+            format!("cn{tag}{id}o"),
+        );
+        run("ip", &["netns", "add", &name]);
+        let ns = Self { name, dev, outside };
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &ns.outside,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &ns.dev,
+            ],
+        );
+        run("ip", &["link", "set", &ns.dev, "netns", &ns.name]);
+        ns.ip(&["link", "set", &ns.dev, "up"]);
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let mut a = vec!["netns", "exec", &self.name, "ip"];
+        a.extend_from_slice(args);
+        run("ip", &a);
+    }
+
+    fn netns(&self) -> Netns {
+        Netns::open(std::path::Path::new(&format!("/run/netns/{}", self.name))).unwrap()
+    }
+
+    fn root(&self) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "tc", "qdisc", "show", "dev"])
+            .args([&self.dev, "root"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for OtherNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.outside])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -158,7 +235,14 @@ fn a_failed_fq_install_leaves_the_device_and_journal_as_they_were() {
     let store = Store::open(&dir.0).unwrap();
     let mut devices = Devices::default();
     let err = devices
-        .acquire(&store, "t", &veth.0, Duration::from_millis(100), true)
+        .acquire(
+            &store,
+            "t",
+            &own(),
+            &veth.0,
+            Duration::from_millis(100),
+            true,
+        )
         .expect_err("no fq here");
     assert!(matches!(err, DeviceError::Netlink { .. }), "{err}");
     assert_eq!(veth.root(), before);
@@ -171,7 +255,14 @@ fn a_failed_fq_install_leaves_the_device_and_journal_as_they_were() {
     // A classful root would lose its classes: refused before the journal is touched.
     veth.tc(&["htb", "default", "1"]);
     let err = devices
-        .acquire(&store, "t", &veth.0, Duration::from_millis(100), false)
+        .acquire(
+            &store,
+            "t",
+            &own(),
+            &veth.0,
+            Duration::from_millis(100),
+            false,
+        )
         .expect_err("htb cannot be restored exactly");
     assert!(
         err.to_string()
@@ -180,7 +271,14 @@ fn a_failed_fq_install_leaves_the_device_and_journal_as_they_were() {
     );
     assert!(store.pending().unwrap().is_empty());
     let err = devices
-        .acquire(&store, "t", "no-such-dev0", Duration::from_millis(1), false)
+        .acquire(
+            &store,
+            "t",
+            &own(),
+            "no-such-dev0",
+            Duration::from_millis(1),
+            false,
+        )
         .unwrap_err();
     assert!(
         err.to_string()
@@ -244,7 +342,7 @@ fn journaled_root_qdiscs_are_restored_after_a_crash() {
     );
     let clsact = HostChange {
         kind: ChangeKind::Clsact,
-        path: veth.0.clone(),
+        path: device_path(&own(), &veth.0),
         old_value: String::new(),
     };
     store.record("crashed", &clsact).unwrap();
@@ -259,13 +357,120 @@ fn journaled_root_qdiscs_are_restored_after_a_crash() {
     // A journaled device that is gone has nothing to restore: the entry counts as undone.
     let gone = HostChange {
         kind: ChangeKind::Qdisc,
-        path: "gone-dev0".into(),
+        path: device_path(&own(), "gone-dev0"),
         old_value: "pfifo 0 ".into(),
     };
     store.record("crashed", &gone).unwrap();
     let report = undo_pending(&store).unwrap();
     assert_eq!((report.undone.len(), report.failed.len()), (1, 0));
     assert!(store.pending().unwrap().is_empty());
+}
+
+#[test]
+fn devices_in_another_network_namespace_are_changed_and_restored_there() {
+    let Some(_) = kernel() else { return };
+    let other = OtherNetns::new("n");
+    let ns = other.netns();
+    assert!(!ns.is_own() && ns != own());
+    // Work runs inside: the device is found there, not here.
+    assert!(ns.run(|| Veth::index_of(&other.dev)).unwrap().is_some());
+    assert!(
+        Veth::index_of(&other.dev).is_none(),
+        "not in the test's namespace"
+    );
+    assert_eq!(
+        ns.run(|| std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino()))
+            .unwrap()
+            .unwrap(),
+        ns.inode
+    );
+    other.ip(&["link", "set", "lo", "up"]);
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &other.name,
+            "tc",
+            "qdisc",
+            "replace",
+            "dev",
+            &other.dev,
+            "root",
+            "pfifo",
+            "limit",
+            "77",
+        ],
+    );
+    let configured = other.root();
+
+    // fq is missing here, so acquiring fails *inside* the namespace and leaves it as it was.
+    let dir = TempDir::new("lat-netns");
+    let store = Store::open(&dir.0).unwrap();
+    let mut devices = Devices::default();
+    let err = devices
+        .acquire(
+            &store,
+            "t",
+            &ns,
+            &other.dev,
+            Duration::from_millis(100),
+            true,
+        )
+        .expect_err("no fq here");
+    assert!(matches!(err, DeviceError::Netlink { .. }), "{err}");
+    assert_eq!(other.root(), configured);
+    assert!(store.pending().unwrap().is_empty());
+    let err = devices
+        .acquire(
+            &store,
+            "t",
+            &ns,
+            &other.outside,
+            Duration::from_millis(1),
+            false,
+        )
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("fault.interface: \"{}\"", other.outside))
+            && msg.contains(&format!("network namespace net:[{}]", ns.inode)),
+        "{msg}"
+    );
+
+    // A crashed daemon's change inside the namespace: journaled by namespace and name,
+    // restored there by the next start.
+    let path = device_path(&ns, &other.dev);
+    assert_eq!(path, format!("net:[{}]/{}", ns.inode, other.dev));
+    // A netlink socket opened inside stays bound to the namespace.
+    let (mut sock, ifindex) = ns
+        .run(|| (Socket::open().unwrap(), Veth::index_of(&other.dev).unwrap()))
+        .unwrap();
+    let saved = qdisc::root(&mut sock, ifindex).unwrap().unwrap();
+    let change = HostChange {
+        kind: ChangeKind::Qdisc,
+        path: path.clone(),
+        old_value: saved.encode(),
+    };
+    store.record("crashed", &change).unwrap();
+    qdisc::replace_root(&mut sock, ifindex, "bfifo", 0, &5000u32.to_ne_bytes()).unwrap();
+    assert!(other.root().contains("bfifo"), "{}", other.root());
+    assert_eq!(undo_pending(&store).unwrap().undone.len(), 1);
+    assert_eq!(other.root(), configured, "pfifo limit 77 is back inside");
+
+    // A namespace that is gone took its devices with it: nothing to restore.
+    let inode = ns.inode;
+    drop(ns);
+    drop(other);
+    assert!(Netns::find(inode).is_none());
+    let change = HostChange {
+        kind: ChangeKind::Qdisc,
+        path: format!("net:[{inode}]/gone0"),
+        old_value: "pfifo 0 ".into(),
+    };
+    store.record("crashed", &change).unwrap();
+    let report = undo_pending(&store).unwrap();
+    assert_eq!((report.undone.len(), report.failed.len()), (1, 0));
 }
 
 #[test]

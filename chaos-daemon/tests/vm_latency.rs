@@ -150,7 +150,21 @@ fn ms(t: &Tally, key: &str) -> f64 {
 }
 
 fn start(daemon: &Daemon, cg: &Path, dev: &str, delay: u64, jitter: u64, dist: &str) -> String {
-    let out = daemon.ctl_ok(&[
+    start_on(daemon, cg, Some(dev), delay, jitter, dist)
+}
+
+/// Starts a latency experiment on `dev`, or with `None` on the device the daemon picks (the
+/// default route's in the target's network namespace).
+fn start_on(
+    daemon: &Daemon,
+    cg: &Path,
+    dev: Option<&str>,
+    delay: u64,
+    jitter: u64,
+    dist: &str,
+) -> String {
+    let (delay, jitter) = (delay.to_string(), jitter.to_string());
+    let mut args = vec![
         "--output",
         "json",
         "experiment",
@@ -160,14 +174,16 @@ fn start(daemon: &Daemon, cg: &Path, dev: &str, delay: u64, jitter: u64, dist: &
         "--duration",
         "600",
         "--latency-ms",
-        &delay.to_string(),
+        &delay,
         "--jitter-ms",
-        &jitter.to_string(),
+        &jitter,
         "--distribution",
         dist,
-        "--interface",
-        dev,
-    ]);
+    ];
+    if let Some(dev) = dev {
+        args.extend(["--interface", dev]);
+    }
+    let out = daemon.ctl_ok(&args);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     v["id"].as_str().unwrap().to_string()
 }
@@ -309,4 +325,218 @@ fn a_sigkilled_daemon_s_qdisc_is_restored_by_the_next_start() {
     assert!(after.abs() <= 10.0, "added {after:.2} ms after the restart");
     let list = daemon.ctl_ok(&["--output", "json", "report", "--last", "1h"]);
     assert!(list.contains("aborted"), "{list}");
+}
+
+/// A pod's stand-in: network namespace `chaos-pod<n>` whose `eth0` (10.79.N.2) has its default
+/// route through the veth `vpod<n>` (10.79.N.1) in the VM's namespace, where the echo server
+/// listens. Removed on drop.
+struct Pod {
+    ns: String,
+    host_dev: String,
+    echo: Child,
+    to: String,
+}
+
+impl Pod {
+    fn new(n: u8) -> Self {
+        let ns = format!("chaos-pod{n}");
+        let host_dev = format!("vpod{n}");
+        let peer = format!("vpod{n}p");
+        let (here, there) = (format!("10.79.{n}.1"), format!("10.79.{n}.2"));
+        run("ip", &["netns", "add", &ns]);
+        run(
+            "ip",
+            &[
+                "link", "add", &host_dev, "type", "veth", "peer", "name", &peer,
+            ],
+        );
+        run("ip", &["link", "set", &peer, "netns", &ns]);
+        run(
+            "ip",
+            &["addr", "add", &format!("{here}/24"), "dev", &host_dev],
+        );
+        run("ip", &["link", "set", &host_dev, "up"]);
+        let inside = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", &ns, "ip"];
+            a.extend_from_slice(args);
+            run("ip", &a);
+        };
+        inside(&["link", "set", &peer, "name", "eth0"]);
+        inside(&["addr", "add", &format!("{there}/24"), "dev", "eth0"]);
+        inside(&["link", "set", "eth0", "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        inside(&["route", "add", "default", "via", &here]);
+        let mut echo = Command::new(WORKLOAD)
+            .args(["--cpu", "0", "udp-echo", "--bind"])
+            .arg(format!("{here}:0"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(echo.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .expect("echo server ready");
+        let to = format!("{here}:{port}");
+        Self {
+            ns,
+            host_dev,
+            echo,
+            to,
+        }
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.ns)
+    }
+
+    /// Round trips from inside the pod's namespace, in `cg` or outside every test cgroup.
+    fn ping(&self, cg: Option<&Path>) -> Tally {
+        let path = self.path();
+        let t = workload(
+            cg,
+            &[
+                "--netns", &path, "--cpu", "0", "udp-ping", "--to", &self.to, "--count", N,
+            ],
+        );
+        assert_eq!(t.get("lost"), 0, "{t:?}");
+        t
+    }
+
+    /// The root qdisc of the pod's `eth0`, as `tc` inside the namespace reports it.
+    fn root(&self) -> String {
+        run(
+            "ip",
+            &[
+                "netns", "exec", &self.ns, "tc", "qdisc", "show", "dev", "eth0", "root",
+            ],
+        )
+        .trim()
+        .to_string()
+    }
+
+    /// Delay programs on the pod's `eth0` egress (legacy cls_bpf filters and tcx links).
+    fn delay_programs(&self) -> usize {
+        let legacy = run(
+            "ip",
+            &[
+                "netns", "exec", &self.ns, "tc", "filter", "show", "dev", "eth0", "egress",
+            ],
+        );
+        let ns = chaos_daemon::net::netns::Netns::open(Path::new(&self.path())).unwrap();
+        let tcx = ns
+            .run(|| {
+                aya::programs::SchedClassifier::query_tcx(
+                    "eth0",
+                    aya::programs::TcAttachType::Egress,
+                )
+                .map(|(_, p)| p.len())
+                .unwrap_or(0) // no tcx before 6.6
+            })
+            .unwrap();
+        legacy.lines().filter(|l| l.contains("lat_eg")).count() + tcx
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = self.echo.kill();
+        let _ = self.echo.wait();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_dev])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// A target in its own network namespace, as every Kubernetes pod is: with no interface given
+/// the delay goes on the default route's device *inside* the pod (`eth0`), only the target
+/// cgroup's packets are delayed, the journal names the namespace, and both a stop and a
+/// SIGKILLed daemon's next start put the pod's root qdisc back.
+#[test]
+fn a_pod_in_its_own_network_namespace_is_delayed_on_its_eth0() {
+    let Some(mount) = kernel() else { return };
+    let pod = Pod::new(4);
+    let host_root = run("tc", &["qdisc", "show", "dev", &pod.host_dev, "root"]);
+    let before = pod.root();
+    let cg = TestCgroup::new(&mount, "lat-pod");
+    let dir = TempDir::new("lat-pod");
+    let mut daemon = Daemon::start(&dir.0);
+    // A process of the pod in the target cgroup, so the daemon can find the namespace.
+    let path = pod.path();
+    let mut sleeper = KillOnDrop(
+        Command::new(WORKLOAD)
+            .args(["--netns", &path, "--cgroup"])
+            .arg(&cg.path)
+            .args(["udp-recv", "--idle-ms", "600000", "--timeout-ms", "600000"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(sleeper.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready "), "{line}");
+    let base_in = ms(&pod.ping(Some(&cg.path)), "p50_ns");
+    let base_out = ms(&pod.ping(None), "p50_ns");
+
+    let delay = 30u64;
+    let id = start_on(&daemon, &cg.path, None, delay, 0, "uniform");
+    assert!(pod.root().starts_with("qdisc fq "), "{}", pod.root());
+    assert_eq!(pod.delay_programs(), 1);
+    assert_eq!(
+        run("tc", &["qdisc", "show", "dev", &pod.host_dev, "root"]),
+        host_root,
+        "the VM's side of the veth is not touched"
+    );
+    let d = delay as f64;
+    measured("pod delay", || {
+        let added = ms(&pod.ping(Some(&cg.path)), "p50_ns") - base_in;
+        let added_out = ms(&pod.ping(None), "p50_ns") - base_out;
+        println!(
+            "pod, delay {delay} ms: added inside the cgroup {added:.2} ms (base {base_in:.2}), \
+             same namespace outside it {added_out:.2} ms (base {base_out:.2})"
+        );
+        if (added - d).abs() > 0.1 * d {
+            return Err(format!("added {added:.2} ms for {delay} ms"));
+        }
+        if added_out.abs() > 0.1 * d {
+            return Err(format!("outside added {added_out:.2} ms"));
+        }
+        Ok(())
+    });
+    daemon.ctl_ok(&["stop", &id]);
+    assert_eq!(pod.root(), before, "the pod's root qdisc is back");
+    assert_eq!(pod.delay_programs(), 0);
+
+    // SIGKILL: the next start finds the namespace by the journal's name and restores it.
+    start_on(&daemon, &cg.path, None, delay, 0, "uniform");
+    assert!(pod.root().starts_with("qdisc fq "), "{}", pod.root());
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    drop(daemon);
+    let daemon = Daemon::start(&dir.0);
+    assert_eq!(pod.root(), before, "the next start put the pod's root back");
+    assert_eq!(pod.delay_programs(), 0);
+    let after = ms(&pod.ping(Some(&cg.path)), "p50_ns") - base_in;
+    assert!(
+        after.abs() <= 0.1 * d,
+        "added {after:.2} ms after the restart"
+    );
+    drop(daemon);
+    drop(sleeper);
+}
+
+/// A child process killed (and reaped) on drop, before the cgroup it is in is removed.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -60,10 +60,9 @@ pub fn status_of(e: &ExperimentError) -> Status {
             Status::invalid_argument(msg)
         }
         ExperimentError::Engine(EngineError::Latency(l)) => match l {
-            LatencyError::Device(DeviceError::NoDevice { .. }) | LatencyError::NoDefaultRoute => {
-                Status::invalid_argument(msg)
-            }
-            LatencyError::OtherNetns { .. }
+            LatencyError::Device(DeviceError::NoDevice { .. })
+            | LatencyError::NoDefaultRoute { .. } => Status::invalid_argument(msg),
+            LatencyError::ManyNetns { .. }
             | LatencyError::Device(DeviceError::Unrestorable { .. }) => {
                 Status::failed_precondition(msg)
             }

@@ -1,7 +1,8 @@
 //! The `fq` root qdiscs latency faults share, and the journal that undoes them.
 //!
-//! The first fault on a device journals the device's root qdisc (kind, handle, raw options) in
-//! the host-change journal, *then* replaces it with `fq`; later faults on the same device share
+//! A device is a name in a network namespace (the target's, see [`super::netns`]); the journal
+//! names both (`net:[<inode>]/<name>`). The first fault on a device journals the device's root
+//! qdisc (kind, handle, raw options) in the host-change journal, *then* replaces it with `fq`; later faults on the same device share
 //! it (the `fq` is re-sized when one needs a longer horizon); the last one puts the old root
 //! back and marks the entry undone. A daemon killed in between leaves the entry pending, and
 //! the next start undoes it ([`crate::journal::undo`] calls [`undo_qdisc`] / [`undo_clsact`]).
@@ -10,6 +11,7 @@ use std::{collections::HashMap, time::Duration};
 
 use super::{
     netlink::{NetlinkError, Socket},
+    netns::{self, Netns},
     qdisc::{self, Qdisc, RESTORABLE_KINDS},
 };
 use crate::journal::{ChangeKind, HostChange, HostJournal, JournalError};
@@ -18,11 +20,18 @@ use crate::journal::{ChangeKind, HostChange, HostJournal, JournalError};
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error(
-        "fault.interface: {name:?} is not allowed; expected a network device of the daemon's \
-         network namespace ({source})"
+        "fault.interface: {name:?} is not allowed; expected a network device of the target's \
+         network namespace {netns} ({source})"
     )]
     NoDevice {
         name: String,
+        netns: String,
+        source: std::io::Error,
+    },
+    #[error("entering network namespace {netns} for device {name}: {source}")]
+    Netns {
+        name: String,
+        netns: String,
         source: std::io::Error,
     },
     #[error(
@@ -41,6 +50,7 @@ pub enum DeviceError {
 }
 
 struct Shared {
+    netns: Netns,
     ifindex: u32,
     users: usize,
     max_delay: Duration,
@@ -49,35 +59,54 @@ struct Shared {
     clsact_entry: Option<i64>,
 }
 
-/// The devices whose root qdisc the daemon currently replaced, with their user counts.
+/// The devices whose root qdisc the daemon currently replaced, by journal name
+/// ([`netns::device_path`]), with their user counts.
 #[derive(Default)]
 pub struct Devices {
     shared: HashMap<String, Shared>,
 }
 
 /// The index of device `name` in the calling thread's network namespace.
-pub fn ifindex(name: &str) -> Result<u32, DeviceError> {
-    let no_device = |source| DeviceError::NoDevice {
-        name: name.into(),
-        source,
-    };
+pub fn ifindex(name: &str) -> std::io::Result<u32> {
     let c = std::ffi::CString::new(name)
-        .map_err(|_| no_device(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
     match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(no_device(std::io::Error::last_os_error())),
+        0 => Err(std::io::Error::last_os_error()),
         i => Ok(i),
     }
 }
 
+/// A netlink socket in `ns` and the index of device `name` there.
+fn open_device(ns: &Netns, name: &str) -> Result<(Socket, u32), DeviceError> {
+    let entered = ns.run(|| {
+        let sock = Socket::open().map_err(|source| DeviceError::Netlink {
+            name: name.into(),
+            source,
+        })?;
+        let index = ifindex(name).map_err(|source| DeviceError::NoDevice {
+            name: name.into(),
+            netns: ns.to_string(),
+            source,
+        })?;
+        Ok((sock, index))
+    });
+    entered.map_err(|source| DeviceError::Netns {
+        name: name.into(),
+        netns: ns.to_string(),
+        source,
+    })?
+}
+
 impl Devices {
-    /// Makes `fq` (sized for `max_delay`) the root of `name`, journaling the old root first;
-    /// with `clsact`, also adds the `clsact` qdisc legacy tc programs attach to (journaled when
-    /// it was not there). A second user of the same device shares it.
+    /// Makes `fq` (sized for `max_delay`) the root of `name` in `ns`, journaling the old root
+    /// first; with `clsact`, also adds the `clsact` qdisc legacy tc programs attach to
+    /// (journaled when it was not there). A second user of the same device shares it.
     pub fn acquire(
         &mut self,
         journal: &dyn HostJournal,
         owner: &str,
+        ns: &Netns,
         name: &str,
         max_delay: Duration,
         clsact: bool,
@@ -86,8 +115,9 @@ impl Devices {
             name: name.into(),
             source,
         };
-        let mut sock = Socket::open().map_err(nl)?;
-        if let Some(s) = self.shared.get_mut(name) {
+        let key = netns::device_path(ns, name);
+        let (mut sock, ifindex) = open_device(ns, name)?;
+        if let Some(s) = self.shared.get_mut(&key) {
             if max_delay > s.max_delay {
                 qdisc::replace_root(&mut sock, s.ifindex, "fq", 0, &qdisc::fq_options(max_delay))
                     .map_err(nl)?;
@@ -96,7 +126,6 @@ impl Devices {
             s.users += 1;
             return Ok(());
         }
-        let ifindex = ifindex(name)?;
         let saved = qdisc::root(&mut sock, ifindex)
             .map_err(nl)?
             .unwrap_or_else(Qdisc::noqueue);
@@ -109,11 +138,12 @@ impl Devices {
         }
         let change = |kind, old_value| HostChange {
             kind,
-            path: name.into(),
+            path: key.clone(),
             old_value,
         };
         let qdisc_entry = journal.record(owner, &change(ChangeKind::Qdisc, saved.encode()))?;
         let mut shared = Shared {
+            netns: ns.clone(),
             ifindex,
             users: 1,
             max_delay,
@@ -139,35 +169,39 @@ impl Devices {
                 });
         if let Err(e) = installed {
             if let Err(undo) = put_back(journal, &mut sock, name, &shared) {
-                tracing::error!(device = name, error = %undo, "undoing a failed fq install");
+                tracing::error!(device = key, error = %undo, "undoing a failed fq install");
             }
             return Err(e);
         }
-        tracing::info!(device = name, previous = %shared.saved.kind, "fq installed as root qdisc");
-        self.shared.insert(name.into(), shared);
+        tracing::info!(device = key, previous = %shared.saved.kind, "fq installed as root qdisc");
+        self.shared.insert(key, shared);
         Ok(())
     }
 
-    /// Drops one user of `name`; the last one puts the old root qdisc back.
-    pub fn release(&mut self, journal: &dyn HostJournal, name: &str) -> Result<(), DeviceError> {
-        let Some(s) = self.shared.get_mut(name) else {
+    /// Drops one user of `name` in `ns`; the last one puts the old root qdisc back.
+    pub fn release(
+        &mut self,
+        journal: &dyn HostJournal,
+        ns: &Netns,
+        name: &str,
+    ) -> Result<(), DeviceError> {
+        let key = netns::device_path(ns, name);
+        let Some(s) = self.shared.get_mut(&key) else {
             return Ok(());
         };
         s.users -= 1;
         if s.users > 0 {
             return Ok(());
         }
-        let s = self.shared.remove(name).unwrap_or_else(|| unreachable!());
-        let mut sock = Socket::open().map_err(|source| DeviceError::Netlink {
-            name: name.into(),
-            source,
-        })?;
+        let s = self.shared.remove(&key).unwrap_or_else(|| unreachable!());
+        let (mut sock, _) = open_device(&s.netns, name)?;
         put_back(journal, &mut sock, name, &s)?;
-        tracing::info!(device = name, restored = %s.saved.kind, "root qdisc restored");
+        tracing::info!(device = key, restored = %s.saved.kind, "root qdisc restored");
         Ok(())
     }
 
-    /// Devices currently holding a shared `fq`, with their user counts.
+    /// Devices currently holding a shared `fq` (as [`netns::device_path`]), with their user
+    /// counts.
     pub fn in_use(&self) -> impl Iterator<Item = (&str, usize)> {
         self.shared.iter().map(|(n, s)| (n.as_str(), s.users))
     }
@@ -207,33 +241,52 @@ fn remove_clsact(sock: &mut Socket, ifindex: u32) -> Result<(), NetlinkError> {
     }
 }
 
-/// Journal undo of [`ChangeKind::Qdisc`]: puts the saved root qdisc back on device `name`.
-/// `NotFound` when the device is gone (nothing left to restore).
-pub fn undo_qdisc(name: &str, saved: &str) -> std::io::Result<()> {
+/// The namespace and name of a journaled device, or `NotFound` when the namespace is gone
+/// (and the device with it: nothing left to restore).
+fn journaled_device(path: &str) -> std::io::Result<(Netns, &str)> {
+    let (inode, name) = netns::parse_device_path(path).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("cannot read the journaled device {path:?}"),
+        )
+    })?;
+    let ns = Netns::find(inode).ok_or(std::io::ErrorKind::NotFound)?;
+    Ok((ns, name))
+}
+
+/// Journal undo of [`ChangeKind::Qdisc`]: puts the saved root qdisc back on the device `path`
+/// names ([`netns::device_path`]). `NotFound` when the device or its namespace is gone.
+pub fn undo_qdisc(path: &str, saved: &str) -> std::io::Result<()> {
     let saved = Qdisc::decode(saved).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("cannot read the saved qdisc {saved:?}"),
         )
     })?;
-    let ifindex = ifindex(name).map_err(|_| std::io::ErrorKind::NotFound)?;
-    // Before Linux 6.6 the delay programs are cls_bpf filters, which outlive the daemon that
-    // attached them (tcx links do not): remove any left on the device.
-    for slot in 0..chaos_common::MAX_SLOTS {
-        let program = crate::ebpf::tc::latency_program_name(slot);
-        let _gone = aya::programs::tc::qdisc_detach_program(
-            name,
-            aya::programs::TcAttachType::Egress,
-            &program,
-        );
-    }
-    let mut sock = Socket::open().map_err(std::io::Error::other)?;
-    qdisc::restore_root(&mut sock, ifindex, &saved).map_err(std::io::Error::other)
+    let (ns, name) = journaled_device(path)?;
+    ns.run(|| {
+        let ifindex = ifindex(name).map_err(|_| std::io::ErrorKind::NotFound)?;
+        // Before Linux 6.6 the delay programs are cls_bpf filters, which outlive the daemon
+        // that attached them (tcx links do not): remove any left on the device.
+        for slot in 0..chaos_common::MAX_SLOTS {
+            let program = crate::ebpf::tc::latency_program_name(slot);
+            let _gone = aya::programs::tc::qdisc_detach_program(
+                name,
+                aya::programs::TcAttachType::Egress,
+                &program,
+            );
+        }
+        let mut sock = Socket::open().map_err(std::io::Error::other)?;
+        qdisc::restore_root(&mut sock, ifindex, &saved).map_err(std::io::Error::other)
+    })?
 }
 
 /// Journal undo of [`ChangeKind::Clsact`]: deletes the `clsact` qdisc the daemon added.
-pub fn undo_clsact(name: &str) -> std::io::Result<()> {
-    let ifindex = ifindex(name).map_err(|_| std::io::ErrorKind::NotFound)?;
-    let mut sock = Socket::open().map_err(std::io::Error::other)?;
-    remove_clsact(&mut sock, ifindex).map_err(std::io::Error::other)
+pub fn undo_clsact(path: &str) -> std::io::Result<()> {
+    let (ns, name) = journaled_device(path)?;
+    ns.run(|| {
+        let ifindex = ifindex(name).map_err(|_| std::io::ErrorKind::NotFound)?;
+        let mut sock = Socket::open().map_err(std::io::Error::other)?;
+        remove_clsact(&mut sock, ifindex).map_err(std::io::Error::other)
+    })?
 }

@@ -1,15 +1,20 @@
 //! A latency fault's kernel side (the engine has already refused it when the capability probe
-//! found no `sch_fq`, see [`super::probe_fq`]): pick the device, make `fq` its root (shared and journaled, see [`super::devices`]), write the slot's delay
-//! parameters with the target cgroup, and attach the slot's tc egress program. Undone in reverse
-//! by [`Latency::stop`]; a failure part-way undoes what was done.
+//! found no `sch_fq`, see [`super::probe_fq`]): find the target's network namespace (a pod's
+//! own, or the daemon's), pick the device there (the given one, or the one of the namespace's
+//! IPv4 default route), make `fq` its root (shared and journaled, see [`super::devices`]), write
+//! the slot's delay parameters with the target cgroup, and attach the slot's tc egress program
+//! in that namespace. Undone in reverse by [`Latency::stop`]; a failure part-way undoes what was
+//! done.
 
-use std::{os::unix::fs::MetadataExt as _, path::Path};
+use std::path::Path;
 
 use super::{
     devices::{DeviceError, Devices},
     netlink::{Message, NLM_F_DUMP, NetlinkError, Socket, attrs},
+    netns::Netns,
 };
 use crate::{
+    cgroupfs,
     ebpf::{
         Kernel, KernelError,
         tc::{TcAttachment, needs_clsact},
@@ -30,15 +35,30 @@ pub enum LatencyError {
     )]
     NoJournal,
     #[error(
-        "target: the processes of {cgroup:?} are in another network namespace than the daemon; \
-         latency is only supported for targets in the daemon's network namespace"
+        "target: the processes of {cgroup:?} are in more than one network namespace ({first} \
+         and {second}); a latency fault delays one namespace's egress, expected a target whose \
+         processes share one (a pod, a container, a process tree)"
     )]
-    OtherNetns { cgroup: String },
+    ManyNetns {
+        cgroup: String,
+        first: String,
+        second: String,
+    },
+    #[error("target: reading the processes of {cgroup:?}: {source}")]
+    Procs {
+        cgroup: String,
+        source: std::io::Error,
+    },
     #[error(
-        "fault.interface: none given and the daemon's network namespace has no IPv4 default \
-         route; expected a device name"
+        "fault.interface: none given and the target's network namespace {netns} has no IPv4 \
+         default route; expected a device name"
     )]
-    NoDefaultRoute,
+    NoDefaultRoute { netns: String },
+    #[error("entering the target's network namespace {netns}: {source}")]
+    Netns {
+        netns: String,
+        source: std::io::Error,
+    },
     #[error("finding the default route: {0}")]
     Route(NetlinkError),
     #[error(transparent)]
@@ -51,6 +71,8 @@ pub enum LatencyError {
 #[derive(Debug)]
 pub struct LatencyRun {
     pub interface: String,
+    /// The namespace `interface` is in.
+    pub netns: Netns,
     tc: TcAttachment,
 }
 
@@ -82,30 +104,49 @@ impl Latency {
         cgroup_level: u32,
         plan: &LatencyPlan,
     ) -> Result<LatencyRun, LatencyError> {
-        if !same_netns(&target.path) {
-            return Err(LatencyError::OtherNetns {
-                cgroup: target.path.display().to_string(),
-            });
-        }
+        let netns = target_netns(&target.path)?;
+        let entered = |source| LatencyError::Netns {
+            netns: netns.to_string(),
+            source,
+        };
         let interface = match &plan.interface {
             Some(i) => i.clone(),
-            None => default_route_device()?,
+            None => netns.run(default_route_device).map_err(entered)??,
         };
-        self.devices
-            .acquire(journal, owner, &interface, plan.max_delay, needs_clsact())?;
+        self.devices.acquire(
+            journal,
+            owner,
+            &netns,
+            &interface,
+            plan.max_delay,
+            needs_clsact(),
+        )?;
         let mut config = plan.config;
         config.cgroup_id = target.id;
         config.cgroup_level = cgroup_level;
         let attached = kernel
             .write_latency(slot, &config)
-            .and_then(|()| kernel.attach_tc_egress(slot, &interface));
+            .map_err(Into::into)
+            .and_then(|()| {
+                netns
+                    .run(|| kernel.attach_tc_egress(slot, &interface))
+                    .map_err(entered)?
+                    .map_err(Into::into)
+            });
         match attached {
-            Ok(tc) => Ok(LatencyRun { interface, tc }),
+            Ok(tc) => {
+                tracing::info!(device = %interface, %netns, slot, "delay program attached");
+                Ok(LatencyRun {
+                    interface,
+                    netns,
+                    tc,
+                })
+            }
             Err(e) => {
-                if let Err(undo) = self.devices.release(journal, &interface) {
+                if let Err(undo) = self.devices.release(journal, &netns, &interface) {
                     tracing::error!(device = %interface, error = %undo, "restoring after a failed start");
                 }
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -113,24 +154,55 @@ impl Latency {
     /// Detaches the program and releases the device (the last user restores its root qdisc).
     /// Both are tried; the first error is returned.
     pub fn stop(&mut self, run: LatencyRun, journal: &dyn HostJournal) -> Result<(), LatencyError> {
-        let detached = run.tc.detach();
-        let released = self.devices.release(journal, &run.interface);
-        detached?;
+        let LatencyRun {
+            interface,
+            netns,
+            tc,
+        } = run;
+        // A legacy cls_bpf filter is removed over netlink, in the device's namespace.
+        let detached = netns
+            .run(|| tc.detach())
+            .map_err(|source| LatencyError::Netns {
+                netns: netns.to_string(),
+                source,
+            });
+        let released = self.devices.release(journal, &netns, &interface);
+        detached??;
         released?;
         Ok(())
     }
 }
 
-/// Whether the target's first process shares the daemon's network namespace. A cgroup without
-/// processes of its own cannot say, and counts as the same.
-fn same_netns(cgroup: &Path) -> bool {
-    let ns = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| m.ino());
-    let first = std::fs::read_to_string(cgroup.join("cgroup.procs"))
-        .ok()
-        .and_then(|s| s.lines().next().map(str::to_string));
-    match (first, ns("self")) {
-        (Some(pid), Ok(own)) => ns(&pid).map_or(true, |theirs| theirs == own),
-        _ => true,
+/// The network namespace of the processes in the target's cgroup tree (a pod's cgroup holds
+/// its containers' cgroups, which all share the pod's namespace); the daemon's own when the
+/// tree has no process. Processes in two namespaces are refused.
+fn target_netns(cgroup: &Path) -> Result<Netns, LatencyError> {
+    let display = || cgroup.display().to_string();
+    let pids = cgroupfs::procs_tree(cgroup).map_err(|source| LatencyError::Procs {
+        cgroup: display(),
+        source,
+    })?;
+    let mut found: Option<Netns> = None;
+    // A process that exits while we look has no namespace to report: skip it.
+    for ns in pids.into_iter().filter_map(|pid| Netns::of_pid(pid).ok()) {
+        match &found {
+            None => found = Some(ns),
+            Some(first) if *first == ns => {}
+            Some(first) => {
+                return Err(LatencyError::ManyNetns {
+                    cgroup: display(),
+                    first: first.to_string(),
+                    second: ns.to_string(),
+                });
+            }
+        }
+    }
+    match found {
+        Some(ns) => Ok(ns),
+        None => Netns::own().map_err(|source| LatencyError::Netns {
+            netns: "of the daemon".into(),
+            source,
+        }),
     }
 }
 
@@ -140,7 +212,8 @@ const RTA_TABLE: u16 = 15;
 const RT_TABLE_MAIN: u32 = 254;
 const RTN_UNICAST: u8 = 1;
 
-/// The device of the IPv4 default route of the main table in the daemon's network namespace.
+/// The device of the IPv4 default route of the main table in the calling thread's network
+/// namespace.
 pub fn default_route_device() -> Result<String, LatencyError> {
     let mut sock = Socket::open().map_err(LatencyError::Route)?;
     // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
@@ -176,7 +249,9 @@ pub fn default_route_device() -> Result<String, LatencyError> {
             return Ok(name);
         }
     }
-    Err(LatencyError::NoDefaultRoute)
+    Err(LatencyError::NoDefaultRoute {
+        netns: Netns::own().map_or_else(|_| "?".into(), |ns| ns.to_string()),
+    })
 }
 
 fn ifname(index: u32) -> Option<String> {

@@ -6,11 +6,14 @@
 //! * [`devices`] — the shared, journaled `fq` roots: one per device however many latency faults
 //!   use it, the previous root journaled before the change and put back by the last user or by
 //!   [`devices::restore_journal`] at daemon start.
-//! * [`latency`] — a latency fault's kernel side: device, `fq`, tc egress program.
+//! * [`netns`] — network namespaces: a target's, running netlink and tc operations inside it,
+//!   devices named across namespaces in the journal.
+//! * [`latency`] — a latency fault's kernel side: namespace, device, `fq`, tc egress program.
 
 pub mod devices;
 pub mod latency;
 pub mod netlink;
+pub mod netns;
 pub mod qdisc;
 
 pub use self::qdisc::probe_fq;

@@ -3,7 +3,7 @@
 //!
 //! Every mode can first move itself into a cgroup (`--cgroup`, before any socket exists, since a
 //! socket belongs to the cgroup of the process that created it) and pin itself to a CPU
-//! (`--cpu`). It prints one result line of `key=value` pairs: `ok=N` plus one count per errno
+//! (`--cpu`) and enter a network namespace (`--netns`, a pod's stand-in). It prints one result line of `key=value` pairs: `ok=N` plus one count per errno
 //! name, e.g. `ok=7490 ECONNREFUSED=2510`, the time all calls took, `elapsed_us=N`, and the
 //! median time of one call, `p50_ns=N` (robust to a rare TCP SYN retransmission).
 
@@ -31,6 +31,9 @@ struct Cli {
     /// Pin to this CPU.
     #[arg(long, global = true)]
     cpu: Option<usize>,
+    /// Enter this network namespace (e.g. /run/netns/NAME) before doing anything.
+    #[arg(long, global = true)]
+    netns: Option<PathBuf>,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -141,6 +144,11 @@ fn main() -> anyhow::Result<()> {
         set.set(cpu).context("--cpu")?;
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
             .context("sched_setaffinity")?;
+    }
+    if let Some(ns) = &cli.netns {
+        let file = std::fs::File::open(ns).with_context(|| format!("--netns {}", ns.display()))?;
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("entering network namespace {}", ns.display()))?;
     }
     if let Some(cg) = &cli.cgroup {
         std::fs::write(cg.join("cgroup.procs"), std::process::id().to_string())
