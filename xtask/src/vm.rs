@@ -314,8 +314,13 @@ fn cargo_json(args: &[&str]) -> anyhow::Result<Vec<(String, String, PathBuf)>> {
     Ok(exes)
 }
 
+/// A boot that has not printed `CHAOS-VM-BOOTED` by then is stuck (a normal one takes 6-30 s
+/// under TCG; twice a development run hung after the firmware with no kernel output at all).
+const BOOT_DEADLINE: Duration = Duration::from_secs(180);
+
 /// Boots `config` and checks its serial console: the kernel and LSM state it reports, one
-/// marker per test executable with its exit code, and the final result.
+/// marker per test executable with its exit code, and the final result. A boot stuck before
+/// `/init` ran ([`BOOT_DEADLINE`]) is killed and booted once more; no test has run in it.
 fn boot(
     name: &str,
     config: &Config,
@@ -325,6 +330,35 @@ fn boot(
     log: &Path,
     timeout: Duration,
 ) -> anyhow::Result<Outcome> {
+    for attempt in 1..=2 {
+        match boot_once(name, config, kernel, initrd, tests, log, timeout)? {
+            Some(outcome) => return Ok(outcome),
+            None => eprintln!(
+                "xtask vm-test: {name} did not reach /init within {BOOT_DEADLINE:?} \
+                 (attempt {attempt} of 2): killed"
+            ),
+        }
+    }
+    Ok(Outcome {
+        name: name.to_string(),
+        wall: 2 * BOOT_DEADLINE,
+        problems: vec![format!(
+            "did not reach /init within {BOOT_DEADLINE:?}, twice"
+        )],
+        tests: Vec::new(),
+    })
+}
+
+/// One boot; `None` when it was stuck before `/init` reported.
+fn boot_once(
+    name: &str,
+    config: &Config,
+    kernel: &Kernel,
+    initrd: &Path,
+    tests: &[String],
+    log: &Path,
+    timeout: Duration,
+) -> anyhow::Result<Option<Outcome>> {
     let lsm = if config.bpf_lsm {
         LSM_WITH_BPF
     } else {
@@ -389,6 +423,18 @@ fn boot(
         if child.try_wait()?.is_some() {
             break;
         }
+        if started.elapsed() > BOOT_DEADLINE
+            && !lines
+                .lock()
+                .expect("lines lock")
+                .iter()
+                .any(|l| l.contains("CHAOS-VM-BOOTED"))
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = reader.join();
+            return Ok(None);
+        }
         if started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
@@ -402,12 +448,12 @@ fn boot(
     let lines = std::mem::take(&mut *lines.lock().expect("lines lock"));
     let (reported, more) = check(config, &lines, tests);
     problems.extend(more);
-    Ok(Outcome {
+    Ok(Some(Outcome {
         name: name.to_string(),
         wall,
         problems,
         tests: reported,
-    })
+    }))
 }
 
 /// The exit codes the console reported, and what is wrong with the boot.
