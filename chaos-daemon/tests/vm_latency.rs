@@ -3,7 +3,9 @@
 //! in the target cgroup and one outside, at the same time. The added round-trip time must be
 //! within ±10% of the configured delay (median over 200 echoes), the outside client unaffected,
 //! the jitter's spread the configured one, no delay after stop, and the previous root qdisc back
-//! after a stop and after the daemon is SIGKILLed and restarted (the journal).
+//! after a stop and after the daemon is SIGKILLed and restarted (the journal). The same for a
+//! pod's stand-in: clients in their own network namespace, the delay on its `eth0` found by the
+//! daemon from the namespace's default route.
 //!
 //! Boot the VM with `tsc=reliable clocksource=tsc`: with QEMU TCG's emulated HPET as clocksource
 //! every fq watchdog timer fires several ms late (measured +5 ms on a 20 ms delay). Clients and
@@ -23,6 +25,7 @@ use std::{
     time::Duration,
 };
 
+use chaos_daemon::net::netns::Netns;
 use support::*;
 
 /// Echoes per measurement.
@@ -57,42 +60,91 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `ns` + veth `dev` (here, 10.77.N.1) <-> `devp` (in `ns`, 10.77.N.2) with a UDP echo server
-/// on the far side. Everything is removed on drop.
-struct Topology {
+/// A network namespace the test creates, `chaos-<tag><n>`, joined to the VM's by a veth pair
+/// (VM side `v<tag><n>`, 10.N.0.1/24; inside 10.N.0.2/24), a UDP echo server on one side and the
+/// device latency is put on. Everything is removed on drop.
+struct Net {
     ns: String,
-    dev: String,
-    echo: Child,
+    /// The VM side of the veth pair.
+    host_dev: String,
+    /// The device the delay goes on, and its namespace (`None`: the VM's).
+    delayed: (Option<String>, String),
+    echo: KillOnDrop,
+    /// The echo server's address.
     to: String,
 }
 
-impl Topology {
-    fn new(n: u8) -> Self {
-        let ns = format!("chaos-lat{n}");
-        let dev = format!("vlat{n}");
-        let peer = format!("vlat{n}p");
-        let (here, there) = (format!("10.77.{n}.1"), format!("10.77.{n}.2"));
+impl Net {
+    /// Clients in the VM's namespace, the echo server in the test's; the delay on the VM side.
+    fn server_in_netns(n: u8) -> Self {
+        let mut net = Self::new("lat", n, &format!("vlat{n}p"));
+        net.echo_in(Some(&net.ns.clone()), &format!("10.{n}.0.2"));
+        net.delayed = (None, net.host_dev.clone());
+        net
+    }
+
+    /// A pod's stand-in: clients in the test's namespace, whose `eth0` has the default route
+    /// to the VM side, where the echo server listens; the delay on the pod's `eth0`.
+    fn pod(n: u8) -> Self {
+        let mut net = Self::new("pod", n, "eth0");
+        net.inside(&["route", "add", "default", "via", &format!("10.{n}.0.1")]);
+        net.echo_in(None, &format!("10.{n}.0.1"));
+        net.delayed = (Some(net.ns.clone()), "eth0".into());
+        net
+    }
+
+    fn new(tag: &str, n: u8, inner: &str) -> Self {
+        let ns = format!("chaos-{tag}{n}");
+        let host_dev = format!("v{tag}{n}");
+        let peer = format!("v{tag}{n}p");
         run("ip", &["netns", "add", &ns]);
         run(
             "ip",
-            &["link", "add", &dev, "type", "veth", "peer", "name", &peer],
+            &[
+                "link", "add", &host_dev, "type", "veth", "peer", "name", &peer,
+            ],
         );
         run("ip", &["link", "set", &peer, "netns", &ns]);
-        run("ip", &["addr", "add", &format!("{here}/24"), "dev", &dev]);
-        run("ip", &["link", "set", &dev, "up"]);
-        let inside = |args: &[&str]| {
-            let mut a = vec!["netns", "exec", &ns, "ip"];
-            a.extend_from_slice(args);
-            run("ip", &a);
+        run(
+            "ip",
+            &["addr", "add", &format!("10.{n}.0.1/24"), "dev", &host_dev],
+        );
+        run("ip", &["link", "set", &host_dev, "up"]);
+        let net = Self {
+            ns,
+            host_dev,
+            delayed: (None, String::new()),
+            echo: KillOnDrop(None),
+            to: String::new(),
         };
-        inside(&["addr", "add", &format!("{there}/24"), "dev", &peer]);
-        inside(&["link", "set", &peer, "up"]);
-        inside(&["link", "set", "lo", "up"]);
-        let mut echo = Command::new("ip")
-            .args(["netns", "exec", &ns])
-            .arg(WORKLOAD)
-            .args(["--cpu", "0", "udp-echo", "--bind"])
-            .arg(format!("{there}:0"))
+        if inner != peer {
+            net.inside(&["link", "set", &peer, "name", inner]);
+        }
+        net.inside(&["addr", "add", &format!("10.{n}.0.2/24"), "dev", inner]);
+        net.inside(&["link", "set", inner, "up"]);
+        net.inside(&["link", "set", "lo", "up"]);
+        net
+    }
+
+    /// `ip ARGS` inside the namespace.
+    fn inside(&self, args: &[&str]) {
+        let mut a = vec!["netns", "exec", &self.ns, "ip"];
+        a.extend_from_slice(args);
+        run("ip", &a);
+    }
+
+    /// `/run/netns/<ns>`, for `chaos-workload --netns`.
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.ns)
+    }
+
+    fn echo_in(&mut self, ns: Option<&str>, ip: &str) {
+        let mut cmd = Command::new(WORKLOAD);
+        if let Some(ns) = ns {
+            cmd.args(["--netns", &format!("/run/netns/{ns}")]);
+        }
+        let mut echo = cmd
+            .args(["--cpu", "0", "udp-echo", "--bind", &format!("{ip}:0")])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -104,43 +156,82 @@ impl Topology {
             .trim()
             .strip_prefix("ready ")
             .expect("echo server ready");
-        let to = format!("{there}:{port}");
-        Self { ns, dev, echo, to }
+        self.to = format!("{ip}:{port}");
+        self.echo = KillOnDrop(Some(echo));
     }
 
-    /// The root qdisc as `tc` reports it.
+    /// `tc ARGS` where the delayed device is.
+    fn tc(&self, args: &[&str]) -> String {
+        match &self.delayed.0 {
+            None => run("tc", args),
+            Some(ns) => {
+                let mut a = vec!["netns", "exec", ns, "tc"];
+                a.extend_from_slice(args);
+                run("ip", &a)
+            }
+        }
+    }
+
+    /// The delayed device's root qdisc as `tc` reports it.
     fn root(&self) -> String {
-        run("tc", &["qdisc", "show", "dev", &self.dev, "root"])
+        self.tc(&["qdisc", "show", "dev", &self.delayed.1, "root"])
             .trim()
             .to_string()
     }
 
-    /// Names of delay programs on the egress: legacy cls_bpf filters and tcx links.
+    /// Delay programs on the delayed device's egress: legacy cls_bpf filters and tcx links.
     fn delay_programs(&self) -> usize {
-        let legacy = run("tc", &["filter", "show", "dev", &self.dev, "egress"]);
-        let tcx = aya::programs::SchedClassifier::query_tcx(
-            &self.dev,
-            aya::programs::TcAttachType::Egress,
-        )
-        .map(|(_, p)| p.len())
-        .unwrap_or(0); // no tcx before 6.6
+        let dev = &self.delayed.1;
+        let legacy = self.tc(&["filter", "show", "dev", dev, "egress"]);
+        let tcx = || {
+            aya::programs::SchedClassifier::query_tcx(dev, aya::programs::TcAttachType::Egress)
+                .map(|(_, p)| p.len())
+                .unwrap_or(0) // no tcx before 6.6
+        };
+        let tcx = match &self.delayed.0 {
+            None => tcx(),
+            Some(_) => Netns::open(Path::new(&self.path()))
+                .unwrap()
+                .run(tcx)
+                .unwrap(),
+        };
         // One line per cls_bpf filter, which names the program twice.
         legacy.lines().filter(|l| l.contains("lat_eg")).count() + tcx
     }
 }
 
-impl Drop for Topology {
+impl Drop for Net {
     fn drop(&mut self) {
-        let _ = self.echo.kill();
-        let _ = self.echo.wait();
-        let _ = Command::new("ip").args(["link", "del", &self.dev]).status();
+        self.echo = KillOnDrop(None); // the server first
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_dev])
+            .status();
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// A child process killed (and reaped) on drop, before the cgroup or namespace it is in goes.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
 /// Round trips from inside `cg` (or outside every test cgroup).
 fn ping(cg: Option<&Path>, to: &str) -> Tally {
-    let t = workload(cg, &["--cpu", "0", "udp-ping", "--to", to, "--count", N]);
+    ping_with(cg, &[], to)
+}
+
+/// [`ping`] with chaos-workload's global arguments `pre` (e.g. `--netns`).
+fn ping_with(cg: Option<&Path>, pre: &[&str], to: &str) -> Tally {
+    let mut args = pre.to_vec();
+    args.extend(["--cpu", "0", "udp-ping", "--to", to, "--count", N]);
+    let t = workload(cg, &args);
     assert_eq!(t.get("lost"), 0, "{t:?}");
     t
 }
@@ -191,13 +282,17 @@ fn start_on(
 #[test]
 fn added_rtt_is_the_configured_delay_inside_only_and_stop_restores_the_qdisc() {
     let Some(mount) = kernel() else { return };
-    let topo = Topology::new(1);
-    run(
-        "tc",
-        &[
-            "qdisc", "replace", "dev", &topo.dev, "root", "pfifo", "limit", "77",
-        ],
-    );
+    let topo = Net::server_in_netns(1);
+    topo.tc(&[
+        "qdisc",
+        "replace",
+        "dev",
+        &topo.host_dev,
+        "root",
+        "pfifo",
+        "limit",
+        "77",
+    ]);
     let before = topo.root();
     let cg = TestCgroup::new(&mount, "lat");
     let dir = TempDir::new("lat");
@@ -205,7 +300,7 @@ fn added_rtt_is_the_configured_delay_inside_only_and_stop_restores_the_qdisc() {
     let base_in = ms(&ping(Some(&cg.path), &topo.to), "p50_ns");
     let base_out = ms(&ping(None, &topo.to), "p50_ns");
     for delay in [20u64, 100] {
-        let id = start(&daemon, &cg.path, &topo.dev, delay, 0, "uniform");
+        let id = start(&daemon, &cg.path, &topo.host_dev, delay, 0, "uniform");
         assert!(topo.root().starts_with("qdisc fq "), "{}", topo.root());
         assert_eq!(topo.delay_programs(), 1);
         let d = delay as f64;
@@ -247,7 +342,7 @@ fn added_rtt_is_the_configured_delay_inside_only_and_stop_restores_the_qdisc() {
 #[test]
 fn jitter_spread_matches_and_two_faults_share_one_fq() {
     let Some(mount) = kernel() else { return };
-    let topo = Topology::new(2);
+    let topo = Net::server_in_netns(2);
     let before = topo.root();
     let (normal, uniform) = (
         TestCgroup::new(&mount, "lat-normal"),
@@ -256,8 +351,8 @@ fn jitter_spread_matches_and_two_faults_share_one_fq() {
     let dir = TempDir::new("lat-jitter");
     let daemon = Daemon::start(&dir.0);
     let base_sd = ms(&ping(Some(&normal.path), &topo.to), "sd_ns");
-    let a = start(&daemon, &normal.path, &topo.dev, 50, 10, "normal");
-    let b = start(&daemon, &uniform.path, &topo.dev, 50, 10, "uniform");
+    let a = start(&daemon, &normal.path, &topo.host_dev, 50, 10, "normal");
+    let b = start(&daemon, &uniform.path, &topo.host_dev, 50, 10, "uniform");
     assert_eq!(topo.delay_programs(), 2);
     // One after the other: two clients at once on the VM's two vCPUs add scheduling noise.
     // The spread as the 10th-90th percentile width, robust to the VM's rare scheduling
@@ -300,19 +395,23 @@ fn jitter_spread_matches_and_two_faults_share_one_fq() {
 #[test]
 fn a_sigkilled_daemon_s_qdisc_is_restored_by_the_next_start() {
     let Some(mount) = kernel() else { return };
-    let topo = Topology::new(3);
-    run(
-        "tc",
-        &[
-            "qdisc", "replace", "dev", &topo.dev, "root", "pfifo", "limit", "77",
-        ],
-    );
+    let topo = Net::server_in_netns(3);
+    topo.tc(&[
+        "qdisc",
+        "replace",
+        "dev",
+        &topo.host_dev,
+        "root",
+        "pfifo",
+        "limit",
+        "77",
+    ]);
     let before = topo.root();
     let cg = TestCgroup::new(&mount, "lat-kill");
     let dir = TempDir::new("lat-kill");
     let base = ms(&ping(Some(&cg.path), &topo.to), "p50_ns");
     let mut daemon = Daemon::start(&dir.0);
-    start(&daemon, &cg.path, &topo.dev, 100, 0, "uniform");
+    start(&daemon, &cg.path, &topo.host_dev, 100, 0, "uniform");
     daemon.child.kill().unwrap(); // SIGKILL
     daemon.child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -327,131 +426,6 @@ fn a_sigkilled_daemon_s_qdisc_is_restored_by_the_next_start() {
     assert!(list.contains("aborted"), "{list}");
 }
 
-/// A pod's stand-in: network namespace `chaos-pod<n>` whose `eth0` (10.79.N.2) has its default
-/// route through the veth `vpod<n>` (10.79.N.1) in the VM's namespace, where the echo server
-/// listens. Removed on drop.
-struct Pod {
-    ns: String,
-    host_dev: String,
-    echo: Child,
-    to: String,
-}
-
-impl Pod {
-    fn new(n: u8) -> Self {
-        let ns = format!("chaos-pod{n}");
-        let host_dev = format!("vpod{n}");
-        let peer = format!("vpod{n}p");
-        let (here, there) = (format!("10.79.{n}.1"), format!("10.79.{n}.2"));
-        run("ip", &["netns", "add", &ns]);
-        run(
-            "ip",
-            &[
-                "link", "add", &host_dev, "type", "veth", "peer", "name", &peer,
-            ],
-        );
-        run("ip", &["link", "set", &peer, "netns", &ns]);
-        run(
-            "ip",
-            &["addr", "add", &format!("{here}/24"), "dev", &host_dev],
-        );
-        run("ip", &["link", "set", &host_dev, "up"]);
-        let inside = |args: &[&str]| {
-            let mut a = vec!["netns", "exec", &ns, "ip"];
-            a.extend_from_slice(args);
-            run("ip", &a);
-        };
-        inside(&["link", "set", &peer, "name", "eth0"]);
-        inside(&["addr", "add", &format!("{there}/24"), "dev", "eth0"]);
-        inside(&["link", "set", "eth0", "up"]);
-        inside(&["link", "set", "lo", "up"]);
-        inside(&["route", "add", "default", "via", &here]);
-        let mut echo = Command::new(WORKLOAD)
-            .args(["--cpu", "0", "udp-echo", "--bind"])
-            .arg(format!("{here}:0"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(echo.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("ready ")
-            .expect("echo server ready");
-        let to = format!("{here}:{port}");
-        Self {
-            ns,
-            host_dev,
-            echo,
-            to,
-        }
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.ns)
-    }
-
-    /// Round trips from inside the pod's namespace, in `cg` or outside every test cgroup.
-    fn ping(&self, cg: Option<&Path>) -> Tally {
-        let path = self.path();
-        let t = workload(
-            cg,
-            &[
-                "--netns", &path, "--cpu", "0", "udp-ping", "--to", &self.to, "--count", N,
-            ],
-        );
-        assert_eq!(t.get("lost"), 0, "{t:?}");
-        t
-    }
-
-    /// The root qdisc of the pod's `eth0`, as `tc` inside the namespace reports it.
-    fn root(&self) -> String {
-        run(
-            "ip",
-            &[
-                "netns", "exec", &self.ns, "tc", "qdisc", "show", "dev", "eth0", "root",
-            ],
-        )
-        .trim()
-        .to_string()
-    }
-
-    /// Delay programs on the pod's `eth0` egress (legacy cls_bpf filters and tcx links).
-    fn delay_programs(&self) -> usize {
-        let legacy = run(
-            "ip",
-            &[
-                "netns", "exec", &self.ns, "tc", "filter", "show", "dev", "eth0", "egress",
-            ],
-        );
-        let ns = chaos_daemon::net::netns::Netns::open(Path::new(&self.path())).unwrap();
-        let tcx = ns
-            .run(|| {
-                aya::programs::SchedClassifier::query_tcx(
-                    "eth0",
-                    aya::programs::TcAttachType::Egress,
-                )
-                .map(|(_, p)| p.len())
-                .unwrap_or(0) // no tcx before 6.6
-            })
-            .unwrap();
-        legacy.lines().filter(|l| l.contains("lat_eg")).count() + tcx
-    }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        let _ = self.echo.kill();
-        let _ = self.echo.wait();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_dev])
-            .status();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-    }
-}
-
 /// A target in its own network namespace, as every Kubernetes pod is: with no interface given
 /// the delay goes on the default route's device *inside* the pod (`eth0`), only the target
 /// cgroup's packets are delayed, the journal names the namespace, and both a stop and a
@@ -459,7 +433,7 @@ impl Drop for Pod {
 #[test]
 fn a_pod_in_its_own_network_namespace_is_delayed_on_its_eth0() {
     let Some(mount) = kernel() else { return };
-    let pod = Pod::new(4);
+    let pod = Net::pod(4);
     let host_root = run("tc", &["qdisc", "show", "dev", &pod.host_dev, "root"]);
     let before = pod.root();
     let cg = TestCgroup::new(&mount, "lat-pod");
@@ -467,7 +441,7 @@ fn a_pod_in_its_own_network_namespace_is_delayed_on_its_eth0() {
     let mut daemon = Daemon::start(&dir.0);
     // A process of the pod in the target cgroup, so the daemon can find the namespace.
     let path = pod.path();
-    let mut sleeper = KillOnDrop(
+    let mut sleeper = KillOnDrop(Some(
         Command::new(WORKLOAD)
             .args(["--netns", &path, "--cgroup"])
             .arg(&cg.path)
@@ -475,14 +449,15 @@ fn a_pod_in_its_own_network_namespace_is_delayed_on_its_eth0() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
-    );
+    ));
     let mut line = String::new();
-    BufReader::new(sleeper.0.stdout.take().unwrap())
+    BufReader::new(sleeper.0.as_mut().unwrap().stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert!(line.starts_with("ready "), "{line}");
-    let base_in = ms(&pod.ping(Some(&cg.path)), "p50_ns");
-    let base_out = ms(&pod.ping(None), "p50_ns");
+    let ping_pod = |cg: Option<&Path>| ping_with(cg, &["--netns", &path], &pod.to);
+    let base_in = ms(&ping_pod(Some(&cg.path)), "p50_ns");
+    let base_out = ms(&ping_pod(None), "p50_ns");
 
     let delay = 30u64;
     let id = start_on(&daemon, &cg.path, None, delay, 0, "uniform");
@@ -495,8 +470,8 @@ fn a_pod_in_its_own_network_namespace_is_delayed_on_its_eth0() {
     );
     let d = delay as f64;
     measured("pod delay", || {
-        let added = ms(&pod.ping(Some(&cg.path)), "p50_ns") - base_in;
-        let added_out = ms(&pod.ping(None), "p50_ns") - base_out;
+        let added = ms(&ping_pod(Some(&cg.path)), "p50_ns") - base_in;
+        let added_out = ms(&ping_pod(None), "p50_ns") - base_out;
         println!(
             "pod, delay {delay} ms: added inside the cgroup {added:.2} ms (base {base_in:.2}), \
              same namespace outside it {added_out:.2} ms (base {base_out:.2})"
@@ -522,21 +497,11 @@ fn a_pod_in_its_own_network_namespace_is_delayed_on_its_eth0() {
     let daemon = Daemon::start(&dir.0);
     assert_eq!(pod.root(), before, "the next start put the pod's root back");
     assert_eq!(pod.delay_programs(), 0);
-    let after = ms(&pod.ping(Some(&cg.path)), "p50_ns") - base_in;
+    let after = ms(&ping_pod(Some(&cg.path)), "p50_ns") - base_in;
     assert!(
         after.abs() <= 0.1 * d,
         "added {after:.2} ms after the restart"
     );
     drop(daemon);
     drop(sleeper);
-}
-
-/// A child process killed (and reaped) on drop, before the cgroup it is in is removed.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
