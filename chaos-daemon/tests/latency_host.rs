@@ -441,7 +441,11 @@ fn devices_in_another_network_namespace_are_changed_and_restored_there() {
     // A crashed daemon's change inside the namespace: journaled by namespace and name,
     // restored there by the next start.
     let path = device_path(&ns, &other.dev);
-    assert_eq!(path, format!("net:[{}]/{}", ns.inode, other.dev));
+    assert_eq!(
+        path,
+        format!("net:[{}:{}]/{}", ns.inode, ns.cookie, other.dev)
+    );
+    assert_ne!(ns.cookie, own().cookie);
     // A netlink socket opened inside stays bound to the namespace.
     let (mut sock, ifindex) = ns
         .run(|| (Socket::open().unwrap(), Veth::index_of(&other.dev).unwrap()))
@@ -459,13 +463,14 @@ fn devices_in_another_network_namespace_are_changed_and_restored_there() {
     assert_eq!(other.root(), configured, "pfifo limit 77 is back inside");
 
     // A namespace that is gone took its devices with it: nothing to restore.
-    let inode = ns.inode;
+    let (inode, cookie) = (ns.inode, ns.cookie);
+    assert_eq!(Netns::find(inode, cookie), Some(ns.clone()));
     drop(ns);
     drop(other);
-    assert!(Netns::find(inode).is_none());
+    assert!(Netns::find(inode, cookie).is_none());
     let change = HostChange {
         kind: ChangeKind::Qdisc,
-        path: format!("net:[{inode}]/gone0"),
+        path: format!("net:[{inode}:{cookie}]/gone0"),
         old_value: "pfifo 0 ".into(),
     };
     store.record("crashed", &change).unwrap();

@@ -244,13 +244,13 @@ fn remove_clsact(sock: &mut Socket, ifindex: u32) -> Result<(), NetlinkError> {
 /// The namespace and name of a journaled device, or `NotFound` when the namespace is gone
 /// (and the device with it: nothing left to restore).
 fn journaled_device(path: &str) -> std::io::Result<(Netns, &str)> {
-    let (inode, name) = netns::parse_device_path(path).ok_or_else(|| {
+    let (inode, cookie, name) = netns::parse_device_path(path).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("cannot read the journaled device {path:?}"),
         )
     })?;
-    let ns = Netns::find(inode).ok_or(std::io::ErrorKind::NotFound)?;
+    let ns = Netns::find(inode, cookie).ok_or(std::io::ErrorKind::NotFound)?;
     Ok((ns, name))
 }
 
