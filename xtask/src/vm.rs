@@ -57,9 +57,15 @@ const CONFIGS: &[Config] = &[
         bpf_lsm: true,
         tests: None,
     },
-    // The fmod_ret fallback for kernels without the BPF LSM; the smoke test proves it is off.
+    // The fmod_ret fallback for kernels without the BPF LSM, on both kernels (their BTF and
+    // verifiers differ); the smoke test proves the BPF LSM is off.
     Config {
         kernel: "6.1",
+        bpf_lsm: false,
+        tests: Some(&["vm_smoke", "vm_lsm"]),
+    },
+    Config {
+        kernel: "6.12",
         bpf_lsm: false,
         tests: Some(&["vm_smoke", "vm_lsm"]),
     },
