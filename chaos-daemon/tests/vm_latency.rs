@@ -254,8 +254,14 @@ fn start_on(
     jitter: u64,
     dist: &str,
 ) -> String {
-    let (delay, jitter) = (delay.to_string(), jitter.to_string());
-    let mut args = vec![
+    let args = latency_args(cg, dev, delay, jitter, dist);
+    let out = daemon.ctl_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn latency_args(cg: &Path, dev: Option<&str>, delay: u64, jitter: u64, dist: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--output",
         "json",
         "experiment",
@@ -265,18 +271,39 @@ fn start_on(
         "--duration",
         "600",
         "--latency-ms",
-        &delay,
+        &delay.to_string(),
         "--jitter-ms",
-        &jitter,
+        &jitter.to_string(),
         "--distribution",
         dist,
-    ];
+    ]
+    .map(String::from)
+    .into();
     if let Some(dev) = dev {
-        args.extend(["--interface", dev]);
+        args.extend(["--interface".into(), dev.into()]);
     }
-    let out = daemon.ctl_ok(&args);
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    v["id"].as_str().unwrap().to_string()
+    args
+}
+
+/// A `chaos-workload` that waits (in `netns` when given) inside `cg` until killed on drop.
+fn sleeper(netns: Option<&str>, cg: &Path) -> KillOnDrop {
+    let mut cmd = Command::new(WORKLOAD);
+    if let Some(ns) = netns {
+        cmd.args(["--netns", ns]);
+    }
+    let mut child = cmd
+        .arg("--cgroup")
+        .arg(cg)
+        .args(["udp-recv", "--idle-ms", "600000", "--timeout-ms", "600000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready "), "{line}");
+    KillOnDrop(Some(child))
 }
 
 #[test]
@@ -441,20 +468,21 @@ fn a_pod_in_its_own_network_namespace_is_delayed_on_its_eth0() {
     let mut daemon = Daemon::start(&dir.0);
     // A process of the pod in the target cgroup, so the daemon can find the namespace.
     let path = pod.path();
-    let mut sleeper = KillOnDrop(Some(
-        Command::new(WORKLOAD)
-            .args(["--netns", &path, "--cgroup"])
-            .arg(&cg.path)
-            .args(["udp-recv", "--idle-ms", "600000", "--timeout-ms", "600000"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
-    let mut line = String::new();
-    BufReader::new(sleeper.0.as_mut().unwrap().stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("ready "), "{line}");
+    let sleeper_in_pod = sleeper(Some(&path), &cg.path);
+    // A tree with processes in two namespaces has no one device to delay: refused, naming both.
+    {
+        let mixed = TestCgroup::new(&mount, "lat-mixed");
+        let _in_pod = sleeper(Some(&path), &mixed.path);
+        let _in_vm = sleeper(None, &mixed.path);
+        let args = latency_args(&mixed.path, None, 30, 0, "uniform");
+        let out = daemon.ctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("more than one network namespace"),
+            "{err}"
+        );
+        assert_eq!(pod.root(), before, "nothing changed");
+    }
     let ping_pod = |cg: Option<&Path>| ping_with(cg, &["--netns", &path], &pod.to);
     let base_in = ms(&ping_pod(Some(&cg.path)), "p50_ns");
     let base_out = ms(&ping_pod(None), "p50_ns");
@@ -503,5 +531,5 @@ fn a_pod_in_its_own_network_namespace_is_delayed_on_its_eth0() {
         "added {after:.2} ms after the restart"
     );
     drop(daemon);
-    drop(sleeper);
+    drop(sleeper_in_pod);
 }

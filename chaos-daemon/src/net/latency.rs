@@ -11,7 +11,7 @@ use std::path::Path;
 use super::{
     devices::{DeviceError, Devices},
     netlink::{Message, NLM_F_DUMP, NetlinkError, Socket, attrs},
-    netns::Netns,
+    netns::{self, Netns},
 };
 use crate::{
     cgroupfs,
@@ -182,28 +182,33 @@ fn target_netns(cgroup: &Path) -> Result<Netns, LatencyError> {
         cgroup: display(),
         source,
     })?;
-    let mut found: Option<Netns> = None;
-    // A process that exits while we look has no namespace to report: skip it.
-    for ns in pids.into_iter().filter_map(|pid| Netns::of_pid(pid).ok()) {
-        match &found {
-            None => found = Some(ns),
-            Some(first) if *first == ns => {}
-            Some(first) => {
+    // Inodes first (a stat each; opening one costs a thread): a process that exits while we
+    // look has no namespace to report and is skipped.
+    let mut inode = None;
+    let mut members = Vec::new();
+    for pid in pids {
+        let Ok(theirs) = netns::inode_of_pid(pid) else {
+            continue;
+        };
+        match inode {
+            Some(first) if first != theirs => {
                 return Err(LatencyError::ManyNetns {
                     cgroup: display(),
-                    first: first.to_string(),
-                    second: ns.to_string(),
+                    first: format!("net:[{first}]"),
+                    second: format!("net:[{theirs}]"),
                 });
             }
+            _ => inode = Some(theirs),
         }
+        members.push(pid);
     }
-    match found {
-        Some(ns) => Ok(ns),
-        None => Netns::own().map_err(|source| LatencyError::Netns {
-            netns: "of the daemon".into(),
-            source,
-        }),
+    if let Some(ns) = members.into_iter().find_map(|pid| Netns::of_pid(pid).ok()) {
+        return Ok(ns);
     }
+    Netns::own().map_err(|source| LatencyError::Netns {
+        netns: "of the daemon".into(),
+        source,
+    })
 }
 
 const RTM_GETROUTE: u16 = 26;

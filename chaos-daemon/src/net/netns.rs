@@ -48,6 +48,11 @@ fn own_inode() -> io::Result<u64> {
     Ok(std::fs::metadata("/proc/self/ns/net")?.ino())
 }
 
+/// The inode number of process `pid`'s network namespace (a `stat`, nothing opened).
+pub fn inode_of_pid(pid: u32) -> io::Result<u64> {
+    Ok(std::fs::metadata(format!("/proc/{pid}/ns/net"))?.ino())
+}
+
 impl Netns {
     /// The daemon's own network namespace.
     pub fn own() -> io::Result<Self> {
