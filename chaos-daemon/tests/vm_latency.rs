@@ -12,8 +12,8 @@
 //! the echo server are pinned (the one measured client and the server on CPU 0): a wake-up
 //! across TCG vCPUs on a busy host adds ms of noise. Even so, a busy CI host makes the VM's
 //! timers late by a few ms now and then (seen: +2 ms on 20 ms, once), so a measurement outside
-//! its tolerance is taken again, up to [`ATTEMPTS`] times in all, each attempt printed. A wrong
-//! delay fails every attempt.
+//! its tolerance is taken again ([`measured`]), each attempt printed. A wrong delay fails every
+//! attempt.
 #![cfg(feature = "vm-tests")]
 
 mod support;
@@ -30,25 +30,6 @@ use support::*;
 
 /// Echoes per measurement.
 const N: &str = "200";
-
-/// Measurements of one figure before its tolerance counts as missed.
-const ATTEMPTS: usize = 3;
-
-/// Runs `measure` until it reports no miss, at most [`ATTEMPTS`] times, and panics with the last
-/// miss.
-fn measured<T>(what: &str, mut measure: impl FnMut() -> Result<T, String>) -> T {
-    let mut miss = String::new();
-    for attempt in 1..=ATTEMPTS {
-        match measure() {
-            Ok(t) => return t,
-            Err(m) => {
-                println!("{what}: attempt {attempt}/{ATTEMPTS} missed: {m}");
-                miss = m;
-            }
-        }
-    }
-    panic!("{what}: {miss} (in each of {ATTEMPTS} attempts)");
-}
 
 fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().unwrap();
