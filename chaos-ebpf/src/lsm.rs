@@ -10,7 +10,10 @@
 //! dentry and its ancestors are looked up in [`LSM_DIRS`] by (device, inode) (docs/adr/0009).
 //!
 //! Context layout (identical for `lsm/<hook>` and `fmod_ret/security_<hook>`): the hook's
-//! arguments as u64 words, then the return value of the programs that ran before this one.
+//! arguments as u64 words (`security_mmap_file` has one argument fewer than the `mmap_file`
+//! hook, but the file comes first in both). The programs do not read the previous programs'
+//! verdict after the arguments: the trampoline stops at the first program that denies, so a
+//! program only ever runs after verdicts of 0 (see docs/adr/0009 for why it must not read it).
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
@@ -74,13 +77,6 @@ fn deny(errno: u32) -> i32 {
     // SAFETY: a volatile read of a live, aligned local.
     let zero = unsafe { core::ptr::read_volatile(&zero) };
     zero - e
-}
-
-/// The previous programs' verdict at `ctx[nargs]`, kept when it is already a denial.
-#[inline(always)]
-fn previous_denial(ctx: &LsmContext, nargs: usize) -> Option<i32> {
-    let prev: i64 = ctx.arg(nargs);
-    (prev != 0).then(|| deny((prev as i32).wrapping_neg() as u32))
 }
 
 /// What a hook knows about a file or process call: nothing the network filters look at.
@@ -172,17 +168,13 @@ fn member_flags(slot: u32, call: u32) -> u32 {
     }
 }
 
-/// The verdict for a call of kind `call` (`FLAG_CALL_*`) on `obj`; `nargs` is the hook's
-/// argument count, so the previous programs' verdict is at `ctx[nargs]`.
+/// The verdict for a call of kind `call` (`FLAG_CALL_*`) on `obj`.
 ///
 /// The dentry walk runs at most once, and only when a path slot applies to this call and task
 /// (a first pass with a yes/no answer, so that the verifier does not track a slot mask): tasks
 /// outside every path slot's cgroup and unfiltered faults never pay for it.
 #[inline(always)]
-fn verdict(ctx: &LsmContext, nargs: usize, call: u32, obj: Object) -> i32 {
-    if let Some(denied) = previous_denial(ctx, nargs) {
-        return denied;
-    }
+fn verdict(call: u32, obj: Object) -> i32 {
     let mut walk = false;
     let mut slot = 0;
     while slot < MAX_SLOTS {
@@ -210,7 +202,7 @@ fn verdict(ctx: &LsmContext, nargs: usize, call: u32, obj: Object) -> i32 {
 #[lsm(hook = "file_open")]
 pub fn lsm_file_open(ctx: LsmContext) -> i32 {
     let file: u64 = ctx.arg(0);
-    verdict(&ctx, 1, FLAG_CALL_OPEN, Object::File(file))
+    verdict(FLAG_CALL_OPEN, Object::File(file))
 }
 
 #[lsm(hook = "file_permission")]
@@ -227,29 +219,29 @@ pub fn lsm_file_perm(ctx: LsmContext) -> i32 {
         return 0;
     }
     let file: u64 = ctx.arg(0);
-    verdict(&ctx, 2, call, Object::File(file))
+    verdict(call, Object::File(file))
 }
 
 #[lsm(hook = "inode_unlink")]
 pub fn lsm_unlink(ctx: LsmContext) -> i32 {
     let dentry: u64 = ctx.arg(1);
-    verdict(&ctx, 2, FLAG_CALL_UNLINK, Object::Dentry(dentry))
+    verdict(FLAG_CALL_UNLINK, Object::Dentry(dentry))
 }
 
 #[lsm(hook = "inode_create")]
 pub fn lsm_create(ctx: LsmContext) -> i32 {
     let dentry: u64 = ctx.arg(1);
-    verdict(&ctx, 3, FLAG_CALL_CREATE, Object::Dentry(dentry))
+    verdict(FLAG_CALL_CREATE, Object::Dentry(dentry))
 }
 
 #[lsm(hook = "task_alloc")]
-pub fn lsm_task_alloc(ctx: LsmContext) -> i32 {
-    verdict(&ctx, 2, FLAG_CALL_FORK, Object::None)
+pub fn lsm_task_alloc(_ctx: LsmContext) -> i32 {
+    verdict(FLAG_CALL_FORK, Object::None)
 }
 
 #[lsm(hook = "bprm_check_security")]
-pub fn lsm_bprm_check(ctx: LsmContext) -> i32 {
-    verdict(&ctx, 1, FLAG_CALL_EXEC, Object::None)
+pub fn lsm_bprm_check(_ctx: LsmContext) -> i32 {
+    verdict(FLAG_CALL_EXEC, Object::None)
 }
 
 #[lsm(hook = "mmap_file")]
@@ -260,18 +252,5 @@ pub fn lsm_mmap_file(ctx: LsmContext) -> i32 {
     if file == 0 {
         return 0;
     }
-    verdict(&ctx, 4, FLAG_CALL_MMAP, Object::File(file))
-}
-
-/// `mmap_file` for the `fmod_ret` fallback only: `security_mmap_file(file, prot, flags)` has
-/// three arguments where the LSM hook has four, so the previous verdict is at `ctx[3]`. It is
-/// declared as an LSM program because that is the section aya parses; the daemon never
-/// attaches it as one.
-#[lsm(hook = "mmap_file")]
-pub fn fmod_mmap_file(ctx: LsmContext) -> i32 {
-    let file: u64 = ctx.arg(0);
-    if file == 0 {
-        return 0;
-    }
-    verdict(&ctx, 3, FLAG_CALL_MMAP, Object::File(file))
+    verdict(FLAG_CALL_MMAP, Object::File(file))
 }

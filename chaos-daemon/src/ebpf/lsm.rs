@@ -74,9 +74,8 @@ impl LsmHook {
         }
     }
 
-    /// The kernel function the `fmod_ret` fallback modifies, and the program it loads there.
-    /// `security_mmap_file(file, prot, flags)` has one argument fewer than the `mmap_file`
-    /// hook, so its previous return value sits one word earlier: it has its own body.
+    /// The kernel function the `fmod_ret` fallback modifies, and the program it loads there
+    /// (the LSM body: the programs read only their first arguments, which agree).
     pub fn fmod_ret_target(self) -> (&'static str, &'static str) {
         match self {
             LsmHook::FileOpen => ("security_file_open", "lsm_file_open"),
@@ -85,7 +84,7 @@ impl LsmHook {
             LsmHook::InodeCreate => ("security_inode_create", "lsm_create"),
             LsmHook::TaskAlloc => ("security_task_alloc", "lsm_task_alloc"),
             LsmHook::BprmCheck => ("security_bprm_check", "lsm_bprm_check"),
-            LsmHook::MmapFile => ("security_mmap_file", "fmod_mmap_file"),
+            LsmHook::MmapFile => ("security_mmap_file", "lsm_mmap_file"),
         }
     }
 }
