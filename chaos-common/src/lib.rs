@@ -46,14 +46,18 @@ pub const DIST_NORMAL: u32 = 1;
 /// `bpf_current_task_under_cgroup` whether the calling task is in the slot's cgroup or below it.
 pub const MAP_LSM_CGROUPS: &str = "CHAOS_LSM_CGRPS";
 
-/// Name of the `Array<PathPrefix>` map (`MAX_SLOTS` entries): a slot's path prefix, read when
-/// its flags have [`FLAG_PATH_PREFIX`].
-pub const MAP_LSM_PATHS: &str = "CHAOS_LSM_PATHS";
-/// Name of the `.rodata` global holding `offsetof(struct file, f_path)` for this kernel, set by
-/// the daemon at load time from the kernel's BTF.
-pub const GLOBAL_F_PATH_OFFSET: &str = "CHAOS_F_PATH_OFF";
-/// Longest path the path-prefix filter reads (`bpf_d_path` buffer), NUL included.
-pub const PATH_BUF_LEN: usize = 256;
+/// Name of the `HashMap<DirKey, u32>` map of the path-prefix filter: the identity of a
+/// directory (or file) at or under which some slots fail calls, to the bit mask of those slots
+/// (`1 << slot`). Read when a slot's flags have [`FLAG_PATH_PREFIX`]; see docs/adr/0009.
+pub const MAP_LSM_DIRS: &str = "CHAOS_LSM_DIRS";
+/// How many directory identities one slot's path prefix may use: the prefix itself, in each
+/// mount namespace of the target, and the roots of the mounts below it.
+pub const MAX_DIRS_PER_SLOT: usize = 16;
+/// Capacity of [`MAP_LSM_DIRS`].
+pub const MAX_DIR_KEYS: u32 = MAX_SLOTS * MAX_DIRS_PER_SLOT as u32;
+/// Name of the `.rodata` global [`KernelOffsets`], set by the daemon at load time from the
+/// kernel's BTF.
+pub const GLOBAL_KERNEL_OFFSETS: &str = "CHAOS_KOFFS";
 
 /// `SlotConfig::protocol`: match every protocol.
 pub const PROTO_ANY: u32 = 0;
@@ -85,8 +89,8 @@ pub const FLAG_CALL_EXEC: u32 = 1 << 14;
 /// `SlotConfig::flags`: fail `mmap()` of a file (LSM `mmap_file`).
 pub const FLAG_CALL_MMAP: u32 = 1 << 15;
 
-/// `SlotConfig::flags`: only files whose path starts with the slot's [`PathPrefix`] (at a
-/// component boundary). Such slots are judged by the path-aware program only.
+/// `SlotConfig::flags`: only files at or under the slot's directories in [`MAP_LSM_DIRS`]
+/// (the file itself or one of its ancestor dentries is one of them).
 pub const FLAG_PATH_PREFIX: u32 = 1 << 16;
 
 /// `Cidr::family` of an IPv4 network.
@@ -188,42 +192,44 @@ impl SlotConfig {
     }
 }
 
-/// A slot's path prefix: absolute, no trailing `/`, `len` bytes of `bytes` used.
+/// A directory's (or file's) identity as the kernel's inode hooks see it: the inode number
+/// and the kernel-internal `dev_t` of its superblock (`MKDEV(major, minor)` =
+/// `major << 20 | minor`, not the user-space encoding of `st_dev`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PathPrefix {
-    /// Bytes used, `1..PATH_BUF_LEN`.
-    pub len: u32,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DirKey {
+    /// `inode->i_ino`.
+    pub ino: u64,
+    /// `inode->i_sb->s_dev`.
+    pub dev: u32,
     /// Explicit padding; always zero.
     pub _pad: u32,
-    /// The prefix, zero-filled after `len`.
-    pub bytes: [u8; PATH_BUF_LEN],
 }
-const _: () = assert!(size_of::<PathPrefix>() == 264);
+const _: () = assert!(size_of::<DirKey>() == 16);
 
-impl PathPrefix {
-    /// Whether the NUL-terminated `path` starts with this prefix at a component boundary:
-    /// `/data` matches `/data` and `/data/x`, not `/database`.
-    #[inline(always)]
-    pub fn matches(&self, path: &[u8; PATH_BUF_LEN]) -> bool {
-        let len = self.len as usize;
-        if len == 0 || len >= PATH_BUF_LEN {
-            return false;
-        }
-        let mut i = 0;
-        while i < PATH_BUF_LEN - 1 {
-            if i >= len {
-                break;
-            }
-            if path[i] != self.bytes[i] {
-                return false;
-            }
-            i += 1;
-        }
-        let next = path[len & (PATH_BUF_LEN - 1)];
-        next == 0 || next == b'/'
-    }
+/// Byte offsets of the struct members the path-prefix walk reads, in the running kernel (they
+/// differ between 6.1 and 6.12; aya-ebpf has no CO-RE field relocations). All zero = unknown.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `offsetof(struct file, f_path)`.
+    pub file_f_path: u32,
+    /// `offsetof(struct path, dentry)`.
+    pub path_dentry: u32,
+    /// `offsetof(struct dentry, d_parent)`.
+    pub dentry_d_parent: u32,
+    /// `offsetof(struct dentry, d_inode)`.
+    pub dentry_d_inode: u32,
+    /// `offsetof(struct inode, i_ino)`.
+    pub inode_i_ino: u32,
+    /// `offsetof(struct inode, i_sb)`.
+    pub inode_i_sb: u32,
+    /// `offsetof(struct super_block, s_dev)`.
+    pub super_block_s_dev: u32,
+    /// Non-zero once the daemon filled every offset from BTF.
+    pub valid: u32,
 }
+const _: () = assert!(size_of::<KernelOffsets>() == 32);
 
 /// Per-CPU event counters of one slot.
 #[repr(C)]
@@ -269,7 +275,9 @@ mod user {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SlotCounters {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::PathPrefix {}
+    unsafe impl aya::Pod for super::DirKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::LatencyConfig {}
 }

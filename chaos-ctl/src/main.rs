@@ -156,7 +156,7 @@ struct ExperimentArgs {
     /// syscall_error: open,read,write,unlink,create,fork,exec,mmap.
     #[arg(long, value_delimiter = ',')]
     calls: Option<Vec<String>>,
-    /// syscall_error: only opens of files at or under this path (with --calls open).
+    /// syscall_error: only files at or under this directory (file calls only, not fork/exec).
     #[arg(long)]
     path_prefix: Option<String>,
     /// network_latency: added delay in milliseconds.

@@ -21,6 +21,7 @@ use crate::{
     host_fault::{HostFault, HostFaultError},
     journal::{HostJournal, JournalError, MemoryJournal, undo_pending},
     net::latency::{Latency, LatencyError, LatencyRun},
+    path_dirs,
     target::{ResolvedTarget, Resolver, TargetError},
 };
 
@@ -163,6 +164,11 @@ impl Engine {
         if spec.fault.is_host() {
             return self.start_host(spec, target);
         }
+        let lsm_dirs = plan
+            .lsm_path
+            .as_deref()
+            .map(|p| path_dirs::resolve(p, &target.path))
+            .transpose()?;
         let slot = self
             .slots
             .iter()
@@ -187,14 +193,16 @@ impl Engine {
             Vec::new()
         } else {
             self.kernel.set_lsm_target(slot_u32, &cgroup)?;
-            if let Some(prefix) = &plan.lsm_path {
-                self.kernel.set_lsm_path(slot_u32, prefix)?;
-            }
-            let links: Result<Vec<_>, _> = plan
-                .lsm_hooks
-                .iter()
-                .map(|h| self.kernel.attach_lsm(*h))
-                .collect();
+            let dirs = match &lsm_dirs {
+                Some(dirs) => self.kernel.set_lsm_dirs(slot_u32, dirs),
+                None => Ok(()),
+            };
+            let links: Result<Vec<_>, _> = dirs.and_then(|()| {
+                plan.lsm_hooks
+                    .iter()
+                    .map(|h| self.kernel.attach_lsm(*h))
+                    .collect()
+            });
             match links {
                 Ok(links) => links,
                 Err(e) => {

@@ -4,7 +4,8 @@
 //!   configuration and kernel attachments ([`ebpf`]), and arms, disarms and stops it.
 //! * [`experiment::Manager`] runs experiments on the engine: lifecycle, emergency-stop latch,
 //!   recorded in the [`store`]; [`report`] renders their post-mortems.
-//! * [`net`] changes network devices for latency faults (root qdisc, journaled).
+//! * [`net`] changes network devices for latency faults (root qdisc, journaled);
+//!   [`path_dirs`] resolves a syscall-error path prefix to the directories the kernel matches.
 //! * [`host_fault`] makes the faults that are cgroup file writes; [`journal`] records host
 //!   changes before they are made and undoes them, also after a crash; [`capability`] probes
 //!   what this kernel can run.
@@ -22,6 +23,7 @@ pub mod host_fault;
 pub mod journal;
 pub mod metrics;
 pub mod net;
+pub mod path_dirs;
 pub mod report;
 pub mod store;
 pub mod target;

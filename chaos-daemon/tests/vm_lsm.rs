@@ -252,33 +252,126 @@ fn two_faults_share_a_hook_and_the_last_stop_detaches_it() {
     assert_eq!(engine.lsm_links_attached(), 0);
 }
 
+/// Mounts a fresh tmpfs on `dir` (which must exist); detached again on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path) -> Self {
+        let c = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated strings that outlive the call; no mount data.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                c.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "mount tmpfs on {dir:?}: {}",
+            std::io::Error::last_os_error()
+        );
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(self.0.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated string that outlives the call.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
 #[test]
-fn path_prefix_fails_only_opens_under_the_prefix() {
+fn path_prefix_fails_every_file_call_only_under_the_prefix() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-path");
     let root = TempDir::new("lsm-path");
-    // `in` is the prefix; `inner` shares its first bytes but is not under it.
-    let (under, sibling) = (root.0.join("in"), root.0.join("inner"));
-    for d in [&under, &sibling] {
-        std::fs::create_dir(d).unwrap();
-        std::fs::write(d.join("data"), [0u8; 16]).unwrap();
+    // `x-data` is the prefix; `x-data/a/b` is nested below it; `x-data/mnt` is another
+    // filesystem mounted below it; `x-data2` shares its first bytes but is not under it;
+    // `other` is elsewhere.
+    let prefix = root.0.join("x-data");
+    let (nested, mounted) = (prefix.join("a/b"), prefix.join("mnt"));
+    let (sibling, other) = (root.0.join("x-data2"), root.0.join("other"));
+    for d in [&nested, &mounted, &sibling, &other] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let _tmpfs = Tmpfs::mount(&mounted);
+    for d in [&prefix, &nested, &mounted, &sibling, &other] {
+        std::fs::write(d.join("data"), [0u8; 4096]).unwrap();
     }
     let mut engine = engine(&mount);
+    let p = 0.5;
+    for (op, errno, n) in [
+        ("open", "EIO", 400),
+        ("read", "EIO", 400),
+        ("write", "ENOSPC", 400),
+        ("unlink", "EACCES", 200),
+        ("create", "EROFS", 200),
+        ("mmap", "EPERM", 200),
+    ] {
+        let fault = Fault::SyscallError {
+            errno: errno.parse().unwrap(),
+            calls: vec![op.parse().unwrap()],
+            // A trailing slash is normalized away.
+            path_prefix: Some(format!("{}/", prefix.display())),
+        };
+        let id = start(&mut engine, &spec(cg.target(), fault, p));
+        let mut failed = 0;
+        for (where_, dir) in [
+            ("prefix", &prefix),
+            ("nested", &nested),
+            ("mount", &mounted),
+        ] {
+            let r = calls(Some(&cg.path), op, dir, n);
+            assert_eq!(r.ok() + r.get(errno), n, "{op} in {where_}: {r:?}");
+            assert_rate(
+                &format!("{op} {errno} under the prefix ({where_})"),
+                r.get(errno) as f64 / n as f64,
+                n,
+                p,
+                4.0,
+            );
+            failed += r.get(errno);
+        }
+        for (where_, dir) in [("x-data2", &sibling), ("other", &other)] {
+            let r = calls(Some(&cg.path), op, dir, n);
+            assert_eq!(r.ok(), n, "{op} in {where_}, beside the prefix: {r:?}");
+        }
+        let r = calls(None, op, &prefix, n);
+        assert_eq!(
+            r.ok(),
+            n,
+            "{op} under the prefix, outside the cgroup: {r:?}"
+        );
+        let c = engine.stop(id).unwrap();
+        assert_eq!(c.injected, failed, "{op}");
+        eprintln!(
+            "path_prefix {op}: {failed} of {} faulted under the prefix, 0 of {} beside it, 0 of {n} outside the cgroup",
+            3 * n,
+            2 * n
+        );
+    }
+    assert_eq!(engine.lsm_links_attached(), 0);
+}
+
+#[test]
+fn path_prefix_must_exist() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-path-missing");
+    let root = TempDir::new("lsm-path-missing");
+    let mut engine = engine(&mount);
+    assert_eq!(engine.lsm_support(), expected_mode());
     let fault = Fault::SyscallError {
         errno: "EIO".parse().unwrap(),
-        calls: vec!["open".parse().unwrap()],
-        path_prefix: Some(format!("{}/", under.display())),
+        calls: vec!["read".parse().unwrap()],
+        path_prefix: Some(root.0.join("missing").display().to_string()),
     };
-    let id = start(&mut engine, &spec(cg.target(), fault, 1.0));
-    let hit = calls(Some(&cg.path), "open", &under, 100);
-    assert_eq!(hit.get("EIO"), 100, "under the prefix: {hit:?}");
-    let miss = calls(Some(&cg.path), "open", &sibling, 100);
-    assert_eq!(miss.ok(), 100, "beside the prefix: {miss:?}");
-    assert_eq!(
-        calls(None, "open", &under, 100).ok(),
-        100,
-        "outside the cgroup"
-    );
-    let c = engine.stop(id).unwrap();
-    assert_eq!(c.injected, 100);
+    let e = engine.start(&spec(cg.target(), fault, 1.0)).unwrap_err();
+    assert!(e.to_string().contains("fault.path_prefix"), "{e}");
+    assert_eq!(engine.lsm_links_attached(), 0, "nothing attached");
 }

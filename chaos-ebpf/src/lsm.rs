@@ -5,23 +5,26 @@
 //! The programs are not attached to a cgroup, so each one walks the slots: a slot applies when it
 //! is armed for this call (`SlotConfig::flags`) and the calling task is in the slot's cgroup or
 //! below it (`bpf_current_task_under_cgroup` on [`LSM_CGROUPS`]); then [`decide`] judges it like
-//! any other event (deadline, probability, exact cap, counters). See docs/adr/0006. Slots with
-//! a path prefix (`open` only) are judged by `lsm_open_path`, which reads the file's path.
+//! any other event (deadline, probability, exact cap, counters). See docs/adr/0006. A slot with a
+//! path prefix also needs the hook's file to be at or under one of its directories: the hook's
+//! dentry and its ancestors are looked up in [`LSM_DIRS`] by (device, inode) (docs/adr/0009).
 //!
 //! Context layout (identical for `lsm/<hook>` and `fmod_ret/security_<hook>`): the hook's
-//! arguments as u64 words, then the return value of the programs that ran before this one.
+//! arguments as u64 words (`security_mmap_file` has one argument fewer than the `mmap_file`
+//! hook, but the file comes first in both). The programs do not read the previous programs'
+//! verdict after the arguments: the trampoline stops at the first program that denies, so a
+//! program only ever runs after verdicts of 0 (see docs/adr/0009 for why it must not read it).
 
 use aya_ebpf::{
-    bindings::path,
-    helpers::generated::bpf_d_path,
+    helpers::bpf_probe_read_kernel,
     macros::{lsm, map},
-    maps::{Array, CgroupArray, PerCpuArray},
+    maps::{CgroupArray, HashMap},
     programs::LsmContext,
 };
 use chaos_common::{
-    FLAG_CALL_CREATE, FLAG_CALL_EXEC, FLAG_CALL_FORK, FLAG_CALL_MMAP, FLAG_CALL_OPEN,
-    FLAG_CALL_READ, FLAG_CALL_UNLINK, FLAG_CALL_WRITE, FLAG_PATH_PREFIX, MAX_SLOTS, PATH_BUF_LEN,
-    PathPrefix,
+    DirKey, FLAG_CALL_CREATE, FLAG_CALL_EXEC, FLAG_CALL_FORK, FLAG_CALL_MMAP, FLAG_CALL_OPEN,
+    FLAG_CALL_READ, FLAG_CALL_UNLINK, FLAG_CALL_WRITE, FLAG_PATH_PREFIX, KernelOffsets,
+    MAX_DIR_KEYS, MAX_SLOTS,
 };
 
 use crate::decide::{Event, NO_PORT, armed_flags, decide};
@@ -29,18 +32,28 @@ use crate::decide::{Event, NO_PORT, armed_flags, decide};
 #[map(name = "CHAOS_LSM_CGRPS")]
 static LSM_CGROUPS: CgroupArray = CgroupArray::with_max_entries(MAX_SLOTS, 0);
 
-#[map(name = "CHAOS_LSM_PATHS")]
-static LSM_PATHS: Array<PathPrefix> = Array::with_max_entries(MAX_SLOTS, 0);
+/// (device, inode) of a path-prefix directory -> bit mask of the slots it belongs to.
+#[map(name = "CHAOS_LSM_DIRS")]
+static LSM_DIRS: HashMap<DirKey, u32> = HashMap::with_max_entries(MAX_DIR_KEYS, 0);
 
-/// Scratch space for `bpf_d_path` (too big for the 512-byte stack).
-#[map(name = "CHAOS_PATH_BUF")]
-static PATH_BUF: PerCpuArray<[u8; PATH_BUF_LEN]> = PerCpuArray::with_max_entries(1, 0);
-
-/// `offsetof(struct file, f_path)` in the running kernel, written by the daemon at load time
-/// (`.rodata`, frozen: the verifier sees it as a constant, so `file + offset` stays a typed
-/// `struct path` pointer that `bpf_d_path` accepts). It differs between 6.1 and 6.12.
+/// Member offsets of this kernel's `file`, `path`, `dentry`, `inode` and `super_block`, written
+/// by the daemon at load time from BTF (`.rodata`, frozen). `valid == 0`: unknown, and no path
+/// slot ever matches.
 #[unsafe(no_mangle)]
-static CHAOS_F_PATH_OFF: u32 = 0;
+static CHAOS_KOFFS: KernelOffsets = KernelOffsets {
+    file_f_path: 0,
+    path_dentry: 0,
+    dentry_d_parent: 0,
+    dentry_d_inode: 0,
+    inode_i_ino: 0,
+    inode_i_sb: 0,
+    super_block_s_dev: 0,
+    valid: 0,
+};
+
+/// How many dentries the path-prefix walk looks at: the hook's own and up to 63 ancestors. A
+/// file deeper than that below its filesystem's root never matches.
+const MAX_DEPTH: u32 = 64;
 
 /// `MAY_WRITE` / `MAY_READ` bits of `file_permission`'s mask (include/linux/fs.h).
 const MAY_WRITE: u64 = 2;
@@ -66,13 +79,6 @@ fn deny(errno: u32) -> i32 {
     zero - e
 }
 
-/// The previous programs' verdict at `ctx[nargs]`, kept when it is already a denial.
-#[inline(always)]
-fn previous_denial(ctx: &LsmContext, nargs: usize) -> Option<i32> {
-    let prev: i64 = ctx.arg(nargs);
-    (prev != 0).then(|| deny((prev as i32).wrapping_neg() as u32))
-}
-
 /// What a hook knows about a file or process call: nothing the network filters look at.
 const CALL_EVENT: Event = Event {
     proto: 0,
@@ -81,59 +87,109 @@ const CALL_EVENT: Event = Event {
     port: NO_PORT,
 };
 
-/// The verdict for a call of kind `call` (`FLAG_CALL_*`); `nargs` is the hook's argument count,
-/// so the previous programs' verdict is at `ctx[nargs]`. Slots with a path prefix are left to
-/// [`lsm_open_path`].
-#[inline(always)]
-fn verdict(ctx: &LsmContext, nargs: usize, call: u32) -> i32 {
-    if let Some(denied) = previous_denial(ctx, nargs) {
-        return denied;
-    }
-    let mut slot = 0;
-    while slot < MAX_SLOTS {
-        let flags = armed_flags(slot);
-        if flags & call != 0
-            && flags & FLAG_PATH_PREFIX == 0
-            && LSM_CGROUPS.current_task_under_cgroup(slot) == Ok(true)
-            && let Some(cfg) = decide(slot, &CALL_EVENT)
-        {
-            return deny(cfg.errno);
-        }
-        slot += 1;
-    }
-    0
+/// What the hook knows about the file the call concerns, for the path-prefix filter.
+#[derive(Clone, Copy)]
+enum Object {
+    /// A `struct file *` (`file_open`, `file_permission`, `mmap_file`).
+    File(u64),
+    /// A `struct dentry *` (`inode_unlink`, `inode_create`: the new, still negative, dentry).
+    Dentry(u64),
+    /// No file (`task_alloc`, `bprm_check_security`): path slots never get this call.
+    None,
 }
 
-/// `open()` of files under a slot's path prefix: the file's path from `bpf_d_path` (allowed
-/// on `file_open` and `security_file_open`), compared with each path slot's prefix.
+/// Reads the kernel word at `base + off`.
 #[inline(always)]
-fn open_path_verdict(ctx: &LsmContext) -> i32 {
-    if let Some(denied) = previous_denial(ctx, 1) {
-        return denied;
-    }
-    let Some(buf) = PATH_BUF.get_ptr_mut(0) else {
-        return 0;
-    };
-    let file: *mut u8 = ctx.arg(0);
+fn read_u64(base: u64, off: u32) -> Option<u64> {
+    // SAFETY: `bpf_probe_read_kernel` checks the address; a bad one gives an error, not a fault.
+    unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const u64) }.ok()
+}
+
+/// The slots whose directories in [`LSM_DIRS`] hold the object's dentry or one of its
+/// ancestors (a bit mask): walks `d_parent` up to [`MAX_DEPTH`] dentries or the filesystem's
+/// root.
+///
+/// The verifier walks the loop once per iteration, so nothing here may multiply its states:
+/// the result is an opaque OR of map values, with no early exit on a particular value.
+#[inline(always)]
+fn slots_under_dirs(obj: Object) -> u32 {
     // SAFETY: a volatile read of a `.rodata` constant, so that the compiler does not fold the
-    // placeholder 0 the object carries.
-    let off = unsafe { core::ptr::read_volatile(&CHAOS_F_PATH_OFF) };
-    let f_path = file.wrapping_add(off as usize).cast::<path>();
-    // SAFETY: `f_path` is `&file->f_path` of the hook's file (the verifier checks the type);
-    // `buf` is a per-CPU map value of `PATH_BUF_LEN` bytes.
-    let n = unsafe { bpf_d_path(f_path, buf.cast(), PATH_BUF_LEN as u32) };
-    if n < 0 {
+    // placeholder zeroes the object carries.
+    let o = unsafe { core::ptr::read_volatile(&raw const CHAOS_KOFFS) };
+    if o.valid == 0 {
         return 0;
     }
-    // SAFETY: the per-CPU value is valid for the whole run and only this CPU touches it.
-    let buf = unsafe { &*buf };
+    let mut dentry = match obj {
+        Object::File(file) => match read_u64(file, o.file_f_path.wrapping_add(o.path_dentry)) {
+            Some(d) => d,
+            None => return 0,
+        },
+        Object::Dentry(d) => d,
+        Object::None => return 0,
+    };
+    let mut found = 0;
+    let mut depth = 0;
+    while depth < MAX_DEPTH && dentry != 0 {
+        // A negative dentry (the file `create` is about to make) has no inode: go on upwards.
+        if let Some(inode) = read_u64(dentry, o.dentry_d_inode)
+            && inode != 0
+            && let Some(ino) = read_u64(inode, o.inode_i_ino)
+            && let Some(sb) = read_u64(inode, o.inode_i_sb)
+            // SAFETY: as in `read_u64`; `s_dev` is a 32-bit `dev_t`.
+            && let Ok(dev) = unsafe {
+                bpf_probe_read_kernel((sb + u64::from(o.super_block_s_dev)) as *const u32)
+            }
+            // SAFETY: a hash map lookup; the value is only read.
+            && let Some(mask) = unsafe { LSM_DIRS.get(&DirKey { ino, dev, _pad: 0 }) }
+        {
+            found |= *mask;
+        }
+        let Some(parent) = read_u64(dentry, o.dentry_d_parent) else {
+            break;
+        };
+        // The filesystem's root is its own parent.
+        if parent == dentry {
+            break;
+        }
+        dentry = parent;
+        depth += 1;
+    }
+    found
+}
+
+/// Whether `slot` is armed for `call` and holds the calling task; its flags if so.
+#[inline(always)]
+fn member_flags(slot: u32, call: u32) -> u32 {
+    let flags = armed_flags(slot);
+    if flags & call != 0 && LSM_CGROUPS.current_task_under_cgroup(slot) == Ok(true) {
+        flags
+    } else {
+        0
+    }
+}
+
+/// The verdict for a call of kind `call` (`FLAG_CALL_*`) on `obj`.
+///
+/// The dentry walk runs at most once, and only when a path slot applies to this call and task
+/// (a first pass with a yes/no answer, so that the verifier does not track a slot mask): tasks
+/// outside every path slot's cgroup and unfiltered faults never pay for it.
+#[inline(always)]
+fn verdict(call: u32, obj: Object) -> i32 {
+    let mut walk = false;
     let mut slot = 0;
     while slot < MAX_SLOTS {
-        let flags = armed_flags(slot);
-        if flags & FLAG_CALL_OPEN != 0
-            && flags & FLAG_PATH_PREFIX != 0
-            && LSM_CGROUPS.current_task_under_cgroup(slot) == Ok(true)
-            && LSM_PATHS.get(slot).is_some_and(|p| p.matches(buf))
+        if member_flags(slot, call) & FLAG_PATH_PREFIX != 0 {
+            walk = true;
+            break;
+        }
+        slot += 1;
+    }
+    let under = if walk { slots_under_dirs(obj) } else { 0 };
+    let mut slot = 0;
+    while slot < MAX_SLOTS {
+        let flags = member_flags(slot, call);
+        if flags != 0
+            && (flags & FLAG_PATH_PREFIX == 0 || under & (1 << slot) != 0)
             && let Some(cfg) = decide(slot, &CALL_EVENT)
         {
             return deny(cfg.errno);
@@ -141,16 +197,12 @@ fn open_path_verdict(ctx: &LsmContext) -> i32 {
         slot += 1;
     }
     0
-}
-
-#[lsm(hook = "file_open")]
-pub fn lsm_open_path(ctx: LsmContext) -> i32 {
-    open_path_verdict(&ctx)
 }
 
 #[lsm(hook = "file_open")]
 pub fn lsm_file_open(ctx: LsmContext) -> i32 {
-    verdict(&ctx, 1, FLAG_CALL_OPEN)
+    let file: u64 = ctx.arg(0);
+    verdict(FLAG_CALL_OPEN, Object::File(file))
 }
 
 #[lsm(hook = "file_permission")]
@@ -166,27 +218,30 @@ pub fn lsm_file_perm(ctx: LsmContext) -> i32 {
     if call == 0 {
         return 0;
     }
-    verdict(&ctx, 2, call)
+    let file: u64 = ctx.arg(0);
+    verdict(call, Object::File(file))
 }
 
 #[lsm(hook = "inode_unlink")]
 pub fn lsm_unlink(ctx: LsmContext) -> i32 {
-    verdict(&ctx, 2, FLAG_CALL_UNLINK)
+    let dentry: u64 = ctx.arg(1);
+    verdict(FLAG_CALL_UNLINK, Object::Dentry(dentry))
 }
 
 #[lsm(hook = "inode_create")]
 pub fn lsm_create(ctx: LsmContext) -> i32 {
-    verdict(&ctx, 3, FLAG_CALL_CREATE)
+    let dentry: u64 = ctx.arg(1);
+    verdict(FLAG_CALL_CREATE, Object::Dentry(dentry))
 }
 
 #[lsm(hook = "task_alloc")]
-pub fn lsm_task_alloc(ctx: LsmContext) -> i32 {
-    verdict(&ctx, 2, FLAG_CALL_FORK)
+pub fn lsm_task_alloc(_ctx: LsmContext) -> i32 {
+    verdict(FLAG_CALL_FORK, Object::None)
 }
 
 #[lsm(hook = "bprm_check_security")]
-pub fn lsm_bprm_check(ctx: LsmContext) -> i32 {
-    verdict(&ctx, 1, FLAG_CALL_EXEC)
+pub fn lsm_bprm_check(_ctx: LsmContext) -> i32 {
+    verdict(FLAG_CALL_EXEC, Object::None)
 }
 
 #[lsm(hook = "mmap_file")]
@@ -197,18 +252,5 @@ pub fn lsm_mmap_file(ctx: LsmContext) -> i32 {
     if file == 0 {
         return 0;
     }
-    verdict(&ctx, 4, FLAG_CALL_MMAP)
-}
-
-/// `mmap_file` for the `fmod_ret` fallback only: `security_mmap_file(file, prot, flags)` has
-/// three arguments where the LSM hook has four, so the previous verdict is at `ctx[3]`. It is
-/// declared as an LSM program because that is the section aya parses; the daemon never
-/// attaches it as one.
-#[lsm(hook = "mmap_file")]
-pub fn fmod_mmap_file(ctx: LsmContext) -> i32 {
-    let file: u64 = ctx.arg(0);
-    if file == 0 {
-        return 0;
-    }
-    verdict(&ctx, 3, FLAG_CALL_MMAP)
+    verdict(FLAG_CALL_MMAP, Object::File(file))
 }

@@ -5,9 +5,8 @@ use super::Errno;
 use super::fault::{CallName, check_calls};
 use crate::error::{ModelError, invalid};
 
-/// Longest `fault.path_prefix`, in bytes: the kernel-side path buffer is 256 bytes, NUL
-/// included.
-pub const MAX_PATH_PREFIX_LEN: usize = 255;
+/// Longest `fault.path_prefix`, in bytes: `PATH_MAX` (4096) without the NUL.
+pub const MAX_PATH_PREFIX_LEN: usize = 4095;
 
 /// `fault` of a `syscall_error` experiment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,9 +15,9 @@ pub struct SyscallError {
     pub errno: Errno,
     /// The calls that fail; non-empty, no repeats. Default: `[open]`.
     pub calls: Vec<SyscallCall>,
-    /// Only files at or under this absolute path (a component boundary); only with
-    /// `calls: [open]`: the kernel cannot read the path in the other calls' hooks. Default: every
-    /// file.
+    /// Only files at or under this absolute path (the directory it names when the experiment
+    /// starts, as the target sees it, and the mounts below it); only with file calls (not
+    /// `fork` or `exec`). Default: every file.
     pub path_prefix: Option<String>,
 }
 
@@ -38,14 +37,14 @@ impl SyscallError {
         let Some(prefix) = &self.path_prefix else {
             return Ok(());
         };
-        if let Some(call) = self.calls.iter().find(|call| **call != SyscallCall::Open) {
+        if let Some(call) = self.calls.iter().find(|call| !call.is_file_call()) {
             return Err(invalid(
                 "fault.path_prefix",
                 format!("{prefix:?}"),
                 format!(
-                    "no path_prefix with {}: only open can be filtered by path (use a separate \
-                     experiment for the other calls)",
-                    call.as_str()
+                    "no path_prefix with {call}: only file calls (open, read, write, unlink, \
+                     create, mmap) can be filtered by path (use a separate experiment for {call})",
+                    call = call.as_str()
                 ),
             ));
         }
@@ -90,6 +89,12 @@ pub enum SyscallCall {
 }
 
 impl SyscallCall {
+    /// Whether the call concerns a file (and so can take a `path_prefix`): all but `fork` and
+    /// `exec`.
+    pub fn is_file_call(self) -> bool {
+        !matches!(self, Self::Fork | Self::Exec)
+    }
+
     /// The name as written in YAML and in the proto, e.g. `open`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,6 +1,9 @@
 //! The one BTF question aya 0.14 cannot answer publicly: at which byte offset a struct member
-//! sits in this kernel (`struct file`'s `f_path` moved between 6.1 and 6.12). A minimal reader
-//! of the BTF type section (include/uapi/linux/btf.h), enough to walk every type once.
+//! sits in this kernel (`struct file`'s `f_path` moved between 6.1 and 6.12), for the members
+//! the path-prefix walk reads ([`kernel_offsets`]). A minimal reader of the BTF type section
+//! (include/uapi/linux/btf.h), enough to walk every type once.
+
+use chaos_common::KernelOffsets;
 
 /// BTF kinds (`BTF_KIND_*`) and the size of the data that follows each `struct btf_type`.
 fn trailing_len(kind: u32, vlen: u32) -> Option<usize> {
@@ -118,16 +121,38 @@ impl<'a> Types<'a> {
     }
 }
 
+impl Types<'_> {
+    /// The byte offset of `member` in the struct named `strukt`.
+    fn struct_member(&self, strukt: &str, member: &str) -> Option<u32> {
+        (1..=self.starts.len() as u32)
+            .find(|&id| {
+                self.get(id)
+                    .is_some_and(|h| h.kind == 4 && h.name == strukt.as_bytes())
+            })
+            .and_then(|id| self.member_offset(id, member.as_bytes(), 0))
+    }
+}
+
 /// The byte offset of `member` in the struct named `strukt`, from raw little-endian BTF such
 /// as `/sys/kernel/btf/vmlinux`. `None` when absent or the BTF is malformed.
-pub fn member_offset(btf: &[u8], strukt: &str, member: &str) -> Option<u32> {
+#[cfg(test)]
+fn member_offset(btf: &[u8], strukt: &str, member: &str) -> Option<u32> {
+    Types::parse(btf)?.struct_member(strukt, member)
+}
+
+/// Every offset of [`KernelOffsets`] from raw BTF, `valid` set; `None` if one is missing.
+pub fn kernel_offsets(btf: &[u8]) -> Option<KernelOffsets> {
     let t = Types::parse(btf)?;
-    (1..=t.starts.len() as u32)
-        .find(|&id| {
-            t.get(id)
-                .is_some_and(|h| h.kind == 4 && h.name == strukt.as_bytes())
-        })
-        .and_then(|id| t.member_offset(id, member.as_bytes(), 0))
+    Some(KernelOffsets {
+        file_f_path: t.struct_member("file", "f_path")?,
+        path_dentry: t.struct_member("path", "dentry")?,
+        dentry_d_parent: t.struct_member("dentry", "d_parent")?,
+        dentry_d_inode: t.struct_member("dentry", "d_inode")?,
+        inode_i_ino: t.struct_member("inode", "i_ino")?,
+        inode_i_sb: t.struct_member("inode", "i_sb")?,
+        super_block_s_dev: t.struct_member("super_block", "s_dev")?,
+        valid: 1,
+    })
 }
 
 #[cfg(test)]
@@ -175,11 +200,24 @@ mod tests {
     }
 
     #[test]
-    fn reads_this_kernels_struct_file() {
+    fn reads_this_kernels_offsets() {
         let Ok(b) = std::fs::read("/sys/kernel/btf/vmlinux") else {
             return;
         };
         let off = member_offset(&b, "file", "f_path").expect("struct file has f_path");
         assert!(off > 0 && off < 256, "{off}");
+        let o = kernel_offsets(&b).expect("every member the path walk reads");
+        assert_eq!(o.file_f_path, off);
+        assert_eq!(o.valid, 1);
+        // `struct path` is { vfsmount *mnt; dentry *dentry; } on every kernel we know.
+        assert_eq!(o.path_dentry, 8);
+        for v in [
+            o.dentry_d_parent,
+            o.dentry_d_inode,
+            o.inode_i_ino,
+            o.inode_i_sb,
+        ] {
+            assert!(v > 0 && v < 512 && v % 8 == 0, "{o:?}");
+        }
     }
 }

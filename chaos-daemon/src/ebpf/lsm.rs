@@ -15,12 +15,11 @@ use std::{
 
 use aya::{
     Btf,
-    maps::{Array, CgroupArray, Map, MapData},
+    maps::{CgroupArray, HashMap as BpfHashMap, Map, MapData, MapError},
     programs::{Lsm, links::FdLink},
 };
 use chaos_common::{
-    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_LSM_PATHS, MAP_SLOTS, PATH_BUF_LEN,
-    PathPrefix,
+    DirKey, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_LSM_DIRS, MAP_SLOTS,
 };
 
 use super::{Kernel, KernelError, OBJECT, fmod_ret};
@@ -29,8 +28,6 @@ use super::{Kernel, KernelError, OBJECT, fmod_ret};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LsmHook {
     FileOpen,
-    /// `file_open` for slots with a path prefix (reads the path with `bpf_d_path`).
-    FileOpenPath,
     FilePermission,
     InodeUnlink,
     InodeCreate,
@@ -41,9 +38,8 @@ pub enum LsmHook {
 
 impl LsmHook {
     /// Every hook, in a stable order.
-    pub const ALL: [LsmHook; 8] = [
+    pub const ALL: [LsmHook; 7] = [
         LsmHook::FileOpen,
-        LsmHook::FileOpenPath,
         LsmHook::FilePermission,
         LsmHook::InodeUnlink,
         LsmHook::InodeCreate,
@@ -56,7 +52,6 @@ impl LsmHook {
     pub fn program_name(self) -> &'static str {
         match self {
             LsmHook::FileOpen => "lsm_file_open",
-            LsmHook::FileOpenPath => "lsm_open_path",
             LsmHook::FilePermission => "lsm_file_perm",
             LsmHook::InodeUnlink => "lsm_unlink",
             LsmHook::InodeCreate => "lsm_create",
@@ -69,7 +64,7 @@ impl LsmHook {
     /// The LSM hook name (`bpf_lsm_<name>` in the kernel's BTF).
     pub fn lsm_name(self) -> &'static str {
         match self {
-            LsmHook::FileOpen | LsmHook::FileOpenPath => "file_open",
+            LsmHook::FileOpen => "file_open",
             LsmHook::FilePermission => "file_permission",
             LsmHook::InodeUnlink => "inode_unlink",
             LsmHook::InodeCreate => "inode_create",
@@ -79,19 +74,17 @@ impl LsmHook {
         }
     }
 
-    /// The kernel function the `fmod_ret` fallback modifies, and the program it loads there.
-    /// `security_mmap_file(file, prot, flags)` has one argument fewer than the `mmap_file`
-    /// hook, so its previous return value sits one word earlier: it has its own body.
+    /// The kernel function the `fmod_ret` fallback modifies, and the program it loads there
+    /// (the LSM body: the programs read only their first arguments, which agree).
     pub fn fmod_ret_target(self) -> (&'static str, &'static str) {
         match self {
             LsmHook::FileOpen => ("security_file_open", "lsm_file_open"),
-            LsmHook::FileOpenPath => ("security_file_open", "lsm_open_path"),
             LsmHook::FilePermission => ("security_file_permission", "lsm_file_perm"),
             LsmHook::InodeUnlink => ("security_inode_unlink", "lsm_unlink"),
             LsmHook::InodeCreate => ("security_inode_create", "lsm_create"),
             LsmHook::TaskAlloc => ("security_task_alloc", "lsm_task_alloc"),
             LsmHook::BprmCheck => ("security_bprm_check", "lsm_bprm_check"),
-            LsmHook::MmapFile => ("security_mmap_file", "fmod_mmap_file"),
+            LsmHook::MmapFile => ("security_mmap_file", "lsm_mmap_file"),
         }
     }
 }
@@ -137,8 +130,12 @@ enum LinkFd {
 pub(super) struct LsmState {
     /// Slot -> target cgroup, read by `bpf_current_task_under_cgroup`.
     cgroups: CgroupArray<MapData>,
-    /// Slot -> path prefix.
-    paths: Array<MapData, PathPrefix>,
+    /// Path-prefix directory -> mask of the slots it belongs to.
+    dirs: BpfHashMap<MapData, DirKey, u32>,
+    /// The keys each slot has in `dirs`, to take its bit out again.
+    slot_dirs: HashMap<u32, Vec<DirKey>>,
+    /// Whether the kernel's member offsets are known (the path walk needs them).
+    offsets_known: bool,
     /// Descriptors of every map the LSM programs use, by name, for relocating them as
     /// `fmod_ret` programs.
     map_fds: Vec<(&'static str, OwnedFd)>,
@@ -150,13 +147,16 @@ pub(super) struct LsmState {
 
 impl LsmState {
     /// Takes the LSM maps out of the freshly loaded object.
-    pub(super) fn new(ebpf: &mut aya::Ebpf) -> Result<Self, KernelError> {
+    pub(super) fn new(ebpf: &mut aya::Ebpf, offsets_known: bool) -> Result<Self, KernelError> {
         let mut map_fds = Vec::new();
         for name in FMOD_RET_MAPS {
             let fd = match ebpf.map(name) {
-                Some(Map::Array(data) | Map::PerCpuArray(data) | Map::CgroupArray(data)) => {
-                    data.fd().as_fd().try_clone_to_owned()
-                }
+                Some(
+                    Map::Array(data)
+                    | Map::PerCpuArray(data)
+                    | Map::CgroupArray(data)
+                    | Map::HashMap(data),
+                ) => data.fd().as_fd().try_clone_to_owned(),
                 // `.rodata` exists only while a program reads a global; the rest are ours.
                 _ if name == ".rodata" => continue,
                 _ => return Err(KernelError::MissingMap(name)),
@@ -168,10 +168,12 @@ impl LsmState {
             map_fds.push((name, fd));
         }
         let cgroups = take(ebpf, MAP_LSM_CGROUPS)?;
-        let paths = take(ebpf, MAP_LSM_PATHS)?;
+        let dirs = take(ebpf, MAP_LSM_DIRS)?;
         Ok(Self {
             cgroups,
-            paths,
+            dirs,
+            slot_dirs: HashMap::new(),
+            offsets_known,
             map_fds,
             support: None,
             links: HashMap::new(),
@@ -181,15 +183,21 @@ impl LsmState {
 }
 
 /// Every map an LSM program may reference.
-const FMOD_RET_MAPS: [&str; 7] = [
+const FMOD_RET_MAPS: [&str; 6] = [
     MAP_SLOTS,
     MAP_FAULT_TICKETS,
     MAP_COUNTERS,
     MAP_LSM_CGROUPS,
-    MAP_LSM_PATHS,
-    "CHAOS_PATH_BUF",
+    MAP_LSM_DIRS,
     ".rodata",
 ];
+
+fn dirs_err(source: MapError) -> KernelError {
+    KernelError::Map {
+        map: MAP_LSM_DIRS,
+        source,
+    }
+}
 
 fn take<T>(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<T, KernelError>
 where
@@ -273,33 +281,67 @@ impl Kernel {
             })
     }
 
-    /// Sets `slot`'s path prefix (absolute, no trailing `/`, validated by the fault spec).
-    pub fn set_lsm_path(&mut self, slot: u32, prefix: &str) -> Result<(), KernelError> {
-        let mut p = PathPrefix {
-            len: prefix.len() as u32,
-            _pad: 0,
-            bytes: [0; PATH_BUF_LEN],
-        };
-        let n = prefix.len().min(PATH_BUF_LEN - 1);
-        p.bytes[..n].copy_from_slice(&prefix.as_bytes()[..n]);
-        self.lsm
-            .paths
-            .set(slot, p, 0)
-            .map_err(|source| KernelError::Map {
-                map: MAP_LSM_PATHS,
-                source,
-            })
+    /// Makes `slot`'s path-prefix filter match files at or under `dirs` (the identities the
+    /// engine resolved from the prefix, see `crate::path_dirs`), replacing what it had.
+    pub fn set_lsm_dirs(&mut self, slot: u32, dirs: &[DirKey]) -> Result<(), KernelError> {
+        if !self.lsm.offsets_known {
+            return Err(KernelError::Btf(
+                "the path prefix needs the offsets of struct file, path, dentry, inode and \
+                 super_block members from /sys/kernel/btf/vmlinux, which could not be read"
+                    .to_owned(),
+            ));
+        }
+        self.clear_lsm_dirs(slot)?;
+        let bit = 1u32 << slot;
+        for key in dirs {
+            let mask = self.lsm_dir_mask(key)?;
+            // Record first: a half-done set is undone by `clear_lsm_dirs`.
+            self.lsm.slot_dirs.entry(slot).or_default().push(*key);
+            self.lsm.dirs.insert(key, mask | bit, 0).map_err(dirs_err)?;
+        }
+        Ok(())
     }
 
-    /// Forgets `slot`'s target cgroup (releasing the kernel's reference to it).
+    /// Takes `slot`'s bit out of every directory it had; entries no slot uses are removed.
+    fn clear_lsm_dirs(&mut self, slot: u32) -> Result<(), KernelError> {
+        let bit = 1u32 << slot;
+        let keys = self.lsm.slot_dirs.remove(&slot).unwrap_or_default();
+        for key in keys {
+            let mask = self.lsm_dir_mask(&key)? & !bit;
+            let done = if mask == 0 {
+                self.lsm.dirs.remove(&key)
+            } else {
+                self.lsm.dirs.insert(key, mask, 0)
+            };
+            match done {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(dirs_err(source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The slot mask of `key` in the directory map; 0 when absent.
+    fn lsm_dir_mask(&self, key: &DirKey) -> Result<u32, KernelError> {
+        match self.lsm.dirs.get(key, 0) {
+            Ok(mask) => Ok(mask),
+            Err(MapError::KeyNotFound) => Ok(0),
+            Err(source) => Err(dirs_err(source)),
+        }
+    }
+
+    /// Forgets `slot`'s target cgroup (releasing the kernel's reference to it) and its
+    /// path-prefix directories.
     pub fn clear_lsm_target(&mut self, slot: u32) -> Result<(), KernelError> {
+        let dirs = self.clear_lsm_dirs(slot);
         self.lsm
             .cgroups
             .unset(slot)
             .map_err(|source| KernelError::Map {
                 map: MAP_LSM_CGROUPS,
                 source,
-            })
+            })?;
+        dirs
     }
 
     /// A handle on `hook`'s global program, attaching it if no fault holds it yet. Fails with

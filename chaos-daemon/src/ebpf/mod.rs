@@ -24,7 +24,7 @@ use aya::{
     },
 };
 use chaos_common::{
-    GLOBAL_F_PATH_OFFSET, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_SLOTS, MAX_SLOTS, SlotConfig,
+    GLOBAL_KERNEL_OFFSETS, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_SLOTS, MAX_SLOTS, SlotConfig,
     SlotCounters,
 };
 
@@ -181,16 +181,17 @@ pub struct Kernel {
 impl Kernel {
     /// Loads the embedded object: creates the maps; programs are loaded on first attach.
     pub fn load() -> Result<Self, KernelError> {
-        // `offsetof(struct file, f_path)` for the path-prefix program. Without BTF it stays 0
-        // and only that program fails to load (the verifier then sees a `struct file`).
-        let f_path_offset = std::fs::read("/sys/kernel/btf/vmlinux")
+        // The member offsets the path-prefix walk reads. Without BTF they stay unknown
+        // (`valid == 0`): no path slot matches in the kernel, and the engine refuses path
+        // prefixes (`Kernel::set_lsm_dirs`).
+        let offsets = std::fs::read("/sys/kernel/btf/vmlinux")
             .ok()
-            .and_then(|b| btf::member_offset(&b, "file", "f_path"))
-            .unwrap_or(0);
+            .and_then(|b| btf::kernel_offsets(&b))
+            .unwrap_or_default();
         let mut ebpf = aya::EbpfLoader::new()
-            .override_global(GLOBAL_F_PATH_OFFSET, &f_path_offset, true)
+            .override_global(GLOBAL_KERNEL_OFFSETS, &offsets, true)
             .load(OBJECT)?;
-        let lsm = lsm::LsmState::new(&mut ebpf)?;
+        let lsm = lsm::LsmState::new(&mut ebpf, offsets.valid != 0)?;
         let slots = take_map(&mut ebpf, MAP_SLOTS)?;
         let tickets = take_map(&mut ebpf, MAP_FAULT_TICKETS)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS)?;

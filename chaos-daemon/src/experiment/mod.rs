@@ -205,6 +205,10 @@ impl Manager {
             .resolver()
             .resolve(&spec.target)
             .map_err(EngineError::from)?;
+        if let Some(prefix) = &plan.lsm_path {
+            // As a start would: the prefix must exist where the target's processes look.
+            crate::path_dirs::resolve(prefix, &target.path).map_err(EngineError::from)?;
+        }
         Ok(PlanSummary {
             cgroup: target.path.display().to_string(),
             cgroup_id: target.id,

@@ -63,7 +63,7 @@ pub enum Fault {
     SyscallError {
         errno: Errno,
         calls: Vec<SyscallCall>,
-        /// Only files under this path (`open` only).
+        /// Only files at or under this path (file calls only; see [`crate::path_dirs`]).
         path_prefix: Option<String>,
     },
     /// Delay the target's egress packets on a device (EDT + `fq`).

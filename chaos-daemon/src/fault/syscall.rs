@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use chaos_common::{
     FLAG_CALL_CREATE, FLAG_CALL_EXEC, FLAG_CALL_FORK, FLAG_CALL_MMAP, FLAG_CALL_OPEN,
-    FLAG_CALL_READ, FLAG_CALL_UNLINK, FLAG_CALL_WRITE, FLAG_PATH_PREFIX, PATH_BUF_LEN, SlotConfig,
+    FLAG_CALL_READ, FLAG_CALL_UNLINK, FLAG_CALL_WRITE, FLAG_PATH_PREFIX, SlotConfig,
 };
 
 use super::{Errno, SpecError};
@@ -34,6 +34,8 @@ pub enum SyscallCall {
 
 /// What `FromStr` accepts, for error messages.
 const ALLOWED: &str = "one of open, read, write, unlink, create, fork, exec, mmap";
+/// The calls a path prefix can filter, for error messages.
+const FILE_CALLS: &str = "open, read, write, unlink, create, mmap";
 
 impl SyscallCall {
     /// Every call, in a stable order.
@@ -60,6 +62,11 @@ impl SyscallCall {
             SyscallCall::Exec => "exec",
             SyscallCall::Mmap => "mmap",
         }
+    }
+
+    /// Whether the call concerns a file (and so can be filtered by path).
+    pub fn is_file_call(self) -> bool {
+        !matches!(self, SyscallCall::Fork | SyscallCall::Exec)
     }
 
     /// The global LSM hook that sees this call, and the slot flag that selects it there.
@@ -117,11 +124,8 @@ pub fn plan(
     config.errno = errno.number();
     let mut hooks = Vec::new();
     for call in SyscallCall::ALL.into_iter().filter(|c| calls.contains(c)) {
-        let (mut hook, flag) = call.hook();
+        let (hook, flag) = call.hook();
         config.flags |= flag;
-        if path_prefix.is_some() {
-            hook = LsmHook::FileOpenPath;
-        }
         if !hooks.contains(&hook) {
             hooks.push(hook);
         }
@@ -132,31 +136,45 @@ pub fn plan(
     Ok(LsmPlan { hooks, path_prefix })
 }
 
-/// Checks a path prefix and drops a trailing `/`. Only `open` can filter by path: the kernel
-/// allows `bpf_d_path` in `file_open` for both mechanisms, but not in `file_permission` for
-/// BPF LSM programs nor in `security_mmap_file` for `fmod_ret`, and the inode hooks (`unlink`,
-/// `create`) have no `struct path` at all.
+/// Longest path prefix, in bytes (`PATH_MAX` without the NUL).
+pub const MAX_PATH_PREFIX_LEN: usize = libc::PATH_MAX as usize - 1;
+
+/// Checks a path prefix and normalizes it (no repeated or trailing `/`, no `.` components).
+/// Only file calls can be filtered by path: the kernel side matches the file's dentry and its
+/// ancestors (docs/adr/0009), and `fork`/`exec` have no file.
 fn normalize_prefix(p: &str, calls: &[SyscallCall]) -> Result<String, SpecError> {
-    if let Some(c) = calls.iter().find(|c| **c != SyscallCall::Open) {
+    if let Some(c) = calls.iter().find(|c| !c.is_file_call()) {
         return Err(SpecError::new(
             "fault.path_prefix",
             p,
             format!(
-                "no path prefix with {}: only open can be filtered by path (the kernel's \
-                 bpf_d_path is not available in every hook); use a separate experiment",
+                "no path prefix with {}: only file calls ({FILE_CALLS}) can be filtered by \
+                 path; use a separate experiment for {}",
+                c.name(),
                 c.name()
             ),
         ));
     }
-    let trimmed = p.trim_end_matches('/');
-    if !p.starts_with('/') || trimmed.is_empty() || p.contains('\0') || p.len() >= PATH_BUF_LEN {
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if !p.starts_with('/')
+        || parts.is_empty()
+        || parts.contains(&"..")
+        || p.contains('\0')
+        || p.len() > MAX_PATH_PREFIX_LEN
+    {
         return Err(SpecError::new(
             "fault.path_prefix",
             p,
-            format!("an absolute path other than /, shorter than {PATH_BUF_LEN} bytes, e.g. /data"),
+            format!(
+                "an absolute path other than /, without `..`, at most {MAX_PATH_PREFIX_LEN} \
+                 bytes, e.g. /data"
+            ),
         ));
     }
-    Ok(trimmed.to_owned())
+    Ok(format!("/{}", parts.join("/")))
 }
 
 #[cfg(test)]
@@ -194,32 +212,91 @@ mod tests {
             plan(&mut cfg, errno, &[], None).unwrap_err().field,
             "fault.calls"
         );
-        for (calls, prefix) in [
-            (&[SyscallCall::Open, SyscallCall::Read][..], "/data"),
-            (&[SyscallCall::Open][..], "data"),
-            (&[SyscallCall::Open][..], "/"),
+        for (calls, prefix, allowed) in [
+            (
+                &[SyscallCall::Open, SyscallCall::Fork][..],
+                "/data",
+                "no path prefix with fork",
+            ),
+            (
+                &[SyscallCall::Exec][..],
+                "/data",
+                "no path prefix with exec",
+            ),
+            (&[SyscallCall::Open][..], "data", "an absolute path"),
+            (&[SyscallCall::Open][..], "/", "an absolute path"),
+            (&[SyscallCall::Open][..], "//./", "an absolute path"),
+            (&[SyscallCall::Read][..], "/data/../etc", "an absolute path"),
         ] {
             let e = plan(&mut cfg, errno, calls, Some(prefix)).unwrap_err();
             assert_eq!(
                 (e.field.as_str(), e.value.as_str()),
                 ("fault.path_prefix", prefix)
             );
+            assert!(e.allowed.contains(allowed), "{e}");
         }
+        let e = plan(&mut cfg, errno, &[SyscallCall::Fork], Some("/data")).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "fault.path_prefix: /data is not allowed; expected no path prefix with fork: \
+                 only file calls (open, read, write, unlink, create, mmap)"
+            ),
+            "{e}"
+        );
+        let longest = format!("/{}", "a".repeat(MAX_PATH_PREFIX_LEN - 1));
+        assert!(
+            plan(
+                &mut cfg.clone(),
+                errno,
+                &[SyscallCall::Open],
+                Some(&longest)
+            )
+            .is_ok()
+        );
+        let e = plan(
+            &mut cfg,
+            errno,
+            &[SyscallCall::Open],
+            Some(&format!("{longest}a")),
+        );
+        assert_eq!(e.unwrap_err().field, "fault.path_prefix");
         assert_eq!(cfg, SlotConfig::default(), "a refused plan writes nothing");
     }
 
     #[test]
-    fn open_with_a_path_prefix_uses_the_path_program() {
+    fn every_file_call_takes_a_path_prefix_on_its_usual_hook() {
         let mut cfg = SlotConfig::default();
+        let file_calls: Vec<SyscallCall> = SyscallCall::ALL
+            .into_iter()
+            .filter(|c| c.is_file_call())
+            .collect();
         let p = plan(
             &mut cfg,
             "EIO".parse().unwrap(),
-            &[SyscallCall::Open],
-            Some("/data/"),
+            &file_calls,
+            Some("/data//./x/"),
         )
         .unwrap();
-        assert_eq!(p.hooks, vec![LsmHook::FileOpenPath]);
-        assert_eq!(p.path_prefix.as_deref(), Some("/data"));
-        assert_eq!(cfg.flags, FLAG_CALL_OPEN | FLAG_PATH_PREFIX);
+        assert_eq!(
+            p.hooks,
+            vec![
+                LsmHook::FileOpen,
+                LsmHook::FilePermission,
+                LsmHook::InodeUnlink,
+                LsmHook::InodeCreate,
+                LsmHook::MmapFile
+            ]
+        );
+        assert_eq!(p.path_prefix.as_deref(), Some("/data/x"));
+        assert_eq!(
+            cfg.flags,
+            FLAG_CALL_OPEN
+                | FLAG_CALL_READ
+                | FLAG_CALL_WRITE
+                | FLAG_CALL_UNLINK
+                | FLAG_CALL_CREATE
+                | FLAG_CALL_MMAP
+                | FLAG_PATH_PREFIX
+        );
     }
 }
