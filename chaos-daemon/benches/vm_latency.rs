@@ -13,8 +13,7 @@
 mod support;
 
 use std::{
-    io::{BufRead as _, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::Duration,
 };
 
@@ -31,19 +30,13 @@ fn run(cmd: &str, args: &[&str]) {
 }
 
 fn serve(ns: &str, mode: &str, bind: &str) -> (Child, String) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(WORKLOAD)
-        .args([mode, "--bind", bind])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().strip_prefix("ready ").unwrap().to_string();
-    (child, port)
+    let (child, port) = spawn_ready(
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(WORKLOAD)
+            .args([mode, "--bind", bind]),
+    );
+    (child, port.to_string())
 }
 
 fn ping(cg: Option<&std::path::Path>, to: &str) -> (f64, f64) {

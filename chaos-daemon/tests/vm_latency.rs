@@ -19,9 +19,8 @@
 mod support;
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::Duration,
 };
 
@@ -124,19 +123,8 @@ impl Net {
         if let Some(ns) = ns {
             cmd.args(["--netns", &format!("/run/netns/{ns}")]);
         }
-        let mut echo = cmd
-            .args(["--cpu", "0", "udp-echo", "--bind", &format!("{ip}:0")])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(echo.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("ready ")
-            .expect("echo server ready");
+        let (echo, port) =
+            spawn_ready(cmd.args(["--cpu", "0", "udp-echo", "--bind", &format!("{ip}:0")]));
         self.to = format!("{ip}:{port}");
         self.echo = KillOnDrop(Some(echo));
     }
@@ -201,6 +189,20 @@ impl Drop for KillOnDrop {
             let _ = c.wait();
         }
     }
+}
+
+/// The median added round-trip times inside the target and outside it, printed, against the
+/// ±10% tolerance of `delay` ms.
+fn check_added(what: &str, delay: u64, added: f64, added_out: f64) -> Result<(), String> {
+    println!("{what}, delay {delay} ms: added inside {added:.2} ms, outside {added_out:.2} ms");
+    let d = delay as f64;
+    if (added - d).abs() > 0.1 * d {
+        return Err(format!("added {added:.2} ms for {delay} ms"));
+    }
+    if added_out.abs() > 0.1 * d {
+        return Err(format!("outside added {added_out:.2} ms"));
+    }
+    Ok(())
 }
 
 /// Round trips from inside `cg` (or outside every test cgroup).
@@ -272,18 +274,13 @@ fn sleeper(netns: Option<&str>, cg: &Path) -> KillOnDrop {
     if let Some(ns) = netns {
         cmd.args(["--netns", ns]);
     }
-    let mut child = cmd
-        .arg("--cgroup")
-        .arg(cg)
-        .args(["udp-recv", "--idle-ms", "600000", "--timeout-ms", "600000"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("ready "), "{line}");
+    let (child, _) = spawn_ready(cmd.arg("--cgroup").arg(cg).args([
+        "udp-recv",
+        "--idle-ms",
+        "600000",
+        "--timeout-ms",
+        "600000",
+    ]));
     KillOnDrop(Some(child))
 }
 
@@ -325,17 +322,7 @@ fn added_rtt_is_the_configured_delay_inside_only_and_stop_restores_the_qdisc() {
             assert_eq!(inside.get("lost"), 0, "{inside:?}");
             let added = ms(&inside, "p50_ns") - base_in;
             let added_out = ms(&outside, "p50_ns") - base_out;
-            println!(
-                "delay {delay} ms: added inside {added:.2} ms (base {base_in:.2}), \
-                 outside {added_out:.2} ms (base {base_out:.2})"
-            );
-            if (added - d).abs() > 0.1 * d {
-                return Err(format!("added {added:.2} ms for {delay} ms"));
-            }
-            if added_out.abs() > 0.1 * d {
-                return Err(format!("outside added {added_out:.2} ms"));
-            }
-            Ok(())
+            check_added("VM namespace", delay, added, added_out)
         });
 
         daemon.ctl_ok(&["stop", &id]);
@@ -481,17 +468,12 @@ fn a_pod_in_its_own_network_namespace_is_delayed_on_its_eth0() {
     measured("pod delay", || {
         let added = ms(&ping_pod(Some(&cg.path)), "p50_ns") - base_in;
         let added_out = ms(&ping_pod(None), "p50_ns") - base_out;
-        println!(
-            "pod, delay {delay} ms: added inside the cgroup {added:.2} ms (base {base_in:.2}), \
-             same namespace outside it {added_out:.2} ms (base {base_out:.2})"
-        );
-        if (added - d).abs() > 0.1 * d {
-            return Err(format!("added {added:.2} ms for {delay} ms"));
-        }
-        if added_out.abs() > 0.1 * d {
-            return Err(format!("outside added {added_out:.2} ms"));
-        }
-        Ok(())
+        check_added(
+            "pod (outside: same namespace, other cgroup)",
+            delay,
+            added,
+            added_out,
+        )
     });
     daemon.ctl_ok(&["stop", &id]);
     assert_eq!(pod.root(), before, "the pod's root qdisc is back");

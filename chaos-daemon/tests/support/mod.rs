@@ -290,6 +290,12 @@ fn announced(cmd: &mut Command) -> (Child, BufReader<ChildStdout>, String) {
     (child, stdout, line)
 }
 
+/// Spawns `cmd` (a `chaos-workload` mode that announces `ready PORT`) and waits for the line.
+pub fn spawn_ready(cmd: &mut Command) -> (Child, u16) {
+    let (child, _, line) = announced(cmd);
+    (child, ready_port(&line))
+}
+
 fn ready_port(line: &str) -> u16 {
     line.trim()
         .strip_prefix("ready ")
