@@ -41,11 +41,13 @@ use serde::Deserialize;
 use crate::error::{ModelError, check_cost, check_duration, check_ratio, invalid, parse_yaml};
 use crate::proto;
 
-pub use fault::{Direction, EgressDrop, Errno, Fault, PacketLoss, SocketCall, SocketError};
+pub use fault::{
+    CallName, Direction, EgressDrop, Errno, Fault, PacketLoss, SocketCall, SocketError,
+};
 pub use filter::{NetFilter, PortRange, Protocol};
 pub use host::{MIN_KILL_INTERVAL, PodDeletion, ResourceExhaustion};
 pub use latency::{Distribution, MAX_LATENCY, NetworkLatency};
-pub use syscall::{MAX_PATH_PREFIX_LEN, SyscallCall, SyscallError};
+pub use syscall::{MAX_PATH_PREFIX_LEN, SyscallCall, SyscallError, normalize_path_prefix};
 
 /// Most networks one filter may list.
 pub const MAX_CIDRS: usize = 8;

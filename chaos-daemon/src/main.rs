@@ -25,6 +25,7 @@ use chaos_daemon::{
     fault::{
         Direction, EgressDrop, Fault, FaultSpec, NetFilter,
         filter::{Protocol, parse_cidr, parse_ports},
+        parse_call,
     },
     target::{Resolver, Target, cgroup2_mount},
 };
@@ -213,7 +214,7 @@ fn spec_from(args: &InjectArgs) -> Result<FaultSpec, EngineError> {
             calls: args
                 .calls
                 .iter()
-                .map(|c| c.parse())
+                .map(|c| parse_call(c))
                 .collect::<Result<_, _>>()?,
         },
     };

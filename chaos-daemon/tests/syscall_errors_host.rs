@@ -5,13 +5,17 @@
 
 mod support;
 
-use chaos_daemon::{ebpf::lsm::LsmSupport, engine::EngineError, fault::Fault};
+use chaos_daemon::{
+    ebpf::lsm::LsmSupport,
+    engine::EngineError,
+    fault::{Fault, parse_call},
+};
 use support::*;
 
 fn syscall_error(errno: &str, calls: &[&str]) -> Fault {
     Fault::SyscallError {
         errno: errno.parse().unwrap(),
-        calls: calls.iter().map(|c| c.parse().unwrap()).collect(),
+        calls: calls.iter().map(|c| parse_call(c).unwrap()).collect(),
         path_prefix: None,
     }
 }

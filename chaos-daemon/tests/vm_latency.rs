@@ -141,6 +141,14 @@ impl Net {
         }
     }
 
+    /// Gives the delayed device a configured root (`pfifo limit 77`) for a restore to prove.
+    fn configure_root(&self) {
+        let dev = &self.delayed.1;
+        self.tc(&[
+            "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "77",
+        ]);
+    }
+
     /// The delayed device's root qdisc as `tc` reports it.
     fn root(&self) -> String {
         self.tc(&["qdisc", "show", "dev", &self.delayed.1, "root"])
@@ -288,16 +296,7 @@ fn sleeper(netns: Option<&str>, cg: &Path) -> KillOnDrop {
 fn added_rtt_is_the_configured_delay_inside_only_and_stop_restores_the_qdisc() {
     let Some(mount) = kernel() else { return };
     let topo = Net::server_in_netns(1);
-    topo.tc(&[
-        "qdisc",
-        "replace",
-        "dev",
-        &topo.host_dev,
-        "root",
-        "pfifo",
-        "limit",
-        "77",
-    ]);
+    topo.configure_root();
     let before = topo.root();
     let cg = TestCgroup::new(&mount, "lat");
     let dir = TempDir::new("lat");
@@ -391,16 +390,7 @@ fn jitter_spread_matches_and_two_faults_share_one_fq() {
 fn a_sigkilled_daemon_s_qdisc_is_restored_by_the_next_start() {
     let Some(mount) = kernel() else { return };
     let topo = Net::server_in_netns(3);
-    topo.tc(&[
-        "qdisc",
-        "replace",
-        "dev",
-        &topo.host_dev,
-        "root",
-        "pfifo",
-        "limit",
-        "77",
-    ]);
+    topo.configure_root();
     let before = topo.root();
     let cg = TestCgroup::new(&mount, "lat-kill");
     let dir = TempDir::new("lat-kill");

@@ -12,14 +12,14 @@ use std::{path::Path, time::Duration};
 use chaos_daemon::{
     ebpf::lsm::LsmSupport,
     engine::{Engine, monotonic_ns},
-    fault::{Fault, FaultSpec},
+    fault::{Fault, FaultSpec, parse_call},
 };
 use support::*;
 
 fn syscall_error(errno: &str, calls: &[&str]) -> Fault {
     Fault::SyscallError {
         errno: errno.parse().unwrap(),
-        calls: calls.iter().map(|c| c.parse().unwrap()).collect(),
+        calls: calls.iter().map(|c| parse_call(c).unwrap()).collect(),
         path_prefix: None,
     }
 }
@@ -316,7 +316,7 @@ fn path_prefix_fails_every_file_call_only_under_the_prefix() {
     ] {
         let fault = Fault::SyscallError {
             errno: errno.parse().unwrap(),
-            calls: vec![op.parse().unwrap()],
+            calls: vec![parse_call(op).unwrap()],
             // A trailing slash is normalized away.
             path_prefix: Some(format!("{}/", prefix.display())),
         };
@@ -368,7 +368,7 @@ fn path_prefix_must_exist() {
     assert_eq!(engine.lsm_support(), expected_mode());
     let fault = Fault::SyscallError {
         errno: "EIO".parse().unwrap(),
-        calls: vec!["read".parse().unwrap()],
+        calls: vec![parse_call("read").unwrap()],
         path_prefix: Some(root.0.join("missing").display().to_string()),
     };
     let e = engine.start(&spec(cg.target(), fault, 1.0)).unwrap_err();

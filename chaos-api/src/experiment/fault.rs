@@ -211,8 +211,8 @@ impl CallName for SocketCall {
 }
 
 /// The calls of a `fault.calls` list ([`SocketCall`], [`SyscallCall`](super::SyscallCall)):
-/// every one of them, by name.
-pub(super) trait CallName: Copy + PartialEq + 'static {
+/// every one of them, by name. The daemon uses the same lists for the API's strings.
+pub trait CallName: Copy + PartialEq + 'static {
     /// Every call, in the order the error messages list them.
     const ALL: &'static [Self];
 
@@ -225,19 +225,20 @@ pub(super) trait CallName: Copy + PartialEq + 'static {
         format!("one or more of {}", names.join(", "))
     }
 
+    /// The call named `name`.
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|call| call.name() == name)
+    }
+
     /// The call named `name`, or the error at `fault.calls[index]`.
     fn parse(index: usize, name: &str) -> Result<Self, ModelError> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|call| call.name() == name)
-            .ok_or_else(|| {
-                invalid(
-                    format!("fault.calls[{index}]"),
-                    format!("{name:?}"),
-                    Self::allowed(),
-                )
-            })
+        Self::from_name(name).ok_or_else(|| {
+            invalid(
+                format!("fault.calls[{index}]"),
+                format!("{name:?}"),
+                Self::allowed(),
+            )
+        })
     }
 }
 

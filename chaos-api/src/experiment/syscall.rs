@@ -34,37 +34,48 @@ impl SyscallError {
     pub(super) fn validate(&self) -> Result<(), ModelError> {
         self.errno.validate()?;
         check_calls(&self.calls)?;
-        let Some(prefix) = &self.path_prefix else {
-            return Ok(());
-        };
-        if let Some(call) = self.calls.iter().find(|call| !call.is_file_call()) {
-            return Err(invalid(
-                "fault.path_prefix",
-                format!("{prefix:?}"),
-                format!(
-                    "no path_prefix with {call}: only file calls (open, read, write, unlink, \
-                     create, mmap) can be filtered by path (use a separate experiment for {call})",
-                    call = call.as_str()
-                ),
-            ));
-        }
-        if !prefix.starts_with('/')
-            || prefix.trim_end_matches('/').is_empty()
-            || prefix.len() > MAX_PATH_PREFIX_LEN
-            || prefix.contains('\0')
-            || prefix.split('/').any(|component| component == "..")
-        {
-            return Err(invalid(
-                "fault.path_prefix",
-                format!("{prefix:?}"),
-                format!(
-                    "an absolute path other than /, without `..`, at most \
-                     {MAX_PATH_PREFIX_LEN} bytes, e.g. /var/lib/data (omit it for every file)"
-                ),
-            ));
+        if let Some(prefix) = &self.path_prefix {
+            normalize_path_prefix(prefix, &self.calls)
+                .map_err(|allowed| invalid("fault.path_prefix", format!("{prefix:?}"), allowed))?;
         }
         Ok(())
     }
+}
+
+/// Checks `fault.path_prefix` against the calls it filters and normalizes it (no repeated or
+/// trailing `/`, no `.` components): `Err` says what is allowed instead. Only file calls can be
+/// filtered by path; `fork` and `exec` have no file. The daemon applies the same check to what
+/// arrives over the API.
+pub fn normalize_path_prefix(prefix: &str, calls: &[SyscallCall]) -> Result<String, String> {
+    if let Some(call) = calls.iter().find(|call| !call.is_file_call()) {
+        let files: Vec<&str> = SyscallCall::ALL
+            .iter()
+            .filter(|c| c.is_file_call())
+            .map(|c| c.as_str())
+            .collect();
+        return Err(format!(
+            "no path_prefix with {call}: only file calls ({}) can be filtered by path (use a \
+             separate experiment for {call})",
+            files.join(", "),
+            call = call.as_str()
+        ));
+    }
+    let parts: Vec<&str> = prefix
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if !prefix.starts_with('/')
+        || parts.is_empty()
+        || parts.contains(&"..")
+        || prefix.contains('\0')
+        || prefix.len() > MAX_PATH_PREFIX_LEN
+    {
+        return Err(format!(
+            "an absolute path other than /, without `..`, at most {MAX_PATH_PREFIX_LEN} bytes, \
+             e.g. /var/lib/data (omit it for every file)"
+        ));
+    }
+    Ok(format!("/{}", parts.join("/")))
 }
 
 /// One entry of `fault.calls` of a `syscall_error` experiment.

@@ -3,7 +3,10 @@
 //!
 //! * [`filter`] — the shared protocol / port / CIDR filter.
 //! * [`errno`] — errno names and numbers.
-//! * [`syscall`] — the file and process calls a syscall-error fault can fail.
+//! * [`syscall`] — the LSM hooks of the file and process calls a syscall-error fault can fail.
+//!
+//! The call lists and the path-prefix rules are chaos-api's (the same model validates experiment
+//! files offline); [`parse_call`] reads them from API requests.
 //! * [`latency`] — the latency fault's delay, jitter and device.
 
 pub mod errno;
@@ -15,11 +18,12 @@ use std::{fmt, time::Duration};
 
 use chaos_common::{FLAG_SILENT_EGRESS, SlotConfig, THRESHOLD_ALWAYS};
 
+pub use chaos_api::experiment::{CallName, SocketCall, SyscallCall};
+
 pub use self::{
     errno::Errno,
     filter::NetFilter,
     latency::{Distribution, LatencyPlan},
-    syscall::SyscallCall,
 };
 use crate::{
     ebpf::{Hook, lsm::LsmHook},
@@ -128,58 +132,19 @@ pub enum EgressDrop {
     Silent,
 }
 
-/// A socket call a [`Fault::SocketError`] can fail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SocketCall {
-    /// `connect()` on IPv4 and IPv6 sockets.
-    Connect,
-    /// `sendto()`/`sendmsg()` with a destination address on unconnected UDP sockets.
-    Sendmsg,
-    /// `bind()`.
-    Bind,
-    /// `socket()` for AF_INET/AF_INET6.
-    Socket,
-}
-
-impl SocketCall {
-    /// Every call, in a stable order.
-    pub const ALL: [SocketCall; 4] = [
-        SocketCall::Connect,
-        SocketCall::Sendmsg,
-        SocketCall::Bind,
-        SocketCall::Socket,
-    ];
-
-    /// The name users write.
-    pub fn name(self) -> &'static str {
-        match self {
-            SocketCall::Connect => "connect",
-            SocketCall::Sendmsg => "sendmsg",
-            SocketCall::Bind => "bind",
-            SocketCall::Socket => "socket",
-        }
-    }
-
-    fn hooks(self) -> &'static [Hook] {
-        match self {
-            SocketCall::Connect => &[Hook::Connect4, Hook::Connect6],
-            SocketCall::Sendmsg => &[Hook::Sendmsg4, Hook::Sendmsg6],
-            SocketCall::Bind => &[Hook::Bind4, Hook::Bind6],
-            SocketCall::Socket => &[Hook::SockCreate],
-        }
+/// The cgroup hooks that see a socket call.
+fn socket_hooks(call: SocketCall) -> &'static [Hook] {
+    match call {
+        SocketCall::Connect => &[Hook::Connect4, Hook::Connect6],
+        SocketCall::Sendmsg => &[Hook::Sendmsg4, Hook::Sendmsg6],
+        SocketCall::Bind => &[Hook::Bind4, Hook::Bind6],
+        SocketCall::Socket => &[Hook::SockCreate],
     }
 }
 
-impl std::str::FromStr for SocketCall {
-    type Err = SpecError;
-    fn from_str(s: &str) -> Result<Self, SpecError> {
-        SocketCall::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| {
-                SpecError::new("fault.calls", s, "one of connect, sendmsg, bind, socket")
-            })
-    }
+/// The call an API request names in `fault.calls` (the names are chaos-api's).
+pub fn parse_call<C: CallName>(name: &str) -> Result<C, SpecError> {
+    C::from_name(name).ok_or_else(|| SpecError::new("fault.calls", name, C::allowed()))
 }
 
 /// A spec field with a value that is not allowed. Says which field, what it was, and what is
@@ -287,8 +252,8 @@ impl FaultSpec {
                 }
                 config.errno = errno.number();
                 let mut hooks: Vec<Hook> = Vec::new();
-                for call in SocketCall::ALL.into_iter().filter(|c| calls.contains(c)) {
-                    hooks.extend_from_slice(call.hooks());
+                for &call in SocketCall::ALL.iter().filter(|c| calls.contains(c)) {
+                    hooks.extend_from_slice(socket_hooks(call));
                 }
                 hooks
             }
@@ -475,7 +440,7 @@ mod tests {
             ("fault.calls", "socket")
         );
         assert_eq!(
-            "listen".parse::<SocketCall>().unwrap_err().field,
+            parse_call::<SocketCall>("listen").unwrap_err().field,
             "fault.calls"
         );
     }

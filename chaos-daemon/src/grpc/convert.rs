@@ -10,6 +10,7 @@ use crate::{
     fault::{
         Direction, EgressDrop, Fault, FaultSpec, NetFilter, SpecError,
         filter::{parse_cidr, parse_ports},
+        parse_call,
     },
     store::ExperimentRow,
     target::Target,
@@ -57,7 +58,7 @@ pub fn spec_from_proto(p: &proto::ExperimentSpec) -> Result<(String, FaultSpec),
             calls: e
                 .calls
                 .iter()
-                .map(|c| c.parse())
+                .map(|c| parse_call(c))
                 .collect::<Result<_, _>>()?,
         },
         Some(fault::Kind::SyscallError(e)) => Fault::SyscallError {
@@ -65,7 +66,7 @@ pub fn spec_from_proto(p: &proto::ExperimentSpec) -> Result<(String, FaultSpec),
             calls: e
                 .calls
                 .iter()
-                .map(|c| c.parse())
+                .map(|c| parse_call(c))
                 .collect::<Result<_, _>>()?,
             path_prefix: (!e.path_prefix.is_empty()).then(|| e.path_prefix.clone()),
         },

@@ -26,7 +26,7 @@ mod sockopt;
 use chaos_daemon::{
     ebpf::{Hook, sys::attached_programs},
     engine::Engine,
-    fault::{Direction, EgressDrop, Fault, FaultSpec, NetFilter},
+    fault::{Direction, EgressDrop, Fault, FaultSpec, NetFilter, parse_call},
     target::{Resolver, Target, cgroup2_mount},
 };
 
@@ -179,7 +179,7 @@ pub fn loss(direction: Direction, egress_drop: EgressDrop) -> Fault {
 pub fn socket_error(errno: &str, calls: &[&str]) -> Fault {
     Fault::SocketError {
         errno: errno.parse().unwrap(),
-        calls: calls.iter().map(|c| c.parse().unwrap()).collect(),
+        calls: calls.iter().map(|c| parse_call(c).unwrap()).collect(),
     }
 }
 
