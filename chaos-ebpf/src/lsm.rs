@@ -140,7 +140,7 @@ fn slots_under_dirs(obj: Object) -> u32 {
                 bpf_probe_read_kernel((sb + u64::from(o.super_block_s_dev)) as *const u32)
             }
             // SAFETY: a hash map lookup; the value is only read.
-            && let Some(mask) = unsafe { LSM_DIRS.get(&DirKey { ino, dev, _pad: 0 }) }
+            && let Some(mask) = unsafe { LSM_DIRS.get(DirKey { ino, dev, _pad: 0 }) }
         {
             found |= *mask;
         }

@@ -4,10 +4,10 @@
 //! * [`filter`] — the shared protocol / port / CIDR filter.
 //! * [`errno`] — errno names and numbers.
 //! * [`syscall`] — the LSM hooks of the file and process calls a syscall-error fault can fail.
+//! * [`latency`] — the latency fault's delay, jitter and device.
 //!
 //! The call lists and the path-prefix rules are chaos-api's (the same model validates experiment
 //! files offline); [`parse_call`] reads them from API requests.
-//! * [`latency`] — the latency fault's delay, jitter and device.
 
 pub mod errno;
 pub mod filter;
