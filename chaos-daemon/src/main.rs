@@ -25,7 +25,7 @@ use chaos_daemon::{
     fault::{
         Direction, EgressDrop, Fault, FaultSpec, NetFilter,
         filter::{Protocol, parse_cidr, parse_ports},
-        parse_call,
+        parse_calls,
     },
     target::{Resolver, Target, cgroup2_mount},
 };
@@ -211,11 +211,7 @@ fn spec_from(args: &InjectArgs) -> Result<FaultSpec, EngineError> {
         },
         FaultKind::SocketError => Fault::SocketError {
             errno: args.errno.parse()?,
-            calls: args
-                .calls
-                .iter()
-                .map(|c| parse_call(c))
-                .collect::<Result<_, _>>()?,
+            calls: parse_calls(&args.calls)?,
         },
     };
     let filter = NetFilter {

@@ -172,13 +172,17 @@ fn member_flags(slot: u32, call: u32) -> u32 {
 ///
 /// The dentry walk runs at most once, and only when a path slot applies to this call and task
 /// (a first pass with a yes/no answer, so that the verifier does not track a slot mask): tasks
-/// outside every path slot's cgroup and unfiltered faults never pay for it.
+/// outside every path slot's cgroup and unfiltered faults never pay for it, and with no path
+/// slot armed the first pass costs a flag read per slot, no cgroup test.
 #[inline(always)]
 fn verdict(call: u32, obj: Object) -> i32 {
     let mut walk = false;
     let mut slot = 0;
     while slot < MAX_SLOTS {
-        if member_flags(slot, call) & FLAG_PATH_PREFIX != 0 {
+        // The flags first: only path slots pay a cgroup test here.
+        if armed_flags(slot) & FLAG_PATH_PREFIX != 0
+            && member_flags(slot, call) & FLAG_PATH_PREFIX != 0
+        {
             walk = true;
             break;
         }

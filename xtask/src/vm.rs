@@ -200,7 +200,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .context("kernel")?;
         let log = logs.join(format!("{name}.log"));
         let timeout = Duration::from_secs(args.timeout_secs);
-        outcomes.push(boot(&name, c, k, &initrd, &selected, &log, timeout)?);
+        outcomes.push(unless_stuck(&name, || {
+            boot(&name, c, k, &initrd, &selected, &log, timeout)
+        })?);
     }
     if !args.keep {
         std::fs::remove_dir_all(&work)?;
@@ -324,20 +326,14 @@ fn cargo_json(args: &[&str]) -> anyhow::Result<Vec<(String, String, PathBuf)>> {
 /// under TCG; twice a development run hung after the firmware with no kernel output at all).
 const BOOT_DEADLINE: Duration = Duration::from_secs(180);
 
-/// Boots `config` and checks its serial console: the kernel and LSM state it reports, one
-/// marker per test executable with its exit code, and the final result. A boot stuck before
-/// `/init` ran ([`BOOT_DEADLINE`]) is killed and booted once more; no test has run in it.
-fn boot(
+/// Runs `boot` (one boot of `name`) and, when it was stuck before `/init` ran
+/// ([`BOOT_DEADLINE`]; no test has run in it), once more.
+fn unless_stuck(
     name: &str,
-    config: &Config,
-    kernel: &Kernel,
-    initrd: &Path,
-    tests: &[String],
-    log: &Path,
-    timeout: Duration,
+    mut boot: impl FnMut() -> anyhow::Result<Option<Outcome>>,
 ) -> anyhow::Result<Outcome> {
     for attempt in 1..=2 {
-        match boot_once(name, config, kernel, initrd, tests, log, timeout)? {
+        match boot()? {
             Some(outcome) => return Ok(outcome),
             None => eprintln!(
                 "xtask vm-test: {name} did not reach /init within {BOOT_DEADLINE:?} \
@@ -355,8 +351,10 @@ fn boot(
     })
 }
 
-/// One boot; `None` when it was stuck before `/init` reported.
-fn boot_once(
+/// Boots `config` and checks its serial console: the kernel and LSM state it reports, one
+/// marker per test executable with its exit code, and the final result. `None` when the boot
+/// was stuck before `/init` reported.
+fn boot(
     name: &str,
     config: &Config,
     kernel: &Kernel,

@@ -147,6 +147,11 @@ pub fn parse_call<C: CallName>(name: &str) -> Result<C, SpecError> {
     C::from_name(name).ok_or_else(|| SpecError::new("fault.calls", name, C::allowed()))
 }
 
+/// Every call of an API request's `fault.calls`.
+pub fn parse_calls<C: CallName>(names: &[String]) -> Result<Vec<C>, SpecError> {
+    names.iter().map(|name| parse_call(name)).collect()
+}
+
 /// A spec field with a value that is not allowed. Says which field, what it was, and what is
 /// allowed, so the user can fix it without reading code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -10,7 +10,7 @@ use crate::{
     fault::{
         Direction, EgressDrop, Fault, FaultSpec, NetFilter, SpecError,
         filter::{parse_cidr, parse_ports},
-        parse_call,
+        parse_calls,
     },
     store::ExperimentRow,
     target::Target,
@@ -55,19 +55,11 @@ pub fn spec_from_proto(p: &proto::ExperimentSpec) -> Result<(String, FaultSpec),
         },
         Some(fault::Kind::SocketError(e)) => Fault::SocketError {
             errno: e.errno.parse()?,
-            calls: e
-                .calls
-                .iter()
-                .map(|c| parse_call(c))
-                .collect::<Result<_, _>>()?,
+            calls: parse_calls(&e.calls)?,
         },
         Some(fault::Kind::SyscallError(e)) => Fault::SyscallError {
             errno: e.errno.parse()?,
-            calls: e
-                .calls
-                .iter()
-                .map(|c| parse_call(c))
-                .collect::<Result<_, _>>()?,
+            calls: parse_calls(&e.calls)?,
             path_prefix: (!e.path_prefix.is_empty()).then(|| e.path_prefix.clone()),
         },
         Some(fault::Kind::Latency(l)) => Fault::Latency {
