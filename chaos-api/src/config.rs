@@ -3,10 +3,12 @@
 //!
 //! This module owns the top level, the `budget` and `experiments` sections and the order of
 //! validation; the private submodules `safety` (`safety_checks`, `rollback`), `experiment_types`
-//! and `monitoring` own the other sections. Their types are re-exported here. Every key the seed is silent
+//! and `monitoring` own the other sections, and `admit` applies the config's limits to an
+//! experiment ([`ChaosConfig::admit`]). Their types are re-exported here. Every key the seed is silent
 //! about has a default, documented on its field; every struct rejects unknown keys. Read a config
 //! with [`ChaosConfig::from_yaml`], which returns a value that passed [`ChaosConfig::validate`].
 
+mod admit;
 mod experiment_types;
 mod monitoring;
 mod safety;
@@ -14,14 +16,15 @@ mod safety;
 use serde::Deserialize;
 
 use crate::error::{ModelError, check_cost, check_range, check_ratio, invalid, parse_yaml};
+pub use admit::{Admission, Price, Refusal, wildcard_match};
 pub use experiment_types::{
     ApiErrorInjectionParameters, ApiErrorInjectionType, ErrorType, ExperimentTypes,
     NetworkLatencyParameters, NetworkLatencyType, PodDeletionParameters, PodDeletionType,
 };
 pub use monitoring::{CustomMetrics, Grafana, Monitoring, Prometheus};
 pub use safety::{
-    HealthChecks, ManualTrigger, Rollback, RollbackStrategies, RollbackTriggers, SafetyChecks,
-    SloValidation,
+    DEFAULT_PROTECTED_CGROUPS, HealthChecks, ManualTrigger, Rollback, RollbackStrategies,
+    RollbackTriggers, SafetyChecks, SloValidation,
 };
 
 /// The whole chaos config. Every section is optional; an omitted section takes the defaults
@@ -142,6 +145,8 @@ pub struct ExperimentLimits {
     pub dependency_failure: FaultLimits,
     /// Limits of API error injection (reset connections) experiments.
     pub api_error_injection: FaultLimits,
+    /// Limits of file and process syscall error experiments.
+    pub syscall_error: FaultLimits,
 }
 
 impl ExperimentLimits {
@@ -190,7 +195,12 @@ impl ExperimentLimits {
         self.dependency_failure
             .validate("experiments.dependency_failure")?;
         self.api_error_injection
-            .validate("experiments.api_error_injection")
+            .validate("experiments.api_error_injection")?;
+        self.syscall_error.validate("experiments.syscall_error")?;
+        check_cgroup_names(
+            "experiments.pod_deletion.allowed_cgroups",
+            &pods.allowed_cgroups,
+        )
     }
 }
 
@@ -232,6 +242,11 @@ pub struct PodDeletionLimits {
     pub cost_per_pod: f64,
     /// Impact score (0 to 1) above which the experiment is rolled back. Default: 0.2.
     pub impact_threshold: f64,
+    /// Cgroup directory names (`*` wildcard) that a pod deletion may kill although they are
+    /// not a pod or a container (a systemd service, a test cgroup); their pods, containers or
+    /// else the cgroup itself count as the pods killed. `safety_checks.protected_cgroups`
+    /// still applies. Default: none (only pods and containers).
+    pub allowed_cgroups: Vec<String>,
 }
 
 impl Default for PodDeletionLimits {
@@ -241,6 +256,7 @@ impl Default for PodDeletionLimits {
             max_pods_deleted: 2,
             cost_per_pod: 50.0,
             impact_threshold: 0.2,
+            allowed_cgroups: Vec::new(),
         }
     }
 }
@@ -315,6 +331,21 @@ fn check_names(path: &str, names: &[String]) -> Result<(), ModelError> {
             format!("{path}[{index}]"),
             format!("{:?}", names[index]),
             "a non-empty name",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks a list of cgroup directory name patterns: not empty, no `/`, no control characters.
+fn check_cgroup_names(path: &str, names: &[String]) -> Result<(), ModelError> {
+    match names.iter().position(|name| {
+        name.trim().is_empty() || name.contains('/') || name.chars().any(char::is_control)
+    }) {
+        Some(index) => Err(invalid(
+            format!("{path}[{index}]"),
+            format!("{:?}", names[index]),
+            "a cgroup directory name without '/', `*` matching any characters \
+             (e.g. kubelet.service, chaos-test-*)",
         )),
         None => Ok(()),
     }

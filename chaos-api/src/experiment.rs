@@ -2,12 +2,19 @@
 //! read, checked offline, and their conversion to the gRPC
 //! [`ExperimentSpec`](crate::proto::ExperimentSpec).
 //!
-//! This module owns [`Experiment`], its target, its checks ([`Experiment::validate`]) and
-//! [`Experiment::to_proto`]. Private submodules own the rest: `fault`, `latency`, `syscall`,
-//! `host` and `filter` (their types are re-exported here), and `raw`, the document as written and its conversion
-//! into the model (exactly one target, the `fault` keys allowed for the `type`, the per-type
-//! `intensity` default, ports and networks). The daemon re-validates what it alone can (errno
-//! names against the real table, the target's existence, its config's limits).
+//! This is the only definition of an experiment: chaos-ctl builds it from its flags or a file
+//! and validates it before sending [`Experiment::to_proto`]; the daemon reads requests with
+//! [`Experiment::from_proto`], which applies the same defaults and checks, and meets it with its
+//! config in [`crate::config::ChaosConfig::admit`]. Nothing else defines a field, a default or
+//! a limit.
+//!
+//! This module owns [`Experiment`], its target and its checks ([`Experiment::validate`]).
+//! Private submodules own the rest: `fault`, `errno`, `latency`, `syscall`, `host` and
+//! `filter` (their types are re-exported here), `raw`, the document as written and its
+//! conversion into the model (exactly one target, the `fault` keys allowed for the `type`, the
+//! per-type `intensity` default, ports and networks), and `wire`, the conversion to and from the
+//! gRPC message. The daemon checks only what needs the node: the target's existence, its
+//! kernel's capabilities and its config's limits.
 //!
 //! `intensity` is required, except for the host faults (`pod_deletion`, `resource_exhaustion`),
 //! where it defaults to 1: a pod deletion kills at every check with that probability, and a
@@ -26,12 +33,15 @@
 //!   ports: "5432"
 //! ```
 
+mod errno;
 mod fault;
 mod filter;
 mod host;
 mod latency;
 mod raw;
 mod syscall;
+mod target;
+mod wire;
 
 use std::fmt;
 use std::time::Duration;
@@ -39,22 +49,19 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{ModelError, check_cost, check_duration, check_ratio, invalid, parse_yaml};
-use crate::proto;
 
-pub use fault::{
-    CallName, Direction, EgressDrop, Errno, Fault, PacketLoss, SocketCall, SocketError,
-};
+pub use errno::{Errno, MAX_ERRNO};
+pub use fault::{CallName, Direction, EgressDrop, Fault, PacketLoss, SocketCall, SocketError};
 pub use filter::{NetFilter, PortRange, Protocol};
 pub use host::{MIN_KILL_INTERVAL, PodDeletion, ResourceExhaustion};
 pub use latency::{Distribution, MAX_LATENCY, NetworkLatency};
 pub use syscall::{MAX_PATH_PREFIX_LEN, SyscallCall, SyscallError, normalize_path_prefix};
+pub use target::{Target, TargetKind};
 
 /// Most networks one filter may list.
 pub const MAX_CIDRS: usize = 8;
 /// Longest experiment: deadlines are also enforced in the kernel, and a day is the cap.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
-/// Highest errno number accepted offline (`EHWPOISON` on Linux).
-pub const MAX_ERRNO: u32 = 133;
 
 /// A validated experiment definition.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,15 +101,7 @@ impl Experiment {
 
     /// The experiment type, i.e. the document's `type`.
     pub fn kind(&self) -> ExperimentType {
-        match self.fault {
-            Fault::PacketLoss(_) => ExperimentType::PacketLoss,
-            Fault::DependencyFailure(_) => ExperimentType::DependencyFailure,
-            Fault::ApiErrorInjection(_) => ExperimentType::ApiErrorInjection,
-            Fault::NetworkLatency(_) => ExperimentType::NetworkLatency,
-            Fault::SyscallError(_) => ExperimentType::SyscallError,
-            Fault::PodDeletion(_) => ExperimentType::PodDeletion,
-            Fault::ResourceExhaustion(_) => ExperimentType::ResourceExhaustion,
-        }
+        self.fault.kind()
     }
 
     /// Checks every rule that needs no kernel and no cluster; the first failure is returned.
@@ -141,55 +140,6 @@ impl Experiment {
             return Err(no_filter_error(self.kind()));
         }
         self.filter.validate()
-    }
-
-    /// The gRPC spec. `dry_run` is not part of it (see [`Experiment::dry_run`]).
-    pub fn to_proto(&self) -> proto::ExperimentSpec {
-        let fault = match &self.fault {
-            Fault::PacketLoss(loss) => proto::fault::Kind::PacketLoss(proto::PacketLoss {
-                direction: loss.direction.to_proto() as i32,
-                visible_egress_drop: loss.egress_drop == EgressDrop::Visible,
-            }),
-            Fault::DependencyFailure(error) | Fault::ApiErrorInjection(error) => {
-                proto::fault::Kind::SocketError(proto::SocketError {
-                    errno: error.errno.to_string(),
-                    calls: error.calls.iter().map(|c| c.as_str().to_owned()).collect(),
-                })
-            }
-            Fault::NetworkLatency(latency) => {
-                let (delay_ms, jitter_ms) = latency.millis();
-                proto::fault::Kind::Latency(proto::Latency {
-                    delay_ms,
-                    jitter_ms,
-                    distribution: latency.distribution.as_str().to_owned(),
-                    interface: latency.interface.clone().unwrap_or_default(),
-                })
-            }
-            Fault::SyscallError(error) => proto::fault::Kind::SyscallError(proto::SyscallError {
-                errno: error.errno.to_string(),
-                calls: error.calls.iter().map(|c| c.as_str().to_owned()).collect(),
-                path_prefix: error.path_prefix.clone().unwrap_or_default(),
-            }),
-            Fault::PodDeletion(deletion) => proto::fault::Kind::PodKill(proto::PodKill {
-                interval_ms: deletion.interval_ms(),
-            }),
-            Fault::ResourceExhaustion(pressure) => {
-                proto::fault::Kind::ResourcePressure(proto::ResourcePressure {
-                    cpu_share: pressure.cpu_share,
-                    memory_share: pressure.memory_share,
-                })
-            }
-        };
-        proto::ExperimentSpec {
-            name: self.name.clone(),
-            target: Some(self.target.to_proto()),
-            fault: Some(proto::Fault { kind: Some(fault) }),
-            probability: self.intensity,
-            duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
-            max_faults: self.max_faults,
-            filter: (!self.filter.matches_everything()).then(|| self.filter.to_proto()),
-            budget: self.budget,
-        }
     }
 }
 
@@ -263,71 +213,6 @@ impl fmt::Display for ExperimentType {
     }
 }
 
-/// `target`: exactly one of these in the document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// `cgroup`: a cgroup v2 path below the cgroup2 mount, e.g. `/system.slice/foo.service`.
-    Cgroup(String),
-    /// `pid`: every process in the cgroup of this process.
-    Pid(u32),
-    /// `container_id`: 12 to 64 lowercase hex digits, optionally prefixed by the runtime
-    /// (`containerd://...`).
-    ContainerId(String),
-    /// `pod_uid`: a Kubernetes pod UID (lowercase UUID); the whole pod.
-    PodUid(String),
-}
-
-impl Target {
-    fn validate(&self) -> Result<(), ModelError> {
-        match self {
-            Self::Cgroup(path) => {
-                if path.is_empty()
-                    || path.contains('\0')
-                    || path.split('/').any(|component| component == "..")
-                {
-                    return Err(invalid(
-                        "target.cgroup",
-                        format!("{path:?}"),
-                        "a cgroup path below the cgroup2 mount, without `..`",
-                    ));
-                }
-            }
-            Self::Pid(0) => return Err(invalid("target.pid", 0, "a process id of at least 1")),
-            Self::Pid(_) => {}
-            Self::ContainerId(id) => {
-                let hex = id.split_once("://").map_or(id.as_str(), |(_, hex)| hex);
-                if !(12..=64).contains(&hex.len()) || !hex.bytes().all(is_lower_hex) {
-                    return Err(invalid(
-                        "target.container_id",
-                        format!("{id:?}"),
-                        "12 to 64 lowercase hex digits, optionally prefixed by `RUNTIME://`",
-                    ));
-                }
-            }
-            Self::PodUid(uid) => {
-                if !is_uuid(uid) {
-                    return Err(invalid(
-                        "target.pod_uid",
-                        format!("{uid:?}"),
-                        "a pod UID like 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f (lowercase)",
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn to_proto(&self) -> proto::Target {
-        let kind = match self {
-            Self::Cgroup(path) => proto::target::Kind::Cgroup(path.clone()),
-            Self::Pid(pid) => proto::target::Kind::Pid(*pid),
-            Self::ContainerId(id) => proto::target::Kind::ContainerId(id.clone()),
-            Self::PodUid(uid) => proto::target::Kind::PodUid(uid.clone()),
-        };
-        proto::Target { kind: Some(kind) }
-    }
-}
-
 /// Checks `name`: 1 to 63 characters `[a-z0-9-]`, starting and ending with a letter or digit.
 fn check_name(name: &str) -> Result<(), ModelError> {
     let alphanumeric = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
@@ -344,18 +229,4 @@ fn check_name(name: &str) -> Result<(), ModelError> {
             "1 to 63 characters a-z, 0-9 and -, starting and ending with a letter or digit",
         ))
     }
-}
-
-fn is_lower_hex(b: u8) -> bool {
-    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
-}
-
-/// `8-4-4-4-12` lowercase hex digits.
-fn is_uuid(text: &str) -> bool {
-    let groups: Vec<&str> = text.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(group, len)| group.len() == len && group.bytes().all(is_lower_hex))
 }

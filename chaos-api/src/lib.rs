@@ -3,13 +3,15 @@
 //! * [`proto`] — the gRPC service `chaos.v1.ChaosDaemon` (tonic/prost, generated at build time).
 //! * [`config`] — the chaos config (`chaos/chaos.yaml`): budget, limits, guards, rollback, monitoring.
 //! * [`experiment`] — experiment definition files (`chaos-ctl apply/validate -f`) and their proto.
-//! * [`error`] — [`error::ModelError`], the one error of the YAML model, naming the offending path.
+//! * [`state`] — [`state::State`], where an experiment is in its life.
+//! * [`error`] — [`error::ModelError`], the one error of the model, naming the offending path.
 //!
 //! No aya, no kube, no I/O beyond parsing.
 
 pub mod config;
 pub mod error;
 pub mod experiment;
+pub mod state;
 
 pub mod proto {
     //! Generated from `proto/chaos/v1/daemon.proto`.

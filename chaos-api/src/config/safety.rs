@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::check_names;
+use super::{check_cgroup_names, check_names};
 use crate::error::{ModelError, check_range, check_ratio};
 
 /// `safety_checks`: the guards evaluated while an experiment runs.
@@ -23,7 +23,25 @@ pub struct SafetyChecks {
     /// How often every guard is evaluated, in milliseconds; 50 to 60000. A violation disarms
     /// the experiment within one interval. Default: 1000.
     pub guard_interval_ms: u64,
+    /// Cgroup directory names (`*` wildcard) that no experiment may target, nor any cgroup that
+    /// contains one: the node's own services. The root cgroup and the daemon's own cgroup are
+    /// always protected. Default: [`DEFAULT_PROTECTED_CGROUPS`].
+    pub protected_cgroups: Vec<String>,
 }
+
+/// The node's own services: init, the system slice, the kubelet and the container runtimes,
+/// and the parents of every pod (`kubepods.slice` under systemd, `kubepods` under cgroupfs).
+pub const DEFAULT_PROTECTED_CGROUPS: &[&str] = &[
+    "init.scope",
+    "system.slice",
+    "kubelet.service",
+    "kubelet.slice",
+    "containerd.service",
+    "crio.service",
+    "docker.service",
+    "kubepods.slice",
+    "kubepods",
+];
 
 impl Default for SafetyChecks {
     fn default() -> Self {
@@ -32,6 +50,10 @@ impl Default for SafetyChecks {
             health_checks: HealthChecks::default(),
             rollback_triggers: RollbackTriggers::default(),
             guard_interval_ms: 1000,
+            protected_cgroups: DEFAULT_PROTECTED_CGROUPS
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
         }
     }
 }
@@ -74,7 +96,8 @@ impl SafetyChecks {
             self.guard_interval_ms,
             50,
             60_000,
-        )
+        )?;
+        check_cgroup_names("safety_checks.protected_cgroups", &self.protected_cgroups)
     }
 }
 

@@ -3,16 +3,12 @@
 //! defaults and checks, and the checks every `fault.calls` list shares. The other types'
 //! settings live in `latency`, `syscall` and `host`.
 
-use std::fmt;
-
 use serde::Deserialize;
 
 use super::{
-    ExperimentType, MAX_ERRNO, NetFilter, NetworkLatency, PodDeletion, ResourceExhaustion,
-    SyscallError,
+    Errno, ExperimentType, NetFilter, NetworkLatency, PodDeletion, ResourceExhaustion, SyscallError,
 };
 use crate::error::{ModelError, invalid};
-use crate::proto;
 
 /// The fault of an experiment: its type and the type's settings (`fault` in the document).
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +27,21 @@ pub enum Fault {
     PodDeletion(PodDeletion),
     /// `type: resource_exhaustion`.
     ResourceExhaustion(ResourceExhaustion),
+}
+
+impl Fault {
+    /// The experiment type of this fault (the document's `type`).
+    pub fn kind(&self) -> ExperimentType {
+        match self {
+            Self::PacketLoss(_) => ExperimentType::PacketLoss,
+            Self::DependencyFailure(_) => ExperimentType::DependencyFailure,
+            Self::ApiErrorInjection(_) => ExperimentType::ApiErrorInjection,
+            Self::NetworkLatency(_) => ExperimentType::NetworkLatency,
+            Self::SyscallError(_) => ExperimentType::SyscallError,
+            Self::PodDeletion(_) => ExperimentType::PodDeletion,
+            Self::ResourceExhaustion(_) => ExperimentType::ResourceExhaustion,
+        }
+    }
 }
 
 /// `fault` of a `packet_loss` experiment.
@@ -69,11 +80,15 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub(super) fn to_proto(self) -> proto::packet_loss::Direction {
+    /// Every direction.
+    pub const ALL: &'static [Self] = &[Self::Ingress, Self::Egress, Self::Both];
+
+    /// The name as written in YAML and in the proto, e.g. `egress`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::Ingress => proto::packet_loss::Direction::Ingress,
-            Self::Egress => proto::packet_loss::Direction::Egress,
-            Self::Both => proto::packet_loss::Direction::Both,
+            Self::Ingress => "ingress",
+            Self::Egress => "egress",
+            Self::Both => "both",
         }
     }
 }
@@ -87,6 +102,19 @@ pub enum EgressDrop {
     Silent,
     /// `visible`: the sending call fails with `EPERM`.
     Visible,
+}
+
+impl EgressDrop {
+    /// Both ways an egress drop can look.
+    pub const ALL: &'static [Self] = &[Self::Silent, Self::Visible];
+
+    /// The name as written in YAML and in the proto, e.g. `silent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Silent => "silent",
+            Self::Visible => "visible",
+        }
+    }
 }
 
 /// `fault` of a `dependency_failure` or `api_error_injection` experiment.
@@ -105,19 +133,18 @@ impl SocketError {
     pub(super) fn defaults(kind: ExperimentType) -> Self {
         if kind == ExperimentType::ApiErrorInjection {
             Self {
-                errno: Errno::Name("ECONNRESET".to_owned()),
+                errno: Errno::ECONNRESET,
                 calls: vec![SocketCall::Connect, SocketCall::Sendmsg],
             }
         } else {
             Self {
-                errno: Errno::Name("ECONNREFUSED".to_owned()),
+                errno: Errno::ECONNREFUSED,
                 calls: vec![SocketCall::Connect],
             }
         }
     }
 
     pub(super) fn validate(&self, filter: &NetFilter) -> Result<(), ModelError> {
-        self.errno.validate()?;
         check_calls(&self.calls)?;
         if self.calls.contains(&SocketCall::Socket)
             && (filter.ports.is_some() || !filter.cidrs.is_empty())
@@ -130,50 +157,6 @@ impl SocketError {
             ));
         }
         Ok(())
-    }
-}
-
-/// `fault.errno`: a name (`ECONNREFUSED`) or a number (`111`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Errno {
-    /// A name matching `E[A-Z0-9]+`; the daemon checks it against the real errno table.
-    Name(String),
-    /// A number, 1 to [`MAX_ERRNO`].
-    Number(u32),
-}
-
-impl Errno {
-    pub(super) fn validate(&self) -> Result<(), ModelError> {
-        let valid = match self {
-            Self::Name(name) => {
-                name.len() > 1
-                    && name.starts_with('E')
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-            }
-            Self::Number(number) => (1..=MAX_ERRNO).contains(number),
-        };
-        if valid {
-            Ok(())
-        } else {
-            let value = match self {
-                Self::Name(name) => format!("{name:?}"),
-                Self::Number(number) => number.to_string(),
-            };
-            Err(invalid("fault.errno", value, ERRNO_ALLOWED))
-        }
-    }
-}
-
-pub(super) const ERRNO_ALLOWED: &str = "an errno name such as ECONNREFUSED or a number 1 to 133";
-
-impl fmt::Display for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Name(name) => f.write_str(name),
-            Self::Number(number) => write!(f, "{number}"),
-        }
     }
 }
 

@@ -7,7 +7,6 @@ use serde::Deserialize;
 
 use super::MAX_CIDRS;
 use crate::error::{ModelError, invalid};
-use crate::proto;
 
 /// `filter`: which packets or calls are eligible. Every part defaults to "all".
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -51,14 +50,6 @@ impl NetFilter {
         }
         Ok(())
     }
-
-    pub(super) fn to_proto(&self) -> proto::NetFilter {
-        proto::NetFilter {
-            protocol: self.protocol.as_str().to_owned(),
-            ports: self.ports.map(|p| p.to_string()).unwrap_or_default(),
-            cidrs: self.cidrs.iter().map(ToString::to_string).collect(),
-        }
-    }
 }
 
 pub(super) const PORTS_ALLOWED: &str =
@@ -80,6 +71,9 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol keyword.
+    pub const ALL: &'static [Self] = &[Self::Tcp, Self::Udp, Self::Icmp, Self::Any];
+
     /// The name as written in YAML and in the proto, e.g. `tcp`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -95,6 +95,9 @@ pub enum Distribution {
 }
 
 impl Distribution {
+    /// Both distributions.
+    pub const ALL: &'static [Self] = &[Self::Uniform, Self::Normal];
+
     /// The name as written in YAML and in the proto, e.g. `uniform`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -13,12 +13,12 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde::de::{Deserializer, Visitor};
 
-use super::fault::{CallName, ERRNO_ALLOWED};
+use super::fault::CallName;
 use super::filter::PORTS_ALLOWED;
 use super::{
     Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType, Fault, MAX_CIDRS,
     NetFilter, NetworkLatency, PacketLoss, PodDeletion, PortRange, Protocol, ResourceExhaustion,
-    SocketError, SyscallError, Target, no_filter_error,
+    SocketError, SyscallError, Target, TargetKind, no_filter_error,
 };
 use crate::error::{ModelError, deserialize_duration, invalid};
 
@@ -81,7 +81,7 @@ impl RawExperiment {
     }
 }
 
-/// `target`: the four kinds, of which exactly one must be set.
+/// `target`: the four kinds, of which exactly one must be set, and the pod's name.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a target (a mapping)")]
 struct RawTarget {
@@ -89,27 +89,31 @@ struct RawTarget {
     pid: Option<u32>,
     container_id: Option<String>,
     pod_uid: Option<String>,
+    pod_name: Option<String>,
 }
 
 impl RawTarget {
     fn into_target(self) -> Result<Target, ModelError> {
         let mut targets = Vec::new();
         if let Some(path) = self.cgroup {
-            targets.push(("cgroup", Target::Cgroup(path)));
+            targets.push(("cgroup", TargetKind::Cgroup(path)));
         }
         if let Some(pid) = self.pid {
-            targets.push(("pid", Target::Pid(pid)));
+            targets.push(("pid", TargetKind::Pid(pid)));
         }
         if let Some(id) = self.container_id {
-            targets.push(("container_id", Target::ContainerId(id)));
+            targets.push(("container_id", TargetKind::container(&id)));
         }
         if let Some(uid) = self.pod_uid {
-            targets.push(("pod_uid", Target::PodUid(uid)));
+            targets.push(("pod_uid", TargetKind::PodUid(uid)));
         }
         let allowed = "exactly one of cgroup, pid, container_id, pod_uid";
         match targets.len() {
             0 => Err(invalid("target", "no target", allowed)),
-            1 => Ok(targets.remove(0).1),
+            1 => Ok(Target {
+                kind: targets.remove(0).1,
+                pod_name: self.pod_name,
+            }),
             _ => {
                 let names: Vec<&str> = targets.iter().map(|(name, _)| *name).collect();
                 Err(invalid("target", names.join(" and "), allowed))
@@ -245,24 +249,17 @@ fn deserialize_some_duration<'de, D: Deserializer<'de>>(
     deserialize_duration(deserializer).map(Some)
 }
 
-/// `fault.errno` as written, or `default`. A number is an errno number, anything else an errno
-/// name; both are range-checked later.
+/// `fault.errno` as written (a name or a number), or `default`.
 fn parse_errno(errno: Option<ScalarText>, default: Errno) -> Result<Errno, ModelError> {
-    let Some(ScalarText(text)) = errno else {
-        return Ok(default);
-    };
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        text.parse()
-            .map(Errno::Number)
-            .map_err(|_| invalid("fault.errno", &text, ERRNO_ALLOWED))
-    } else {
-        Ok(Errno::Name(text))
+    match errno {
+        Some(ScalarText(text)) => Errno::parse(&text),
+        None => Ok(default),
     }
 }
 
 /// `fault.calls` as written, each a call of `C`, or `default`; emptiness and repeats are
 /// checked later.
-fn parse_calls<C: CallName>(
+pub(super) fn parse_calls<C: CallName>(
     names: Option<Vec<String>>,
     default: Vec<C>,
 ) -> Result<Vec<C>, ModelError> {
@@ -288,42 +285,53 @@ struct RawFilter {
 
 impl RawFilter {
     fn into_filter(self) -> Result<NetFilter, ModelError> {
-        let ports = match self.ports {
-            Some(ScalarText(text)) => Some(
-                parse_ports(&text)
-                    .ok_or_else(|| invalid("filter.ports", format!("{text:?}"), PORTS_ALLOWED))?,
-            ),
-            None => None,
-        };
-        let cidrs = match self.cidrs {
-            None => Vec::new(),
-            Some(cidrs) if cidrs.is_empty() => {
-                return Err(invalid(
-                    "filter.cidrs",
-                    "[]",
-                    format!("1 to {MAX_CIDRS} networks (omit filter.cidrs to match every address)"),
-                ));
-            }
-            Some(cidrs) => cidrs
-                .iter()
-                .enumerate()
-                .map(|(index, text)| {
-                    parse_network(text).ok_or_else(|| {
-                        invalid(
-                            format!("filter.cidrs[{index}]"),
-                            format!("{text:?}"),
-                            "an IPv4 or IPv6 network like 10.0.0.0/8 or fd00::/8, or an address",
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        Ok(NetFilter {
-            protocol: self.protocol,
-            ports,
-            cidrs,
-        })
+        let ports = self.ports.map(|ScalarText(text)| text);
+        build_filter(self.protocol, ports.as_deref(), self.cidrs.as_deref())
     }
+}
+
+/// A filter from its parts as written (`None`: the key is absent); ranges and counts are
+/// checked by validation. Shared by the document and the gRPC message.
+pub(super) fn build_filter(
+    protocol: Protocol,
+    ports: Option<&str>,
+    cidrs: Option<&[String]>,
+) -> Result<NetFilter, ModelError> {
+    let ports = match ports {
+        Some(text) => Some(
+            parse_ports(text)
+                .ok_or_else(|| invalid("filter.ports", format!("{text:?}"), PORTS_ALLOWED))?,
+        ),
+        None => None,
+    };
+    let cidrs = match cidrs {
+        None => Vec::new(),
+        Some([]) => {
+            return Err(invalid(
+                "filter.cidrs",
+                "[]",
+                format!("1 to {MAX_CIDRS} networks (omit filter.cidrs to match every address)"),
+            ));
+        }
+        Some(cidrs) => cidrs
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                parse_network(text).ok_or_else(|| {
+                    invalid(
+                        format!("filter.cidrs[{index}]"),
+                        format!("{text:?}"),
+                        "an IPv4 or IPv6 network like 10.0.0.0/8 or fd00::/8, or an address",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(NetFilter {
+        protocol,
+        ports,
+        cidrs,
+    })
 }
 
 /// `"80"` or `"8000-8100"`; the order and zero are checked by validation.

@@ -25,14 +25,13 @@ impl SyscallError {
     /// The defaults: `EIO` on `open`, every file.
     pub(super) fn defaults() -> Self {
         Self {
-            errno: Errno::Name("EIO".to_owned()),
+            errno: Errno::EIO,
             calls: vec![SyscallCall::Open],
             path_prefix: None,
         }
     }
 
     pub(super) fn validate(&self) -> Result<(), ModelError> {
-        self.errno.validate()?;
         check_calls(&self.calls)?;
         if let Some(prefix) = &self.path_prefix {
             normalize_path_prefix(prefix, &self.calls)

@@ -1,0 +1,256 @@
+//! The experiment on the wire: [`Experiment::to_proto`] (what chaos-ctl sends) and
+//! [`Experiment::from_proto`] (what the daemon reads), which applies the document's defaults
+//! and checks, so that a request is judged exactly as the same experiment file would be.
+//!
+//! Errors name the document's paths (`fault.errno`, `intensity`, `target`): users write flags
+//! or files, never the message. proto3 cannot tell an empty string or list from an absent one;
+//! both mean "the type's default", as an omitted key does.
+
+use std::time::Duration;
+
+use super::raw::{build_filter, parse_calls};
+use super::{
+    Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType, Fault, NetFilter,
+    NetworkLatency, PacketLoss, PodDeletion, Protocol, ResourceExhaustion, SocketError,
+    SyscallError, Target, TargetKind,
+};
+use crate::error::{ModelError, invalid};
+use crate::proto::{self, fault::Kind as FaultKind, target::Kind as TargetCase};
+
+impl Experiment {
+    /// The gRPC spec. `dry_run` is not part of it (see [`Experiment::dry_run`]).
+    pub fn to_proto(&self) -> proto::ExperimentSpec {
+        let socket = |error: &SocketError| proto::SocketError {
+            errno: error.errno.to_string(),
+            calls: error.calls.iter().map(|c| c.as_str().to_owned()).collect(),
+        };
+        let fault = match &self.fault {
+            Fault::PacketLoss(loss) => FaultKind::PacketLoss(proto::PacketLoss {
+                direction: loss.direction.as_str().to_owned(),
+                egress_drop: loss.egress_drop.as_str().to_owned(),
+            }),
+            Fault::DependencyFailure(error) => FaultKind::DependencyFailure(socket(error)),
+            Fault::ApiErrorInjection(error) => FaultKind::ApiErrorInjection(socket(error)),
+            Fault::NetworkLatency(latency) => {
+                let (latency_ms, jitter_ms) = latency.millis();
+                FaultKind::NetworkLatency(proto::NetworkLatency {
+                    latency_ms,
+                    jitter_ms,
+                    distribution: latency.distribution.as_str().to_owned(),
+                    interface: latency.interface.clone().unwrap_or_default(),
+                })
+            }
+            Fault::SyscallError(error) => FaultKind::SyscallError(proto::SyscallError {
+                errno: error.errno.to_string(),
+                calls: error.calls.iter().map(|c| c.as_str().to_owned()).collect(),
+                path_prefix: error.path_prefix.clone().unwrap_or_default(),
+            }),
+            Fault::PodDeletion(deletion) => FaultKind::PodDeletion(proto::PodDeletion {
+                interval_ms: deletion.interval_ms(),
+            }),
+            Fault::ResourceExhaustion(pressure) => {
+                FaultKind::ResourceExhaustion(proto::ResourceExhaustion {
+                    cpu_share: pressure.cpu_share,
+                    memory_share: pressure.memory_share,
+                })
+            }
+        };
+        let target = match &self.target.kind {
+            TargetKind::Cgroup(path) => TargetCase::Cgroup(path.clone()),
+            TargetKind::Pid(pid) => TargetCase::Pid(*pid),
+            TargetKind::ContainerId(id) => TargetCase::ContainerId(id.clone()),
+            TargetKind::PodUid(uid) => TargetCase::PodUid(uid.clone()),
+        };
+        proto::ExperimentSpec {
+            name: self.name.clone(),
+            target: Some(proto::Target {
+                kind: Some(target),
+                pod_name: self.target.pod_name.clone().unwrap_or_default(),
+            }),
+            fault: Some(proto::Fault { kind: Some(fault) }),
+            intensity: Some(self.intensity),
+            duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            max_faults: self.max_faults,
+            filter: (!self.filter.matches_everything()).then(|| proto::NetFilter {
+                protocol: self.filter.protocol.as_str().to_owned(),
+                ports: self.filter.ports.map(|p| p.to_string()).unwrap_or_default(),
+                cidrs: self.filter.cidrs.iter().map(ToString::to_string).collect(),
+            }),
+            budget: self.budget,
+        }
+    }
+
+    /// Reads a request's spec: the same defaults and checks as [`Experiment::from_yaml`], and
+    /// the first failure, named by its path in an experiment file.
+    pub fn from_proto(spec: &proto::ExperimentSpec) -> Result<Self, ModelError> {
+        let target = spec.target.as_ref().and_then(|t| t.kind.as_ref());
+        let target = match target {
+            Some(TargetCase::Cgroup(path)) => TargetKind::Cgroup(path.clone()),
+            Some(TargetCase::Pid(pid)) => TargetKind::Pid(*pid),
+            Some(TargetCase::ContainerId(id)) => TargetKind::container(id),
+            Some(TargetCase::PodUid(uid)) => TargetKind::PodUid(uid.clone()),
+            None => {
+                return Err(invalid(
+                    "target",
+                    "no target",
+                    "exactly one of cgroup, pid, container_id, pod_uid",
+                ));
+            }
+        };
+        let pod_name = spec
+            .target
+            .as_ref()
+            .map(|t| t.pod_name.clone())
+            .filter(|n| !n.is_empty());
+        let Some(fault) = spec.fault.as_ref().and_then(|f| f.kind.as_ref()) else {
+            return Err(invalid(
+                "type",
+                "no type",
+                "packet_loss, dependency_failure, api_error_injection, network_latency, \
+                 syscall_error, pod_deletion or resource_exhaustion",
+            ));
+        };
+        let fault = fault_from_proto(fault)?;
+        let kind = fault.kind();
+        let intensity = match spec.intensity {
+            Some(intensity) => intensity,
+            None if kind.is_host() => 1.0,
+            None => {
+                return Err(ModelError::Parse {
+                    path: "intensity".to_owned(),
+                    message: "required field is missing (it defaults to 1 only for \
+                              pod_deletion and resource_exhaustion)"
+                        .to_owned(),
+                });
+            }
+        };
+        let filter = match &spec.filter {
+            None => NetFilter::default(),
+            Some(f) => {
+                let protocol = match f.protocol.as_str() {
+                    "" => Protocol::default(),
+                    text => keyword("filter.protocol", text, Protocol::ALL, Protocol::as_str)?,
+                };
+                let ports = (!f.ports.is_empty()).then_some(f.ports.as_str());
+                let cidrs = (!f.cidrs.is_empty()).then_some(f.cidrs.as_slice());
+                build_filter(protocol, ports, cidrs)?
+            }
+        };
+        let experiment = Self {
+            name: spec.name.clone(),
+            target: Target {
+                kind: target,
+                pod_name,
+            },
+            fault,
+            duration: Duration::from_millis(spec.duration_ms),
+            intensity,
+            budget: spec.budget,
+            max_faults: spec.max_faults,
+            dry_run: false,
+            filter,
+        };
+        experiment.validate()?;
+        Ok(experiment)
+    }
+}
+
+/// The proto's fault with the type's defaults for what it leaves empty.
+fn fault_from_proto(fault: &FaultKind) -> Result<Fault, ModelError> {
+    let socket = |kind: ExperimentType, error: &proto::SocketError| {
+        let defaults = SocketError::defaults(kind);
+        Ok::<_, ModelError>(SocketError {
+            errno: errno_or(&error.errno, defaults.errno)?,
+            calls: calls_or(&error.calls, defaults.calls)?,
+        })
+    };
+    Ok(match fault {
+        FaultKind::PacketLoss(loss) => Fault::PacketLoss(PacketLoss {
+            direction: match loss.direction.as_str() {
+                "" => Direction::default(),
+                text => keyword("fault.direction", text, Direction::ALL, Direction::as_str)?,
+            },
+            egress_drop: match loss.egress_drop.as_str() {
+                "" => EgressDrop::default(),
+                text => keyword(
+                    "fault.egress_drop",
+                    text,
+                    EgressDrop::ALL,
+                    EgressDrop::as_str,
+                )?,
+            },
+        }),
+        FaultKind::DependencyFailure(error) => {
+            Fault::DependencyFailure(socket(ExperimentType::DependencyFailure, error)?)
+        }
+        FaultKind::ApiErrorInjection(error) => {
+            Fault::ApiErrorInjection(socket(ExperimentType::ApiErrorInjection, error)?)
+        }
+        FaultKind::NetworkLatency(latency) => Fault::NetworkLatency(NetworkLatency {
+            latency: Duration::from_millis(latency.latency_ms),
+            jitter: Duration::from_millis(latency.jitter_ms),
+            distribution: match latency.distribution.as_str() {
+                "" => Distribution::default(),
+                text => keyword(
+                    "fault.distribution",
+                    text,
+                    Distribution::ALL,
+                    Distribution::as_str,
+                )?,
+            },
+            interface: non_empty(&latency.interface),
+        }),
+        FaultKind::SyscallError(error) => {
+            let defaults = SyscallError::defaults();
+            Fault::SyscallError(SyscallError {
+                errno: errno_or(&error.errno, defaults.errno)?,
+                calls: calls_or(&error.calls, defaults.calls)?,
+                path_prefix: non_empty(&error.path_prefix),
+            })
+        }
+        FaultKind::PodDeletion(deletion) => Fault::PodDeletion(PodDeletion {
+            interval: (deletion.interval_ms > 0)
+                .then(|| Duration::from_millis(deletion.interval_ms)),
+        }),
+        FaultKind::ResourceExhaustion(pressure) => Fault::ResourceExhaustion(ResourceExhaustion {
+            cpu_share: pressure.cpu_share,
+            memory_share: pressure.memory_share,
+        }),
+    })
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn errno_or(text: &str, default: Errno) -> Result<Errno, ModelError> {
+    if text.is_empty() {
+        Ok(default)
+    } else {
+        Errno::parse(text)
+    }
+}
+
+fn calls_or<C: super::CallName>(names: &[String], default: Vec<C>) -> Result<Vec<C>, ModelError> {
+    parse_calls((!names.is_empty()).then(|| names.to_vec()), default)
+}
+
+/// The keyword `text` among `all`, or the error at `path` listing them.
+fn keyword<T: Copy>(
+    path: &str,
+    text: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, ModelError> {
+    all.iter()
+        .copied()
+        .find(|k| name(*k) == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|k| name(*k)).collect();
+            invalid(
+                path,
+                format!("{text:?}"),
+                format!("one of {}", names.join(", ")),
+            )
+        })
+}
