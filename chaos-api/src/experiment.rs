@@ -16,8 +16,8 @@
 //! gRPC message. The daemon checks only what needs the node: the target's existence, its
 //! kernel's capabilities and its config's limits.
 //!
-//! `intensity` is required, except for the host faults (`pod_deletion`, `resource_exhaustion`),
-//! where it defaults to 1: a pod deletion kills at every check with that probability, and a
+//! `intensity` is required, except for `network_latency` (every packet is delayed) and the host
+//! faults (`pod_deletion`, `resource_exhaustion`), where it defaults to 1: a pod deletion kills at every check with that probability, and a
 //! resource exhaustion must have 1 (the pressure applies to the whole cgroup). The host faults
 //! and `syscall_error` take no `filter`.
 //!
@@ -75,8 +75,8 @@ pub struct Experiment {
     /// How long the fault stays armed: more than 0 (at least 1ms) and at most 24h.
     pub duration: Duration,
     /// Probability (0 to 1) that a matching packet or call is faulted; for a pod deletion, that
-    /// a due kill happens; exactly 1 for a resource exhaustion. Default 1 for the host faults,
-    /// required for the others.
+    /// a due kill happens; exactly 1 for a resource exhaustion. Default 1 for the host faults
+    /// and network_latency ([`ExperimentType::default_intensity`]), required for the others.
     pub intensity: f64,
     /// Money budget of this experiment; at least 0. Unset: the config's `max_experiment_cost`.
     pub budget: Option<f64>,
@@ -187,9 +187,28 @@ impl ExperimentType {
         matches!(self, Self::PodDeletion | Self::ResourceExhaustion)
     }
 
+    /// The `intensity` of an experiment that gives none: 1 for the host faults and for
+    /// network_latency (every packet is delayed); the types that drop or fail something must
+    /// say how much.
+    pub fn default_intensity(self) -> Option<f64> {
+        (self.is_host() || self == Self::NetworkLatency).then_some(1.0)
+    }
+
     /// Whether the type takes a `filter` (protocol, ports, networks): the network types do.
     pub fn takes_filter(self) -> bool {
         !self.is_host() && self != Self::SyscallError
+    }
+}
+
+/// The error for a missing `intensity` of a type without a default.
+fn intensity_missing(kind: ExperimentType) -> ModelError {
+    ModelError::Parse {
+        path: "intensity".to_owned(),
+        message: format!(
+            "required field is missing: {kind} needs the probability (0 to 1) that a matching \
+             packet or call is faulted, e.g. 0.1 (it defaults to 1 only for network_latency, \
+             pod_deletion and resource_exhaustion)"
+        ),
     }
 }
 

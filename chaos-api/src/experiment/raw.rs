@@ -52,17 +52,9 @@ pub(super) struct RawExperiment {
 impl RawExperiment {
     /// Builds the model; the range checks are left to [`Experiment::validate`].
     pub(super) fn into_experiment(self) -> Result<Experiment, ModelError> {
-        let intensity = match self.intensity {
+        let intensity = match self.intensity.or(self.kind.default_intensity()) {
             Some(intensity) => intensity,
-            None if self.kind.is_host() => 1.0,
-            None => {
-                return Err(ModelError::Parse {
-                    path: "intensity".to_owned(),
-                    message: "required field is missing (it defaults to 1 only for \
-                              pod_deletion and resource_exhaustion)"
-                        .to_owned(),
-                });
-            }
+            None => return Err(super::intensity_missing(self.kind)),
         };
         if !self.kind.takes_filter() && self.filter.is_some() {
             return Err(no_filter_error(self.kind));

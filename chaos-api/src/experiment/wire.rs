@@ -112,17 +112,9 @@ impl Experiment {
         };
         let fault = fault_from_proto(fault)?;
         let kind = fault.kind();
-        let intensity = match spec.intensity {
+        let intensity = match spec.intensity.or(kind.default_intensity()) {
             Some(intensity) => intensity,
-            None if kind.is_host() => 1.0,
-            None => {
-                return Err(ModelError::Parse {
-                    path: "intensity".to_owned(),
-                    message: "required field is missing (it defaults to 1 only for \
-                              pod_deletion and resource_exhaustion)"
-                        .to_owned(),
-                });
-            }
+            None => return Err(super::intensity_missing(kind)),
         };
         let filter = match &spec.filter {
             None => NetFilter::default(),
