@@ -17,9 +17,9 @@
 //! kernel's capabilities and its config's limits.
 //!
 //! `intensity` is required, except for `network_latency` (every packet is delayed) and the host
-//! faults (`pod_deletion`, `resource_exhaustion`), where it defaults to 1: a pod deletion kills at every check with that probability, and a
-//! resource exhaustion must have 1 (the pressure applies to the whole cgroup). The host faults
-//! and `syscall_error` take no `filter`.
+//! faults (`pod_deletion`, `resource_exhaustion`), where it defaults to 1: a pod deletion kills
+//! at every check with that probability, and a resource exhaustion must have 1 (the pressure
+//! applies to the whole cgroup). The host faults and `syscall_error` take no `filter`.
 //!
 //! ```yaml
 //! name: checkout-db-refused
