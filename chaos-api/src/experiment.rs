@@ -72,7 +72,8 @@ pub struct Experiment {
     pub target: Target,
     /// The fault type and its settings (the document's `type` and `fault`).
     pub fault: Fault,
-    /// How long the fault stays armed: more than 0 (at least 1ms) and at most 24h.
+    /// How long the fault stays armed: more than 0 (at least 1ms) and at most 24h, whole
+    /// milliseconds.
     pub duration: Duration,
     /// Probability (0 to 1) that a matching packet or call is faulted; for a pod deletion, that
     /// a due kill happens; exactly 1 for a resource exhaustion. Default 1 for the host faults
@@ -115,6 +116,14 @@ impl Experiment {
             Duration::from_millis(1),
             MAX_DURATION,
         )?;
+        // The proto carries `duration_ms`: a finer duration would not arrive as validated.
+        if !self.duration.subsec_nanos().is_multiple_of(1_000_000) {
+            return Err(invalid(
+                "duration",
+                humantime::format_duration(self.duration),
+                "whole milliseconds",
+            ));
+        }
         check_ratio("intensity", self.intensity)?;
         if let Some(budget) = self.budget {
             check_cost("budget", budget)?;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use chaos_api::config::{ChaosConfig, ErrorType, ManualTrigger};
+use chaos_api::config::{ChaosConfig, DEFAULT_PROTECTED_CGROUPS, ErrorType, ManualTrigger};
 use chaos_api::error::ModelError;
 
 /// The YAML blocks of the seed's "Implementation Details" and "Monitoring Integration"
@@ -451,4 +451,132 @@ fn not_a_document() {
     // A syntax error inside a section is reported at that section.
     assert_rejected_at("budget: {", "budget");
     assert_rejected_at("budget: *nowhere", "budget");
+}
+
+#[test]
+fn protected_cgroups_default_and_custom() {
+    let config = parse(&seed());
+    assert_eq!(
+        config.safety_checks.protected_cgroups, DEFAULT_PROTECTED_CGROUPS,
+        "the seed is silent: the node's own services are protected"
+    );
+    for name in [
+        "init.scope",
+        "system.slice",
+        "kubelet.service",
+        "kubepods.slice",
+        "kubepods",
+    ] {
+        assert!(DEFAULT_PROTECTED_CGROUPS.contains(&name), "{name}");
+    }
+    let text = seed_with(
+        "safety_checks:\n",
+        "safety_checks:\n  protected_cgroups: ['init.scope', 'payments-*', 'db?.service']\n",
+    );
+    assert_eq!(
+        parse(&text).safety_checks.protected_cgroups,
+        ["init.scope", "payments-*", "db?.service"]
+    );
+    // An empty list is allowed: the root and the daemon's own cgroup stay protected anyway.
+    let text = seed_with(
+        "safety_checks:\n",
+        "safety_checks:\n  protected_cgroups: []\n",
+    );
+    assert!(parse(&text).safety_checks.protected_cgroups.is_empty());
+}
+
+#[test]
+fn bad_protected_cgroups() {
+    for (list, index) in [
+        ("['init.scope', 'system.slice/foo.service']", 1),
+        ("['/kubepods']", 0),
+        ("['init.scope', '']", 1),
+        ("['  ']", 0),
+        ("['a', 'b', \"tab\\there\"]", 2),
+    ] {
+        let text = seed_with(
+            "safety_checks:\n",
+            &format!("safety_checks:\n  protected_cgroups: {list}\n"),
+        );
+        let error = assert_rejected_at(&text, &format!("safety_checks.protected_cgroups[{index}]"));
+        assert!(error.to_string().contains("without '/'"), "{error}");
+    }
+    let text = seed_with(
+        "safety_checks:\n",
+        "safety_checks:\n  protected_cgroups: init.scope\n",
+    );
+    assert_rejected_at(&text, "safety_checks.protected_cgroups");
+}
+
+#[test]
+fn pod_deletion_allowed_cgroups() {
+    assert!(
+        parse(&seed())
+            .experiments
+            .pod_deletion
+            .allowed_cgroups
+            .is_empty()
+    );
+    let allowed = |list: &str| {
+        seed_with(
+            "    max_pods_deleted: 2\n",
+            &format!("    max_pods_deleted: 2\n    allowed_cgroups: {list}\n"),
+        )
+    };
+    assert_eq!(
+        parse(&allowed("['chaos-test-*', 'demo.service']"))
+            .experiments
+            .pod_deletion
+            .allowed_cgroups,
+        ["chaos-test-*", "demo.service"]
+    );
+    for (list, index) in [
+        ("['chaos-test-*', 'system.slice/demo.service']", 1),
+        ("['']", 0),
+        ("['a', ' ']", 1),
+    ] {
+        let error = assert_rejected_at(
+            &allowed(list),
+            &format!("experiments.pod_deletion.allowed_cgroups[{index}]"),
+        );
+        assert!(error.to_string().contains("without '/'"), "{error}");
+    }
+}
+
+#[test]
+fn syscall_error_limits_are_read() {
+    assert_eq!(
+        parse(&seed()).experiments.syscall_error,
+        chaos_api::config::FaultLimits::default()
+    );
+    let limits = |body: &str| {
+        seed_with(
+            "  resource_exhaustion:\n",
+            &format!("  syscall_error:\n{body}\n  resource_exhaustion:\n"),
+        )
+    };
+    let config = parse(&limits(
+        "    enabled: false\n    max_probability: 0.2\n    cost_per_fault: 0.01\n    impact_threshold: 0.4\n",
+    ));
+    let syscall = &config.experiments.syscall_error;
+    assert!(!syscall.enabled);
+    assert_eq!(syscall.max_probability, 0.2);
+    assert_eq!(syscall.cost_per_fault, Some(0.01));
+    assert_eq!(syscall.impact_threshold, 0.4);
+    assert_rejected_at(
+        &limits("    max_probability: 1.5\n"),
+        "experiments.syscall_error.max_probability",
+    );
+    assert_rejected_at(
+        &limits("    cost_per_fault: -1\n"),
+        "experiments.syscall_error.cost_per_fault",
+    );
+    assert_rejected_at(
+        &limits("    impact_threshold: 2\n"),
+        "experiments.syscall_error.impact_threshold",
+    );
+    assert_rejected_at(
+        &limits("    max_latency_ms: 10\n"),
+        "experiments.syscall_error.max_latency_ms",
+    );
 }

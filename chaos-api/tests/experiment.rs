@@ -10,7 +10,7 @@ use std::time::Duration;
 use chaos_api::error::ModelError;
 use chaos_api::experiment::{
     Direction, EgressDrop, Errno, Experiment, ExperimentType, Fault, PortRange, Protocol,
-    SocketCall, Target,
+    SocketCall, Target, TargetKind,
 };
 use chaos_api::proto;
 
@@ -33,8 +33,6 @@ fn minimal_with(from: &str, to: &str) -> String {
     assert_eq!(MINIMAL.matches(from).count(), 1, "{from:?} must occur once");
     MINIMAL.replace(from, to)
 }
-
-/// Asserts that `text` is rejected at `path`, and that Display starts with the path.
 
 #[test]
 fn every_example_file_parses_and_converts() {
@@ -76,14 +74,15 @@ fn packet_loss_example_to_proto() {
             kind: Some(proto::target::Kind::Cgroup(
                 "/system.slice/orders.service".to_owned(),
             )),
+            pod_name: String::new(),
         }),
         fault: Some(proto::Fault {
             kind: Some(proto::fault::Kind::PacketLoss(proto::PacketLoss {
-                direction: proto::packet_loss::Direction::Both as i32,
-                visible_egress_drop: false,
+                direction: "both".to_owned(),
+                egress_drop: "silent".to_owned(),
             })),
         }),
-        probability: 0.05,
+        intensity: Some(0.05),
         duration_ms: 600_000,
         max_faults: Some(50_000),
         filter: Some(proto::NetFilter {
@@ -101,17 +100,19 @@ fn dependency_failure_example_to_proto() {
     let experiment = parse(DEPENDENCY_FAILURE);
     assert_eq!(
         experiment.target,
-        Target::PodUid("8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f".to_owned())
+        Target::new(TargetKind::PodUid(
+            "8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f".to_owned()
+        ))
     );
     let spec = experiment.to_proto();
     assert_eq!(spec.duration_ms, 300_000);
-    assert_eq!(spec.probability, 0.25);
+    assert_eq!(spec.intensity, Some(0.25));
     assert_eq!(spec.budget, Some(50.0));
     assert_eq!(spec.max_faults, Some(1000));
     assert_eq!(
         spec.fault,
         Some(proto::Fault {
-            kind: Some(proto::fault::Kind::SocketError(proto::SocketError {
+            kind: Some(proto::fault::Kind::DependencyFailure(proto::SocketError {
                 errno: "ECONNREFUSED".to_owned(),
                 calls: vec!["connect".to_owned()],
             })),
@@ -130,10 +131,16 @@ fn api_error_injection_example_to_proto() {
     let filter = spec.filter.expect("the example has a filter");
     assert_eq!(filter.ports, "8443-8444");
     assert!(filter.cidrs.is_empty());
-    assert!(matches!(
+    // The runtime prefix is dropped when the file is read: the proto carries the hex digits.
+    let id = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899";
+    assert_eq!(
+        experiment.target,
+        Target::new(TargetKind::ContainerId(id.to_owned()))
+    );
+    assert_eq!(
         spec.target.and_then(|t| t.kind),
-        Some(proto::target::Kind::ContainerId(id)) if id.starts_with("containerd://")
-    ));
+        Some(proto::target::Kind::ContainerId(id.to_owned()))
+    );
 }
 
 #[test]
@@ -151,7 +158,7 @@ fn defaults_per_type() {
     );
     match &experiment.fault {
         Fault::DependencyFailure(error) => {
-            assert_eq!(error.errno, Errno::Name("ECONNREFUSED".to_owned()));
+            assert_eq!(error.errno, Errno::ECONNREFUSED);
             assert_eq!(error.calls, [SocketCall::Connect]);
         }
         other => panic!("unexpected fault {other:?}"),
@@ -160,7 +167,7 @@ fn defaults_per_type() {
     let api = parse(&minimal_with("dependency_failure", "api_error_injection"));
     match &api.fault {
         Fault::ApiErrorInjection(error) => {
-            assert_eq!(error.errno, Errno::Name("ECONNRESET".to_owned()));
+            assert_eq!(error.errno, Errno::ECONNRESET);
             assert_eq!(error.calls, [SocketCall::Connect, SocketCall::Sendmsg]);
         }
         other => panic!("unexpected fault {other:?}"),
@@ -194,9 +201,10 @@ intensity: 1
     assert_eq!(filter.protocol, "any");
     assert_eq!(filter.ports, "8000-8100");
     assert_eq!(filter.cidrs, ["10.1.2.3/32", "fd00::/8"]);
+    // A number is read as the kernel's errno and sent by name.
     assert!(matches!(
         spec.fault.and_then(|f| f.kind),
-        Some(proto::fault::Kind::SocketError(e)) if e.errno == "111"
+        Some(proto::fault::Kind::DependencyFailure(e)) if e.errno == "ECONNREFUSED"
     ));
     // The same ports written as a number.
     let text = minimal_with(
@@ -220,8 +228,8 @@ fn visible_egress_drop_maps_to_proto() {
     assert_eq!(
         spec.fault.and_then(|f| f.kind),
         Some(proto::fault::Kind::PacketLoss(proto::PacketLoss {
-            direction: proto::packet_loss::Direction::Egress as i32,
-            visible_egress_drop: true,
+            direction: "egress".to_owned(),
+            egress_drop: "visible".to_owned(),
         }))
     );
 }
@@ -410,4 +418,181 @@ fn not_a_document() {
         );
     }
     assert_rejected_at("", "name");
+}
+
+#[test]
+fn errno_names_numbers_and_aliases() {
+    let errno_of =
+        |written: &str| match parse(&(MINIMAL.to_owned() + "fault:\n  errno: " + written + "\n"))
+            .fault
+        {
+            Fault::DependencyFailure(error) => error.errno,
+            other => panic!("unexpected fault {other:?}"),
+        };
+    assert_eq!(errno_of("ECONNREFUSED"), Errno::ECONNREFUSED);
+    assert_eq!(errno_of("111"), Errno::ECONNREFUSED);
+    assert_eq!(errno_of("\"111\""), Errno::ECONNREFUSED);
+    assert_eq!(errno_of("104"), Errno::ECONNRESET);
+    assert_eq!(errno_of("EIO"), Errno::EIO);
+    // The kernel's aliases are the numbers of their main names.
+    assert_eq!(errno_of("EWOULDBLOCK"), errno_of("EAGAIN"));
+    assert_eq!(errno_of("EDEADLOCK").name(), "EDEADLK");
+    assert_eq!(errno_of("ENOTSUP").number(), 95);
+    assert_eq!(errno_of("133").name(), "EHWPOISON");
+
+    // The API: new, from_name, parse, Display.
+    assert_eq!(Errno::new(111), Some(Errno::ECONNREFUSED));
+    assert_eq!(Errno::new(5), Some(Errno::EIO));
+    for unused in [0, 41, 58, 134, 4095] {
+        assert_eq!(Errno::new(unused), None, "{unused}");
+    }
+    assert_eq!(Errno::from_name("ECONNRESET"), Some(Errno::ECONNRESET));
+    assert_eq!(Errno::from_name("ETIMEDOUT").map(Errno::number), Some(110));
+    assert_eq!(Errno::from_name("EWHAT"), None);
+    assert_eq!(Errno::from_name(""), None);
+    assert_eq!(Errno::parse("ENOSPC").map(Errno::number), Ok(28));
+    assert_eq!(Errno::ECONNREFUSED.to_string(), "ECONNREFUSED");
+    assert_eq!(Errno::ECONNRESET.to_string(), "ECONNRESET");
+    assert_eq!(Errno::EIO.number(), 5);
+    // Every number that has a name is read back from its name.
+    for number in 1..=chaos_api::experiment::MAX_ERRNO {
+        if let Some(errno) = Errno::new(number) {
+            assert_eq!(Errno::parse(errno.name()), Ok(errno), "{number}");
+            assert_eq!(Errno::parse(&number.to_string()), Ok(errno), "{number}");
+        }
+    }
+}
+
+#[test]
+fn unknown_errno_names_are_refused_offline() {
+    let fault = |errno: &str| MINIMAL.to_owned() + "fault:\n  errno: " + errno + "\n";
+    let error = assert_rejected_at(&fault("EWHAT"), "fault.errno");
+    assert!(
+        error
+            .to_string()
+            .starts_with("fault.errno: \"EWHAT\" is not allowed; expected a Linux errno name"),
+        "{error}"
+    );
+    for bad in [
+        "E",
+        "Econnrefused",
+        "41",
+        "58",
+        "''",
+        "1.5",
+        "ECONNREFUSED1",
+    ] {
+        assert_rejected_at(&fault(bad), "fault.errno");
+    }
+    let error = common::rejected_at(Errno::parse("EWHAT"), "fault.errno");
+    assert!(matches!(error, ModelError::Invalid { .. }), "{error}");
+}
+
+#[test]
+fn target_pod_name() {
+    let named = |pod_name: &str| {
+        minimal_with(
+            "  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f\n",
+            &format!("  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f\n  pod_name: {pod_name}\n"),
+        )
+    };
+    let experiment = parse(&named("shop/frontend-7d9f8-abcde"));
+    assert_eq!(
+        experiment.target,
+        Target {
+            kind: TargetKind::PodUid("8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f".to_owned()),
+            pod_name: Some("shop/frontend-7d9f8-abcde".to_owned()),
+        }
+    );
+    assert_eq!(experiment.target.pod(), Some("frontend-7d9f8-abcde"));
+    assert_eq!(
+        experiment.target.to_string(),
+        "pod 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f (shop/frontend-7d9f8-abcde)"
+    );
+    assert_eq!(
+        experiment.to_proto().target.map(|t| t.pod_name),
+        Some("shop/frontend-7d9f8-abcde".to_owned())
+    );
+    parse(&named("kube-system/coredns.x-1"));
+    // A pod name alone is not a target.
+    let alone = minimal_with(
+        "  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f\n",
+        "  pod_name: shop/frontend\n",
+    );
+    assert_rejected_at(&alone, "target");
+    for bad in [
+        "frontend",
+        "''",
+        "/frontend",
+        "shop/",
+        "Shop/frontend",
+        "shop/a/b",
+        "a_b/c",
+        "shop/-x",
+    ] {
+        let error = assert_rejected_at(&named(bad), "target.pod_name");
+        assert!(error.to_string().contains("NAMESPACE/NAME"), "{error}");
+    }
+    assert_rejected_at(&named("[a, b]"), "target.pod_name");
+    // No pod name: not given.
+    assert_eq!(parse(MINIMAL).target.pod_name, None);
+    assert_eq!(parse(MINIMAL).target.pod(), None);
+}
+
+#[test]
+fn container_id_runtime_prefix_is_dropped() {
+    let hex = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899";
+    let uid = "pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f";
+    for written in [
+        hex.to_owned(),
+        format!("containerd://{hex}"),
+        format!("docker://{hex}"),
+        format!("cri-o://{hex}"),
+    ] {
+        let experiment = parse(&minimal_with(uid, &format!("container_id: {written}")));
+        assert_eq!(
+            experiment.target,
+            Target::new(TargetKind::ContainerId(hex.to_owned())),
+            "{written}"
+        );
+    }
+    assert_eq!(
+        TargetKind::container(&format!("containerd://{hex}")),
+        TargetKind::ContainerId(hex.to_owned())
+    );
+    assert_eq!(
+        TargetKind::container(hex),
+        TargetKind::ContainerId(hex.to_owned())
+    );
+    // What follows the prefix is still checked.
+    assert_rejected_at(
+        &minimal_with(uid, "container_id: containerd://xyz"),
+        "target.container_id",
+    );
+    assert_rejected_at(
+        &minimal_with(uid, "container_id: containerd://"),
+        "target.container_id",
+    );
+    assert_rejected_at(
+        &minimal_with(
+            uid,
+            &format!("container_id: containerd://{}", hex.to_uppercase()),
+        ),
+        "target.container_id",
+    );
+}
+
+#[test]
+fn duration_in_whole_milliseconds() {
+    // The proto carries milliseconds: a finer duration would not arrive as validated.
+    let error = assert_rejected_at(&minimal_with("5m", "1500us"), "duration");
+    assert_eq!(
+        error.to_string(),
+        "duration: 1ms 500us is not allowed; expected whole milliseconds"
+    );
+    assert_rejected_at(&minimal_with("5m", "1s 1ns"), "duration");
+    assert_eq!(
+        parse(&minimal_with("5m", "1500ms")).duration,
+        Duration::from_millis(1500)
+    );
 }

@@ -60,13 +60,14 @@ fn pod_deletion_example_to_proto() {
             kind: Some(proto::target::Kind::PodUid(
                 "0b6f1c2d-3e4a-4b5c-8d9e-0f1a2b3c4d5e".to_owned(),
             )),
+            pod_name: String::new(),
         }),
         fault: Some(proto::Fault {
-            kind: Some(proto::fault::Kind::PodKill(proto::PodKill {
+            kind: Some(proto::fault::Kind::PodDeletion(proto::PodDeletion {
                 interval_ms: 120_000,
             })),
         }),
-        probability: 1.0,
+        intensity: Some(1.0),
         duration_ms: 600_000,
         max_faults: Some(2),
         filter: None,
@@ -85,16 +86,17 @@ fn resource_exhaustion_example_to_proto() {
             kind: Some(proto::target::Kind::Cgroup(
                 "/system.slice/reports.service".to_owned(),
             )),
+            pod_name: String::new(),
         }),
         fault: Some(proto::Fault {
-            kind: Some(proto::fault::Kind::ResourcePressure(
-                proto::ResourcePressure {
+            kind: Some(proto::fault::Kind::ResourceExhaustion(
+                proto::ResourceExhaustion {
                     cpu_share: Some(0.3),
                     memory_share: Some(0.8),
                 },
             )),
         }),
-        probability: 1.0,
+        intensity: Some(1.0),
         duration_ms: 900_000,
         max_faults: None,
         filter: None,
@@ -115,10 +117,10 @@ fn host_defaults() {
         Fault::PodDeletion(PodDeletion { interval: None })
     );
     let spec = kill.to_proto();
-    assert_eq!(spec.probability, 1.0);
+    assert_eq!(spec.intensity, Some(1.0));
     assert_eq!(
         spec.fault.and_then(|f| f.kind),
-        Some(proto::fault::Kind::PodKill(proto::PodKill {
+        Some(proto::fault::Kind::PodDeletion(proto::PodDeletion {
             interval_ms: 0
         })),
         "no interval: kill once"
@@ -133,8 +135,8 @@ fn host_defaults() {
     );
     assert_eq!(
         squeeze.to_proto().fault.and_then(|f| f.kind),
-        Some(proto::fault::Kind::ResourcePressure(
-            proto::ResourcePressure {
+        Some(proto::fault::Kind::ResourceExhaustion(
+            proto::ResourceExhaustion {
                 cpu_share: None,
                 memory_share: None,
             }
@@ -155,10 +157,10 @@ fn host_defaults() {
 #[test]
 fn pod_deletion_intensity_is_the_kill_probability() {
     let spec = parse(&kill_with("intensity: 0.5\nfault: {interval: 100ms}\n")).to_proto();
-    assert_eq!(spec.probability, 0.5);
+    assert_eq!(spec.intensity, Some(0.5));
     assert_eq!(
         spec.fault.and_then(|f| f.kind),
-        Some(proto::fault::Kind::PodKill(proto::PodKill {
+        Some(proto::fault::Kind::PodDeletion(proto::PodDeletion {
             interval_ms: 100
         }))
     );
@@ -167,10 +169,16 @@ fn pod_deletion_intensity_is_the_kill_probability() {
 
 #[test]
 fn intensity_stays_required_for_the_other_types() {
-    for kind in ["packet_loss", "dependency_failure", "api_error_injection"] {
+    for kind in [
+        "packet_loss",
+        "dependency_failure",
+        "api_error_injection",
+        "syscall_error",
+    ] {
         let error = rejected_at(&KILL.replace("pod_deletion", kind), "intensity");
+        let shown = error.to_string();
         assert!(
-            error.to_string().contains("required field is missing"),
+            shown.contains("required field is missing") && shown.contains(kind),
             "{kind}: {error}"
         );
     }
@@ -280,4 +288,23 @@ fn fault_keys_of_other_types() {
         "{error}"
     );
     rejected_at(&kill_with("fault:\n  signal: 9\n"), "fault.signal");
+}
+
+#[test]
+fn interval_in_whole_milliseconds() {
+    // The proto carries milliseconds: a finer interval would not arrive as validated.
+    let error = rejected_at(
+        &kill_with("fault:\n  interval: 150500us\n"),
+        "fault.interval",
+    );
+    assert_eq!(
+        error.to_string(),
+        "fault.interval: 150ms 500us is not allowed; expected whole milliseconds"
+    );
+    assert_eq!(
+        parse(&kill_with("fault:\n  interval: 150ms\n")).fault,
+        Fault::PodDeletion(PodDeletion {
+            interval: Some(Duration::from_millis(150))
+        })
+    );
 }

@@ -38,20 +38,21 @@ fn network_latency_example_to_proto() {
     let expected = proto::ExperimentSpec {
         name: "checkout-slow-network".to_owned(),
         target: Some(proto::Target {
+            // The runtime prefix is dropped when the file is read.
             kind: Some(proto::target::Kind::ContainerId(
-                "containerd://9a8b7c6d5e4f30211f2e3d4c5b6a79881a2b3c4d5e6f708192a3b4c5d6e7f809"
-                    .to_owned(),
+                "9a8b7c6d5e4f30211f2e3d4c5b6a79881a2b3c4d5e6f708192a3b4c5d6e7f809".to_owned(),
             )),
+            pod_name: String::new(),
         }),
         fault: Some(proto::Fault {
-            kind: Some(proto::fault::Kind::Latency(proto::Latency {
-                delay_ms: 100,
+            kind: Some(proto::fault::Kind::NetworkLatency(proto::NetworkLatency {
+                latency_ms: 100,
                 jitter_ms: 10,
                 distribution: "normal".to_owned(),
                 interface: "eth0".to_owned(),
             })),
         }),
-        probability: 1.0,
+        intensity: Some(1.0),
         duration_ms: 600_000,
         max_faults: None,
         filter: Some(proto::NetFilter {
@@ -77,12 +78,12 @@ fn latency_defaults() {
         })
     );
     let spec = experiment.to_proto();
-    assert_eq!(spec.probability, 0.5);
+    assert_eq!(spec.intensity, Some(0.5));
     assert_eq!(spec.filter, None);
     assert_eq!(
         spec.fault.and_then(|f| f.kind),
-        Some(proto::fault::Kind::Latency(proto::Latency {
-            delay_ms: 50,
+        Some(proto::fault::Kind::NetworkLatency(proto::NetworkLatency {
+            latency_ms: 50,
             jitter_ms: 0,
             distribution: "uniform".to_owned(),
             interface: String::new(),
@@ -109,8 +110,19 @@ fn latency_is_required() {
         &SLOW.replace("fault:\n  latency: 50ms\n", ""),
         "fault.latency",
     );
-    // intensity stays required for network_latency.
-    rejected_at(&SLOW.replace("intensity: 0.5\n", ""), "intensity");
+}
+
+#[test]
+fn intensity_defaults_to_one() {
+    // Every packet is delayed unless the experiment says otherwise.
+    let experiment = parse(&SLOW.replace("intensity: 0.5\n", ""));
+    assert_eq!(experiment.intensity, 1.0);
+    assert_eq!(experiment.to_proto().intensity, Some(1.0));
+    assert_eq!(
+        ExperimentType::NetworkLatency.default_intensity(),
+        Some(1.0)
+    );
+    rejected_at(&SLOW.replace("0.5", "1.5"), "intensity");
 }
 
 #[test]

@@ -38,6 +38,7 @@ fn file_errors_example_to_proto() {
             kind: Some(proto::target::Kind::Cgroup(
                 "/system.slice/uploads.service".to_owned(),
             )),
+            pod_name: String::new(),
         }),
         fault: Some(proto::Fault {
             kind: Some(proto::fault::Kind::SyscallError(proto::SyscallError {
@@ -46,7 +47,7 @@ fn file_errors_example_to_proto() {
                 path_prefix: String::new(),
             })),
         }),
-        probability: 0.05,
+        intensity: Some(0.05),
         duration_ms: 300_000,
         max_faults: Some(5000),
         filter: None,
@@ -61,7 +62,7 @@ fn syscall_defaults_and_every_call() {
     assert_eq!(
         experiment.fault,
         Fault::SyscallError(SyscallError {
-            errno: Errno::Name("EIO".to_owned()),
+            errno: Errno::EIO,
             calls: vec![SyscallCall::Open],
             path_prefix: None,
         })
@@ -71,7 +72,8 @@ fn syscall_defaults_and_every_call() {
     let Some(proto::fault::Kind::SyscallError(error)) = spec.fault.and_then(|f| f.kind) else {
         panic!("a syscall error");
     };
-    assert_eq!(error.errno, "28");
+    // A number is read as the kernel's errno and sent by name.
+    assert_eq!(error.errno, "ENOSPC");
     assert_eq!(
         error.calls,
         [

@@ -1,13 +1,14 @@
 //! Fuzzes both YAML parsers: arbitrary strings and mutations of the valid example documents
 //! never panic, every error names a path (or concerns the whole document), and every accepted
-//! document is valid and converts to the proto.
+//! document is valid, reads back unchanged from the proto it converts to, and is admitted or
+//! refused with a reason by the default config.
 //!
 //! Runs for `CHAOS_FUZZ_SECS` seconds (default 3; CI sets 60) and prints how many cases ran.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chaos_api::config::ChaosConfig;
+use chaos_api::config::{ChaosConfig, Refusal};
 use chaos_api::error::ModelError;
 use chaos_api::experiment::Experiment;
 use proptest::prelude::*;
@@ -286,7 +287,20 @@ fn check(text: &str) -> Result<(), TestCaseError> {
         Ok(experiment) => {
             prop_assert!(experiment.validate().is_ok());
             let spec = experiment.to_proto();
-            prop_assert_eq!(spec.name, experiment.name);
+            prop_assert_eq!(&spec.name, &experiment.name);
+            // The daemon reads exactly what the file defines; dry_run travels beside the spec.
+            let expected = Experiment {
+                dry_run: false,
+                ..experiment.clone()
+            };
+            prop_assert_eq!(Experiment::from_proto(&spec), Ok(expected));
+            match ChaosConfig::default().admit(&experiment) {
+                Ok(admission) => prop_assert!(admission.max_faults >= 1),
+                Err(Refusal::Limit(error)) => check_error(&error)?,
+                Err(refusal) => {
+                    prop_assert!(refusal.to_string().starts_with("budget: "), "{refusal}")
+                }
+            }
         }
         Err(error) => check_error(&error)?,
     }

@@ -14,8 +14,8 @@ pub const MIN_KILL_INTERVAL: Duration = Duration::from_millis(100);
 /// `fault` of a `pod_deletion` experiment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PodDeletion {
-    /// Kill again this often while the target has processes, [`MIN_KILL_INTERVAL`] to 24h.
-    /// Default: kill once.
+    /// Kill again this often while the target has processes, [`MIN_KILL_INTERVAL`] to 24h in
+    /// whole milliseconds. Default: kill once.
     pub interval: Option<Duration>,
 }
 
@@ -32,6 +32,16 @@ impl PodDeletion {
                     humantime::format_duration(MIN_KILL_INTERVAL),
                     humantime::format_duration(MAX_DURATION)
                 ),
+            ));
+        }
+        // The proto carries `interval_ms`: a finer interval would not arrive as validated.
+        if let Some(interval) = self.interval
+            && !interval.subsec_nanos().is_multiple_of(1_000_000)
+        {
+            return Err(invalid(
+                "fault.interval",
+                humantime::format_duration(interval),
+                "whole milliseconds",
             ));
         }
         Ok(())

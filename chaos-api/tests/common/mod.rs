@@ -30,3 +30,31 @@ pub fn parse(text: &str) -> Experiment {
 pub fn experiment_rejected_at(text: &str, path: &str) -> ModelError {
     rejected_at(Experiment::from_yaml(text), path)
 }
+
+/// Every shipped example (`chaos/experiments/*.yaml`) as (file name, text), sorted by name;
+/// at least one per experiment type.
+#[allow(dead_code, reason = "only some test files use it")]
+pub fn examples() -> Vec<(String, String)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../chaos/experiments");
+    let mut examples: Vec<(String, String)> = std::fs::read_dir(dir)
+        .expect("chaos/experiments exists")
+        .map(|entry| entry.expect("readable directory").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .map(|path| {
+            let name = path
+                .file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned();
+            let text = std::fs::read_to_string(&path).expect("readable file");
+            (name, text)
+        })
+        .collect();
+    examples.sort();
+    assert!(
+        examples.len() >= 7,
+        "expected one example per type, found {}",
+        examples.len()
+    );
+    examples
+}

@@ -1,0 +1,553 @@
+//! [`ChaosConfig::admit`]: every limit of the config refuses what exceeds it, naming the
+//! experiment's field and the config key; the defaults the config decides are filled in; the
+//! budget becomes the kernel's fault cap.
+
+mod common;
+
+use common::{examples, parse};
+
+use std::time::Duration;
+
+use chaos_api::config::{Admission, ChaosConfig, Price, Refusal};
+use chaos_api::experiment::{Experiment, ExperimentType, Fault, ResourceExhaustion};
+
+/// A config from YAML that must be valid.
+fn chaos_config(text: &str) -> ChaosConfig {
+    match ChaosConfig::from_yaml(text) {
+        Ok(config) => config,
+        Err(error) => panic!("config must parse: {error}\n{text}"),
+    }
+}
+
+/// A minimal experiment of `kind` (pid 42, 10 minutes) with `extra` lines appended.
+fn experiment(kind: ExperimentType, extra: &str) -> Experiment {
+    let fault = match kind {
+        ExperimentType::NetworkLatency if !extra.contains("fault:") => "fault: {latency: 50ms}\n",
+        _ => "",
+    };
+    let intensity = match kind {
+        ExperimentType::ResourceExhaustion => "",
+        _ if extra.contains("intensity:") => "",
+        _ => "intensity: 0.25\n",
+    };
+    parse(&format!(
+        "name: admit\ntype: {kind}\ntarget: {{pid: 42}}\nduration: 10m\n{intensity}{fault}{extra}"
+    ))
+}
+
+fn admitted(config: &ChaosConfig, experiment: &Experiment) -> Admission {
+    match config.admit(experiment) {
+        Ok(admission) => admission,
+        Err(refusal) => panic!("must be admitted: {refusal}\n{experiment:?}"),
+    }
+}
+
+/// Asserts a [`Refusal::Limit`] at `path` whose message names every one of `names`.
+fn refused_at(config: &ChaosConfig, experiment: &Experiment, path: &str, names: &[&str]) -> String {
+    let refusal = match config.admit(experiment) {
+        Ok(admission) => panic!("expected a refusal at {path}, got {admission:?}"),
+        Err(refusal) => refusal,
+    };
+    let Refusal::Limit(error) = &refusal else {
+        panic!("expected a limit at {path}, got {refusal:?}");
+    };
+    assert_eq!(error.path(), Some(path), "{refusal}");
+    let shown = refusal.to_string();
+    assert!(shown.starts_with(&format!("{path}: ")), "{shown}");
+    for name in names {
+        assert!(shown.contains(name), "{name:?} missing in: {shown}");
+    }
+    shown
+}
+
+/// Asserts a [`Refusal::BudgetTooSmall`] whose message names every one of `names`.
+fn too_small(config: &ChaosConfig, experiment: &Experiment, names: &[&str]) -> String {
+    let refusal = match config.admit(experiment) {
+        Ok(admission) => panic!("expected BudgetTooSmall, got {admission:?}"),
+        Err(refusal) => refusal,
+    };
+    assert!(
+        matches!(refusal, Refusal::BudgetTooSmall { .. }),
+        "{refusal:?}"
+    );
+    let shown = refusal.to_string();
+    assert!(shown.starts_with("budget: "), "{shown}");
+    for name in names {
+        assert!(shown.contains(name), "{name:?} missing in: {shown}");
+    }
+    shown
+}
+
+const ALL_TYPES: [ExperimentType; 7] = [
+    ExperimentType::NetworkLatency,
+    ExperimentType::PodDeletion,
+    ExperimentType::ResourceExhaustion,
+    ExperimentType::PacketLoss,
+    ExperimentType::DependencyFailure,
+    ExperimentType::ApiErrorInjection,
+    ExperimentType::SyscallError,
+];
+
+/// The types limited by `experiments.<type>.max_probability`.
+const PER_FAULT_TYPES: [ExperimentType; 4] = [
+    ExperimentType::PacketLoss,
+    ExperimentType::DependencyFailure,
+    ExperimentType::ApiErrorInjection,
+    ExperimentType::SyscallError,
+];
+
+#[test]
+fn default_config_admits_every_example() {
+    let config = ChaosConfig::default();
+    for (name, text) in examples() {
+        let experiment = parse(&text);
+        let admission = match config.admit(&experiment) {
+            Ok(admission) => admission,
+            Err(refusal) => panic!("{name}: {refusal}"),
+        };
+        assert_eq!(
+            admission.budget,
+            experiment.budget.expect("every example sets a budget"),
+            "{name}"
+        );
+        assert!(admission.max_faults >= 1, "{name}");
+        // Nothing to fill in: the examples give every setting the config could decide.
+        assert_eq!(admission.experiment, experiment, "{name}");
+    }
+}
+
+#[test]
+fn example_admissions() {
+    let config = ChaosConfig::default();
+    let example = |file: &str| {
+        let text = examples()
+            .into_iter()
+            .find(|(name, _)| name == file)
+            .unwrap_or_else(|| panic!("{file} exists"))
+            .1;
+        admitted(&config, &parse(&text))
+    };
+    // 20.0 at budget.cost_per_request 0.001 buys 20000 drops; max_faults 50000 is more.
+    let loss = example("packet-loss.yaml");
+    assert_eq!(loss.price, Price::PerFault(0.001));
+    assert_eq!(loss.max_faults, 20_000);
+    // max_faults 1000 is less than the 50000 that 50.0 buys.
+    assert_eq!(example("dependency-failure.yaml").max_faults, 1000);
+    // 100.0 at 50.0 a pod buys 2; max_faults 2; max_pods_deleted 2.
+    let kill = example("pod-deletion.yaml");
+    assert_eq!(kill.price, Price::PerPod(50.0));
+    assert_eq!(kill.max_faults, 2);
+    // Priced per minute: 10 minutes at 0.10 is 1.0 of the budget 5.0; no fault cap.
+    let latency = example("network-latency.yaml");
+    assert_eq!(latency.price, Price::PerMinute(0.10));
+    assert_eq!(latency.max_faults, u64::MAX);
+}
+
+#[test]
+fn repo_config_admits_the_examples_given_a_pod_name() {
+    // chaos/chaos.yaml limits pod deletions to pods named frontend-* or backend-*: the pod
+    // deletion example needs the pod's name (chaos-ctl fills it in when it resolves the pod).
+    let config = chaos_config(include_str!("../../chaos/chaos.yaml"));
+    for (name, text) in examples() {
+        let mut experiment = parse(&text);
+        if experiment.kind() == ExperimentType::PodDeletion {
+            refused_at(
+                &config,
+                &experiment,
+                "target.pod_name",
+                &["experiment_types.pod_deletion.parameters.pods"],
+            );
+            experiment.target.pod_name = Some("shop/frontend-7d9f8-abcde".to_owned());
+        }
+        if let Err(refusal) = config.admit(&experiment) {
+            panic!("{name}: {refusal}");
+        }
+    }
+}
+
+#[test]
+fn disabled_types_are_refused() {
+    for kind in ALL_TYPES {
+        let key = format!("experiments.{kind}.enabled");
+        let config = chaos_config(&format!("experiments:\n  {kind}:\n    enabled: false\n"));
+        let shown = refused_at(&config, &experiment(kind, ""), "type", &[&key]);
+        assert!(
+            shown.starts_with(&format!("type: {kind} is not allowed")),
+            "{shown}"
+        );
+        // Only that type.
+        for other in ALL_TYPES.into_iter().filter(|other| *other != kind) {
+            admitted(&config, &experiment(other, ""));
+        }
+    }
+}
+
+#[test]
+fn intensity_above_max_probability() {
+    for kind in PER_FAULT_TYPES {
+        let key = format!("experiments.{kind}.max_probability");
+        let config = chaos_config(&format!(
+            "experiments:\n  {kind}:\n    max_probability: 0.2\n"
+        ));
+        refused_at(
+            &config,
+            &experiment(kind, "intensity: 0.25\n"),
+            "intensity",
+            &["0.25", "at most 0.2", &key],
+        );
+        admitted(&config, &experiment(kind, "intensity: 0.2\n"));
+        admitted(&config, &experiment(kind, "intensity: 0\n"));
+    }
+    // max_probability 0 forbids injecting at all, but not the type's other experiments.
+    let config = chaos_config("experiments:\n  packet_loss:\n    max_probability: 0\n");
+    refused_at(
+        &config,
+        &experiment(ExperimentType::PacketLoss, "intensity: 0.01\n"),
+        "intensity",
+        &["experiments.packet_loss.max_probability"],
+    );
+    admitted(
+        &config,
+        &experiment(ExperimentType::DependencyFailure, "intensity: 1\n"),
+    );
+}
+
+#[test]
+fn latency_worst_case() {
+    // The preset ramp steps must fit under the new maximum too.
+    let config = chaos_config(
+        "experiments:\n  network_latency:\n    max_latency_ms: 100\n\
+         experiment_types:\n  network_latency:\n    parameters:\n      latency_ms: [50, 100]\n",
+    );
+    let latency =
+        |fault: &str| experiment(ExperimentType::NetworkLatency, &format!("fault: {fault}\n"));
+    // normal: the sample reaches 6 standard deviations, 60 + 6 x 10 = 120 ms.
+    refused_at(
+        &config,
+        &latency("{latency: 60ms, jitter: 10ms, distribution: normal}"),
+        "fault.latency",
+        &[
+            "120 ms",
+            "normal",
+            "at most 100 ms",
+            "experiments.network_latency.max_latency_ms",
+        ],
+    );
+    admitted(
+        &config,
+        &latency("{latency: 40ms, jitter: 10ms, distribution: normal}"),
+    );
+    // uniform: latency + jitter, 60 + 10 = 70 ms.
+    admitted(
+        &config,
+        &latency("{latency: 60ms, jitter: 10ms, distribution: uniform}"),
+    );
+    admitted(&config, &latency("{latency: 90ms, jitter: 10ms}"));
+    refused_at(
+        &config,
+        &latency("{latency: 90ms, jitter: 11ms}"),
+        "fault.latency",
+        &["101 ms", "experiments.network_latency.max_latency_ms"],
+    );
+    refused_at(
+        &config,
+        &latency("{latency: 101ms}"),
+        "fault.latency",
+        &["experiments.network_latency.max_latency_ms"],
+    );
+    admitted(&config, &latency("{latency: 100ms}"));
+}
+
+#[test]
+fn cpu_share_against_max_cpu_usage() {
+    let config = chaos_config("experiments:\n  resource_exhaustion:\n    max_cpu_usage: 0.9\n");
+    let squeeze = |fault: &str| {
+        experiment(
+            ExperimentType::ResourceExhaustion,
+            &format!("fault: {fault}\n"),
+        )
+    };
+    // A share of 0.001 takes away 99.9%: more than 90%.
+    refused_at(
+        &config,
+        &squeeze("{cpu_share: 0.001}"),
+        "fault.cpu_share",
+        &[
+            "0.001",
+            "at least 0.1",
+            "experiments.resource_exhaustion.max_cpu_usage",
+        ],
+    );
+    admitted(&config, &squeeze("{cpu_share: 0.1}"));
+    admitted(&config, &squeeze("{cpu_share: 1}"));
+}
+
+#[test]
+fn memory_share_against_max_memory_usage() {
+    let config = chaos_config("experiments:\n  resource_exhaustion:\n    max_memory_usage: 0.85\n");
+    let squeeze = |fault: &str| {
+        experiment(
+            ExperimentType::ResourceExhaustion,
+            &format!("fault: {fault}\n"),
+        )
+    };
+    refused_at(
+        &config,
+        &squeeze("{memory_share: 0.1}"),
+        "fault.memory_share",
+        &[
+            "0.1",
+            "at least 0.15",
+            "experiments.resource_exhaustion.max_memory_usage",
+        ],
+    );
+    admitted(&config, &squeeze("{memory_share: 0.15}"));
+    admitted(&config, &squeeze("{cpu_share: 0.5, memory_share: 0.5}"));
+    // Each share is checked against its own limit.
+    refused_at(
+        &config,
+        &squeeze("{cpu_share: 0.5, memory_share: 0.01}"),
+        "fault.memory_share",
+        &["experiments.resource_exhaustion.max_memory_usage"],
+    );
+}
+
+#[test]
+fn default_shares_are_one_minus_max_usage() {
+    let shares = |admission: &Admission| match admission.experiment.fault {
+        Fault::ResourceExhaustion(ResourceExhaustion {
+            cpu_share,
+            memory_share,
+        }) => (cpu_share, memory_share),
+        ref other => panic!("unexpected fault {other:?}"),
+    };
+    let near = |share: Option<f64>, expected: f64| {
+        share.is_some_and(|share| (share - expected).abs() < 1e-9)
+    };
+    let squeeze = experiment(ExperimentType::ResourceExhaustion, "");
+    let admission = admitted(&ChaosConfig::default(), &squeeze);
+    let (cpu, memory) = shares(&admission);
+    assert!(near(cpu, 0.1) && near(memory, 0.15), "{cpu:?} {memory:?}");
+    let config = chaos_config(
+        "experiments:\n  resource_exhaustion:\n    max_cpu_usage: 0.5\n    max_memory_usage: 0.25\n",
+    );
+    let (cpu, memory) = shares(&admitted(&config, &squeeze));
+    assert!(near(cpu, 0.5) && near(memory, 0.75), "{cpu:?} {memory:?}");
+    // Taking everything away would stop the target: a sliver of 0.001 stays.
+    let config = chaos_config(
+        "experiments:\n  resource_exhaustion:\n    max_cpu_usage: 1\n    max_memory_usage: 1\n",
+    );
+    let (cpu, memory) = shares(&admitted(&config, &squeeze));
+    assert!(
+        near(cpu, 0.001) && near(memory, 0.001),
+        "{cpu:?} {memory:?}"
+    );
+    // One share given: the other stays untouched.
+    let cpu_only = experiment(
+        ExperimentType::ResourceExhaustion,
+        "fault: {cpu_share: 0.5}\n",
+    );
+    assert_eq!(
+        shares(&admitted(&ChaosConfig::default(), &cpu_only)),
+        (Some(0.5), None)
+    );
+}
+
+#[test]
+fn pod_deletion_pod_name_patterns() {
+    let config = chaos_config(
+        "experiment_types:\n  pod_deletion:\n    parameters:\n      pods: ['frontend-*', 'backend-*']\n",
+    );
+    let kill = |pod_name: Option<&str>| {
+        let mut experiment = experiment(ExperimentType::PodDeletion, "");
+        experiment.target.pod_name = pod_name.map(str::to_owned);
+        experiment
+    };
+    refused_at(
+        &config,
+        &kill(None),
+        "target.pod_name",
+        &[
+            "no pod name",
+            "frontend-*, backend-*",
+            "experiment_types.pod_deletion.parameters.pods",
+        ],
+    );
+    refused_at(
+        &config,
+        &kill(Some("shop/payments-1")),
+        "target.pod_name",
+        &[
+            "\"shop/payments-1\"",
+            "experiment_types.pod_deletion.parameters.pods",
+        ],
+    );
+    // The pattern is matched against the name, not the namespace.
+    refused_at(
+        &config,
+        &kill(Some("frontend-ns/payments-1")),
+        "target.pod_name",
+        &[],
+    );
+    admitted(&config, &kill(Some("shop/frontend-7d9f8-abcde")));
+    admitted(&config, &kill(Some("shop/backend-0")));
+    // No patterns: any pod, named or not.
+    admitted(&ChaosConfig::default(), &kill(None));
+    admitted(&ChaosConfig::default(), &kill(Some("shop/payments-1")));
+    // The patterns concern pod deletions only.
+    admitted(&config, &experiment(ExperimentType::PacketLoss, ""));
+}
+
+#[test]
+fn pod_cap_is_the_smaller_of_max_pods_deleted_and_max_pods() {
+    let cap = |max_pods_deleted: u32, max_pods: u32| {
+        let config = chaos_config(&format!(
+            "experiments:\n  pod_deletion:\n    max_pods_deleted: {max_pods_deleted}\n    cost_per_pod: 0\n\
+             experiment_types:\n  pod_deletion:\n    parameters:\n      max_pods: {max_pods}\n"
+        ));
+        admitted(
+            &config,
+            &experiment(ExperimentType::PodDeletion, "fault: {interval: 1m}\n"),
+        )
+        .max_faults
+    };
+    assert_eq!(cap(5, 3), 3);
+    assert_eq!(cap(1, 3), 1);
+    assert_eq!(cap(4, 4), 4);
+    // The defaults: max_pods_deleted 2, max_pods 3.
+    let kill = experiment(ExperimentType::PodDeletion, "budget: 100\n");
+    let admission = admitted(&ChaosConfig::default(), &kill);
+    assert_eq!(admission.max_faults, 2);
+    assert_eq!(admission.price, Price::PerPod(50.0));
+}
+
+#[test]
+fn budget_above_max_experiment_cost() {
+    let config = chaos_config("budget:\n  max_experiment_cost: 10\n");
+    let loss = |budget: &str| experiment(ExperimentType::PacketLoss, budget);
+    refused_at(
+        &config,
+        &loss("budget: 10.5\n"),
+        "budget",
+        &["10.5", "at most 10", "budget.max_experiment_cost"],
+    );
+    assert_eq!(admitted(&config, &loss("budget: 10\n")).budget, 10.0);
+    // No budget: the most an experiment may cost.
+    assert_eq!(admitted(&config, &loss("")).budget, 10.0);
+    assert_eq!(admitted(&ChaosConfig::default(), &loss("")).budget, 100.0);
+}
+
+#[test]
+fn cost_per_fault_sets_the_cap() {
+    for kind in PER_FAULT_TYPES {
+        let config = chaos_config(&format!(
+            "experiments:\n  {kind}:\n    cost_per_fault: 0.25\n"
+        ));
+        let admission = admitted(&config, &experiment(kind, "budget: 1.0\n"));
+        assert_eq!(admission.price, Price::PerFault(0.25), "{kind}");
+        assert_eq!(admission.max_faults, 4, "{kind}: 1.0 / 0.25");
+        // Without it, budget.cost_per_request prices the faults.
+        let admission = admitted(&ChaosConfig::default(), &experiment(kind, "budget: 1.0\n"));
+        assert_eq!(admission.price, Price::PerFault(0.001), "{kind}");
+        assert_eq!(admission.max_faults, 1000, "{kind}: 1.0 / 0.001");
+    }
+    // A cost_per_fault of another type does not apply.
+    let config = chaos_config("experiments:\n  packet_loss:\n    cost_per_fault: 0.25\n");
+    let admission = admitted(
+        &config,
+        &experiment(ExperimentType::DependencyFailure, "budget: 1.0\n"),
+    );
+    assert_eq!(admission.max_faults, 1000);
+    // Free faults: no cap from the budget.
+    let config = chaos_config("budget:\n  cost_per_request: 0\n");
+    let admission = admitted(
+        &config,
+        &experiment(ExperimentType::PacketLoss, "budget: 0\n"),
+    );
+    assert_eq!(admission.max_faults, u64::MAX);
+}
+
+#[test]
+fn budget_that_buys_nothing() {
+    let config = chaos_config("experiments:\n  dependency_failure:\n    cost_per_fault: 0.25\n");
+    let failure = |budget: &str| experiment(ExperimentType::DependencyFailure, budget);
+    too_small(
+        &config,
+        &failure("budget: 0.2\n"),
+        &["0.2", "one fault at 0.25", "cost_per_fault"],
+    );
+    too_small(&config, &failure("budget: 0\n"), &["one fault at 0.25"]);
+    admitted(&config, &failure("budget: 0.25\n"));
+    too_small(
+        &ChaosConfig::default(),
+        &failure("budget: 0.0005\n"),
+        &["budget.cost_per_request"],
+    );
+    // A pod deletion that cannot pay for one pod.
+    too_small(
+        &ChaosConfig::default(),
+        &experiment(ExperimentType::PodDeletion, "budget: 49\n"),
+        &["49", "50", "experiments.pod_deletion.cost_per_pod"],
+    );
+}
+
+#[test]
+fn per_minute_budget_must_cover_the_duration() {
+    // 10 minutes at 0.10 a minute cost 1.0.
+    let latency = |budget: &str| experiment(ExperimentType::NetworkLatency, budget);
+    too_small(
+        &ChaosConfig::default(),
+        &latency("budget: 0.5\n"),
+        &[
+            "0.5",
+            "1.0000 for 10m at 0.1 per minute",
+            "experiments.network_latency.cost_per_minute",
+        ],
+    );
+    let admission = admitted(&ChaosConfig::default(), &latency("budget: 1.0\n"));
+    assert_eq!(admission.price, Price::PerMinute(0.10));
+    assert_eq!(admission.max_faults, u64::MAX);
+    assert_eq!(
+        admission
+            .price
+            .spent(0, Duration::from_secs(300), admission.budget),
+        0.5
+    );
+}
+
+#[test]
+fn max_faults_lowers_the_cap() {
+    let config = ChaosConfig::default();
+    // budget 1.0 at 0.001 buys 1000.
+    let loss =
+        |extra: &str| experiment(ExperimentType::PacketLoss, &format!("budget: 1.0\n{extra}"));
+    assert_eq!(admitted(&config, &loss("")).max_faults, 1000);
+    assert_eq!(admitted(&config, &loss("max_faults: 10\n")).max_faults, 10);
+    assert_eq!(
+        admitted(&config, &loss("max_faults: 5000\n")).max_faults,
+        1000,
+        "max_faults cannot buy more than the budget"
+    );
+    // And below the pod cap.
+    let kill = experiment(ExperimentType::PodDeletion, "max_faults: 1\n");
+    assert_eq!(admitted(&config, &kill).max_faults, 1);
+    // And on a time-priced type, where the budget sets no cap.
+    let slow = experiment(ExperimentType::NetworkLatency, "max_faults: 7\n");
+    assert_eq!(admitted(&config, &slow).max_faults, 7);
+}
+
+#[test]
+fn price_spent_is_capped_by_the_budget() {
+    assert_eq!(Price::PerFault(0.25).spent(3, Duration::ZERO, 10.0), 0.75);
+    assert_eq!(Price::PerFault(0.25).spent(100, Duration::ZERO, 10.0), 10.0);
+    assert_eq!(
+        Price::PerPod(50.0).spent(1, Duration::from_secs(60), 100.0),
+        50.0
+    );
+    let half_hour = Price::PerMinute(0.10).spent(1_000, Duration::from_secs(30 * 60), 10.0);
+    assert!((half_hour - 3.0).abs() < 1e-9, "{half_hour}");
+    assert_eq!(
+        Price::PerMinute(1.0).spent(0, Duration::from_secs(3600), 10.0),
+        10.0
+    );
+}
