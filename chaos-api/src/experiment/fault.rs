@@ -129,8 +129,9 @@ pub struct SocketError {
 }
 
 impl SocketError {
-    /// The defaults of `kind` (a socket-error type).
-    pub(super) fn defaults(kind: ExperimentType) -> Self {
+    /// The defaults of `kind`: api_error_injection's for it, dependency_failure's for any other
+    /// type. chaos-ctl's help quotes them.
+    pub fn defaults(kind: ExperimentType) -> Self {
         if kind == ExperimentType::ApiErrorInjection {
             Self {
                 errno: Errno::ECONNRESET,

@@ -22,8 +22,8 @@ pub struct SyscallError {
 }
 
 impl SyscallError {
-    /// The defaults: `EIO` on `open`, every file.
-    pub(super) fn defaults() -> Self {
+    /// The defaults: `EIO` on `open`, every file. chaos-ctl's help quotes them.
+    pub fn defaults() -> Self {
         Self {
             errno: Errno::EIO,
             calls: vec![SyscallCall::Open],

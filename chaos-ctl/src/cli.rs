@@ -1,0 +1,337 @@
+//! The command line as clap reads it: commands, flags and their help, nothing else.
+//!
+//! The experiment flags carry no defaults of their own: an absent flag stays `None` and
+//! [`crate::spec`] lets the model ([`chaos_api::experiment`]) fill in its default. Where the help
+//! quotes a default, it is taken from the model when the help is built. The experiment type and
+//! the keyword flags (`--direction`, `--distribution`, `--protocol`) accept the model's names.
+
+use std::{path::PathBuf, time::Duration};
+
+use chaos_api::experiment::{
+    CallName, Direction, Distribution, ExperimentType, Protocol, SocketCall, SocketError,
+    SyscallCall, SyscallError,
+};
+use chaos_ctl::client::DEFAULT_ADDR;
+use clap::builder::{NonEmptyStringValueParser, PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(version, about = "Run chaos experiments on chaos-ebpf node daemons")]
+pub struct Cli {
+    /// The daemon to talk to: unix:///path/to.sock, https://host:port (with --ca, --cert,
+    /// --key) or http://127.0.0.1:port (a daemon's loopback listener).
+    #[arg(long, global = true, default_value = DEFAULT_ADDR)]
+    pub daemon: String,
+    /// Talk to every daemon listed in FILE (one address per line, `#` comments) in parallel:
+    /// status, emergency-stop, capabilities and report --last report each daemon's answer.
+    #[arg(long, global = true)]
+    pub daemons: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the daemons' certificates (https:// daemons).
+    #[arg(long, global = true)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for https:// daemons; its OU is the role (operator, observer).
+    #[arg(long, global = true)]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM) for https:// daemons.
+    #[arg(long, global = true)]
+    pub key: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Start an experiment: chaos-ctl experiment <type> --cgroup PATH --duration 5m ...
+    Experiment(Box<ExperimentArgs>),
+    /// Start the experiment defined in a YAML file (see chaos/experiments/).
+    Apply {
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Show the plan and change nothing (also when the file says `dry_run: true`).
+        #[arg(long)]
+        dry_run: bool,
+        /// Follow the experiment with a progress bar until it ends.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Check an experiment file (-f), a chaos config (--config), or both (then also whether the
+    /// config admits the experiment, and at what price), offline; no daemon needed.
+    Validate {
+        #[arg(short = 'f', long, required_unless_present = "config")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Running experiments on the daemon.
+    Status {
+        /// Redraw every second until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Stop a running experiment.
+    Stop { id: String },
+    /// Disarm every experiment on the daemon and refuse new ones until --clear.
+    EmergencyStop {
+        /// Lift the latch instead.
+        #[arg(long)]
+        clear: bool,
+        /// Why (recorded in the audit log and the reports).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Post-mortem of one experiment, or the list of the last period's experiments.
+    Report {
+        id: Option<String>,
+        /// Experiments of the last period, e.g. 24h.
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "id")]
+        last: Option<Duration>,
+        #[arg(long, value_enum, default_value = "md")]
+        format: ReportFormat,
+    },
+    /// What the daemon's kernel can inject.
+    Capabilities,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Md,
+    Json,
+}
+
+#[derive(Args)]
+#[command(next_help_heading = "Experiment")]
+pub struct ExperimentArgs {
+    /// The experiment type.
+    #[arg(value_parser = experiment_type())]
+    pub kind: ExperimentType,
+    /// How long the fault stays armed: seconds (300) or a duration (5m), at most 24h.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
+    #[arg(long, help = intensity_help())]
+    pub intensity: Option<f64>,
+    /// Money budget for this experiment (default: the daemon's budget.max_experiment_cost).
+    #[arg(long)]
+    pub budget: Option<f64>,
+    /// At most this many faults (default: as many as the budget buys).
+    #[arg(long)]
+    pub max_faults: Option<u64>,
+    /// Show the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Follow the experiment with a progress bar until it ends.
+    #[arg(long)]
+    pub wait: bool,
+    /// A name for reports: 1 to 63 of a-z, 0-9 and - (default: the type with - for _, e.g.
+    /// packet-loss).
+    #[arg(long)]
+    pub name: Option<String>,
+    // The headings below apply to every flag after them.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The pod the target belongs to, checked against the daemon's pod_deletion name patterns;
+    /// chaos-ctl does not verify it.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = NonEmptyStringValueParser::new())]
+    pub pod_name: Option<String>,
+    #[command(flatten)]
+    pub fault: FaultArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+#[command(next_help_heading = "Target (exactly one)")]
+pub struct TargetArgs {
+    /// A cgroup v2 directory on the node.
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// The cgroup of a process on the node.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// A container, by ID (12 to 64 hex digits; a `containerd://` style prefix is dropped).
+    #[arg(long)]
+    pub container: Option<String>,
+    /// A pod, by UID.
+    #[arg(long)]
+    pub pod_uid: Option<String>,
+}
+
+/// The settings of the fault; each flag belongs to the types it names and is refused for the
+/// others. Unset: the type's default in the model.
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = "Fault settings (each for the types it names)")]
+pub struct FaultArgs {
+    /// packet_loss: which traffic is dropped (default: both).
+    #[arg(long, value_parser = PossibleValuesParser::new(Direction::ALL.iter().map(|d| d.as_str())))]
+    pub direction: Option<String>,
+    /// packet_loss: egress drops fail the sending call (EPERM) instead of vanishing silently.
+    #[arg(long)]
+    pub visible_drop: bool,
+    #[arg(long, help = errno_help(), value_parser = NonEmptyStringValueParser::new())]
+    pub errno: Option<String>,
+    #[arg(long, help = calls_help(), value_delimiter = ',')]
+    pub calls: Option<Vec<String>>,
+    /// syscall_error: only files at or under this directory (file calls only, not fork/exec;
+    /// default: every file).
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub path_prefix: Option<String>,
+    /// network_latency (required): the delay added to each egress packet, in milliseconds.
+    #[arg(long)]
+    pub latency_ms: Option<u64>,
+    /// network_latency: jitter in milliseconds (uniform: +/- this; normal: the standard
+    /// deviation; default: none).
+    #[arg(long)]
+    pub jitter_ms: Option<u64>,
+    /// network_latency: the jitter's distribution (default: uniform).
+    #[arg(long, value_parser = PossibleValuesParser::new(Distribution::ALL.iter().map(|d| d.as_str())))]
+    pub distribution: Option<String>,
+    /// network_latency: the device whose egress is delayed (default: the default route's).
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub interface: Option<String>,
+    /// pod_deletion: kill again this often while the target has processes (default: once).
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// resource_exhaustion: tighten cpu.max to this share (0 to 1] of what it may use now
+    /// (default, with --memory-share unset too: what the daemon's config allows).
+    #[arg(long)]
+    pub cpu_share: Option<f64>,
+    /// resource_exhaustion: tighten memory.high to this share (0 to 1] of its limit or usage.
+    #[arg(long)]
+    pub memory_share: Option<f64>,
+}
+
+/// Which packets or calls are eligible (network types); every part defaults to "all".
+#[derive(Args)]
+#[command(
+    next_help_heading = "Filter (packet_loss, dependency_failure, api_error_injection, network_latency)"
+)]
+pub struct FilterArgs {
+    /// Only this protocol.
+    #[arg(long, value_parser = PossibleValuesParser::new(Protocol::ALL.iter().map(|p| p.as_str())))]
+    pub protocol: Option<String>,
+    /// Only this remote port or range (80, 8000-8100).
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub ports: Option<String>,
+    /// Only these remote networks (repeat or comma-separate).
+    #[arg(long = "cidr", value_delimiter = ',')]
+    pub cidrs: Vec<String>,
+}
+
+/// Every experiment type, in the order the help lists them.
+pub const TYPES: [ExperimentType; 7] = [
+    ExperimentType::PacketLoss,
+    ExperimentType::DependencyFailure,
+    ExperimentType::ApiErrorInjection,
+    ExperimentType::NetworkLatency,
+    ExperimentType::SyscallError,
+    ExperimentType::PodDeletion,
+    ExperimentType::ResourceExhaustion,
+];
+
+/// Fails to compile when the model gains a type that [`TYPES`] lacks.
+const _: fn(ExperimentType) = |kind| match kind {
+    ExperimentType::PacketLoss
+    | ExperimentType::DependencyFailure
+    | ExperimentType::ApiErrorInjection
+    | ExperimentType::NetworkLatency
+    | ExperimentType::SyscallError
+    | ExperimentType::PodDeletion
+    | ExperimentType::ResourceExhaustion => {}
+};
+
+/// The experiment type argument: one of the model's names ([`ExperimentType::as_str`]).
+fn experiment_type() -> impl TypedValueParser<Value = ExperimentType> {
+    PossibleValuesParser::new(TYPES.map(ExperimentType::as_str)).try_map(|name| {
+        TYPES
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or("not an experiment type")
+    })
+}
+
+/// Seconds (`300`) or a humantime duration (`5m`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => {
+            humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (use seconds or e.g. 5m)"))
+        }
+    }
+}
+
+/// `a, b and c`.
+fn list(items: &[String]) -> String {
+    match items.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => last.clone(),
+        None => String::new(),
+    }
+}
+
+/// `--intensity`'s help, with the model's per-type defaults.
+fn intensity_help() -> String {
+    let (defaulted, required): (Vec<ExperimentType>, Vec<ExperimentType>) = TYPES
+        .into_iter()
+        .partition(|kind| kind.default_intensity().is_some());
+    let required: Vec<String> = required.iter().map(|k| k.to_string()).collect();
+    let defaulted: Vec<String> = defaulted
+        .iter()
+        .map(|k| format!("{k} {}", k.default_intensity().unwrap_or_default()))
+        .collect();
+    format!(
+        "Probability (0 to 1) that a matching packet or call is faulted; required for {}; \
+         default: {}",
+        list(&required),
+        list(&defaulted)
+    )
+}
+
+/// `--errno`'s help, with the model's defaults.
+fn errno_help() -> String {
+    let socket = |kind| SocketError::defaults(kind).errno;
+    format!(
+        "dependency_failure, api_error_injection, syscall_error: the errno the faulted calls \
+         return, a name or a number (default: {} for dependency_failure, {} for \
+         api_error_injection, {} for syscall_error)",
+        socket(ExperimentType::DependencyFailure),
+        socket(ExperimentType::ApiErrorInjection),
+        SyscallError::defaults().errno
+    )
+}
+
+/// `--calls`' help, with the model's calls and defaults.
+fn calls_help() -> String {
+    let names = |calls: &[&'static str]| calls.join(",");
+    let socket = |kind| {
+        let calls: Vec<_> = SocketError::defaults(kind)
+            .calls
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        names(&calls)
+    };
+    let syscall: Vec<_> = SyscallError::defaults()
+        .calls
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    format!(
+        "The calls that fail, comma-separated: dependency_failure, api_error_injection: {}; \
+         syscall_error: {} (default: {} for dependency_failure, {} for api_error_injection, {} \
+         for syscall_error)",
+        SocketCall::allowed(),
+        SyscallCall::allowed(),
+        socket(ExperimentType::DependencyFailure),
+        socket(ExperimentType::ApiErrorInjection),
+        names(&syscall)
+    )
+}

@@ -1,0 +1,68 @@
+//! What a failure prints and which exit code it gets: 0 ok; 1 failure (daemon unreachable,
+//! internal error); 2 usage error or invalid experiment; 3 refused by a daemon (emergency stop
+//! latched, protected or missing target, permission, budget, no slot).
+
+use chaos_ctl::client::ConnectError;
+
+use crate::fanout::FanOutFailed;
+
+pub const FAILURE: u8 = 1;
+pub const USAGE: u8 = 2;
+pub const REFUSED: u8 = 3;
+
+/// The command line, a file or the experiment it describes is wrong; the message says what.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A usage error with `error`'s message.
+pub fn usage(error: impl std::fmt::Display) -> anyhow::Error {
+    UsageError(error.to_string()).into()
+}
+
+/// The exit code of `e`: usage errors and invalid specs 2, refusals 3, everything else 1.
+pub fn code(e: &anyhow::Error) -> u8 {
+    if let Some(f) = e.downcast_ref::<FanOutFailed>() {
+        return f.code;
+    }
+    if let Some(s) = e.downcast_ref::<tonic::Status>() {
+        return match s.code() {
+            tonic::Code::InvalidArgument => USAGE,
+            tonic::Code::FailedPrecondition
+            | tonic::Code::PermissionDenied
+            | tonic::Code::Unauthenticated
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::NotFound => REFUSED,
+            _ => FAILURE,
+        };
+    }
+    if let Some(c) = e.downcast_ref::<ConnectError>() {
+        return if c.is_usage() { USAGE } else { FAILURE };
+    }
+    if e.downcast_ref::<UsageError>().is_some() {
+        USAGE
+    } else {
+        FAILURE
+    }
+}
+
+/// The one-line message of `e`: a daemon's answer with its status code, else the error chain.
+pub fn text(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<tonic::Status>() {
+        Some(s) => format!("{} ({:?})", s.message(), s.code()),
+        None => format!("{e:#}"),
+    }
+}
+
+/// Whether `e` is a daemon's NotFound (the target or the id is not on that node).
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<tonic::Status>()
+        .is_some_and(|s| s.code() == tonic::Code::NotFound)
+}

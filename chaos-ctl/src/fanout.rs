@@ -1,0 +1,140 @@
+//! `--daemons FILE`: one command sent to every daemon listed in FILE at once, each answer
+//! printed in file order (`== ADDR` blocks, or one JSON array), and one exit code for all:
+//! the most severe failure's, after every answer was shown.
+
+use std::path::Path;
+
+use chaos_ctl::client::TlsFiles;
+
+use crate::commands::{self, Action};
+use crate::exit::{self, UsageError};
+
+/// Some daemons of a fan-out did not answer ok (each answer was printed already).
+#[derive(Debug)]
+pub struct FanOutFailed {
+    failed: usize,
+    total: usize,
+    /// The exit code of the most severe answer.
+    pub code: u8,
+}
+
+impl std::fmt::Display for FanOutFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} daemons did not answer ok",
+            self.failed, self.total
+        )
+    }
+}
+
+impl std::error::Error for FanOutFailed {}
+
+/// Runs `action` on every daemon in `file` at once and prints each one's answer in file order.
+/// Fails (with the most severe exit code) when any daemon failed, after reporting all. An
+/// experiment or an id lives on one node: there, a NotFound answer is reported but does not
+/// fail the command as long as some daemon answered ok.
+pub async fn run(file: &Path, tls: &TlsFiles, action: &Action, json: bool) -> anyhow::Result<()> {
+    let elsewhere_ok = match action {
+        Action::Status { watch: false }
+        | Action::EmergencyStop { .. }
+        | Action::ClearEmergencyStop
+        | Action::Capabilities
+        | Action::Report { id: None, .. } => false,
+        Action::Start { wait: false, .. } | Action::Stop { .. } => true,
+        Action::Start { wait: true, .. }
+        | Action::Status { watch: true }
+        | Action::Report { id: Some(_), .. } => {
+            return Err(UsageError(
+                "--daemons does not work with --wait, status --watch or report ID; use \
+                 --daemon for those"
+                    .into(),
+            )
+            .into());
+        }
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| UsageError(format!("--daemons {}: {e}", file.display())))?;
+    let addrs: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if addrs.is_empty() {
+        return Err(
+            UsageError(format!("--daemons {}: no daemon addresses", file.display())).into(),
+        );
+    }
+    let results = futures_util::future::join_all(
+        addrs
+            .iter()
+            .map(|addr| commands::answer(addr, tls, action, json)),
+    )
+    .await;
+    let mut worst: Option<anyhow::Error> = None;
+    let (mut failed, mut not_here, mut ok) = (0, 0, 0);
+    let mut entries = Vec::new();
+    for (addr, r) in addrs.iter().zip(results) {
+        match r {
+            Ok(out) => {
+                ok += 1;
+                if json {
+                    let answer = serde_json::from_str::<serde_json::Value>(out.trim())
+                        .unwrap_or(serde_json::Value::String(out));
+                    entries.push(serde_json::json!({"daemon": addr, "ok": true, "answer": answer}));
+                } else {
+                    print!("== {addr}\n{out}");
+                }
+            }
+            Err(e) => {
+                let elsewhere = elsewhere_ok && exit::is_not_found(&e);
+                let msg = if elsewhere {
+                    format!("not on this node: {}", exit::text(&e))
+                } else {
+                    exit::text(&e)
+                };
+                if json {
+                    entries.push(serde_json::json!({"daemon": addr, "ok": false, "error": msg}));
+                } else {
+                    println!(
+                        "== {addr}\n{}: {msg}",
+                        if elsewhere { "skipped" } else { "error" }
+                    );
+                }
+                if elsewhere {
+                    not_here += 1;
+                    continue;
+                }
+                failed += 1;
+                // The most severe answer: failure (1) before usage (2) before refusal (3).
+                if worst
+                    .as_ref()
+                    .is_none_or(|w| exit::code(&e) < exit::code(w))
+                {
+                    worst = Some(e);
+                }
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(entries));
+    }
+    if ok == 0 && not_here > 0 && worst.is_none() {
+        // Nobody had it: that is a refusal, like a single daemon's NotFound.
+        return Err(FanOutFailed {
+            failed: not_here,
+            total: addrs.len(),
+            code: exit::REFUSED,
+        }
+        .into());
+    }
+    match worst {
+        None => Ok(()),
+        Some(e) => Err(FanOutFailed {
+            failed,
+            total: addrs.len(),
+            code: exit::code(&e),
+        }
+        .into()),
+    }
+}

@@ -1,0 +1,485 @@
+//! Rendering: every answer chaos-ctl prints, as a human table or text by default and as JSON
+//! for scripts (`--output json`): status tables, plans (with every change arming makes), stop
+//! and emergency-stop answers with the daemon's disarm time, capabilities, reports, the live
+//! progress line, and the results of offline validation. Experiment types are the user's names
+//! (`experiment_type`), states are [`State`]'s names.
+//!
+//! Each function returns the text to print, ending in a newline; JSON answers are one line.
+
+use chaos_api::config::{Admission, Price};
+use chaos_api::experiment::Experiment;
+use chaos_api::proto::{self, ExperimentStatus};
+use chaos_api::state::State;
+use serde_json::{Value, json};
+
+/// The name of a proto state value: [`State::as_str`], or `unknown`.
+pub fn state_name(value: i32) -> &'static str {
+    State::from_proto(value).map_or("unknown", State::as_str)
+}
+
+pub fn status_json(s: &ExperimentStatus) -> Value {
+    let c = s.counters.unwrap_or_default();
+    json!({
+        "id": s.id, "name": s.name, "experiment_type": s.experiment_type, "target": s.target,
+        "state": state_name(s.state), "reason": s.reason, "spent": s.spent,
+        "started_unix_ms": s.started_unix_ms, "ended_unix_ms": s.ended_unix_ms,
+        "counters": {"seen": c.seen, "matched": c.matched, "injected": c.injected, "capped": c.capped},
+    })
+}
+
+/// A table of experiments, one line each.
+pub fn status_table(list: &[ExperimentStatus]) -> String {
+    let mut out = format!(
+        "{:<28} {:<20} {:<19} {:<17} {:>10} {:>10}  {}\n",
+        "ID", "NAME", "TYPE", "STATE", "INJECTED", "SEEN", "TARGET"
+    );
+    for s in list {
+        let c = s.counters.unwrap_or_default();
+        out += &format!(
+            "{:<28} {:<20} {:<19} {:<17} {:>10} {:>10}  {}\n",
+            s.id,
+            truncate(&s.name, 20),
+            s.experiment_type,
+            state_name(s.state),
+            c.injected,
+            c.seen,
+            s.target
+        );
+    }
+    out
+}
+
+/// One experiment: its table line and, when it ended with one, the reason.
+fn one_status_text(s: &ExperimentStatus) -> String {
+    let mut text = status_table(std::slice::from_ref(s));
+    if !s.reason.is_empty() {
+        text += &format!("reason: {}\n", s.reason);
+    }
+    text
+}
+
+/// One experiment (the last state a `--wait` saw).
+pub fn one_status(s: &ExperimentStatus, json: bool) -> String {
+    if json {
+        format!("{}\n", status_json(s))
+    } else {
+        one_status_text(s)
+    }
+}
+
+/// `chaos-ctl status`: the node, its latch and its experiments.
+pub fn status(r: &proto::GetStatusResponse, json: bool) -> String {
+    if json {
+        let list: Vec<_> = r.experiments.iter().map(status_json).collect();
+        format!(
+            "{}\n",
+            json!({"node": r.node, "emergency_stop": r.emergency_stop, "experiments": list})
+        )
+    } else {
+        format!(
+            "node {}  emergency stop: {}\n{}",
+            r.node,
+            if r.emergency_stop { "LATCHED" } else { "no" },
+            status_table(&r.experiments)
+        )
+    }
+}
+
+/// `chaos-ctl report --last`: the experiments of a period.
+pub fn experiment_list(list: &[ExperimentStatus], json: bool) -> String {
+    if json {
+        let list: Vec<_> = list.iter().map(status_json).collect();
+        format!("{}\n", Value::Array(list))
+    } else {
+        status_table(list)
+    }
+}
+
+/// What a start arms: the cgroup, programs, cap, cost and every other change.
+pub fn plan_text(p: &proto::Plan) -> String {
+    let mut text = format!(
+        "cgroup      {} (id {})\nprograms    {}\nmax faults  {}\nmax cost    {}\n",
+        p.cgroup,
+        p.cgroup_id,
+        p.programs.join(", "),
+        if p.max_faults == u64::MAX {
+            "unlimited".to_string()
+        } else {
+            p.max_faults.to_string()
+        },
+        p.projected_cost
+    );
+    match p.changes.split_first() {
+        None => text += "changes     none besides the programs\n",
+        Some((first, rest)) => {
+            text += &format!("changes     {first}\n");
+            for change in rest {
+                text += &format!("            {change}\n");
+            }
+        }
+    }
+    text
+}
+
+pub fn plan_json(p: &proto::Plan) -> Value {
+    json!({
+        "cgroup": p.cgroup, "cgroup_id": p.cgroup_id, "programs": p.programs,
+        "max_faults": p.max_faults, "projected_cost": p.projected_cost, "changes": p.changes,
+    })
+}
+
+/// The answer to a start: the plan, and the id unless it was a dry run.
+pub fn started(r: &proto::StartExperimentResponse, dry_run: bool, json: bool) -> String {
+    let plan = r.plan.clone().unwrap_or_default();
+    match (dry_run, json) {
+        (true, true) => format!("{}\n", json!({"dry_run": true, "plan": plan_json(&plan)})),
+        (true, false) => format!("dry run: nothing was changed\n{}", plan_text(&plan)),
+        (false, true) => format!("{}\n", json!({"id": r.id, "plan": plan_json(&plan)})),
+        (false, false) => format!("started {}\n{}", r.id, plan_text(&plan)),
+    }
+}
+
+/// `X µs` with one decimal.
+fn micros(ns: u64) -> String {
+    format!("{:.1} µs", ns as f64 / 1000.0)
+}
+
+/// The answer to a stop: the experiment, and how long its disarming took at the daemon.
+pub fn stopped(r: &proto::StopExperimentResponse, json: bool) -> String {
+    let s = r.status.clone().unwrap_or_default();
+    if json {
+        let mut v = status_json(&s);
+        v["disarm_ns"] = json!(r.disarm_ns);
+        format!("{v}\n")
+    } else {
+        format!(
+            "{}disarmed in {} (measured at the daemon from the request's arrival)\n",
+            one_status_text(&s),
+            micros(r.disarm_ns)
+        )
+    }
+}
+
+/// The answer to an emergency stop.
+pub fn emergency_stopped(r: &proto::EmergencyStopResponse, json: bool) -> String {
+    if json {
+        format!(
+            "{}\n",
+            json!({"disarmed": r.disarmed, "disarm_ns": r.disarm_ns})
+        )
+    } else {
+        format!(
+            "{} {} disarmed in {} (measured at the daemon from the request's arrival); \
+             detaching and recording continue in the background; new experiments refused until \
+             --clear\n",
+            r.disarmed,
+            if r.disarmed == 1 {
+                "experiment"
+            } else {
+                "experiments"
+            },
+            micros(r.disarm_ns)
+        )
+    }
+}
+
+/// The answer to `emergency-stop --clear`.
+pub fn cleared(json: bool) -> String {
+    if json {
+        format!("{}\n", json!({"cleared": true}))
+    } else {
+        "emergency stop cleared\n".to_string()
+    }
+}
+
+/// What the node's kernel can inject, by experiment type.
+pub fn capabilities(r: &proto::CapabilitiesResponse, json: bool) -> String {
+    if json {
+        let caps: Vec<_> = r
+            .capabilities
+            .iter()
+            .map(|c| json!({"experiment_type": c.experiment_type, "supported": c.supported, "reason": c.reason}))
+            .collect();
+        format!(
+            "{}\n",
+            json!({"node": r.node, "kernel": r.kernel, "capabilities": caps})
+        )
+    } else {
+        let mut text = format!("node {} (kernel {})\n", r.node, r.kernel);
+        for c in &r.capabilities {
+            text += &format!(
+                "  {:<20} {:<4} {}\n",
+                c.experiment_type,
+                if c.supported { "yes" } else { "no" },
+                c.reason
+            );
+        }
+        text
+    }
+}
+
+pub fn report_json(r: &proto::Report) -> Value {
+    json!({
+        "status": r.status.as_ref().map(status_json),
+        "timeline": r.timeline.iter().map(|e| json!({"at_unix_ms": e.at_unix_ms, "kind": e.kind, "message": e.message})).collect::<Vec<_>>(),
+        "markdown": r.markdown,
+    })
+}
+
+/// A post-mortem: the daemon's Markdown, or JSON.
+pub fn report(r: &proto::Report, json: bool) -> String {
+    if json {
+        format!("{}\n", report_json(r))
+    } else {
+        r.markdown.clone()
+    }
+}
+
+/// A one-line progress bar: `[#####.....]  50%  15s/30s  running  injected 123 of 456 seen`.
+pub fn progress(elapsed_ms: u64, total_ms: u64, s: &ExperimentStatus) -> String {
+    let frac = if total_ms == 0 {
+        1.0
+    } else {
+        (elapsed_ms as f64 / total_ms as f64).min(1.0)
+    };
+    let filled = (frac * 30.0).round() as usize;
+    let c = s.counters.unwrap_or_default();
+    format!(
+        "[{}{}] {:>3.0}%  {}s/{}s  {}  injected {} of {} seen",
+        "#".repeat(filled),
+        ".".repeat(30 - filled),
+        frac * 100.0,
+        elapsed_ms / 1000,
+        total_ms / 1000,
+        state_name(s.state),
+        c.injected,
+        c.seen
+    )
+}
+
+/// `validate -f`: the file holds a valid experiment.
+pub fn valid_experiment(path: &str, e: &Experiment, json: bool) -> String {
+    if json {
+        format!(
+            "{}\n",
+            json!({"file": path, "valid": true, "name": e.name, "experiment_type": e.kind().as_str()})
+        )
+    } else {
+        format!(
+            "{path}: valid experiment {:?} ({}, {})\n",
+            e.name,
+            e.kind(),
+            humantime::format_duration(e.duration)
+        )
+    }
+}
+
+/// `validate --config`: the file holds a valid chaos config.
+pub fn valid_config(path: &str, json: bool) -> String {
+    if json {
+        format!("{}\n", json!({"file": path, "valid": true}))
+    } else {
+        format!("{path}: valid chaos config\n")
+    }
+}
+
+/// `validate -f --config`: what the config makes of the experiment.
+pub fn admission(config: &str, a: &Admission, json: bool) -> String {
+    let (unit, cost) = match a.price {
+        Price::PerFault(cost) => ("fault", cost),
+        Price::PerPod(cost) => ("pod", cost),
+        Price::PerMinute(cost) => ("minute", cost),
+    };
+    let cap = (a.max_faults != u64::MAX).then_some(a.max_faults);
+    if json {
+        format!(
+            "{}\n",
+            json!({
+                "config": config, "admitted": true, "budget": a.budget, "max_faults": cap,
+                "price": {"per": unit, "cost": cost},
+            })
+        )
+    } else {
+        format!(
+            "{config}: admits {:?}: budget {} reserved, {}, {cost} per {unit}\n",
+            a.experiment.name,
+            a.budget,
+            cap.map_or("no fault cap".to_string(), |n| format!(
+                "at most {n} faults"
+            )),
+        )
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).chain(['~']).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ExperimentStatus {
+        ExperimentStatus {
+            id: "exp-1764290000000-5e1f09a2-1".into(),
+            name: "checkout-db-refused".into(),
+            experiment_type: "dependency_failure".into(),
+            target: "/sys/fs/cgroup/kubepods.slice/pod".into(),
+            state: proto::State::Running as i32,
+            reason: String::new(),
+            started_unix_ms: 1_764_290_000_000,
+            ended_unix_ms: 0,
+            counters: Some(proto::Counters {
+                seen: 4000,
+                matched: 4000,
+                injected: 1000,
+                capped: 0,
+            }),
+            spent: 0.0,
+        }
+    }
+
+    #[test]
+    fn status_table_is_stable() {
+        let golden = "\
+ID                           NAME                 TYPE                STATE               INJECTED       SEEN  TARGET
+exp-1764290000000-5e1f09a2-1 checkout-db-refused  dependency_failure  running                 1000       4000  /sys/fs/cgroup/kubepods.slice/pod
+";
+        assert_eq!(status_table(&[sample()]), golden);
+    }
+
+    #[test]
+    fn status_json_is_stable() {
+        let golden = r#"{"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"experiment_type":"dependency_failure","id":"exp-1764290000000-5e1f09a2-1","name":"checkout-db-refused","reason":"","spent":0.0,"started_unix_ms":1764290000000,"state":"running","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
+        assert_eq!(status_json(&sample()).to_string(), golden);
+    }
+
+    #[test]
+    fn unknown_states_say_so() {
+        let mut s = sample();
+        s.state = 0;
+        assert_eq!(status_json(&s)["state"], "unknown");
+        s.state = proto::State::EmergencyStopped as i32;
+        assert_eq!(status_json(&s)["state"], "emergency_stopped");
+    }
+
+    #[test]
+    fn progress_bar() {
+        assert_eq!(
+            progress(15_000, 30_000, &sample()),
+            "[###############...............]  50%  15s/30s  running  injected 1000 of 4000 seen"
+        );
+    }
+
+    fn plan() -> proto::Plan {
+        proto::Plan {
+            cgroup: "/sys/fs/cgroup/app.slice".into(),
+            cgroup_id: 4242,
+            programs: vec!["lat_eg".into()],
+            max_faults: u64::MAX,
+            projected_cost: 0.5,
+            changes: vec![
+                "eth0: root qdisc fq (was noqueue), restored on stop".into(),
+                "eth0: fq flow_limit 1000".into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn plans_show_every_change() {
+        let golden = "\
+cgroup      /sys/fs/cgroup/app.slice (id 4242)
+programs    lat_eg
+max faults  unlimited
+max cost    0.5
+changes     eth0: root qdisc fq (was noqueue), restored on stop
+            eth0: fq flow_limit 1000
+";
+        assert_eq!(plan_text(&plan()), golden);
+        let bare = proto::Plan {
+            changes: Vec::new(),
+            max_faults: 20,
+            ..plan()
+        };
+        assert!(
+            plan_text(&bare).ends_with(
+                "max faults  20\nmax cost    0.5\nchanges     none besides the programs\n"
+            ),
+            "{}",
+            plan_text(&bare)
+        );
+        assert_eq!(
+            plan_json(&plan()).to_string(),
+            r#"{"cgroup":"/sys/fs/cgroup/app.slice","cgroup_id":4242,"changes":["eth0: root qdisc fq (was noqueue), restored on stop","eth0: fq flow_limit 1000"],"max_faults":18446744073709551615,"programs":["lat_eg"],"projected_cost":0.5}"#
+        );
+    }
+
+    #[test]
+    fn disarm_times_are_the_daemons() {
+        let r = proto::EmergencyStopResponse {
+            disarmed: 2,
+            disarm_ns: 1_900,
+        };
+        assert_eq!(
+            emergency_stopped(&r, false),
+            "2 experiments disarmed in 1.9 µs (measured at the daemon from the request's \
+             arrival); detaching and recording continue in the background; new experiments \
+             refused until --clear\n"
+        );
+        assert_eq!(
+            emergency_stopped(&r, true),
+            "{\"disarm_ns\":1900,\"disarmed\":2}\n"
+        );
+        let one = proto::EmergencyStopResponse {
+            disarmed: 1,
+            disarm_ns: 0,
+        };
+        assert!(emergency_stopped(&one, false).starts_with("1 experiment disarmed in 0.0 µs"));
+
+        let mut s = sample();
+        s.state = proto::State::Stopped as i32;
+        s.reason = "stopped by uid 0".into();
+        let r = proto::StopExperimentResponse {
+            status: Some(s),
+            disarm_ns: 12_345,
+        };
+        let text = stopped(&r, false);
+        assert!(
+            text.ends_with(
+                "reason: stopped by uid 0\ndisarmed in 12.3 µs (measured at the daemon from the \
+                 request's arrival)\n"
+            ),
+            "{text}"
+        );
+        let v: Value = serde_json::from_str(&stopped(&r, true)).unwrap();
+        assert_eq!(
+            (v["state"].as_str(), v["disarm_ns"].as_u64()),
+            (Some("stopped"), Some(12_345))
+        );
+    }
+
+    #[test]
+    fn capabilities_name_the_users_types() {
+        let r = proto::CapabilitiesResponse {
+            node: "n1".into(),
+            kernel: "6.12.0".into(),
+            capabilities: vec![proto::Capability {
+                experiment_type: "network_latency".into(),
+                supported: false,
+                reason: "sch_fq not available".into(),
+            }],
+        };
+        assert_eq!(
+            capabilities(&r, false),
+            "node n1 (kernel 6.12.0)\n  network_latency      no   sch_fq not available\n"
+        );
+        assert_eq!(
+            capabilities(&r, true),
+            "{\"capabilities\":[{\"experiment_type\":\"network_latency\",\"reason\":\"sch_fq not available\",\"supported\":false}],\"kernel\":\"6.12.0\",\"node\":\"n1\"}\n"
+        );
+    }
+}

@@ -1,0 +1,526 @@
+//! Flags and files -> the one experiment model ([`chaos_api::experiment::Experiment`]), and
+//! offline validation (`chaos-ctl validate`).
+//!
+//! `chaos-ctl experiment <type> ...` puts its flags into the request message exactly as given
+//! (an absent flag is the message's "unset") and reads it with [`Experiment::from_proto`], the
+//! same reader the daemon uses: the model fills in the type's defaults (errno, calls,
+//! intensity, direction, ...) and names any error by its field (`intensity`,
+//! `fault.calls[1]`). The durations, which the message carries in milliseconds, are then put
+//! back exactly as given and the experiment is checked with [`Experiment::validate`], so
+//! nothing invalid is ever sent. chaos-ctl adds two rules the message cannot express: a flag of
+//! another type is refused, and `network_latency` needs `--latency-ms`.
+//!
+//! The submodule `files` reads experiment files and chaos configs offline (`apply -f`,
+//! `validate`).
+
+mod files;
+
+use std::{fmt, time::Duration};
+
+use chaos_api::error::ModelError;
+use chaos_api::experiment::{EgressDrop, Experiment, ExperimentType, Fault};
+use chaos_api::proto::{self, fault::Kind as FaultKind, target::Kind as TargetKind};
+
+use crate::cli::{ExperimentArgs, FaultArgs};
+
+pub use files::{read_experiment, validate};
+
+/// Why the flags do not make a valid experiment.
+#[derive(Debug)]
+pub enum SpecError {
+    /// The model refuses it; the error names the field.
+    Model(ModelError),
+    /// A fault flag of another experiment type.
+    NotASetting {
+        flag: &'static str,
+        kind: ExperimentType,
+    },
+}
+
+impl From<ModelError> for SpecError {
+    fn from(e: ModelError) -> Self {
+        Self::Model(e)
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Model(e) => {
+                write!(f, "{e}")?;
+                // Name the flag when it is not just the field's name.
+                match (e.path(), e.path().and_then(flag_of)) {
+                    (Some(path), Some(flag)) if flag != format!("--{}", path.replace('_', "-")) => {
+                        write!(f, " ({flag})")
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Self::NotASetting { flag, kind } => write!(
+                f,
+                "{flag} is not a setting of {kind} (see `chaos-ctl experiment --help`)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// The experiment the flags describe, with the model's defaults, validated.
+pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
+    let kind = a.kind;
+    let mut flags = a.fault.clone();
+    let fault = fault(kind, &mut flags)?;
+    if let Some(flag) = flags.first_given() {
+        return Err(SpecError::NotASetting { flag, kind });
+    }
+    let t = &a.target;
+    let target = if let Some(path) = &t.cgroup {
+        Some(TargetKind::Cgroup(path.clone()))
+    } else if let Some(pid) = t.pid {
+        Some(TargetKind::Pid(pid))
+    } else if let Some(id) = &t.container {
+        Some(TargetKind::ContainerId(id.clone()))
+    } else {
+        t.pod_uid.clone().map(TargetKind::PodUid)
+    };
+    let f = &a.filter;
+    let filter = (f.protocol.is_some() || f.ports.is_some() || !f.cidrs.is_empty()).then(|| {
+        proto::NetFilter {
+            protocol: f.protocol.clone().unwrap_or_default(),
+            ports: f.ports.clone().unwrap_or_default(),
+            cidrs: f.cidrs.clone(),
+        }
+    });
+    let spec = proto::ExperimentSpec {
+        name: a
+            .name
+            .clone()
+            .unwrap_or_else(|| kind.as_str().replace('_', "-")),
+        target: Some(proto::Target {
+            kind: target,
+            pod_name: a.pod_name.clone().unwrap_or_default(),
+        }),
+        fault: Some(proto::Fault { kind: Some(fault) }),
+        intensity: a.intensity,
+        duration_ms: ceil_millis(a.duration),
+        max_faults: a.max_faults,
+        filter,
+        budget: a.budget,
+    };
+    let mut experiment = Experiment::from_proto(&spec)?;
+    // The message carries milliseconds (rounded up above); judge the durations as given.
+    experiment.duration = a.duration;
+    if let Fault::PodDeletion(deletion) = &mut experiment.fault {
+        deletion.interval = a.fault.interval;
+    }
+    experiment.dry_run = a.dry_run;
+    experiment.validate()?;
+    Ok(experiment)
+}
+
+/// The message's fault of `kind` from the flags it takes, which are taken out of `flags`.
+/// Empty strings and lists are the message's "unset": the type's default.
+fn fault(kind: ExperimentType, flags: &mut FaultArgs) -> Result<FaultKind, SpecError> {
+    let socket = |flags: &mut FaultArgs| proto::SocketError {
+        errno: flags.errno.take().unwrap_or_default(),
+        calls: flags.calls.take().unwrap_or_default(),
+    };
+    Ok(match kind {
+        ExperimentType::PacketLoss => FaultKind::PacketLoss(proto::PacketLoss {
+            direction: flags.direction.take().unwrap_or_default(),
+            egress_drop: if std::mem::take(&mut flags.visible_drop) {
+                EgressDrop::Visible.as_str().to_owned()
+            } else {
+                String::new()
+            },
+        }),
+        ExperimentType::DependencyFailure => FaultKind::DependencyFailure(socket(flags)),
+        ExperimentType::ApiErrorInjection => FaultKind::ApiErrorInjection(socket(flags)),
+        ExperimentType::NetworkLatency => FaultKind::NetworkLatency(proto::NetworkLatency {
+            latency_ms: flags.latency_ms.take().ok_or_else(|| ModelError::Parse {
+                path: "fault.latency".to_owned(),
+                message: "required field is missing: network_latency needs the delay to add, \
+                          in milliseconds, e.g. 100"
+                    .to_owned(),
+            })?,
+            jitter_ms: flags.jitter_ms.take().unwrap_or_default(),
+            distribution: flags.distribution.take().unwrap_or_default(),
+            interface: flags.interface.take().unwrap_or_default(),
+        }),
+        ExperimentType::SyscallError => FaultKind::SyscallError(proto::SyscallError {
+            errno: flags.errno.take().unwrap_or_default(),
+            calls: flags.calls.take().unwrap_or_default(),
+            path_prefix: flags.path_prefix.take().unwrap_or_default(),
+        }),
+        ExperimentType::PodDeletion => FaultKind::PodDeletion(proto::PodDeletion {
+            interval_ms: flags.interval.take().map_or(0, ceil_millis),
+        }),
+        ExperimentType::ResourceExhaustion => {
+            FaultKind::ResourceExhaustion(proto::ResourceExhaustion {
+                cpu_share: flags.cpu_share.take(),
+                memory_share: flags.memory_share.take(),
+            })
+        }
+    })
+}
+
+impl FaultArgs {
+    /// The first flag still given (not taken by the type's fault).
+    fn first_given(&self) -> Option<&'static str> {
+        let Self {
+            direction,
+            visible_drop,
+            errno,
+            calls,
+            path_prefix,
+            latency_ms,
+            jitter_ms,
+            distribution,
+            interface,
+            interval,
+            cpu_share,
+            memory_share,
+        } = self;
+        [
+            ("--direction", direction.is_some()),
+            ("--visible-drop", *visible_drop),
+            ("--errno", errno.is_some()),
+            ("--calls", calls.is_some()),
+            ("--path-prefix", path_prefix.is_some()),
+            ("--latency-ms", latency_ms.is_some()),
+            ("--jitter-ms", jitter_ms.is_some()),
+            ("--distribution", distribution.is_some()),
+            ("--interface", interface.is_some()),
+            ("--interval", interval.is_some()),
+            ("--cpu-share", cpu_share.is_some()),
+            ("--memory-share", memory_share.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(flag, given)| given.then_some(flag))
+    }
+}
+
+/// Whole milliseconds, rounded up (a finer duration is refused by validation, not rounded).
+fn ceil_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+/// The flag that sets the model's field at `path` (`fault.calls[1]` -> `--calls`).
+fn flag_of(path: &str) -> Option<&'static str> {
+    let field = path.split('[').next().unwrap_or(path);
+    Some(match field {
+        "name" => "--name",
+        "target" => "--cgroup, --pid, --container or --pod-uid",
+        "target.cgroup" => "--cgroup",
+        "target.pid" => "--pid",
+        "target.container_id" => "--container",
+        "target.pod_uid" => "--pod-uid",
+        "target.pod_name" => "--pod-name",
+        "duration" => "--duration",
+        "intensity" => "--intensity",
+        "budget" => "--budget",
+        "max_faults" => "--max-faults",
+        "fault.direction" => "--direction",
+        "fault.egress_drop" => "--visible-drop",
+        "fault.errno" => "--errno",
+        "fault.calls" => "--calls",
+        "fault.path_prefix" => "--path-prefix",
+        "fault.latency" => "--latency-ms",
+        "fault.jitter" => "--jitter-ms",
+        "fault.distribution" => "--distribution",
+        "fault.interface" => "--interface",
+        "fault.interval" => "--interval",
+        "fault.cpu_share" => "--cpu-share",
+        "fault.memory_share" => "--memory-share",
+        "filter" => "--protocol, --ports, --cidr",
+        "filter.protocol" => "--protocol",
+        "filter.ports" => "--ports",
+        "filter.cidrs" => "--cidr",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command, TYPES};
+    use chaos_api::experiment::{
+        Direction, Errno, PacketLoss, SocketError, SyscallError, TargetKind as Kind,
+    };
+    use clap::Parser as _;
+
+    fn build(args: &[&str]) -> Result<Experiment, SpecError> {
+        let argv = [&["chaos-ctl", "experiment"], args].concat();
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Experiment(a)) => experiment(&a),
+            Ok(_) => panic!("not an experiment"),
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    fn error_path(args: &[&str]) -> String {
+        match build(args) {
+            Err(SpecError::Model(e)) => e.path().unwrap_or("").to_owned(),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    const TARGET: [&str; 4] = ["--cgroup", "/app.slice", "--duration", "5m"];
+
+    #[test]
+    fn defaults_come_from_the_model() {
+        let with = |kind: &str, extra: &[&str]| build(&[&[kind], &TARGET[..], extra].concat());
+        for kind in [
+            ExperimentType::DependencyFailure,
+            ExperimentType::ApiErrorInjection,
+        ] {
+            let e = with(kind.as_str(), &["--intensity", "0.2"]).unwrap();
+            let expected = SocketError::defaults(kind);
+            assert!(
+                matches!(&e.fault, Fault::DependencyFailure(s) | Fault::ApiErrorInjection(s) if *s == expected),
+                "{e:?}"
+            );
+            assert_eq!(e.name, kind.as_str().replace('_', "-"));
+        }
+        let e = with("syscall_error", &["--intensity", "0.2"]).unwrap();
+        assert_eq!(e.fault, Fault::SyscallError(SyscallError::defaults()));
+        let e = with("packet_loss", &["--intensity", "0.2"]).unwrap();
+        assert_eq!(e.fault, Fault::PacketLoss(PacketLoss::default()));
+        assert_eq!((e.name.as_str(), e.intensity), ("packet-loss", 0.2));
+        assert!(e.filter.protocol == chaos_api::experiment::Protocol::Any && !e.dry_run);
+        // Intensity defaults only where the model has one.
+        for kind in TYPES {
+            let extra: &[&str] = match kind {
+                ExperimentType::NetworkLatency => &["--latency-ms", "20"],
+                _ => &[],
+            };
+            match (with(kind.as_str(), extra), kind.default_intensity()) {
+                (Ok(e), Some(default)) => assert_eq!(e.intensity, default),
+                (Err(SpecError::Model(e)), None) => {
+                    assert_eq!(e.path(), Some("intensity"), "{kind}");
+                    assert!(e.to_string().contains(kind.as_str()), "{e}");
+                }
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn flags_reach_the_model() {
+        let e = build(&[
+            "packet_loss",
+            "--pid",
+            "42",
+            "--duration",
+            "90",
+            "--intensity",
+            "0.05",
+            "--direction",
+            "egress",
+            "--visible-drop",
+            "--protocol",
+            "tcp",
+            "--ports",
+            "5432",
+            "--cidr",
+            "10.0.0.0/8, 192.168.1.1",
+            "--pod-name",
+            "shop/frontend-7d9f8-abcde",
+            "--name",
+            "db-loss",
+            "--budget",
+            "2.5",
+            "--max-faults",
+            "100",
+            "--dry-run",
+        ])
+        .unwrap();
+        assert_eq!(e.target.kind, Kind::Pid(42));
+        assert_eq!(
+            e.target.pod_name.as_deref(),
+            Some("shop/frontend-7d9f8-abcde")
+        );
+        assert_eq!(
+            e.fault,
+            Fault::PacketLoss(PacketLoss {
+                direction: Direction::Egress,
+                egress_drop: EgressDrop::Visible,
+            })
+        );
+        assert_eq!(
+            (e.duration, e.budget, e.max_faults),
+            (Duration::from_secs(90), Some(2.5), Some(100))
+        );
+        assert_eq!(e.filter.cidrs.len(), 2);
+        assert!(e.dry_run && e.name == "db-loss");
+        // What is sent reads back as the same experiment.
+        let sent = Experiment::from_proto(&e.to_proto()).unwrap();
+        assert_eq!(
+            sent,
+            Experiment {
+                dry_run: false,
+                ..e
+            }
+        );
+
+        let e = build(&[
+            "dependency_failure",
+            "--container",
+            "containerd://3f4e5d6c7b8a9f0e1d2c3b4a",
+            "--duration",
+            "1m",
+            "--intensity",
+            "1",
+            "--errno",
+            "ETIMEDOUT",
+            "--calls",
+            "connect,bind",
+        ])
+        .unwrap();
+        assert_eq!(
+            e.target.kind,
+            Kind::ContainerId("3f4e5d6c7b8a9f0e1d2c3b4a".into())
+        );
+        let Fault::DependencyFailure(s) = &e.fault else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (s.errno, s.calls.len()),
+            (Errno::from_name("ETIMEDOUT").unwrap(), 2)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_models_field() {
+        let t = &TARGET[..];
+        assert_eq!(
+            error_path(&[&["packet_loss", "--intensity", "2"], t].concat()),
+            "intensity"
+        );
+        assert_eq!(error_path(&[&["packet_loss"], t].concat()), "intensity");
+        assert_eq!(
+            error_path(
+                &[
+                    &[
+                        "dependency_failure",
+                        "--intensity",
+                        "1",
+                        "--calls",
+                        "connect,frob"
+                    ],
+                    t
+                ]
+                .concat()
+            ),
+            "fault.calls[1]"
+        );
+        assert_eq!(
+            error_path(
+                &[
+                    &["syscall_error", "--intensity", "1", "--calls", "open,open"],
+                    t
+                ]
+                .concat()
+            ),
+            "fault.calls[1]"
+        );
+        assert_eq!(
+            error_path(&[&["syscall_error", "--intensity", "1", "--errno", "EFOO"], t].concat()),
+            "fault.errno"
+        );
+        assert_eq!(
+            error_path(&[&["network_latency"], t].concat()),
+            "fault.latency"
+        );
+        assert_eq!(
+            error_path(&[&["pod_deletion", "--interval", "50ms"], t].concat()),
+            "fault.interval"
+        );
+        assert_eq!(
+            error_path(&[&["pod_deletion", "--ports", "80"], t].concat()),
+            "filter"
+        );
+        assert_eq!(
+            error_path(&[&["pod_deletion", "--pod-name", "frontend"], t].concat()),
+            "target.pod_name"
+        );
+        assert_eq!(
+            error_path(&["pod_deletion", "--container", "xyz", "--duration", "1m"]),
+            "target.container_id"
+        );
+        assert_eq!(
+            error_path(&["pod_deletion", "--cgroup", "/x", "--duration", "0"]),
+            "duration"
+        );
+        assert_eq!(
+            error_path(
+                &[
+                    &["packet_loss", "--intensity", "0.1", "--name", "Bad_Name"],
+                    t
+                ]
+                .concat()
+            ),
+            "name"
+        );
+        // The message is the model's, with the flag where it is not the field's name.
+        let e = build(&[&["packet_loss", "--intensity", "2"], t].concat()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "intensity: 2 is not allowed; expected 0 to 1"
+        );
+        let e = build(
+            &[
+                &["dependency_failure", "--intensity", "1", "--calls", "frob"],
+                t,
+            ]
+            .concat(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().ends_with(" (--calls)"), "{e}");
+    }
+
+    #[test]
+    fn flags_of_other_types_are_refused() {
+        let e = build(
+            &[
+                &["packet_loss", "--intensity", "0.1", "--errno", "EIO"],
+                &TARGET[..],
+            ]
+            .concat(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SpecError::NotASetting {
+                    flag: "--errno",
+                    kind: ExperimentType::PacketLoss
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "--errno is not a setting of packet_loss (see `chaos-ctl experiment --help`)"
+        );
+        let e = build(
+            &[
+                &["network_latency", "--latency-ms", "5", "--visible-drop"],
+                &TARGET[..],
+            ]
+            .concat(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SpecError::NotASetting {
+                    flag: "--visible-drop",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+}
