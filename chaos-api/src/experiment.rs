@@ -62,6 +62,8 @@ pub use target::{Target, TargetKind};
 pub const MAX_CIDRS: usize = 8;
 /// Longest experiment: deadlines are also enforced in the kernel, and a day is the cap.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// The `duration` of an experiment that gives none.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(60);
 
 /// A validated experiment definition.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +75,7 @@ pub struct Experiment {
     /// The fault type and its settings (the document's `type` and `fault`).
     pub fault: Fault,
     /// How long the fault stays armed: more than 0 (at least 1ms) and at most 24h, whole
-    /// milliseconds.
+    /// milliseconds. Default: [`DEFAULT_DURATION`] (1 minute).
     pub duration: Duration,
     /// Probability (0 to 1) that a matching packet or call is faulted; for a pod deletion, that
     /// a due kill happens; exactly 1 for a resource exhaustion. Default 1 for the host faults

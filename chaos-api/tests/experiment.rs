@@ -596,3 +596,16 @@ fn duration_in_whole_milliseconds() {
         Duration::from_millis(1500)
     );
 }
+
+#[test]
+fn duration_defaults_to_a_minute() {
+    let text = MINIMAL.replace("duration: 5m\n", "");
+    assert_eq!(
+        parse(&text).duration,
+        chaos_api::experiment::DEFAULT_DURATION
+    );
+    assert_eq!(
+        chaos_api::experiment::DEFAULT_DURATION,
+        Duration::from_secs(60)
+    );
+}

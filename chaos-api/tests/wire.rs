@@ -408,11 +408,9 @@ fn bad_scalars_are_refused_at_their_path() {
         edit(&mut spec);
         spec
     };
-    let error = refused_at(&with(|s| s.duration_ms = 0), "duration");
-    assert_eq!(
-        error.to_string(),
-        "duration: 0s is not allowed; expected 1ms to 1day"
-    );
+    // 0 is "unset": the model's default duration.
+    let defaulted = Experiment::from_proto(&with(|s| s.duration_ms = 0)).unwrap();
+    assert_eq!(defaulted.duration, chaos_api::experiment::DEFAULT_DURATION);
     refused_at(&with(|s| s.duration_ms = 86_400_001), "duration");
     refused_at(&with(|s| s.duration_ms = u64::MAX), "duration");
     let error = refused_at(&with(|s| s.intensity = Some(2.0)), "intensity");

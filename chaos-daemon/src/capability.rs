@@ -1,5 +1,5 @@
 //! What this kernel can do, found at daemon start by trying, not by reading version numbers:
-//! each fault kind is either supported or refused with the reason (the missing kernel feature).
+//! each experiment type is either supported or refused with the reason (the missing kernel feature).
 //! `chaos-ctl capabilities` prints this table; [`Capabilities::check`] refuses a start with it.
 
 use std::{
@@ -8,16 +8,18 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+use chaos_api::experiment::ExperimentType;
+
 use crate::{
     cgroupfs,
     ebpf::{Hook, Kernel, lsm::LsmSupport},
 };
 
-/// One fault kind's verdict.
+/// One experiment type's verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capability {
-    /// The fault kind, as [`crate::fault::Fault::kind`] names it.
-    pub fault: &'static str,
+    /// The experiment type.
+    pub kind: ExperimentType,
     pub supported: bool,
     /// Why not, naming the missing kernel feature; empty when supported.
     pub reason: String,
@@ -52,15 +54,17 @@ impl Capabilities {
             }
             Ok(())
         };
+        let sockets = attach(kernel, &[Hook::Connect4, Hook::SockCreate]);
         let mut faults = vec![
-            verdict("packet_loss", attach(kernel, &[Hook::SkbEgress])),
             verdict(
-                "socket_error",
-                attach(kernel, &[Hook::Connect4, Hook::SockCreate]),
+                ExperimentType::PacketLoss,
+                attach(kernel, &[Hook::SkbEgress]),
             ),
+            verdict(ExperimentType::DependencyFailure, sockets.clone()),
+            verdict(ExperimentType::ApiErrorInjection, sockets),
         ];
         faults.push(verdict(
-            "pod_kill",
+            ExperimentType::PodDeletion,
             scratch.as_ref().map_err(Clone::clone).and_then(|s| {
                 if s.0.join("cgroup.kill").exists() {
                     Ok(())
@@ -69,36 +73,42 @@ impl Capabilities {
                 }
             }),
         ));
-        faults.push(verdict("resource_pressure", pressure_support(mount)));
+        faults.push(verdict(
+            ExperimentType::ResourceExhaustion,
+            pressure_support(mount),
+        ));
         // Tries the BPF LSM, then fmod_ret (see `ebpf::lsm::probe`); the engine keeps the
         // mechanism it found.
         faults.push(verdict(
-            "syscall_error",
+            ExperimentType::SyscallError,
             match kernel.lsm_support() {
                 LsmSupport::Unsupported { reason } => Err(reason),
                 LsmSupport::Lsm | LsmSupport::FmodRet => Ok(()),
             },
         ));
-        faults.push(verdict("latency", crate::net::probe_fq()));
+        faults.push(verdict(
+            ExperimentType::NetworkLatency,
+            crate::net::probe_fq(),
+        ));
         Self {
             kernel: release,
             faults,
         }
     }
 
-    /// `Ok` if `fault` can run here, else the reason it cannot.
-    pub fn check(&self, fault: &str) -> Result<(), String> {
-        match self.faults.iter().find(|c| c.fault == fault) {
+    /// `Ok` if `kind` can run here, else the reason it cannot.
+    pub fn check(&self, kind: ExperimentType) -> Result<(), String> {
+        match self.faults.iter().find(|c| c.kind == kind) {
             Some(c) if c.supported => Ok(()),
             Some(c) => Err(c.reason.clone()),
-            None => Err(format!("{fault} is not probed by this build")),
+            None => Err(format!("{kind} is not probed by this build")),
         }
     }
 }
 
-fn verdict(fault: &'static str, r: Result<(), String>) -> Capability {
+fn verdict(kind: ExperimentType, r: Result<(), String>) -> Capability {
     Capability {
-        fault,
+        kind,
         supported: r.is_ok(),
         reason: r.err().unwrap_or_default(),
     }

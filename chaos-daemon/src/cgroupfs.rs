@@ -49,12 +49,17 @@ pub fn procs_tree(cgroup: &Path) -> io::Result<Vec<u32>> {
 }
 
 /// SIGKILLs every process in the cgroup tree at once (`cgroup.kill`, 5.14+) and waits up to
-/// `wait` for the tree to be empty. Returns how many processes it held.
-pub fn kill_tree(cgroup: &Path, wait: Duration) -> io::Result<usize> {
+/// `wait` for the tree to be empty, as long as `keep_waiting` says so. Returns how many
+/// processes it held.
+pub fn kill_tree(
+    cgroup: &Path,
+    wait: Duration,
+    keep_waiting: impl Fn() -> bool,
+) -> io::Result<usize> {
     let victims = procs_tree(cgroup)?.len();
     fs::write(cgroup.join("cgroup.kill"), "1")?;
     let until = Instant::now() + wait;
-    while populated(cgroup)? {
+    while keep_waiting() && populated(cgroup)? {
         if Instant::now() >= until {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,

@@ -1,62 +1,70 @@
-//! The faults running on this node: slot allocation, arm, disarm (the kill switch), stop
-//! (disarm, then detach) and counters. Kernel-program faults take a slot; host faults (pod
-//! kill, resource pressure: [`crate::host_fault`]) take none. A fault this kernel cannot run
-//! ([`Capabilities`]) is refused with the reason.
+//! The node's fault engine: turns a validated experiment into a [`Prepared`] plan (target,
+//! programs, devices, knobs, all resolved, nothing changed), and arms exactly that plan.
 //!
-//! A start is all-or-nothing: the spec is planned and the target resolved before the kernel is
-//! touched; the slot is written disarmed, every hook is attached, and only then is the slot
-//! armed with its kernel deadline. Any failure detaches what was attached.
+//! Kernel-program faults take a slot; host faults (pod deletion, resource exhaustion:
+//! [`crate::host`]) take a [`HostSwitch`]. A fault this kernel cannot run ([`Capabilities`]) is
+//! refused with the reason when planned.
+//!
+//! Concurrency (docs/adr/0011): every method takes `&self`. Disarming goes through the
+//! [`Switchboard`] and waits for nothing. The aya object (program loading and attaching) sits
+//! behind its own lock, held only for those calls; the latency device table behind another,
+//! held across netlink by latency starts and stops only; slot writes and counter reads use
+//! [`SlotMaps`] without a lock.
+//!
+//! An arm is all-or-nothing: the slot is written disarmed, every hook is attached, and only then
+//! is the slot armed with its kernel deadline. A failure detaches what was attached; dropping an
+//! [`Armed`] releases it.
 
-use std::{fmt, fs::File, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    fs::File,
+    io,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
 
-use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters};
+use chaos_api::experiment::{Experiment, ExperimentType, Fault};
+use chaos_common::{DirKey, MAX_SLOTS, SlotCounters};
 
 use crate::{
     capability::Capabilities,
     ebpf::{
-        Attachment, Kernel, KernelError,
+        Attachment, Kernel, KernelError, SlotMaps,
         lsm::{LsmLink, LsmSupport},
     },
-    fault::{FaultSpec, SpecError},
-    host_fault::{HostFault, HostFaultError},
+    error::{Classify, ErrorClass},
+    fault::{KernelPlan, kernel_plan, probability_threshold},
+    host::{HostFaultError, pod_kill, pressure},
     journal::{HostJournal, JournalError, MemoryJournal, undo_pending},
-    net::latency::{Latency, LatencyError, LatencyRun},
-    path_dirs,
+    net::latency::{self, Latency, LatencyError, LatencyRun, LatencyTarget},
+    path_dirs::{self, PrefixError},
+    switch::{HostSwitch, SlotKill, Switch, Switchboard},
     target::{ResolvedTarget, Resolver, TargetError},
 };
-
-/// Identifies one started fault for the lifetime of its engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FaultId(pub u64);
-
-impl fmt::Display for FaultId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 /// Why the engine refused or failed a request.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("invalid fault spec: {0}")]
-    Spec(#[from] SpecError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    PathPrefix(#[from] PrefixError),
     #[error("all {MAX_SLOTS} experiment slots are in use; stop a running fault first")]
     NoFreeSlot,
-    #[error("no running fault with id {0}")]
-    UnknownFault(FaultId),
     #[error("opening cgroup {path:?}: {source}")]
     OpenCgroup {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        source: io::Error,
     },
     #[error("reading the monotonic clock: {0}")]
     Clock(nix::Error),
     #[error(transparent)]
     Kernel(#[from] KernelError),
-    #[error("{fault} is not supported on this node: {reason}")]
-    Unsupported { fault: &'static str, reason: String },
+    #[error("{kind} is not supported on this node: {reason}")]
+    Unsupported {
+        kind: ExperimentType,
+        reason: String,
+    },
     #[error(transparent)]
     Host(#[from] HostFaultError),
     #[error(transparent)]
@@ -65,52 +73,176 @@ pub enum EngineError {
     Latency(#[from] LatencyError),
 }
 
-/// What a started fault is, as the caller needs to know it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FaultHandle {
-    pub id: FaultId,
-    /// The kernel slot it occupies; `None` for host faults.
-    pub slot: Option<u32>,
+impl Classify for EngineError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Target(e) => e.class(),
+            Self::PathPrefix(e) => e.class(),
+            Self::NoFreeSlot => ErrorClass::Exhausted,
+            Self::Unsupported { .. } => ErrorClass::Refused,
+            Self::Kernel(e) => e.class(),
+            Self::Host(e) => e.class(),
+            Self::Latency(e) => e.class(),
+            Self::OpenCgroup { .. } | Self::Clock(_) | Self::Journal(_) => ErrorClass::Internal,
+        }
+    }
+}
+
+impl Classify for KernelError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::LsmUnsupported(_) => ErrorClass::Refused,
+            _ => ErrorClass::Internal,
+        }
+    }
+}
+
+/// What a start arms, as the user is shown it (a dry run returns it and changes nothing).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub cgroup: String,
+    pub cgroup_id: u64,
+    /// Kernel programs attached.
+    pub programs: Vec<String>,
+    /// Every other change arming makes, in order.
+    pub changes: Vec<String>,
+    /// The kernel's fault cap; `u64::MAX` = none.
+    pub max_faults: u64,
+}
+
+/// A planned experiment: everything resolved, nothing changed. Arm it with [`Engine::arm`].
+#[derive(Debug)]
+pub struct Prepared {
+    kind: ExperimentType,
+    target: ResolvedTarget,
+    duration: Duration,
+    body: Body,
+    plan: Plan,
+}
+
+impl Prepared {
+    /// What arming does.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The experiment type.
+    pub fn kind(&self) -> ExperimentType {
+        self.kind
+    }
+
+    /// The resolved target.
+    pub fn target(&self) -> &ResolvedTarget {
+        &self.target
+    }
+}
+
+#[derive(Debug)]
+enum Body {
+    Slot {
+        kernel: KernelPlan,
+        lsm_dirs: Option<Vec<DirKey>>,
+        latency: Option<LatencyTarget>,
+    },
+    PodKill(pod_kill::Plan),
+    Pressure(pressure::Plan),
+}
+
+/// An armed fault. Release it with [`Engine::release`] to learn of failures; dropping it
+/// releases it too (and logs them).
+pub struct Armed {
+    inner: Arc<Inner>,
     pub target: ResolvedTarget,
-    /// `CLOCK_MONOTONIC` nanoseconds after which the kernel injects nothing.
-    pub expires_at_ns: u64,
+    pub switch: Switch,
+    body: Option<ArmedBody>,
 }
 
-struct Running {
-    handle: FaultHandle,
-    /// The armed configuration; disarming writes it back with `armed = 0`.
-    config: SlotConfig,
-    attachments: Vec<Attachment>,
-    /// Shared global LSM programs this fault uses; the last holder's drop detaches them.
-    lsm_links: Vec<Arc<LsmLink>>,
-    /// A latency fault's device side.
-    latency: Option<LatencyRun>,
+impl fmt::Debug for Armed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Armed")
+            .field("target", &self.target)
+            .field("switch", &self.switch)
+            .finish_non_exhaustive()
+    }
 }
 
-/// The node's fault engine. Dropping it disarms and detaches everything.
-pub struct Engine {
-    kernel: Kernel,
+enum ArmedBody {
+    Slot {
+        slot: u32,
+        attachments: Vec<Attachment>,
+        /// Shared global LSM programs; the last holder's drop detaches them.
+        lsm_links: Vec<Arc<LsmLink>>,
+        latency: Option<LatencyRun>,
+    },
+    PodKill(pod_kill::Run),
+    Pressure(pressure::Run),
+}
+
+impl Armed {
+    /// The kernel slot, for kernel-program faults.
+    pub fn slot(&self) -> Option<u32> {
+        match self.switch {
+            Switch::Slot(slot) => Some(slot),
+            Switch::Host(_) => None,
+        }
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        let inner = self.inner.clone();
+        if self.body.is_some()
+            && let Err(e) = inner.release(self)
+        {
+            tracing::error!(error = %e, "releasing a dropped fault");
+        }
+    }
+}
+
+/// The node's fault engine. Cheap to clone (a handle).
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+struct Inner {
+    kernel: Mutex<Kernel>,
+    maps: Arc<SlotMaps>,
+    switchboard: Arc<Switchboard>,
+    /// Which slots are taken; held for a bit flip.
+    slots: Mutex<u32>,
     resolver: Resolver,
     caps: Capabilities,
-    journal: Box<dyn HostJournal>,
-    slots: Vec<Option<Running>>,
-    host: Vec<(FaultHandle, HostFault)>,
-    next_id: u64,
-    latency: Latency,
+    journal: Arc<dyn HostJournal>,
+    /// Held across netlink by latency starts and stops (the shared `fq` roots' user counts).
+    latency: Mutex<Latency>,
+    knobs: Arc<pressure::Knobs>,
+    /// `experiments.pod_deletion.allowed_cgroups`.
+    allowed_kills: Vec<String>,
+}
+
+impl SlotKill for SlotMaps {
+    fn disarm(&self, slot: u32) -> io::Result<()> {
+        SlotMaps::disarm(self, slot).map_err(io::Error::other)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these leaves data that is still safe to use to disarm and
+    // detach: keep going.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Engine {
     /// Loads the kernel object and probes what it can do; host changes are journaled in
     /// memory only. `resolver` decides what may be targeted.
     pub fn new(resolver: Resolver) -> Result<Self, EngineError> {
-        Self::with_journal(resolver, Box::new(MemoryJournal::default()))
+        Self::with_journal(resolver, Arc::new(MemoryJournal::default()))
     }
 
     /// Like [`Engine::new`] with a durable journal: first undoes every host change a previous
     /// process left in it (a daemon killed while a fault ran).
     pub fn with_journal(
         resolver: Resolver,
-        journal: Box<dyn HostJournal>,
+        journal: Arc<dyn HostJournal>,
     ) -> Result<Self, EngineError> {
         let report = undo_pending(journal.as_ref())?;
         for e in &report.undone {
@@ -121,334 +253,452 @@ impl Engine {
             tracing::error!(owner = %e.owner, path = %e.change.path, error = %err,
                 "could not restore a host change left by a previous daemon");
         }
-        let mut kernel = Kernel::load()?;
+        let (mut kernel, maps) = Kernel::load()?;
         let caps = Capabilities::probe(&mut kernel, resolver.mount());
-        Ok(Self {
-            kernel,
+        let maps = Arc::new(maps);
+        Ok(Self(Arc::new(Inner {
+            kernel: Mutex::new(kernel),
+            switchboard: Arc::new(Switchboard::new(maps.clone())),
+            maps,
+            slots: Mutex::new(0),
             resolver,
             caps,
             journal,
-            slots: (0..MAX_SLOTS).map(|_| None).collect(),
-            host: Vec::new(),
-            next_id: 1,
-            latency: Latency::default(),
-        })
+            latency: Mutex::new(Latency::default()),
+            knobs: Arc::default(),
+            allowed_kills: Vec::new(),
+        })))
     }
 
-    /// The latency faults' device state (which devices hold a shared `fq`).
-    pub fn latency(&self) -> &Latency {
-        &self.latency
+    /// Lets pod deletions kill cgroups named like `names` (`*` wildcards) although they are
+    /// not pods or containers (`experiments.pod_deletion.allowed_cgroups`). Call before
+    /// sharing the engine.
+    pub fn allowing_kills(mut self, names: &[String]) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.allowed_kills = names.to_vec(),
+            None => tracing::error!("allowing_kills called on a shared engine; ignored"),
+        }
+        self
+    }
+
+    /// The kill path.
+    pub fn switchboard(&self) -> &Arc<Switchboard> {
+        &self.0.switchboard
     }
 
     /// The resolver this engine checks targets with.
     pub fn resolver(&self) -> &Resolver {
-        &self.resolver
+        &self.0.resolver
     }
 
     /// What this kernel can run, probed at start.
     pub fn capabilities(&self) -> &Capabilities {
-        &self.caps
+        &self.0.caps
     }
 
-    /// Validates, resolves, attaches and arms. On error nothing stays attached.
-    pub fn start(&mut self, spec: &FaultSpec) -> Result<FaultHandle, EngineError> {
-        let kind = spec.fault.kind();
-        self.caps
+    /// Plans `experiment` with the fault cap `max_faults` (`u64::MAX` = none): checks the
+    /// kernel can run it, resolves the target (and the path prefix, the device, the knobs, the
+    /// pods to kill) and builds the slot configuration. Changes nothing.
+    pub fn prepare(
+        &self,
+        experiment: &Experiment,
+        max_faults: u64,
+    ) -> Result<Prepared, EngineError> {
+        let inner = &self.0;
+        let kind = experiment.kind();
+        inner
+            .caps
             .check(kind)
-            .map_err(|reason| EngineError::Unsupported {
-                fault: kind,
-                reason,
-            })?;
-        let plan = spec.plan()?;
-        let target = self.resolver.resolve(&spec.target)?;
-        if spec.fault.is_host() {
-            return self.start_host(spec, target);
-        }
-        let lsm_dirs = plan
-            .lsm_path
-            .as_deref()
-            .map(|p| path_dirs::resolve(p, &target.path))
-            .transpose()?;
-        let slot = self
-            .slots
-            .iter()
-            .position(Option::is_none)
-            .ok_or(EngineError::NoFreeSlot)?;
-        let slot_u32 = slot as u32;
-        let cgroup = File::open(&target.path).map_err(|source| EngineError::OpenCgroup {
-            path: target.path.clone(),
-            source,
-        })?;
-
-        let mut config = plan.config;
-        config.armed = 0;
-        self.kernel.write_slot(slot_u32, &config)?;
-        self.kernel.reset_slot(slot_u32)?;
-        let mut attachments = Vec::with_capacity(plan.hooks.len());
-        for hook in &plan.hooks {
-            // On error `attachments` is dropped here, which detaches what was attached.
-            attachments.push(self.kernel.attach(slot_u32, *hook, &cgroup)?);
-        }
-        let lsm_links = if plan.lsm_hooks.is_empty() {
-            Vec::new()
-        } else {
-            self.kernel.set_lsm_target(slot_u32, &cgroup)?;
-            let dirs = match &lsm_dirs {
-                Some(dirs) => self.kernel.set_lsm_dirs(slot_u32, dirs),
-                None => Ok(()),
-            };
-            let links: Result<Vec<_>, _> = dirs.and_then(|()| {
-                plan.lsm_hooks
-                    .iter()
-                    .map(|h| self.kernel.attach_lsm(*h))
-                    .collect()
-            });
-            match links {
-                Ok(links) => links,
-                Err(e) => {
-                    // The links attached so far were dropped by `collect`.
-                    if let Err(clear) = self.kernel.clear_lsm_target(slot_u32) {
-                        tracing::error!(error = %clear, slot, "clearing the LSM target failed");
+            .map_err(|reason| EngineError::Unsupported { kind, reason })?;
+        let target = inner.resolver.resolve(&experiment.target.kind)?;
+        let mut changes = Vec::new();
+        let mut programs = Vec::new();
+        let body = match kernel_plan(experiment, max_faults) {
+            Some(kernel) => {
+                programs.extend(kernel.hooks.iter().map(|h| format!("{h:?}")));
+                programs.extend(
+                    kernel
+                        .lsm_hooks
+                        .iter()
+                        .map(|h| format!("lsm:{}", h.lsm_name())),
+                );
+                let lsm_dirs = match &kernel.path_prefix {
+                    Some(prefix) => {
+                        let dirs = path_dirs::resolve(prefix, &target.path)?;
+                        changes.push(format!(
+                            "path prefix {prefix}: {} directories and mount roots",
+                            dirs.len()
+                        ));
+                        Some(dirs)
                     }
-                    return Err(e.into());
+                    None => None,
+                };
+                let latency = match &kernel.latency {
+                    Some(plan) => {
+                        let level = inner.resolver.level(&target.path);
+                        let resolved = latency::resolve(plan.clone(), &target, level)?;
+                        programs.push(format!("tc egress on {}", resolved.device()));
+                        changes.push(format!(
+                            "root qdisc of {}: fq (horizon {}), the old root journaled and \
+                             put back on stop",
+                            resolved.device(),
+                            humantime::format_duration(resolved.plan.max_delay)
+                        ));
+                        Some(resolved)
+                    }
+                    None => None,
+                };
+                Body::Slot {
+                    kernel,
+                    lsm_dirs,
+                    latency,
                 }
             }
+            None => match &experiment.fault {
+                Fault::PodDeletion(deletion) => {
+                    let plan = pod_kill::Plan::new(
+                        &target.path,
+                        &inner.allowed_kills,
+                        deletion.interval,
+                        max_faults,
+                        probability_threshold(experiment.intensity),
+                        experiment.duration,
+                    )?;
+                    changes.extend(plan.describe());
+                    Body::PodKill(plan)
+                }
+                Fault::ResourceExhaustion(pressure) => {
+                    let plan = pressure::Plan::new(
+                        &target.path,
+                        pressure.cpu_share,
+                        pressure.memory_share,
+                        &inner.knobs,
+                    )?;
+                    changes.extend(plan.describe());
+                    Body::Pressure(plan)
+                }
+                _ => unreachable!("every other type has a kernel plan"),
+            },
         };
-        let latency = match &plan.latency {
-            Some(lat) => Some(self.latency.start(
-                &mut self.kernel,
-                self.journal.as_ref(),
-                slot_u32,
-                &format!("fault-{}", self.next_id),
-                &target,
-                self.resolver.level(&target.path),
-                lat,
+        let plan = Plan {
+            cgroup: target.path.display().to_string(),
+            cgroup_id: target.id,
+            programs,
+            changes,
+            max_faults,
+        };
+        Ok(Prepared {
+            kind,
+            target,
+            duration: experiment.duration,
+            body,
+            plan,
+        })
+    }
+
+    /// Takes what `prepared` will be disarmed by, before anything is armed: a free slot, or a
+    /// host switch registered with the switchboard. Give it back with [`Engine::unreserve`] if
+    /// the arm is not attempted or fails.
+    pub fn reserve(&self, prepared: &Prepared) -> Result<Switch, EngineError> {
+        match prepared.body {
+            Body::Slot { .. } => {
+                let mut taken = lock(&self.0.slots);
+                let slot = (0..MAX_SLOTS)
+                    .find(|s| *taken & (1 << s) == 0)
+                    .ok_or(EngineError::NoFreeSlot)?;
+                *taken |= 1 << slot;
+                Ok(Switch::Slot(slot))
+            }
+            Body::PodKill(_) | Body::Pressure(_) => {
+                let host = HostSwitch::new();
+                self.0.switchboard.register(&host);
+                Ok(Switch::Host(host))
+            }
+        }
+    }
+
+    /// Gives back a switch whose arm failed or was not attempted.
+    pub fn unreserve(&self, switch: &Switch) {
+        self.0.unreserve(switch);
+    }
+
+    /// Arms exactly `prepared` on `switch` (from [`Engine::reserve`]); `owner` names it in the
+    /// journal. On error nothing stays attached or changed, and the switch is still reserved.
+    pub fn arm(
+        &self,
+        prepared: Prepared,
+        switch: &Switch,
+        owner: &str,
+    ) -> Result<Armed, EngineError> {
+        let inner = &self.0;
+        let Prepared {
+            kind,
+            target,
+            duration,
+            body,
+            ..
+        } = prepared;
+        let body = match (body, switch) {
+            (
+                Body::Slot {
+                    kernel,
+                    lsm_dirs,
+                    latency,
+                },
+                Switch::Slot(slot),
+            ) => inner.arm_slot(*slot, &target, kernel, lsm_dirs, latency, duration, owner)?,
+            (Body::PodKill(plan), Switch::Host(host)) => {
+                ArmedBody::PodKill(plan.start(host.clone(), owner)?)
+            }
+            (Body::Pressure(plan), Switch::Host(host)) => ArmedBody::Pressure(plan.start(
+                host,
+                inner.journal.as_ref(),
+                &inner.knobs,
+                owner,
             )?),
-            None => None,
+            _ => unreachable!("reserve gives a slot to kernel faults, a host switch to others"),
         };
-        // Nothing below may fail without undoing the latency side.
-        let mut undo = LatencyUndo(Some((&mut self.latency, self.journal.as_ref())), latency);
-        config.expires_at_ns = monotonic_ns()?.saturating_add(nanos(spec.duration));
-        config.armed = 1;
-        self.kernel.write_slot(slot_u32, &config)?;
-        let latency = undo.keep();
-
-        let handle = FaultHandle {
-            id: FaultId(self.next_id),
-            slot: Some(slot_u32),
+        tracing::info!(%kind, target = %target.path.display(), ?switch, "armed");
+        Ok(Armed {
+            inner: inner.clone(),
             target,
-            expires_at_ns: config.expires_at_ns,
-        };
-        self.next_id += 1;
-        tracing::info!(
-            fault_id = %handle.id, fault = spec.fault.kind(), target = %handle.target.path.display(),
-            slot, "armed"
-        );
-        self.slots[slot] = Some(Running {
-            handle: handle.clone(),
-            config,
-            attachments,
-            lsm_links,
-            latency,
-        });
-        Ok(handle)
+            switch: switch.clone(),
+            body: Some(body),
+        })
     }
 
-    fn start_host(
-        &mut self,
-        spec: &FaultSpec,
-        target: ResolvedTarget,
-    ) -> Result<FaultHandle, EngineError> {
-        let id = FaultId(self.next_id);
-        let fault = HostFault::start(
-            spec,
-            &target.path,
-            self.journal.as_ref(),
-            &format!("fault-{id}"),
-        )?;
-        self.next_id += 1;
-        let handle = FaultHandle {
-            id,
-            slot: None,
-            target,
-            expires_at_ns: monotonic_ns()?.saturating_add(nanos(spec.duration)),
-        };
-        tracing::info!(
-            fault_id = %id, fault = spec.fault.kind(), target = %handle.target.path.display(),
-            "started"
-        );
-        self.host.push((handle.clone(), fault));
-        Ok(handle)
+    /// Plans, reserves and arms `experiment` in one go (for tools and tests; the daemon's
+    /// lifecycle does the steps itself).
+    pub fn start(&self, experiment: &Experiment) -> Result<Armed, EngineError> {
+        let prepared = self.prepare(experiment, experiment.max_faults.unwrap_or(u64::MAX))?;
+        let switch = self.reserve(&prepared)?;
+        let owner = format!("{}-{}", experiment.name, std::process::id());
+        self.arm(prepared, &switch, &owner).inspect_err(|_| {
+            self.unreserve(&switch);
+        })
     }
 
-    /// Does what host faults have due (a pod kill's next kill). Keeps going past errors and
-    /// returns them with the fault they belong to.
-    pub fn poll(&mut self) -> Vec<(FaultId, EngineError)> {
-        let mut errors = Vec::new();
-        for (h, f) in &mut self.host {
-            if let Err(e) = f.poll() {
-                errors.push((h.id, e.into()));
-            }
+    /// Disarms (one map write, or the host switch), then releases. Returns the final counters.
+    pub fn stop(&self, armed: Armed) -> Result<SlotCounters, EngineError> {
+        self.release(armed)
+    }
+
+    /// Live counters of an armed fault, summed over CPUs. Takes no lock.
+    pub fn counters(&self, armed: &Armed) -> Result<SlotCounters, EngineError> {
+        Ok(match &armed.body {
+            Some(ArmedBody::Slot { slot, .. }) => self.0.maps.counters(*slot)?,
+            Some(ArmedBody::PodKill(run)) => run.counters(),
+            Some(ArmedBody::Pressure(run)) => run.counters(),
+            None => SlotCounters::default(),
+        })
+    }
+
+    /// Whether the fault can do nothing more before its deadline (a one-shot kill that ran).
+    pub fn finished(&self, armed: &Armed) -> bool {
+        matches!(&armed.body, Some(ArmedBody::PodKill(run)) if run.finished())
+    }
+
+    /// Failures a host fault ran into since the last call (it keeps going).
+    pub fn take_errors(&self, armed: &Armed) -> Vec<String> {
+        match &armed.body {
+            Some(ArmedBody::PodKill(run)) => run.take_errors(),
+            _ => Vec::new(),
         }
-        errors
     }
 
-    /// Whether a fault can do nothing more before its deadline (a one-shot kill that ran).
-    pub fn finished(&self, id: FaultId) -> bool {
-        self.host.iter().any(|(h, f)| h.id == id && f.finished())
-    }
-
-    fn host_index(&self, id: FaultId) -> Option<usize> {
-        self.host.iter().position(|(h, _)| h.id == id)
-    }
-
-    /// The kill switch: one map write; the programs stay attached but inject nothing. For a
-    /// host fault: stop killing, or put the knobs back.
-    pub fn disarm(&mut self, id: FaultId) -> Result<(), EngineError> {
-        if let Some(i) = self.host_index(id) {
-            return Ok(self.host[i].1.disarm(self.journal.as_ref())?);
-        }
-        let slot = self.slot_of(id)?;
-        let running = self.slots[slot]
-            .as_mut()
-            .ok_or(EngineError::UnknownFault(id))?;
-        running.config.armed = 0;
-        self.kernel.write_slot(slot as u32, &running.config)?;
-        Ok(())
-    }
-
-    /// Disarms every running fault; returns how many were disarmed. Keeps going past errors
-    /// and returns the first one after trying all.
-    pub fn disarm_all(&mut self) -> Result<usize, EngineError> {
-        let ids: Vec<FaultId> = self.running().map(|h| h.id).collect();
-        let mut first_err = None;
-        for id in &ids {
-            if let Err(e) = self.disarm(*id) {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(ids.len()), Err)
-    }
-
-    /// Disarms, then detaches, then frees the slot. Returns the final counters.
-    pub fn stop(&mut self, id: FaultId) -> Result<SlotCounters, EngineError> {
-        self.disarm(id)?;
-        self.detach(id)
-    }
-
-    /// Detaches a fault's programs and frees its slot; returns its final counters. Callers
-    /// disarm first ([`Engine::disarm`] / [`Engine::disarm_all`]) so that nothing waits on the
-    /// detach while still injecting; [`Engine::stop`] does both.
-    pub fn detach(&mut self, id: FaultId) -> Result<SlotCounters, EngineError> {
-        if let Some(i) = self.host_index(id) {
-            let (_, mut fault) = self.host.remove(i);
-            // Normally already disarmed; make sure nothing stays tightened.
-            fault.disarm(self.journal.as_ref())?;
-            tracing::info!(fault_id = %id, injected = fault.counters().injected, "stopped");
-            return Ok(fault.counters());
-        }
-        let slot = self.slot_of(id)?;
-        let counters = self.kernel.counters(slot as u32)?;
-        let running = self.slots[slot]
-            .take()
-            .ok_or(EngineError::UnknownFault(id))?;
-        let mut first_err = None;
-        for a in running.attachments {
-            if let Err(e) = a.detach() {
-                first_err.get_or_insert(EngineError::from(e));
-            }
-        }
-        if !running.lsm_links.is_empty() {
-            drop(running.lsm_links);
-            if let Err(e) = self.kernel.clear_lsm_target(slot as u32) {
-                first_err.get_or_insert(e.into());
-            }
-        }
-        if let Some(run) = running.latency
-            && let Err(e) = self.latency.stop(run, self.journal.as_ref())
-        {
-            first_err.get_or_insert(e.into());
-        }
-        tracing::info!(fault_id = %id, injected = counters.injected, "stopped");
-        first_err.map_or(Ok(counters), Err)
-    }
-
-    /// Live counters of a running fault, summed over CPUs.
-    pub fn counters(&self, id: FaultId) -> Result<SlotCounters, EngineError> {
-        if let Some(i) = self.host_index(id) {
-            return Ok(self.host[i].1.counters());
-        }
-        let slot = self.slot_of(id)?;
-        Ok(self.kernel.counters(slot as u32)?)
+    /// Disarms, then detaches, restores and frees the slot or switch. Every step is tried;
+    /// the first error is returned. Returns the final counters.
+    pub fn release(&self, mut armed: Armed) -> Result<SlotCounters, EngineError> {
+        self.0.release(&mut armed)
     }
 
     /// How this kernel runs file and process syscall errors (probed once, then cached).
-    pub fn lsm_support(&mut self) -> LsmSupport {
-        self.kernel.lsm_support()
+    pub fn lsm_support(&self) -> LsmSupport {
+        lock(&self.0.kernel).lsm_support()
     }
 
     /// How many global LSM hook programs are attached now; zero when no syscall-error fault
     /// runs.
     pub fn lsm_links_attached(&self) -> usize {
-        self.kernel.lsm_links_attached()
+        lock(&self.0.kernel).lsm_links_attached()
     }
 
-    /// The running faults.
-    pub fn running(&self) -> impl Iterator<Item = &FaultHandle> {
-        self.slots
-            .iter()
-            .flatten()
-            .map(|r| &r.handle)
-            .chain(self.host.iter().map(|(h, _)| h))
-    }
-
-    fn slot_of(&self, id: FaultId) -> Result<usize, EngineError> {
-        self.slots
-            .iter()
-            .position(|r| r.as_ref().is_some_and(|r| r.handle.id == id))
-            .ok_or(EngineError::UnknownFault(id))
+    /// Calls `f` with the latency faults' device state (which devices hold a shared `fq`).
+    pub fn with_latency<T>(&self, f: impl FnOnce(&Latency) -> T) -> T {
+        f(&lock(&self.0.latency))
     }
 }
 
-impl Drop for Engine {
-    fn drop(&mut self) {
-        // Disarm first (fast, one write each), then detach by dropping the attachments.
-        if let Err(e) = self.disarm_all() {
-            tracing::error!(error = %e, "disarming on shutdown failed; detaching anyway");
-        }
-        for running in self.slots.iter_mut().flatten() {
-            if let Some(run) = running.latency.take()
-                && let Err(e) = self.latency.stop(run, self.journal.as_ref())
-            {
-                tracing::error!(error = %e, "restoring a device on shutdown failed");
+impl Inner {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the prepared plan's parts, each used once"
+    )]
+    fn arm_slot(
+        &self,
+        slot: u32,
+        target: &ResolvedTarget,
+        kernel_plan: KernelPlan,
+        lsm_dirs: Option<Vec<DirKey>>,
+        latency: Option<LatencyTarget>,
+        duration: Duration,
+        owner: &str,
+    ) -> Result<ArmedBody, EngineError> {
+        let cgroup = File::open(&target.path).map_err(|source| EngineError::OpenCgroup {
+            path: target.path.clone(),
+            source,
+        })?;
+        let mut config = kernel_plan.config;
+        config.armed = 0;
+        self.maps.write_slot(slot, &config)?;
+        self.maps.reset_slot(slot)?;
+        // From here on, `undo` puts everything back if a step fails.
+        let mut undo = SlotUndo {
+            inner: self,
+            slot,
+            attachments: Vec::with_capacity(kernel_plan.hooks.len()),
+            lsm_links: Vec::new(),
+            lsm_target: false,
+            latency: None,
+            kept: false,
+        };
+        {
+            let mut kernel = lock(&self.kernel);
+            for hook in &kernel_plan.hooks {
+                undo.attachments.push(kernel.attach(slot, *hook, &cgroup)?);
+            }
+            if !kernel_plan.lsm_hooks.is_empty() {
+                kernel.set_lsm_target(slot, &cgroup)?;
+                undo.lsm_target = true;
+                if let Some(dirs) = &lsm_dirs {
+                    kernel.set_lsm_dirs(slot, dirs)?;
+                }
+                for hook in &kernel_plan.lsm_hooks {
+                    undo.lsm_links.push(kernel.attach_lsm(*hook)?);
+                }
             }
         }
-        self.slots.clear();
-        for (h, mut f) in self.host.drain(..) {
-            if let Err(e) = f.disarm(self.journal.as_ref()) {
-                tracing::error!(fault_id = %h.id, error = %e, "restoring on shutdown failed");
-            }
+        if let Some(target) = latency {
+            let mut table = lock(&self.latency);
+            let mut kernel = lock(&self.kernel);
+            undo.latency =
+                Some(table.start(&mut kernel, self.journal.as_ref(), slot, owner, target)?);
+        }
+        config.expires_at_ns = monotonic_ns()?.saturating_add(nanos(duration));
+        config.armed = 1;
+        self.maps.write_slot(slot, &config)?;
+        undo.kept = true;
+        Ok(ArmedBody::Slot {
+            slot,
+            attachments: std::mem::take(&mut undo.attachments),
+            lsm_links: std::mem::take(&mut undo.lsm_links),
+            latency: undo.latency.take(),
+        })
+    }
+
+    fn unreserve(&self, switch: &Switch) {
+        match switch {
+            Switch::Slot(slot) => *lock(&self.slots) &= !(1 << slot),
+            Switch::Host(host) => self.switchboard.unregister(host),
         }
     }
-}
 
-/// Undoes a started latency side on drop unless [`LatencyUndo::keep`] took it: a start that
-/// fails after the device was prepared puts the old qdisc back.
-struct LatencyUndo<'a>(
-    Option<(&'a mut Latency, &'a dyn HostJournal)>,
-    Option<LatencyRun>,
-);
-
-impl LatencyUndo<'_> {
-    fn keep(&mut self) -> Option<LatencyRun> {
-        self.1.take()
+    fn release(&self, armed: &mut Armed) -> Result<SlotCounters, EngineError> {
+        let Some(body) = armed.body.take() else {
+            return Ok(SlotCounters::default());
+        };
+        // Disarm first: whatever below takes time, nothing injects meanwhile.
+        let disarmed = self.switchboard.disarm(&armed.switch);
+        let mut first_err: Option<EngineError> = None;
+        let counters = match body {
+            ArmedBody::Slot {
+                slot,
+                attachments,
+                lsm_links,
+                latency,
+            } => {
+                let counters = self.maps.counters(slot).unwrap_or_else(|e| {
+                    first_err.get_or_insert(e.into());
+                    SlotCounters::default()
+                });
+                {
+                    let mut kernel = lock(&self.kernel);
+                    for a in attachments {
+                        if let Err(e) = a.detach() {
+                            first_err.get_or_insert(e.into());
+                        }
+                    }
+                    if !lsm_links.is_empty() {
+                        drop(lsm_links);
+                        if let Err(e) = kernel.clear_lsm_target(slot) {
+                            first_err.get_or_insert(e.into());
+                        }
+                    }
+                }
+                if let Some(run) = latency
+                    && let Err(e) = lock(&self.latency).stop(run, self.journal.as_ref())
+                {
+                    first_err.get_or_insert(e.into());
+                }
+                counters
+            }
+            ArmedBody::PodKill(run) => run.join(),
+            ArmedBody::Pressure(run) => match run.release(
+                match &armed.switch {
+                    Switch::Host(host) => host,
+                    Switch::Slot(_) => unreachable!("a pressure has a host switch"),
+                },
+                self.journal.as_ref(),
+            ) {
+                Ok(counters) => counters,
+                Err(e) => {
+                    first_err.get_or_insert(e.into());
+                    SlotCounters::default()
+                }
+            },
+        };
+        if let Err(e) = disarmed {
+            first_err.get_or_insert(EngineError::Kernel(KernelError::Io {
+                what: "disarming",
+                source: io::Error::other(e.to_string()),
+            }));
+        }
+        self.unreserve(&armed.switch);
+        tracing::info!(target = %armed.target.path.display(), injected = counters.injected, "released");
+        first_err.map_or(Ok(counters), Err)
     }
 }
 
-impl Drop for LatencyUndo<'_> {
+/// Undoes a slot arm that failed part-way when dropped (unless `kept`): detaches what was
+/// attached, clears the LSM target and restores the latency device. The slot stays disarmed.
+struct SlotUndo<'a> {
+    inner: &'a Inner,
+    slot: u32,
+    attachments: Vec<Attachment>,
+    lsm_links: Vec<Arc<LsmLink>>,
+    lsm_target: bool,
+    latency: Option<LatencyRun>,
+    kept: bool,
+}
+
+impl Drop for SlotUndo<'_> {
     fn drop(&mut self) {
-        if let (Some((latency, journal)), Some(run)) = (self.0.take(), self.1.take())
-            && let Err(e) = latency.stop(run, journal)
+        if self.kept {
+            return;
+        }
+        if let Err(e) = self.inner.maps.disarm(self.slot) {
+            tracing::error!(error = %e, slot = self.slot, "disarming a failed start");
+        }
+        // Dropping the attachments detaches them.
+        self.attachments.clear();
+        self.lsm_links.clear();
+        if self.lsm_target
+            && let Err(e) = lock(&self.inner.kernel).clear_lsm_target(self.slot)
+        {
+            tracing::error!(error = %e, slot = self.slot, "clearing the LSM target");
+        }
+        if let Some(run) = self.latency.take()
+            && let Err(e) = lock(&self.inner.latency).stop(run, self.inner.journal.as_ref())
         {
             tracing::error!(error = %e, "undoing a failed latency start");
         }

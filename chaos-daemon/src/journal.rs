@@ -2,7 +2,7 @@
 //! qdisc) is recorded *before* it is made, marked when it is undone, and undone again at the
 //! next daemon start if the process died in between (DESIGN §4, "Links are never pinned").
 //!
-//! [`HostJournal`] is the record-keeping; [`Store`](crate::store::Store) implements it durably
+//! [`HostJournal`] is the record-keeping; a `Mutex<`[`Store`](crate::store::Store)`>` implements it durably
 //! and [`MemoryJournal`] in memory (for library users that need no crash recovery).
 //! [`undo`] knows how to put each kind of change back.
 
@@ -77,7 +77,7 @@ pub enum JournalError {
 
 /// Where host changes are recorded. Implementations must make `record` durable before it
 /// returns: the change is made right after.
-pub trait HostJournal: Send {
+pub trait HostJournal: Send + Sync {
     /// Records a change about to be made; returns its entry id.
     fn record(&self, owner: &str, change: &HostChange) -> Result<i64, JournalError>;
     /// Marks an entry undone.

@@ -1,9 +1,9 @@
 //! The daemon's Prometheus metrics (`/metrics`, text format): experiments by state, faults
-//! injected and events seen by fault kind, the emergency-stop latch, disarm latency, and gRPC
-//! requests by method and code.
+//! injected and events seen by experiment type, the emergency-stop latch, disarm latency
+//! (from the request's arrival or the reaper's decision), and gRPC requests by method and code.
 //!
 //! Kernel counters are per experiment slot; [`Metrics::observe_counters`] turns their growth
-//! into monotonic Prometheus counters by fault kind.
+//! into monotonic Prometheus counters by experiment type.
 
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
@@ -45,13 +45,13 @@ impl Metrics {
         );
         let faults_injected = counter(
             "chaos_faults_injected_total",
-            "Faults injected, by fault kind.",
-            &["fault"],
+            "Faults injected, by experiment type.",
+            &["type"],
         );
         let events_seen = counter(
             "chaos_events_seen_total",
-            "Packets and syscalls the armed programs looked at, by fault kind.",
-            &["fault"],
+            "Packets and syscalls the armed programs looked at, by experiment type.",
+            &["type"],
         );
         let emergency_stop = gauge(
             "chaos_emergency_stop_latched",
@@ -65,7 +65,8 @@ impl Metrics {
         let disarm_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "chaos_disarm_latency_seconds",
-                "Decision-to-disarmed time (the kill-switch map writes), by cause.",
+                "From the request's arrival (or the reaper's decision) until the faults were \
+                 disarmed, by cause.",
             )
             .buckets(vec![
                 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2,
@@ -89,12 +90,12 @@ impl Metrics {
     }
 
     /// Adds the growth of one experiment's kernel counters since the last observation.
-    pub fn observe_counters(&self, fault: &str, injected_delta: u64, seen_delta: u64) {
+    pub fn observe_counters(&self, kind: &str, injected_delta: u64, seen_delta: u64) {
         self.faults_injected
-            .with_label_values(&[fault])
+            .with_label_values(&[kind])
             .inc_by(injected_delta);
         self.events_seen
-            .with_label_values(&[fault])
+            .with_label_values(&[kind])
             .inc_by(seen_delta);
     }
 

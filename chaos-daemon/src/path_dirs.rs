@@ -23,14 +23,36 @@ use nix::{
     },
 };
 
-use crate::{cgroupfs, fault::SpecError};
+use crate::{
+    cgroupfs,
+    error::{Classify, ErrorClass},
+};
+
+/// Why a path prefix cannot be used on this node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("fault.path_prefix: {prefix:?} is not allowed here; expected {allowed}")]
+pub struct PrefixError {
+    /// The prefix as given.
+    pub prefix: String,
+    /// What would work, or what is wrong with it on this node.
+    pub allowed: String,
+}
+
+impl Classify for PrefixError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Invalid
+    }
+}
 
 /// The directory identities of `prefix` (absolute, normalized) for the target cgroup `cgroup`:
 /// the prefix and the mount roots below it, in each mount namespace of the target's processes
 /// where it exists. Fails (on `fault.path_prefix`) when it exists in none, when it or a mount
 /// below it is on btrfs, or when there are more than [`MAX_DIRS_PER_SLOT`].
-pub fn resolve(prefix: &str, cgroup: &Path) -> Result<Vec<DirKey>, SpecError> {
-    let err = |allowed: String| SpecError::new("fault.path_prefix", prefix, allowed);
+pub fn resolve(prefix: &str, cgroup: &Path) -> Result<Vec<DirKey>, PrefixError> {
+    let err = |allowed: String| PrefixError {
+        prefix: prefix.to_owned(),
+        allowed,
+    };
     let views = views(cgroup);
     let mut keys: Vec<DirKey> = Vec::new();
     let mut seen_in = Vec::new();
@@ -216,7 +238,7 @@ mod tests {
             );
         }
         let e = resolve(dir.join("missing").to_str().unwrap(), none).unwrap_err();
-        assert_eq!(e.field, "fault.path_prefix");
+        assert!(e.to_string().starts_with("fault.path_prefix: "), "{e}");
         assert!(e.allowed.contains("daemon's mount namespace"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

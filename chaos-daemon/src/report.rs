@@ -13,8 +13,8 @@ pub fn markdown(d: &ReportData) -> String {
     let _ = writeln!(s, "| field | value |\n|---|---|");
     let _ = writeln!(
         s,
-        "| fault | {} |\n| target | `{}` |\n| state | {} |",
-        r.fault, r.target, r.state
+        "| type | {} |\n| target | `{}` |\n| state | {} |",
+        r.kind, r.target, r.state
     );
     if !r.reason.is_empty() {
         let _ = writeln!(s, "| reason | {} |", r.reason);

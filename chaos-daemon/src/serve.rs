@@ -1,6 +1,6 @@
 //! `chaos-daemon serve`: wires the engine, the store and the experiment manager to the gRPC
-//! service on a Unix socket, reaps experiments whose duration elapsed, and stops everything
-//! on SIGTERM or Ctrl-C.
+//! service on a Unix socket (and TCP with mutual TLS), starts the reaper that ends experiments
+//! whose duration elapsed, and stops everything on SIGTERM or Ctrl-C.
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -13,8 +13,8 @@ use anyhow::Context as _;
 use chaos_api::{config::ChaosConfig, proto::chaos_daemon_server::ChaosDaemonServer};
 use chaos_daemon::{
     engine::Engine,
-    experiment::Manager,
-    grpc::Service,
+    experiment::{Manager, SystemClock},
+    grpc::{Service, stamp_arrival},
     store::Store,
     target::{Resolver, cgroup2_mount},
 };
@@ -82,10 +82,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.state_dir)?;
     // The engine keeps its own connection to the store for the host-change journal, and
     // undoes what a killed daemon left (cgroup knobs, qdiscs) before anything else runs.
-    let journal = Box::new(Store::open(&args.state_dir)?);
-    let engine = Engine::with_journal(Resolver::new(cgroup2_mount()?)?, journal)
-        .context("loading the kernel programs")?;
-    let manager = Arc::new(Manager::new(engine, store, &config)?);
+    let journal = Arc::new(std::sync::Mutex::new(Store::open(&args.state_dir)?));
+    let resolver =
+        Resolver::new(cgroup2_mount()?)?.protecting(&config.safety_checks.protected_cgroups);
+    let engine = Engine::with_journal(resolver, journal)
+        .context("loading the kernel programs")?
+        .allowing_kills(&config.experiments.pod_deletion.allowed_cgroups);
+    let manager = Manager::new(engine, store, config, Arc::new(SystemClock))?;
     let node = match args.node {
         Some(n) => n,
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
@@ -120,7 +123,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {addr}"))?;
         println!("listening on https://{}", tcp.local_addr()?);
-        let service = ChaosDaemonServer::new(Service::new(manager.clone(), node.clone()));
+        let service = ChaosDaemonServer::with_interceptor(
+            Service::new(manager.clone(), node.clone()),
+            stamp_arrival,
+        );
         let server = tonic::transport::Server::builder()
             .tls_config(tls)
             .context("TLS configuration")?
@@ -136,7 +142,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "listening on http://{} (insecure, observers only)",
             tcp.local_addr()?
         );
-        let service = ChaosDaemonServer::new(Service::new(manager.clone(), node.clone()));
+        let service = ChaosDaemonServer::with_interceptor(
+            Service::new(manager.clone(), node.clone()),
+            stamp_arrival,
+        );
         let server = tonic::transport::Server::builder()
             .add_service(service)
             .serve_with_incoming(TcpListenerStream::new(tcp));
@@ -164,36 +173,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let reaper = {
-        let manager = manager.clone();
-        let every = Duration::from_millis(args.reap_interval_ms.max(1));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if let Err(e) = manager.tick() {
-                    tracing::error!(error = %e, "ending experiments whose duration elapsed failed");
-                }
-            }
-        })
-    };
+    // A thread of its own: it never waits for the store, the runtime or a slow start.
+    manager
+        .spawn_reaper(Duration::from_millis(args.reap_interval_ms.max(1)))
+        .context("starting the reaper")?;
 
-    let service = ChaosDaemonServer::new(Service::new(manager.clone(), node));
+    let service =
+        ChaosDaemonServer::with_interceptor(Service::new(manager.clone(), node), stamp_arrival);
     tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await
         .context("serving gRPC")?;
 
-    reaper.abort();
     for t in tcp_servers {
         t.abort();
     }
     if let Some(m) = metrics_server {
         m.abort();
     }
-    for view in manager.running()? {
-        manager.stop(&view.row.id, "stopped", "daemon shutdown")?;
-    }
+    let stopping = manager.clone();
+    tokio::task::spawn_blocking(move || stopping.shutdown("daemon shutdown")).await?;
     let _ = std::fs::remove_file(&args.socket);
     println!("chaos-daemon stopped");
     Ok(())

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use chaos_api::state::State;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use crate::{
@@ -37,12 +38,13 @@ impl<T> Ctx<T> for rusqlite::Result<T> {
 pub struct ExperimentRow {
     pub id: String,
     pub name: String,
-    pub fault: String,
+    /// The experiment type as users write it, e.g. `dependency_failure`.
+    pub kind: String,
     pub target: String,
-    /// The request as received (protobuf bytes of `chaos.v1.ExperimentSpec`).
+    /// The experiment as it ran (protobuf bytes of `chaos.v1.ExperimentSpec`, with the
+    /// config's defaults filled in).
     pub spec: Vec<u8>,
-    /// `running`, `completed`, `stopped`, `emergency_stopped`, `aborted`, `failed`.
-    pub state: String,
+    pub state: State,
     pub reason: String,
     pub started_ms: u64,
     pub ended_ms: u64,
@@ -124,12 +126,19 @@ impl Store {
         Ok(Self { conn })
     }
 
+    /// A store that lives in memory only (for tests of the lifecycle).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().ctx("opening an in-memory store")?;
+        conn.execute_batch(SCHEMA).ctx("creating the schema")?;
+        Ok(Self { conn })
+    }
+
     pub fn insert_experiment(&self, e: &ExperimentRow) -> Result<(), StoreError> {
         self.conn
             .execute(
                 &format!("INSERT INTO experiments ({EXPERIMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
                 params![
-                    e.id, e.name, e.fault, e.target, e.spec, e.state, e.reason,
+                    e.id, e.name, e.kind, e.target, e.spec, e.state.as_str(), e.reason,
                     e.started_ms as i64, e.ended_ms as i64, e.seen as i64, e.matched as i64,
                     e.injected as i64, e.capped as i64, e.budget, e.spent
                 ],
@@ -146,7 +155,7 @@ impl Store {
                  matched = ?6, injected = ?7, capped = ?8, spent = ?9 WHERE id = ?1",
                 params![
                     e.id,
-                    e.state,
+                    e.state.as_str(),
                     e.reason,
                     e.ended_ms as i64,
                     e.seen as i64,
@@ -329,10 +338,11 @@ fn row_to_experiment(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentRow> {
     Ok(ExperimentRow {
         id: r.get(0)?,
         name: r.get(1)?,
-        fault: r.get(2)?,
+        kind: r.get(2)?,
         target: r.get(3)?,
         spec: r.get(4)?,
-        state: r.get(5)?,
+        // A state this build does not know (written by a newer one) reads as failed.
+        state: State::from_name(&r.get::<_, String>(5)?).unwrap_or(State::Failed),
         reason: r.get(6)?,
         started_ms: n(7)?,
         ended_ms: n(8)?,
@@ -345,9 +355,11 @@ fn row_to_experiment(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentRow> {
     })
 }
 
-impl HostJournal for Store {
+impl HostJournal for std::sync::Mutex<Store> {
     fn record(&self, owner: &str, change: &HostChange) -> Result<i64, JournalError> {
-        self.conn
+        let store = self.lock().unwrap_or_else(|e| e.into_inner());
+        store
+            .conn
             .execute(
                 "INSERT INTO journal (experiment_id, kind, path, old_value, applied_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -360,11 +372,13 @@ impl HostJournal for Store {
                 ],
             )
             .ctx("recording a host change")?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(store.conn.last_insert_rowid())
     }
 
     fn undone(&self, id: i64) -> Result<(), JournalError> {
-        self.conn
+        let store = self.lock().unwrap_or_else(|e| e.into_inner());
+        store
+            .conn
             .execute(
                 "UPDATE journal SET restored_ms = ?2 WHERE id = ?1",
                 params![id, now_ms() as i64],
@@ -375,7 +389,8 @@ impl HostJournal for Store {
 
     fn pending(&self) -> Result<Vec<JournalEntry>, JournalError> {
         let what = "reading the host-change journal";
-        let mut stmt = self
+        let store = self.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = store
             .conn
             .prepare(
                 "SELECT id, experiment_id, kind, path, old_value FROM journal \
@@ -415,10 +430,10 @@ mod tests {
         ExperimentRow {
             id: id.into(),
             name: "n".into(),
-            fault: "packet_loss".into(),
+            kind: "packet_loss".into(),
             target: "/sys/fs/cgroup/x".into(),
             spec: vec![1, 2, 3],
-            state: "running".into(),
+            state: State::Running,
             reason: String::new(),
             started_ms,
             ended_ms: 0,
@@ -446,7 +461,7 @@ mod tests {
                 done.ended_ms,
                 done.injected,
                 done.spent,
-            ) = ("stopped".into(), "by uid 0".into(), 30, 7, 0.007);
+            ) = (State::Stopped, "by uid 0".into(), 30, 7, 0.007);
             s.finish_experiment(&done).unwrap();
             s.add_event("a", 11, "armed", "slot 0").unwrap();
             s.audit(&AuditRow {

@@ -1,40 +1,21 @@
-//! Target resolution: a cgroup path, a PID, a container ID or a pod UID becomes one cgroup v2
-//! directory and its id, and protected cgroups are refused.
+//! Target resolution: a cgroup path, a PID, a container ID or a pod UID (chaos-api's
+//! [`TargetKind`]) becomes one cgroup v2 directory and its id, and protected cgroups are refused:
+//! the root cgroup, the daemon's own cgroup and its ancestors, and every cgroup that is or
+//! contains one named in `safety_checks.protected_cgroups` (the node's own services).
 //!
 //! The cgroup2 mount is found in `/proc/self/mountinfo` (it is `/sys/fs/cgroup` on most nodes,
 //! `/sys/fs/cgroup/unified` on hybrid hosts). A cgroup's id, what `bpf_get_current_cgroup_id`
 //! returns, is the inode number of its directory.
 
 use std::{
-    fmt, fs, io,
+    fs, io,
     os::unix::fs::MetadataExt as _,
     path::{Component, Path, PathBuf},
 };
 
-/// What the user asked to target.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// A cgroup directory: absolute under the cgroup2 mount, or relative to it
-    /// (`/kubepods.slice/...` is taken relative to the mount when it is not under it).
-    CgroupPath(PathBuf),
-    /// The cgroup of a process.
-    Pid(u32),
-    /// A container's cgroup, by its full ID or a unique prefix of at least 12 characters.
-    ContainerId(String),
-    /// A pod's cgroup (all its containers), by the pod UID.
-    PodUid(String),
-}
+use chaos_api::{config::wildcard_match, experiment::TargetKind};
 
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::CgroupPath(p) => write!(f, "cgroup {}", p.display()),
-            Target::Pid(p) => write!(f, "pid {p}"),
-            Target::ContainerId(c) => write!(f, "container {c}"),
-            Target::PodUid(u) => write!(f, "pod {u}"),
-        }
-    }
-}
+use crate::error::{Classify, ErrorClass};
 
 /// A target resolved to a cgroup v2 directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +56,22 @@ pub enum TargetError {
     Protected { path: PathBuf, reason: String },
     #[error("reading {path:?}: {source}")]
     Io { path: PathBuf, source: io::Error },
+}
+
+impl Classify for TargetError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            // Not on this node (a fan-out asks every node).
+            Self::NotACgroup { .. } | Self::NotFound { .. } | Self::Pid { .. } => {
+                ErrorClass::NotFound
+            }
+            Self::BadContainerId { .. } | Self::BadPodUid { .. } => ErrorClass::Invalid,
+            Self::Ambiguous { .. } | Self::Protected { .. } | Self::NoCgroup2 => {
+                ErrorClass::Refused
+            }
+            Self::Io { .. } => ErrorClass::Internal,
+        }
+    }
 }
 
 /// How deep the container and pod searches walk below the cgroup2 mount. kubelet's deepest
@@ -133,6 +130,8 @@ pub struct Resolver {
     /// The daemon's own cgroup: never a target, nor any of its ancestors (a fault on an
     /// ancestor reaches it).
     own: PathBuf,
+    /// Cgroup directory names (`*` wildcards) that no target may be or contain.
+    protected: Vec<String>,
 }
 
 impl Resolver {
@@ -140,7 +139,18 @@ impl Resolver {
     pub fn new(mount: PathBuf) -> Result<Self, TargetError> {
         let mount = canonical(&mount)?;
         let own = cgroup_of_pid_path(&mount, Path::new("/proc/self/cgroup"))?;
-        Ok(Self { own, mount })
+        Ok(Self {
+            own,
+            mount,
+            protected: Vec::new(),
+        })
+    }
+
+    /// Also protects every cgroup named like one of `names` (`*` wildcards), and every cgroup
+    /// that contains one (`safety_checks.protected_cgroups`).
+    pub fn protecting(mut self, names: &[String]) -> Self {
+        self.protected = names.to_vec();
+        self
     }
 
     /// The cgroup2 mount targets are resolved under.
@@ -156,18 +166,18 @@ impl Resolver {
     }
 
     /// Resolves `target` to a cgroup directory and checks it is not protected.
-    pub fn resolve(&self, target: &Target) -> Result<ResolvedTarget, TargetError> {
+    pub fn resolve(&self, target: &TargetKind) -> Result<ResolvedTarget, TargetError> {
         let path = match target {
-            Target::CgroupPath(p) => self.cgroup_path(p)?,
-            Target::Pid(pid) => {
+            TargetKind::Cgroup(p) => self.cgroup_path(Path::new(p))?,
+            TargetKind::Pid(pid) => {
                 cgroup_of_pid_path(&self.mount, &PathBuf::from(format!("/proc/{pid}/cgroup")))
                     .map_err(|e| match e {
                         TargetError::Io { source, .. } => TargetError::Pid { pid: *pid, source },
                         other => other,
                     })?
             }
-            Target::ContainerId(id) => self.container(id)?,
-            Target::PodUid(uid) => self.pod(uid)?,
+            TargetKind::ContainerId(id) => self.container(id)?,
+            TargetKind::PodUid(uid) => self.pod(uid)?,
         };
         self.check_protected(&path)?;
         let id = fs::metadata(&path)
@@ -200,7 +210,54 @@ impl Resolver {
                 reason,
             });
         }
+        if let Some(found) = self.protected_in(path) {
+            let reason = if found == path {
+                "its name is in safety_checks.protected_cgroups (the node's own services)"
+                    .to_string()
+            } else {
+                format!(
+                    "it contains {}, whose name is in safety_checks.protected_cgroups (the \
+                     node's own services)",
+                    found.display()
+                )
+            };
+            return Err(TargetError::Protected {
+                path: path.into(),
+                reason,
+            });
+        }
         Ok(())
+    }
+
+    /// The first cgroup at or below `path` whose name is protected.
+    fn protected_in(&self, path: &Path) -> Option<PathBuf> {
+        if self.protected.is_empty() {
+            return None;
+        }
+        let is_protected = |dir: &Path| {
+            dir.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|name| self.protected.iter().any(|p| wildcard_match(p, name)))
+        };
+        let mut stack = vec![(path.to_path_buf(), 0)];
+        while let Some((dir, depth)) = stack.pop() {
+            if is_protected(&dir) {
+                return Some(dir);
+            }
+            if depth >= MAX_SEARCH_DEPTH {
+                continue;
+            }
+            // Cgroups vanish while we walk; an unreadable directory is simply skipped.
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push((entry.path(), depth + 1));
+                }
+            }
+        }
+        None
     }
 
     fn cgroup_path(&self, p: &Path) -> Result<PathBuf, TargetError> {

@@ -16,9 +16,9 @@ use serde::de::{Deserializer, Visitor};
 use super::fault::CallName;
 use super::filter::PORTS_ALLOWED;
 use super::{
-    Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType, Fault, MAX_CIDRS,
-    NetFilter, NetworkLatency, PacketLoss, PodDeletion, PortRange, Protocol, ResourceExhaustion,
-    SocketError, SyscallError, Target, TargetKind, no_filter_error,
+    DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType,
+    Fault, MAX_CIDRS, NetFilter, NetworkLatency, PacketLoss, PodDeletion, PortRange, Protocol,
+    ResourceExhaustion, SocketError, SyscallError, Target, TargetKind, no_filter_error,
 };
 use crate::error::{ModelError, deserialize_duration, invalid};
 
@@ -33,8 +33,8 @@ pub(super) struct RawExperiment {
     #[serde(rename = "type")]
     kind: ExperimentType,
     target: RawTarget,
-    #[serde(deserialize_with = "deserialize_duration")]
-    duration: Duration,
+    #[serde(default, deserialize_with = "deserialize_some_duration")]
+    duration: Option<Duration>,
     #[serde(default)]
     intensity: Option<f64>,
     #[serde(default)]
@@ -64,7 +64,7 @@ impl RawExperiment {
             fault: self.fault.unwrap_or_default().into_fault(self.kind)?,
             filter: self.filter.unwrap_or_default().into_filter()?,
             name: self.name,
-            duration: self.duration,
+            duration: self.duration.unwrap_or(DEFAULT_DURATION),
             intensity,
             budget: self.budget,
             max_faults: self.max_faults,

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use super::raw::{build_filter, parse_calls};
 use super::{
-    Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType, Fault, NetFilter,
-    NetworkLatency, PacketLoss, PodDeletion, Protocol, ResourceExhaustion, SocketError,
-    SyscallError, Target, TargetKind,
+    DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType,
+    Fault, NetFilter, NetworkLatency, PacketLoss, PodDeletion, Protocol, ResourceExhaustion,
+    SocketError, SyscallError, Target, TargetKind,
 };
 use crate::error::{ModelError, invalid};
 use crate::proto::{self, fault::Kind as FaultKind, target::Kind as TargetCase};
@@ -135,7 +135,10 @@ impl Experiment {
                 pod_name,
             },
             fault,
-            duration: Duration::from_millis(spec.duration_ms),
+            duration: match spec.duration_ms {
+                0 => DEFAULT_DURATION,
+                ms => Duration::from_millis(ms),
+            },
             intensity,
             budget: spec.budget,
             max_faults: spec.max_faults,

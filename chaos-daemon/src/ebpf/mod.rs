@@ -1,5 +1,6 @@
-//! The only place that talks to aya: loads the embedded kernel object, writes experiment slots,
-//! attaches per-slot program copies to cgroups and reads counters.
+//! The only place that talks to aya: loads the embedded kernel object and attaches per-slot
+//! program copies to cgroups. [`SlotMaps`] writes experiment slots (arming, and the kill
+//! switch) and reads counters on descriptors of its own, without `&mut` or a lock.
 //!
 //! [`lsm`] owns the global file/process syscall-error programs and their `fmod_ret` fallback.
 //!
@@ -10,6 +11,7 @@
 mod btf;
 mod fmod_ret;
 pub mod lsm;
+mod maps;
 pub mod sys;
 pub mod tc;
 
@@ -17,16 +19,15 @@ use std::os::fd::AsFd;
 
 use aya::{
     Ebpf,
-    maps::{Array, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::MapError,
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
         links::{FdLink, LinkError},
     },
 };
-use chaos_common::{
-    GLOBAL_KERNEL_OFFSETS, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_SLOTS, MAX_SLOTS, SlotConfig,
-    SlotCounters,
-};
+use chaos_common::{GLOBAL_KERNEL_OFFSETS, MAX_SLOTS};
+
+pub use self::maps::SlotMaps;
 
 /// The kernel object built from `chaos-ebpf` by `build.rs`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/chaos-net"));
@@ -42,6 +43,11 @@ pub enum KernelError {
     MissingProgram(String),
     #[error("map {map}: {source}")]
     Map { map: &'static str, source: MapError },
+    #[error("map {map}: {source}")]
+    MapIo {
+        map: &'static str,
+        source: std::io::Error,
+    },
     #[error("program {program}: {source}")]
     Program {
         program: String,
@@ -168,19 +174,17 @@ impl Drop for Attachment {
     }
 }
 
-/// The loaded kernel object and its maps.
+/// The loaded kernel object: its programs and the LSM programs' maps. The slot maps live in
+/// [`SlotMaps`], which needs no `&mut`.
 pub struct Kernel {
     ebpf: Ebpf,
-    slots: Array<MapData, SlotConfig>,
-    tickets: Array<MapData, u64>,
-    counters: PerCpuArray<MapData, SlotCounters>,
-    nr_cpus: usize,
     lsm: lsm::LsmState,
 }
 
 impl Kernel {
     /// Loads the embedded object: creates the maps; programs are loaded on first attach.
-    pub fn load() -> Result<Self, KernelError> {
+    /// Returns the object and its slot maps.
+    pub fn load() -> Result<(Self, SlotMaps), KernelError> {
         // The member offsets the path-prefix walk reads. Without BTF they stay unknown
         // (`valid == 0`): no path slot matches in the kernel, and the engine refuses path
         // prefixes (`Kernel::set_lsm_dirs`).
@@ -192,66 +196,8 @@ impl Kernel {
             .override_global(GLOBAL_KERNEL_OFFSETS, &offsets, true)
             .load(OBJECT)?;
         let lsm = lsm::LsmState::new(&mut ebpf, offsets.valid != 0)?;
-        let slots = take_map(&mut ebpf, MAP_SLOTS)?;
-        let tickets = take_map(&mut ebpf, MAP_FAULT_TICKETS)?;
-        let counters = take_map(&mut ebpf, MAP_COUNTERS)?;
-        let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Cpus(e))?;
-        Ok(Self {
-            ebpf,
-            slots,
-            tickets,
-            counters,
-            nr_cpus,
-            lsm,
-        })
-    }
-
-    /// Writes a slot's configuration in one map update: this is the kill switch when
-    /// `cfg.armed == 0`.
-    pub fn write_slot(&mut self, slot: u32, cfg: &SlotConfig) -> Result<(), KernelError> {
-        self.slots
-            .set(slot, cfg, 0)
-            .map_err(|source| KernelError::Map {
-                map: MAP_SLOTS,
-                source,
-            })
-    }
-
-    /// Zeroes a slot's fault tickets and counters. Only call while the slot is disarmed.
-    pub fn reset_slot(&mut self, slot: u32) -> Result<(), KernelError> {
-        self.tickets
-            .set(slot, 0, 0)
-            .map_err(|source| KernelError::Map {
-                map: MAP_FAULT_TICKETS,
-                source,
-            })?;
-        let zeros = PerCpuValues::try_from(vec![SlotCounters::default(); self.nr_cpus])
-            .map_err(KernelError::Cpus)?;
-        self.counters
-            .set(slot, zeros, 0)
-            .map_err(|source| KernelError::Map {
-                map: MAP_COUNTERS,
-                source,
-            })
-    }
-
-    /// A slot's counters summed over all CPUs.
-    pub fn counters(&self, slot: u32) -> Result<SlotCounters, KernelError> {
-        let per_cpu = self
-            .counters
-            .get(&slot, 0)
-            .map_err(|source| KernelError::Map {
-                map: MAP_COUNTERS,
-                source,
-            })?;
-        Ok(per_cpu
-            .iter()
-            .fold(SlotCounters::default(), |a, c| SlotCounters {
-                seen: a.seen + c.seen,
-                matched: a.matched + c.matched,
-                injected: a.injected + c.injected,
-                capped: a.capped + c.capped,
-            }))
+        let maps = SlotMaps::new(&ebpf)?;
+        Ok((Self { ebpf, lsm }, maps))
     }
 
     /// Loads (once) and attaches `hook`'s copy for `slot` to `cgroup` with a BPF link, next to
@@ -318,12 +264,4 @@ fn ensure_loaded(
     load: impl FnOnce() -> Result<(), ProgramError>,
 ) -> Result<(), ProgramError> {
     if loaded { Ok(()) } else { load() }
-}
-
-fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, KernelError>
-where
-    T: TryFrom<aya::maps::Map, Error = MapError>,
-{
-    let map = ebpf.take_map(name).ok_or(KernelError::MissingMap(name))?;
-    T::try_from(map).map_err(|source| KernelError::Map { map: name, source })
 }

@@ -1,12 +1,16 @@
-//! The raw `bpf()` commands aya 0.14 lacks: what is attached to a cgroup (`BPF_PROG_QUERY`),
-//! used to prove cleanup from the kernel's side, and detaching a link at once
-//! (`BPF_LINK_DETACH`), whoever else still holds a descriptor of it.
+//! The raw `bpf()` commands aya 0.14 lacks or hides behind `&mut`: what is attached to a cgroup
+//! (`BPF_PROG_QUERY`), used to prove cleanup from the kernel's side, detaching a link at once
+//! (`BPF_LINK_DETACH`), whoever else still holds a descriptor of it, and map element reads and
+//! writes on a descriptor of our own (`BPF_MAP_LOOKUP_ELEM`, `BPF_MAP_UPDATE_ELEM`), which need
+//! no lock: the kernel serializes them per element.
 
 use std::{
     io,
     os::fd::{AsRawFd, FromRawFd as _, OwnedFd},
 };
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_PROG_QUERY: libc::c_int = 16;
 const BPF_LINK_GET_FD_BY_ID: libc::c_int = 30;
 const BPF_LINK_DETACH: libc::c_int = 34;
@@ -24,6 +28,50 @@ unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
     } else {
         Ok(rc)
     }
+}
+
+/// The `map_elem` member of `union bpf_attr`.
+#[repr(C)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// Writes `value` at `key` of the map `map` (`BPF_ANY`). `value` must be exactly the map's
+/// value size (for per-CPU maps: one rounded-up value per possible CPU).
+pub fn map_update(map: &impl AsRawFd, key: u32, value: &[u8]) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: std::ptr::from_ref(&key) as u64,
+        value: value.as_ptr() as u64,
+        flags: 0,
+    };
+    // SAFETY: `attr` is the `bpf_attr` of BPF_MAP_UPDATE_ELEM; `key` and `value` point at
+    // readable memory of the map's key and value sizes (the caller's contract), alive for the
+    // call.
+    unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr)? };
+    Ok(())
+}
+
+/// Reads the value at `key` of the map `map` into `value`, which must be exactly the map's
+/// value size (for per-CPU maps: one rounded-up value per possible CPU).
+pub fn map_lookup(map: &impl AsRawFd, key: u32, value: &mut [u8]) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: std::ptr::from_ref(&key) as u64,
+        value: value.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    // SAFETY: `attr` is the `bpf_attr` of BPF_MAP_LOOKUP_ELEM; `key` points at a readable u32
+    // and `value` at writable memory of the map's value size (the caller's contract), both
+    // alive for the call.
+    unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr)? };
+    Ok(())
 }
 
 /// Detaches the BPF link with kernel id `link_id` from its target now. Closing our descriptor

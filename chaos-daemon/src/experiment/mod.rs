@@ -1,38 +1,78 @@
-//! Experiment lifecycle: validate -> arm -> run until the duration or a stop -> disarm ->
-//! detach -> record. Owns the engine, the store and the emergency-stop latch; the gRPC edge
-//! only converts requests into calls here.
+//! Experiment lifecycle: admit (the config's limits and prices) -> prepare (the engine's plan)
+//! -> reserve (the budget, the switch) -> arm -> run until the duration, a stop or an emergency
+//! stop -> disarm -> release -> record.
 //!
-//! Every state change is written to the store (experiment row, timeline event) and every
-//! request to the audit log by the caller. At start-up experiments the store still lists as
-//! running are marked `aborted (daemon restart)`: their BPF faults died with the old process
-//! (host changes are undone by the engine's journal).
+//! Nothing waits in front of a disarm (docs/adr/0011): a stop, the reaper and the emergency
+//! stop end a [`Run`] (one atomic), disarm it through the switchboard (one map write, or a host
+//! switch) and only then release and record it. The locks here ([`Manager`]'s run table and
+//! ledger) are held for a map operation, never across I/O; the store's lock is held across
+//! SQLite writes by the recording paths only, and a worker thread does those for everything
+//! that must not wait (emergency stop, reaper, audit).
 //!
-//! * `pricing` — budgets, prices and the config's limits applied to a request.
+//! At start-up experiments the store still lists as running are marked `aborted (daemon
+//! restart)`: their BPF faults died with the old process (host changes are undone by the
+//! engine's journal).
+//!
+//! * `faults` — [`FaultEngine`], the engine as the lifecycle sees it.
+//! * `run` — one experiment's shared state.
+//! * `ledger` — the daily budget.
+//! * `worker` — the thread that finishes ended experiments and writes records.
+//! * `view` — status, lists and reports.
 
-mod pricing;
+mod faults;
+mod ledger;
+mod run;
+mod view;
+mod worker;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::HashMap,
     sync::{
-        Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, Weak,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use chaos_api::config::{Budget, ChaosConfig, ExperimentLimits};
-use chaos_common::SlotCounters;
-
-use crate::{
-    engine::{Engine, EngineError, FaultId},
-    fault::FaultSpec,
-    metrics::Metrics,
-    store::{AuditRow, EventRow, ExperimentRow, SnapshotRow, Store, StoreError},
+use chaos_api::{
+    config::{Admission, ChaosConfig, Refusal},
+    error::ModelError,
+    experiment::Experiment,
+    state::State,
 };
 
-/// Why a request was refused or failed; the gRPC edge maps each to one status code.
+pub use self::{
+    faults::FaultEngine,
+    run::{Ended, Ending, Run},
+    view::{ExperimentView, ReportData},
+};
+use self::{
+    ledger::{Exhausted, Ledger},
+    run::NewRun,
+    worker::Job,
+};
+use crate::{
+    engine::{EngineError, Plan},
+    error::{Classify, ErrorClass},
+    metrics::Metrics,
+    store::{AuditRow, ExperimentRow, Store, StoreError},
+};
+
+/// Why a request was refused or failed; [`Classify`] says how to answer it.
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
+    /// The experiment itself is invalid (the model's checks).
+    #[error(transparent)]
+    Invalid(#[from] ModelError),
+    /// This node's config refuses it.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -43,79 +83,588 @@ pub enum ExperimentError {
     Latched,
     #[error("no experiment with id {0:?}")]
     NotFound(String),
-    #[error("budget: {requested} is not allowed; expected 0 to {max} (budget.max_experiment_cost)")]
-    BudgetInvalid { requested: f64, max: f64 },
+    #[error("experiment {id:?} is not running (it is {state})")]
+    NotRunning { id: String, state: State },
     #[error(
         "budget exhausted: this experiment needs {requested:.4} but {remaining:.4} of today's \
          budget.max_daily_cost is left (spent and reserved by running experiments)"
     )]
     BudgetExhausted { requested: f64, remaining: f64 },
-    #[error(
-        "budget: {budget} does not cover this experiment's {needed:.4} \
-         (experiments.network_latency.cost_per_minute x duration)"
-    )]
-    BudgetTooSmall { needed: f64, budget: f64 },
-    #[error(
-        "fault.delay + fault.jitter: {requested_ms} ms is not allowed; expected at most \
-         {max_ms} ms (experiments.network_latency.max_latency_ms)"
-    )]
-    LatencyTooHigh { requested_ms: u128, max_ms: u64 },
-    #[error("experiment {id:?} is not running (it is {state})")]
-    NotRunning { id: String, state: String },
-    #[error("{0}: false in the daemon's config: this experiment type may not run on this node")]
-    Disabled(&'static str),
 }
 
-/// What a dry run or a start resolved.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlanSummary {
-    pub cgroup: String,
-    pub cgroup_id: u64,
-    pub programs: Vec<String>,
-    pub max_faults: u64,
-    /// The most this experiment may cost (its reserved budget).
-    pub projected_cost: f64,
+impl Classify for ExperimentError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Invalid(_) => ErrorClass::Invalid,
+            Self::Refused(Refusal::Limit(_)) | Self::Latched | Self::NotRunning { .. } => {
+                ErrorClass::Refused
+            }
+            Self::Refused(Refusal::BudgetTooSmall { .. }) | Self::BudgetExhausted { .. } => {
+                ErrorClass::Exhausted
+            }
+            Self::Engine(e) => e.class(),
+            Self::Store(_) => ErrorClass::Internal,
+            Self::NotFound(_) => ErrorClass::NotFound,
+        }
+    }
 }
 
-/// An experiment as the API shows it: the stored row, with live counters while it runs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExperimentView {
-    pub row: ExperimentRow,
+impl From<Exhausted> for ExperimentError {
+    fn from(e: Exhausted) -> Self {
+        Self::BudgetExhausted {
+            requested: e.requested,
+            remaining: e.remaining,
+        }
+    }
 }
 
-/// A report: the experiment, its timeline and the request that started it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReportData {
-    pub row: ExperimentRow,
-    pub events: Vec<EventRow>,
-    pub snapshots: Vec<SnapshotRow>,
+/// A planned experiment: what a dry run shows and a start arms.
+pub struct Planned<P> {
+    pub admission: Admission,
+    pub prepared: P,
+    pub plan: Plan,
 }
 
-struct Running {
-    fault: FaultId,
-    row: ExperimentRow,
-    deadline: Instant,
-    /// Counters already added to the metrics.
-    observed: SlotCounters,
-    last_snapshot: Instant,
+/// The wall clock and the monotonic clock the lifecycle reads; tests move them by hand.
+pub trait Clock: Send + Sync {
+    /// Monotonic now.
+    fn now(&self) -> Instant;
+    /// Unix time in milliseconds.
+    fn now_ms(&self) -> u64;
 }
 
-struct Inner {
-    engine: Engine,
-    store: Store,
-    running: HashMap<String, Running>,
+/// The system's clocks.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
 }
 
-/// The node's experiments. Cheap to share behind an `Arc`; calls are short (µs to ms).
-pub struct Manager {
-    inner: Mutex<Inner>,
-    latched: AtomicBool,
+/// How often the counters of a running experiment are written to the store.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+
+/// The node's experiments. Share it behind an `Arc` ([`Manager::new`] returns one).
+pub struct Manager<E: FaultEngine> {
+    engine: E,
+    config: ChaosConfig,
+    store: Mutex<Store>,
+    runs: Mutex<HashMap<String, Arc<Run<E::Armed>>>>,
+    ledger: Mutex<Ledger>,
+    jobs: Mutex<mpsc::Sender<Job<E::Armed>>>,
+    clock: Arc<dyn Clock>,
     next: AtomicU64,
     /// Random per daemon process: ids stay unique across nodes that start in the same ms.
     instance: u32,
-    budget: Budget,
-    limits: ExperimentLimits,
     pub metrics: Metrics,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every lock here guards data a panic cannot leave half-changed in a way that matters for
+    // disarming and recording: keep going.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<E: FaultEngine> Manager<E> {
+    /// Takes over the engine and the store; marks experiments left running by a previous
+    /// daemon process as aborted; starts the worker thread.
+    pub fn new(
+        engine: E,
+        store: Store,
+        config: ChaosConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, ExperimentError> {
+        let now = clock.now_ms();
+        for id in store.abort_running("aborted (daemon restart)", now)? {
+            tracing::warn!(experiment_id = %id, "marked aborted: it was running when the daemon died");
+        }
+        let spent = store.spent_since(now - now % ledger::DAY_MS)?;
+        let (tx, rx) = mpsc::channel();
+        let manager = Arc::new(Self {
+            ledger: Mutex::new(Ledger::new(config.budget.max_daily_cost, now, spent)),
+            engine,
+            config,
+            store: Mutex::new(store),
+            runs: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(tx),
+            clock,
+            next: AtomicU64::new(1),
+            instance: instance_tag(),
+            metrics: Metrics::new(),
+        });
+        let weak = Arc::downgrade(&manager);
+        std::thread::Builder::new()
+            .name("chaos-recorder".into())
+            .spawn(move || worker::run(&weak, &rx))
+            .map_err(|source| {
+                ExperimentError::Engine(EngineError::Kernel(crate::ebpf::KernelError::Io {
+                    what: "starting the recorder thread",
+                    source,
+                }))
+            })?;
+        Ok(manager)
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &E {
+        &self.engine
+    }
+
+    /// The config experiments are admitted with.
+    pub fn config(&self) -> &ChaosConfig {
+        &self.config
+    }
+
+    fn send(&self, job: Job<E::Armed>) {
+        // The worker lives as long as the manager; a send fails only while shutting down.
+        let _ = lock(&self.jobs).send(job);
+    }
+
+    /// Records a request in the audit log (written by the worker: never waits for the store).
+    pub fn audit(&self, caller: &str, method: &str, detail: &str, outcome: &str) {
+        self.send(Job::Audit(AuditRow {
+            at_ms: self.clock.now_ms(),
+            caller: caller.into(),
+            method: method.into(),
+            detail: detail.into(),
+            outcome: outcome.into(),
+        }));
+    }
+
+    /// Admits `experiment` under the config and plans it on the engine; changes nothing. A dry
+    /// run shows [`Planned::plan`]; a start arms exactly [`Planned::prepared`].
+    pub fn plan(&self, experiment: &Experiment) -> Result<Planned<E::Prepared>, ExperimentError> {
+        experiment.validate()?;
+        let admission = self.config.admit(experiment)?;
+        let prepared = self
+            .engine
+            .prepare(&admission.experiment, admission.max_faults)?;
+        let plan = E::plan(&prepared).clone();
+        Ok(Planned {
+            admission,
+            prepared,
+            plan,
+        })
+    }
+
+    /// Starts a planned experiment; returns its id. Refused when latched or when today's
+    /// budget cannot cover it.
+    pub fn start(&self, planned: Planned<E::Prepared>) -> Result<String, ExperimentError> {
+        if self.latched() {
+            return Err(ExperimentError::Latched);
+        }
+        let Planned {
+            admission,
+            prepared,
+            plan,
+        } = planned;
+        let now_ms = self.clock.now_ms();
+        lock(&self.ledger).reserve(admission.budget, now_ms)?;
+        let refund = |manager: &Self| lock(&manager.ledger).settle(admission.budget, 0.0, now_ms);
+        let switch = match self.engine.reserve(&prepared) {
+            Ok(switch) => switch,
+            Err(e) => {
+                refund(self);
+                return Err(e.into());
+            }
+        };
+        let experiment = &admission.experiment;
+        let id = format!(
+            "exp-{now_ms}-{:08x}-{}",
+            self.instance,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        let run = Arc::new(Run::new(NewRun {
+            id: id.clone(),
+            name: experiment.name.clone(),
+            kind: experiment.kind(),
+            target: plan.cgroup.clone(),
+            spec: prost::Message::encode_to_vec(&experiment.to_proto()),
+            price: admission.price,
+            budget: admission.budget,
+            max_faults: admission.max_faults,
+            started_ms: now_ms,
+            started: self.clock.now(),
+            duration: experiment.duration,
+            switch: switch.clone(),
+        }));
+        // Registered before it is armed, then the latch checked: an emergency stop either
+        // sees this run or is seen here.
+        lock(&self.runs).insert(id.clone(), run.clone());
+        let give_up = |manager: &Self, e: ExperimentError| {
+            lock(&manager.runs).remove(&id);
+            manager.engine.unreserve(&switch);
+            refund(manager);
+            Err(e)
+        };
+        if self.latched() {
+            return give_up(self, ExperimentError::Latched);
+        }
+        let armed = match self.engine.arm(prepared, &switch, &id) {
+            Ok(armed) => armed,
+            Err(e) => return give_up(self, e.into()),
+        };
+        run.set_armed(armed);
+        let row = self.row(&run, State::Running, String::new(), 0);
+        let message = format!(
+            "{} on {} (cgroup id {}) for {}, budget {} = at most {} faults; {}",
+            experiment.kind(),
+            plan.cgroup,
+            plan.cgroup_id,
+            humantime::format_duration(experiment.duration),
+            admission.budget,
+            cap_text(admission.max_faults),
+            plan.programs.join(", ")
+        );
+        let recorded = {
+            let store = lock(&self.store);
+            store
+                .insert_experiment(&row)
+                .and_then(|()| store.add_event(&id, now_ms, "armed", &message))
+        };
+        if let Err(e) = recorded {
+            // Nothing may run that the store does not know about.
+            self.abandon(&run, State::Failed, &format!("recording failed: {e}"));
+            return Err(e.into());
+        }
+        if !run.publish() {
+            // An emergency stop ended it while it was starting: finish it here.
+            let reason = run.ending().map_or_else(String::new, |e| e.reason);
+            self.abandon(&run, State::EmergencyStopped, &reason);
+            return Err(ExperimentError::Latched);
+        }
+        self.metrics
+            .experiments_running
+            .set(self.published_count() as i64);
+        Ok(id)
+    }
+
+    /// Disarms and finishes a run that was never published.
+    fn abandon(&self, run: &Arc<Run<E::Armed>>, state: State, reason: &str) {
+        if let Err(e) = self.engine.switchboard().disarm(&run.switch) {
+            tracing::error!(experiment_id = %run.id, error = %e, "disarming an abandoned start");
+        }
+        run.end(Ending {
+            state,
+            reason: reason.to_owned(),
+            at_ms: self.clock.now_ms(),
+            disarmed_in: Duration::ZERO,
+        });
+        self.finish(run);
+    }
+
+    /// Stops a running experiment for `reason`: ends it, disarms it (the time from `arrived`
+    /// is returned), then releases and records it before returning its final row.
+    pub fn stop(
+        &self,
+        id: &str,
+        state: State,
+        reason: &str,
+        arrived: Instant,
+    ) -> Result<(ExperimentRow, Duration), ExperimentError> {
+        let run = lock(&self.runs).get(id).filter(|r| r.published()).cloned();
+        let Some(run) = run else {
+            return Err(match lock(&self.store).experiment(id)? {
+                Some(row) => ExperimentError::NotRunning {
+                    id: id.into(),
+                    state: row.state,
+                },
+                None => ExperimentError::NotFound(id.into()),
+            });
+        };
+        let Some(took) = self.end_and_disarm(&run, state, reason, arrived, "stop") else {
+            let state = run.ending().map_or(State::Running, |e| e.state);
+            return Err(ExperimentError::NotRunning {
+                id: id.into(),
+                state,
+            });
+        };
+        let row = self.finish(&run);
+        Ok((row, took))
+    }
+
+    /// Ends `run` with `state` if nobody has and disarms it; the time since `arrived`, or
+    /// `None` when someone else ended it first. The caller finishes it.
+    fn end_and_disarm(
+        &self,
+        run: &Run<E::Armed>,
+        state: State,
+        reason: &str,
+        arrived: Instant,
+        cause: &str,
+    ) -> Option<Duration> {
+        let ended = run.end(Ending {
+            state,
+            reason: reason.to_owned(),
+            at_ms: self.clock.now_ms(),
+            disarmed_in: Duration::ZERO,
+        })?;
+        if let Err(e) = self.engine.switchboard().disarm(&run.switch) {
+            tracing::error!(experiment_id = %run.id, error = %e, "disarm failed; releasing detaches it");
+        }
+        let took = arrived.elapsed();
+        run.set_disarmed_in(took);
+        self.metrics
+            .disarm_seconds
+            .with_label_values(&[cause])
+            .observe(took.as_secs_f64());
+        (ended == Ended::Running).then_some(took)
+    }
+
+    /// Disarms every experiment on the node and latches: nothing new starts until
+    /// [`Manager::clear_emergency_stop`]. Waits for nothing but the disarm writes; releasing
+    /// and recording continue on the worker. Returns how many were running and the time from
+    /// `arrived` until all were disarmed.
+    pub fn emergency_stop(&self, reason: &str, arrived: Instant) -> (usize, Duration) {
+        let failures = self.engine.switchboard().emergency_stop();
+        let runs: Vec<Arc<Run<E::Armed>>> = lock(&self.runs).values().cloned().collect();
+        let mut ended = 0;
+        for run in runs {
+            let ending = Ending {
+                state: State::EmergencyStopped,
+                reason: reason.to_owned(),
+                at_ms: self.clock.now_ms(),
+                disarmed_in: Duration::ZERO,
+            };
+            // Every switch was disarmed above; this catches a start that armed after that.
+            match run.end(ending) {
+                Some(phase) => {
+                    if let Err(e) = self.engine.switchboard().disarm(&run.switch) {
+                        tracing::error!(experiment_id = %run.id, error = %e, "emergency disarm failed");
+                    }
+                    if phase == Ended::Running {
+                        ended += 1;
+                        self.send(Job::Finish(run));
+                    }
+                }
+                None => {}
+            }
+        }
+        let took = arrived.elapsed();
+        for e in failures {
+            tracing::error!(error = %e, "emergency stop: a disarm failed");
+        }
+        self.metrics.emergency_stop.set(1);
+        self.metrics
+            .disarm_seconds
+            .with_label_values(&["emergency_stop"])
+            .observe(took.as_secs_f64());
+        (ended, took)
+    }
+
+    /// Lifts the emergency-stop latch.
+    pub fn clear_emergency_stop(&self) {
+        self.engine.switchboard().clear();
+        self.metrics.emergency_stop.set(0);
+    }
+
+    /// Whether the emergency stop is latched.
+    pub fn latched(&self) -> bool {
+        self.engine.switchboard().latched()
+    }
+
+    /// What this node's kernel can run.
+    pub fn capabilities(&self) -> &crate::capability::Capabilities {
+        self.engine.capabilities()
+    }
+
+    /// Ends experiments whose duration elapsed or that have nothing more to do, and brings the
+    /// metrics and snapshots up to date. Never touches the store or a lock anything slow
+    /// holds: the records are the worker's.
+    pub fn tick(&self) {
+        let now = self.clock.now();
+        let runs: Vec<Arc<Run<E::Armed>>> = lock(&self.runs)
+            .values()
+            .filter(|r| r.running())
+            .cloned()
+            .collect();
+        for run in runs {
+            let due = if now >= run.deadline {
+                Some("duration elapsed")
+            } else if run.with_armed(|a| self.engine.finished(a)) == Some(true) {
+                Some("done: nothing more to inject")
+            } else {
+                None
+            };
+            if let Some(reason) = due {
+                if self
+                    .end_and_disarm(&run, State::Completed, reason, now, "deadline")
+                    .is_some()
+                {
+                    self.send(Job::Finish(run));
+                }
+                continue;
+            }
+            for error in run
+                .with_armed(|a| self.engine.take_errors(a))
+                .unwrap_or_default()
+            {
+                tracing::error!(experiment_id = %run.id, %error, "fault step failed");
+                self.send(Job::Event {
+                    id: run.id.clone(),
+                    at_ms: self.clock.now_ms(),
+                    kind: "error".into(),
+                    message: error,
+                });
+            }
+            if let Some(Ok(c)) = run.with_armed(|a| self.engine.counters(a)) {
+                let (injected, seen) = run.observe(c);
+                self.metrics
+                    .observe_counters(run.kind.as_str(), injected, seen);
+                if run.snapshot_due(now, SNAPSHOT_EVERY) {
+                    self.send(Job::Snapshot {
+                        id: run.id.clone(),
+                        at_ms: self.clock.now_ms(),
+                        counters: c,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs [`Manager::tick`] every `every` on a thread of its own, until the manager is
+    /// dropped.
+    pub fn spawn_reaper(self: &Arc<Self>, every: Duration) -> std::io::Result<()> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("chaos-reaper".into())
+            .spawn(move || {
+                while let Some(manager) = weak.upgrade() {
+                    manager.tick();
+                    drop(manager);
+                    std::thread::sleep(every);
+                }
+            })
+            .map(|_| ())
+    }
+
+    /// Waits until the worker has written everything sent to it so far.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Job::Flush(tx));
+        let _ = rx.recv_timeout(Duration::from_secs(60));
+    }
+
+    /// Stops every running experiment (daemon shutdown) and waits for the records.
+    pub fn shutdown(&self, reason: &str) {
+        let runs: Vec<Arc<Run<E::Armed>>> = lock(&self.runs).values().cloned().collect();
+        for run in runs {
+            let now = Instant::now();
+            if self
+                .end_and_disarm(&run, State::Stopped, reason, now, "stop")
+                .is_some()
+            {
+                self.finish(&run);
+            }
+        }
+        self.flush();
+    }
+
+    /// Releases an ended run, settles its budget and records its end. Called once per run, by
+    /// whoever ended it (or the worker on its behalf).
+    fn finish(&self, run: &Arc<Run<E::Armed>>) -> ExperimentRow {
+        let ending = run.ending().unwrap_or(Ending {
+            state: State::Failed,
+            reason: "ended without a reason".into(),
+            at_ms: self.clock.now_ms(),
+            disarmed_in: Duration::ZERO,
+        });
+        let released = run.take_armed().map(|armed| self.engine.release(armed));
+        let (counters, state, reason) = match released {
+            Some(Ok(c)) => (c, ending.state, ending.reason.clone()),
+            Some(Err(e)) => (
+                Default::default(),
+                State::Failed,
+                format!("{}; releasing failed: {e}", ending.reason),
+            ),
+            None => (Default::default(), ending.state, ending.reason.clone()),
+        };
+        let ended_ms = self.clock.now_ms();
+        let elapsed = Duration::from_millis(ending.at_ms.saturating_sub(run.started_ms));
+        let spent = run.price.spent(counters.injected, elapsed, run.budget);
+        lock(&self.ledger).settle(run.budget, spent, ended_ms);
+        let (injected, seen) = run.observe(counters);
+        self.metrics
+            .observe_counters(run.kind.as_str(), injected, seen);
+        let mut row = self.row(run, state, reason, ended_ms);
+        (row.seen, row.matched, row.injected, row.capped) = (
+            counters.seen,
+            counters.matched,
+            counters.injected,
+            counters.capped,
+        );
+        row.spent = spent;
+        let message = format!(
+            "{} (injected {} of {} matched; disarmed in {:.1} µs)",
+            row.reason,
+            row.injected,
+            row.matched,
+            ending.disarmed_in.as_secs_f64() * 1e6
+        );
+        let recorded = {
+            let store = lock(&self.store);
+            store
+                .finish_experiment(&row)
+                .and_then(|()| store.add_event(&row.id, ended_ms, row.state.as_str(), &message))
+        };
+        if let Err(e) = recorded {
+            tracing::error!(experiment_id = %row.id, error = %e, "recording the end failed");
+        }
+        lock(&self.runs).remove(&run.id);
+        self.metrics
+            .experiments_finished
+            .with_label_values(&[row.state.as_str()])
+            .inc();
+        self.metrics
+            .experiments_running
+            .set(self.published_count() as i64);
+        run.set_done(row.clone());
+        row
+    }
+
+    fn published_count(&self) -> usize {
+        lock(&self.runs).values().filter(|r| r.running()).count()
+    }
+
+    /// The store row of `run` in `state`.
+    fn row(
+        &self,
+        run: &Run<E::Armed>,
+        state: State,
+        reason: String,
+        ended_ms: u64,
+    ) -> ExperimentRow {
+        ExperimentRow {
+            id: run.id.clone(),
+            name: run.name.clone(),
+            kind: run.kind.as_str().to_owned(),
+            target: run.target.clone(),
+            spec: run.spec.clone(),
+            state,
+            reason,
+            started_ms: run.started_ms,
+            ended_ms,
+            seen: 0,
+            matched: 0,
+            injected: 0,
+            capped: 0,
+            budget: run.budget,
+            spent: 0.0,
+        }
+    }
+}
+
+fn cap_text(max: u64) -> String {
+    if max == u64::MAX {
+        "unlimited".to_owned()
+    } else {
+        max.to_string()
+    }
 }
 
 /// 32 random bits from the kernel; falls back to the pid and the clock if /dev/urandom is
@@ -129,422 +678,7 @@ fn instance_tag() -> u32 {
     }
 }
 
-const DAY_MS: u64 = 24 * 3600 * 1000;
-
-/// How often the counters of a running experiment are written to the store.
-const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
-
-impl Manager {
-    /// Takes over the engine and the store; marks experiments left running by a previous
-    /// daemon process as aborted.
-    pub fn new(
-        engine: Engine,
-        store: Store,
-        config: &ChaosConfig,
-    ) -> Result<Self, ExperimentError> {
-        for id in store.abort_running("aborted (daemon restart)", now_ms())? {
-            tracing::warn!(experiment_id = %id, "marked aborted: it was running when the daemon died");
-        }
-        Ok(Self {
-            inner: Mutex::new(Inner {
-                engine,
-                store,
-                running: HashMap::new(),
-            }),
-            latched: AtomicBool::new(false),
-            next: AtomicU64::new(1),
-            instance: instance_tag(),
-            budget: config.budget.clone(),
-            limits: config.experiments.clone(),
-            metrics: Metrics::new(),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves the data consistent enough to disarm: keep going.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records a request in the audit log.
-    pub fn audit(&self, caller: &str, method: &str, detail: &str, outcome: &str) {
-        let row = AuditRow {
-            at_ms: now_ms(),
-            caller: caller.into(),
-            method: method.into(),
-            detail: detail.into(),
-            outcome: outcome.into(),
-        };
-        if let Err(e) = self.lock().store.audit(&row) {
-            tracing::error!(error = %e, "audit log write failed");
-        }
-    }
-
-    /// Validates the spec and resolves its target without touching the kernel.
-    pub fn plan(
-        &self,
-        spec: &FaultSpec,
-        budget: Option<f64>,
-    ) -> Result<PlanSummary, ExperimentError> {
-        let inner = self.lock();
-        let (spec, cost) = self.budgeted(&inner, spec, budget)?;
-        let plan = spec.plan().map_err(EngineError::from)?;
-        if plan.latency.is_some() {
-            // A dry run answers what a start would: refused when the kernel has no fq.
-            let kind = spec.fault.kind();
-            inner
-                .engine
-                .capabilities()
-                .check(kind)
-                .map_err(|reason| EngineError::Unsupported {
-                    fault: kind,
-                    reason,
-                })?;
-        }
-        let target = inner
-            .engine
-            .resolver()
-            .resolve(&spec.target)
-            .map_err(EngineError::from)?;
-        if let Some(prefix) = &plan.lsm_path {
-            // As a start would: the prefix must exist where the target's processes look.
-            crate::path_dirs::resolve(prefix, &target.path).map_err(EngineError::from)?;
-        }
-        Ok(PlanSummary {
-            cgroup: target.path.display().to_string(),
-            cgroup_id: target.id,
-            programs: plan
-                .hooks
-                .iter()
-                .map(|h| format!("{h:?}"))
-                .chain(
-                    plan.lsm_hooks
-                        .iter()
-                        .map(|h| format!("lsm:{}", h.lsm_name())),
-                )
-                .collect(),
-            max_faults: plan.config.max_faults,
-            projected_cost: cost,
-        })
-    }
-
-    pub fn start(
-        &self,
-        name: &str,
-        spec: &FaultSpec,
-        budget: Option<f64>,
-        request: Vec<u8>,
-    ) -> Result<String, ExperimentError> {
-        if self.latched.load(Ordering::SeqCst) {
-            return Err(ExperimentError::Latched);
-        }
-        let mut inner = self.lock();
-        // Checked again under the lock: an emergency stop may have raced with this start.
-        if self.latched.load(Ordering::SeqCst) {
-            return Err(ExperimentError::Latched);
-        }
-        let (spec, budget) = self.budgeted(&inner, spec, budget)?;
-        let spec = &spec;
-        let handle = inner.engine.start(spec)?;
-        let started_ms = now_ms();
-        let id = format!(
-            "exp-{started_ms}-{:08x}-{}",
-            self.instance,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        );
-        let row = ExperimentRow {
-            id: id.clone(),
-            name: if name.is_empty() {
-                spec.fault.kind().to_string()
-            } else {
-                name.to_string()
-            },
-            fault: spec.fault.kind().into(),
-            target: handle.target.path.display().to_string(),
-            spec: request,
-            state: "running".into(),
-            reason: String::new(),
-            started_ms,
-            ended_ms: 0,
-            seen: 0,
-            matched: 0,
-            injected: 0,
-            capped: 0,
-            budget,
-            spent: 0.0,
-        };
-        let recorded = inner.store.insert_experiment(&row).and_then(|()| {
-            let msg = format!(
-                "{} on {} (cgroup id {}) for {:?}, budget {budget} = at most {} faults",
-                handle
-                    .slot
-                    .map_or("no slot".into(), |s| format!("slot {s}")),
-                row.target,
-                handle.target.id,
-                spec.duration,
-                spec.max_faults.unwrap_or(u64::MAX)
-            );
-            inner.store.add_event(&id, started_ms, "armed", &msg)
-        });
-        if let Err(e) = recorded {
-            // Nothing may run that the store does not know about.
-            let _ = inner.engine.stop(handle.id);
-            return Err(e.into());
-        }
-        let deadline = Instant::now() + spec.duration;
-        inner.running.insert(
-            id.clone(),
-            Running {
-                fault: handle.id,
-                row,
-                deadline,
-                observed: SlotCounters::default(),
-                last_snapshot: Instant::now(),
-            },
-        );
-        self.metrics
-            .experiments_running
-            .set(inner.running.len() as i64);
-        Ok(id)
-    }
-
-    /// Stops a running experiment: disarm, detach, record. `state`/`reason` say why.
-    pub fn stop(
-        &self,
-        id: &str,
-        state: &str,
-        reason: &str,
-    ) -> Result<ExperimentRow, ExperimentError> {
-        let mut inner = self.lock();
-        let Some(run) = inner.running.remove(id) else {
-            return Err(match inner.store.experiment(id)? {
-                Some(row) => ExperimentError::NotRunning {
-                    id: id.into(),
-                    state: row.state,
-                },
-                None => ExperimentError::NotFound(id.into()),
-            });
-        };
-        let t = Instant::now();
-        let disarmed = inner.engine.disarm(run.fault);
-        if disarmed.is_ok() {
-            let took = t.elapsed().as_secs_f64();
-            self.metrics
-                .disarm_seconds
-                .with_label_values(&["stop"])
-                .observe(took);
-        }
-        // Detach even if the disarm write failed: removing the programs stops the fault too,
-        // and the experiment must not leave the books while still attached.
-        let counters = inner.engine.detach(run.fault);
-        self.finish(&mut inner, run, state, reason, disarmed.and(counters))
-    }
-
-    /// Disarms every experiment (one map write each, measured), latches, then detaches and
-    /// records them. Returns how many were running and the disarm time.
-    pub fn emergency_stop(&self, reason: &str) -> Result<(usize, Duration), ExperimentError> {
-        self.latched.store(true, Ordering::SeqCst);
-        self.metrics.emergency_stop.set(1);
-        let mut inner = self.lock();
-        let t = Instant::now();
-        let disarmed = inner.engine.disarm_all();
-        let disarm_time = t.elapsed();
-        self.metrics
-            .disarm_seconds
-            .with_label_values(&["emergency_stop"])
-            .observe(disarm_time.as_secs_f64());
-        let ids: Vec<String> = inner.running.keys().cloned().collect();
-        for id in &ids {
-            if let Some(run) = inner.running.remove(id) {
-                let counters = inner.engine.detach(run.fault);
-                self.finish(&mut inner, run, "emergency_stopped", reason, counters)?;
-            }
-        }
-        disarmed?;
-        Ok((ids.len(), disarm_time))
-    }
-
-    pub fn clear_emergency_stop(&self) {
-        self.latched.store(false, Ordering::SeqCst);
-        self.metrics.emergency_stop.set(0);
-    }
-
-    /// What this node's kernel can run.
-    pub fn capabilities(&self) -> crate::capability::Capabilities {
-        self.lock().engine.capabilities().clone()
-    }
-
-    pub fn latched(&self) -> bool {
-        self.latched.load(Ordering::SeqCst)
-    }
-
-    /// Ends experiments whose duration elapsed and brings the metrics up to date. Called
-    /// periodically by the daemon.
-    pub fn tick(&self) -> Result<Vec<String>, ExperimentError> {
-        let now = Instant::now();
-        let due = {
-            let mut inner = self.lock();
-            let Inner {
-                engine,
-                running,
-                store,
-            } = &mut *inner;
-            for (fault, e) in engine.poll() {
-                if let Some(run) = running.values().find(|r| r.fault == fault) {
-                    tracing::error!(experiment_id = %run.row.id, error = %e, "fault step failed");
-                    store.add_event(&run.row.id, now_ms(), "error", &e.to_string())?;
-                }
-            }
-            for run in running.values_mut() {
-                let c = engine.counters(run.fault)?;
-                self.observe(run, c);
-                if run.last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-                    run.last_snapshot = Instant::now();
-                    let snap = SnapshotRow {
-                        at_ms: now_ms(),
-                        seen: c.seen,
-                        matched: c.matched,
-                        injected: c.injected,
-                        capped: c.capped,
-                    };
-                    store.add_snapshot(&run.row.id, &snap)?;
-                }
-            }
-            inner
-                .running
-                .iter()
-                .filter_map(|(id, r)| {
-                    if r.deadline <= now {
-                        Some((id.clone(), "duration elapsed"))
-                    } else if inner.engine.finished(r.fault) {
-                        Some((id.clone(), "done: nothing more to inject"))
-                    } else {
-                        None
-                    }
-                })
-                .collect::<Vec<_>>()
-        };
-        for (id, reason) in &due {
-            match self.stop(id, "completed", reason) {
-                Ok(_) | Err(ExperimentError::NotRunning { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(due.into_iter().map(|(id, _)| id).collect())
-    }
-
-    /// Adds the growth of `run`'s counters to the metrics.
-    fn observe(&self, run: &mut Running, c: SlotCounters) {
-        let injected = c.injected.saturating_sub(run.observed.injected);
-        let seen = c.seen.saturating_sub(run.observed.seen);
-        self.metrics
-            .observe_counters(&run.row.fault, injected, seen);
-        run.observed = c;
-    }
-
-    /// Records how a stopped experiment ended.
-    fn finish(
-        &self,
-        inner: &mut Inner,
-        mut run: Running,
-        state: &str,
-        reason: &str,
-        counters: Result<SlotCounters, EngineError>,
-    ) -> Result<ExperimentRow, ExperimentError> {
-        self.metrics
-            .experiments_running
-            .set(inner.running.len() as i64);
-        let row = &mut run.row;
-        row.ended_ms = now_ms();
-        row.state = state.into();
-        row.reason = reason.into();
-        let detach = match counters {
-            Ok(c) => {
-                set_counters(row, c);
-                row.spent = self.spent(row, row.ended_ms);
-                self.observe(&mut run, c);
-                None
-            }
-            Err(e) => {
-                let row = &mut run.row;
-                row.state = "failed".into();
-                row.reason = format!("{reason}; stopping failed: {e}");
-                Some(e)
-            }
-        };
-        let row = run.row;
-        self.metrics
-            .experiments_finished
-            .with_label_values(&[row.state.as_str()])
-            .inc();
-        inner.store.finish_experiment(&row)?;
-        let msg = format!(
-            "{} (injected {} of {} matched)",
-            row.reason, row.injected, row.matched
-        );
-        inner
-            .store
-            .add_event(&row.id, row.ended_ms, &row.state, &msg)?;
-        match detach {
-            Some(e) => Err(e.into()),
-            None => Ok(row),
-        }
-    }
-
-    /// One experiment, with live counters while it runs.
-    pub fn get(&self, id: &str) -> Result<ExperimentView, ExperimentError> {
-        let inner = self.lock();
-        if let Some(run) = inner.running.get(id) {
-            let mut row = run.row.clone();
-            set_counters(&mut row, inner.engine.counters(run.fault)?);
-            row.spent = self.spent(&row, now_ms());
-            return Ok(ExperimentView { row });
-        }
-        let row = inner
-            .store
-            .experiment(id)?
-            .ok_or_else(|| ExperimentError::NotFound(id.into()))?;
-        Ok(ExperimentView { row })
-    }
-
-    /// Experiments started in the last `since` (all when `None`), newest first.
-    pub fn list(&self, since: Option<Duration>) -> Result<Vec<ExperimentView>, ExperimentError> {
-        let since_ms = since.map_or(0, |d| now_ms().saturating_sub(d.as_millis() as u64));
-        let rows = self.lock().store.experiments_since(since_ms)?;
-        rows.into_iter()
-            .map(|r| {
-                if r.state == "running" {
-                    self.get(&r.id)
-                } else {
-                    Ok(ExperimentView { row: r })
-                }
-            })
-            .collect()
-    }
-
-    /// The running experiments, with live counters.
-    pub fn running(&self) -> Result<Vec<ExperimentView>, ExperimentError> {
-        let ids: Vec<String> = self.lock().running.keys().cloned().collect();
-        let mut views: Vec<_> = ids.iter().filter_map(|id| self.get(id).ok()).collect();
-        views.sort_by(|a, b| a.row.id.cmp(&b.row.id));
-        Ok(views)
-    }
-
-    pub fn report(&self, id: &str) -> Result<ReportData, ExperimentError> {
-        let row = self.get(id)?.row;
-        let inner = self.lock();
-        let (events, snapshots) = (inner.store.events(id)?, inner.store.snapshots(id)?);
-        Ok(ReportData {
-            row,
-            events,
-            snapshots,
-        })
-    }
-}
-
-fn set_counters(row: &mut ExperimentRow, c: SlotCounters) {
-    (row.seen, row.matched, row.injected, row.capped) = (c.seen, c.matched, c.injected, c.capped);
-}
-
+/// Unix time in milliseconds.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -1,14 +1,12 @@
-//! File and process syscall errors: the LSM hook and slot flag of each call a user can fail
-//! (the calls and the path-prefix rules are chaos-api's), and the plan of a `syscall_error`
-//! fault.
+//! File and process syscall errors in the kernel: the LSM hook and slot flag of each call a
+//! user can fail (the calls and the path-prefix rules are chaos-api's), written into a slot.
 
-use chaos_api::experiment::{CallName as _, SyscallCall, normalize_path_prefix};
+use chaos_api::experiment::{CallName as _, SyscallCall, SyscallError, normalize_path_prefix};
 use chaos_common::{
     FLAG_CALL_CREATE, FLAG_CALL_EXEC, FLAG_CALL_FORK, FLAG_CALL_MMAP, FLAG_CALL_OPEN,
     FLAG_CALL_READ, FLAG_CALL_UNLINK, FLAG_CALL_WRITE, FLAG_PATH_PREFIX, SlotConfig,
 };
 
-use super::{Errno, SpecError};
 use crate::ebpf::lsm::LsmHook;
 
 /// The global LSM hook that sees `call`, and the slot flag that selects it there.
@@ -34,128 +32,57 @@ pub struct LsmPlan {
     pub path_prefix: Option<String>,
 }
 
-/// Writes the errno and call flags of a `syscall_error` fault into `config` and returns the
-/// LSM hooks it needs and its normalized path prefix.
-pub fn plan(
-    config: &mut SlotConfig,
-    errno: Errno,
-    calls: &[SyscallCall],
-    path_prefix: Option<&str>,
-) -> Result<LsmPlan, SpecError> {
-    if calls.is_empty() {
-        return Err(SpecError::new("fault.calls", "[]", SyscallCall::allowed()));
-    }
-    let path_prefix = path_prefix
-        .map(|p| normalize_prefix(p, calls))
-        .transpose()?;
-    config.errno = errno.number();
+/// Writes the errno and call flags of a validated `syscall_error` fault into `config` and
+/// returns the LSM hooks it needs and its normalized path prefix.
+pub fn plan(config: &mut SlotConfig, error: &SyscallError) -> LsmPlan {
+    config.errno = error.errno.number();
     let mut hooks = Vec::new();
-    for &call in SyscallCall::ALL.iter().filter(|c| calls.contains(c)) {
+    for &call in SyscallCall::ALL.iter().filter(|c| error.calls.contains(c)) {
         let (hook, flag) = lsm_hook(call);
         config.flags |= flag;
         if !hooks.contains(&hook) {
             hooks.push(hook);
         }
     }
+    // Validated by the model: normalizing cannot fail here.
+    let path_prefix = error
+        .path_prefix
+        .as_deref()
+        .and_then(|p| normalize_path_prefix(p, &error.calls).ok());
     if path_prefix.is_some() {
         config.flags |= FLAG_PATH_PREFIX;
     }
-    Ok(LsmPlan { hooks, path_prefix })
-}
-
-/// [`normalize_path_prefix`] as a [`SpecError`].
-fn normalize_prefix(p: &str, calls: &[SyscallCall]) -> Result<String, SpecError> {
-    normalize_path_prefix(p, calls)
-        .map_err(|allowed| SpecError::new("fault.path_prefix", p, allowed))
+    LsmPlan { hooks, path_prefix }
 }
 
 #[cfg(test)]
 mod tests {
+    use chaos_api::experiment::Errno;
+
     use super::*;
+
+    fn error(calls: &[SyscallCall], path_prefix: Option<&str>) -> SyscallError {
+        SyscallError {
+            errno: Errno::EIO,
+            calls: calls.to_vec(),
+            path_prefix: path_prefix.map(str::to_owned),
+        }
+    }
 
     #[test]
     fn read_and_write_share_one_hook_and_set_both_flags() {
         let mut cfg = SlotConfig::default();
-        let errno: Errno = "EIO".parse().unwrap();
         let hooks = plan(
             &mut cfg,
-            errno,
-            &[SyscallCall::Write, SyscallCall::Read, SyscallCall::Fork],
-            None,
+            &error(
+                &[SyscallCall::Write, SyscallCall::Read, SyscallCall::Fork],
+                None,
+            ),
         )
-        .unwrap()
         .hooks;
         assert_eq!(hooks, vec![LsmHook::FilePermission, LsmHook::TaskAlloc]);
         assert_eq!(cfg.flags, FLAG_CALL_READ | FLAG_CALL_WRITE | FLAG_CALL_FORK);
         assert_eq!(cfg.errno, libc::EIO as u32);
-    }
-
-    #[test]
-    fn bad_input_names_the_field() {
-        let e = super::super::parse_call::<SyscallCall>("chmod").unwrap_err();
-        assert_eq!(
-            (e.field.as_str(), e.value.as_str()),
-            ("fault.calls", "chmod")
-        );
-        assert!(e.allowed.contains("unlink"), "{e}");
-        let errno: Errno = "EIO".parse().unwrap();
-        let mut cfg = SlotConfig::default();
-        assert_eq!(
-            plan(&mut cfg, errno, &[], None).unwrap_err().field,
-            "fault.calls"
-        );
-        for (calls, prefix, allowed) in [
-            (
-                &[SyscallCall::Open, SyscallCall::Fork][..],
-                "/data",
-                "no path_prefix with fork",
-            ),
-            (
-                &[SyscallCall::Exec][..],
-                "/data",
-                "no path_prefix with exec",
-            ),
-            (&[SyscallCall::Open][..], "data", "an absolute path"),
-            (&[SyscallCall::Open][..], "/", "an absolute path"),
-            (&[SyscallCall::Open][..], "//./", "an absolute path"),
-            (&[SyscallCall::Read][..], "/data/../etc", "an absolute path"),
-        ] {
-            let e = plan(&mut cfg, errno, calls, Some(prefix)).unwrap_err();
-            assert_eq!(
-                (e.field.as_str(), e.value.as_str()),
-                ("fault.path_prefix", prefix)
-            );
-            assert!(e.allowed.contains(allowed), "{e}");
-        }
-        let e = plan(&mut cfg, errno, &[SyscallCall::Fork], Some("/data")).unwrap_err();
-        assert!(
-            e.to_string().contains(
-                "fault.path_prefix: /data is not allowed; expected no path_prefix with fork: \
-                 only file calls (open, read, write, unlink, create, mmap)"
-            ),
-            "{e}"
-        );
-        let longest = format!(
-            "/{}",
-            "a".repeat(chaos_api::experiment::MAX_PATH_PREFIX_LEN - 1)
-        );
-        assert!(
-            plan(
-                &mut cfg.clone(),
-                errno,
-                &[SyscallCall::Open],
-                Some(&longest)
-            )
-            .is_ok()
-        );
-        let e = plan(
-            &mut cfg,
-            errno,
-            &[SyscallCall::Open],
-            Some(&format!("{longest}a")),
-        );
-        assert_eq!(e.unwrap_err().field, "fault.path_prefix");
-        assert_eq!(cfg, SlotConfig::default(), "a refused plan writes nothing");
     }
 
     #[test]
@@ -166,13 +93,7 @@ mod tests {
             .copied()
             .filter(|c| c.is_file_call())
             .collect();
-        let p = plan(
-            &mut cfg,
-            "EIO".parse().unwrap(),
-            &file_calls,
-            Some("/data//./x/"),
-        )
-        .unwrap();
+        let p = plan(&mut cfg, &error(&file_calls, Some("/data//./x/")));
         assert_eq!(
             p.hooks,
             vec![

@@ -1,6 +1,10 @@
 //! The tonic service `chaos.v1.ChaosDaemon`: a thin edge. Each request is authenticated,
-//! converted into a call on the [`Manager`] ([`convert`]), audited, and its error mapped to a
-//! status code in one place ([`status_of`]).
+//! read into chaos-api's model ([`Experiment::from_proto`]), handed to the [`Manager`],
+//! audited, and its error answered by its class ([`status_of`]).
+//!
+//! Handlers never block the async runtime: work that may wait (planning, arming, the store)
+//! runs on the blocking pool; stopping and the emergency stop disarm inline (microseconds) and
+//! measure from the request's arrival, stamped by [`stamp_arrival`] before the body is decoded.
 //!
 //! Callers are authenticated and given a role by [`auth`]: on the Unix socket (0600) by the
 //! kernel's peer credentials, on TCP by the verified client certificate.
@@ -8,90 +12,72 @@
 pub mod auth;
 pub mod convert;
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{fmt::Display, pin::Pin, sync::Arc, time::Duration, time::Instant};
 
-use chaos_api::proto::{self, chaos_daemon_server::ChaosDaemon};
+use chaos_api::{
+    experiment::Experiment,
+    proto::{self, chaos_daemon_server::ChaosDaemon},
+    state::State,
+};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use self::auth::{Caller, Role};
-
 use crate::{
-    ebpf::KernelError,
-    engine::EngineError,
-    experiment::{ExperimentError, Manager},
-    fault::SpecError,
-    host_fault::HostFaultError,
-    net::{devices::DeviceError, latency::LatencyError},
+    engine::Engine,
+    error::{Classify, ErrorClass},
+    experiment::Manager,
     report,
-    target::TargetError,
 };
 
+/// The daemon's manager.
+pub type DaemonManager = Manager<Engine>;
+
+/// When a request arrived, stamped by [`stamp_arrival`].
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival(pub Instant);
+
+/// The interceptor that stamps each request's arrival before its body is decoded.
+pub fn stamp_arrival(mut req: Request<()>) -> Result<Request<()>, Status> {
+    req.extensions_mut().insert(Arrival(Instant::now()));
+    Ok(req)
+}
+
+fn arrival<T>(req: &Request<T>) -> Instant {
+    req.extensions()
+        .get::<Arrival>()
+        .map_or_else(Instant::now, |a| a.0)
+}
+
 /// The one mapping from domain errors to gRPC status codes.
-pub fn status_of(e: &ExperimentError) -> Status {
+pub fn status_of<E: Classify + Display>(e: &E) -> Status {
     let msg = e.to_string();
-    match e {
-        ExperimentError::Engine(EngineError::Spec(_)) => Status::invalid_argument(msg),
-        // A target that is not on this node is NotFound (a fan-out asks every node); one that
-        // is malformed is invalid; one that exists but may not be touched is a refusal.
-        ExperimentError::Engine(EngineError::Target(t)) => match t {
-            TargetError::NotACgroup { .. }
-            | TargetError::NotFound { .. }
-            | TargetError::Pid { .. } => Status::not_found(msg),
-            TargetError::BadContainerId { .. } | TargetError::BadPodUid { .. } => {
-                Status::invalid_argument(msg)
-            }
-            _ => Status::failed_precondition(msg),
-        },
-        ExperimentError::Engine(EngineError::NoFreeSlot) => Status::resource_exhausted(msg),
-        ExperimentError::Engine(EngineError::Kernel(KernelError::LsmUnsupported(_))) => {
-            Status::failed_precondition(msg)
-        }
-        ExperimentError::Engine(EngineError::UnknownFault(_)) => Status::not_found(msg),
-        ExperimentError::Engine(
-            EngineError::Unsupported { .. } | EngineError::Host(HostFaultError::Unusable { .. }),
-        )
-        | ExperimentError::Disabled(_) => Status::failed_precondition(msg),
-        ExperimentError::Latched | ExperimentError::NotRunning { .. } => {
-            Status::failed_precondition(msg)
-        }
-        ExperimentError::NotFound(_) => Status::not_found(msg),
-        ExperimentError::BudgetInvalid { .. } | ExperimentError::LatencyTooHigh { .. } => {
-            Status::invalid_argument(msg)
-        }
-        ExperimentError::Engine(EngineError::Latency(l)) => match l {
-            LatencyError::Device(DeviceError::NoDevice { .. })
-            | LatencyError::NoDefaultRoute { .. } => Status::invalid_argument(msg),
-            LatencyError::ManyNetns { .. }
-            | LatencyError::Device(DeviceError::Unrestorable { .. }) => {
-                Status::failed_precondition(msg)
-            }
-            _ => Status::internal(msg),
-        },
-        ExperimentError::BudgetExhausted { .. } | ExperimentError::BudgetTooSmall { .. } => {
-            Status::resource_exhausted(msg)
-        }
-        ExperimentError::Engine(_) | ExperimentError::Store(_) => Status::internal(msg),
+    match e.class() {
+        ErrorClass::Invalid => Status::invalid_argument(msg),
+        ErrorClass::NotFound => Status::not_found(msg),
+        ErrorClass::Refused => Status::failed_precondition(msg),
+        ErrorClass::Exhausted => Status::resource_exhausted(msg),
+        ErrorClass::Internal => Status::internal(msg),
     }
 }
 
-fn invalid(e: SpecError) -> Status {
-    Status::invalid_argument(e.to_string())
+/// Runs blocking `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("request worker failed: {e}")))?
 }
 
 pub struct Service {
-    manager: Arc<Manager>,
+    manager: Arc<DaemonManager>,
     node: String,
 }
 
 impl Service {
-    pub fn new(manager: Arc<Manager>, node: String) -> Self {
+    pub fn new(manager: Arc<DaemonManager>, node: String) -> Self {
         Self { manager, node }
-    }
-
-    /// Who is calling, or Unauthenticated/PermissionDenied.
-    fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
-        auth::caller(req)
     }
 
     /// Counts a finished request by method and status code.
@@ -107,35 +93,28 @@ impl Service {
             .inc();
     }
 
-    /// Runs `f` for a caller with at least `role` and writes the audit log, refusals included.
-    fn audited<T, R>(
-        &self,
-        req: &Request<T>,
-        method: &str,
-        role: Role,
-        detail: &str,
-        f: impl FnOnce(&str) -> Result<R, Status>,
-    ) -> Result<R, Status> {
-        let caller = match self
-            .caller(req)
-            .and_then(|c| c.require(role, method).map(|()| c))
-        {
-            Ok(c) => c.name,
-            Err(s) => {
-                let outcome = format!("{:?}: {}", s.code(), s.message());
-                self.manager
-                    .audit("refused caller", method, detail, &outcome);
-                return Err(s);
-            }
-        };
-        let result = f(&caller);
-        let outcome = match &result {
+    /// The caller of `req` if it has at least `role`; a refused caller is audited.
+    fn authorize<T>(&self, req: &Request<T>, method: &str, role: Role) -> Result<Caller, Status> {
+        let caller = auth::caller(req).and_then(|c| c.require(role, method).map(|()| c));
+        if let Err(s) = &caller {
+            self.audit("refused caller", method, "", &Err::<(), _>(s.clone()));
+        }
+        caller
+    }
+
+    fn audit<T>(&self, caller: &str, method: &str, detail: &str, result: &Result<T, Status>) {
+        let outcome = match result {
             Ok(_) => "ok".to_string(),
             Err(s) => format!("{:?}: {}", s.code(), s.message()),
         };
-        self.manager.audit(&caller, method, detail, &outcome);
-        result
+        self.manager.audit(caller, method, detail, &outcome);
     }
+}
+
+/// Reads a request's spec into the model: the same defaults and checks as a file.
+fn experiment(spec: Option<&proto::ExperimentSpec>) -> Result<Experiment, Status> {
+    let spec = spec.ok_or_else(|| Status::invalid_argument("spec: missing"))?;
+    Experiment::from_proto(spec).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<proto::ExperimentUpdate, Status>> + Send>>;
@@ -145,122 +124,140 @@ impl Service {
         &self,
         req: Request<proto::CapabilitiesRequest>,
     ) -> Result<Response<proto::CapabilitiesResponse>, Status> {
-        self.caller(&req)?;
+        auth::caller(&req)?;
         let caps = self.manager.capabilities();
         Ok(Response::new(proto::CapabilitiesResponse {
             node: self.node.clone(),
-            kernel: caps.kernel,
+            kernel: caps.kernel.clone(),
             capabilities: caps
                 .faults
-                .into_iter()
+                .iter()
                 .map(|c| proto::Capability {
-                    fault: c.fault.into(),
+                    experiment_type: c.kind.as_str().into(),
                     supported: c.supported,
-                    reason: c.reason,
+                    reason: c.reason.clone(),
                 })
                 .collect(),
         }))
+    }
+
+    /// A dry run (Validate, or StartExperiment with `dry_run`) or a start: plans, and unless
+    /// dry, arms exactly that plan.
+    async fn plan_or_start(
+        &self,
+        spec: Option<proto::ExperimentSpec>,
+        dry_run: bool,
+    ) -> Result<proto::StartExperimentResponse, Status> {
+        let manager = self.manager.clone();
+        blocking(move || {
+            let experiment = experiment(spec.as_ref())?;
+            let planned = manager.plan(&experiment).map_err(|e| status_of(&e))?;
+            let plan = convert::plan_to_proto(&planned.plan, planned.admission.budget);
+            let id = if dry_run {
+                String::new()
+            } else {
+                manager.start(planned).map_err(|e| status_of(&e))?
+            };
+            Ok(proto::StartExperimentResponse {
+                id,
+                plan: Some(plan),
+            })
+        })
+        .await
     }
 
     async fn do_validate(
         &self,
         req: Request<proto::ValidateRequest>,
     ) -> Result<Response<proto::ValidateResponse>, Status> {
-        self.caller(&req)?;
-        let msg = req.get_ref().spec.clone().unwrap_or_default();
-        let (_, spec) = convert::spec_from_proto(&msg).map_err(invalid)?;
-        let plan = self
-            .manager
-            .plan(&spec, msg.budget)
-            .map_err(|e| status_of(&e))?;
-        Ok(Response::new(proto::ValidateResponse {
-            plan: Some(convert::plan_to_proto(plan)),
-        }))
+        let caller = self.authorize(&req, "Validate", Role::Operator)?;
+        let spec = req.into_inner().spec;
+        let detail = spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        let r = self.plan_or_start(spec, true).await;
+        self.audit(&caller.name, "Validate", &detail, &r);
+        Ok(Response::new(proto::ValidateResponse { plan: r?.plan }))
     }
 
     async fn do_start_experiment(
         &self,
         req: Request<proto::StartExperimentRequest>,
     ) -> Result<Response<proto::StartExperimentResponse>, Status> {
-        let r = req.get_ref();
-        let spec_msg = r.spec.clone().unwrap_or_default();
-        let detail = format!("{} dry_run={}", spec_msg.name, r.dry_run);
-        self.audited(&req, "StartExperiment", Role::Operator, &detail, |_| {
-            let (name, spec) = convert::spec_from_proto(&spec_msg).map_err(invalid)?;
-            let plan = self
-                .manager
-                .plan(&spec, spec_msg.budget)
-                .map_err(|e| status_of(&e))?;
-            let id = if r.dry_run {
-                String::new()
-            } else {
-                let bytes = prost::Message::encode_to_vec(&spec_msg);
-                self.manager
-                    .start(&name, &spec, spec_msg.budget, bytes)
-                    .map_err(|e| status_of(&e))?
-            };
-            Ok(Response::new(proto::StartExperimentResponse {
-                id,
-                plan: Some(convert::plan_to_proto(plan)),
-            }))
-        })
+        let caller = self.authorize(&req, "StartExperiment", Role::Operator)?;
+        let r = req.into_inner();
+        let detail = format!(
+            "{} dry_run={}",
+            r.spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default(),
+            r.dry_run
+        );
+        let result = self.plan_or_start(r.spec, r.dry_run).await;
+        self.audit(&caller.name, "StartExperiment", &detail, &result);
+        result.map(Response::new)
     }
 
     async fn do_stop_experiment(
         &self,
         req: Request<proto::StopExperimentRequest>,
     ) -> Result<Response<proto::StopExperimentResponse>, Status> {
-        let id = req.get_ref().id.clone();
-        self.audited(&req, "StopExperiment", Role::Operator, &id, |caller| {
-            let row = self
-                .manager
-                .stop(&id, "stopped", &format!("stopped by {caller}"))
+        let arrived = arrival(&req);
+        let caller = self.authorize(&req, "StopExperiment", Role::Operator)?;
+        let id = req.into_inner().id;
+        let manager = self.manager.clone();
+        let (who, what) = (caller.name.clone(), id.clone());
+        let r = blocking(move || {
+            let reason = format!("stopped by {who}");
+            let (row, took) = manager
+                .stop(&what, State::Stopped, &reason, arrived)
                 .map_err(|e| status_of(&e))?;
             let view = crate::experiment::ExperimentView { row };
-            Ok(Response::new(proto::StopExperimentResponse {
+            Ok(proto::StopExperimentResponse {
                 status: Some(convert::status_to_proto(&view)),
-            }))
+                disarm_ns: u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            })
         })
+        .await;
+        self.audit(&caller.name, "StopExperiment", &id, &r);
+        r.map(Response::new)
     }
 
     async fn do_emergency_stop(
         &self,
         req: Request<proto::EmergencyStopRequest>,
     ) -> Result<Response<proto::EmergencyStopResponse>, Status> {
-        let reason = req.get_ref().reason.clone();
-        self.audited(&req, "EmergencyStop", Role::Observer, &reason, |caller| {
-            let why = if reason.is_empty() {
-                format!("emergency stop by {caller}")
-            } else {
-                format!("emergency stop by {caller}: {reason}")
-            };
-            let (n, took) = self
-                .manager
-                .emergency_stop(&why)
-                .map_err(|e| status_of(&e))?;
-            Ok(Response::new(proto::EmergencyStopResponse {
-                disarmed: n as u32,
-                disarm_ns: took.as_nanos() as u64,
-            }))
-        })
+        let arrived = arrival(&req);
+        let caller = self.authorize(&req, "EmergencyStop", Role::Observer)?;
+        let reason = req.into_inner().reason;
+        let why = if reason.is_empty() {
+            format!("emergency stop by {}", caller.name)
+        } else {
+            format!("emergency stop by {}: {reason}", caller.name)
+        };
+        // Inline: a few map writes; releasing and recording continue on the recorder.
+        let (n, took) = self.manager.emergency_stop(&why, arrived);
+        let r = Ok(proto::EmergencyStopResponse {
+            disarmed: u32::try_from(n).unwrap_or(u32::MAX),
+            disarm_ns: u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+        });
+        self.audit(&caller.name, "EmergencyStop", &reason, &r);
+        r.map(Response::new)
     }
 
     async fn do_clear_emergency_stop(
         &self,
         req: Request<proto::ClearEmergencyStopRequest>,
     ) -> Result<Response<proto::ClearEmergencyStopResponse>, Status> {
-        self.audited(&req, "ClearEmergencyStop", Role::Operator, "", |_| {
-            self.manager.clear_emergency_stop();
-            Ok(Response::new(proto::ClearEmergencyStopResponse {}))
-        })
+        let caller = self.authorize(&req, "ClearEmergencyStop", Role::Operator)?;
+        self.manager.clear_emergency_stop();
+        let r = Ok(proto::ClearEmergencyStopResponse {});
+        self.audit(&caller.name, "ClearEmergencyStop", "", &r);
+        r.map(Response::new)
     }
 
     async fn do_get_status(
         &self,
         req: Request<proto::GetStatusRequest>,
     ) -> Result<Response<proto::GetStatusResponse>, Status> {
-        self.caller(&req)?;
-        let running = self.manager.running().map_err(|e| status_of(&e))?;
+        auth::caller(&req)?;
+        let running = self.manager.running();
         Ok(Response::new(proto::GetStatusResponse {
             node: self.node.clone(),
             emergency_stop: self.manager.latched(),
@@ -272,21 +269,27 @@ impl Service {
         &self,
         req: Request<proto::WatchExperimentRequest>,
     ) -> Result<Response<UpdateStream>, Status> {
-        self.caller(&req)?;
+        auth::caller(&req)?;
         let r = req.into_inner();
-        let first = self.manager.get(&r.id).map_err(|e| status_of(&e))?;
+        let manager = self.manager.clone();
+        let first = {
+            let (manager, id) = (manager.clone(), r.id.clone());
+            blocking(move || manager.get(&id).map_err(|e| status_of(&e))).await?
+        };
         let interval = Duration::from_millis(if r.interval_ms == 0 {
             1000
         } else {
             u64::from(r.interval_ms.max(50))
         });
-        let manager = self.manager.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             let started = first.row.started_ms;
             loop {
-                let update = manager.get(&r.id).map_err(|e| status_of(&e));
-                let done = update.as_ref().map_or(true, |v| v.row.state != "running");
+                let (m, id) = (manager.clone(), r.id.clone());
+                let update = blocking(move || m.get(&id).map_err(|e| status_of(&e))).await;
+                let done = update
+                    .as_ref()
+                    .map_or(true, |v| v.row.state != State::Running);
                 let msg = update.map(|v| proto::ExperimentUpdate {
                     elapsed_ms: crate::experiment::now_ms().saturating_sub(started),
                     status: Some(convert::status_to_proto(&v)),
@@ -306,10 +309,11 @@ impl Service {
         &self,
         req: Request<proto::ListExperimentsRequest>,
     ) -> Result<Response<proto::ListExperimentsResponse>, Status> {
-        self.caller(&req)?;
+        auth::caller(&req)?;
         let since = req.get_ref().since_s;
         let since = (since > 0).then(|| Duration::from_secs(since));
-        let list = self.manager.list(since).map_err(|e| status_of(&e))?;
+        let manager = self.manager.clone();
+        let list = blocking(move || manager.list(since).map_err(|e| status_of(&e))).await?;
         Ok(Response::new(proto::ListExperimentsResponse {
             experiments: list.iter().map(convert::status_to_proto).collect(),
         }))
@@ -319,11 +323,10 @@ impl Service {
         &self,
         req: Request<proto::GetReportRequest>,
     ) -> Result<Response<proto::Report>, Status> {
-        self.caller(&req)?;
-        let data = self
-            .manager
-            .report(&req.get_ref().id)
-            .map_err(|e| status_of(&e))?;
+        auth::caller(&req)?;
+        let id = req.into_inner().id;
+        let manager = self.manager.clone();
+        let data = blocking(move || manager.report(&id).map_err(|e| status_of(&e))).await?;
         let spec: Option<proto::ExperimentSpec> =
             prost::Message::decode(data.row.spec.as_slice()).ok();
         let markdown = report::markdown(&data);
@@ -345,97 +348,32 @@ impl Service {
     }
 }
 
-#[tonic::async_trait]
-impl ChaosDaemon for Service {
-    type WatchExperimentStream = UpdateStream;
+/// Each method runs its `do_` body and counts the answer by code.
+macro_rules! counted {
+    ($($method:ident, $name:literal, $body:ident, $req:ty, $resp:ty;)*) => {
+        #[tonic::async_trait]
+        impl ChaosDaemon for Service {
+            type WatchExperimentStream = UpdateStream;
+            $(
+                async fn $method(&self, req: Request<$req>) -> Result<Response<$resp>, Status> {
+                    let r = self.$body(req).await;
+                    self.count($name, &r);
+                    r
+                }
+            )*
+        }
+    };
+}
 
-    async fn capabilities(
-        &self,
-        req: Request<proto::CapabilitiesRequest>,
-    ) -> Result<Response<proto::CapabilitiesResponse>, Status> {
-        let r = self.do_capabilities(req).await;
-        self.count("Capabilities", &r);
-        r
-    }
-
-    async fn validate(
-        &self,
-        req: Request<proto::ValidateRequest>,
-    ) -> Result<Response<proto::ValidateResponse>, Status> {
-        let r = self.do_validate(req).await;
-        self.count("Validate", &r);
-        r
-    }
-
-    async fn start_experiment(
-        &self,
-        req: Request<proto::StartExperimentRequest>,
-    ) -> Result<Response<proto::StartExperimentResponse>, Status> {
-        let r = self.do_start_experiment(req).await;
-        self.count("StartExperiment", &r);
-        r
-    }
-
-    async fn stop_experiment(
-        &self,
-        req: Request<proto::StopExperimentRequest>,
-    ) -> Result<Response<proto::StopExperimentResponse>, Status> {
-        let r = self.do_stop_experiment(req).await;
-        self.count("StopExperiment", &r);
-        r
-    }
-
-    async fn emergency_stop(
-        &self,
-        req: Request<proto::EmergencyStopRequest>,
-    ) -> Result<Response<proto::EmergencyStopResponse>, Status> {
-        let r = self.do_emergency_stop(req).await;
-        self.count("EmergencyStop", &r);
-        r
-    }
-
-    async fn clear_emergency_stop(
-        &self,
-        req: Request<proto::ClearEmergencyStopRequest>,
-    ) -> Result<Response<proto::ClearEmergencyStopResponse>, Status> {
-        let r = self.do_clear_emergency_stop(req).await;
-        self.count("ClearEmergencyStop", &r);
-        r
-    }
-
-    async fn get_status(
-        &self,
-        req: Request<proto::GetStatusRequest>,
-    ) -> Result<Response<proto::GetStatusResponse>, Status> {
-        let r = self.do_get_status(req).await;
-        self.count("GetStatus", &r);
-        r
-    }
-
-    async fn watch_experiment(
-        &self,
-        req: Request<proto::WatchExperimentRequest>,
-    ) -> Result<Response<UpdateStream>, Status> {
-        let r = self.do_watch_experiment(req).await;
-        self.count("WatchExperiment", &r);
-        r
-    }
-
-    async fn list_experiments(
-        &self,
-        req: Request<proto::ListExperimentsRequest>,
-    ) -> Result<Response<proto::ListExperimentsResponse>, Status> {
-        let r = self.do_list_experiments(req).await;
-        self.count("ListExperiments", &r);
-        r
-    }
-
-    async fn get_report(
-        &self,
-        req: Request<proto::GetReportRequest>,
-    ) -> Result<Response<proto::Report>, Status> {
-        let r = self.do_get_report(req).await;
-        self.count("GetReport", &r);
-        r
-    }
+counted! {
+    capabilities, "Capabilities", do_capabilities, proto::CapabilitiesRequest, proto::CapabilitiesResponse;
+    validate, "Validate", do_validate, proto::ValidateRequest, proto::ValidateResponse;
+    start_experiment, "StartExperiment", do_start_experiment, proto::StartExperimentRequest, proto::StartExperimentResponse;
+    stop_experiment, "StopExperiment", do_stop_experiment, proto::StopExperimentRequest, proto::StopExperimentResponse;
+    emergency_stop, "EmergencyStop", do_emergency_stop, proto::EmergencyStopRequest, proto::EmergencyStopResponse;
+    clear_emergency_stop, "ClearEmergencyStop", do_clear_emergency_stop, proto::ClearEmergencyStopRequest, proto::ClearEmergencyStopResponse;
+    get_status, "GetStatus", do_get_status, proto::GetStatusRequest, proto::GetStatusResponse;
+    watch_experiment, "WatchExperiment", do_watch_experiment, proto::WatchExperimentRequest, UpdateStream;
+    list_experiments, "ListExperiments", do_list_experiments, proto::ListExperimentsRequest, proto::ListExperimentsResponse;
+    get_report, "GetReport", do_get_report, proto::GetReportRequest, proto::Report;
 }

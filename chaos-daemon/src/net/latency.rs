@@ -1,10 +1,10 @@
 //! A latency fault's kernel side (the engine has already refused it when the capability probe
-//! found no `sch_fq`, see [`super::probe_fq`]): find the target's network namespace (a pod's
-//! own, or the daemon's), pick the device there (the given one, or the one of the namespace's
-//! IPv4 default route), make `fq` its root (shared and journaled, see [`super::devices`]), write
-//! the slot's delay parameters with the target cgroup, and attach the slot's tc egress program
-//! in that namespace. Undone in reverse by [`Latency::stop`]; a failure part-way undoes what was
-//! done.
+//! found no `sch_fq`, see [`super::probe_fq`]). When planned ([`resolve`]): find the target's
+//! network namespace (a pod's own, or the daemon's) and pick the device there (the given one,
+//! or the one of the namespace's IPv4 default route). When armed ([`Latency::start`]): make
+//! `fq` its root (shared and journaled, see [`super::devices`]), write the slot's delay
+//! parameters with the target cgroup, and attach the slot's tc egress program in that
+//! namespace. Undone in reverse by [`Latency::stop`]; a failure part-way undoes what was done.
 
 use std::path::Path;
 
@@ -19,6 +19,7 @@ use crate::{
         Kernel, KernelError,
         tc::{TcAttachment, needs_clsact},
     },
+    error::{Classify, ErrorClass},
     fault::LatencyPlan,
     journal::HostJournal,
     target::ResolvedTarget,
@@ -67,6 +68,64 @@ pub enum LatencyError {
     Kernel(#[from] KernelError),
 }
 
+impl Classify for LatencyError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Device(DeviceError::NoDevice { .. }) | Self::NoDefaultRoute { .. } => {
+                ErrorClass::Invalid
+            }
+            Self::ManyNetns { .. }
+            | Self::Unsupported(_)
+            | Self::Device(DeviceError::Unrestorable { .. }) => ErrorClass::Refused,
+            _ => ErrorClass::Internal,
+        }
+    }
+}
+
+/// Where a latency fault acts, resolved when it is planned.
+#[derive(Debug)]
+pub struct LatencyTarget {
+    /// The delay parameters; the target cgroup is filled in.
+    pub plan: LatencyPlan,
+    /// The target's network namespace.
+    pub netns: Netns,
+    /// The device in it.
+    pub interface: String,
+}
+
+impl LatencyTarget {
+    /// The device as the journal names it, for the plan shown to the user.
+    pub fn device(&self) -> String {
+        super::netns::device_path(&self.netns, &self.interface)
+    }
+}
+
+/// Finds the namespace and device of a latency fault on `target` (at `cgroup_level` below the
+/// cgroup2 mount), and fills the target into the delay parameters.
+pub fn resolve(
+    mut plan: LatencyPlan,
+    target: &ResolvedTarget,
+    cgroup_level: u32,
+) -> Result<LatencyTarget, LatencyError> {
+    let netns = target_netns(&target.path)?;
+    let interface = match &plan.interface {
+        Some(i) => i.clone(),
+        None => netns
+            .run(default_route_device)
+            .map_err(|source| LatencyError::Netns {
+                netns: netns.to_string(),
+                source,
+            })??,
+    };
+    plan.config.cgroup_id = target.id;
+    plan.config.cgroup_level = cgroup_level;
+    Ok(LatencyTarget {
+        plan,
+        netns,
+        interface,
+    })
+}
+
 /// A running latency fault's device side.
 #[derive(Debug)]
 pub struct LatencyRun {
@@ -90,28 +149,22 @@ impl Latency {
 
     /// Prepares the device (journaled in `journal`) and attaches `slot`'s delay program. The
     /// slot must be disarmed.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the engine's parts, each used once"
-    )]
     pub fn start(
         &mut self,
         kernel: &mut Kernel,
         journal: &dyn HostJournal,
         slot: u32,
         owner: &str,
-        target: &ResolvedTarget,
-        cgroup_level: u32,
-        plan: &LatencyPlan,
+        target: LatencyTarget,
     ) -> Result<LatencyRun, LatencyError> {
-        let netns = target_netns(&target.path)?;
+        let LatencyTarget {
+            plan,
+            netns,
+            interface,
+        } = target;
         let entered = |source| LatencyError::Netns {
             netns: netns.to_string(),
             source,
-        };
-        let interface = match &plan.interface {
-            Some(i) => i.clone(),
-            None => netns.run(default_route_device).map_err(entered)??,
         };
         self.devices.acquire(
             journal,
@@ -121,11 +174,8 @@ impl Latency {
             plan.max_delay,
             needs_clsact(),
         )?;
-        let mut config = plan.config;
-        config.cgroup_id = target.id;
-        config.cgroup_level = cgroup_level;
         let attached = kernel
-            .write_latency(slot, &config)
+            .write_latency(slot, &plan.config)
             .map_err(Into::into)
             .and_then(|()| {
                 netns

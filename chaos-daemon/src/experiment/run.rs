@@ -1,0 +1,229 @@
+//! [`Run`]: one experiment from its start to its record, shared by the request that started it,
+//! the reaper, the emergency stop and the worker that finishes it.
+//!
+//! Its phase is one atomic: `Starting` (registered, not yet armed or not yet published),
+//! `Running`, `Ending` (someone ended it: exactly one caller wins [`Run::end`], disarms it and
+//! hands it to be finished). An end that comes while it is `Starting` is left for the start to
+//! finish (docs/adr/0011).
+
+use std::{
+    sync::{
+        Condvar, Mutex, MutexGuard,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chaos_api::{config::Price, experiment::ExperimentType, state::State};
+use chaos_common::SlotCounters;
+
+use crate::{store::ExperimentRow, switch::Switch};
+
+const STARTING: u8 = 0;
+const RUNNING: u8 = 1;
+const ENDING: u8 = 2;
+/// Ended while it was still starting: the start finishes it.
+const ENDED_STARTING: u8 = 3;
+
+/// How and when an experiment ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ending {
+    pub state: State,
+    pub reason: String,
+    pub at_ms: u64,
+    /// From the decision (or the request's arrival) until its faults were disarmed.
+    pub disarmed_in: Duration,
+}
+
+/// One experiment's life.
+pub struct Run<A> {
+    pub id: String,
+    pub name: String,
+    pub kind: ExperimentType,
+    pub target: String,
+    /// The experiment as it runs, encoded (`chaos.v1.ExperimentSpec`).
+    pub spec: Vec<u8>,
+    pub price: Price,
+    /// Money reserved.
+    pub budget: f64,
+    pub max_faults: u64,
+    pub started_ms: u64,
+    pub started: Instant,
+    pub deadline: Instant,
+    /// What disarms it.
+    pub switch: Switch,
+    phase: AtomicU8,
+    ending: Mutex<Option<Ending>>,
+    armed: Mutex<Option<A>>,
+    /// Counters already added to the metrics, and when the last snapshot was taken.
+    observed: Mutex<(SlotCounters, Instant)>,
+    /// The final record, once written.
+    done: (Mutex<Option<ExperimentRow>>, Condvar),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Held for a field read or write only.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a run is made of when it is registered.
+pub struct NewRun {
+    pub id: String,
+    pub name: String,
+    pub kind: ExperimentType,
+    pub target: String,
+    pub spec: Vec<u8>,
+    pub price: Price,
+    pub budget: f64,
+    pub max_faults: u64,
+    pub started_ms: u64,
+    pub started: Instant,
+    pub duration: Duration,
+    pub switch: Switch,
+}
+
+impl<A> Run<A> {
+    /// A run in the `Starting` phase.
+    pub fn new(n: NewRun) -> Self {
+        Self {
+            id: n.id,
+            name: n.name,
+            kind: n.kind,
+            target: n.target,
+            spec: n.spec,
+            price: n.price,
+            budget: n.budget,
+            max_faults: n.max_faults,
+            started_ms: n.started_ms,
+            started: n.started,
+            deadline: n.started + n.duration,
+            switch: n.switch,
+            phase: AtomicU8::new(STARTING),
+            ending: Mutex::new(None),
+            armed: Mutex::new(None),
+            observed: Mutex::new((SlotCounters::default(), n.started)),
+            done: (Mutex::new(None), Condvar::new()),
+        }
+    }
+
+    /// Hands over the armed fault (the start does, once armed).
+    pub fn set_armed(&self, armed: A) {
+        *lock(&self.armed) = Some(armed);
+    }
+
+    /// Takes the armed fault back, to release it.
+    pub fn take_armed(&self) -> Option<A> {
+        lock(&self.armed).take()
+    }
+
+    /// Runs `f` on the armed fault, if there is one.
+    pub fn with_armed<T>(&self, f: impl FnOnce(&A) -> T) -> Option<T> {
+        lock(&self.armed).as_ref().map(f)
+    }
+
+    /// Publishes a started run; false when it was ended while starting (the start must then
+    /// finish it).
+    pub fn publish(&self) -> bool {
+        self.phase
+            .compare_exchange(STARTING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Whether it is published and not ended.
+    pub fn running(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) == RUNNING
+    }
+
+    /// Whether it is published (running or ending).
+    pub fn published(&self) -> bool {
+        matches!(self.phase.load(Ordering::SeqCst), RUNNING | ENDING)
+    }
+
+    /// Ends it with `ending` if nobody has. The winner must disarm it next, and then finish it
+    /// (`Ended::Running`) or leave that to the start (`Ended::Starting`).
+    pub fn end(&self, ending: Ending) -> Option<Ended> {
+        // The ending is recorded before the phase changes: whoever sees the new phase finds it.
+        let mut slot = lock(&self.ending);
+        for (from, to, ended) in [
+            (RUNNING, ENDING, Ended::Running),
+            (STARTING, ENDED_STARTING, Ended::Starting),
+        ] {
+            if self
+                .phase
+                .compare_exchange(from, to, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                *slot = Some(ending);
+                return Some(ended);
+            }
+        }
+        None
+    }
+
+    /// How it ended, once someone ended it.
+    pub fn ending(&self) -> Option<Ending> {
+        lock(&self.ending).clone()
+    }
+
+    /// Sets how long the disarm took, measured by the ender after the disarm.
+    pub fn set_disarmed_in(&self, took: Duration) {
+        if let Some(e) = lock(&self.ending).as_mut() {
+            e.disarmed_in = took;
+        }
+    }
+
+    /// The growth of `now` over the counters last observed; records `now`.
+    pub fn observe(&self, now: SlotCounters) -> (u64, u64) {
+        let mut observed = lock(&self.observed);
+        let grown = (
+            now.injected.saturating_sub(observed.0.injected),
+            now.seen.saturating_sub(observed.0.seen),
+        );
+        observed.0 = now;
+        grown
+    }
+
+    /// Whether a snapshot is due (every `every`); if so, the clock restarts.
+    pub fn snapshot_due(&self, now: Instant, every: Duration) -> bool {
+        let mut observed = lock(&self.observed);
+        if now.duration_since(observed.1) >= every {
+            observed.1 = now;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Records the final row and wakes whoever waits for it.
+    pub fn set_done(&self, row: ExperimentRow) {
+        *lock(&self.done.0) = Some(row);
+        self.done.1.notify_all();
+    }
+
+    /// Waits up to `timeout` for the final row.
+    pub fn wait_done(&self, timeout: Duration) -> Option<ExperimentRow> {
+        let until = Instant::now() + timeout;
+        let mut done = lock(&self.done.0);
+        while done.is_none() {
+            let now = Instant::now();
+            if now >= until {
+                return None;
+            }
+            done = self
+                .done
+                .1
+                .wait_timeout(done, until - now)
+                .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+        }
+        done.clone()
+    }
+}
+
+/// Which phase an end caught the run in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// It was running: the ender finishes it.
+    Running,
+    /// It was still starting: the start finishes it.
+    Starting,
+}

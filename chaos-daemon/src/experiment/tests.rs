@@ -1,0 +1,338 @@
+//! The lifecycle over the fake engine and a clock moved by hand: states, prices, the daily
+//! budget, the config's limits, deadlines, and the proof that an emergency stop waits neither
+//! for a release nor for a start in progress.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use chaos_api::{config::ChaosConfig, experiment::Experiment, state::State};
+
+use super::{Clock, ExperimentError, Manager, fake::FakeEngine};
+use crate::{
+    error::{Classify, ErrorClass},
+    store::Store,
+};
+
+/// A clock that moves only when told.
+struct FakeClock {
+    base: Instant,
+    base_ms: u64,
+    offset_ms: AtomicU64,
+}
+
+impl FakeClock {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            base: Instant::now(),
+            base_ms: 1_800_000_000_000,
+            offset_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn advance(&self, d: Duration) {
+        self.offset_ms
+            .fetch_add(d.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Instant {
+        self.base + Duration::from_millis(self.offset_ms.load(Ordering::SeqCst))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.base_ms + self.offset_ms.load(Ordering::SeqCst)
+    }
+}
+
+fn config(yaml: &str) -> ChaosConfig {
+    ChaosConfig::from_yaml(yaml).unwrap()
+}
+
+fn manager_with(yaml: &str) -> (Arc<Manager<FakeEngine>>, Arc<FakeClock>) {
+    let clock = FakeClock::new();
+    let m = Manager::new(
+        FakeEngine::new(),
+        Store::in_memory().unwrap(),
+        config(yaml),
+        clock.clone(),
+    )
+    .unwrap();
+    (m, clock)
+}
+
+fn manager() -> (Arc<Manager<FakeEngine>>, Arc<FakeClock>) {
+    manager_with("budget: {cost_per_request: 0.01}\n")
+}
+
+fn experiment(kind: &str, extra: &str) -> Experiment {
+    Experiment::from_yaml(&format!(
+        "name: t\ntype: {kind}\ntarget: {{cgroup: /x}}\nduration: 60s\n{extra}"
+    ))
+    .unwrap()
+}
+
+fn loss() -> Experiment {
+    experiment("packet_loss", "intensity: 0.5\n")
+}
+
+fn start(m: &Manager<FakeEngine>, e: &Experiment) -> Result<String, ExperimentError> {
+    m.start(m.plan(e)?)
+}
+
+#[test]
+fn a_stopped_experiment_is_recorded_with_its_type_state_and_spend() {
+    let (m, _) = manager();
+    let id = start(&m, &experiment("dependency_failure", "intensity: 1\n")).unwrap();
+    let running = m.running();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].row.kind, "dependency_failure");
+    assert_eq!(running[0].row.state, State::Running);
+    m.engine().injected.store(40, Ordering::SeqCst);
+    let (row, _) = m
+        .stop(&id, State::Stopped, "stopped by test", Instant::now())
+        .unwrap();
+    assert_eq!((row.state, row.injected), (State::Stopped, 40));
+    assert!((row.spent - 0.4).abs() < 1e-9, "{}", row.spent);
+    assert!(m.running().is_empty());
+    assert_eq!(m.engine().slots.armed(), 0);
+    let stored = m.get(&id).unwrap().row;
+    assert_eq!(
+        (stored.state, stored.kind.as_str()),
+        (State::Stopped, "dependency_failure")
+    );
+    let again = m
+        .stop(&id, State::Stopped, "x", Instant::now())
+        .unwrap_err();
+    assert!(
+        matches!(
+            again,
+            ExperimentError::NotRunning {
+                state: State::Stopped,
+                ..
+            }
+        ),
+        "{again}"
+    );
+    assert_eq!(again.class(), ErrorClass::Refused);
+    let unknown = m
+        .stop("exp-0", State::Stopped, "x", Instant::now())
+        .unwrap_err();
+    assert_eq!(unknown.class(), ErrorClass::NotFound);
+}
+
+#[test]
+fn the_budget_is_the_fault_cap_and_the_daily_budget_refuses() {
+    let (m, _) = manager_with(
+        "budget: {max_experiment_cost: 10, max_daily_cost: 15, cost_per_request: 0.5}\n",
+    );
+    let planned = m.plan(&loss()).unwrap();
+    assert_eq!(planned.admission.budget, 10.0);
+    assert_eq!(planned.plan.max_faults, 20, "floor(10 / 0.5)");
+    let first = m.start(planned).unwrap();
+    // 10 reserved of 15: a second 10 does not fit, a 5 does.
+    let e = start(&m, &loss()).unwrap_err();
+    assert!(
+        matches!(e, ExperimentError::BudgetExhausted { remaining, .. } if remaining == 5.0),
+        "{e}"
+    );
+    assert_eq!(e.class(), ErrorClass::Exhausted);
+    let mut small = loss();
+    small.budget = Some(5.0);
+    start(&m, &small).unwrap();
+    // Stopping the first settles what it spent (4 faults = 2.0), giving back the rest.
+    m.engine().injected.store(4, Ordering::SeqCst);
+    m.stop(&first, State::Stopped, "x", Instant::now()).unwrap();
+    let mut nine = loss();
+    nine.budget = Some(8.0);
+    start(&m, &nine).unwrap();
+}
+
+#[test]
+fn the_configs_limits_refuse_with_their_key() {
+    let (m, _) = manager_with(
+        "experiments:\n  packet_loss: {max_probability: 0.1}\n  dependency_failure: {enabled: false}\n",
+    );
+    let e = start(&m, &loss()).unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Refused);
+    assert!(
+        e.to_string()
+            .contains("experiments.packet_loss.max_probability"),
+        "{e}"
+    );
+    let e = start(&m, &experiment("dependency_failure", "intensity: 0.1\n")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("experiments.dependency_failure.enabled"),
+        "{e}"
+    );
+    assert!(m.running().is_empty());
+}
+
+#[test]
+fn the_deadline_completes_an_experiment_on_the_next_tick() {
+    let (m, clock) = manager();
+    let id = start(&m, &loss()).unwrap();
+    m.tick();
+    assert_eq!(m.running().len(), 1);
+    clock.advance(Duration::from_secs(61));
+    m.tick();
+    m.flush();
+    let row = m.get(&id).unwrap().row;
+    assert_eq!(
+        (row.state, row.reason.as_str()),
+        (State::Completed, "duration elapsed")
+    );
+    assert_eq!(m.engine().slots.armed(), 0);
+}
+
+#[test]
+fn a_host_fault_with_nothing_more_to_do_completes() {
+    let (m, _) = manager_with("experiments:\n  pod_deletion: {cost_per_pod: 1}\n");
+    let id = start(&m, &experiment("pod_deletion", "")).unwrap();
+    m.engine().finished.store(true, Ordering::SeqCst);
+    m.tick();
+    m.flush();
+    let row = m.get(&id).unwrap().row;
+    assert_eq!(
+        (row.state, row.reason.as_str(), row.kind.as_str()),
+        (
+            State::Completed,
+            "done: nothing more to inject",
+            "pod_deletion"
+        )
+    );
+}
+
+#[test]
+fn the_latch_refuses_starts_until_cleared() {
+    let (m, _) = manager();
+    let (n, _) = m.emergency_stop("drill", Instant::now());
+    assert_eq!(n, 0);
+    let e = start(&m, &loss()).unwrap_err();
+    assert!(matches!(e, ExperimentError::Latched), "{e}");
+    assert_eq!(e.class(), ErrorClass::Refused);
+    m.clear_emergency_stop();
+    start(&m, &loss()).unwrap();
+}
+
+/// Runs `f` on a thread and returns its result, failing the test if it does not return within
+/// `limit` (a deadlock detector: the limit is far above any honest run).
+fn returns_within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .expect("it waited for something it must not wait for")
+}
+
+#[test]
+fn an_emergency_stop_waits_for_no_release() {
+    let (m, _) = manager();
+    let ids: Vec<String> = (0..3).map(|_| start(&m, &loss()).unwrap()).collect();
+    assert_eq!(m.engine().slots.armed(), 3);
+    // Every release now blocks until the gate opens.
+    m.engine().release_gate.close();
+    let stopper = m.clone();
+    let (n, _) = returns_within(Duration::from_secs(10), move || {
+        stopper.emergency_stop("drill", Instant::now())
+    });
+    assert_eq!(n, 3);
+    assert_eq!(m.engine().slots.armed(), 0, "disarmed before the answer");
+    // Status already tells how they ended, before they are released and recorded.
+    let states: Vec<State> = m.running().iter().map(|v| v.row.state).collect();
+    assert!(
+        states.iter().all(|s| *s == State::EmergencyStopped),
+        "{states:?}"
+    );
+    m.engine().release_gate.open();
+    m.flush();
+    for id in ids {
+        assert_eq!(m.get(&id).unwrap().row.state, State::EmergencyStopped);
+    }
+    assert_eq!(m.engine().released.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn an_emergency_stop_during_a_start_disarms_it_and_the_start_is_refused() {
+    let (m, _) = manager();
+    m.engine().arm_gate.close();
+    let starter = m.clone();
+    let start = std::thread::spawn(move || start(&starter, &loss()));
+    // The start has armed its slot and is held before it returns.
+    m.engine().arm_gate.wait_reached();
+    assert_eq!(m.engine().slots.armed(), 1);
+    let stopper = m.clone();
+    let (n, _) = returns_within(Duration::from_secs(10), move || {
+        stopper.emergency_stop("drill", Instant::now())
+    });
+    assert_eq!(n, 0, "it was not running yet");
+    assert_eq!(
+        m.engine().slots.armed(),
+        0,
+        "disarmed although still starting"
+    );
+    m.engine().arm_gate.open();
+    let e = start.join().unwrap().unwrap_err();
+    assert!(matches!(e, ExperimentError::Latched), "{e}");
+    assert_eq!(m.engine().slots.armed(), 0);
+    assert!(m.running().is_empty());
+    let listed = m.list(None).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].row.state, State::EmergencyStopped);
+}
+
+#[test]
+fn a_stop_waits_for_no_other_start() {
+    let (m, _) = manager();
+    let id = start(&m, &loss()).unwrap();
+    m.engine().arm_gate.close();
+    let starter = m.clone();
+    let held = std::thread::spawn(move || start(&starter, &loss()));
+    m.engine().arm_gate.wait_reached();
+    let stopper = m.clone();
+    let (row, _) = returns_within(Duration::from_secs(10), move || {
+        stopper.stop(&id, State::Stopped, "x", Instant::now())
+    })
+    .unwrap();
+    assert_eq!(row.state, State::Stopped);
+    m.engine().arm_gate.open();
+    held.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_restart_marks_what_was_running_aborted() {
+    let dir = std::env::temp_dir().join(format!("chaos-lifecycle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clock = FakeClock::new();
+    let m = Manager::new(
+        FakeEngine::new(),
+        Store::open(&dir).unwrap(),
+        ChaosConfig::default(),
+        clock.clone(),
+    )
+    .unwrap();
+    let id = start(&m, &loss()).unwrap();
+    // The daemon dies: its manager is gone without stopping anything.
+    std::mem::forget(m);
+    let m = Manager::new(
+        FakeEngine::new(),
+        Store::open(&dir).unwrap(),
+        ChaosConfig::default(),
+        clock,
+    )
+    .unwrap();
+    let row = m.get(&id).unwrap().row;
+    assert_eq!(
+        (row.state, row.reason.as_str()),
+        (State::Aborted, "aborted (daemon restart)")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

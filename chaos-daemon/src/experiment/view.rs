@@ -1,0 +1,101 @@
+//! What the API shows of experiments: one experiment (live while it runs), the running ones,
+//! those of a period, and a report's data. Live views read the run table and the engine's
+//! counters; ended ones come from the store.
+
+use std::time::Duration;
+
+use chaos_api::state::State;
+
+use super::{ExperimentError, FaultEngine, Manager, lock};
+use crate::store::{EventRow, ExperimentRow, SnapshotRow};
+
+/// An experiment as the API shows it: the stored row, with live counters while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExperimentView {
+    pub row: ExperimentRow,
+}
+
+/// A report: the experiment, its timeline and its counters over time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportData {
+    pub row: ExperimentRow,
+    pub events: Vec<EventRow>,
+    pub snapshots: Vec<SnapshotRow>,
+}
+
+impl<E: FaultEngine> Manager<E> {
+    /// The live view of a published run, or `None`.
+    fn live(&self, id: &str) -> Option<ExperimentView> {
+        let run = lock(&self.runs)
+            .get(id)
+            .filter(|r| r.published())
+            .cloned()?;
+        let counters = run
+            .with_armed(|a| self.engine.counters(a).ok())
+            .flatten()
+            .unwrap_or_default();
+        // Ended but not yet recorded: shown with how it ended.
+        let (state, reason) = run
+            .ending()
+            .map_or((State::Running, String::new()), |e| (e.state, e.reason));
+        let mut row = self.row(&run, state, reason, 0);
+        (row.seen, row.matched, row.injected, row.capped) = (
+            counters.seen,
+            counters.matched,
+            counters.injected,
+            counters.capped,
+        );
+        let elapsed = self.clock.now().saturating_duration_since(run.started);
+        row.spent = run.price.spent(counters.injected, elapsed, run.budget);
+        Some(ExperimentView { row })
+    }
+
+    /// One experiment, with live counters while it runs.
+    pub fn get(&self, id: &str) -> Result<ExperimentView, ExperimentError> {
+        if let Some(view) = self.live(id) {
+            return Ok(view);
+        }
+        let row = lock(&self.store)
+            .experiment(id)?
+            .ok_or_else(|| ExperimentError::NotFound(id.into()))?;
+        Ok(ExperimentView { row })
+    }
+
+    /// Experiments started in the last `since` (all when `None`), newest first; running ones
+    /// live.
+    pub fn list(&self, since: Option<Duration>) -> Result<Vec<ExperimentView>, ExperimentError> {
+        let since_ms = since.map_or(0, |d| {
+            self.clock
+                .now_ms()
+                .saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        });
+        let rows = lock(&self.store).experiments_since(since_ms)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| match row.state {
+                State::Running => self.live(&row.id).unwrap_or(ExperimentView { row }),
+                _ => ExperimentView { row },
+            })
+            .collect())
+    }
+
+    /// The published experiments (running, or ended and not yet recorded), with live
+    /// counters, by id.
+    pub fn running(&self) -> Vec<ExperimentView> {
+        let ids: Vec<String> = lock(&self.runs).keys().cloned().collect();
+        let mut views: Vec<_> = ids.iter().filter_map(|id| self.live(id)).collect();
+        views.sort_by(|a, b| a.row.id.cmp(&b.row.id));
+        views
+    }
+
+    /// An experiment's report data.
+    pub fn report(&self, id: &str) -> Result<ReportData, ExperimentError> {
+        let row = self.get(id)?.row;
+        let store = lock(&self.store);
+        Ok(ReportData {
+            row,
+            events: store.events(id)?,
+            snapshots: store.snapshots(id)?,
+        })
+    }
+}
