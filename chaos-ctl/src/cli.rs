@@ -114,8 +114,9 @@ pub struct ExperimentArgs {
     #[arg(value_parser = experiment_type())]
     pub kind: ExperimentType,
     /// How long the fault stays armed: seconds (300) or a duration (5m), at most 24h.
+    /// Default: 1 minute (the model's).
     #[arg(long, value_parser = parse_duration)]
-    pub duration: Duration,
+    pub duration: Option<Duration>,
     #[arg(long, help = intensity_help())]
     pub intensity: Option<f64>,
     /// Money budget for this experiment (default: the daemon's budget.max_experiment_cost).

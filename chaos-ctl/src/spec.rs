@@ -103,14 +103,17 @@ pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
         }),
         fault: Some(proto::Fault { kind: Some(fault) }),
         intensity: a.intensity,
-        duration_ms: ceil_millis(a.duration),
+        duration_ms: a.duration.map_or(0, ceil_millis),
         max_faults: a.max_faults,
         filter,
         budget: a.budget,
     };
     let mut experiment = Experiment::from_proto(&spec)?;
-    // The message carries milliseconds (rounded up above); judge the durations as given.
-    experiment.duration = a.duration;
+    // The message carries milliseconds (rounded up above, 0 = the default); judge the
+    // durations as given.
+    if let Some(duration) = a.duration {
+        experiment.duration = duration;
+    }
     if let Fault::PodDeletion(deletion) = &mut experiment.fault {
         deletion.interval = a.fault.interval;
     }

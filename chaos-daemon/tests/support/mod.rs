@@ -23,11 +23,14 @@ use std::{
 #[allow(dead_code, reason = "tests use only part of it")]
 mod sockopt;
 
+use chaos_api::experiment::{
+    CallName as _, Direction, EgressDrop, Errno, Experiment, Fault, NetFilter, PacketLoss,
+    SocketCall, SocketError, Target, TargetKind,
+};
 use chaos_daemon::{
     ebpf::{Hook, sys::attached_programs},
     engine::Engine,
-    fault::{Direction, EgressDrop, Fault, FaultSpec, NetFilter, parse_call},
-    target::{Resolver, Target, cgroup2_mount},
+    target::{Resolver, cgroup2_mount},
 };
 
 pub const DAEMON: &Bin = &DAEMON_BIN;
@@ -118,7 +121,7 @@ impl TestCgroup {
     }
 
     pub fn target(&self) -> Target {
-        Target::CgroupPath(self.path.clone())
+        cgroup_target(&self.path)
     }
 
     /// Programs attached directly to this cgroup, over every hook we use.
@@ -157,30 +160,45 @@ fn remove_tree(dir: &Path) {
     }
 }
 
-/// A fault spec with defaults the tests override.
-pub fn spec(target: Target, fault: Fault, probability: f64) -> FaultSpec {
-    FaultSpec {
+/// The target of a cgroup directory.
+pub fn cgroup_target(path: &Path) -> Target {
+    Target::new(TargetKind::Cgroup(path.display().to_string()))
+}
+
+/// An experiment with defaults the tests override (two minutes, no filter, no cap). It is
+/// validated as the daemon would.
+pub fn spec(target: Target, fault: Fault, intensity: f64) -> Experiment {
+    let e = Experiment {
+        name: "test".into(),
         target,
         fault,
-        probability,
         duration: Duration::from_secs(120),
+        intensity,
+        budget: None,
         max_faults: None,
+        dry_run: false,
         filter: NetFilter::default(),
-    }
+    };
+    e.validate().unwrap_or_else(|err| panic!("invalid test experiment: {err}"));
+    e
 }
 
 pub fn loss(direction: Direction, egress_drop: EgressDrop) -> Fault {
-    Fault::PacketLoss {
+    Fault::PacketLoss(PacketLoss {
         direction,
         egress_drop,
-    }
+    })
 }
 
+/// A dependency_failure with `errno` (name or number) on `calls`.
 pub fn socket_error(errno: &str, calls: &[&str]) -> Fault {
-    Fault::SocketError {
-        errno: errno.parse().unwrap(),
-        calls: calls.iter().map(|c| parse_call(c).unwrap()).collect(),
-    }
+    Fault::DependencyFailure(SocketError {
+        errno: Errno::parse(errno).unwrap(),
+        calls: calls
+            .iter()
+            .map(|c| SocketCall::from_name(c).unwrap())
+            .collect(),
+    })
 }
 
 /// What a `chaos-workload` run reported: `ok` and counts by errno name.
@@ -420,52 +438,6 @@ pub fn assert_rate(what: &str, observed: f64, n: u64, p: f64, k: f64) {
         (observed - p).abs() <= k * sigma + 1e-12,
         "{what}: observed {observed:.4}, configured {p}: more than {k} sigma ({sigma:.5}) apart over {n}"
     );
-}
-
-/// A `chaos-daemon inject` process that has armed its fault.
-pub struct Injector {
-    pub child: Child,
-    pub stdout: BufReader<ChildStdout>,
-    pub armed_at: Instant,
-}
-
-impl Injector {
-    /// Spawns `chaos-daemon inject ARGS` (inside `cgroup` when given) and waits for the armed
-    /// line. Panics with the daemon's stderr when it does not arm.
-    pub fn spawn(args: &[&str]) -> Self {
-        let mut cmd = Command::new(DAEMON);
-        cmd.arg("inject")
-            .args(args)
-            .args(["--report-interval-ms", "0"])
-            .stderr(Stdio::piped());
-        let (mut child, stdout, line) = announced(&mut cmd);
-        if !line.starts_with("armed") {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("chaos-daemon did not arm: {line}{err}");
-        }
-        Self {
-            child,
-            stdout,
-            armed_at: Instant::now(),
-        }
-    }
-
-    pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
-    }
-}
-
-impl Drop for Injector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Makes `cmd` start inside `cgroup` (joined between fork and exec, with raw syscalls only).
