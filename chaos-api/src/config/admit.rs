@@ -62,7 +62,7 @@ pub enum Refusal {
         /// What it would have to cover, e.g. "one fault at 0.5".
         what: String,
         /// The config key of the price.
-        price_key: &'static str,
+        price_key: String,
     },
 }
 
@@ -292,12 +292,12 @@ impl ChaosConfig {
 }
 
 /// The config key that prices `kind`.
-fn price_key(kind: ExperimentType) -> &'static str {
+fn price_key(kind: ExperimentType) -> String {
     match kind {
-        ExperimentType::NetworkLatency => "experiments.network_latency.cost_per_minute",
-        ExperimentType::PodDeletion => "experiments.pod_deletion.cost_per_pod",
-        ExperimentType::ResourceExhaustion => "budget.cost_per_request",
-        _ => "experiments.<type>.cost_per_fault or budget.cost_per_request",
+        ExperimentType::NetworkLatency => "experiments.network_latency.cost_per_minute".into(),
+        ExperimentType::PodDeletion => "experiments.pod_deletion.cost_per_pod".into(),
+        ExperimentType::ResourceExhaustion => "budget.cost_per_request".into(),
+        _ => format!("experiments.{kind}.cost_per_fault, else budget.cost_per_request"),
     }
 }
 
