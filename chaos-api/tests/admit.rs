@@ -151,13 +151,16 @@ fn repo_config_admits_the_examples_given_a_pod_name() {
     for (name, text) in examples() {
         let mut experiment = parse(&text);
         if experiment.kind() == ExperimentType::PodDeletion {
+            // The example names its pod; without the name the config refuses it.
+            let named = experiment.target.pod_name.take();
+            assert_eq!(named.as_deref(), Some("shop/frontend-7d9f8-abcde"));
             refused_at(
                 &config,
                 &experiment,
                 "target.pod_name",
                 &["experiment_types.pod_deletion.parameters.pods"],
             );
-            experiment.target.pod_name = Some("shop/frontend-7d9f8-abcde".to_owned());
+            experiment.target.pod_name = named;
         }
         if let Err(refusal) = config.admit(&experiment) {
             panic!("{name}: {refusal}");

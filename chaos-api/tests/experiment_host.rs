@@ -60,7 +60,7 @@ fn pod_deletion_example_to_proto() {
             kind: Some(proto::target::Kind::PodUid(
                 "0b6f1c2d-3e4a-4b5c-8d9e-0f1a2b3c4d5e".to_owned(),
             )),
-            pod_name: String::new(),
+            pod_name: "shop/frontend-7d9f8-abcde".to_owned(),
         }),
         fault: Some(proto::Fault {
             kind: Some(proto::fault::Kind::PodDeletion(proto::PodDeletion {
