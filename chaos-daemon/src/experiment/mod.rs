@@ -16,11 +16,13 @@
 //! * `faults` — [`FaultEngine`], the engine as the lifecycle sees it.
 //! * `run` — one experiment's shared state.
 //! * `ledger` — the daily budget.
-//! * `worker` — the thread that finishes ended experiments and writes records.
+//! * `reaper` — deadlines, metrics and snapshots on a thread of its own; shutdown.
+//! * `worker` — the recorder thread, and finishing (release, then record) an ended run.
 //! * `view` — status, lists and reports.
 
 mod faults;
 mod ledger;
+mod reaper;
 mod run;
 mod view;
 mod worker;
@@ -33,7 +35,7 @@ mod tests;
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, MutexGuard, Weak,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
         mpsc,
     },
@@ -432,17 +434,14 @@ impl<E: FaultEngine> Manager<E> {
                 disarmed_in: Duration::ZERO,
             };
             // Every switch was disarmed above; this catches a start that armed after that.
-            match run.end(ending) {
-                Some(phase) => {
-                    if let Err(e) = self.engine.switchboard().disarm(&run.switch) {
-                        tracing::error!(experiment_id = %run.id, error = %e, "emergency disarm failed");
-                    }
-                    if phase == Ended::Running {
-                        ended += 1;
-                        self.send(Job::Finish(run));
-                    }
+            if let Some(phase) = run.end(ending) {
+                if let Err(e) = self.engine.switchboard().disarm(&run.switch) {
+                    tracing::error!(experiment_id = %run.id, error = %e, "emergency disarm failed");
                 }
-                None => {}
+                if phase == Ended::Running {
+                    ended += 1;
+                    self.send(Job::Finish(run));
+                }
             }
         }
         let took = arrived.elapsed();
@@ -471,191 +470,6 @@ impl<E: FaultEngine> Manager<E> {
     /// What this node's kernel can run.
     pub fn capabilities(&self) -> &crate::capability::Capabilities {
         self.engine.capabilities()
-    }
-
-    /// Ends experiments whose duration elapsed or that have nothing more to do, and brings the
-    /// metrics and snapshots up to date. Never touches the store or a lock anything slow
-    /// holds: the records are the worker's.
-    pub fn tick(&self) {
-        let now = self.clock.now();
-        let runs: Vec<Arc<Run<E::Armed>>> = lock(&self.runs)
-            .values()
-            .filter(|r| r.running())
-            .cloned()
-            .collect();
-        for run in runs {
-            let due = if now >= run.deadline {
-                Some("duration elapsed")
-            } else if run.with_armed(|a| self.engine.finished(a)) == Some(true) {
-                Some("done: nothing more to inject")
-            } else {
-                None
-            };
-            if let Some(reason) = due {
-                if self
-                    .end_and_disarm(&run, State::Completed, reason, now, "deadline")
-                    .is_some()
-                {
-                    self.send(Job::Finish(run));
-                }
-                continue;
-            }
-            for error in run
-                .with_armed(|a| self.engine.take_errors(a))
-                .unwrap_or_default()
-            {
-                tracing::error!(experiment_id = %run.id, %error, "fault step failed");
-                self.send(Job::Event {
-                    id: run.id.clone(),
-                    at_ms: self.clock.now_ms(),
-                    kind: "error".into(),
-                    message: error,
-                });
-            }
-            if let Some(Ok(c)) = run.with_armed(|a| self.engine.counters(a)) {
-                let (injected, seen) = run.observe(c);
-                self.metrics
-                    .observe_counters(run.kind.as_str(), injected, seen);
-                if run.snapshot_due(now, SNAPSHOT_EVERY) {
-                    self.send(Job::Snapshot {
-                        id: run.id.clone(),
-                        at_ms: self.clock.now_ms(),
-                        counters: c,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Runs [`Manager::tick`] every `every` on a thread of its own, until the manager is
-    /// dropped.
-    pub fn spawn_reaper(self: &Arc<Self>, every: Duration) -> std::io::Result<()> {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("chaos-reaper".into())
-            .spawn(move || {
-                while let Some(manager) = weak.upgrade() {
-                    manager.tick();
-                    drop(manager);
-                    std::thread::sleep(every);
-                }
-            })
-            .map(|_| ())
-    }
-
-    /// Waits until the worker has written everything sent to it so far.
-    pub fn flush(&self) {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Job::Flush(tx));
-        let _ = rx.recv_timeout(Duration::from_secs(60));
-    }
-
-    /// Stops every running experiment (daemon shutdown) and waits for the records.
-    pub fn shutdown(&self, reason: &str) {
-        let runs: Vec<Arc<Run<E::Armed>>> = lock(&self.runs).values().cloned().collect();
-        for run in runs {
-            let now = Instant::now();
-            if self
-                .end_and_disarm(&run, State::Stopped, reason, now, "stop")
-                .is_some()
-            {
-                self.finish(&run);
-            }
-        }
-        self.flush();
-    }
-
-    /// Releases an ended run, settles its budget and records its end. Called once per run, by
-    /// whoever ended it (or the worker on its behalf).
-    fn finish(&self, run: &Arc<Run<E::Armed>>) -> ExperimentRow {
-        let ending = run.ending().unwrap_or(Ending {
-            state: State::Failed,
-            reason: "ended without a reason".into(),
-            at_ms: self.clock.now_ms(),
-            disarmed_in: Duration::ZERO,
-        });
-        let released = run.take_armed().map(|armed| self.engine.release(armed));
-        let (counters, state, reason) = match released {
-            Some(Ok(c)) => (c, ending.state, ending.reason.clone()),
-            Some(Err(e)) => (
-                Default::default(),
-                State::Failed,
-                format!("{}; releasing failed: {e}", ending.reason),
-            ),
-            None => (Default::default(), ending.state, ending.reason.clone()),
-        };
-        let ended_ms = self.clock.now_ms();
-        let elapsed = Duration::from_millis(ending.at_ms.saturating_sub(run.started_ms));
-        let spent = run.price.spent(counters.injected, elapsed, run.budget);
-        lock(&self.ledger).settle(run.budget, spent, ended_ms);
-        let (injected, seen) = run.observe(counters);
-        self.metrics
-            .observe_counters(run.kind.as_str(), injected, seen);
-        let mut row = self.row(run, state, reason, ended_ms);
-        (row.seen, row.matched, row.injected, row.capped) = (
-            counters.seen,
-            counters.matched,
-            counters.injected,
-            counters.capped,
-        );
-        row.spent = spent;
-        let message = format!(
-            "{} (injected {} of {} matched; disarmed in {:.1} µs)",
-            row.reason,
-            row.injected,
-            row.matched,
-            ending.disarmed_in.as_secs_f64() * 1e6
-        );
-        let recorded = {
-            let store = lock(&self.store);
-            store
-                .finish_experiment(&row)
-                .and_then(|()| store.add_event(&row.id, ended_ms, row.state.as_str(), &message))
-        };
-        if let Err(e) = recorded {
-            tracing::error!(experiment_id = %row.id, error = %e, "recording the end failed");
-        }
-        lock(&self.runs).remove(&run.id);
-        self.metrics
-            .experiments_finished
-            .with_label_values(&[row.state.as_str()])
-            .inc();
-        self.metrics
-            .experiments_running
-            .set(self.published_count() as i64);
-        run.set_done(row.clone());
-        row
-    }
-
-    fn published_count(&self) -> usize {
-        lock(&self.runs).values().filter(|r| r.running()).count()
-    }
-
-    /// The store row of `run` in `state`.
-    fn row(
-        &self,
-        run: &Run<E::Armed>,
-        state: State,
-        reason: String,
-        ended_ms: u64,
-    ) -> ExperimentRow {
-        ExperimentRow {
-            id: run.id.clone(),
-            name: run.name.clone(),
-            kind: run.kind.as_str().to_owned(),
-            target: run.target.clone(),
-            spec: run.spec.clone(),
-            state,
-            reason,
-            started_ms: run.started_ms,
-            ended_ms,
-            seen: 0,
-            matched: 0,
-            injected: 0,
-            capped: 0,
-            budget: run.budget,
-            spent: 0.0,
-        }
     }
 }
 

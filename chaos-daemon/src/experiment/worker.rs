@@ -1,13 +1,18 @@
 //! The recorder: one thread that finishes experiments ended by the emergency stop and the
 //! reaper (release, then record) and writes what must not wait for the store (snapshots,
-//! timeline events, the audit log), in the order it was sent.
+//! timeline events, the audit log), in the order it was sent; and [`Manager::finish`], which
+//! releases and records one ended run on whatever thread ended it.
 
-use std::sync::{Arc, Weak, mpsc};
+use std::{
+    sync::{Arc, Weak, mpsc},
+    time::Duration,
+};
 
+use chaos_api::state::State;
 use chaos_common::SlotCounters;
 
-use super::{FaultEngine, Manager, Run, lock};
-use crate::store::{AuditRow, SnapshotRow};
+use super::{Ending, FaultEngine, Manager, Run, lock};
+use crate::store::{AuditRow, ExperimentRow, SnapshotRow};
 
 /// Work for the recorder.
 pub(super) enum Job<A> {
@@ -80,6 +85,99 @@ impl<E: FaultEngine> Manager<E> {
         };
         if let Err(e) = written {
             tracing::error!(error = %e, "writing to the store failed");
+        }
+    }
+
+    /// Releases an ended run, settles its budget and records its end. Called once per run, by
+    /// whoever ended it (or the worker on its behalf).
+    pub(super) fn finish(&self, run: &Arc<Run<E::Armed>>) -> ExperimentRow {
+        let ending = run.ending().unwrap_or(Ending {
+            state: State::Failed,
+            reason: "ended without a reason".into(),
+            at_ms: self.clock.now_ms(),
+            disarmed_in: Duration::ZERO,
+        });
+        let released = run.take_armed().map(|armed| self.engine.release(armed));
+        let (counters, state, reason) = match released {
+            Some(Ok(c)) => (c, ending.state, ending.reason.clone()),
+            Some(Err(e)) => (
+                Default::default(),
+                State::Failed,
+                format!("{}; releasing failed: {e}", ending.reason),
+            ),
+            None => (Default::default(), ending.state, ending.reason.clone()),
+        };
+        let ended_ms = self.clock.now_ms();
+        let elapsed = Duration::from_millis(ending.at_ms.saturating_sub(run.started_ms));
+        let spent = run.price.spent(counters.injected, elapsed, run.budget);
+        lock(&self.ledger).settle(run.budget, spent, ended_ms);
+        let (injected, seen) = run.observe(counters);
+        self.metrics
+            .observe_counters(run.kind.as_str(), injected, seen);
+        let mut row = self.row(run, state, reason, ended_ms);
+        (row.seen, row.matched, row.injected, row.capped) = (
+            counters.seen,
+            counters.matched,
+            counters.injected,
+            counters.capped,
+        );
+        row.spent = spent;
+        let message = format!(
+            "{} (injected {} of {} matched; disarmed in {:.1} µs)",
+            row.reason,
+            row.injected,
+            row.matched,
+            ending.disarmed_in.as_secs_f64() * 1e6
+        );
+        let recorded = {
+            let store = lock(&self.store);
+            store
+                .finish_experiment(&row)
+                .and_then(|()| store.add_event(&row.id, ended_ms, row.state.as_str(), &message))
+        };
+        if let Err(e) = recorded {
+            tracing::error!(experiment_id = %row.id, error = %e, "recording the end failed");
+        }
+        lock(&self.runs).remove(&run.id);
+        self.metrics
+            .experiments_finished
+            .with_label_values(&[row.state.as_str()])
+            .inc();
+        self.metrics
+            .experiments_running
+            .set(self.published_count() as i64);
+        run.set_done(row.clone());
+        row
+    }
+
+    pub(super) fn published_count(&self) -> usize {
+        lock(&self.runs).values().filter(|r| r.running()).count()
+    }
+
+    /// The store row of `run` in `state`.
+    pub(super) fn row(
+        &self,
+        run: &Run<E::Armed>,
+        state: State,
+        reason: String,
+        ended_ms: u64,
+    ) -> ExperimentRow {
+        ExperimentRow {
+            id: run.id.clone(),
+            name: run.name.clone(),
+            kind: run.kind.as_str().to_owned(),
+            target: run.target.clone(),
+            spec: run.spec.clone(),
+            state,
+            reason,
+            started_ms: run.started_ms,
+            ended_ms,
+            seen: 0,
+            matched: 0,
+            injected: 0,
+            capped: 0,
+            budget: run.budget,
+            spent: 0.0,
         }
     }
 }

@@ -15,28 +15,27 @@
 //! is the slot armed with its kernel deadline. A failure detaches what was attached; dropping an
 //! [`Armed`] releases it.
 
+mod slot;
+
 use std::{
-    fmt,
-    fs::File,
-    io,
+    fmt, io,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
+use self::slot::{ArmedSlot, SlotPlan};
+
 use chaos_api::experiment::{Experiment, ExperimentType, Fault};
-use chaos_common::{DirKey, MAX_SLOTS, SlotCounters};
+use chaos_common::{MAX_SLOTS, SlotCounters};
 
 use crate::{
     capability::Capabilities,
-    ebpf::{
-        Attachment, Kernel, KernelError, SlotMaps,
-        lsm::{LsmLink, LsmSupport},
-    },
+    ebpf::{Kernel, KernelError, SlotMaps, lsm::LsmSupport},
     error::{Classify, ErrorClass},
-    fault::{KernelPlan, kernel_plan, probability_threshold},
+    fault::{kernel_plan, probability_threshold},
     host::{HostFaultError, pod_kill, pressure},
     journal::{HostJournal, JournalError, MemoryJournal, undo_pending},
-    net::latency::{self, Latency, LatencyError, LatencyRun, LatencyTarget},
+    net::latency::{self, Latency, LatencyError},
     path_dirs::{self, PrefixError},
     switch::{HostSwitch, SlotKill, Switch, Switchboard},
     target::{ResolvedTarget, Resolver, TargetError},
@@ -139,11 +138,7 @@ impl Prepared {
 
 #[derive(Debug)]
 enum Body {
-    Slot {
-        kernel: KernelPlan,
-        lsm_dirs: Option<Vec<DirKey>>,
-        latency: Option<LatencyTarget>,
-    },
+    Slot(Box<SlotPlan>),
     PodKill(pod_kill::Plan),
     Pressure(pressure::Plan),
 }
@@ -167,13 +162,7 @@ impl fmt::Debug for Armed {
 }
 
 enum ArmedBody {
-    Slot {
-        slot: u32,
-        attachments: Vec<Attachment>,
-        /// Shared global LSM programs; the last holder's drop detaches them.
-        lsm_links: Vec<Arc<LsmLink>>,
-        latency: Option<LatencyRun>,
-    },
+    Slot(Box<ArmedSlot>),
     PodKill(pod_kill::Run),
     Pressure(pressure::Run),
 }
@@ -348,11 +337,11 @@ impl Engine {
                     }
                     None => None,
                 };
-                Body::Slot {
+                Body::Slot(Box::new(SlotPlan {
                     kernel,
                     lsm_dirs,
                     latency,
-                }
+                }))
             }
             None => match &experiment.fault {
                 Fault::PodDeletion(deletion) => {
@@ -401,7 +390,7 @@ impl Engine {
     /// the arm is not attempted or fails.
     pub fn reserve(&self, prepared: &Prepared) -> Result<Switch, EngineError> {
         match prepared.body {
-            Body::Slot { .. } => {
+            Body::Slot(_) => {
                 let mut taken = lock(&self.0.slots);
                 let slot = (0..MAX_SLOTS)
                     .find(|s| *taken & (1 << s) == 0)
@@ -439,14 +428,9 @@ impl Engine {
             ..
         } = prepared;
         let body = match (body, switch) {
-            (
-                Body::Slot {
-                    kernel,
-                    lsm_dirs,
-                    latency,
-                },
-                Switch::Slot(slot),
-            ) => inner.arm_slot(*slot, &target, kernel, lsm_dirs, latency, duration, owner)?,
+            (Body::Slot(plan), Switch::Slot(slot)) => ArmedBody::Slot(Box::new(
+                inner.arm_slot(*slot, &target, *plan, duration, owner)?,
+            )),
             (Body::PodKill(plan), Switch::Host(host)) => {
                 ArmedBody::PodKill(plan.start(host.clone(), owner)?)
             }
@@ -486,7 +470,7 @@ impl Engine {
     /// Live counters of an armed fault, summed over CPUs. Takes no lock.
     pub fn counters(&self, armed: &Armed) -> Result<SlotCounters, EngineError> {
         Ok(match &armed.body {
-            Some(ArmedBody::Slot { slot, .. }) => self.0.maps.counters(*slot)?,
+            Some(ArmedBody::Slot(body)) => self.0.maps.counters(body.slot)?,
             Some(ArmedBody::PodKill(run)) => run.counters(),
             Some(ArmedBody::Pressure(run)) => run.counters(),
             None => SlotCounters::default(),
@@ -530,72 +514,6 @@ impl Engine {
 }
 
 impl Inner {
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the prepared plan's parts, each used once"
-    )]
-    fn arm_slot(
-        &self,
-        slot: u32,
-        target: &ResolvedTarget,
-        kernel_plan: KernelPlan,
-        lsm_dirs: Option<Vec<DirKey>>,
-        latency: Option<LatencyTarget>,
-        duration: Duration,
-        owner: &str,
-    ) -> Result<ArmedBody, EngineError> {
-        let cgroup = File::open(&target.path).map_err(|source| EngineError::OpenCgroup {
-            path: target.path.clone(),
-            source,
-        })?;
-        let mut config = kernel_plan.config;
-        config.armed = 0;
-        self.maps.write_slot(slot, &config)?;
-        self.maps.reset_slot(slot)?;
-        // From here on, `undo` puts everything back if a step fails.
-        let mut undo = SlotUndo {
-            inner: self,
-            slot,
-            attachments: Vec::with_capacity(kernel_plan.hooks.len()),
-            lsm_links: Vec::new(),
-            lsm_target: false,
-            latency: None,
-            kept: false,
-        };
-        {
-            let mut kernel = lock(&self.kernel);
-            for hook in &kernel_plan.hooks {
-                undo.attachments.push(kernel.attach(slot, *hook, &cgroup)?);
-            }
-            if !kernel_plan.lsm_hooks.is_empty() {
-                kernel.set_lsm_target(slot, &cgroup)?;
-                undo.lsm_target = true;
-                if let Some(dirs) = &lsm_dirs {
-                    kernel.set_lsm_dirs(slot, dirs)?;
-                }
-                for hook in &kernel_plan.lsm_hooks {
-                    undo.lsm_links.push(kernel.attach_lsm(*hook)?);
-                }
-            }
-        }
-        if let Some(target) = latency {
-            let mut table = lock(&self.latency);
-            let mut kernel = lock(&self.kernel);
-            undo.latency =
-                Some(table.start(&mut kernel, self.journal.as_ref(), slot, owner, target)?);
-        }
-        config.expires_at_ns = monotonic_ns()?.saturating_add(nanos(duration));
-        config.armed = 1;
-        self.maps.write_slot(slot, &config)?;
-        undo.kept = true;
-        Ok(ArmedBody::Slot {
-            slot,
-            attachments: std::mem::take(&mut undo.attachments),
-            lsm_links: std::mem::take(&mut undo.lsm_links),
-            latency: undo.latency.take(),
-        })
-    }
-
     fn unreserve(&self, switch: &Switch) {
         match switch {
             Switch::Slot(slot) => *lock(&self.slots) &= !(1 << slot),
@@ -611,37 +529,7 @@ impl Inner {
         let disarmed = self.switchboard.disarm(&armed.switch);
         let mut first_err: Option<EngineError> = None;
         let counters = match body {
-            ArmedBody::Slot {
-                slot,
-                attachments,
-                lsm_links,
-                latency,
-            } => {
-                let counters = self.maps.counters(slot).unwrap_or_else(|e| {
-                    first_err.get_or_insert(e.into());
-                    SlotCounters::default()
-                });
-                {
-                    let mut kernel = lock(&self.kernel);
-                    for a in attachments {
-                        if let Err(e) = a.detach() {
-                            first_err.get_or_insert(e.into());
-                        }
-                    }
-                    if !lsm_links.is_empty() {
-                        drop(lsm_links);
-                        if let Err(e) = kernel.clear_lsm_target(slot) {
-                            first_err.get_or_insert(e.into());
-                        }
-                    }
-                }
-                if let Some(run) = latency
-                    && let Err(e) = lock(&self.latency).stop(run, self.journal.as_ref())
-                {
-                    first_err.get_or_insert(e.into());
-                }
-                counters
-            }
+            ArmedBody::Slot(body) => self.release_slot(*body, &mut first_err),
             ArmedBody::PodKill(run) => run.join(),
             ArmedBody::Pressure(run) => match run.release(
                 match &armed.switch {
@@ -666,42 +554,6 @@ impl Inner {
         self.unreserve(&armed.switch);
         tracing::info!(target = %armed.target.path.display(), injected = counters.injected, "released");
         first_err.map_or(Ok(counters), Err)
-    }
-}
-
-/// Undoes a slot arm that failed part-way when dropped (unless `kept`): detaches what was
-/// attached, clears the LSM target and restores the latency device. The slot stays disarmed.
-struct SlotUndo<'a> {
-    inner: &'a Inner,
-    slot: u32,
-    attachments: Vec<Attachment>,
-    lsm_links: Vec<Arc<LsmLink>>,
-    lsm_target: bool,
-    latency: Option<LatencyRun>,
-    kept: bool,
-}
-
-impl Drop for SlotUndo<'_> {
-    fn drop(&mut self) {
-        if self.kept {
-            return;
-        }
-        if let Err(e) = self.inner.maps.disarm(self.slot) {
-            tracing::error!(error = %e, slot = self.slot, "disarming a failed start");
-        }
-        // Dropping the attachments detaches them.
-        self.attachments.clear();
-        self.lsm_links.clear();
-        if self.lsm_target
-            && let Err(e) = lock(&self.inner.kernel).clear_lsm_target(self.slot)
-        {
-            tracing::error!(error = %e, slot = self.slot, "clearing the LSM target");
-        }
-        if let Some(run) = self.latency.take()
-            && let Err(e) = lock(&self.inner.latency).stop(run, self.inner.journal.as_ref())
-        {
-            tracing::error!(error = %e, "undoing a failed latency start");
-        }
     }
 }
 

@@ -1,0 +1,106 @@
+//! The reaper's tick (deadlines, finished host faults, metrics, snapshots) on a thread of its
+//! own, and the daemon's shutdown. The tick never touches the store or a lock anything slow
+//! holds: what it ends is finished and recorded by the recorder.
+
+use std::{
+    sync::{Arc, Weak, mpsc},
+    time::{Duration, Instant},
+};
+
+use chaos_api::state::State;
+
+use super::{FaultEngine, Job, Manager, Run, SNAPSHOT_EVERY, lock};
+
+impl<E: FaultEngine> Manager<E> {
+    /// Ends experiments whose duration elapsed or that have nothing more to do, and brings the
+    /// metrics and snapshots up to date. Never touches the store or a lock anything slow
+    /// holds: the records are the worker's.
+    pub fn tick(&self) {
+        let now = self.clock.now();
+        let runs: Vec<Arc<Run<E::Armed>>> = lock(&self.runs)
+            .values()
+            .filter(|r| r.running())
+            .cloned()
+            .collect();
+        for run in runs {
+            let due = if now >= run.deadline {
+                Some("duration elapsed")
+            } else if run.with_armed(|a| self.engine.finished(a)) == Some(true) {
+                Some("done: nothing more to inject")
+            } else {
+                None
+            };
+            if let Some(reason) = due {
+                if self
+                    .end_and_disarm(&run, State::Completed, reason, now, "deadline")
+                    .is_some()
+                {
+                    self.send(Job::Finish(run));
+                }
+                continue;
+            }
+            for error in run
+                .with_armed(|a| self.engine.take_errors(a))
+                .unwrap_or_default()
+            {
+                tracing::error!(experiment_id = %run.id, %error, "fault step failed");
+                self.send(Job::Event {
+                    id: run.id.clone(),
+                    at_ms: self.clock.now_ms(),
+                    kind: "error".into(),
+                    message: error,
+                });
+            }
+            if let Some(Ok(c)) = run.with_armed(|a| self.engine.counters(a)) {
+                let (injected, seen) = run.observe(c);
+                self.metrics
+                    .observe_counters(run.kind.as_str(), injected, seen);
+                if run.snapshot_due(now, SNAPSHOT_EVERY) {
+                    self.send(Job::Snapshot {
+                        id: run.id.clone(),
+                        at_ms: self.clock.now_ms(),
+                        counters: c,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs [`Manager::tick`] every `every` on a thread of its own, until the manager is
+    /// dropped.
+    pub fn spawn_reaper(self: &Arc<Self>, every: Duration) -> std::io::Result<()> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("chaos-reaper".into())
+            .spawn(move || {
+                while let Some(manager) = weak.upgrade() {
+                    manager.tick();
+                    drop(manager);
+                    std::thread::sleep(every);
+                }
+            })
+            .map(|_| ())
+    }
+
+    /// Waits until the worker has written everything sent to it so far.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Job::Flush(tx));
+        let _ = rx.recv_timeout(Duration::from_secs(60));
+    }
+
+    /// Stops every running experiment (daemon shutdown) and waits for the records.
+    pub fn shutdown(&self, reason: &str) {
+        let runs: Vec<Arc<Run<E::Armed>>> = lock(&self.runs).values().cloned().collect();
+        for run in runs {
+            let now = Instant::now();
+            if self
+                .end_and_disarm(&run, State::Stopped, reason, now, "stop")
+                .is_some()
+            {
+                self.finish(&run);
+            }
+        }
+        self.flush();
+    }
+}
