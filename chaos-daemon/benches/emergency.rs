@@ -94,8 +94,16 @@ fn main() {
         loaded.disarmed as f64 / LOADED_RUNS as f64
     );
     report("EmergencyStop round trip, idle", &idle.rtt, None);
-    report("EmergencyStop round trip, loaded", &loaded.rtt, Some(&idle.rtt));
-    report("disarm at the daemon (from arrival), idle", &idle.disarm, None);
+    report(
+        "EmergencyStop round trip, loaded",
+        &loaded.rtt,
+        Some(&idle.rtt),
+    );
+    report(
+        "disarm at the daemon (from arrival), idle",
+        &idle.disarm,
+        None,
+    );
     report(
         "disarm at the daemon (from arrival), loaded",
         &loaded.disarm,
@@ -110,7 +118,10 @@ fn main() {
     // Every experiment ends; nothing stays attached.
     let deadline = Instant::now() + Duration::from_secs(30);
     while (0..NET_CHURNERS).any(|i| attached_count(&parent.path.join(format!("c{i}"))) > 0) {
-        assert!(Instant::now() < deadline, "programs still attached after the run");
+        assert!(
+            Instant::now() < deadline,
+            "programs still attached after the run"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
