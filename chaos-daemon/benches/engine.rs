@@ -8,10 +8,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use chaos_daemon::{
-    engine::{Engine, FaultId},
-    fault::{Direction, EgressDrop, FaultSpec},
-};
+use chaos_api::experiment::{Direction, EgressDrop, Experiment};
+use chaos_daemon::engine::Engine;
 use support::*;
 
 const LATENCY_RUNS: usize = 2000;
@@ -26,7 +24,7 @@ fn main() {
         std::process::exit(1);
     };
     let cg = TestCgroup::new(&mount, "bench");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     println!(
         "chaos-ebpf engine benchmarks ({} CPUs, kernel {})",
         num_cpus(),
@@ -35,19 +33,22 @@ fn main() {
     println!();
 
     let loss_spec = spec(cg.target(), loss(Direction::Both, EgressDrop::Silent), 0.0);
-    let id = engine.start(&loss_spec).unwrap().id;
-    let disarm = sample(LATENCY_RUNS, || time(|| engine.disarm(id).unwrap()));
-    engine.stop(id).unwrap();
+    let armed = engine.start(&loss_spec).unwrap();
+    let board = engine.switchboard();
+    let disarm = sample(LATENCY_RUNS, || {
+        time(|| board.disarm(&armed.switch).unwrap())
+    });
+    engine.stop(armed).unwrap();
     report("disarm (one slot write)", &disarm);
 
     let mut starts = Vec::with_capacity(STOP_RUNS);
     let mut stops = Vec::with_capacity(STOP_RUNS);
     for _ in 0..STOP_RUNS {
         let t = Instant::now();
-        let id = engine.start(&loss_spec).unwrap().id;
+        let armed = engine.start(&loss_spec).unwrap();
         starts.push(t.elapsed());
         stops.push(time(|| {
-            engine.stop(id).unwrap();
+            engine.stop(armed).unwrap();
         }));
     }
     report("stop (disarm + detach 2 links)", &sorted(stops));
@@ -63,7 +64,7 @@ fn main() {
         &PACKETS.to_string(),
     ];
     per_event(
-        &mut engine,
+        &engine,
         &cg,
         "UDP sendto (egress+ingress hooks)",
         &loss_spec,
@@ -81,7 +82,7 @@ fn main() {
         &CONNECTS.to_string(),
     ];
     per_event(
-        &mut engine,
+        &engine,
         &cg,
         "TCP connect (connect4/6 hooks)",
         &conn_spec,
@@ -93,26 +94,19 @@ fn main() {
 
 /// Median cost of one call of a workload inside the cgroup with no program, with the programs
 /// attached but disarmed, and armed at p = 0; conditions interleaved round by round.
-fn per_event(
-    engine: &mut Engine,
-    cg: &TestCgroup,
-    what: &str,
-    s: &FaultSpec,
-    args: &[&str],
-    n: u64,
-) {
+fn per_event(engine: &Engine, cg: &TestCgroup, what: &str, s: &Experiment, args: &[&str], n: u64) {
     let mut cost: [Vec<Duration>; 3] = Default::default();
     for _ in 0..ROUNDS {
         for (i, c) in cost.iter_mut().enumerate() {
-            let id: Option<FaultId> = (i > 0).then(|| engine.start(s).unwrap().id);
-            if let (1, Some(id)) = (i, id) {
-                engine.disarm(id).unwrap();
+            let armed = (i > 0).then(|| engine.start(s).unwrap());
+            if let (1, Some(armed)) = (i, &armed) {
+                engine.switchboard().disarm(&armed.switch).unwrap();
             }
             let t = workload(Some(&cg.path), args);
             assert_eq!(t.ok(), n, "{t:?}");
             c.push(t.p50());
-            if let Some(id) = id {
-                engine.stop(id).unwrap();
+            if let Some(armed) = armed {
+                engine.stop(armed).unwrap();
             }
         }
     }

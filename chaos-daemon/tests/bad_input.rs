@@ -1,161 +1,135 @@
-//! Bad input gets a typed error that names the field and value, and nothing is attached.
+//! Targets the daemon refuses, with a typed error that names the target and why, and nothing
+//! attached or reserved afterwards: a missing cgroup, the root cgroup, the daemon's own cgroup
+//! and its ancestors, and cgroups named in (or containing one named in)
+//! `safety_checks.protected_cgroups`. The model's own checks (intensity, errno, filter) are
+//! chaos-api's and tested there.
 
 mod support;
 
-use std::process::Command;
+use std::path::Path;
 
+use chaos_api::{
+    config::DEFAULT_PROTECTED_CGROUPS,
+    experiment::{Direction, EgressDrop, Experiment, Target, TargetKind},
+};
+use chaos_common::MAX_SLOTS;
 use chaos_daemon::{
-    engine::EngineError,
-    fault::{Direction, EgressDrop, NetFilter},
-    target::{Target, TargetError},
+    engine::{Engine, EngineError},
+    target::{Resolver, TargetError},
 };
 use support::*;
 
-fn refused_spec(err: EngineError, field: &str) {
-    match err {
-        EngineError::Spec(e) => assert_eq!(e.field, field, "{e}"),
-        other => panic!("expected a spec error on {field}, got {other}"),
+/// An experiment on the cgroup `path` (as the user writes it), not validated: the daemon's
+/// resolver must refuse what the model would too.
+fn on(path: &str) -> Experiment {
+    let mut e = spec(
+        Target::new(TargetKind::Cgroup("/placeholder".into())),
+        socket_error("EACCES", &["connect"]),
+        1.0,
+    );
+    e.target = Target::new(TargetKind::Cgroup(path.into()));
+    e
+}
+
+fn cgroup(path: &Path) -> Experiment {
+    on(&path.display().to_string())
+}
+
+/// Proves that no refusal kept a slot: all of them can still be reserved for a fault on the
+/// (targetable) cgroup `path`, and are given back.
+fn assert_every_slot_free(engine: &Engine, path: &Path) {
+    let prepared = engine.prepare(&cgroup(path), u64::MAX).unwrap();
+    let switches: Vec<_> = (0..MAX_SLOTS)
+        .map(|i| {
+            engine
+                .reserve(&prepared)
+                .unwrap_or_else(|e| panic!("slot {i} of {MAX_SLOTS} is taken: {e}"))
+        })
+        .collect();
+    let extra = engine.reserve(&prepared);
+    assert!(matches!(extra, Err(EngineError::NoFreeSlot)), "{extra:?}");
+    for s in &switches {
+        engine.unreserve(s);
     }
 }
 
-#[test]
-fn out_of_range_probability_is_refused_and_nothing_attached() {
-    let Some(mount) = kernel() else { return };
-    let cg = TestCgroup::new(&mount, "bad-p");
-    let mut engine = engine(&mount);
-    for p in [-0.1, 1.01, f64::NAN] {
-        let e = engine.start(&spec(
-            cg.target(),
-            loss(Direction::Both, EgressDrop::Silent),
-            p,
-        ));
-        refused_spec(e.unwrap_err(), "probability");
+/// The reason of a `Protected` refusal, or a panic naming what came instead.
+fn protected_reason(e: EngineError) -> String {
+    match e {
+        EngineError::Target(TargetError::Protected { reason, .. }) => reason,
+        other => panic!("expected a protected-target refusal, got {other}"),
     }
-    assert_eq!((cg.attached(), engine.running().count()), (0, 0));
-}
-
-#[test]
-fn invalid_errno_is_refused_by_name_and_number() {
-    let Some(mount) = kernel() else { return };
-    let cg = TestCgroup::new(&mount, "bad-errno");
-    for errno in ["EFOO", "0", "4095", "-5"] {
-        let out = Command::new(DAEMON)
-            .args([
-                "inject",
-                "--cgroup",
-                cg.path.to_str().unwrap(),
-                "--fault",
-                "socket-error",
-            ])
-            .args([
-                "--probability",
-                "1",
-                "--duration",
-                "1s",
-                &format!("--errno={errno}"),
-            ])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "usage error exit code; {stderr}"
-        );
-        assert!(
-            stderr.contains("fault.errno") && stderr.contains(errno),
-            "{stderr}"
-        );
-    }
-    assert_eq!(cg.attached(), 0);
-}
-
-#[test]
-fn empty_cidr_list_is_an_error_not_match_nothing() {
-    let Some(mount) = kernel() else { return };
-    let cg = TestCgroup::new(&mount, "bad-cidr");
-    let mut engine = engine(&mount);
-    let mut s = spec(cg.target(), socket_error("ECONNREFUSED", &["connect"]), 1.0);
-    s.filter = NetFilter {
-        cidrs: Some(vec![]),
-        ..NetFilter::default()
-    };
-    refused_spec(engine.start(&s).unwrap_err(), "filter.cidrs");
-    assert_eq!((cg.attached(), engine.running().count()), (0, 0));
 }
 
 #[test]
 fn missing_cgroup_is_refused() {
     let Some(mount) = kernel() else { return };
-    let mut engine = engine(&mount);
+    let cg = TestCgroup::new(&mount, "missing");
+    let engine = engine(&mount);
     let missing = mount.join(format!("chaos-test-missing-{}", std::process::id()));
-    let e = engine.start(&spec(
-        Target::CgroupPath(missing.clone()),
-        socket_error("EACCES", &["connect"]),
-        1.0,
-    ));
-    match e.unwrap_err() {
+    match engine.prepare(&cgroup(&missing), u64::MAX).unwrap_err() {
         EngineError::Target(TargetError::NotACgroup { path, .. }) => assert_eq!(path, missing),
         other => panic!("{other}"),
     }
-    // A relative path that escapes the mount is refused the same way.
-    let e = engine.start(&spec(
-        Target::CgroupPath("../../etc".into()),
-        socket_error("EACCES", &["connect"]),
-        1.0,
-    ));
+    // A relative path that escapes the mount is refused the same way (the model refuses `..`
+    // too; the resolver does not rely on it).
+    for path in ["../../etc", "chaos-test/../../../etc"] {
+        let e = engine.start(&on(path));
+        assert!(
+            matches!(e, Err(EngineError::Target(TargetError::NotACgroup { .. }))),
+            "{path}: {e:?}"
+        );
+    }
+    // A file under the mount is not a cgroup either.
+    let e = engine.start(&cgroup(&cg.path.join("cgroup.procs")));
     assert!(
         matches!(e, Err(EngineError::Target(TargetError::NotACgroup { .. }))),
         "{e:?}"
     );
-    assert_eq!(engine.running().count(), 0);
+    assert_every_slot_free(&engine, &cg.path);
+    assert_eq!(cg.attached(), 0);
 }
 
 #[test]
 fn root_cgroup_is_protected() {
     let Some(mount) = kernel() else { return };
-    let mut engine = engine(&mount);
+    let cg = TestCgroup::new(&mount, "root");
+    let engine = engine(&mount);
     let before = attached_count(&mount);
-    for target in [
-        Target::CgroupPath(mount.clone()),
-        Target::CgroupPath("/".into()),
-    ] {
-        let e = engine.start(&spec(
-            target,
-            loss(Direction::Both, EgressDrop::Silent),
-            1.0,
-        ));
-        match e.unwrap_err() {
-            EngineError::Target(TargetError::Protected { reason, .. }) => {
-                assert!(reason.contains("root cgroup"), "{reason}")
-            }
-            other => panic!("{other}"),
-        }
+    for path in [mount.display().to_string(), "/".into()] {
+        let mut e = on(&path);
+        e.fault = loss(Direction::Both, EgressDrop::Silent);
+        let reason = protected_reason(engine.start(&e).unwrap_err());
+        assert!(reason.contains("root cgroup"), "{path}: {reason}");
     }
     assert_eq!(
         attached_count(&mount),
         before,
         "nothing attached to the root cgroup"
     );
+    assert_every_slot_free(&engine, &cg.path);
 }
 
+/// The daemon (`chaos-daemon serve`, driven by `chaos-ctl`) runs in a child cgroup of the test
+/// cgroup: neither its own cgroup nor the ancestor may be targeted.
 #[test]
 fn the_daemons_own_cgroup_and_its_ancestors_are_protected() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "self");
     let own = cg.child("daemon");
+    let dir = TempDir::new("self");
+    let daemon = Daemon::permissive(&dir.0, Some(&own));
     for (target, says) in [(&own, "daemon's own cgroup"), (&cg.path, "it contains")] {
-        let mut cmd = Command::new(DAEMON);
-        cmd.args([
-            "inject",
+        let out = daemon.ctl(&[
+            "experiment",
+            "packet_loss",
             "--cgroup",
             target.to_str().unwrap(),
-            "--fault",
-            "packet-loss",
-        ])
-        .args(["--probability", "1", "--duration", "1s"]);
-        start_in_cgroup(&mut cmd, &own);
-        let out = cmd.output().unwrap();
+            "--intensity",
+            "1",
+            "--duration",
+            "1s",
+        ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),
@@ -168,4 +142,133 @@ fn the_daemons_own_cgroup_and_its_ancestors_are_protected() {
         );
     }
     assert_eq!((cg.attached(), attached_count(&own)), (0, 0));
+    assert_eq!(running(&daemon), 0, "nothing started");
+}
+
+/// The default `safety_checks.protected_cgroups`, as the daemon's config gives them.
+fn protected_names() -> Vec<String> {
+    DEFAULT_PROTECTED_CGROUPS
+        .iter()
+        .map(|n| n.to_string())
+        .collect()
+}
+
+#[test]
+fn cgroups_named_like_the_nodes_services_are_protected_and_so_is_what_contains_them() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "services");
+    let kubelet = cg.child("kubelet.service");
+    let nest = cg.child("nest");
+    let runtime = cg.child("nest/inner/containerd.service");
+    let app = cg.child("app");
+    let resolver = Resolver::new(mount.clone())
+        .unwrap()
+        .protecting(&protected_names());
+    let engine = Engine::new(resolver).expect("engine loads");
+    for (target, found) in [
+        (&kubelet, None),
+        (&runtime, None),
+        (&nest, Some(&runtime)),
+        (&cg.path, None),
+    ] {
+        let reason = protected_reason(engine.start(&cgroup(target)).unwrap_err());
+        assert!(
+            reason.contains("safety_checks.protected_cgroups"),
+            "{}: {reason}",
+            target.display()
+        );
+        if target == &kubelet || target == &runtime {
+            assert!(reason.starts_with("its name is"), "{reason}");
+        } else {
+            assert!(reason.starts_with("it contains"), "{reason}");
+        }
+        if let Some(found) = found {
+            assert!(
+                reason.contains(&found.display().to_string()),
+                "names the protected descendant: {reason}"
+            );
+        }
+        // The plan (a dry run) refuses it the same way.
+        let e = engine.prepare(&cgroup(target), u64::MAX).unwrap_err();
+        assert!(
+            matches!(e, EngineError::Target(TargetError::Protected { .. })),
+            "{e}"
+        );
+    }
+    for dir in [&cg.path, &kubelet, &nest, &runtime] {
+        assert_eq!(attached_count(dir), 0, "{}", dir.display());
+    }
+    assert_every_slot_free(&engine, &app);
+
+    // The sibling with an ordinary name is an ordinary target.
+    let armed = engine.start(&cgroup(&app)).unwrap();
+    assert_eq!(armed.target.path, app);
+    let server = TcpServer::start("127.0.0.1:0");
+    let hit = workload(
+        Some(&app),
+        &["connect", "--to", &server.to(), "--count", "20"],
+    );
+    assert_eq!(hit.get("EACCES"), 20, "{hit:?}");
+    let spared = workload(
+        Some(&kubelet),
+        &["connect", "--to", &server.to(), "--count", "20"],
+    );
+    assert_eq!(spared.ok(), 20, "{spared:?}");
+    engine.stop(armed).unwrap();
+    assert_eq!(attached_count(&app), 0);
+}
+
+#[test]
+fn the_daemon_refuses_a_protected_service_cgroup_by_its_config() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "ctl-services");
+    let kubelet = cg.child("kubelet.service");
+    let app = cg.child("app");
+    let dir = TempDir::new("ctl-services");
+    let daemon = Daemon::permissive(&dir.0, None);
+    let start = |target: &Path| {
+        daemon.ctl(&[
+            "--output",
+            "json",
+            "experiment",
+            "dependency_failure",
+            "--cgroup",
+            target.to_str().unwrap(),
+            "--intensity",
+            "1",
+            "--duration",
+            "30s",
+        ])
+    };
+    for target in [&kubelet, &cg.path] {
+        let out = start(target);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "refused; {stderr}");
+        assert!(
+            stderr.contains("protected") && stderr.contains("safety_checks.protected_cgroups"),
+            "{stderr}"
+        );
+        assert_eq!(attached_count(target), 0);
+    }
+    assert_eq!(running(&daemon), 0, "nothing started");
+    // The unprotected sibling starts, and stops.
+    let out = start(&app);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(attached_count(&app), 2, "connect4 and connect6");
+    assert_eq!(running(&daemon), 1);
+    daemon.ctl_ok(&["stop", started["id"].as_str().unwrap()]);
+    assert_eq!(attached_count(&app), 0);
+}
+
+/// How many experiments the daemon reports.
+fn running(daemon: &Daemon) -> usize {
+    let status = daemon.ctl_ok(&["--output", "json", "status"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    status["experiments"].as_array().unwrap().len()
 }

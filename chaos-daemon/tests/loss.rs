@@ -4,7 +4,7 @@
 
 mod support;
 
-use chaos_daemon::fault::{Direction, EgressDrop, NetFilter, filter::Protocol};
+use chaos_api::experiment::{Direction, EgressDrop, NetFilter, PortRange, Protocol};
 use support::*;
 
 const N: u64 = 20_000;
@@ -13,12 +13,11 @@ const RATES: [f64; 3] = [0.05, 0.3, 1.0];
 fn egress(drop: EgressDrop) {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "loss-eg");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     for p in RATES {
-        let id = engine
+        let armed = engine
             .start(&spec(cg.target(), loss(Direction::Egress, drop), p))
-            .unwrap()
-            .id;
+            .unwrap();
         let (inside_sink, outside_sink) = (UdpSink::new(), UdpSink::new());
         let n = N.to_string();
         let inside = workload_bg(
@@ -44,7 +43,7 @@ fn egress(drop: EgressDrop) {
             (N, N),
             "outside the cgroup nothing is lost"
         );
-        let c = engine.stop(id).unwrap();
+        let c = engine.stop(armed).unwrap();
         assert_eq!(c.injected, N - got_in, "kernel counter = observed drops");
     }
     assert_eq!(cg.attached(), 0);
@@ -64,16 +63,15 @@ fn egress_silent_loss_matches_rate_and_spares_outside() {
 fn ingress_loss_matches_rate_and_spares_outside() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "loss-in");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     for p in RATES {
-        let id = engine
+        let armed = engine
             .start(&spec(
                 cg.target(),
                 loss(Direction::Ingress, EgressDrop::Silent),
                 p,
             ))
-            .unwrap()
-            .id;
+            .unwrap();
         // Receivers: one inside the target, one outside; the test process sends to both.
         let timeout = if p == 1.0 { 3_000 } else { 60_000 };
         let inside = Receiver::start(Some(&cg.path), 500, timeout);
@@ -91,7 +89,7 @@ fn ingress_loss_matches_rate_and_spares_outside() {
             4.0,
         );
         assert_eq!(got_out, N, "outside the cgroup nothing is lost");
-        assert_eq!(engine.stop(id).unwrap().injected, N - got_in);
+        assert_eq!(engine.stop(armed).unwrap().injected, N - got_in);
     }
     assert_eq!(cg.attached(), 0);
 }
@@ -100,13 +98,14 @@ fn ingress_loss_matches_rate_and_spares_outside() {
 fn tcp_completes_through_five_percent_loss() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "loss-tcp");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let mut s = spec(cg.target(), loss(Direction::Both, EgressDrop::Silent), 0.05);
     s.filter = NetFilter {
         protocol: Protocol::Tcp,
         ..NetFilter::default()
     };
-    let id = engine.start(&s).unwrap().id;
+    s.validate().unwrap();
+    let armed = engine.start(&s).unwrap();
     let server = TcpServer::start("127.0.0.1:0");
     let bytes = (8u64 << 20).to_string();
     let r = workload(
@@ -118,7 +117,7 @@ fn tcp_completes_through_five_percent_loss() {
         1,
         "8 MiB over TCP arrives complete despite loss: {r:?}"
     );
-    let c = engine.stop(id).unwrap();
+    let c = engine.stop(armed).unwrap();
     assert!(
         c.injected > 0,
         "segments were really dropped (and retransmitted): {c:?}"
@@ -129,7 +128,7 @@ fn tcp_completes_through_five_percent_loss() {
 fn protocol_and_port_filters_limit_loss() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "loss-filter");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let (hit, miss) = (UdpSink::new(), UdpSink::new());
     let mut s = spec(
         cg.target(),
@@ -138,10 +137,14 @@ fn protocol_and_port_filters_limit_loss() {
     );
     s.filter = NetFilter {
         protocol: Protocol::Udp,
-        ports: Some((hit.addr.port(), hit.addr.port())),
-        cidrs: Some(vec!["127.0.0.0/8".parse().unwrap()]),
+        ports: Some(PortRange {
+            low: hit.addr.port(),
+            high: hit.addr.port(),
+        }),
+        cidrs: vec!["127.0.0.0/8".parse().unwrap()],
     };
-    let id = engine.start(&s).unwrap().id;
+    s.validate().unwrap();
+    let armed = engine.start(&s).unwrap();
     let a = workload(
         Some(&cg.path),
         &["udp-send", "--to", &hit.to(), "--count", "1000"],
@@ -160,18 +163,16 @@ fn protocol_and_port_filters_limit_loss() {
         (1000, 1000),
         "another port loses nothing"
     );
-    engine.stop(id).unwrap();
+    engine.stop(armed).unwrap();
 
     // A CIDR that does not contain the destination spares it.
-    s.filter.cidrs = Some(vec![
-        "10.0.0.0/8".parse().unwrap(),
-        "::1/128".parse().unwrap(),
-    ]);
-    let id = engine.start(&s).unwrap().id;
+    s.filter.cidrs = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+    s.validate().unwrap();
+    let armed = engine.start(&s).unwrap();
     let c = workload(
         Some(&cg.path),
         &["udp-send", "--to", &hit.to(), "--count", "1000"],
     );
     assert_eq!(c.ok(), 1000);
-    engine.stop(id).unwrap();
+    engine.stop(armed).unwrap();
 }

@@ -1,52 +1,54 @@
 //! The safety model in the real kernel: kill switch, kernel deadline, exact fault cap, cleanup
-//! when the arming process dies, and many experiments at once.
+//! when the daemon dies, and many experiments at once.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
+use chaos_api::experiment::{Direction, EgressDrop};
 use chaos_common::MAX_SLOTS;
-use chaos_daemon::{
-    engine::EngineError,
-    fault::{Direction, EgressDrop},
-};
-use nix::sys::signal::Signal;
+use chaos_daemon::engine::EngineError;
+use nix::{sys::signal::Signal, unistd::Pid};
 use support::*;
 
-/// A separate `chaos-daemon inject` process dropping every egress packet of `cg` (visibly).
-fn drop_all_egress(cg: &TestCgroup, duration: &str) -> Injector {
-    let cgs = cg.path.to_str().unwrap();
-    Injector::spawn(&[
+/// Starts, through `chaos-ctl` on a real `chaos-daemon serve`, an experiment dropping every
+/// egress packet of `cg` (visibly) for `duration`. Returns when it is armed.
+fn drop_all_egress(daemon: &Daemon, cg: &TestCgroup, duration: &str) {
+    daemon.ctl_ok(&[
+        "experiment",
+        "packet_loss",
         "--cgroup",
-        cgs,
-        "--fault",
-        "packet-loss",
-        "--probability",
+        cg.path.to_str().unwrap(),
+        "--intensity",
         "1",
         "--direction",
         "egress",
-        "--egress-drop",
-        "visible",
+        "--visible-drop",
         "--duration",
         duration,
-    ])
+    ]);
+}
+
+fn signal(daemon: &Daemon, signal: Signal) {
+    let pid = Pid::from_raw(i32::try_from(daemon.child.id()).unwrap());
+    nix::sys::signal::kill(pid, signal).unwrap();
 }
 
 #[test]
 fn disarm_stops_every_fault_at_once() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "killswitch");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let sink = UdpSink::new();
     let server = TcpServer::start("127.0.0.1:0");
-    engine
+    let lossy = engine
         .start(&spec(
             cg.target(),
             loss(Direction::Egress, EgressDrop::Visible),
             1.0,
         ))
         .unwrap();
-    engine
+    let refused = engine
         .start(&spec(
             cg.target(),
             socket_error("ECONNREFUSED", &["connect"]),
@@ -65,9 +67,13 @@ fn disarm_stops_every_fault_at_once() {
         (before_udp.get("EPERM"), before_tcp.get("ECONNREFUSED")),
         (100, 100)
     );
+    assert_eq!(sink.settled(), 0);
 
-    assert_eq!(engine.disarm_all().unwrap(), 2);
-    // Programs stay attached; only the slot flag changed.
+    let board = engine.switchboard();
+    let failed = board.emergency_stop();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(board.latched());
+    // Programs stay attached; only the slot flags changed.
     assert_eq!(cg.attached(), 3);
     let udp = workload(
         Some(&cg.path),
@@ -79,10 +85,17 @@ fn disarm_stops_every_fault_at_once() {
     );
     assert_eq!((udp.ok(), sink.settled()), (10_000, 10_000), "{udp:?}");
     assert_eq!(tcp.ok(), 1000, "{tcp:?}");
-    let ids: Vec<_> = engine.running().map(|h| h.id).collect();
-    for id in ids {
-        engine.stop(id).unwrap();
-    }
+    // Lifting the latch re-arms nothing.
+    board.clear();
+    assert!(!board.latched());
+    let tcp = workload(
+        Some(&cg.path),
+        &["connect", "--to", &server.to(), "--count", "100"],
+    );
+    assert_eq!(tcp.ok(), 100, "{tcp:?}");
+    // The kernel counted the faults before the stop and none after.
+    assert_eq!(engine.stop(lossy).unwrap().injected, 100);
+    assert_eq!(engine.stop(refused).unwrap().injected, 100);
     assert_eq!(cg.attached(), 0);
 }
 
@@ -90,15 +103,14 @@ fn disarm_stops_every_fault_at_once() {
 fn stop_detaches_even_while_a_forked_child_holds_the_links() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "forkheld");
-    let mut engine = engine(&mount);
-    let id = engine
+    let engine = engine(&mount);
+    let armed = engine
         .start(&spec(
             cg.target(),
             loss(Direction::Both, EgressDrop::Silent),
             1.0,
         ))
-        .unwrap()
-        .id;
+        .unwrap();
     // A child between fork and exec holds a copy of every descriptor, our links included.
     // SAFETY: the child only calls pause() and _exit(), both async-signal-safe.
     let child = match unsafe { nix::unistd::fork() }.unwrap() {
@@ -109,7 +121,7 @@ fn stop_detaches_even_while_a_forked_child_holds_the_links() {
         },
         nix::unistd::ForkResult::Parent { child } => child,
     };
-    engine.stop(id).unwrap();
+    engine.stop(armed).unwrap();
     let attached = cg.attached();
     nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
     nix::sys::wait::waitpid(child, None).unwrap();
@@ -120,49 +132,60 @@ fn stop_detaches_even_while_a_forked_child_holds_the_links() {
 }
 
 #[test]
-fn kernel_deadline_holds_while_the_armer_is_frozen() {
+fn kernel_deadline_holds_while_the_daemon_is_frozen() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "deadline");
+    let dir = TempDir::new("deadline");
+    let daemon = Daemon::permissive(&dir.0, None);
     let sink = UdpSink::new();
-    let inj = drop_all_egress(&cg, "300ms");
-    inj.signal(Signal::SIGSTOP);
+    // Armed between `asked` and `answered`: the kernel deadline lies 300ms after that.
+    let asked = Instant::now();
+    drop_all_egress(&daemon, &cg, "300ms");
+    let answered = Instant::now();
+    signal(&daemon, Signal::SIGSTOP);
     // Inside the window the fault is live...
     let during = workload(
         Some(&cg.path),
         &["udp-send", "--to", &sink.to(), "--count", "200"],
     );
+    let inside = asked.elapsed();
+    eprintln!(
+        "armed within {:?} of asking; the burst ended {inside:?} after asking",
+        answered - asked
+    );
     assert!(
-        inj.armed_at.elapsed() < Duration::from_millis(300),
-        "too slow to observe the window"
+        inside < Duration::from_millis(300),
+        "too slow to observe the window ({inside:?})"
     );
     assert_eq!(during.get("EPERM"), 200, "{during:?}");
-    // ...and after it the kernel stops by itself although user space never disarmed.
-    std::thread::sleep(Duration::from_millis(350).saturating_sub(inj.armed_at.elapsed()));
+    // ...and after it the kernel stops by itself although the daemon, frozen, never disarmed.
+    std::thread::sleep(Duration::from_millis(350).saturating_sub(answered.elapsed()));
     assert_eq!(
         cg.attached(),
         1,
-        "the frozen process still holds its program attached"
+        "the frozen daemon still holds its program attached"
     );
     let after = workload(
         Some(&cg.path),
         &["udp-send", "--to", &sink.to(), "--count", "10000"],
     );
     assert_eq!((after.ok(), sink.settled()), (10_000, 10_000), "{after:?}");
-    inj.signal(Signal::SIGKILL);
+    signal(&daemon, Signal::SIGKILL);
 }
 
 #[test]
 fn fault_cap_is_exact_across_two_cpus() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "cap");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let mut s = spec(
         cg.target(),
         loss(Direction::Egress, EgressDrop::Visible),
         1.0,
     );
     s.max_faults = Some(1000);
-    let id = engine.start(&s).unwrap().id;
+    s.validate().unwrap();
+    let armed = engine.start(&s).unwrap();
     let sink = UdpSink::new();
     let cpus = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -190,26 +213,28 @@ fn fault_cap_is_exact_across_two_cpus() {
         .sum();
     assert_eq!(faults, 1000, "exactly max_faults datagrams were dropped");
     assert_eq!(sink.settled(), 9000);
-    let c = engine.stop(id).unwrap();
+    let c = engine.stop(armed).unwrap();
     assert_eq!((c.injected, c.capped), (1000, 9000), "{c:?}");
 }
 
 #[test]
-fn killing_the_armer_removes_every_fault_within_100ms() {
+fn killing_the_daemon_removes_every_fault_within_100ms() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "crash");
+    let dir = TempDir::new("crash");
+    let mut daemon = Daemon::permissive(&dir.0, None);
     let sink = UdpSink::new();
-    let mut inj = drop_all_egress(&cg, "60s");
+    drop_all_egress(&daemon, &cg, "60s");
     let during = workload(
         Some(&cg.path),
         &["udp-send", "--to", &sink.to(), "--count", "100"],
     );
-    assert_eq!(during.get("EPERM"), 100);
+    assert_eq!(during.get("EPERM"), 100, "{during:?}");
     assert_eq!(cg.attached(), 1);
 
     let killed = Instant::now();
-    inj.signal(Signal::SIGKILL);
-    inj.child.wait().unwrap();
+    signal(&daemon, Signal::SIGKILL);
+    daemon.child.wait().unwrap();
     let flowing = loop {
         let r = workload(
             Some(&cg.path),
@@ -220,7 +245,7 @@ fn killing_the_armer_removes_every_fault_within_100ms() {
         }
         assert!(
             killed.elapsed() < Duration::from_secs(2),
-            "fault outlived its process"
+            "fault outlived its daemon"
         );
     };
     eprintln!("traffic flows and nothing is attached {flowing:?} after SIGKILL");
@@ -231,36 +256,42 @@ fn killing_the_armer_removes_every_fault_within_100ms() {
 fn sixteen_experiments_run_at_once_and_a_seventeenth_is_refused() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "slots");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let server = TcpServer::start("127.0.0.1:0");
     // Half on one shared cgroup, half on their own child cgroups.
     let children: Vec<_> = (0..MAX_SLOTS / 2)
         .map(|i| cg.child(&format!("c{i}")))
         .collect();
-    let mut ids = Vec::new();
+    let mut armed = Vec::new();
     for i in 0..MAX_SLOTS as usize {
         let target = if i % 2 == 0 {
             cg.target()
         } else {
-            chaos_daemon::target::Target::CgroupPath(children[i / 2].clone())
+            cgroup_target(&children[i / 2])
         };
-        ids.push(
+        armed.push(
             engine
                 .start(&spec(
                     target,
                     socket_error("ECONNREFUSED", &["connect"]),
                     0.0,
                 ))
-                .unwrap()
-                .id,
+                .unwrap(),
         );
     }
+    let mut slots: Vec<u32> = armed.iter().filter_map(|a| a.slot()).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, (0..MAX_SLOTS).collect::<Vec<_>>(), "one slot each");
+    // connect4 and connect6 of the eight experiments on the shared cgroup.
+    let shared = cg.attached();
+    assert_eq!(shared, MAX_SLOTS as usize);
     let extra = engine.start(&spec(
         cg.target(),
         socket_error("ECONNREFUSED", &["connect"]),
         1.0,
     ));
     assert!(matches!(extra, Err(EngineError::NoFreeSlot)), "{extra:?}");
+    assert_eq!(cg.attached(), shared, "the refused start attached nothing");
     // Every armed slot sees the connects of its cgroup (p = 0: seen, never injected). A child's
     // connect runs its own slot and the eight shared-cgroup slots (ancestor), each exactly once.
     let r = workload(
@@ -268,13 +299,13 @@ fn sixteen_experiments_run_at_once_and_a_seventeenth_is_refused() {
         &["connect", "--to", &server.to(), "--count", "10"],
     );
     assert_eq!(r.ok(), 10);
-    for (i, id) in ids.iter().enumerate() {
-        let c = engine.counters(*id).unwrap();
+    for (i, a) in armed.iter().enumerate() {
+        let c = engine.counters(a).unwrap();
         let expect = if i % 2 == 0 || i == 1 { 10 } else { 0 };
-        assert_eq!((c.seen, c.injected), (expect, 0), "slot {i}");
+        assert_eq!((c.seen, c.injected), (expect, 0), "experiment {i}");
     }
-    for id in ids {
-        engine.stop(id).unwrap();
+    for a in armed {
+        engine.stop(a).unwrap();
     }
     assert_eq!(cg.attached(), 0);
     assert!(children.iter().all(|c| attached_count(c) == 0));

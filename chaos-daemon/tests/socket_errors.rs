@@ -3,22 +3,21 @@
 
 mod support;
 
-use chaos_daemon::fault::NetFilter;
+use chaos_api::experiment::{NetFilter, PortRange};
 use support::*;
 
 #[test]
 fn connect_refused_at_configured_rate_only_inside() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "connect");
-    let mut engine = engine(&mount);
-    let id = engine
+    let engine = engine(&mount);
+    let armed = engine
         .start(&spec(
             cg.target(),
             socket_error("ECONNREFUSED", &["connect"]),
             0.25,
         ))
-        .unwrap()
-        .id;
+        .unwrap();
     let server = TcpServer::start("127.0.0.1:0");
     let n = 4000u64;
     let inside = workload_bg(
@@ -43,7 +42,7 @@ fn connect_refused_at_configured_rate_only_inside() {
         4.0,
     );
     assert_eq!(outside.ok(), n, "outside: {outside:?}");
-    let c = engine.stop(id).unwrap();
+    let c = engine.stop(armed).unwrap();
     assert_eq!(c.injected, inside.get("ECONNREFUSED"));
     assert_eq!(cg.attached(), 0);
 }
@@ -52,19 +51,18 @@ fn connect_refused_at_configured_rate_only_inside() {
 fn chosen_errnos_are_returned_on_ipv4_and_ipv6() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "errnos");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let v4 = TcpServer::start("127.0.0.1:0");
     let v6 = TcpServer::start("[::1]:0");
     for errno in ["ETIMEDOUT", "ENETUNREACH", "EACCES", "ECONNREFUSED"] {
-        let id = engine
+        let armed = engine
             .start(&spec(cg.target(), socket_error(errno, &["connect"]), 1.0))
-            .unwrap()
-            .id;
+            .unwrap();
         for to in [v4.to(), v6.to()] {
             let r = workload(Some(&cg.path), &["connect", "--to", &to, "--count", "50"]);
             assert_eq!(r.get(errno), 50, "{errno} to {to}: {r:?}");
         }
-        engine.stop(id).unwrap();
+        engine.stop(armed).unwrap();
     }
 }
 
@@ -72,17 +70,21 @@ fn chosen_errnos_are_returned_on_ipv4_and_ipv6() {
 fn port_and_cidr_filters_fail_only_matching_connects() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "connect-filter");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let (a, b) = (
         TcpServer::start("127.0.0.1:0"),
         TcpServer::start("127.0.0.1:0"),
     );
     let mut s = spec(cg.target(), socket_error("ECONNREFUSED", &["connect"]), 1.0);
     s.filter = NetFilter {
-        ports: Some((a.addr.port(), a.addr.port())),
+        ports: Some(PortRange {
+            low: a.addr.port(),
+            high: a.addr.port(),
+        }),
         ..NetFilter::default()
     };
-    let id = engine.start(&s).unwrap().id;
+    s.validate().unwrap();
+    let armed = engine.start(&s).unwrap();
     let ra = workload(
         Some(&cg.path),
         &["connect", "--to", &a.to(), "--count", "200"],
@@ -96,15 +98,16 @@ fn port_and_cidr_filters_fail_only_matching_connects() {
         (200, 200),
         "{ra:?} {rb:?}"
     );
-    engine.stop(id).unwrap();
+    engine.stop(armed).unwrap();
 
     // A dependency at 127.0.0.2 is down; 127.0.0.1 is fine.
     let dep = TcpServer::start("127.0.0.2:0");
     s.filter = NetFilter {
-        cidrs: Some(vec!["127.0.0.2/32".parse().unwrap()]),
+        cidrs: vec!["127.0.0.2/32".parse().unwrap()],
         ..NetFilter::default()
     };
-    let id = engine.start(&s).unwrap().id;
+    s.validate().unwrap();
+    let armed = engine.start(&s).unwrap();
     let rd = workload(
         Some(&cg.path),
         &["connect", "--to", &dep.to(), "--count", "200"],
@@ -118,18 +121,17 @@ fn port_and_cidr_filters_fail_only_matching_connects() {
         (200, 200),
         "{rd:?} {ra:?}"
     );
-    engine.stop(id).unwrap();
+    engine.stop(armed).unwrap();
 }
 
 #[test]
 fn socket_fails_with_emfile_half_the_time() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "socket");
-    let mut engine = engine(&mount);
-    let id = engine
+    let engine = engine(&mount);
+    let armed = engine
         .start(&spec(cg.target(), socket_error("EMFILE", &["socket"]), 0.5))
-        .unwrap()
-        .id;
+        .unwrap();
     let n = 4000u64;
     let inside = workload(Some(&cg.path), &["socket", "--count", &n.to_string()]);
     let outside = workload(None, &["socket", "--count", &n.to_string()]);
@@ -142,22 +144,21 @@ fn socket_fails_with_emfile_half_the_time() {
         4.0,
     );
     assert_eq!(outside.ok(), n);
-    engine.stop(id).unwrap();
+    engine.stop(armed).unwrap();
 }
 
 #[test]
 fn unconnected_udp_sendto_fails_with_enetunreach() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "sendto");
-    let mut engine = engine(&mount);
-    let id = engine
+    let engine = engine(&mount);
+    let armed = engine
         .start(&spec(
             cg.target(),
             socket_error("ENETUNREACH", &["sendmsg"]),
             1.0,
         ))
-        .unwrap()
-        .id;
+        .unwrap();
     let sink = UdpSink::new();
     let inside = workload(
         Some(&cg.path),
@@ -167,24 +168,23 @@ fn unconnected_udp_sendto_fails_with_enetunreach() {
     assert_eq!(sink.settled(), 0, "nothing was sent");
     let outside = workload(None, &["udp-send", "--to", &sink.to(), "--count", "1000"]);
     assert_eq!((outside.ok(), sink.settled()), (1000, 1000));
-    engine.stop(id).unwrap();
+    engine.stop(armed).unwrap();
 }
 
 #[test]
 fn bind_fails_with_eaddrinuse() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "bind");
-    let mut engine = engine(&mount);
-    let id = engine
+    let engine = engine(&mount);
+    let armed = engine
         .start(&spec(
             cg.target(),
             socket_error("EADDRINUSE", &["bind"]),
             1.0,
         ))
-        .unwrap()
-        .id;
+        .unwrap();
     let inside = workload(Some(&cg.path), &["bind", "--count", "100"]);
     assert_eq!(inside.get("EADDRINUSE"), 100, "{inside:?}");
     assert_eq!(workload(None, &["bind", "--count", "100"]).ok(), 100);
-    engine.stop(id).unwrap();
+    engine.stop(armed).unwrap();
 }

@@ -10,7 +10,8 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use chaos_daemon::target::{Resolver, Target, TargetError};
+use chaos_api::experiment::{Target, TargetKind};
+use chaos_daemon::target::{Resolver, TargetError};
 use support::*;
 
 /// Fresh hex for synthetic IDs; unique per call and per test process.
@@ -91,7 +92,9 @@ fn pods_and_containers_resolve_in_every_kubelet_layout() {
     ] {
         let pod = make_pod(&cg, driver, runtime, qos);
         let what = format!("{driver}/{runtime}");
-        let r = resolver.resolve(&Target::PodUid(pod.uid.clone())).unwrap();
+        let r = resolver
+            .resolve(&TargetKind::PodUid(pod.uid.clone()))
+            .unwrap();
         assert_eq!(r.path, pod.pod_dir, "{what} pod");
         assert_eq!(
             r.id,
@@ -99,10 +102,10 @@ fn pods_and_containers_resolve_in_every_kubelet_layout() {
             "id is the inode"
         );
         let r = resolver
-            .resolve(&Target::ContainerId(pod.container.clone()))
+            .resolve(&TargetKind::ContainerId(pod.container.clone()))
             .unwrap();
         assert_eq!(r.path, pod.container_dir, "{what} container");
-        let short = Target::ContainerId(pod.container[..12].to_uppercase());
+        let short = TargetKind::ContainerId(pod.container[..12].to_uppercase());
         assert_eq!(
             resolver.resolve(&short).unwrap().path,
             pod.container_dir,
@@ -116,7 +119,9 @@ fn unknown_ambiguous_and_malformed_ids_are_refused() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "ids");
     let resolver = Resolver::new(mount.clone()).unwrap();
-    let e = resolver.resolve(&Target::ContainerId(hex(64))).unwrap_err();
+    let e = resolver
+        .resolve(&TargetKind::ContainerId(hex(64)))
+        .unwrap_err();
     assert!(
         matches!(
             e,
@@ -127,7 +132,7 @@ fn unknown_ambiguous_and_malformed_ids_are_refused() {
         ),
         "{e}"
     );
-    let e = resolver.resolve(&Target::PodUid(uuid())).unwrap_err();
+    let e = resolver.resolve(&TargetKind::PodUid(uuid())).unwrap_err();
     assert!(
         matches!(
             e,
@@ -141,16 +146,16 @@ fn unknown_ambiguous_and_malformed_ids_are_refused() {
     let id = hex(64);
     cg.child(&format!("a/cri-containerd-{id}.scope"));
     cg.child(&format!("b/docker-{id}.scope"));
-    let e = resolver.resolve(&Target::ContainerId(id)).unwrap_err();
+    let e = resolver.resolve(&TargetKind::ContainerId(id)).unwrap_err();
     assert!(matches!(e, TargetError::Ambiguous { .. }), "{e}");
     for bad in ["abc", "not-hex-not-hex-not-hex"] {
         let e = resolver
-            .resolve(&Target::ContainerId(bad.into()))
+            .resolve(&TargetKind::ContainerId(bad.into()))
             .unwrap_err();
         assert!(matches!(e, TargetError::BadContainerId { .. }), "{e}");
     }
     let e = resolver
-        .resolve(&Target::PodUid("1234".into()))
+        .resolve(&TargetKind::PodUid("1234".into()))
         .unwrap_err();
     assert!(matches!(e, TargetError::BadPodUid { .. }), "{e}");
 }
@@ -168,7 +173,7 @@ fn cgroup_paths_resolve_absolute_and_relative_to_the_mount() {
     ] {
         assert_eq!(
             resolver
-                .resolve(&Target::CgroupPath(t.clone()))
+                .resolve(&TargetKind::Cgroup(t.display().to_string()))
                 .unwrap()
                 .path,
             cg.path,
@@ -187,11 +192,13 @@ fn a_pid_resolves_to_its_cgroup() {
     start_in_cgroup(&mut cmd, &inner);
     let mut child = cmd.spawn().unwrap();
     let resolver = Resolver::new(mount.clone()).unwrap();
-    let r = resolver.resolve(&Target::Pid(child.id()));
+    let r = resolver.resolve(&TargetKind::Pid(child.id()));
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(r.unwrap().path, inner);
-    let e = resolver.resolve(&Target::Pid(u32::MAX - 1)).unwrap_err();
+    let e = resolver
+        .resolve(&TargetKind::Pid(u32::MAX - 1))
+        .unwrap_err();
     assert!(matches!(e, TargetError::Pid { .. }), "{e}");
 }
 
@@ -201,9 +208,9 @@ fn a_pod_fault_reaches_its_containers_and_nothing_else() {
     let cg = TestCgroup::new(&mount, "podfault");
     let pod = make_pod(&cg, "systemd", "containerd", "burstable");
     let other = make_pod(&cg, "systemd", "containerd", "burstable");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let s = spec(
-        Target::PodUid(pod.uid.clone()),
+        Target::new(TargetKind::PodUid(pod.uid.clone())),
         socket_error("ECONNREFUSED", &["connect"]),
         1.0,
     );
@@ -223,6 +230,6 @@ fn a_pod_fault_reaches_its_containers_and_nothing_else() {
         (20, 20),
         "{hit:?} {spared:?}"
     );
-    engine.stop(h.id).unwrap();
+    engine.stop(h).unwrap();
     assert_eq!(attached_count(&pod.pod_dir), 0);
 }

@@ -179,7 +179,8 @@ pub fn spec(target: Target, fault: Fault, intensity: f64) -> Experiment {
         dry_run: false,
         filter: NetFilter::default(),
     };
-    e.validate().unwrap_or_else(|err| panic!("invalid test experiment: {err}"));
+    e.validate()
+        .unwrap_or_else(|err| panic!("invalid test experiment: {err}"));
     e
 }
 
@@ -497,6 +498,10 @@ impl Drop for TempDir {
     }
 }
 
+/// A chaos config that admits every test experiment: budgets no test reaches, requests free.
+pub const PERMISSIVE_CONFIG: &str = "budget:\n  max_experiment_cost: 1000000\n  \
+    max_daily_cost: 1000000000\n  cost_per_request: 0\n";
+
 /// A `chaos-daemon serve` process on a socket in `dir`, with its store in `dir/state`.
 /// Killed (SIGKILL) on drop.
 pub struct Daemon {
@@ -513,8 +518,24 @@ impl Daemon {
 
     /// Starts `chaos-daemon serve` with `extra` arguments.
     pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_in(dir, None, extra)
+    }
+
+    /// Starts `chaos-daemon serve` with [`PERMISSIVE_CONFIG`] (written to `dir/chaos.yaml`),
+    /// inside `cgroup` when given.
+    pub fn permissive(dir: &Path, cgroup: Option<&Path>) -> Self {
+        let config = dir.join("chaos.yaml");
+        std::fs::write(&config, PERMISSIVE_CONFIG).unwrap();
+        Self::start_in(dir, cgroup, &["--config", config.to_str().unwrap()])
+    }
+
+    /// Starts `chaos-daemon serve` with `extra` arguments, inside `cgroup` when given.
+    pub fn start_in(dir: &Path, cgroup: Option<&Path>, extra: &[&str]) -> Self {
         let (socket, state) = (dir.join("daemon.sock"), dir.join("state"));
         let mut cmd = Command::new(DAEMON);
+        if let Some(cg) = cgroup {
+            start_in_cgroup(&mut cmd, cg);
+        }
         cmd.arg("serve")
             .arg("--socket")
             .arg(&socket)

@@ -1,0 +1,365 @@
+//! Fuzzes the daemon's untrusted-input edge: arbitrary bytes decoded as a
+//! `chaos.v1.ExperimentSpec`, and structured random specs, read with
+//! [`Experiment::from_proto`]. Reading never panics; a rejection names the path of the offending
+//! key; an accepted spec is valid, reads back unchanged from its own `to_proto`, and is admitted
+//! or refused with a reason by the default config (what the daemon does with it next).
+//!
+//! Runs for `CHAOS_FUZZ_SECS` seconds (default 3; CI sets 60) and prints how many cases ran.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chaos_api::config::{ChaosConfig, Refusal};
+use chaos_api::error::ModelError;
+use chaos_api::experiment::Experiment;
+use chaos_api::proto::{self, fault::Kind as FaultKind, target::Kind as TargetKind};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use prost::Message as _;
+
+fn fuzz_seconds() -> f64 {
+    match std::env::var("CHAOS_FUZZ_SECS") {
+        Ok(text) => match text.trim().parse::<f64>() {
+            Ok(secs) if secs.is_finite() && secs >= 0.0 => secs,
+            _ => panic!("CHAOS_FUZZ_SECS must be a number of seconds, got {text:?}"),
+        },
+        Err(_) => 3.0,
+    }
+}
+
+/// Strings near the accepted ones, and junk.
+fn token() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        prop::sample::select(vec![
+            "ECONNREFUSED",
+            "ETIMEDOUT",
+            "EIO",
+            "111",
+            "0",
+            "134",
+            "4095",
+            "-1",
+            "E",
+            "connect",
+            "sendmsg",
+            "bind",
+            "socket",
+            "listen",
+            "open",
+            "read",
+            "write",
+            "unlink",
+            "create",
+            "fork",
+            "exec",
+            "mmap",
+            "ingress",
+            "egress",
+            "both",
+            "silent",
+            "visible",
+            "uniform",
+            "normal",
+            "lo",
+            "eth0",
+            "tcp",
+            "udp",
+            "icmp",
+            "any",
+            "80",
+            "8000-8100",
+            "90-80",
+            "0-65535",
+            "65536",
+            "10.0.0.0/8",
+            " 10.0.0.0/8 ",
+            "10.1.2.3",
+            "::1/128",
+            "fd00::/8",
+            "10.0.0.0/33",
+            "not-an-ip",
+            "/",
+            "..",
+            "/a/../b",
+            "/sys/fs/cgroup",
+            "/var/lib/data",
+            "checkout-db",
+            "shop/frontend-7d9f8-abcde",
+            "8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f",
+            "8F3C9B6E-1D2A-4B5C-9E8F-0A1B2C3D4E5F",
+            "0123456789abcdef",
+            "containerd://0123456789abcdef",
+        ])
+        .prop_map(String::from),
+        ".{0,40}",
+    ]
+}
+
+/// Mostly one of `valid` (each field valid with good odds, so that whole specs are accepted
+/// often enough to check the round trip), sometimes a [`token`].
+fn one_of(valid: &[&'static str]) -> BoxedStrategy<String> {
+    prop_oneof![
+        4 => prop::sample::select(valid.to_vec()).prop_map(String::from),
+        1 => token(),
+    ]
+    .boxed()
+}
+
+fn list_of(valid: &[&'static str]) -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        2 => Just(Vec::new()),
+        2 => prop::collection::vec(prop::sample::select(valid.to_vec()).prop_map(String::from), 1..4),
+        1 => prop::collection::vec(token(), 0..5),
+    ]
+}
+
+/// Numbers at the edges of every range, and anything.
+fn millis() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        any::<u64>(),
+        0..100_000_000u64,
+        prop::sample::select(vec![0, 1, 999, 1_000, 60_000, 86_400_000, 86_400_001]),
+    ]
+}
+
+/// Mostly short, valid durations in milliseconds.
+fn short_millis() -> impl Strategy<Value = u64> {
+    prop_oneof![3 => 0..10_000u64, 1 => millis()]
+}
+
+fn ratio() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        4 => 0.0..=1.0f64,
+        1 => any::<f64>(),
+        1 => prop::sample::select(vec![f64::NAN, f64::INFINITY, -0.0, 0.0, 1.0, 1.0 + f64::EPSILON]),
+    ]
+}
+
+const ERRNOS: &[&str] = &["", "ECONNREFUSED", "ETIMEDOUT", "EIO", "EACCES", "111", "5"];
+const SOCKET_CALLS: &[&str] = &["connect", "sendmsg", "bind", "socket"];
+const SYSCALL_CALLS: &[&str] = &[
+    "open", "read", "write", "unlink", "create", "fork", "exec", "mmap",
+];
+
+fn socket_error() -> impl Strategy<Value = proto::SocketError> {
+    (one_of(ERRNOS), list_of(SOCKET_CALLS))
+        .prop_map(|(errno, calls)| proto::SocketError { errno, calls })
+}
+
+fn fault() -> impl Strategy<Value = Option<FaultKind>> {
+    prop_oneof![
+        1 => Just(None),
+        3 => (
+            one_of(&["", "ingress", "egress", "both"]),
+            one_of(&["", "silent", "visible"])
+        )
+            .prop_map(|(direction, egress_drop)| Some(FaultKind::PacketLoss(proto::PacketLoss {
+                direction,
+                egress_drop
+            }))),
+        3 => socket_error().prop_map(|e| Some(FaultKind::DependencyFailure(e))),
+        3 => socket_error().prop_map(|e| Some(FaultKind::ApiErrorInjection(e))),
+        3 => (
+            prop_oneof![3 => 1..2_000u64, 1 => millis()],
+            prop_oneof![3 => 0..100u64, 1 => millis()],
+            one_of(&["", "uniform", "normal"]),
+            one_of(&["", "lo", "eth0"])
+        )
+            .prop_map(|(latency_ms, jitter_ms, distribution, interface)| {
+                Some(FaultKind::NetworkLatency(proto::NetworkLatency {
+                    latency_ms,
+                    jitter_ms,
+                    distribution,
+                    interface,
+                }))
+            }),
+        3 => (
+            one_of(ERRNOS),
+            list_of(SYSCALL_CALLS),
+            one_of(&["", "/var/lib/data", "/tmp", "/a/../b", "relative"])
+        )
+            .prop_map(|(errno, calls, path_prefix)| {
+                Some(FaultKind::SyscallError(proto::SyscallError {
+                    errno,
+                    calls,
+                    path_prefix,
+                }))
+            }),
+        3 => short_millis().prop_map(|interval_ms| {
+            Some(FaultKind::PodDeletion(proto::PodDeletion { interval_ms }))
+        }),
+        3 => (prop::option::of(ratio()), prop::option::of(ratio())).prop_map(
+            |(cpu_share, memory_share)| {
+                Some(FaultKind::ResourceExhaustion(proto::ResourceExhaustion {
+                    cpu_share,
+                    memory_share,
+                }))
+            }
+        ),
+    ]
+}
+
+fn spec() -> impl Strategy<Value = proto::ExperimentSpec> {
+    let kind = prop_oneof![
+        1 => Just(None),
+        2 => one_of(&["/sys/fs/cgroup/x", "/x.slice/y.service", "app"])
+            .prop_map(|s| Some(TargetKind::Cgroup(s))),
+        2 => prop_oneof![3 => 1..100_000u32, 1 => any::<u32>()].prop_map(|p| Some(TargetKind::Pid(p))),
+        2 => one_of(&["0123456789abcdef", "containerd://0123456789abcdef"])
+            .prop_map(|s| Some(TargetKind::ContainerId(s))),
+        2 => one_of(&["8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"])
+            .prop_map(|s| Some(TargetKind::PodUid(s))),
+    ];
+    let target = prop_oneof![
+        1 => Just(None),
+        6 => (kind, one_of(&["", "", "shop/frontend-7d9f8-abcde"]))
+            .prop_map(|(kind, pod_name)| Some(proto::Target { kind, pod_name })),
+    ];
+    let filter = prop_oneof![
+        3 => Just(None),
+        2 => (
+            one_of(&["", "tcp", "udp", "icmp", "any"]),
+            one_of(&["", "80", "8000-8100"]),
+            list_of(&["10.0.0.0/8", "::1/128", "10.1.2.3", "fd00::/8"])
+        )
+            .prop_map(|(protocol, ports, cidrs)| Some(proto::NetFilter {
+                protocol,
+                ports,
+                cidrs,
+            })),
+    ];
+    let cost = prop_oneof![
+        3 => 0.0..1e6f64,
+        1 => prop::sample::select(vec![f64::NAN, f64::INFINITY, -0.0, -1.0]),
+        1 => any::<f64>(),
+    ];
+    let max_faults = prop_oneof![2 => Just(None), 2 => (1..100_000u64).prop_map(Some), 1 => any::<Option<u64>>()];
+    (
+        one_of(&["checkout-db", "a", "x-1"]),
+        target,
+        fault(),
+        prop_oneof![1 => Just(None), 4 => ratio().prop_map(Some)],
+        short_millis(),
+        max_faults,
+        filter,
+        prop::option::of(cost),
+    )
+        .prop_map(
+            |(name, target, fault, intensity, duration_ms, max_faults, filter, budget)| {
+                proto::ExperimentSpec {
+                    name,
+                    target,
+                    fault: fault.map(|kind| proto::Fault { kind: Some(kind) }),
+                    intensity,
+                    duration_ms,
+                    max_faults,
+                    filter,
+                    budget,
+                }
+            },
+        )
+}
+
+fn check_error(error: &ModelError) -> Result<(), TestCaseError> {
+    let shown = error.to_string();
+    let path = error.path();
+    prop_assert!(
+        path.is_some_and(|p| !p.is_empty()),
+        "a rejection without a path: {shown}"
+    );
+    let path = path.unwrap_or_default();
+    prop_assert!(shown.starts_with(&format!("{path}: ")), "{shown}");
+    Ok(())
+}
+
+/// Specs [`check`] saw accepted.
+static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+
+fn check(spec: &proto::ExperimentSpec) -> Result<(), TestCaseError> {
+    match Experiment::from_proto(spec) {
+        Ok(experiment) => {
+            ACCEPTED.fetch_add(1, Ordering::Relaxed);
+            prop_assert!(experiment.validate().is_ok(), "{experiment:?}");
+            prop_assert!(!experiment.dry_run);
+            let again = experiment.to_proto();
+            prop_assert_eq!(
+                Experiment::from_proto(&again),
+                Ok(experiment.clone()),
+                "{:?}",
+                again
+            );
+            match ChaosConfig::default().admit(&experiment) {
+                Ok(admission) => prop_assert!(admission.max_faults >= 1),
+                Err(Refusal::Limit(error)) => check_error(&error)?,
+                Err(refusal) => {
+                    prop_assert!(refusal.to_string().starts_with("budget: "), "{refusal}")
+                }
+            }
+        }
+        Err(error) => check_error(&error)?,
+    }
+    Ok(())
+}
+
+#[test]
+fn proto_to_model_never_panics_and_names_every_rejection() {
+    let budget = Duration::from_secs_f64(fuzz_seconds());
+    let cases = AtomicU64::new(0);
+    // No failure persistence: a failure is printed, not written into the source tree.
+    let config = Config {
+        cases: 512,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    // Each round gets a fresh runner seeded from this one, so PROPTEST_RNG_SEED still makes
+    // the whole run reproducible.
+    let mut seeds = TestRunner::new(config.clone());
+    let started = Instant::now();
+    let mut rounds = 0u64;
+    while rounds == 0 || started.elapsed() < budget {
+        rounds += 1;
+        let mut runner = TestRunner::new_with_rng(config.clone(), seeds.new_rng());
+        if let Err(failure) = runner.run(&spec(), |p| {
+            cases.fetch_add(1, Ordering::Relaxed);
+            check(&p)
+        }) {
+            panic!("structured spec: {failure}");
+        }
+        // Arbitrary bytes: whatever prost decodes must be read without panicking.
+        let mut runner = TestRunner::new_with_rng(config.clone(), seeds.new_rng());
+        if let Err(failure) = runner.run(&prop::collection::vec(any::<u8>(), 0..256), |bytes| {
+            cases.fetch_add(1, Ordering::Relaxed);
+            match proto::ExperimentSpec::decode(bytes.as_slice()) {
+                Ok(p) => check(&p),
+                Err(_) => Ok(()),
+            }
+        }) {
+            panic!("arbitrary bytes: {failure}");
+        }
+        // Valid specs re-encoded with random bytes appended: later fields override earlier
+        // ones, unknown fields are skipped.
+        let mut runner = TestRunner::new_with_rng(config.clone(), seeds.new_rng());
+        if let Err(failure) = runner.run(
+            &(spec(), prop::collection::vec(any::<u8>(), 0..64)),
+            |(p, tail)| {
+                cases.fetch_add(1, Ordering::Relaxed);
+                let mut bytes = p.encode_to_vec();
+                bytes.extend_from_slice(&tail);
+                match proto::ExperimentSpec::decode(bytes.as_slice()) {
+                    Ok(p) => check(&p),
+                    Err(_) => Ok(()),
+                }
+            },
+        ) {
+            panic!("spec with a random tail: {failure}");
+        }
+    }
+    let accepted = ACCEPTED.load(Ordering::Relaxed);
+    println!(
+        "fuzz_proto: {} cases ({accepted} accepted) in {rounds} rounds, {:.1}s",
+        cases.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(accepted > 0, "the strategy never reaches an accepted spec");
+}
