@@ -229,7 +229,8 @@ impl Resolver {
         Ok(())
     }
 
-    /// The first cgroup at or below `path` whose name is protected.
+    /// The first cgroup at or below `path` whose name is protected. The whole tree is walked:
+    /// cgroupfs has no links, so it is finite and acyclic.
     fn protected_in(&self, path: &Path) -> Option<PathBuf> {
         if self.protected.is_empty() {
             return None;
@@ -239,13 +240,10 @@ impl Resolver {
                 .and_then(|n| n.to_str())
                 .is_some_and(|name| self.protected.iter().any(|p| wildcard_match(p, name)))
         };
-        let mut stack = vec![(path.to_path_buf(), 0)];
-        while let Some((dir, depth)) = stack.pop() {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
             if is_protected(&dir) {
                 return Some(dir);
-            }
-            if depth >= MAX_SEARCH_DEPTH {
-                continue;
             }
             // Cgroups vanish while we walk; an unreadable directory is simply skipped.
             let Ok(entries) = fs::read_dir(&dir) else {
@@ -253,7 +251,7 @@ impl Resolver {
             };
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push((entry.path(), depth + 1));
+                    stack.push(entry.path());
                 }
             }
         }

@@ -37,7 +37,7 @@ use crate::{
     journal::{HostJournal, JournalError, MemoryJournal, undo_pending},
     net::latency::{self, Latency, LatencyError},
     path_dirs::{self, PrefixError},
-    switch::{HostSwitch, SlotKill, Switch, Switchboard},
+    switch::{DisarmError, HostSwitch, SlotKill, Switch, Switchboard},
     target::{ResolvedTarget, Resolver, TargetError},
 };
 
@@ -70,6 +70,8 @@ pub enum EngineError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Latency(#[from] LatencyError),
+    #[error(transparent)]
+    Disarm(#[from] DisarmError),
 }
 
 impl Classify for EngineError {
@@ -82,7 +84,9 @@ impl Classify for EngineError {
             Self::Kernel(e) => e.class(),
             Self::Host(e) => e.class(),
             Self::Latency(e) => e.class(),
-            Self::OpenCgroup { .. } | Self::Clock(_) | Self::Journal(_) => ErrorClass::Internal,
+            Self::OpenCgroup { .. } | Self::Clock(_) | Self::Journal(_) | Self::Disarm(_) => {
+                ErrorClass::Internal
+            }
         }
     }
 }
@@ -546,10 +550,7 @@ impl Inner {
             },
         };
         if let Err(e) = disarmed {
-            first_err.get_or_insert(EngineError::Kernel(KernelError::Io {
-                what: "disarming",
-                source: io::Error::other(e.to_string()),
-            }));
+            first_err.get_or_insert(e.into());
         }
         self.unreserve(&armed.switch);
         tracing::info!(target = %armed.target.path.display(), injected = counters.injected, "released");
