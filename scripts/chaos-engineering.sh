@@ -1,19 +1,49 @@
 #!/usr/bin/env bash
-# The command names of the original request, on top of chaos-ctl:
-#
-#   ./scripts/chaos-engineering.sh experiment packet_loss --duration 300
-#   ./scripts/chaos-engineering.sh experiment dependency_failure --budget 50.00
-#   ./scripts/chaos-engineering.sh emergency-stop
-#   ./scripts/chaos-engineering.sh status
-#   ./scripts/chaos-engineering.sh report --last 24h
-#
-# Environment:
-#   CHAOS_TARGET   target flags for `experiment`, e.g. "--cgroup /sys/fs/cgroup/app.slice" or
-#                  "--pod-uid 8f3c...". Split on whitespace; never evaluated by a shell.
-#   CHAOS_DAEMON   one daemon (default unix:///run/chaos/daemon.sock), or
-#   CHAOS_DAEMONS  a file listing daemons (status, emergency-stop and report go to all).
-#   CHAOS_CTL      the chaos-ctl binary (default: chaos-ctl on PATH, else target/release/chaos-ctl).
+# The command names of the original request, on top of chaos-ctl. `--help` prints the usage.
 set -euo pipefail
+
+help() {
+  cat <<'EOF'
+usage: chaos-engineering.sh COMMAND [ARGS]
+
+The command names of the original request, on top of chaos-ctl (see `chaos-ctl COMMAND --help`):
+
+  experiment TYPE [FLAGS]   start an experiment on $CHAOS_TARGET; TYPE is one of packet_loss,
+                            dependency_failure, api_error_injection, network_latency,
+                            syscall_error, pod_deletion, resource_exhaustion. --intensity (0 to 1)
+                            is required for packet_loss, dependency_failure, api_error_injection
+                            and syscall_error; network_latency needs --latency-ms.
+  apply -f FILE             start the experiment a YAML file defines (chaos/experiments/)
+  validate -f FILE          check an experiment file (or --config FILE, a chaos config) offline
+  status                    running experiments
+  stop ID                   stop one experiment
+  emergency-stop [--clear]  disarm every experiment and refuse new ones until --clear
+  report [ID | --last 24h]  one experiment's post-mortem, or the experiments of a period
+  capabilities              what the node's kernel can inject
+
+Examples:
+  ./scripts/chaos-engineering.sh experiment packet_loss --intensity 0.1 --duration 300
+  ./scripts/chaos-engineering.sh experiment dependency_failure --intensity 0.25 --budget 50.00
+  ./scripts/chaos-engineering.sh status
+  ./scripts/chaos-engineering.sh emergency-stop
+  ./scripts/chaos-engineering.sh report --last 24h
+
+Environment:
+  CHAOS_TARGET   target flags for `experiment`, e.g. "--cgroup /sys/fs/cgroup/app.slice" or
+                 "--pod-uid 8f3c..."; split on whitespace, never evaluated by a shell.
+  CHAOS_DAEMON   the daemon (default: chaos-ctl's, unix:///run/chaos/daemon.sock), or
+  CHAOS_DAEMONS  a file listing daemons: every command goes to all of them (an experiment
+                 starts where its target is).
+  CHAOS_CTL      the chaos-ctl binary (default: chaos-ctl on PATH, else target/release/chaos-ctl).
+
+Exit codes are chaos-ctl's: 0 ok, 1 failure, 2 usage error, 3 refused by a daemon.
+EOF
+}
+
+usage() {
+  help >&2
+  exit 2
+}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ctl=${CHAOS_CTL:-$(command -v chaos-ctl || echo "$here/target/release/chaos-ctl")}
@@ -24,26 +54,21 @@ elif [[ -n ${CHAOS_DAEMON:-} ]]; then
   daemon_args=(--daemon "$CHAOS_DAEMON")
 fi
 
-usage() {
-  echo "usage: $0 {experiment TYPE [flags]|apply -f FILE|validate -f FILE|status|stop ID|emergency-stop [--clear]|report [ID|--last 24h]|capabilities}" >&2
-  exit 2
-}
-
 cmd=${1:-}
 [[ -n $cmd ]] || usage
 shift
 case $cmd in
+  -h | --help | help)
+    help
+    ;;
   experiment)
     [[ $# -ge 1 ]] || usage
     kind=$1
     shift
     read -r -a target_args <<<"${CHAOS_TARGET:-}"
-    exec "$ctl" --daemon "${CHAOS_DAEMON:-unix:///run/chaos/daemon.sock}" experiment "$kind" "${target_args[@]}" "$@"
+    exec "$ctl" "${daemon_args[@]}" experiment "$kind" "${target_args[@]}" "$@"
     ;;
-  apply | validate | stop)
-    exec "$ctl" --daemon "${CHAOS_DAEMON:-unix:///run/chaos/daemon.sock}" "$cmd" "$@"
-    ;;
-  status | emergency-stop | report | capabilities)
+  apply | validate | status | stop | emergency-stop | report | capabilities)
     exec "$ctl" "${daemon_args[@]}" "$cmd" "$@"
     ;;
   *) usage ;;

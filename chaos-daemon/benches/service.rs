@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chaos_api::proto::{self, fault, packet_loss, target};
+use chaos_api::proto::{self, fault, target};
 use chaos_ctl::client::{TlsFiles, connect};
 use support::*;
 
@@ -167,14 +167,15 @@ fn start_request(cgroup: &std::path::Path) -> proto::StartExperimentRequest {
             name: "bench".into(),
             target: Some(proto::Target {
                 kind: Some(target::Kind::Cgroup(cgroup.display().to_string())),
+                pod_name: String::new(),
             }),
             fault: Some(proto::Fault {
                 kind: Some(fault::Kind::PacketLoss(proto::PacketLoss {
-                    direction: packet_loss::Direction::Egress as i32,
-                    visible_egress_drop: true,
+                    direction: "egress".into(),
+                    egress_drop: "visible".into(),
                 })),
             }),
-            probability: 1.0,
+            intensity: Some(1.0),
             duration_ms: 60_000,
             ..Default::default()
         }),

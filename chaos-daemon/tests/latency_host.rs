@@ -5,14 +5,24 @@
 
 mod support;
 
-use std::{os::unix::fs::MetadataExt as _, process::Command, time::Duration};
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::Path,
+    process::Command,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use aya::programs::{SchedClassifier, TcAttachType};
+use chaos_api::{
+    config::{ChaosConfig, Refusal},
+    experiment::{Distribution, ExperimentType, Fault, NetworkLatency},
+};
 use chaos_common::{DIST_NORMAL, LatencyConfig};
 use chaos_daemon::{
     ebpf::Kernel,
     engine::{Engine, EngineError},
-    fault::{Distribution, Fault},
+    experiment::{ExperimentError, Manager, SystemClock},
     journal::{ChangeKind, HostChange, HostJournal, undo_pending},
     net::{
         devices::{DeviceError, Devices},
@@ -184,12 +194,22 @@ fn run(cmd: &str, args: &[&str]) {
 }
 
 fn latency(interface: &str) -> Fault {
-    Fault::Latency {
-        delay: Duration::from_millis(20),
-        jitter: Duration::from_millis(2),
-        distribution: Distribution::Normal,
+    delay(20, 2, Distribution::Normal, interface)
+}
+
+/// A network_latency fault: `ms` ± `jitter_ms` on `interface`.
+fn delay(ms: u64, jitter_ms: u64, distribution: Distribution, interface: &str) -> Fault {
+    Fault::NetworkLatency(NetworkLatency {
+        latency: Duration::from_millis(ms),
+        jitter: Duration::from_millis(jitter_ms),
+        distribution,
         interface: Some(interface.into()),
-    }
+    })
+}
+
+/// The durable host-change journal in `dir`, as the daemon keeps it.
+fn journal(dir: &Path) -> Mutex<Store> {
+    Mutex::new(Store::open(dir).unwrap())
 }
 
 #[test]
@@ -205,24 +225,53 @@ fn latency_is_refused_with_the_missing_kernel_feature_and_nothing_changes() {
     let before = veth.root();
     let dir = TempDir::new("lat-refuse");
     let cg = TestCgroup::new(&mount, "lat-refuse");
-    let journal = Box::new(Store::open(&dir.0).unwrap());
-    let mut engine = Engine::with_journal(Resolver::new(mount.clone()).unwrap(), journal).unwrap();
+    let engine = Engine::with_journal(
+        Resolver::new(mount.clone()).unwrap(),
+        Arc::new(journal(&dir.0)),
+    )
+    .unwrap();
+    // The capability table says so, under the user's type name.
+    let cap = engine
+        .capabilities()
+        .faults
+        .iter()
+        .find(|c| c.kind == ExperimentType::NetworkLatency)
+        .expect("network_latency is probed");
+    assert_eq!((cap.supported, &cap.reason), (false, &reason));
     let err = engine
         .start(&spec(cg.target(), latency(&veth.0), 1.0))
         .expect_err("latency must be refused without sch_fq");
     match &err {
-        EngineError::Unsupported { fault, reason: r } => {
-            assert_eq!((*fault, r), ("latency", &reason));
+        EngineError::Unsupported { kind, reason: r } => {
+            assert_eq!((*kind, r), (ExperimentType::NetworkLatency, &reason));
         }
         other => panic!("wrong error: {other}"),
     }
-    assert!(err.to_string().contains("sch_fq not available"), "{err}");
-    assert_eq!(engine.running().count(), 0);
+    assert!(
+        err.to_string()
+            .starts_with("network_latency is not supported on this node: sch_fq not available"),
+        "{err}"
+    );
     assert_eq!(veth.root(), before, "the qdisc is unchanged");
     assert!(tc_egress_programs(&veth.0).is_empty(), "nothing attached");
-    assert_eq!(engine.latency().devices().in_use().count(), 0);
+    assert_eq!(
+        engine.with_latency(|l| l.devices().in_use().count()),
+        0,
+        "no device holds a shared fq"
+    );
+    // No slot is held: a network fault still gets slot 0.
+    let armed = engine
+        .start(&spec(
+            cg.target(),
+            socket_error("ECONNREFUSED", &["connect"]),
+            1.0,
+        ))
+        .unwrap();
+    assert_eq!(armed.slot(), Some(0));
+    engine.stop(armed).unwrap();
+    assert_eq!(cg.attached(), 0);
     drop(engine);
-    assert!(Store::open(&dir.0).unwrap().pending().unwrap().is_empty());
+    assert!(journal(&dir.0).pending().unwrap().is_empty());
 }
 
 #[test]
@@ -232,7 +281,7 @@ fn a_failed_fq_install_leaves_the_device_and_journal_as_they_were() {
     veth.tc(&["pfifo", "limit", "77"]);
     let before = veth.root();
     let dir = TempDir::new("lat-fail");
-    let store = Store::open(&dir.0).unwrap();
+    let store = journal(&dir.0);
     let mut devices = Devices::default();
     let err = devices
         .acquire(
@@ -302,7 +351,7 @@ fn journaled_root_qdiscs_are_restored_after_a_crash() {
     veth.tc(&["pfifo", "limit", "77"]);
     let configured = veth.root();
     {
-        let store = Store::open(&dir.0).unwrap();
+        let store = journal(&dir.0);
         let saved = qdisc::root(&mut sock, ifindex).unwrap().unwrap();
         assert_eq!(saved.kind, "pfifo");
         assert_eq!(Qdisc::decode(&saved.encode()).unwrap(), saved);
@@ -312,7 +361,7 @@ fn journaled_root_qdiscs_are_restored_after_a_crash() {
         qdisc::replace_root(&mut sock, ifindex, "bfifo", 0, &5000u32.to_ne_bytes()).unwrap();
         assert!(veth.root().contains("bfifo"), "{}", veth.root());
     }
-    let store = Store::open(&dir.0).unwrap();
+    let store = journal(&dir.0);
     assert_eq!(undo_pending(&store).unwrap().undone.len(), 1);
     assert_eq!(veth.root(), configured, "pfifo limit 77 is back");
     assert!(store.pending().unwrap().is_empty());
@@ -406,7 +455,7 @@ fn devices_in_another_network_namespace_are_changed_and_restored_there() {
 
     // fq is missing here, so acquiring fails *inside* the namespace and leaves it as it was.
     let dir = TempDir::new("lat-netns");
-    let store = Store::open(&dir.0).unwrap();
+    let store = journal(&dir.0);
     let mut devices = Devices::default();
     let err = devices
         .acquire(
@@ -483,34 +532,54 @@ fn max_latency_from_the_config_is_enforced_at_start() {
     let Some(mount) = kernel() else { return };
     let dir = TempDir::new("lat-max");
     let cg = TestCgroup::new(&mount, "lat-max");
-    let mut config = chaos_api::config::ChaosConfig::default();
+    let mut config = ChaosConfig::default();
     config.experiments.network_latency.max_latency_ms = 50;
-    let manager = chaos_daemon::experiment::Manager::new(
+    let manager = Manager::new(
         engine(&mount),
         Store::open(&dir.0).unwrap(),
-        &config,
+        config,
+        Arc::new(SystemClock),
     )
     .unwrap();
-    let mut s = spec(cg.target(), latency("lo"), 1.0);
-    s.fault = Fault::Latency {
-        delay: Duration::from_millis(45),
-        jitter: Duration::from_millis(10),
-        distribution: Distribution::Uniform,
-        interface: Some("lo".into()),
-    };
-    let err = manager.start("too-slow", &s, None, Vec::new()).unwrap_err();
+    let plan = |fault: Fault| manager.plan(&spec(cg.target(), fault, 1.0));
+    // Uniform: the worst case is latency + jitter.
+    let err = plan(delay(45, 10, Distribution::Uniform, "lo"))
+        .err()
+        .expect("55 ms worst case over a 50 ms limit");
+    assert!(
+        matches!(err, ExperimentError::Refused(Refusal::Limit(_))),
+        "{err}"
+    );
     assert_eq!(
         err.to_string(),
-        "fault.delay + fault.jitter: 55 ms is not allowed; expected at most 50 ms \
-         (experiments.network_latency.max_latency_ms)"
+        "fault.latency: 45ms (latency + jitter = 55 ms) is not allowed; expected a worst-case \
+         delay of at most 50 ms (experiments.network_latency.max_latency_ms)"
     );
+    // Normal: the kernel's sample reaches latency + 6 x jitter, so 40 ± 2 ms is 52 ms.
+    let err = plan(delay(40, 2, Distribution::Normal, "lo"))
+        .err()
+        .expect("52 ms worst case over a 50 ms limit");
+    assert!(
+        err.to_string()
+            .contains("latency + 6 x jitter (normal) = 52 ms"),
+        "{err}"
+    );
+    // Within the limit the config admits it; what refuses it here is the kernel (no sch_fq).
+    match plan(delay(40, 2, Distribution::Uniform, "lo")) {
+        Ok(planned) => assert_eq!(planned.plan.cgroup, cg.path.display().to_string()),
+        Err(ExperimentError::Engine(EngineError::Unsupported { kind, reason })) => {
+            assert_eq!(kind, ExperimentType::NetworkLatency);
+            assert!(reason.contains("sch_fq"), "{reason}");
+        }
+        Err(e) => panic!("admitted, then refused for another reason: {e}"),
+    }
 }
 
 #[test]
 fn the_delay_program_loads_attaches_to_a_device_and_detaches() {
     let Some(_) = kernel() else { return };
     let veth = Veth::new("p");
-    let mut kernel = Kernel::load().unwrap();
+    let (mut kernel, _slots) = Kernel::load().unwrap();
     let cfg = LatencyConfig {
         delay_ns: 20_000_000,
         jitter_ns: 1_000_000,
@@ -563,7 +632,7 @@ fn chaos_ctl_gets_the_refusal_for_a_start_and_a_dry_run() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "dry run {dry}: accepted");
         assert!(
-            stderr.contains("latency is not supported on this node: sch_fq not available")
+            stderr.contains("network_latency is not supported on this node: sch_fq not available")
                 && stderr.contains("FailedPrecondition"),
             "dry run {dry}: {stderr}"
         );
@@ -573,7 +642,7 @@ fn chaos_ctl_gets_the_refusal_for_a_start_and_a_dry_run() {
     let caps = daemon.ctl_ok(&["capabilities"]);
     let line = caps
         .lines()
-        .find(|l| l.contains("latency"))
+        .find(|l| l.trim_start().starts_with("network_latency "))
         .unwrap_or_default();
     assert!(line.contains("sch_fq not available"), "{caps}");
     let list = daemon.ctl_ok(&["status", "--output", "json"]);

@@ -1,5 +1,7 @@
 //! The daemon as users run it: `chaos-daemon serve` on a Unix socket, driven by `chaos-ctl`,
-//! with real workloads in a real cgroup; the store after a SIGKILL; who may connect.
+//! with real workloads in a real cgroup; the store after a SIGKILL; who may connect; the
+//! user's type names in every answer; the config's limits; a dry run's plan is the plan that is
+//! armed; the disarm times of stop and emergency stop.
 
 mod support;
 
@@ -7,7 +9,7 @@ use std::{
     io::{BufRead as _, BufReader},
     os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
     process::{Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use chaos_daemon::store::Store;
@@ -15,6 +17,38 @@ use support::*;
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// Calls `f` every 20 ms until it gives a value; panics with `what` after `within`.
+fn eventually<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < until, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// (exit code, stderr) of a chaos-ctl run.
+fn failed(out: &std::process::Output) -> (Option<i32>, String) {
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The internal names the daemon once answered with; users never see them.
+const INTERNAL_NAMES: [&str; 3] = ["socket_error", "pod_kill", "resource_pressure"];
+
+fn assert_users_names(what: &str, text: &str) {
+    for internal in INTERNAL_NAMES {
+        assert!(
+            !text.contains(internal),
+            "{what} says {internal}, not the user's type name:\n{text}"
+        );
+    }
 }
 
 #[test]
@@ -148,29 +182,51 @@ fn refusals_have_precise_exit_codes() {
     let daemon = Daemon::start(&dir.0);
     let cgs = cg.path.to_str().unwrap();
     let code = |args: &[&str]| daemon.ctl(args).status.code();
-    // Invalid spec: usage (2). Missing or protected target, unknown id: refused (3).
+    // Invalid spec: usage (2), refused by chaos-ctl naming the field. Missing or protected
+    // target, unknown id: refused by the daemon (3).
+    let (c, err) = failed(&daemon.ctl(&[
+        "experiment",
+        "packet_loss",
+        "--cgroup",
+        cgs,
+        "--intensity",
+        "2",
+    ]));
+    assert_eq!(c, Some(2), "{err}");
+    assert!(
+        err.contains("intensity: 2 is not allowed; expected 0 to 1"),
+        "{err}"
+    );
+    let (c, err) = failed(&daemon.ctl(&["experiment", "packet_loss", "--cgroup", cgs]));
+    assert_eq!(c, Some(2), "{err}");
+    assert!(
+        err.contains("intensity: required field is missing"),
+        "packet_loss has no default intensity: {err}"
+    );
     assert_eq!(
         code(&[
             "experiment",
             "packet_loss",
             "--cgroup",
-            cgs,
+            "/no-such-cgroup",
             "--intensity",
-            "2"
+            "1"
         ]),
-        Some(2)
-    );
-    assert_eq!(
-        code(&["experiment", "packet_loss", "--cgroup", "/no-such-cgroup"]),
         Some(3)
     );
-    assert_eq!(
-        code(&["experiment", "packet_loss", "--cgroup", "/"]),
-        Some(3)
-    );
+    let (c, err) = failed(&daemon.ctl(&[
+        "experiment",
+        "packet_loss",
+        "--cgroup",
+        "/",
+        "--intensity",
+        "1",
+    ]));
+    assert_eq!(c, Some(3), "{err}");
+    assert!(err.contains("is protected: it is the root cgroup"), "{err}");
     assert_eq!(code(&["stop", "exp-0-0"]), Some(3));
     assert_eq!(
-        code(&["experiment", "packet_loss"]),
+        code(&["experiment", "packet_loss", "--intensity", "1"]),
         Some(2),
         "clap: a target is required"
     );
@@ -187,10 +243,16 @@ fn refusals_have_precise_exit_codes() {
     ]);
     let es = json(&daemon.ctl_ok(&["--output", "json", "emergency-stop", "--reason", "drill"]));
     assert_eq!(es["disarmed"], 1);
-    assert_eq!(
-        code(&["experiment", "packet_loss", "--cgroup", cgs]),
-        Some(3)
-    );
+    let (c, err) = failed(&daemon.ctl(&[
+        "experiment",
+        "packet_loss",
+        "--cgroup",
+        cgs,
+        "--intensity",
+        "0",
+    ]));
+    assert_eq!(c, Some(3), "{err}");
+    assert!(err.contains("emergency stop is latched"), "{err}");
     daemon.ctl_ok(&["emergency-stop", "--clear"]);
     daemon.ctl_ok(&[
         "experiment",
@@ -202,12 +264,18 @@ fn refusals_have_precise_exit_codes() {
         "--intensity",
         "0",
     ]);
-    // A daemon that is not there is a failure (1).
+    // A daemon that is not there is a failure (1), and the message says which and what to do.
     let gone = Command::new(ctl_bin())
         .args(["--daemon", "unix:///nonexistent.sock", "status"])
         .output()
         .unwrap();
-    assert_eq!(gone.status.code(), Some(1));
+    let (c, err) = failed(&gone);
+    assert_eq!(c, Some(1), "{err}");
+    assert!(
+        err.contains("cannot reach chaos-daemon at unix:///nonexistent.sock: no such socket")
+            && err.contains("chaos-daemon serve"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -245,7 +313,8 @@ fn only_root_can_reach_the_socket() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("connecting"),
+        err.contains("cannot reach chaos-daemon at")
+            && err.contains("permission denied: the socket belongs to uid 0 with mode 0600"),
         "the 0600 socket refuses the connection: {err}"
     );
     // Even with the socket opened up by mistake, the daemon checks the peer's uid itself.
@@ -387,6 +456,10 @@ fn emergency_stop_reaches_every_daemon_and_reports_each_answer() {
             (a["daemon"].as_str().unwrap(), &a["answer"]["disarmed"]),
             (d.addr().as_str(), &serde_json::json!(1))
         );
+        assert!(
+            a["answer"]["disarm_ns"].as_u64().is_some_and(|ns| ns > 0),
+            "each daemon reports its disarm time: {a}"
+        );
     }
     for cg in &cgs {
         let r = workload(
@@ -403,8 +476,10 @@ fn emergency_stop_reaches_every_daemon_and_reports_each_answer() {
             "packet_loss",
             "--cgroup",
             cg.path.to_str().unwrap(),
+            "--intensity",
+            "1",
         ]);
-        assert_eq!(refused.status.code(), Some(3));
+        assert_eq!(refused.status.code(), Some(3), "{refused:?}");
     }
     let status = json(&String::from_utf8_lossy(
         &ctl(&["--output", "json", "status"]).stdout,
@@ -436,7 +511,10 @@ fn emergency_stop_reaches_every_daemon_and_reports_each_answer() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert_eq!(text.matches("experiments disarmed").count(), 3, "{text}");
     assert!(
-        text.contains("== unix:///nonexistent/chaos.sock\nerror: connecting"),
+        text.contains(
+            "== unix:///nonexistent/chaos.sock\nerror: cannot reach chaos-daemon at \
+             unix:///nonexistent/chaos.sock: no such socket"
+        ),
         "{text}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 4 daemons did not answer ok"));
@@ -456,10 +534,13 @@ fn scrape(addr: &str) -> String {
     resp.split_once("\r\n\r\n").unwrap().1.to_string()
 }
 
-fn metric(body: &str, series: &str) -> f64 {
+fn try_metric(body: &str, series: &str) -> Option<f64> {
     body.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in\n{body}"))
+}
+
+fn metric(body: &str, series: &str) -> f64 {
+    try_metric(body, series).unwrap_or_else(|| panic!("no series {series} in\n{body}"))
 }
 
 #[test]
@@ -491,18 +572,19 @@ fn metrics_count_experiments_faults_requests_and_disarms() {
         &["connect", "--to", &server.to(), "--count", "30"],
     );
     assert_eq!(r.get("ECONNREFUSED"), 30);
-    std::thread::sleep(Duration::from_millis(300));
-    let body = scrape(&addr);
+    // The reaper brings the fault counters up to date every 50 ms.
+    let injected = r#"chaos_faults_injected_total{type="dependency_failure"}"#;
+    let body = eventually("30 faults counted", Duration::from_secs(10), || {
+        let body = scrape(&addr);
+        (try_metric(&body, injected) == Some(30.0)).then_some(body)
+    });
+    assert_users_names("metrics", &body);
     assert_eq!(metric(&body, "chaos_experiments_running"), 1.0);
     assert_eq!(
         metric(
             &body,
-            r#"chaos_faults_injected_total{fault="socket_error"}"#
+            r#"chaos_events_seen_total{type="dependency_failure"}"#
         ),
-        30.0
-    );
-    assert_eq!(
-        metric(&body, r#"chaos_events_seen_total{fault="socket_error"}"#),
         30.0
     );
     assert_eq!(
@@ -514,19 +596,34 @@ fn metrics_count_experiments_faults_requests_and_disarms() {
     );
     assert_eq!(metric(&body, "chaos_emergency_stop_latched"), 0.0);
 
-    daemon.ctl_ok(&["emergency-stop"]);
-    let refused = daemon.ctl(&["experiment", "packet_loss", "--cgroup", cgs]);
-    assert_eq!(refused.status.code(), Some(3));
-    let body = scrape(&addr);
+    let es = json(&daemon.ctl_ok(&["--output", "json", "emergency-stop"]));
+    assert_eq!(es["disarmed"], 1);
+    let disarm_ns = es["disarm_ns"].as_u64().unwrap();
+    let refused = daemon.ctl(&[
+        "experiment",
+        "packet_loss",
+        "--cgroup",
+        cgs,
+        "--intensity",
+        "1",
+    ]);
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    // Releasing and recording continue on the daemon's recorder: wait for its record.
+    let body = eventually(
+        "the emergency stop recorded",
+        Duration::from_secs(10),
+        || {
+            let body = scrape(&addr);
+            try_metric(
+                &body,
+                r#"chaos_experiments_finished_total{state="emergency_stopped"}"#,
+            )
+            .is_some_and(|n| n == 1.0)
+            .then_some(body)
+        },
+    );
     assert_eq!(metric(&body, "chaos_experiments_running"), 0.0);
     assert_eq!(metric(&body, "chaos_emergency_stop_latched"), 1.0);
-    assert_eq!(
-        metric(
-            &body,
-            r#"chaos_experiments_finished_total{state="emergency_stopped"}"#
-        ),
-        1.0
-    );
     assert_eq!(
         metric(
             &body,
@@ -534,11 +631,14 @@ fn metrics_count_experiments_faults_requests_and_disarms() {
         ),
         1.0
     );
+    // The histogram holds the very figure the answer reported (from the request's arrival).
+    let sum = metric(
+        &body,
+        r#"chaos_disarm_latency_seconds_sum{cause="emergency_stop"}"#,
+    );
     assert!(
-        metric(
-            &body,
-            r#"chaos_disarm_latency_seconds_sum{cause="emergency_stop"}"#
-        ) < 0.01
+        (sum - disarm_ns as f64 / 1e9).abs() < 1e-9,
+        "metric {sum} s, answer {disarm_ns} ns"
     );
     assert_eq!(
         metric(
@@ -547,14 +647,7 @@ fn metrics_count_experiments_faults_requests_and_disarms() {
         ),
         1.0
     );
-    assert_eq!(
-        metric(
-            &body,
-            r#"chaos_faults_injected_total{fault="socket_error"}"#
-        ),
-        30.0,
-        "monotonic after stop"
-    );
+    assert_eq!(metric(&body, injected), 30.0, "monotonic after stop");
 }
 
 #[test]
@@ -684,15 +777,17 @@ fn budgets_become_exact_fault_caps_and_the_daily_budget_refuses() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("ResourceExhausted"));
-    // More than max_experiment_cost is invalid, not exhausted.
-    let out = start("2");
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // More than max_experiment_cost is a limit of the config (refused, naming the key), not
+    // an exhausted budget.
+    let (c, err) = failed(&start("2"));
+    assert_eq!(c, Some(3), "{err}");
+    assert!(
+        err.contains(
+            "budget: 2 is not allowed; expected at most 1 (budget.max_experiment_cost) \
+             (FailedPrecondition)"
+        ),
+        "{err}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("budget: 2 is not allowed"));
 }
 
 #[test]
@@ -701,12 +796,11 @@ fn the_seeds_commands_work_through_the_wrapper_script() {
     let cg = TestCgroup::new(&mount, "svc-seed");
     let dir = TempDir::new("svc-seed");
     let daemon = Daemon::start(&dir.0);
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/chaos-engineering.sh");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let run = |args: &[&str]| {
-        let out = Command::new("bash")
-            .arg(&script)
+        let out = Command::new(root.join("scripts/chaos-engineering.sh"))
             .args(args)
+            .current_dir(&root)
             .env("CHAOS_CTL", ctl_bin())
             .env("CHAOS_DAEMON", daemon.addr())
             .env("CHAOS_TARGET", format!("--cgroup {}", cg.path.display()))
@@ -715,36 +809,93 @@ fn the_seeds_commands_work_through_the_wrapper_script() {
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    // As the seed writes them (the seed's network_latency/pod_deletion are refused with the
-    // reason until those faults exist).
-    let (code, out) = run(&["experiment", "packet_loss", "--duration", "300"]);
-    assert_eq!(code, Some(0), "{out}");
-    let (code, out) = run(&["experiment", "dependency_failure", "--budget", "50.00"]);
-    assert_eq!(code, Some(0), "{out}");
+    // The examples of its --help, run as written (from the checkout's root).
+    let (code, help, _) = run(&["--help"]);
+    assert_eq!(code, Some(0), "{help}");
+    let examples: Vec<Vec<String>> = help
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("./scripts/chaos-engineering.sh "))
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    let commands: Vec<String> = examples.iter().map(|e| e.join(" ")).collect();
     assert_eq!(
-        run(&["experiment", "network_latency", "--duration", "300"]).0,
-        Some(3)
+        commands,
+        [
+            "experiment packet_loss --intensity 0.1 --duration 300",
+            "experiment dependency_failure --intensity 0.25 --budget 50.00",
+            "status",
+            "emergency-stop",
+            "report --last 24h",
+        ],
+        "the examples this test runs"
     );
-    let (code, out) = run(&["status"]);
-    assert_eq!(
-        (code, out.matches("running").count()),
-        (Some(0), 2),
-        "{out}"
-    );
-    let (code, out) = run(&["emergency-stop"]);
+    let mut answers = Vec::new();
+    for example in &examples {
+        let args: Vec<&str> = example.iter().map(String::as_str).collect();
+        let (code, out, err) = run(&args);
+        assert_eq!(code, Some(0), "{args:?}: {err}{out}");
+        answers.push(out);
+    }
+    assert!(answers[0].starts_with("started exp-"), "{}", answers[0]);
+    assert!(answers[1].starts_with("started exp-"), "{}", answers[1]);
+    let status = &answers[2];
+    assert_eq!(status.matches(" running ").count(), 2, "{status}");
     assert!(
-        code == Some(0) && out.contains("2 experiments disarmed"),
-        "{out}"
+        status.contains("packet_loss") && status.contains("dependency_failure"),
+        "{status}"
     );
-    let (code, out) = run(&["report", "--last", "24h"]);
+    assert!(
+        answers[3].starts_with("2 experiments disarmed in "),
+        "{}",
+        answers[3]
+    );
     assert_eq!(
-        (code, out.matches("emergency_stopped").count()),
-        (Some(0), 2),
-        "{out}"
+        answers[4].matches("emergency_stopped").count(),
+        2,
+        "{}",
+        answers[4]
     );
-    assert_eq!(run(&["frobnicate"]).0, Some(2));
+    // The seed's network_latency as the model needs it (--latency-ms): it runs where the
+    // kernel has sch_fq and is refused with that reason elsewhere (here while latched anyway).
+    let (code, _, err) = run(&["experiment", "network_latency", "--duration", "300"]);
+    assert_eq!(code, Some(2), "--latency-ms is required: {err}");
+    assert!(err.contains("latency"), "{err}");
+    daemon.ctl_ok(&["emergency-stop", "--clear"]);
+    let caps = json(&daemon.ctl_ok(&["--output", "json", "capabilities"]));
+    let fq = caps["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["experiment_type"] == "network_latency")
+        .unwrap()
+        .clone();
+    let (code, out, err) = run(&[
+        "experiment",
+        "network_latency",
+        "--latency-ms",
+        "100",
+        "--interface",
+        "lo",
+        "--duration",
+        "300",
+    ]);
+    if fq["supported"] == true {
+        assert_eq!(code, Some(0), "{err}{out}");
+        daemon.ctl_ok(&["emergency-stop"]);
+    } else {
+        assert_eq!(code, Some(3), "{err}{out}");
+        assert!(
+            err.contains(fq["reason"].as_str().unwrap()),
+            "refused with the kernel's reason: {err}"
+        );
+    }
+    // Unknown commands are usage errors, with the usage.
+    let (code, _, err) = run(&["frobnicate"]);
+    assert_eq!(code, Some(2));
+    assert!(err.starts_with("usage: chaos-engineering.sh"), "{err}");
     assert_eq!(cg.attached(), 0);
 }
 
@@ -823,6 +974,8 @@ fn fanned_out_start_and_stop_skip_nodes_without_the_target_or_id() {
         "/chaos-no-such-cgroup",
         "--duration",
         "5",
+        "--intensity",
+        "0",
     ]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
@@ -833,4 +986,490 @@ fn fanned_out_start_and_stop_skip_nodes_without_the_target_or_id() {
     );
     assert!(ctl(&["stop", &ids[1]]).status.success());
     assert_eq!(cg.attached(), 0);
+}
+
+/// The user's type names, the seven of the model.
+const TYPES: [&str; 7] = [
+    "packet_loss",
+    "dependency_failure",
+    "api_error_injection",
+    "network_latency",
+    "syscall_error",
+    "pod_deletion",
+    "resource_exhaustion",
+];
+
+#[test]
+fn every_answer_names_the_users_experiment_types() {
+    let Some(mount) = kernel() else { return };
+    let dir = TempDir::new("svc-names");
+    let daemon = Daemon::start(&dir.0);
+    let server = TcpServer::start("127.0.0.1:0");
+    let sink = UdpSink::new();
+    let cgs: Vec<TestCgroup> = (0..3)
+        .map(|_| TestCgroup::new(&mount, "svc-names"))
+        .collect();
+    let start = |kind: &str, cg: &TestCgroup, extra: &[&str]| -> String {
+        let mut args = vec![
+            "--output",
+            "json",
+            "experiment",
+            kind,
+            "--cgroup",
+            cg.path.to_str().unwrap(),
+            "--intensity",
+            "1",
+            "--duration",
+            "120",
+        ];
+        args.extend_from_slice(extra);
+        json(&daemon.ctl_ok(&args))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Each fault injected into a real workload: refused connects, reset connects, dropped
+    // datagrams.
+    let dep = start("dependency_failure", &cgs[0], &[]);
+    let api = start("api_error_injection", &cgs[1], &[]);
+    let loss = start(
+        "packet_loss",
+        &cgs[2],
+        &["--direction", "egress", "--visible-drop"],
+    );
+    let connect = |cg: &TestCgroup| {
+        workload(
+            Some(&cg.path),
+            &["connect", "--to", &server.to(), "--count", "10"],
+        )
+    };
+    assert_eq!(connect(&cgs[0]).get("ECONNREFUSED"), 10);
+    assert_eq!(connect(&cgs[1]).get("ECONNRESET"), 10);
+    let sent = workload(
+        Some(&cgs[2].path),
+        &["udp-send", "--to", &sink.to(), "--count", "10"],
+    );
+    assert_eq!(sent.get("EPERM"), 10);
+    daemon.ctl_ok(&["stop", &dep]);
+    let want = [
+        (dep.as_str(), "dependency_failure"),
+        (api.as_str(), "api_error_injection"),
+        (loss.as_str(), "packet_loss"),
+    ];
+
+    // status: table and JSON (the running two).
+    let table = daemon.ctl_ok(&["status"]);
+    assert_users_names("status", &table);
+    for (id, kind) in &want[1..] {
+        let line = table.lines().find(|l| l.starts_with(id)).unwrap();
+        assert_eq!(
+            line.split_whitespace().nth(2),
+            Some(*kind),
+            "TYPE column: {table}"
+        );
+    }
+    let status = json(&daemon.ctl_ok(&["--output", "json", "status"]));
+    let mut kinds: Vec<(String, String, u64)> = status["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_string(),
+                e["experiment_type"].as_str().unwrap().to_string(),
+                e["counters"]["injected"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    let mut expected: Vec<(String, String, u64)> = want[1..]
+        .iter()
+        .map(|(id, kind)| (id.to_string(), kind.to_string(), 10))
+        .collect();
+    expected.sort();
+    assert_eq!(kinds, expected, "{status}");
+
+    // report: Markdown and JSON, of a stopped and of a running experiment.
+    for (id, kind) in want {
+        let md = daemon.ctl_ok(&["report", id]);
+        assert_users_names("report", &md);
+        assert!(md.contains(&format!("| type | {kind} |")), "{md}");
+        assert!(md.contains(&format!("**armed** {kind} on ")), "{md}");
+        let rep = json(&daemon.ctl_ok(&["report", id, "--format", "json"]));
+        assert_eq!(rep["status"]["experiment_type"], kind, "{rep}");
+        assert_users_names("report --format json", &rep.to_string());
+    }
+
+    // report --last: table and JSON, all three.
+    let list = daemon.ctl_ok(&["report", "--last", "1h"]);
+    assert_users_names("report --last", &list);
+    for (id, kind) in want {
+        let line = list.lines().find(|l| l.starts_with(id)).unwrap();
+        assert_eq!(line.split_whitespace().nth(2), Some(kind), "{list}");
+    }
+    let list = json(&daemon.ctl_ok(&["--output", "json", "report", "--last", "1h"]));
+    let mut listed: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_string(),
+                e["experiment_type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let mut expected: Vec<(String, String)> = want
+        .iter()
+        .map(|(id, kind)| (id.to_string(), kind.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // capabilities: one line per user type, in JSON too.
+    let caps = daemon.ctl_ok(&["capabilities"]);
+    assert_users_names("capabilities", &caps);
+    let named: Vec<&str> = caps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut sorted = named.clone();
+    sorted.sort_unstable();
+    let mut types = TYPES.to_vec();
+    types.sort_unstable();
+    assert_eq!(sorted, types, "{caps}");
+    let caps = json(&daemon.ctl_ok(&["--output", "json", "capabilities"]));
+    let mut named: Vec<&str> = caps["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["experiment_type"].as_str().unwrap())
+        .collect();
+    named.sort_unstable();
+    assert_eq!(named, types, "{caps}");
+    daemon.ctl_ok(&["emergency-stop"]);
+    eventually("the recorder finished", Duration::from_secs(10), || {
+        let s = json(&daemon.ctl_ok(&["--output", "json", "status"]));
+        s["experiments"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    });
+    for cg in &cgs {
+        assert_eq!(cg.attached(), 0);
+    }
+}
+
+#[test]
+fn the_daemon_enforces_the_configs_limits_naming_the_key() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "svc-limits");
+    let dir = TempDir::new("svc-limits");
+    let config = dir.0.join("chaos.yaml");
+    std::fs::write(
+        &config,
+        "experiments:\n  packet_loss:\n    max_probability: 0.05\n    cost_per_fault: 0.001\n  \
+         dependency_failure:\n    enabled: false\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(&dir.0, &["--config", config.to_str().unwrap()]);
+    let cgs = cg.path.to_str().unwrap();
+    let experiment = |kind: &str, intensity: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--output",
+            "json",
+            "experiment",
+            kind,
+            "--cgroup",
+            cgs,
+            "--intensity",
+            intensity,
+            "--duration",
+            "60",
+        ];
+        args.extend_from_slice(extra);
+        daemon.ctl(&args)
+    };
+    for dry in [&["--dry-run"][..], &[][..]] {
+        // Above max_probability: refused (3), naming the field and the config key.
+        let (c, err) = failed(&experiment("packet_loss", "1", dry));
+        assert_eq!(c, Some(3), "{dry:?}: {err}");
+        assert!(
+            err.contains(
+                "intensity: 1 is not allowed; expected at most 0.05 \
+                 (experiments.packet_loss.max_probability)"
+            ),
+            "{dry:?}: {err}"
+        );
+        // A disabled type: refused whatever its intensity.
+        for intensity in ["1", "0.01"] {
+            let (c, err) = failed(&experiment("dependency_failure", intensity, dry));
+            assert_eq!(c, Some(3), "{dry:?}: {err}");
+            assert!(
+                err.contains("experiments.dependency_failure.enabled is false"),
+                "{dry:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(cg.attached(), 0, "nothing was armed by a refusal");
+    // Another type keeps its defaults.
+    let dry = json(&daemon.ctl_ok(&[
+        "--output",
+        "json",
+        "experiment",
+        "api_error_injection",
+        "--cgroup",
+        cgs,
+        "--intensity",
+        "1",
+        "--dry-run",
+    ]));
+    assert_eq!(dry["dry_run"], true, "{dry}");
+
+    // At the limit: runs, and drops about 5% of a real workload's datagrams.
+    let out = experiment(
+        "packet_loss",
+        "0.05",
+        &["--direction", "egress", "--visible-drop"],
+    );
+    let (c, err) = failed(&out);
+    assert_eq!(c, Some(0), "{err}");
+    let id = json(&String::from_utf8_lossy(&out.stdout))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sink = UdpSink::new();
+    let n = 4000;
+    let r = workload(
+        Some(&cg.path),
+        &["udp-send", "--to", &sink.to(), "--count", &n.to_string()],
+    );
+    assert_eq!(r.get("EPERM") + r.ok(), n);
+    assert_rate(
+        "visible egress drop at max_probability",
+        r.get("EPERM") as f64 / n as f64,
+        n,
+        0.05,
+        5.0,
+    );
+    let stopped = json(&daemon.ctl_ok(&["--output", "json", "stop", &id]));
+    assert_eq!(stopped["counters"]["injected"], r.get("EPERM"), "{stopped}");
+    assert_eq!(cg.attached(), 0);
+}
+
+/// The plan's lines of a table answer: everything after its first line (`dry run: ...` or
+/// `started ID`).
+fn plan_lines(answer: &str) -> &str {
+    answer.split_once('\n').unwrap().1
+}
+
+#[test]
+fn a_dry_run_shows_exactly_the_plan_the_start_arms() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "svc-plan");
+    let dir = TempDir::new("svc-plan");
+    let config = dir.0.join("chaos.yaml");
+    std::fs::write(
+        &config,
+        "experiments:\n  pod_deletion:\n    max_pods_deleted: 2\n    cost_per_pod: 1\n    \
+         allowed_cgroups: ['chaos-test-svc-plan-*']\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(&dir.0, &["--config", config.to_str().unwrap()]);
+    let cgs = cg.path.to_str().unwrap();
+
+    // packet_loss: a budget of 0.05 at the default 0.001 per fault is a cap of 50.
+    let loss = [
+        "experiment",
+        "packet_loss",
+        "--cgroup",
+        cgs,
+        "--intensity",
+        "1",
+        "--direction",
+        "egress",
+        "--visible-drop",
+        "--budget",
+        "0.05",
+        "--duration",
+        "60",
+    ];
+    let dry_text = daemon.ctl_ok(&[&loss[..], &["--dry-run"]].concat());
+    assert!(
+        dry_text.starts_with("dry run: nothing was changed\n"),
+        "{dry_text}"
+    );
+    let dry =
+        json(&daemon.ctl_ok(&[&["--output", "json"][..], &loss[..], &["--dry-run"]].concat()));
+    assert_eq!(cg.attached(), 0, "a dry run attaches nothing");
+    let started = json(&daemon.ctl_ok(&[&["--output", "json"][..], &loss[..]].concat()));
+    assert_eq!(dry["plan"], started["plan"], "JSON plans");
+    assert_eq!(dry["plan"]["max_faults"], 50, "{dry}");
+    assert_eq!(dry["plan"]["cgroup"], cgs, "{dry}");
+    let cgroup_id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg.path).unwrap());
+    assert_eq!(dry["plan"]["cgroup_id"], cgroup_id, "{dry}");
+    // The armed fault is that plan: 50 drops, then the cap.
+    let sink = UdpSink::new();
+    let r = workload(
+        Some(&cg.path),
+        &["udp-send", "--to", &sink.to(), "--count", "80"],
+    );
+    assert_eq!((r.get("EPERM"), r.ok()), (50, 30), "{r:?}");
+    daemon.ctl_ok(&["stop", started["id"].as_str().unwrap()]);
+    // The table shows the same plan.
+    let real_text = daemon.ctl_ok(&loss);
+    assert!(real_text.starts_with("started exp-"), "{real_text}");
+    assert_eq!(plan_lines(&dry_text), plan_lines(&real_text));
+    daemon.ctl_ok(&["emergency-stop"]);
+    daemon.ctl_ok(&["emergency-stop", "--clear"]);
+
+    // pod_deletion on an allowed parent of two pods: the plan lists them as its changes.
+    let uid = |n: u32| format!("pod{:08x}-0000-4000-8000-{:012x}", std::process::id(), n);
+    let pods: Vec<_> = (0..2).map(|n| cg.child(&uid(n))).collect();
+    let mut victim = {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("600");
+        start_in_cgroup(&mut cmd, &pods[1]);
+        cmd.spawn().unwrap()
+    };
+    let kill = [
+        "experiment",
+        "pod_deletion",
+        "--cgroup",
+        cgs,
+        "--duration",
+        "30",
+    ];
+    let dry_text = daemon.ctl_ok(&[&kill[..], &["--dry-run"]].concat());
+    let dry =
+        json(&daemon.ctl_ok(&[&["--output", "json"][..], &kill[..], &["--dry-run"]].concat()));
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "a dry run kills nothing"
+    );
+    let changes: Vec<&str> = dry["plan"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            "cgroup.kill once, at most 2 pods in all; 2 pod(s) now:".to_string(),
+            format!("  {}", pods[0].display()),
+            format!("  {}", pods[1].display()),
+        ],
+        "{dry}"
+    );
+    assert_eq!(dry["plan"]["max_faults"], 2, "{dry}");
+    let real_text = daemon.ctl_ok(&kill);
+    assert_eq!(plan_lines(&dry_text), plan_lines(&real_text));
+    // The one populated pod is killed.
+    let status = eventually("the pod killed", Duration::from_secs(10), || {
+        victim.try_wait().unwrap()
+    });
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    assert_eq!(cg.attached(), 0);
+}
+
+#[test]
+fn stop_and_emergency_stop_report_their_disarm_times_and_the_recorder_finishes() {
+    let Some(mount) = kernel() else { return };
+    let dir = TempDir::new("svc-disarm");
+    let daemon = Daemon::start(&dir.0);
+    let sink = UdpSink::new();
+    let cgs: Vec<TestCgroup> = (0..3)
+        .map(|_| TestCgroup::new(&mount, "svc-disarm"))
+        .collect();
+    let send = |cg: &TestCgroup| {
+        workload(
+            Some(&cg.path),
+            &["udp-send", "--to", &sink.to(), "--count", "20"],
+        )
+    };
+    let ids: Vec<String> = cgs
+        .iter()
+        .map(|cg| {
+            let out = daemon.ctl_ok(&[
+                "--output",
+                "json",
+                "experiment",
+                "packet_loss",
+                "--cgroup",
+                cg.path.to_str().unwrap(),
+                "--intensity",
+                "1",
+                "--direction",
+                "egress",
+                "--visible-drop",
+                "--duration",
+                "300",
+            ]);
+            assert_eq!(send(cg).get("EPERM"), 20, "armed");
+            json(&out)["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+
+    // stop, as a table: the experiment and the disarm time measured at the daemon.
+    let text = daemon.ctl_ok(&["stop", &ids[0]]);
+    let micros: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("disarmed in ")?
+                .split_once(" µs (measured at the daemon from the request's arrival)")
+        })
+        .map(|(n, _)| n.parse().unwrap())
+        .unwrap_or_else(|| panic!("no disarm time: {text}"));
+    assert!(micros >= 0.0, "{text}");
+    assert!(text.contains(&ids[0]) && text.contains("stopped"), "{text}");
+    assert_eq!(send(&cgs[0]).ok(), 20, "disarmed");
+    // stop, as JSON.
+    let stopped = json(&daemon.ctl_ok(&["--output", "json", "stop", &ids[1]]));
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert!(
+        stopped["disarm_ns"].as_u64().is_some_and(|ns| ns > 0),
+        "{stopped}"
+    );
+    assert_eq!(stopped["counters"]["injected"], 20, "{stopped}");
+
+    // emergency-stop: one experiment left, disarmed; its time reported.
+    let text = daemon.ctl_ok(&["emergency-stop", "--reason", "drill"]);
+    assert!(
+        text.starts_with("1 experiment disarmed in ")
+            && text.contains(" µs (measured at the daemon from the request's arrival)"),
+        "{text}"
+    );
+    assert_eq!(send(&cgs[2]).ok(), 20, "disarmed at once");
+    // Until the recorder has released and recorded it, status shows it ended, never running.
+    eventually(
+        "status shows no experiment",
+        Duration::from_secs(10),
+        || {
+            let s = json(&daemon.ctl_ok(&["--output", "json", "status"]));
+            let list = s["experiments"].as_array().unwrap();
+            for e in list {
+                assert_eq!(e["state"], "emergency_stopped", "{s}");
+            }
+            list.is_empty().then_some(())
+        },
+    );
+    let md = daemon.ctl_ok(&["report", &ids[2]]);
+    assert!(md.contains("| state | emergency_stopped |"), "{md}");
+    assert!(
+        md.contains("| reason | emergency stop by uid 0: drill |"),
+        "{md}"
+    );
+    let rep = json(&daemon.ctl_ok(&["report", &ids[2], "--format", "json"]));
+    assert_eq!(rep["status"]["state"], "emergency_stopped", "{rep}");
+    assert_eq!(rep["status"]["counters"]["injected"], 20, "{rep}");
+    for cg in &cgs {
+        assert_eq!(cg.attached(), 0);
+    }
 }

@@ -5,26 +5,28 @@
 
 mod support;
 
-use chaos_daemon::{
-    ebpf::lsm::LsmSupport,
-    engine::EngineError,
-    fault::{Fault, parse_call},
+use chaos_api::experiment::{
+    CallName as _, Errno, ExperimentType, Fault, SyscallCall, SyscallError,
 };
+use chaos_daemon::{ebpf::lsm::LsmSupport, engine::EngineError};
 use support::*;
 
 fn syscall_error(errno: &str, calls: &[&str]) -> Fault {
-    Fault::SyscallError {
-        errno: errno.parse().unwrap(),
-        calls: calls.iter().map(|c| parse_call(c).unwrap()).collect(),
+    Fault::SyscallError(SyscallError {
+        errno: Errno::parse(errno).unwrap(),
+        calls: calls
+            .iter()
+            .map(|c| SyscallCall::from_name(c).unwrap())
+            .collect(),
         path_prefix: None,
-    }
+    })
 }
 
 #[test]
 fn lsm_fault_is_refused_naming_the_missing_feature_or_runs_and_cleans_up() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-refused");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let support = engine.lsm_support();
     let started = engine.start(&spec(
         cg.target(),
@@ -39,7 +41,7 @@ fn lsm_fault_is_refused_naming_the_missing_feature_or_runs_and_cleans_up() {
                 matches!(
                     err,
                     EngineError::Unsupported {
-                        fault: "syscall_error",
+                        kind: ExperimentType::SyscallError,
                         ..
                     }
                 ),
@@ -58,28 +60,28 @@ fn lsm_fault_is_refused_naming_the_missing_feature_or_runs_and_cleans_up() {
             );
         }
         LsmSupport::Lsm | LsmSupport::FmodRet => {
-            let id = started.expect("a supporting kernel runs it").id;
+            let armed = started.expect("a supporting kernel runs it");
             assert_eq!(engine.lsm_links_attached(), 2, "file_open and task_alloc");
-            engine.stop(id).unwrap();
+            engine.stop(armed).unwrap();
         }
     }
-    assert_eq!(engine.running().count(), 0, "no fault is left running");
     assert_eq!(
         engine.lsm_links_attached(),
         0,
         "no LSM program is left attached"
     );
     assert_eq!(cg.attached(), 0, "no cgroup program is left attached");
-    // The slot was not leaked: a network fault still gets slot 0.
-    let h = engine
+    // No slot was leaked: a network fault still gets slot 0.
+    let armed = engine
         .start(&spec(
             cg.target(),
             socket_error("ECONNREFUSED", &["connect"]),
             0.5,
         ))
         .unwrap();
-    assert_eq!(h.slot, Some(0));
-    engine.stop(h.id).unwrap();
+    assert_eq!(armed.slot(), Some(0));
+    engine.stop(armed).unwrap();
+    assert_eq!(cg.attached(), 0);
 }
 
 #[test]
@@ -102,7 +104,7 @@ fn daemon_and_ctl_report_the_refusal_and_the_capability() {
     let cap = caps
         .pointer("/capabilities")
         .and_then(|c| c.as_array())
-        .and_then(|c| c.iter().find(|c| c["fault"] == "syscall_error"))
+        .and_then(|c| c.iter().find(|c| c["experiment_type"] == "syscall_error"))
         .unwrap_or_else(|| panic!("no syscall_error capability: {caps}"));
     assert_eq!(cap["supported"], false, "{cap}");
     assert_eq!(cap["reason"], reason.as_str(), "{cap}");
@@ -116,11 +118,18 @@ fn daemon_and_ctl_report_the_refusal_and_the_capability() {
         "open,read",
         "--cgroup",
         cgroup,
+        "--intensity",
+        "1",
         "--duration",
         "30",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "a refusal: {err}");
-    assert!(err.contains("BPF LSM") && err.contains("fmod_ret"), "{err}");
+    assert!(
+        err.contains("syscall_error is not supported on this node")
+            && err.contains("BPF LSM")
+            && err.contains("fmod_ret"),
+        "{err}"
+    );
     assert_eq!(cg.attached(), 0);
 }

@@ -2,14 +2,16 @@
 //! `chaos/chaos.yaml`, creates a cgroup, runs real UDP and TCP workloads inside it and the same
 //! workloads outside it, and drives the daemon with `chaos-ctl`: 30% egress loss (stopped), then
 //! ECONNREFUSED on 25% of connects (ended by an emergency stop). It prints configured versus
-//! observed rates, a post-mortem report and the daemon's metrics, proves from the kernel that
-//! nothing stays attached, and removes everything it created.
+//! observed rates, a post-mortem report and the daemon's metrics, checks the daemon's record
+//! (`--output json`: each experiment's type, final state and count) against what the workloads
+//! saw, proves from the kernel that nothing stays attached, and removes everything it created.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _},
     path::{Path, PathBuf},
     process::{Child, ChildStdout, Command, Stdio},
     thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
@@ -144,6 +146,7 @@ pub fn run() -> anyhow::Result<()> {
         ["connect", "--to", &tcp_to, "--count", &n],
         ["connect", "--to", &tcp_to, "--count", &n],
     )?;
+    let refused_inside = field(&a, "ECONNREFUSED");
     let refused = |t: &str| pct(field(t, "ECONNREFUSED"), CONNECTS);
     rows.push(row(
         "connect ECONNREFUSED",
@@ -160,6 +163,18 @@ pub fn run() -> anyhow::Result<()> {
         "$ chaos-ctl emergency-stop --clear\n{}",
         ctl.run(&["emergency-stop", "--clear"])?
     );
+    // The emergency stop returned once the faults were disarmed; detaching and recording
+    // continue on the daemon's recorder: wait for it before reading the record.
+    ctl.wait_until_none_running(Duration::from_secs(10))?;
+    ctl.check_record(&[
+        ("demo-loss", "packet_loss", "stopped", None),
+        (
+            "demo-db-down",
+            "dependency_failure",
+            "emergency_stopped",
+            Some(refused_inside),
+        ),
+    ])?;
 
     println!(
         "{}",
@@ -232,6 +247,54 @@ impl Ctl {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `chaos-ctl --output json ARGS`, parsed.
+    fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let out = self.run(&[&["--output", "json"], args].concat())?;
+        serde_json::from_str(out.trim()).with_context(|| format!("chaos-ctl {args:?}: {out}"))
+    }
+
+    /// Waits until the daemon lists no experiment (its recorder released and recorded them).
+    fn wait_until_none_running(&self, within: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + within;
+        loop {
+            let status = self.json(&["status"])?;
+            if status["experiments"].as_array().is_some_and(Vec::is_empty) {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                bail!("experiments still listed after {within:?}: {status}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Checks the daemon's record of the demo's experiments, by name: the type (the user's
+    /// name), the final state and, where given, the faults injected.
+    fn check_record(&self, want: &[(&str, &str, &str, Option<u64>)]) -> anyhow::Result<()> {
+        let list = self.json(&["report", "--last", "1h"])?;
+        let list = list.as_array().context("report --last: not a list")?;
+        for &(name, kind, state, injected) in want {
+            let e = list
+                .iter()
+                .find(|e| e["name"] == name)
+                .with_context(|| format!("{name} is not in the daemon's record"))?;
+            let got = (
+                e["experiment_type"].as_str(),
+                e["state"].as_str(),
+                e["counters"]["injected"].as_u64(),
+            );
+            if got.0 != Some(kind)
+                || got.1 != Some(state)
+                || injected.is_some_and(|n| got.2 != Some(n))
+            {
+                bail!(
+                    "{name}: the daemon recorded {got:?}, expected {kind} {state} {injected:?}: {e}"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Starts an experiment, shows the command and its answer, returns the id.
