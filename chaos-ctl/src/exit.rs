@@ -1,6 +1,7 @@
 //! What a failure prints and which exit code it gets: 0 ok; 1 failure (daemon unreachable,
-//! internal error); 2 usage error or invalid experiment; 3 refused by a daemon (emergency stop
-//! latched, protected or missing target, permission, budget, no slot).
+//! internal error); 2 usage error or invalid experiment; 3 refused by a daemon or by a config
+//! checked offline (emergency stop latched, protected or missing target, a config limit,
+//! permission, budget, no slot).
 
 use chaos_ctl::client::ConnectError;
 
@@ -27,6 +28,19 @@ pub fn usage(error: impl std::fmt::Display) -> anyhow::Error {
     UsageError(error.to_string()).into()
 }
 
+/// A config's refusal found offline (`validate -f X --config Y`): exit 3, as the daemon's
+/// refusal of the same experiment would be.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// The exit code of `e`: usage errors and invalid specs 2, refusals 3, everything else 1.
 pub fn code(e: &anyhow::Error) -> u8 {
     if let Some(f) = e.downcast_ref::<FanOutFailed>() {
@@ -45,6 +59,9 @@ pub fn code(e: &anyhow::Error) -> u8 {
     }
     if let Some(c) = e.downcast_ref::<ConnectError>() {
         return if c.is_usage() { USAGE } else { FAILURE };
+    }
+    if e.downcast_ref::<Refused>().is_some() {
+        return REFUSED;
     }
     if e.downcast_ref::<UsageError>().is_some() {
         USAGE

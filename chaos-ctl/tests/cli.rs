@@ -203,7 +203,7 @@ fn validate_with_a_config_shows_the_admission_or_the_refusal() {
         "experiments: {packet_loss: {max_probability: 0.01}}\n",
     );
     let out = ctl(&["validate", "-f", &exp, "--config", &refuses]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3), "a refusal, as the daemon's");
     assert!(
         stderr(&out).contains(&format!(
             "{refuses} refuses {exp}: intensity: 0.05 is not allowed; expected at most 0.01 \

@@ -237,9 +237,14 @@ impl ChaosConfig {
                     u64::MAX
                 };
                 if bought == 0 {
+                    let unit = if matches!(price, Price::PerPod(_)) {
+                        "pod"
+                    } else {
+                        "fault"
+                    };
                     return Err(Refusal::BudgetTooSmall {
                         budget,
-                        what: format!("one fault at {cost}"),
+                        what: format!("one {unit} at {cost}"),
                         price_key: price_key(kind),
                     });
                 }

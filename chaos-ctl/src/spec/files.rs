@@ -10,7 +10,7 @@ use chaos_api::error::ModelError;
 use chaos_api::experiment::Experiment;
 use chaos_ctl::render;
 
-use crate::exit::{UsageError, usage};
+use crate::exit::{Refused, UsageError, usage};
 
 /// The top-level sections of a chaos config.
 const CONFIG_SECTIONS: [&str; 6] = [
@@ -124,7 +124,7 @@ pub fn validate(file: Option<&Path>, config: Option<&Path>, json: bool) -> anyho
     if let (Some(e), Some(c), Some(file), Some(config)) = (&experiment, &chaos_config, file, config)
     {
         let admission = c.admit(e).map_err(|refusal| {
-            usage(format!(
+            Refused(format!(
                 "{} refuses {}: {refusal}",
                 config.display(),
                 file.display()

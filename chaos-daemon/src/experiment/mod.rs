@@ -450,6 +450,9 @@ impl<E: FaultEngine> Manager<E> {
         }
         self.metrics.emergency_stop.set(1);
         self.metrics
+            .experiments_running
+            .set(self.published_count() as i64);
+        self.metrics
             .disarm_seconds
             .with_label_values(&["emergency_stop"])
             .observe(took.as_secs_f64());
