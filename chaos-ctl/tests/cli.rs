@@ -214,7 +214,7 @@ fn validate_with_a_config_shows_the_admission_or_the_refusal() {
     );
     let disabled = dir.file("off.yaml", "experiments: {packet_loss: {enabled: false}}\n");
     let out = ctl(&["validate", "-f", &exp, "--config", &disabled]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out).contains("experiments.packet_loss.enabled is false"),
         "{}",
