@@ -490,7 +490,11 @@ fn budget_that_buys_nothing() {
     too_small(
         &ChaosConfig::default(),
         &experiment(ExperimentType::PodDeletion, "budget: 49\n"),
-        &["49", "one pod at 50", "experiments.pod_deletion.cost_per_pod"],
+        &[
+            "49",
+            "one pod at 50",
+            "experiments.pod_deletion.cost_per_pod",
+        ],
     );
 }
 
