@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use chaos_daemon::fault::{Distribution, Fault};
+use chaos_api::experiment::{Distribution, Fault, NetworkLatency};
 use support::*;
 
 const DELAYS_MS: [u64; 2] = [20, 100];
@@ -94,24 +94,23 @@ fn main() {
         format!("10.78.0.2:{sink_port}"),
     );
     let cg = TestCgroup::new(&mount, "bench-lat");
-    let mut engine = engine(&mount);
-    let latency = |ms: u64| Fault::Latency {
-        delay: Duration::from_millis(ms),
-        jitter: Duration::ZERO,
-        distribution: Distribution::Uniform,
-        interface: Some(dev.into()),
+    let engine = engine(&mount);
+    let latency = |ms: u64| {
+        Fault::NetworkLatency(NetworkLatency {
+            latency: Duration::from_millis(ms),
+            jitter: Duration::ZERO,
+            distribution: Distribution::Uniform,
+            interface: Some(dev.into()),
+        })
     };
 
     println!("| configured | EDT+fq added (p50) | EDT+fq sd | netem added (p50) | netem sd |");
     println!("|---|---|---|---|---|");
     let (base, _) = ping(Some(&cg.path), &echo_to);
     for d in DELAYS_MS {
-        let id = engine
-            .start(&spec(cg.target(), latency(d), 1.0))
-            .unwrap()
-            .id;
+        let armed = engine.start(&spec(cg.target(), latency(d), 1.0)).unwrap();
         let (edt, edt_sd) = ping(Some(&cg.path), &echo_to);
-        engine.stop(id).unwrap();
+        engine.stop(armed).unwrap();
         run(
             "tc",
             &[
@@ -139,12 +138,9 @@ fn main() {
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         off.push(throughput(&sink_to));
-        let id = engine
-            .start(&spec(cg.target(), latency(100), 1.0))
-            .unwrap()
-            .id;
+        let armed = engine.start(&spec(cg.target(), latency(100), 1.0)).unwrap();
         on.push(throughput(&sink_to));
-        engine.stop(id).unwrap();
+        engine.stop(armed).unwrap();
     }
     let (off, on) = (median(off), median(on));
     println!("| unaffected TCP flow through the device | Mbit/s (median of {ROUNDS}) | ratio |");

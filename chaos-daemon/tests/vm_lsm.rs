@@ -9,19 +9,27 @@ mod support;
 
 use std::{path::Path, time::Duration};
 
+use chaos_api::experiment::{CallName as _, Errno, Experiment, Fault, SyscallCall, SyscallError};
 use chaos_daemon::{
     ebpf::lsm::LsmSupport,
-    engine::{Engine, monotonic_ns},
-    fault::{Fault, FaultSpec, parse_call},
+    engine::{Armed, Engine, monotonic_ns},
 };
 use support::*;
 
+/// A syscall_error with `errno` (name or number) on `calls`, only under `path_prefix` if given.
+fn syscall_error_under(errno: &str, calls: &[&str], path_prefix: Option<String>) -> Fault {
+    Fault::SyscallError(SyscallError {
+        errno: Errno::parse(errno).unwrap(),
+        calls: calls
+            .iter()
+            .map(|c| SyscallCall::from_name(c).unwrap())
+            .collect(),
+        path_prefix,
+    })
+}
+
 fn syscall_error(errno: &str, calls: &[&str]) -> Fault {
-    Fault::SyscallError {
-        errno: errno.parse().unwrap(),
-        calls: calls.iter().map(|c| parse_call(c).unwrap()).collect(),
-        path_prefix: None,
-    }
+    syscall_error_under(errno, calls, None)
 }
 
 /// The mechanism this boot must use, from the runner's `CHAOS_VM_LSM`.
@@ -58,12 +66,12 @@ fn scratch(tag: &str) -> TempDir {
     dir
 }
 
-/// Starts `spec` and checks the engine runs it with this boot's mechanism.
-fn start(engine: &mut Engine, spec: &FaultSpec) -> chaos_daemon::engine::FaultId {
+/// Starts `experiment` and checks the engine runs it with this boot's mechanism.
+fn start(engine: &Engine, experiment: &Experiment) -> Armed {
     // The probe logs why it fell back from the BPF LSM, if it did.
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     assert_eq!(engine.lsm_support(), expected_mode());
-    engine.start(spec).expect("syscall_error starts").id
+    engine.start(experiment).expect("syscall_error starts")
 }
 
 #[test]
@@ -73,9 +81,9 @@ fn open_fails_with_eio_at_the_configured_rate_inside_and_never_outside() {
     // A process in a child of the target is a target too (bpf_current_task_under_cgroup).
     let leaf = cg.child("leaf");
     let dir = scratch("lsm-open");
-    let mut engine = engine(&mount);
-    let id = start(
-        &mut engine,
+    let engine = engine(&mount);
+    let armed = start(
+        &engine,
         &spec(cg.target(), syscall_error("EIO", &["open"]), 0.25),
     );
     let n = 4000;
@@ -90,7 +98,7 @@ fn open_fails_with_eio_at_the_configured_rate_inside_and_never_outside() {
         4.0,
     );
     assert_eq!(outside.ok(), n, "outside: {outside:?}");
-    let c = engine.stop(id).unwrap();
+    let c = engine.stop(armed).unwrap();
     assert_eq!(c.injected, inside.get("EIO"));
     assert_eq!(engine.lsm_links_attached(), 0, "stop detaches the hook");
     assert_eq!(
@@ -105,9 +113,9 @@ fn read_and_write_fail_with_eio() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-rw");
     let dir = scratch("lsm-rw");
-    let mut engine = engine(&mount);
-    let id = start(
-        &mut engine,
+    let engine = engine(&mount);
+    let armed = start(
+        &engine,
         &spec(cg.target(), syscall_error("EIO", &["read", "write"]), 0.5),
     );
     let n = 1000;
@@ -123,7 +131,7 @@ fn read_and_write_fail_with_eio() {
         );
         assert_eq!(calls(None, op, &dir.0, n).ok(), n, "{op} outside");
     }
-    engine.stop(id).unwrap();
+    engine.stop(armed).unwrap();
 }
 
 #[test]
@@ -131,7 +139,7 @@ fn unlink_create_fork_exec_and_mmap_fail_with_the_chosen_errno() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-calls");
     let dir = scratch("lsm-calls");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     for (op, errno, n) in [
         ("unlink", "EACCES", 200),
         ("create", "EACCES", 200),
@@ -139,15 +147,15 @@ fn unlink_create_fork_exec_and_mmap_fail_with_the_chosen_errno() {
         ("exec", "EACCES", 50),
         ("mmap", "EPERM", 200),
     ] {
-        let id = start(
-            &mut engine,
+        let armed = start(
+            &engine,
             &spec(cg.target(), syscall_error(errno, &[op]), 1.0),
         );
         let inside = calls(Some(&cg.path), op, &dir.0, n);
         assert_eq!(inside.get(errno), n, "{op} inside: {inside:?}");
         let outside = calls(None, op, &dir.0, n);
         assert_eq!(outside.ok(), n, "{op} outside: {outside:?}");
-        let c = engine.stop(id).unwrap();
+        let c = engine.stop(armed).unwrap();
         assert_eq!(c.injected, n, "{op}");
         assert_eq!(
             calls(Some(&cg.path), op, &dir.0, 20).ok(),
@@ -162,20 +170,20 @@ fn kill_switch_stops_injecting_while_attached() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-kill");
     let dir = scratch("lsm-kill");
-    let mut engine = engine(&mount);
-    let id = start(
-        &mut engine,
+    let engine = engine(&mount);
+    let armed = start(
+        &engine,
         &spec(cg.target(), syscall_error("EIO", &["open"]), 1.0),
     );
     assert_eq!(calls(Some(&cg.path), "open", &dir.0, 100).get("EIO"), 100);
-    engine.disarm(id).unwrap();
+    engine.switchboard().disarm(&armed.switch).unwrap();
     assert_eq!(engine.lsm_links_attached(), 1, "still attached");
     assert_eq!(
         calls(Some(&cg.path), "open", &dir.0, 100).ok(),
         100,
         "disarmed"
     );
-    engine.stop(id).unwrap();
+    engine.stop(armed).unwrap();
 }
 
 #[test]
@@ -183,16 +191,19 @@ fn kernel_deadline_ends_injection_without_the_daemon() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-deadline");
     let dir = scratch("lsm-deadline");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let mut s = spec(cg.target(), syscall_error("EIO", &["open"]), 1.0);
     s.duration = Duration::from_secs(4);
-    let id = start(&mut engine, &s);
-    let expires = engine.running().next().unwrap().expires_at_ns;
+    // The slot's kernel deadline is set while arming: after `armed_from`, before `armed_by`.
+    let deadline = |at: u64| at + s.duration.as_nanos() as u64;
+    let armed_from = deadline(monotonic_ns().unwrap());
+    let armed = start(&engine, &s);
+    let armed_by = deadline(monotonic_ns().unwrap());
     let before = calls(Some(&cg.path), "open", &dir.0, 20);
-    if monotonic_ns().unwrap() < expires {
+    if monotonic_ns().unwrap() < armed_from {
         assert_eq!(before.get("EIO"), 20, "before the deadline: {before:?}");
     }
-    while monotonic_ns().unwrap() < expires {
+    while monotonic_ns().unwrap() < armed_by {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
@@ -202,7 +213,7 @@ fn kernel_deadline_ends_injection_without_the_daemon() {
     );
     let after = calls(Some(&cg.path), "open", &dir.0, 100);
     assert_eq!(after.ok(), 100, "after the deadline: {after:?}");
-    engine.stop(id).unwrap();
+    engine.stop(armed).unwrap();
 }
 
 #[test]
@@ -210,13 +221,13 @@ fn fault_cap_is_exact() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-cap");
     let dir = scratch("lsm-cap");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let mut s = spec(cg.target(), syscall_error("EIO", &["open"]), 1.0);
     s.max_faults = Some(100);
-    let id = start(&mut engine, &s);
+    let armed = start(&engine, &s);
     let r = calls(Some(&cg.path), "open", &dir.0, 300);
     assert_eq!((r.get("EIO"), r.ok()), (100, 200), "{r:?}");
-    let c = engine.stop(id).unwrap();
+    let c = engine.stop(armed).unwrap();
     assert_eq!((c.injected, c.capped), (100, 200));
 }
 
@@ -228,13 +239,13 @@ fn two_faults_share_a_hook_and_the_last_stop_detaches_it() {
         TestCgroup::new(&mount, "lsm-b"),
     );
     let dir = scratch("lsm-share");
-    let mut engine = engine(&mount);
-    let ia = start(
-        &mut engine,
+    let engine = engine(&mount);
+    let a_armed = start(
+        &engine,
         &spec(a.target(), syscall_error("EIO", &["open"]), 1.0),
     );
-    let ib = start(
-        &mut engine,
+    let b_armed = start(
+        &engine,
         &spec(b.target(), syscall_error("EACCES", &["open"]), 1.0),
     );
     assert_eq!(
@@ -244,11 +255,11 @@ fn two_faults_share_a_hook_and_the_last_stop_detaches_it() {
     );
     assert_eq!(calls(Some(&a.path), "open", &dir.0, 50).get("EIO"), 50);
     assert_eq!(calls(Some(&b.path), "open", &dir.0, 50).get("EACCES"), 50);
-    engine.stop(ia).unwrap();
+    engine.stop(a_armed).unwrap();
     assert_eq!(engine.lsm_links_attached(), 1, "b still needs it");
     assert_eq!(calls(Some(&a.path), "open", &dir.0, 50).ok(), 50);
     assert_eq!(calls(Some(&b.path), "open", &dir.0, 50).get("EACCES"), 50);
-    engine.stop(ib).unwrap();
+    engine.stop(b_armed).unwrap();
     assert_eq!(engine.lsm_links_attached(), 0);
 }
 
@@ -304,7 +315,7 @@ fn path_prefix_fails_every_file_call_only_under_the_prefix() {
     for d in [&prefix, &nested, &mounted, &sibling, &other] {
         std::fs::write(d.join("data"), [0u8; 4096]).unwrap();
     }
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     let p = 0.5;
     for (op, errno, n) in [
         ("open", "EIO", 400),
@@ -314,13 +325,9 @@ fn path_prefix_fails_every_file_call_only_under_the_prefix() {
         ("create", "EROFS", 200),
         ("mmap", "EPERM", 200),
     ] {
-        let fault = Fault::SyscallError {
-            errno: errno.parse().unwrap(),
-            calls: vec![parse_call(op).unwrap()],
-            // A trailing slash is normalized away.
-            path_prefix: Some(format!("{}/", prefix.display())),
-        };
-        let id = start(&mut engine, &spec(cg.target(), fault, p));
+        // A trailing slash is normalized away.
+        let fault = syscall_error_under(errno, &[op], Some(format!("{}/", prefix.display())));
+        let armed = start(&engine, &spec(cg.target(), fault, p));
         let mut failed = 0;
         for (where_, dir) in [
             ("prefix", &prefix),
@@ -348,7 +355,7 @@ fn path_prefix_fails_every_file_call_only_under_the_prefix() {
             n,
             "{op} under the prefix, outside the cgroup: {r:?}"
         );
-        let c = engine.stop(id).unwrap();
+        let c = engine.stop(armed).unwrap();
         assert_eq!(c.injected, failed, "{op}");
         eprintln!(
             "path_prefix {op}: {failed} of {} faulted under the prefix, 0 of {} beside it, 0 of {n} outside the cgroup",
@@ -364,13 +371,13 @@ fn path_prefix_must_exist() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "lsm-path-missing");
     let root = TempDir::new("lsm-path-missing");
-    let mut engine = engine(&mount);
+    let engine = engine(&mount);
     assert_eq!(engine.lsm_support(), expected_mode());
-    let fault = Fault::SyscallError {
-        errno: "EIO".parse().unwrap(),
-        calls: vec![parse_call("read").unwrap()],
-        path_prefix: Some(root.0.join("missing").display().to_string()),
-    };
+    let fault = syscall_error_under(
+        "EIO",
+        &["read"],
+        Some(root.0.join("missing").display().to_string()),
+    );
     let e = engine.start(&spec(cg.target(), fault, 1.0)).unwrap_err();
     assert!(e.to_string().contains("fault.path_prefix"), "{e}");
     assert_eq!(engine.lsm_links_attached(), 0, "nothing attached");

@@ -7,7 +7,7 @@ mod support;
 
 use std::process::Command;
 
-use chaos_daemon::fault::{Direction, EgressDrop};
+use chaos_api::experiment::{Direction, EgressDrop};
 use support::*;
 
 /// A variable the VM's /init sets for every test executable.
@@ -84,15 +84,14 @@ fn packet_loss_drops_inside_the_cgroup_only() {
     let Some(mount) = kernel() else { return };
     const N: u64 = 200;
     let cg = TestCgroup::new(&mount, "vm-loss");
-    let mut engine = engine(&mount);
-    let id = engine
+    let engine = engine(&mount);
+    let armed = engine
         .start(&spec(
             cg.target(),
             loss(Direction::Egress, EgressDrop::Visible),
             1.0,
         ))
-        .unwrap()
-        .id;
+        .unwrap();
     let (inside_sink, outside_sink) = (UdpSink::new(), UdpSink::new());
     let n = N.to_string();
     let inside = workload(
@@ -114,6 +113,6 @@ fn packet_loss_drops_inside_the_cgroup_only() {
         (N, N),
         "nothing lost outside"
     );
-    assert_eq!(engine.stop(id).unwrap().injected, N);
+    assert_eq!(engine.stop(armed).unwrap().injected, N);
     assert_eq!(cg.attached(), 0, "stop detached every program");
 }
