@@ -214,7 +214,7 @@ fn the_engine_refuses_a_second_pressure_and_the_stop_restores_the_original() {
     assert!(
         matches!(e, EngineError::Host(_))
             && e.to_string()
-                .contains("another resource_exhaustion experiment is tightening this cgroup"),
+                .contains("another resource_exhaustion experiment holds this cgroup"),
         "{e:?}: {e}"
     );
     assert_eq!(
@@ -256,7 +256,7 @@ fn a_daemon_refuses_a_second_pressure_and_a_share_below_its_config() {
         &second,
         &[
             cg.path.to_str().unwrap(),
-            "another resource_exhaustion experiment is tightening this cgroup",
+            "another resource_exhaustion experiment holds this cgroup",
         ],
     );
     assert_eq!(

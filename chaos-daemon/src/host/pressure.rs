@@ -33,8 +33,8 @@ impl Knobs {
     fn busy(&self, cgroup: &Path) -> HostFaultError {
         unusable(
             cgroup,
-            "another resource_exhaustion experiment is tightening this cgroup; stop it first \
-             (two would leave the cgroup throttled after both stop)",
+            "another resource_exhaustion experiment holds this cgroup (stop it first, or retry \
+             in a moment if it is ending); two would leave the cgroup throttled after both stop",
         )
     }
 
