@@ -32,10 +32,16 @@ fn main() {
         eprintln!("benchmarks need root and cgroup2");
         std::process::exit(1);
     };
-    let freezer = Path::new("/sys/fs/cgroup/freezer");
-    if !freezer.join("cgroup.procs").exists() {
-        eprintln!("this benchmark freezes processes with the cgroup v1 freezer, absent here");
-        std::process::exit(1);
+    let v1_freezer = Path::new("/sys/fs/cgroup/freezer");
+    let freezer = v1_freezer
+        .join("cgroup.procs")
+        .exists()
+        .then_some(v1_freezer);
+    if freezer.is_none() {
+        println!(
+            "note: no cgroup v1 freezer here (pure cgroup v2): the pod deletions kill live \
+             processes, whose kills complete, instead of frozen ones\n"
+        );
     }
     let dir = TempDir::new("bench-estop");
     let config = dir.0.join("chaos.yaml");
@@ -211,35 +217,42 @@ fn churn(addr: &str, cg: &Path, kill: bool, stop: &AtomicBool, cycles: &AtomicU6
     });
 }
 
-/// A `sleep` in cgroup `cg`, frozen by the cgroup v1 freezer so that `cgroup.kill` cannot
-/// empty `cg`. Thawed (and so killed) on drop.
+/// A `sleep` in cgroup `cg`, frozen by the cgroup v1 freezer (when there is one) so that
+/// `cgroup.kill` cannot empty `cg`. Thawed (and so killed) on drop.
 struct Frozen {
     child: Child,
-    freezer: PathBuf,
+    freezer: Option<PathBuf>,
 }
 
 impl Frozen {
-    fn start(cg: &Path, freezer: &Path, i: usize) -> Self {
+    fn start(cg: &Path, freezer: Option<&Path>, i: usize) -> Self {
         let mut cmd = Command::new("sleep");
         cmd.arg("3600");
         start_in_cgroup(&mut cmd, cg);
         let child = cmd.spawn().unwrap();
-        let freezer = freezer.join(format!("chaos-bench-{}-{i}", std::process::id()));
-        std::fs::create_dir_all(&freezer).unwrap();
-        std::fs::write(freezer.join("cgroup.procs"), child.id().to_string()).unwrap();
-        std::fs::write(freezer.join("freezer.state"), "FROZEN").unwrap();
+        let freezer = freezer.map(|freezer| {
+            let dir = freezer.join(format!("chaos-bench-{}-{i}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+            std::fs::write(dir.join("freezer.state"), "FROZEN").unwrap();
+            dir
+        });
         Self { child, freezer }
     }
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        let _ = std::fs::write(self.freezer.join("freezer.state"), "THAWED");
+        if let Some(dir) = &self.freezer {
+            let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::remove_dir(&self.freezer).is_err() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+        if let Some(dir) = &self.freezer {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while std::fs::remove_dir(dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 }
