@@ -179,6 +179,17 @@ pub enum ExperimentType {
 }
 
 impl ExperimentType {
+    /// Every type, in the order help texts list them.
+    pub const ALL: [Self; 7] = [
+        Self::PacketLoss,
+        Self::DependencyFailure,
+        Self::ApiErrorInjection,
+        Self::NetworkLatency,
+        Self::SyscallError,
+        Self::PodDeletion,
+        Self::ResourceExhaustion,
+    ];
+
     /// The name as written in YAML, e.g. `packet_loss`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -203,6 +214,11 @@ impl ExperimentType {
     /// say how much.
     pub fn default_intensity(self) -> Option<f64> {
         (self.is_host() || self == Self::NetworkLatency).then_some(1.0)
+    }
+
+    /// The type named `name` ([`ExperimentType::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
 
     /// Whether the type takes a `filter` (protocol, ports, networks): the network types do.
@@ -258,5 +274,20 @@ fn check_name(name: &str) -> Result<(), ModelError> {
             format!("{name:?}"),
             "1 to 63 characters a-z, 0-9 and -, starting and ending with a letter or digit",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExperimentType;
+
+    #[test]
+    fn every_type_is_listed_once_by_its_name() {
+        for kind in ExperimentType::ALL {
+            assert_eq!(ExperimentType::from_name(kind.as_str()), Some(kind));
+        }
+        let mut names = ExperimentType::ALL.map(ExperimentType::as_str);
+        names.sort_unstable();
+        assert!(names.windows(2).all(|w| w[0] != w[1]), "{names:?}");
     }
 }

@@ -227,36 +227,10 @@ pub struct FilterArgs {
     pub cidrs: Vec<String>,
 }
 
-/// Every experiment type, in the order the help lists them.
-pub const TYPES: [ExperimentType; 7] = [
-    ExperimentType::PacketLoss,
-    ExperimentType::DependencyFailure,
-    ExperimentType::ApiErrorInjection,
-    ExperimentType::NetworkLatency,
-    ExperimentType::SyscallError,
-    ExperimentType::PodDeletion,
-    ExperimentType::ResourceExhaustion,
-];
-
-/// Fails to compile when the model gains a type that [`TYPES`] lacks.
-const _: fn(ExperimentType) = |kind| match kind {
-    ExperimentType::PacketLoss
-    | ExperimentType::DependencyFailure
-    | ExperimentType::ApiErrorInjection
-    | ExperimentType::NetworkLatency
-    | ExperimentType::SyscallError
-    | ExperimentType::PodDeletion
-    | ExperimentType::ResourceExhaustion => {}
-};
-
 /// The experiment type argument: one of the model's names ([`ExperimentType::as_str`]).
 fn experiment_type() -> impl TypedValueParser<Value = ExperimentType> {
-    PossibleValuesParser::new(TYPES.map(ExperimentType::as_str)).try_map(|name| {
-        TYPES
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
-            .ok_or("not an experiment type")
-    })
+    PossibleValuesParser::new(ExperimentType::ALL.map(ExperimentType::as_str))
+        .try_map(|name| ExperimentType::from_name(&name).ok_or("not an experiment type"))
 }
 
 /// Seconds (`300`) or a humantime duration (`5m`).
@@ -280,7 +254,7 @@ fn list(items: &[String]) -> String {
 
 /// `--intensity`'s help, with the model's per-type defaults.
 fn intensity_help() -> String {
-    let (defaulted, required): (Vec<ExperimentType>, Vec<ExperimentType>) = TYPES
+    let (defaulted, required): (Vec<ExperimentType>, Vec<ExperimentType>) = ExperimentType::ALL
         .into_iter()
         .partition(|kind| kind.default_intensity().is_some());
     let required: Vec<String> = required.iter().map(|k| k.to_string()).collect();

@@ -247,7 +247,7 @@ fn flag_of(path: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command, TYPES};
+    use crate::cli::{Cli, Command};
     use chaos_api::experiment::{
         Direction, Errno, PacketLoss, SocketError, SyscallError, TargetKind as Kind,
     };
@@ -293,7 +293,7 @@ mod tests {
         assert_eq!((e.name.as_str(), e.intensity), ("packet-loss", 0.2));
         assert!(e.filter.protocol == chaos_api::experiment::Protocol::Any && !e.dry_run);
         // Intensity defaults only where the model has one.
-        for kind in TYPES {
+        for kind in ExperimentType::ALL {
             let extra: &[&str] = match kind {
                 ExperimentType::NetworkLatency => &["--latency-ms", "20"],
                 _ => &[],

@@ -40,38 +40,39 @@ struct MapElemAttr {
     flags: u64,
 }
 
-/// Writes `value` at `key` of the map `map` (`BPF_ANY`). `value` must be exactly the map's
-/// value size (for per-CPU maps: one rounded-up value per possible CPU).
-pub fn map_update(map: &impl AsRawFd, key: u32, value: &[u8]) -> io::Result<()> {
+/// `cmd` (`BPF_MAP_UPDATE_ELEM` with `BPF_ANY`, or `BPF_MAP_LOOKUP_ELEM`) on element `key` of
+/// `map`, with the value at `value`.
+///
+/// # Safety
+/// `value` must point at `value_len` bytes, exactly the map's value size (for per-CPU maps:
+/// one rounded-up value per possible CPU), readable for an update and writable for a lookup,
+/// alive for the call.
+unsafe fn map_elem(map: &impl AsRawFd, cmd: libc::c_int, key: u32, value: u64) -> io::Result<()> {
     let mut attr = MapElemAttr {
         map_fd: map.as_raw_fd() as u32,
         _pad: 0,
         key: std::ptr::from_ref(&key) as u64,
-        value: value.as_ptr() as u64,
+        value,
         flags: 0,
     };
-    // SAFETY: `attr` is the `bpf_attr` of BPF_MAP_UPDATE_ELEM; `key` and `value` point at
-    // readable memory of the map's key and value sizes (the caller's contract), alive for the
-    // call.
-    unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr)? };
+    // SAFETY: `attr` is the `bpf_attr` of `cmd`; `key` points at a readable u32 alive for the
+    // call, and `value` is valid as the caller promised.
+    unsafe { bpf(cmd, &mut attr)? };
     Ok(())
+}
+
+/// Writes `value` at `key` of the map `map` (`BPF_ANY`). `value` must be exactly the map's
+/// value size (for per-CPU maps: one rounded-up value per possible CPU).
+pub fn map_update(map: &impl AsRawFd, key: u32, value: &[u8]) -> io::Result<()> {
+    // SAFETY: `value` is a live, readable slice; its length is the caller's contract.
+    unsafe { map_elem(map, BPF_MAP_UPDATE_ELEM, key, value.as_ptr() as u64) }
 }
 
 /// Reads the value at `key` of the map `map` into `value`, which must be exactly the map's
 /// value size (for per-CPU maps: one rounded-up value per possible CPU).
 pub fn map_lookup(map: &impl AsRawFd, key: u32, value: &mut [u8]) -> io::Result<()> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        _pad: 0,
-        key: std::ptr::from_ref(&key) as u64,
-        value: value.as_mut_ptr() as u64,
-        flags: 0,
-    };
-    // SAFETY: `attr` is the `bpf_attr` of BPF_MAP_LOOKUP_ELEM; `key` points at a readable u32
-    // and `value` at writable memory of the map's value size (the caller's contract), both
-    // alive for the call.
-    unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr)? };
-    Ok(())
+    // SAFETY: `value` is a live, writable slice; its length is the caller's contract.
+    unsafe { map_elem(map, BPF_MAP_LOOKUP_ELEM, key, value.as_mut_ptr() as u64) }
 }
 
 /// Detaches the BPF link with kernel id `link_id` from its target now. Closing our descriptor

@@ -95,21 +95,12 @@ pub struct FakeEngine {
 impl FakeEngine {
     pub fn new() -> Self {
         let slots = Arc::new(Slots::default());
-        let all = [
-            ExperimentType::PacketLoss,
-            ExperimentType::DependencyFailure,
-            ExperimentType::ApiErrorInjection,
-            ExperimentType::NetworkLatency,
-            ExperimentType::SyscallError,
-            ExperimentType::PodDeletion,
-            ExperimentType::ResourceExhaustion,
-        ];
         Self {
             switchboard: Arc::new(Switchboard::new(slots.clone())),
             slots,
             caps: Capabilities {
                 kernel: "fake".into(),
-                faults: all
+                faults: ExperimentType::ALL
                     .into_iter()
                     .map(|kind| Capability {
                         kind,
