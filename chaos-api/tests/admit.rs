@@ -261,15 +261,17 @@ fn latency_worst_case() {
     admitted(&config, &latency("{latency: 100ms}"));
 }
 
+/// A resource_exhaustion with the fault `fault` (YAML flow mapping).
+fn squeeze(fault: &str) -> Experiment {
+    experiment(
+        ExperimentType::ResourceExhaustion,
+        &format!("fault: {fault}\n"),
+    )
+}
+
 #[test]
 fn cpu_share_against_max_cpu_usage() {
     let config = chaos_config("experiments:\n  resource_exhaustion:\n    max_cpu_usage: 0.9\n");
-    let squeeze = |fault: &str| {
-        experiment(
-            ExperimentType::ResourceExhaustion,
-            &format!("fault: {fault}\n"),
-        )
-    };
     // A share of 0.001 takes away 99.9%: more than 90%.
     refused_at(
         &config,
@@ -288,12 +290,6 @@ fn cpu_share_against_max_cpu_usage() {
 #[test]
 fn memory_share_against_max_memory_usage() {
     let config = chaos_config("experiments:\n  resource_exhaustion:\n    max_memory_usage: 0.85\n");
-    let squeeze = |fault: &str| {
-        experiment(
-            ExperimentType::ResourceExhaustion,
-            &format!("fault: {fault}\n"),
-        )
-    };
     refused_at(
         &config,
         &squeeze("{memory_share: 0.1}"),

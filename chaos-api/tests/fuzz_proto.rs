@@ -6,26 +6,16 @@
 //!
 //! Runs for `CHAOS_FUZZ_SECS` seconds (default 3; CI sets 60) and prints how many cases ran.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+mod common;
 
-use chaos_api::config::{ChaosConfig, Refusal};
-use chaos_api::error::ModelError;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use chaos_api::experiment::Experiment;
 use chaos_api::proto::{self, fault::Kind as FaultKind, target::Kind as TargetKind};
+use common::fuzz::{Fuzz, check_admission, check_named};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use prost::Message as _;
-
-fn fuzz_seconds() -> f64 {
-    match std::env::var("CHAOS_FUZZ_SECS") {
-        Ok(text) => match text.trim().parse::<f64>() {
-            Ok(secs) if secs.is_finite() && secs >= 0.0 => secs,
-            _ => panic!("CHAOS_FUZZ_SECS must be a number of seconds, got {text:?}"),
-        },
-        Err(_) => 3.0,
-    }
-}
 
 /// Strings near the accepted ones, and junk.
 fn token() -> impl Strategy<Value = String> {
@@ -261,18 +251,6 @@ fn spec() -> impl Strategy<Value = proto::ExperimentSpec> {
         )
 }
 
-fn check_error(error: &ModelError) -> Result<(), TestCaseError> {
-    let shown = error.to_string();
-    let path = error.path();
-    prop_assert!(
-        path.is_some_and(|p| !p.is_empty()),
-        "a rejection without a path: {shown}"
-    );
-    let path = path.unwrap_or_default();
-    prop_assert!(shown.starts_with(&format!("{path}: ")), "{shown}");
-    Ok(())
-}
-
 /// Specs [`check`] saw accepted.
 static ACCEPTED: AtomicU64 = AtomicU64::new(0);
 
@@ -289,77 +267,38 @@ fn check(spec: &proto::ExperimentSpec) -> Result<(), TestCaseError> {
                 "{:?}",
                 again
             );
-            match ChaosConfig::default().admit(&experiment) {
-                Ok(admission) => prop_assert!(admission.max_faults >= 1),
-                Err(Refusal::Limit(error)) => check_error(&error)?,
-                Err(refusal) => {
-                    prop_assert!(refusal.to_string().starts_with("budget: "), "{refusal}")
-                }
-            }
+            check_admission(&experiment)?;
         }
-        Err(error) => check_error(&error)?,
+        Err(error) => check_named(&error)?,
     }
     Ok(())
 }
 
+/// [`check`] of whatever prost decodes from `bytes`.
+fn check_bytes(bytes: &[u8]) -> Result<(), TestCaseError> {
+    match proto::ExperimentSpec::decode(bytes) {
+        Ok(p) => check(&p),
+        Err(_) => Ok(()),
+    }
+}
+
 #[test]
 fn proto_to_model_never_panics_and_names_every_rejection() {
-    let budget = Duration::from_secs_f64(fuzz_seconds());
-    let cases = AtomicU64::new(0);
-    // No failure persistence: a failure is printed, not written into the source tree.
-    let config = Config {
-        cases: 512,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    // Each round gets a fresh runner seeded from this one, so PROPTEST_RNG_SEED still makes
-    // the whole run reproducible.
-    let mut seeds = TestRunner::new(config.clone());
-    let started = Instant::now();
-    let mut rounds = 0u64;
-    while rounds == 0 || started.elapsed() < budget {
-        rounds += 1;
-        let mut runner = TestRunner::new_with_rng(config.clone(), seeds.new_rng());
-        if let Err(failure) = runner.run(&spec(), |p| {
-            cases.fetch_add(1, Ordering::Relaxed);
-            check(&p)
-        }) {
-            panic!("structured spec: {failure}");
-        }
+    Fuzz::for_the_budget("fuzz_proto", 512, |fuzz| {
+        fuzz.run("structured spec", &spec(), |p| check(&p));
         // Arbitrary bytes: whatever prost decodes must be read without panicking.
-        let mut runner = TestRunner::new_with_rng(config.clone(), seeds.new_rng());
-        if let Err(failure) = runner.run(&prop::collection::vec(any::<u8>(), 0..256), |bytes| {
-            cases.fetch_add(1, Ordering::Relaxed);
-            match proto::ExperimentSpec::decode(bytes.as_slice()) {
-                Ok(p) => check(&p),
-                Err(_) => Ok(()),
-            }
-        }) {
-            panic!("arbitrary bytes: {failure}");
-        }
+        let bytes = prop::collection::vec(any::<u8>(), 0..256);
+        fuzz.run("arbitrary bytes", &bytes, |bytes| check_bytes(&bytes));
         // Valid specs re-encoded with random bytes appended: later fields override earlier
         // ones, unknown fields are skipped.
-        let mut runner = TestRunner::new_with_rng(config.clone(), seeds.new_rng());
-        if let Err(failure) = runner.run(
-            &(spec(), prop::collection::vec(any::<u8>(), 0..64)),
-            |(p, tail)| {
-                cases.fetch_add(1, Ordering::Relaxed);
-                let mut bytes = p.encode_to_vec();
-                bytes.extend_from_slice(&tail);
-                match proto::ExperimentSpec::decode(bytes.as_slice()) {
-                    Ok(p) => check(&p),
-                    Err(_) => Ok(()),
-                }
-            },
-        ) {
-            panic!("spec with a random tail: {failure}");
-        }
-    }
+        let tailed = (spec(), prop::collection::vec(any::<u8>(), 0..64));
+        fuzz.run("spec with a random tail", &tailed, |(p, tail)| {
+            let mut bytes = p.encode_to_vec();
+            bytes.extend_from_slice(&tail);
+            check_bytes(&bytes)
+        });
+    });
     let accepted = ACCEPTED.load(Ordering::Relaxed);
-    println!(
-        "fuzz_proto: {} cases ({accepted} accepted) in {rounds} rounds, {:.1}s",
-        cases.load(Ordering::Relaxed),
-        started.elapsed().as_secs_f64()
-    );
+    println!("fuzz_proto: {accepted} accepted");
     assert!(accepted > 0, "the strategy never reaches an accepted spec");
 }

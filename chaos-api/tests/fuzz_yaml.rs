@@ -5,14 +5,14 @@
 //!
 //! Runs for `CHAOS_FUZZ_SECS` seconds (default 3; CI sets 60) and prints how many cases ran.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+mod common;
 
-use chaos_api::config::{ChaosConfig, Refusal};
+use chaos_api::config::ChaosConfig;
 use chaos_api::error::ModelError;
 use chaos_api::experiment::Experiment;
+use common::fuzz::{Fuzz, check_admission, check_named};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 const DOCUMENTS: [&str; 8] = [
     include_str!("../../chaos/chaos.yaml"),
@@ -104,16 +104,6 @@ const VALUES: &[&str] = &[
     "ü",
     "🦀",
 ];
-
-fn fuzz_seconds() -> f64 {
-    match std::env::var("CHAOS_FUZZ_SECS") {
-        Ok(text) => match text.trim().parse::<f64>() {
-            Ok(secs) if secs.is_finite() && secs >= 0.0 => secs,
-            _ => panic!("CHAOS_FUZZ_SECS must be a number of seconds, got {text:?}"),
-        },
-        Err(_) => 3.0,
-    }
-}
 
 /// One edit of a document. Positions are taken modulo the document's length.
 #[derive(Debug, Clone)]
@@ -265,16 +255,16 @@ fn strip_comments(text: &str) -> String {
         .join("\n")
 }
 
+/// Checks that `error` names a path, or concerns the whole document.
 fn check_error(error: &ModelError) -> Result<(), TestCaseError> {
-    let shown = error.to_string();
-    match error.path() {
-        None => prop_assert!(shown.starts_with("invalid document: "), "{shown}"),
-        Some(path) => {
-            prop_assert!(!path.is_empty(), "empty path: {shown}");
-            prop_assert!(shown.starts_with(&format!("{path}: ")), "{shown}");
-        }
+    if error.path().is_none() {
+        prop_assert!(
+            error.to_string().starts_with("invalid document: "),
+            "{error}"
+        );
+        return Ok(());
     }
-    Ok(())
+    check_named(error)
 }
 
 /// Feeds `text` to both parsers.
@@ -294,13 +284,7 @@ fn check(text: &str) -> Result<(), TestCaseError> {
                 ..experiment.clone()
             };
             prop_assert_eq!(Experiment::from_proto(&spec), Ok(expected));
-            match ChaosConfig::default().admit(&experiment) {
-                Ok(admission) => prop_assert!(admission.max_faults >= 1),
-                Err(Refusal::Limit(error)) => check_error(&error)?,
-                Err(refusal) => {
-                    prop_assert!(refusal.to_string().starts_with("budget: "), "{refusal}")
-                }
-            }
+            check_admission(&experiment)?;
         }
         Err(error) => check_error(&error)?,
     }
@@ -332,39 +316,10 @@ fn fuzz_yaml() {
         },
     );
 
-    let budget = Duration::from_secs_f64(fuzz_seconds());
-    let cases = AtomicU64::new(0);
-    // No failure persistence: a failure is printed, not written into the source tree.
-    let config = Config {
-        cases: 64,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    // A runner runs its cases once; each round gets a fresh runner seeded from this one, so
-    // PROPTEST_RNG_SEED still makes the whole run reproducible.
-    let mut seeds = TestRunner::new(config.clone());
-    let started = Instant::now();
-    let mut rounds = 0u64;
-    while rounds == 0 || started.elapsed() < budget {
-        rounds += 1;
-        let counted = |text: String| {
-            cases.fetch_add(1, Ordering::Relaxed);
-            check(&text)
-        };
-        let mut runner = TestRunner::new_with_rng(config.clone(), seeds.new_rng());
-        if let Err(failure) = runner.run(&arbitrary, counted) {
-            panic!("arbitrary input: {failure}");
-        }
-        let mut runner = TestRunner::new_with_rng(config.clone(), seeds.new_rng());
-        if let Err(failure) = runner.run(&mutated, counted) {
-            panic!("mutated document: {failure}");
-        }
-    }
-    println!(
-        "fuzz_yaml: {} cases in {rounds} rounds, {:.1}s",
-        cases.load(Ordering::Relaxed),
-        started.elapsed().as_secs_f64()
-    );
+    Fuzz::for_the_budget("fuzz_yaml", 64, |fuzz| {
+        fuzz.run("arbitrary input", &arbitrary, |text| check(&text));
+        fuzz.run("mutated document", &mutated, |text| check(&text));
+    });
 }
 
 #[test]

@@ -120,16 +120,8 @@ fn the_daemons_own_cgroup_and_its_ancestors_are_protected() {
     let dir = TempDir::new("self");
     let daemon = Daemon::permissive(&dir.0, Some(&own));
     for (target, says) in [(&own, "daemon's own cgroup"), (&cg.path, "it contains")] {
-        let out = daemon.ctl(&[
-            "experiment",
-            "packet_loss",
-            "--cgroup",
-            target.to_str().unwrap(),
-            "--intensity",
-            "1",
-            "--duration",
-            "1s",
-        ]);
+        let args = ["--intensity", "1", "--duration", "1s"];
+        let out = daemon.experiment("packet_loss", target, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),
@@ -204,15 +196,9 @@ fn cgroups_named_like_the_nodes_services_are_protected_and_so_is_what_contains_t
     let armed = engine.start(&cgroup(&app)).unwrap();
     assert_eq!(armed.target.path, app);
     let server = TcpServer::start("127.0.0.1:0");
-    let hit = workload(
-        Some(&app),
-        &["connect", "--to", &server.to(), "--count", "20"],
-    );
+    let hit = server.connect_from(&app, 20);
     assert_eq!(hit.get("EACCES"), 20, "{hit:?}");
-    let spared = workload(
-        Some(&kubelet),
-        &["connect", "--to", &server.to(), "--count", "20"],
-    );
+    let spared = server.connect_from(&kubelet, 20);
     assert_eq!(spared.ok(), 20, "{spared:?}");
     engine.stop(armed).unwrap();
     assert_eq!(attached_count(&app), 0);
@@ -227,18 +213,8 @@ fn the_daemon_refuses_a_protected_service_cgroup_by_its_config() {
     let dir = TempDir::new("ctl-services");
     let daemon = Daemon::permissive(&dir.0, None);
     let start = |target: &Path| {
-        daemon.ctl(&[
-            "--output",
-            "json",
-            "experiment",
-            "dependency_failure",
-            "--cgroup",
-            target.to_str().unwrap(),
-            "--intensity",
-            "1",
-            "--duration",
-            "30s",
-        ])
+        let args = ["--intensity", "1", "--duration", "30s"];
+        daemon.experiment("dependency_failure", target, &args)
     };
     for target in [&kubelet, &cg.path] {
         let out = start(target);
@@ -252,23 +228,17 @@ fn the_daemon_refuses_a_protected_service_cgroup_by_its_config() {
     }
     assert_eq!(running(&daemon), 0, "nothing started");
     // The unprotected sibling starts, and stops.
-    let out = start(&app);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let started: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let id = started_id(&start(&app));
     assert_eq!(attached_count(&app), 2, "connect4 and connect6");
     assert_eq!(running(&daemon), 1);
-    daemon.ctl_ok(&["stop", started["id"].as_str().unwrap()]);
+    daemon.ctl_ok(&["stop", &id]);
     assert_eq!(attached_count(&app), 0);
 }
 
 /// How many experiments the daemon reports.
 fn running(daemon: &Daemon) -> usize {
-    let status = daemon.ctl_ok(&["--output", "json", "status"]);
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    status["experiments"].as_array().unwrap().len()
+    daemon.json(&["status"])["experiments"]
+        .as_array()
+        .unwrap()
+        .len()
 }

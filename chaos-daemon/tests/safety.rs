@@ -11,24 +11,6 @@ use chaos_daemon::engine::EngineError;
 use nix::{sys::signal::Signal, unistd::Pid};
 use support::*;
 
-/// Starts, through `chaos-ctl` on a real `chaos-daemon serve`, an experiment dropping every
-/// egress packet of `cg` (visibly) for `duration`. Returns when it is armed.
-fn drop_all_egress(daemon: &Daemon, cg: &TestCgroup, duration: &str) {
-    daemon.ctl_ok(&[
-        "experiment",
-        "packet_loss",
-        "--cgroup",
-        cg.path.to_str().unwrap(),
-        "--intensity",
-        "1",
-        "--direction",
-        "egress",
-        "--visible-drop",
-        "--duration",
-        duration,
-    ]);
-}
-
 fn signal(daemon: &Daemon, signal: Signal) {
     let pid = Pid::from_raw(i32::try_from(daemon.child.id()).unwrap());
     nix::sys::signal::kill(pid, signal).unwrap();
@@ -55,14 +37,8 @@ fn disarm_stops_every_fault_at_once() {
             1.0,
         ))
         .unwrap();
-    let before_udp = workload(
-        Some(&cg.path),
-        &["udp-send", "--to", &sink.to(), "--count", "100"],
-    );
-    let before_tcp = workload(
-        Some(&cg.path),
-        &["connect", "--to", &server.to(), "--count", "100"],
-    );
+    let before_udp = sink.send_from(&cg.path, 100);
+    let before_tcp = server.connect_from(&cg.path, 100);
     assert_eq!(
         (before_udp.get("EPERM"), before_tcp.get("ECONNREFUSED")),
         (100, 100)
@@ -75,23 +51,14 @@ fn disarm_stops_every_fault_at_once() {
     assert!(board.latched());
     // Programs stay attached; only the slot flags changed.
     assert_eq!(cg.attached(), 3);
-    let udp = workload(
-        Some(&cg.path),
-        &["udp-send", "--to", &sink.to(), "--count", "10000"],
-    );
-    let tcp = workload(
-        Some(&cg.path),
-        &["connect", "--to", &server.to(), "--count", "1000"],
-    );
+    let udp = sink.send_from(&cg.path, 10000);
+    let tcp = server.connect_from(&cg.path, 1000);
     assert_eq!((udp.ok(), sink.settled()), (10_000, 10_000), "{udp:?}");
     assert_eq!(tcp.ok(), 1000, "{tcp:?}");
     // Lifting the latch re-arms nothing.
     board.clear();
     assert!(!board.latched());
-    let tcp = workload(
-        Some(&cg.path),
-        &["connect", "--to", &server.to(), "--count", "100"],
-    );
+    let tcp = server.connect_from(&cg.path, 100);
     assert_eq!(tcp.ok(), 100, "{tcp:?}");
     // The kernel counted the faults before the stop and none after.
     assert_eq!(engine.stop(lossy).unwrap().injected, 100);
@@ -140,14 +107,11 @@ fn kernel_deadline_holds_while_the_daemon_is_frozen() {
     let sink = UdpSink::new();
     // Armed between `asked` and `answered`: the kernel deadline lies 300ms after that.
     let asked = Instant::now();
-    drop_all_egress(&daemon, &cg, "300ms");
+    daemon.drop_all_egress(&cg.path, "300ms");
     let answered = Instant::now();
     signal(&daemon, Signal::SIGSTOP);
     // Inside the window the fault is live...
-    let during = workload(
-        Some(&cg.path),
-        &["udp-send", "--to", &sink.to(), "--count", "200"],
-    );
+    let during = sink.send_from(&cg.path, 200);
     let inside = asked.elapsed();
     eprintln!(
         "armed within {:?} of asking; the burst ended {inside:?} after asking",
@@ -165,10 +129,7 @@ fn kernel_deadline_holds_while_the_daemon_is_frozen() {
         1,
         "the frozen daemon still holds its program attached"
     );
-    let after = workload(
-        Some(&cg.path),
-        &["udp-send", "--to", &sink.to(), "--count", "10000"],
-    );
+    let after = sink.send_from(&cg.path, 10000);
     assert_eq!((after.ok(), sink.settled()), (10_000, 10_000), "{after:?}");
     signal(&daemon, Signal::SIGKILL);
 }
@@ -224,11 +185,8 @@ fn killing_the_daemon_removes_every_fault_within_100ms() {
     let dir = TempDir::new("crash");
     let mut daemon = Daemon::permissive(&dir.0, None);
     let sink = UdpSink::new();
-    drop_all_egress(&daemon, &cg, "60s");
-    let during = workload(
-        Some(&cg.path),
-        &["udp-send", "--to", &sink.to(), "--count", "100"],
-    );
+    daemon.drop_all_egress(&cg.path, "60s");
+    let during = sink.send_from(&cg.path, 100);
     assert_eq!(during.get("EPERM"), 100, "{during:?}");
     assert_eq!(cg.attached(), 1);
 
@@ -236,10 +194,7 @@ fn killing_the_daemon_removes_every_fault_within_100ms() {
     signal(&daemon, Signal::SIGKILL);
     daemon.child.wait().unwrap();
     let flowing = loop {
-        let r = workload(
-            Some(&cg.path),
-            &["udp-send", "--to", &sink.to(), "--count", "1"],
-        );
+        let r = sink.send_from(&cg.path, 1);
         if r.ok() == 1 && cg.attached() == 0 {
             break killed.elapsed();
         }
@@ -294,10 +249,7 @@ fn sixteen_experiments_run_at_once_and_a_seventeenth_is_refused() {
     assert_eq!(cg.attached(), shared, "the refused start attached nothing");
     // Every armed slot sees the connects of its cgroup (p = 0: seen, never injected). A child's
     // connect runs its own slot and the eight shared-cgroup slots (ancestor), each exactly once.
-    let r = workload(
-        Some(&children[0]),
-        &["connect", "--to", &server.to(), "--count", "10"],
-    );
+    let r = server.connect_from(&children[0], 10);
     assert_eq!(r.ok(), 10);
     for (i, a) in armed.iter().enumerate() {
         let c = engine.counters(a).unwrap();

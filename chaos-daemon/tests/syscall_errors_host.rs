@@ -5,22 +5,9 @@
 
 mod support;
 
-use chaos_api::experiment::{
-    CallName as _, Errno, ExperimentType, Fault, SyscallCall, SyscallError,
-};
+use chaos_api::experiment::ExperimentType;
 use chaos_daemon::{ebpf::lsm::LsmSupport, engine::EngineError};
 use support::*;
-
-fn syscall_error(errno: &str, calls: &[&str]) -> Fault {
-    Fault::SyscallError(SyscallError {
-        errno: Errno::parse(errno).unwrap(),
-        calls: calls
-            .iter()
-            .map(|c| SyscallCall::from_name(c).unwrap())
-            .collect(),
-        path_prefix: None,
-    })
-}
 
 #[test]
 fn lsm_fault_is_refused_naming_the_missing_feature_or_runs_and_cleans_up() {

@@ -3,48 +3,14 @@
 
 mod support;
 
-use std::{
-    os::unix::fs::MetadataExt as _,
-    path::PathBuf,
-    process::Command,
-    sync::atomic::{AtomicU64, Ordering},
-};
+use std::{os::unix::fs::MetadataExt as _, path::PathBuf};
 
 use chaos_api::experiment::{Target, TargetKind};
 use chaos_daemon::target::{Resolver, TargetError};
-use support::*;
-
-/// Fresh hex for synthetic IDs; unique per call and per test process.
-fn hex(len: usize) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let seed = std::process::id() as u64
-        ^ (N.fetch_add(1, Ordering::Relaxed) << 32)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from_digit((x % 16) as u32, 16).unwrap()
-        })
-        .collect()
-}
-
-fn uuid() -> String {
-    let h = hex(32);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
+use support::{
+    pods::{Sleeper, hex, pod_uid},
+    *,
+};
 
 struct Pod {
     uid: String,
@@ -55,7 +21,7 @@ struct Pod {
 
 /// Creates a pod with one container under `root` in the layout of `driver` and `runtime`.
 fn make_pod(cg: &TestCgroup, driver: &str, runtime: &str, qos: &str) -> Pod {
-    let (uid, container) = (uuid(), hex(64));
+    let (uid, container) = (pod_uid(), hex(64));
     let pod_rel = match driver {
         "systemd" => format!(
             "kubepods.slice/kubepods-{qos}.slice/kubepods-{qos}-pod{}.slice",
@@ -132,7 +98,9 @@ fn unknown_ambiguous_and_malformed_ids_are_refused() {
         ),
         "{e}"
     );
-    let e = resolver.resolve(&TargetKind::PodUid(uuid())).unwrap_err();
+    let e = resolver
+        .resolve(&TargetKind::PodUid(pod_uid()))
+        .unwrap_err();
     assert!(
         matches!(
             e,
@@ -187,14 +155,10 @@ fn a_pid_resolves_to_its_cgroup() {
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "pid");
     let inner = cg.child("app");
-    let mut cmd = Command::new("sleep");
-    cmd.arg("30");
-    start_in_cgroup(&mut cmd, &inner);
-    let mut child = cmd.spawn().unwrap();
+    let sleeper = Sleeper::start(&inner);
     let resolver = Resolver::new(mount.clone()).unwrap();
-    let r = resolver.resolve(&TargetKind::Pid(child.id()));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let r = resolver.resolve(&TargetKind::Pid(sleeper.pid()));
+    drop(sleeper);
     assert_eq!(r.unwrap().path, inner);
     let e = resolver
         .resolve(&TargetKind::Pid(u32::MAX - 1))
@@ -217,14 +181,8 @@ fn a_pod_fault_reaches_its_containers_and_nothing_else() {
     let h = engine.start(&s).unwrap();
     assert_eq!(h.target.path, pod.pod_dir);
     let server = TcpServer::start("127.0.0.1:0");
-    let hit = workload(
-        Some(&pod.container_dir),
-        &["connect", "--to", &server.to(), "--count", "20"],
-    );
-    let spared = workload(
-        Some(&other.container_dir),
-        &["connect", "--to", &server.to(), "--count", "20"],
-    );
+    let hit = server.connect_from(&pod.container_dir, 20);
+    let spared = server.connect_from(&other.container_dir, 20);
     assert_eq!(
         (hit.get("ECONNREFUSED"), spared.ok()),
         (20, 20),

@@ -9,28 +9,12 @@ mod support;
 
 use std::{path::Path, time::Duration};
 
-use chaos_api::experiment::{CallName as _, Errno, Experiment, Fault, SyscallCall, SyscallError};
+use chaos_api::experiment::Experiment;
 use chaos_daemon::{
     ebpf::lsm::LsmSupport,
     engine::{Armed, Engine, monotonic_ns},
 };
 use support::*;
-
-/// A syscall_error with `errno` (name or number) on `calls`, only under `path_prefix` if given.
-fn syscall_error_under(errno: &str, calls: &[&str], path_prefix: Option<String>) -> Fault {
-    Fault::SyscallError(SyscallError {
-        errno: Errno::parse(errno).unwrap(),
-        calls: calls
-            .iter()
-            .map(|c| SyscallCall::from_name(c).unwrap())
-            .collect(),
-        path_prefix,
-    })
-}
-
-fn syscall_error(errno: &str, calls: &[&str]) -> Fault {
-    syscall_error_under(errno, calls, None)
-}
 
 /// The mechanism this boot must use, from the runner's `CHAOS_VM_LSM`.
 fn expected_mode() -> LsmSupport {

@@ -1,8 +1,12 @@
-//! Helpers shared by the YAML model's test files.
+//! Helpers shared by the YAML model's test files; the fuzz tests' frame in [`fuzz`].
 
 use chaos_api::{error::ModelError, experiment::Experiment};
 
+#[allow(dead_code, reason = "only the fuzz test files use it")]
+pub mod fuzz;
+
 /// Asserts that `result` is an error at `path`, and that its Display starts with the path.
+#[allow(dead_code, reason = "the fuzz test files do not use it")]
 pub fn rejected_at<T: std::fmt::Debug>(result: Result<T, ModelError>, path: &str) -> ModelError {
     let error = match result {
         Ok(value) => panic!("expected an error at {path}, got {value:?}"),

@@ -310,6 +310,7 @@ fn memory_high(base: u64, share: f64, old: Option<u64>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::MemoryJournal;
 
     #[test]
     fn cpu_max_scales_the_current_allowance() {
@@ -336,24 +337,47 @@ mod tests {
         assert_eq!(memory_high(100_000_000, 0.333, None) % 4096, 0);
     }
 
+    /// A plain directory standing in for a cgroup, its `cpu.max` at `max 100000`: the logic,
+    /// not the kernel (the VM tier runs the same on real cgroup v2 knobs). Removed on drop.
+    struct KnobDir(PathBuf);
+
+    impl KnobDir {
+        fn new(tag: &str) -> Self {
+            let name = format!("chaos-pressure-{tag}-{}", std::process::id());
+            let dir = std::env::temp_dir().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("cpu.max"), "max 100000\n").unwrap();
+            Self(dir)
+        }
+
+        /// A plan halving the cpu share.
+        fn plan(&self, knobs: &Knobs) -> Result<Plan, HostFaultError> {
+            Plan::new(&self.0, Some(0.5), None, knobs)
+        }
+
+        fn cpu_max_now(&self) -> String {
+            cgroupfs::read_knob(&self.0.join("cpu.max")).unwrap()
+        }
+    }
+
+    impl Drop for KnobDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
     fn a_second_pressure_on_one_cgroup_is_refused_and_stop_restores_the_original() {
-        use crate::journal::MemoryJournal;
-        // Knob files in a plain directory: the logic, not the kernel (the VM tier runs the
-        // same on real cgroup v2 knobs).
-        let dir = std::env::temp_dir().join(format!("chaos-pressure-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("cpu.max"), "max 100000\n").unwrap();
+        let dir = KnobDir::new("second");
         let knobs = Arc::new(Knobs::default());
         let journal = MemoryJournal::default();
-        let first = Plan::new(&dir, Some(0.5), None, &knobs).unwrap();
+        let first = dir.plan(&knobs).unwrap();
         assert_eq!(first.describe().len(), 1);
         let switch = HostSwitch::new();
         let run = first.start(&switch, &journal, &knobs, "a").unwrap();
-        let tightened = cgroupfs::read_knob(&dir.join("cpu.max")).unwrap();
-        assert_ne!(tightened, "max 100000");
+        assert_ne!(dir.cpu_max_now(), "max 100000");
         // Planned or started, a second pressure on the same cgroup is refused.
-        let second = Plan::new(&dir, Some(0.5), None, &knobs).unwrap_err();
+        let second = dir.plan(&knobs).unwrap_err();
         assert!(
             second.to_string().contains("another resource_exhaustion"),
             "{second}"
@@ -361,35 +385,24 @@ mod tests {
         assert_eq!(journal.pending().unwrap().len(), 1);
         let counters = run.release(&switch, &journal).unwrap();
         assert_eq!(counters.injected, 1);
-        assert_eq!(
-            cgroupfs::read_knob(&dir.join("cpu.max")).unwrap(),
-            "max 100000"
-        );
+        assert_eq!(dir.cpu_max_now(), "max 100000");
         assert!(journal.pending().unwrap().is_empty());
         // Given back: a new pressure may start.
-        Plan::new(&dir, Some(0.5), None, &knobs).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        dir.plan(&knobs).unwrap();
     }
 
     #[test]
     fn a_disarm_during_the_start_puts_back_what_was_written() {
-        use crate::journal::MemoryJournal;
-        let dir = std::env::temp_dir().join(format!("chaos-pressure-d-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("cpu.max"), "max 100000\n").unwrap();
+        let dir = KnobDir::new("disarmed");
         let knobs = Arc::new(Knobs::default());
         let journal = MemoryJournal::default();
         let switch = HostSwitch::new();
         switch.disarm().unwrap();
-        let plan = Plan::new(&dir, Some(0.5), None, &knobs).unwrap();
+        let plan = dir.plan(&knobs).unwrap();
         let e = plan.start(&switch, &journal, &knobs, "a").unwrap_err();
         assert!(e.to_string().contains("disarmed while starting"), "{e}");
-        assert_eq!(
-            cgroupfs::read_knob(&dir.join("cpu.max")).unwrap(),
-            "max 100000"
-        );
+        assert_eq!(dir.cpu_max_now(), "max 100000");
         assert!(journal.pending().unwrap().is_empty());
-        Plan::new(&dir, Some(0.5), None, &knobs).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        dir.plan(&knobs).unwrap();
     }
 }

@@ -1,5 +1,6 @@
 //! Shared helpers of the kernel tests: the kernel gate, RAII cgroups, workloads run as real
-//! processes, loopback sinks and the statistics of the assertions.
+//! processes, loopback sinks and the statistics of the assertions; a real daemon driven by
+//! chaos-ctl in [`daemon`], kubelet's pod layout and frozen processes in [`pods`].
 #![allow(
     dead_code,
     reason = "each test binary uses a different subset of the helpers"
@@ -23,9 +24,17 @@ use std::{
 #[allow(dead_code, reason = "tests use only part of it")]
 mod sockopt;
 
+mod daemon;
+pub mod pods;
+#[allow(
+    unused_imports,
+    reason = "each test binary uses a different subset of the helpers"
+)]
+pub use daemon::*;
+
 use chaos_api::experiment::{
     CallName as _, Direction, EgressDrop, Errno, Experiment, Fault, NetFilter, PacketLoss,
-    SocketCall, SocketError, Target, TargetKind,
+    SocketCall, SocketError, SyscallCall, SyscallError, Target, TargetKind,
 };
 use chaos_daemon::{
     ebpf::{Hook, sys::attached_programs},
@@ -202,6 +211,23 @@ pub fn socket_error(errno: &str, calls: &[&str]) -> Fault {
     })
 }
 
+/// A syscall_error with `errno` (name or number) on `calls`, only under `path_prefix` if given.
+pub fn syscall_error_under(errno: &str, calls: &[&str], path_prefix: Option<String>) -> Fault {
+    Fault::SyscallError(SyscallError {
+        errno: Errno::parse(errno).unwrap(),
+        calls: calls
+            .iter()
+            .map(|c| SyscallCall::from_name(c).unwrap())
+            .collect(),
+        path_prefix,
+    })
+}
+
+/// A syscall_error with `errno` (name or number) on `calls`, on every path.
+pub fn syscall_error(errno: &str, calls: &[&str]) -> Fault {
+    syscall_error_under(errno, calls, None)
+}
+
 /// What a `chaos-workload` run reported: `ok` and counts by errno name.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tally {
@@ -360,6 +386,15 @@ impl UdpSink {
         self.addr.to_string()
     }
 
+    /// `chaos-workload udp-send`: `count` datagrams to this sink from inside `cgroup`.
+    pub fn send_from(&self, cgroup: &Path, count: u64) -> Tally {
+        let count = count.to_string();
+        workload(
+            Some(cgroup),
+            &["udp-send", "--to", &self.to(), "--count", &count],
+        )
+    }
+
     /// The count once no datagram arrived for 200 ms.
     pub fn settled(&self) -> u64 {
         let mut last = self.count.load(Ordering::Relaxed);
@@ -402,6 +437,15 @@ impl TcpServer {
     pub fn to(&self) -> String {
         self.addr.to_string()
     }
+
+    /// `chaos-workload connect`: `count` connects to this server from inside `cgroup`.
+    pub fn connect_from(&self, cgroup: &Path, count: u64) -> Tally {
+        let count = count.to_string();
+        workload(
+            Some(cgroup),
+            &["connect", "--to", &self.to(), "--count", &count],
+        )
+    }
 }
 
 impl Drop for TcpServer {
@@ -411,7 +455,18 @@ impl Drop for TcpServer {
     }
 }
 
-/// Asserts `observed` (a fraction of `n` trials) is within `k` binomial standard deviations of `p`.
+/// Calls `f` every 20 ms until it gives a value; panics with `what` after `within`.
+pub fn eventually<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < until, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Measurements of one timing figure before its tolerance counts as missed.
 pub const ATTEMPTS: usize = 3;
 
@@ -432,6 +487,7 @@ pub fn measured<T>(what: &str, mut measure: impl FnMut() -> Result<T, String>) -
     panic!("{what}: {miss} (in each of {ATTEMPTS} attempts)");
 }
 
+/// Asserts `observed` (a fraction of `n` trials) is within `k` binomial standard deviations of `p`.
 pub fn assert_rate(what: &str, observed: f64, n: u64, p: f64, k: f64) {
     let sigma = (p * (1.0 - p) / n as f64).sqrt();
     eprintln!("{what}: observed {observed:.4} configured {p} (n={n}, sigma={sigma:.5})");
@@ -464,18 +520,6 @@ pub fn start_in_cgroup(cmd: &mut Command, cgroup: &Path) {
     }
 }
 
-/// `chaos-ctl`, built next to `chaos-daemon` by `cargo test` (the workspace builds both), or
-/// `$CHAOS_BIN_DIR/chaos-ctl`.
-pub fn ctl_bin() -> PathBuf {
-    let p = DAEMON.path().with_file_name("chaos-ctl");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build -p chaos-ctl`",
-        p.display()
-    );
-    p
-}
-
 /// A private temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -495,101 +539,5 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A chaos config that admits every test experiment: budgets no test reaches, requests free.
-pub const PERMISSIVE_CONFIG: &str = "budget:\n  max_experiment_cost: 1000000\n  \
-    max_daily_cost: 1000000000\n  cost_per_request: 0\n";
-
-/// A `chaos-daemon serve` process on a socket in `dir`, with its store in `dir/state`.
-/// Killed (SIGKILL) on drop.
-pub struct Daemon {
-    pub child: Child,
-    pub stdout: BufReader<ChildStdout>,
-    pub socket: PathBuf,
-    pub state: PathBuf,
-}
-
-impl Daemon {
-    pub fn start(dir: &Path) -> Self {
-        Self::start_with(dir, &[])
-    }
-
-    /// Starts `chaos-daemon serve` with `extra` arguments.
-    pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
-        Self::start_in(dir, None, extra)
-    }
-
-    /// Starts `chaos-daemon serve` with [`PERMISSIVE_CONFIG`] (written to `dir/chaos.yaml`),
-    /// inside `cgroup` when given.
-    pub fn permissive(dir: &Path, cgroup: Option<&Path>) -> Self {
-        let config = dir.join("chaos.yaml");
-        std::fs::write(&config, PERMISSIVE_CONFIG).unwrap();
-        Self::start_in(dir, cgroup, &["--config", config.to_str().unwrap()])
-    }
-
-    /// Starts `chaos-daemon serve` with `extra` arguments, inside `cgroup` when given.
-    pub fn start_in(dir: &Path, cgroup: Option<&Path>, extra: &[&str]) -> Self {
-        let (socket, state) = (dir.join("daemon.sock"), dir.join("state"));
-        let mut cmd = Command::new(DAEMON);
-        if let Some(cg) = cgroup {
-            start_in_cgroup(&mut cmd, cg);
-        }
-        cmd.arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(&state);
-        cmd.args(["--node", "test-node"]).args(extra);
-        let (child, stdout, line) = announced(&mut cmd);
-        assert!(line.contains("listening"), "daemon did not start: {line:?}");
-        Self {
-            child,
-            stdout,
-            socket,
-            state,
-        }
-    }
-
-    /// The next line the daemon printed.
-    pub fn next_line(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.trim().to_string()
-    }
-
-    pub fn addr(&self) -> String {
-        format!("unix://{}", self.socket.display())
-    }
-
-    /// Runs `chaos-ctl --daemon THIS ARGS`.
-    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
-        Command::new(ctl_bin())
-            .arg("--daemon")
-            .arg(self.addr())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// Runs `chaos-ctl` and returns its stdout, asserting success.
-    pub fn ctl_ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "chaos-ctl {args:?} failed ({:?}): {}{stdout}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
