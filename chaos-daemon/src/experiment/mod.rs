@@ -56,7 +56,7 @@ pub use self::{
 };
 use self::{
     ledger::{Exhausted, Ledger},
-    run::NewRun,
+    run::RunInfo,
     worker::Job,
 };
 use crate::{
@@ -281,7 +281,7 @@ impl<E: FaultEngine> Manager<E> {
             self.instance,
             self.next.fetch_add(1, Ordering::Relaxed)
         );
-        let run = Arc::new(Run::new(NewRun {
+        let run = Arc::new(Run::new(RunInfo {
             id: id.clone(),
             name: experiment.name.clone(),
             kind: experiment.kind(),
@@ -348,8 +348,8 @@ impl<E: FaultEngine> Manager<E> {
 
     /// Disarms and finishes a run that was never published.
     fn abandon(&self, run: &Arc<Run<E::Armed>>, state: State, reason: &str) {
-        if let Err(e) = self.engine.switchboard().disarm(&run.switch) {
-            tracing::error!(experiment_id = %run.id, error = %e, "disarming an abandoned start");
+        if let Err(e) = self.engine.switchboard().disarm(&run.info.switch) {
+            tracing::error!(experiment_id = %run.info.id, error = %e, "disarming an abandoned start");
         }
         run.end(Ending {
             state,
@@ -406,8 +406,8 @@ impl<E: FaultEngine> Manager<E> {
             at_ms: self.clock.now_ms(),
             disarmed_in: Duration::ZERO,
         })?;
-        if let Err(e) = self.engine.switchboard().disarm(&run.switch) {
-            tracing::error!(experiment_id = %run.id, error = %e, "disarm failed; releasing detaches it");
+        if let Err(e) = self.engine.switchboard().disarm(&run.info.switch) {
+            tracing::error!(experiment_id = %run.info.id, error = %e, "disarm failed; releasing detaches it");
         }
         let took = arrived.elapsed();
         run.set_disarmed_in(took);
@@ -435,8 +435,8 @@ impl<E: FaultEngine> Manager<E> {
             };
             // Every switch was disarmed above; this catches a start that armed after that.
             if let Some(phase) = run.end(ending) {
-                if let Err(e) = self.engine.switchboard().disarm(&run.switch) {
-                    tracing::error!(experiment_id = %run.id, error = %e, "emergency disarm failed");
+                if let Err(e) = self.engine.switchboard().disarm(&run.info.switch) {
+                    tracing::error!(experiment_id = %run.info.id, error = %e, "emergency disarm failed");
                 }
                 if phase == Ended::Running {
                     ended += 1;

@@ -23,7 +23,7 @@ impl<E: FaultEngine> Manager<E> {
             .cloned()
             .collect();
         for run in runs {
-            let due = if now >= run.deadline {
+            let due = if now >= run.deadline() {
                 Some("duration elapsed")
             } else if run.with_armed(|a| self.engine.finished(a)) == Some(true) {
                 Some("done: nothing more to inject")
@@ -43,9 +43,9 @@ impl<E: FaultEngine> Manager<E> {
                 .with_armed(|a| self.engine.take_errors(a))
                 .unwrap_or_default()
             {
-                tracing::error!(experiment_id = %run.id, %error, "fault step failed");
+                tracing::error!(experiment_id = %run.info.id, %error, "fault step failed");
                 self.send(Job::Event {
-                    id: run.id.clone(),
+                    id: run.info.id.clone(),
                     at_ms: self.clock.now_ms(),
                     kind: "error".into(),
                     message: error,
@@ -54,10 +54,10 @@ impl<E: FaultEngine> Manager<E> {
             if let Some(Ok(c)) = run.with_armed(|a| self.engine.counters(a)) {
                 let (injected, seen) = run.observe(c);
                 self.metrics
-                    .observe_counters(run.kind.as_str(), injected, seen);
+                    .observe_counters(run.info.kind.as_str(), injected, seen);
                 if run.snapshot_due(now, SNAPSHOT_EVERY) {
                     self.send(Job::Snapshot {
-                        id: run.id.clone(),
+                        id: run.info.id.clone(),
                         at_ms: self.clock.now_ms(),
                         counters: c,
                     });

@@ -35,8 +35,8 @@ pub struct Ending {
     pub disarmed_in: Duration,
 }
 
-/// One experiment's life.
-pub struct Run<A> {
+/// What an experiment is, fixed when it starts.
+pub struct RunInfo {
     pub id: String,
     pub name: String,
     pub kind: ExperimentType,
@@ -49,9 +49,14 @@ pub struct Run<A> {
     pub max_faults: u64,
     pub started_ms: u64,
     pub started: Instant,
-    pub deadline: Instant,
+    pub duration: Duration,
     /// What disarms it.
     pub switch: Switch,
+}
+
+/// One experiment's life.
+pub struct Run<A> {
+    pub info: RunInfo,
     phase: AtomicU8,
     ending: Mutex<Option<Ending>>,
     armed: Mutex<Option<A>>,
@@ -66,44 +71,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a run is made of when it is registered.
-pub struct NewRun {
-    pub id: String,
-    pub name: String,
-    pub kind: ExperimentType,
-    pub target: String,
-    pub spec: Vec<u8>,
-    pub price: Price,
-    pub budget: f64,
-    pub max_faults: u64,
-    pub started_ms: u64,
-    pub started: Instant,
-    pub duration: Duration,
-    pub switch: Switch,
-}
-
 impl<A> Run<A> {
     /// A run in the `Starting` phase.
-    pub fn new(n: NewRun) -> Self {
+    pub fn new(info: RunInfo) -> Self {
         Self {
-            id: n.id,
-            name: n.name,
-            kind: n.kind,
-            target: n.target,
-            spec: n.spec,
-            price: n.price,
-            budget: n.budget,
-            max_faults: n.max_faults,
-            started_ms: n.started_ms,
-            started: n.started,
-            deadline: n.started + n.duration,
-            switch: n.switch,
+            observed: Mutex::new((SlotCounters::default(), info.started)),
+            info,
             phase: AtomicU8::new(STARTING),
             ending: Mutex::new(None),
             armed: Mutex::new(None),
-            observed: Mutex::new((SlotCounters::default(), n.started)),
             done: (Mutex::new(None), Condvar::new()),
         }
+    }
+
+    /// When its duration ends.
+    pub fn deadline(&self) -> Instant {
+        self.info.started + self.info.duration
     }
 
     /// Hands over the armed fault (the start does, once armed).

@@ -45,8 +45,11 @@ impl<E: FaultEngine> Manager<E> {
             counters.injected,
             counters.capped,
         );
-        let elapsed = self.clock.now().saturating_duration_since(run.started);
-        row.spent = run.price.spent(counters.injected, elapsed, run.budget);
+        let elapsed = self.clock.now().saturating_duration_since(run.info.started);
+        row.spent = run
+            .info
+            .price
+            .spent(counters.injected, elapsed, run.info.budget);
         Some(ExperimentView { row })
     }
 

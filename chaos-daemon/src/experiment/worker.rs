@@ -108,12 +108,15 @@ impl<E: FaultEngine> Manager<E> {
             None => (Default::default(), ending.state, ending.reason.clone()),
         };
         let ended_ms = self.clock.now_ms();
-        let elapsed = Duration::from_millis(ending.at_ms.saturating_sub(run.started_ms));
-        let spent = run.price.spent(counters.injected, elapsed, run.budget);
-        lock(&self.ledger).settle(run.budget, spent, ended_ms);
+        let elapsed = Duration::from_millis(ending.at_ms.saturating_sub(run.info.started_ms));
+        let spent = run
+            .info
+            .price
+            .spent(counters.injected, elapsed, run.info.budget);
+        lock(&self.ledger).settle(run.info.budget, spent, ended_ms);
         let (injected, seen) = run.observe(counters);
         self.metrics
-            .observe_counters(run.kind.as_str(), injected, seen);
+            .observe_counters(run.info.kind.as_str(), injected, seen);
         let mut row = self.row(run, state, reason, ended_ms);
         (row.seen, row.matched, row.injected, row.capped) = (
             counters.seen,
@@ -138,7 +141,7 @@ impl<E: FaultEngine> Manager<E> {
         if let Err(e) = recorded {
             tracing::error!(experiment_id = %row.id, error = %e, "recording the end failed");
         }
-        lock(&self.runs).remove(&run.id);
+        lock(&self.runs).remove(&run.info.id);
         self.metrics
             .experiments_finished
             .with_label_values(&[row.state.as_str()])
@@ -163,20 +166,20 @@ impl<E: FaultEngine> Manager<E> {
         ended_ms: u64,
     ) -> ExperimentRow {
         ExperimentRow {
-            id: run.id.clone(),
-            name: run.name.clone(),
-            kind: run.kind.as_str().to_owned(),
-            target: run.target.clone(),
-            spec: run.spec.clone(),
+            id: run.info.id.clone(),
+            name: run.info.name.clone(),
+            kind: run.info.kind.as_str().to_owned(),
+            target: run.info.target.clone(),
+            spec: run.info.spec.clone(),
             state,
             reason,
-            started_ms: run.started_ms,
+            started_ms: run.info.started_ms,
             ended_ms,
             seen: 0,
             matched: 0,
             injected: 0,
             capped: 0,
-            budget: run.budget,
+            budget: run.info.budget,
             spent: 0.0,
         }
     }
