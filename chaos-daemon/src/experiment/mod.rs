@@ -120,6 +120,14 @@ impl From<Exhausted> for ExperimentError {
     }
 }
 
+/// What [`Manager::disarm_now`] found.
+pub enum Stopping<A> {
+    /// Ended and disarmed (in this long from the request's arrival); finish it.
+    Disarmed(Arc<Run<A>>, Duration),
+    /// Not a running experiment of this daemon; the store knows more.
+    Unknown,
+}
+
 /// A planned experiment: what a dry run shows and a start arms.
 pub struct Planned<P> {
     pub admission: Admission,
@@ -369,25 +377,45 @@ impl<E: FaultEngine> Manager<E> {
         reason: &str,
         arrived: Instant,
     ) -> Result<(ExperimentRow, Duration), ExperimentError> {
-        let run = lock(&self.runs).get(id).filter(|r| r.published()).cloned();
-        let Some(run) = run else {
-            return Err(match lock(&self.store).experiment(id)? {
+        match self.disarm_now(id, state, reason, arrived)? {
+            Stopping::Disarmed(run, took) => Ok((self.finish(&run), took)),
+            Stopping::Unknown => Err(match lock(&self.store).experiment(id)? {
                 Some(row) => ExperimentError::NotRunning {
                     id: id.into(),
                     state: row.state,
                 },
                 None => ExperimentError::NotFound(id.into()),
-            });
+            }),
+        }
+    }
+
+    /// The first half of a stop, which waits for nothing but the disarm (no store, no
+    /// release): ends the running experiment `id` and disarms it. Finish what it returns with
+    /// [`Manager::finish_stopped`]; [`Stopping::Unknown`] means the store must tell (not here,
+    /// or ended long ago).
+    pub fn disarm_now(
+        &self,
+        id: &str,
+        state: State,
+        reason: &str,
+        arrived: Instant,
+    ) -> Result<Stopping<E::Armed>, ExperimentError> {
+        let run = lock(&self.runs).get(id).filter(|r| r.published()).cloned();
+        let Some(run) = run else {
+            return Ok(Stopping::Unknown);
         };
-        let Some(took) = self.end_and_disarm(&run, state, reason, arrived, "stop") else {
-            let state = run.ending().map_or(State::Running, |e| e.state);
-            return Err(ExperimentError::NotRunning {
+        match self.end_and_disarm(&run, state, reason, arrived, "stop") {
+            Some(took) => Ok(Stopping::Disarmed(run, took)),
+            None => Err(ExperimentError::NotRunning {
                 id: id.into(),
-                state,
-            });
-        };
-        let row = self.finish(&run);
-        Ok((row, took))
+                state: run.ending().map_or(State::Running, |e| e.state),
+            }),
+        }
+    }
+
+    /// The second half of a stop: releases and records what [`Manager::disarm_now`] ended.
+    pub fn finish_stopped(&self, run: &Arc<Run<E::Armed>>) -> ExperimentRow {
+        self.finish(run)
     }
 
     /// Ends `run` with `state` if nobody has and disarms it; the time since `arrived`, or

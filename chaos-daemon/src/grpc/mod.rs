@@ -26,7 +26,7 @@ use self::auth::{Caller, Role};
 use crate::{
     engine::Engine,
     error::{Classify, ErrorClass},
-    experiment::Manager,
+    experiment::{Manager, Stopping},
     report,
 };
 
@@ -201,13 +201,23 @@ impl Service {
         let arrived = arrival(&req);
         let caller = self.authorize(&req, "StopExperiment", Role::Operator)?;
         let id = req.into_inner().id;
+        let reason = format!("stopped by {}", caller.name);
+        // Disarmed here, on the request's own task: nothing (no thread hand-off, no store)
+        // waits in front of it. Releasing and recording go to the blocking pool.
+        let disarmed = self
+            .manager
+            .disarm_now(&id, State::Stopped, &reason, arrived)
+            .map_err(|e| status_of(&e));
         let manager = self.manager.clone();
-        let (who, what) = (caller.name.clone(), id.clone());
+        let what = id.clone();
         let r = blocking(move || {
-            let reason = format!("stopped by {who}");
-            let (row, took) = manager
-                .stop(&what, State::Stopped, &reason, arrived)
-                .map_err(|e| status_of(&e))?;
+            let (row, took) = match disarmed? {
+                Stopping::Disarmed(run, took) => (manager.finish_stopped(&run), took),
+                // Not running here: the store tells why (or it started since: stop it).
+                Stopping::Unknown => manager
+                    .stop(&what, State::Stopped, &reason, arrived)
+                    .map_err(|e| status_of(&e))?,
+            };
             let view = crate::experiment::ExperimentView { row };
             Ok(proto::StopExperimentResponse {
                 status: Some(convert::status_to_proto(&view)),
