@@ -8,7 +8,7 @@
 
 use std::{io, path::Path, sync::Mutex};
 
-use crate::store::StoreError;
+use crate::{store::StoreError, sync::lock};
 
 /// What kind of host state a journal entry protects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub struct MemoryJournal {
 
 impl HostJournal for MemoryJournal {
     fn record(&self, owner: &str, change: &HostChange) -> Result<i64, JournalError> {
-        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = lock(&self.entries);
         let (next, entries) = &mut *guard;
         *next += 1;
         entries.push(JournalEntry {
@@ -106,13 +106,13 @@ impl HostJournal for MemoryJournal {
     }
 
     fn undone(&self, id: i64) -> Result<(), JournalError> {
-        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = lock(&self.entries);
         guard.1.retain(|e| e.id != id);
         Ok(())
     }
 
     fn pending(&self) -> Result<Vec<JournalEntry>, JournalError> {
-        let guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = lock(&self.entries);
         Ok(guard.1.iter().rev().cloned().collect())
     }
 }

@@ -30,4 +30,5 @@ pub mod path_dirs;
 pub mod report;
 pub mod store;
 pub mod switch;
+pub mod sync;
 pub mod target;

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use crate::{
     experiment::now_ms,
     journal::{ChangeKind, HostChange, HostJournal, JournalEntry, JournalError},
+    sync::lock,
 };
 
 /// Store errors carry what was being done.
@@ -357,7 +358,7 @@ fn row_to_experiment(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentRow> {
 
 impl HostJournal for std::sync::Mutex<Store> {
     fn record(&self, owner: &str, change: &HostChange) -> Result<i64, JournalError> {
-        let store = self.lock().unwrap_or_else(|e| e.into_inner());
+        let store = lock(self);
         store
             .conn
             .execute(
@@ -376,7 +377,7 @@ impl HostJournal for std::sync::Mutex<Store> {
     }
 
     fn undone(&self, id: i64) -> Result<(), JournalError> {
-        let store = self.lock().unwrap_or_else(|e| e.into_inner());
+        let store = lock(self);
         store
             .conn
             .execute(
@@ -389,7 +390,7 @@ impl HostJournal for std::sync::Mutex<Store> {
 
     fn pending(&self) -> Result<Vec<JournalEntry>, JournalError> {
         let what = "reading the host-change journal";
-        let store = self.lock().unwrap_or_else(|e| e.into_inner());
+        let store = lock(self);
         let mut stmt = store
             .conn
             .prepare(

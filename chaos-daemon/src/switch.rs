@@ -20,7 +20,7 @@ use std::{
 
 use chaos_common::MAX_SLOTS;
 
-use crate::cgroupfs;
+use crate::{cgroupfs, sync::lock};
 
 /// Disarms one kernel slot (writes a disarmed configuration), without `&mut` and without a lock.
 pub trait SlotKill: Send + Sync {
@@ -114,11 +114,6 @@ impl Switchboard {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Held only for pushes, removes and clones: a panic cannot leave it half-changed.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A knob a host fault changed, with the value to put back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Knob {
@@ -178,11 +173,6 @@ impl HostSwitch {
     pub fn wrote(&self, knob: Knob) -> bool {
         lock(&self.knobs).push(knob);
         self.armed()
-    }
-
-    /// The knobs written so far, oldest first.
-    pub fn knobs(&self) -> Vec<Knob> {
-        lock(&self.knobs).clone()
     }
 
     /// Sleeps until `until` or until disarmed; returns whether still armed.

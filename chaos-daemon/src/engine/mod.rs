@@ -19,7 +19,7 @@ mod slot;
 
 use std::{
     fmt, io,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -38,6 +38,7 @@ use crate::{
     net::latency::{self, Latency, LatencyError},
     path_dirs::{self, PrefixError},
     switch::{DisarmError, HostSwitch, SlotKill, Switch, Switchboard},
+    sync::lock,
     target::{ResolvedTarget, Resolver, TargetError},
 };
 
@@ -128,16 +129,6 @@ impl Prepared {
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
-
-    /// The experiment type.
-    pub fn kind(&self) -> ExperimentType {
-        self.kind
-    }
-
-    /// The resolved target.
-    pub fn target(&self) -> &ResolvedTarget {
-        &self.target
-    }
 }
 
 #[derive(Debug)]
@@ -216,12 +207,6 @@ impl SlotKill for SlotMaps {
     fn disarm(&self, slot: u32) -> io::Result<()> {
         SlotMaps::disarm(self, slot).map_err(io::Error::other)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these leaves data that is still safe to use to disarm and
-    // detach: keep going.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Engine {

@@ -6,11 +6,12 @@ use std::{fs::File, sync::Arc, time::Duration};
 
 use chaos_common::{DirKey, SlotCounters};
 
-use super::{EngineError, Inner, lock, monotonic_ns, nanos};
+use super::{EngineError, Inner, monotonic_ns, nanos};
 use crate::{
     ebpf::{Attachment, lsm::LsmLink},
     fault::KernelPlan,
     net::latency::{LatencyRun, LatencyTarget},
+    sync::lock,
     target::ResolvedTarget,
 };
 

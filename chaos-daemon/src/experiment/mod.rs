@@ -35,7 +35,7 @@ mod tests;
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
         mpsc,
     },
@@ -64,6 +64,7 @@ use crate::{
     error::{Classify, ErrorClass},
     metrics::Metrics,
     store::{AuditRow, ExperimentRow, Store, StoreError},
+    sync::lock,
 };
 
 /// Why a request was refused or failed; [`Classify`] says how to answer it.
@@ -172,12 +173,6 @@ pub struct Manager<E: FaultEngine> {
     /// Random per daemon process: ids stay unique across nodes that start in the same ms.
     instance: u32,
     pub metrics: Metrics,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every lock here guards data a panic cannot leave half-changed in a way that matters for
-    // disarming and recording: keep going.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<E: FaultEngine> Manager<E> {
@@ -297,7 +292,6 @@ impl<E: FaultEngine> Manager<E> {
             spec: prost::Message::encode_to_vec(&experiment.to_proto()),
             price: admission.price,
             budget: admission.budget,
-            max_faults: admission.max_faults,
             started_ms: now_ms,
             started: self.clock.now(),
             duration: experiment.duration,
@@ -391,7 +385,7 @@ impl<E: FaultEngine> Manager<E> {
 
     /// The first half of a stop, which waits for nothing but the disarm (no store, no
     /// release): ends the running experiment `id` and disarms it. Finish what it returns with
-    /// [`Manager::finish_stopped`]; [`Stopping::Unknown`] means the store must tell (not here,
+    /// [`Manager::finish`]; [`Stopping::Unknown`] means the store must tell (not here,
     /// or ended long ago).
     pub fn disarm_now(
         &self,
@@ -411,11 +405,6 @@ impl<E: FaultEngine> Manager<E> {
                 state: run.ending().map_or(State::Running, |e| e.state),
             }),
         }
-    }
-
-    /// The second half of a stop: releases and records what [`Manager::disarm_now`] ended.
-    pub fn finish_stopped(&self, run: &Arc<Run<E::Armed>>) -> ExperimentRow {
-        self.finish(run)
     }
 
     /// Ends `run` with `state` if nobody has and disarms it; the time since `arrived`, or

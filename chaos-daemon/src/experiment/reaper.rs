@@ -9,7 +9,8 @@ use std::{
 
 use chaos_api::state::State;
 
-use super::{FaultEngine, Job, Manager, Run, SNAPSHOT_EVERY, lock};
+use super::{FaultEngine, Job, Manager, Run, SNAPSHOT_EVERY};
+use crate::sync::lock;
 
 impl<E: FaultEngine> Manager<E> {
     /// Ends experiments whose duration elapsed or that have nothing more to do, and brings the

@@ -8,7 +8,7 @@
 
 use std::{
     sync::{
-        Condvar, Mutex, MutexGuard,
+        Mutex,
         atomic::{AtomicU8, Ordering},
     },
     time::{Duration, Instant},
@@ -17,7 +17,7 @@ use std::{
 use chaos_api::{config::Price, experiment::ExperimentType, state::State};
 use chaos_common::SlotCounters;
 
-use crate::{store::ExperimentRow, switch::Switch};
+use crate::{switch::Switch, sync::lock};
 
 const STARTING: u8 = 0;
 const RUNNING: u8 = 1;
@@ -46,7 +46,6 @@ pub struct RunInfo {
     pub price: Price,
     /// Money reserved.
     pub budget: f64,
-    pub max_faults: u64,
     pub started_ms: u64,
     pub started: Instant,
     pub duration: Duration,
@@ -62,13 +61,6 @@ pub struct Run<A> {
     armed: Mutex<Option<A>>,
     /// Counters already added to the metrics, and when the last snapshot was taken.
     observed: Mutex<(SlotCounters, Instant)>,
-    /// The final record, once written.
-    done: (Mutex<Option<ExperimentRow>>, Condvar),
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Held for a field read or write only.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<A> Run<A> {
@@ -80,7 +72,6 @@ impl<A> Run<A> {
             phase: AtomicU8::new(STARTING),
             ending: Mutex::new(None),
             armed: Mutex::new(None),
-            done: (Mutex::new(None), Condvar::new()),
         }
     }
 
@@ -175,30 +166,6 @@ impl<A> Run<A> {
         } else {
             false
         }
-    }
-
-    /// Records the final row and wakes whoever waits for it.
-    pub fn set_done(&self, row: ExperimentRow) {
-        *lock(&self.done.0) = Some(row);
-        self.done.1.notify_all();
-    }
-
-    /// Waits up to `timeout` for the final row.
-    pub fn wait_done(&self, timeout: Duration) -> Option<ExperimentRow> {
-        let until = Instant::now() + timeout;
-        let mut done = lock(&self.done.0);
-        while done.is_none() {
-            let now = Instant::now();
-            if now >= until {
-                return None;
-            }
-            done = self
-                .done
-                .1
-                .wait_timeout(done, until - now)
-                .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
-        }
-        done.clone()
     }
 }
 

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use chaos_api::state::State;
 
-use super::{ExperimentError, FaultEngine, Manager, lock};
+use super::{ExperimentError, FaultEngine, Manager};
 use crate::store::{EventRow, ExperimentRow, SnapshotRow};
+use crate::sync::lock;
 
 /// An experiment as the API shows it: the stored row, with live counters while it runs.
 #[derive(Clone, Debug, PartialEq)]

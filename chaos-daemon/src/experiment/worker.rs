@@ -11,8 +11,9 @@ use std::{
 use chaos_api::state::State;
 use chaos_common::SlotCounters;
 
-use super::{Ending, FaultEngine, Manager, Run, lock};
+use super::{Ending, FaultEngine, Manager, Run};
 use crate::store::{AuditRow, ExperimentRow, SnapshotRow};
+use crate::sync::lock;
 
 /// Work for the recorder.
 pub(super) enum Job<A> {
@@ -90,7 +91,7 @@ impl<E: FaultEngine> Manager<E> {
 
     /// Releases an ended run, settles its budget and records its end. Called once per run, by
     /// whoever ended it (or the worker on its behalf).
-    pub(super) fn finish(&self, run: &Arc<Run<E::Armed>>) -> ExperimentRow {
+    pub fn finish(&self, run: &Arc<Run<E::Armed>>) -> ExperimentRow {
         let ending = run.ending().unwrap_or(Ending {
             state: State::Failed,
             reason: "ended without a reason".into(),
@@ -149,7 +150,6 @@ impl<E: FaultEngine> Manager<E> {
         self.metrics
             .experiments_running
             .set(self.published_count() as i64);
-        run.set_done(row.clone());
         row
     }
 

@@ -212,7 +212,7 @@ impl Service {
         let what = id.clone();
         let r = blocking(move || {
             let (row, took) = match disarmed? {
-                Stopping::Disarmed(run, took) => (manager.finish_stopped(&run), took),
+                Stopping::Disarmed(run, took) => (manager.finish(&run), took),
                 // Not running here: the store tells why (or it started since: stop it).
                 Stopping::Unknown => manager
                     .stop(&what, State::Stopped, &reason, arrived)

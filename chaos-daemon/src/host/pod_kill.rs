@@ -26,6 +26,7 @@ use super::{HostFaultError, io_err, random_u64, unusable};
 use crate::{
     cgroupfs,
     switch::HostSwitch,
+    sync::lock,
     target::{container_id_of, pod_uid_of},
 };
 
@@ -211,11 +212,7 @@ impl Plan {
                     }
                     let message = format!("killing {}: {e}", unit.display());
                     tracing::error!("{message}");
-                    state
-                        .errors
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(message);
+                    lock(&state.errors).push(message);
                 }
             }
         }
@@ -315,7 +312,7 @@ impl Run {
 
     /// Kill failures since the last call.
     pub fn take_errors(&self) -> Vec<String> {
-        std::mem::take(&mut *self.state.errors.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *lock(&self.state.errors))
     }
 
     /// Waits for the worker (its switch must be disarmed: it then stops within one kill's

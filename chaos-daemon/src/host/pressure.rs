@@ -18,6 +18,7 @@ use crate::{
     cgroupfs,
     journal::{ChangeKind, HostChange, HostJournal},
     switch::{HostSwitch, Knob},
+    sync::lock,
 };
 
 /// The smallest `cpu.max` quota the kernel accepts.
@@ -58,7 +59,7 @@ impl Knobs {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.0)
     }
 }
 
