@@ -2,7 +2,7 @@
 //! `rollback`, `experiment_types` and `monitoring` sections, read exactly as the seed writes them.
 //!
 //! This module owns the top level, the `budget` and `experiments` sections and the order of
-//! validation; the private submodules `safety` (`safety_checks`, `rollback`), `experiment_types`
+//! validation; the private submodules `safety` (`safety_checks`), `rollback`, `experiment_types`
 //! and `monitoring` own the other sections, and `admit` applies the config's limits to an
 //! experiment ([`ChaosConfig::admit`]). Their types are re-exported here. Every key the seed is silent
 //! about has a default, documented on its field; every struct rejects unknown keys. Read a config
@@ -11,6 +11,7 @@
 mod admit;
 mod experiment_types;
 mod monitoring;
+mod rollback;
 mod safety;
 
 use serde::Deserialize;
@@ -22,9 +23,9 @@ pub use experiment_types::{
     NetworkLatencyParameters, NetworkLatencyType, PodDeletionParameters, PodDeletionType,
 };
 pub use monitoring::{CustomMetrics, Grafana, Monitoring, Prometheus};
+pub use rollback::{ManualTrigger, Rollback, RollbackStrategies};
 pub use safety::{
-    DEFAULT_PROTECTED_CGROUPS, HealthChecks, ManualTrigger, Rollback, RollbackStrategies,
-    RollbackTriggers, SafetyChecks, SloValidation,
+    DEFAULT_PROTECTED_CGROUPS, HealthChecks, RollbackTriggers, SafetyChecks, SloValidation,
 };
 
 /// The whole chaos config. Every section is optional; an omitted section takes the defaults
