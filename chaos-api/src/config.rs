@@ -11,6 +11,7 @@
 mod admit;
 mod experiment_types;
 mod monitoring;
+mod notify;
 mod rollback;
 mod safety;
 
@@ -23,6 +24,10 @@ pub use experiment_types::{
     NetworkLatencyParameters, NetworkLatencyType, PodDeletionParameters, PodDeletionType,
 };
 pub use monitoring::{CustomMetrics, Grafana, Monitoring, Prometheus};
+pub use notify::{
+    AlertmanagerChannel, Channel, DEFAULT_PAGERDUTY_URL, EmailChannel, HeaderValue,
+    PagerDutyChannel, RollbackActions, SecretRef, SecretSource, SlackChannel, Webhook,
+};
 pub use rollback::{ManualTrigger, Rollback, RollbackStrategies};
 pub use safety::{
     DEFAULT_PROTECTED_CGROUPS, HealthChecks, RollbackTriggers, SafetyChecks, SloValidation,
