@@ -10,10 +10,16 @@
 
 mod admit;
 mod experiment_types;
+mod guards;
 mod monitoring;
 mod notify;
 mod rollback;
 mod safety;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use serde::Deserialize;
 
@@ -22,6 +28,10 @@ pub use admit::{Admission, Price, Refusal, wildcard_match};
 pub use experiment_types::{
     ApiErrorInjectionParameters, ApiErrorInjectionType, ErrorType, ExperimentTypes,
     NetworkLatencyParameters, NetworkLatencyType, PodDeletionParameters, PodDeletionType,
+};
+pub use guards::{
+    Comparison, HealthEndpoint, Hours, MAX_QUERY_LEN, MAX_SLO_FOR, Objective, SloDefinition,
+    StatusRange, TimeWindow, Weekday, check_slos, is_guard_name,
 };
 pub use monitoring::{CustomMetrics, Grafana, Monitoring, Prometheus};
 pub use notify::{
@@ -57,9 +67,67 @@ pub struct ChaosConfig {
 
 impl ChaosConfig {
     /// Parses and validates a chaos config. Errors name the dotted path of the offending key.
+    /// A config with `safety_checks.slo_files` must be read with [`ChaosConfig::load`], which
+    /// knows where the files are.
     pub fn from_yaml(text: &str) -> Result<Self, ModelError> {
         let config: Self = parse_yaml(text)?;
+        if !config.safety_checks.slo_files.is_empty() {
+            return Err(invalid(
+                "safety_checks.slo_files",
+                format!("{:?}", config.safety_checks.slo_files),
+                "no files when the config is not read from a file (the paths are relative to \
+                 it): read it with --config FILE",
+            ));
+        }
         config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates the chaos config at `path`, with the SLO definitions of its
+    /// `safety_checks.slo_files` (relative to the config's directory) merged into
+    /// `safety_checks.slos`.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let mut config: Self = parse_yaml(&read(path)?).map_err(|error| LoadError::Model {
+            path: path.to_owned(),
+            error,
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for file in config.safety_checks.slo_files.clone() {
+            let file = dir.join(file);
+            let slos: BTreeMap<String, SloDefinition> =
+                parse_yaml(&read(&file)?).map_err(|error| LoadError::Model {
+                    path: file.clone(),
+                    error,
+                })?;
+            check_slos("", &slos).map_err(|error| LoadError::Model {
+                path: file.clone(),
+                error,
+            })?;
+            for (name, slo) in slos {
+                if config.safety_checks.slos.contains_key(&name) {
+                    return Err(LoadError::Model {
+                        path: file,
+                        error: invalid(
+                            name.clone(),
+                            "a second definition",
+                            "one definition per SLO name (it is also defined in the config \
+                             or an earlier file)",
+                        ),
+                    });
+                }
+                config.safety_checks.slos.insert(name, slo);
+            }
+        }
+        config.validate().map_err(|error| LoadError::Model {
+            path: path.to_owned(),
+            error,
+        })?;
         Ok(config)
     }
 
@@ -73,6 +141,18 @@ impl ChaosConfig {
             .validate(self.experiments.network_latency.max_latency_ms)?;
         self.monitoring.validate()
     }
+}
+
+/// Why [`ChaosConfig::load`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {error}", path.display())]
+    Model { path: PathBuf, error: ModelError },
 }
 
 /// `budget`: money limits, in the seed's cost unit (whatever currency the operator bills in).

@@ -36,6 +36,7 @@
 mod errno;
 mod fault;
 mod filter;
+mod guards;
 mod host;
 mod latency;
 mod raw;
@@ -53,6 +54,9 @@ use crate::error::{ModelError, check_cost, check_duration, check_ratio, invalid,
 pub use errno::{Errno, MAX_ERRNO};
 pub use fault::{CallName, Direction, EgressDrop, Fault, PacketLoss, SocketCall, SocketError};
 pub use filter::{NetFilter, PortRange, Protocol};
+pub use guards::{
+    ExperimentGuards, HEALTH_GUARD, IMPACT_GUARD, MIN_GUARD_INTERVAL, TRIGGERS_GUARD,
+};
 pub use host::{MIN_KILL_INTERVAL, PodDeletion, ResourceExhaustion};
 pub use latency::{Distribution, MAX_LATENCY, NetworkLatency};
 pub use syscall::{MAX_PATH_PREFIX_LEN, SyscallCall, SyscallError, normalize_path_prefix};
@@ -90,6 +94,9 @@ pub struct Experiment {
     pub dry_run: bool,
     /// Which packets or calls are eligible. Default: all of them.
     pub filter: NetFilter,
+    /// Which guards apply, extra SLOs, the guard interval and the baseline. Default: every
+    /// guard of the node's config, at its interval.
+    pub guards: ExperimentGuards,
 }
 
 impl Experiment {
@@ -150,7 +157,8 @@ impl Experiment {
         if !self.kind().takes_filter() && !self.filter.matches_everything() {
             return Err(no_filter_error(self.kind()));
         }
-        self.filter.validate()
+        self.filter.validate()?;
+        self.guards.validate()
     }
 }
 

@@ -20,17 +20,21 @@ pub enum State {
     Aborted,
     /// Stopping it failed part-way (the reason says what); its faults were disarmed first.
     Failed,
+    /// A guard saw a violation (an SLO, a health check, a rollback trigger, the impact score,
+    /// an unavailable guard) and disarmed it; the reason names the guard.
+    RolledBack,
 }
 
 impl State {
     /// Every state.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Running,
         Self::Completed,
         Self::Stopped,
         Self::EmergencyStopped,
         Self::Aborted,
         Self::Failed,
+        Self::RolledBack,
     ];
 
     /// The name users read and the store keeps, e.g. `emergency_stopped`.
@@ -42,6 +46,7 @@ impl State {
             Self::EmergencyStopped => "emergency_stopped",
             Self::Aborted => "aborted",
             Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
         }
     }
 
@@ -64,6 +69,7 @@ impl State {
             Self::EmergencyStopped => proto::State::EmergencyStopped,
             Self::Aborted => proto::State::Aborted,
             Self::Failed => proto::State::Failed,
+            Self::RolledBack => proto::State::RolledBack,
         }
     }
 
@@ -77,6 +83,7 @@ impl State {
             proto::State::EmergencyStopped => Self::EmergencyStopped,
             proto::State::Aborted => Self::Aborted,
             proto::State::Failed => Self::Failed,
+            proto::State::RolledBack => Self::RolledBack,
         })
     }
 }

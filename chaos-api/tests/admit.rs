@@ -147,7 +147,7 @@ fn example_admissions() {
 fn repo_config_admits_the_examples_given_a_pod_name() {
     // chaos/chaos.yaml limits pod deletions to pods named frontend-* or backend-*: the pod
     // deletion example needs the pod's name (chaos-ctl fills it in when it resolves the pod).
-    let config = chaos_config(include_str!("../../chaos/chaos.yaml"));
+    let config = common::repo_config();
     for (name, text) in examples() {
         let mut experiment = parse(&text);
         if experiment.kind() == ExperimentType::PodDeletion {

@@ -91,6 +91,7 @@ fn packet_loss_example_to_proto() {
             cidrs: vec!["10.0.0.0/8".to_owned()],
         }),
         budget: Some(20.0),
+        guards: None,
     };
     assert_eq!(spec, expected);
 }

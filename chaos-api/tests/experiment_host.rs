@@ -72,6 +72,7 @@ fn pod_deletion_example_to_proto() {
         max_faults: Some(2),
         filter: None,
         budget: Some(100.0),
+        guards: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }
@@ -101,6 +102,7 @@ fn resource_exhaustion_example_to_proto() {
         max_faults: None,
         filter: None,
         budget: Some(5.0),
+        guards: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }

@@ -61,6 +61,7 @@ fn network_latency_example_to_proto() {
             cidrs: vec!["10.96.0.0/12".to_owned()],
         }),
         budget: Some(5.0),
+        guards: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }

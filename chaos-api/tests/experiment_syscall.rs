@@ -52,6 +52,7 @@ fn file_errors_example_to_proto() {
         max_faults: Some(5000),
         filter: None,
         budget: Some(10.0),
+        guards: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }

@@ -246,6 +246,7 @@ fn spec() -> impl Strategy<Value = proto::ExperimentSpec> {
                     max_faults,
                     filter,
                     budget,
+                    guards: None,
                 }
             },
         )

@@ -14,8 +14,7 @@ use common::fuzz::{Fuzz, check_admission, check_named};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-const DOCUMENTS: [&str; 8] = [
-    include_str!("../../chaos/chaos.yaml"),
+const DOCUMENTS: [&str; 7] = [
     include_str!("../../chaos/experiments/packet-loss.yaml"),
     include_str!("../../chaos/experiments/dependency-failure.yaml"),
     include_str!("../../chaos/experiments/api-error-injection.yaml"),
@@ -293,9 +292,12 @@ fn check(text: &str) -> Result<(), TestCaseError> {
 
 #[test]
 fn fuzz_yaml() {
+    let config = common::repo_config_inline();
     let documents: Vec<String> = DOCUMENTS
         .iter()
-        .flat_map(|doc| [(*doc).to_owned(), strip_comments(doc)])
+        .copied()
+        .chain([config.as_str()])
+        .flat_map(|doc| [doc.to_owned(), strip_comments(doc)])
         .collect();
     for document in &documents {
         // Every starting point is valid for one of the two parsers.

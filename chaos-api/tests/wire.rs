@@ -34,6 +34,7 @@ fn spec(fault: FaultKind) -> proto::ExperimentSpec {
         max_faults: None,
         filter: None,
         budget: None,
+        guards: None,
     }
 }
 
@@ -665,6 +666,7 @@ fn experiment() -> impl Strategy<Value = Experiment> {
                     budget,
                     max_faults,
                     dry_run: false,
+                    guards: Default::default(),
                     filter: if kind.takes_filter() {
                         filter
                     } else {

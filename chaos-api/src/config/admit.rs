@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::{ChaosConfig, FaultLimits};
 use crate::error::{ModelError, invalid};
-use crate::experiment::{Distribution, Experiment, ExperimentType, Fault};
+use crate::experiment::{
+    Distribution, Experiment, ExperimentType, Fault, HEALTH_GUARD, IMPACT_GUARD, TRIGGERS_GUARD,
+};
 
 /// What the config makes of an experiment.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +100,7 @@ impl ChaosConfig {
                 format!("a type this node runs ({enabled_key} is false)"),
             ));
         }
+        self.check_guard_names(&experiment)?;
         let mut type_cap = u64::MAX;
         let price = match &mut experiment.fault {
             Fault::NetworkLatency(latency) => {
@@ -279,6 +282,96 @@ impl ChaosConfig {
     }
 
     /// The `experiments.<type>` limits of a type priced per fault, and its `enabled` key.
+    /// The impact score above which an experiment of type `kind` is rolled back, and its key.
+    pub fn impact_threshold(&self, kind: ExperimentType) -> (f64, &'static str) {
+        let l = &self.experiments;
+        match kind {
+            ExperimentType::NetworkLatency => (
+                l.network_latency.impact_threshold,
+                "experiments.network_latency.impact_threshold",
+            ),
+            ExperimentType::PodDeletion => {
+                let seed = self
+                    .experiment_types
+                    .pod_deletion
+                    .parameters
+                    .impact_score_threshold;
+                if seed < l.pod_deletion.impact_threshold {
+                    (
+                        seed,
+                        "experiment_types.pod_deletion.parameters.impact_score_threshold",
+                    )
+                } else {
+                    (
+                        l.pod_deletion.impact_threshold,
+                        "experiments.pod_deletion.impact_threshold",
+                    )
+                }
+            }
+            ExperimentType::ResourceExhaustion => (
+                l.resource_exhaustion.impact_threshold,
+                "experiments.resource_exhaustion.impact_threshold",
+            ),
+            ExperimentType::DependencyFailure => (
+                l.dependency_failure.impact_threshold,
+                "experiments.dependency_failure.impact_threshold",
+            ),
+            ExperimentType::ApiErrorInjection => (
+                l.api_error_injection.impact_threshold,
+                "experiments.api_error_injection.impact_threshold",
+            ),
+            ExperimentType::SyscallError => (
+                l.syscall_error.impact_threshold,
+                "experiments.syscall_error.impact_threshold",
+            ),
+            ExperimentType::PacketLoss => (
+                l.packet_loss.impact_threshold,
+                "experiments.packet_loss.impact_threshold",
+            ),
+        }
+    }
+
+    /// Every name in the experiment's `guards.apply` must name a guard: an SLO of the config
+    /// or of the experiment, or one of the fixed guards. An extra SLO may not redefine one of
+    /// the config's.
+    fn check_guard_names(&self, experiment: &Experiment) -> Result<(), Refusal> {
+        let safety = &self.safety_checks;
+        if let Some(name) = experiment
+            .guards
+            .slos
+            .keys()
+            .find(|name| safety.slos.contains_key(*name))
+        {
+            return Err(limit(
+                format!("guards.slos.{name}"),
+                "a second definition",
+                "a name the node's config does not define (safety_checks.slos defines it)",
+            ));
+        }
+        let Some(apply) = &experiment.guards.apply else {
+            return Ok(());
+        };
+        let fixed = [HEALTH_GUARD, TRIGGERS_GUARD, IMPACT_GUARD];
+        let known = |name: &str| {
+            fixed.contains(&name)
+                || safety.slos.contains_key(name)
+                || experiment.guards.slos.contains_key(name)
+        };
+        match apply.iter().enumerate().find(|(_, name)| !known(name)) {
+            None => Ok(()),
+            Some((i, name)) => {
+                let mut names: Vec<&str> = fixed.to_vec();
+                names.extend(safety.slos.keys().map(String::as_str));
+                names.extend(experiment.guards.slos.keys().map(String::as_str));
+                Err(limit(
+                    format!("guards.apply[{i}]"),
+                    format!("{name:?}"),
+                    format!("a guard of this node or experiment: {}", names.join(", ")),
+                ))
+            }
+        }
+    }
+
     fn fault_limits(&self, kind: ExperimentType) -> (&FaultLimits, &'static str) {
         let l = &self.experiments;
         match kind {
@@ -306,7 +399,11 @@ fn price_key(kind: ExperimentType) -> String {
     }
 }
 
-fn limit(path: &str, value: impl std::fmt::Display, allowed: impl Into<String>) -> Refusal {
+fn limit(
+    path: impl Into<String>,
+    value: impl std::fmt::Display,
+    allowed: impl Into<String>,
+) -> Refusal {
     Refusal::Limit(invalid(path, value, allowed))
 }
 

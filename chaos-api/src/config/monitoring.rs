@@ -1,13 +1,13 @@
 //! The `monitoring` section of the chaos config: Prometheus, Grafana and custom metrics, with their
 //! defaults and range checks.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 
 use super::check_names;
-use crate::error::{ModelError, check_duration, check_range, deserialize_duration};
+use crate::error::{ModelError, check_duration, check_range, deserialize_duration, invalid};
 
 /// `monitoring`: where metrics go and how often custom metrics are collected.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -40,6 +40,7 @@ impl Monitoring {
             1,
             u16::MAX,
         )?;
+        prometheus.validate()?;
         check_names("monitoring.grafana.dashboards", &self.grafana.dashboards)?;
         check_duration(
             "monitoring.custom_metrics.collection_interval",
@@ -62,6 +63,19 @@ pub struct Prometheus {
     /// TCP port of Alertmanager; 1 to 65535. Default: 9093.
     #[serde(deserialize_with = "deserialize_port")]
     pub alertmanager_port: u16,
+    /// Base URL of Prometheus' HTTP API (`http://` or `https://`). Default:
+    /// `http://127.0.0.1:<metrics_port>` ([`Prometheus::base_url`]).
+    pub url: Option<String>,
+    /// File holding a bearer token sent with every query. Default: none.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Environment variable holding a bearer token (instead of a file). Default: none.
+    pub bearer_token_env: Option<String>,
+    /// File holding `user:password` for HTTP basic auth. Default: none.
+    pub basic_auth_file: Option<PathBuf>,
+    /// Longest wait for one query; 10ms to 60s. A query that takes longer is a guard failure.
+    /// Default: 2s.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub query_timeout: Duration,
 }
 
 impl Default for Prometheus {
@@ -70,7 +84,56 @@ impl Default for Prometheus {
             enabled: true,
             metrics_port: 9090,
             alertmanager_port: 9093,
+            url: None,
+            bearer_token_file: None,
+            bearer_token_env: None,
+            basic_auth_file: None,
+            query_timeout: Duration::from_secs(2),
         }
+    }
+}
+
+impl Prometheus {
+    /// The API's base URL, without a trailing `/`.
+    pub fn base_url(&self) -> String {
+        match &self.url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://127.0.0.1:{}", self.metrics_port),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ModelError> {
+        if let Some(url) = &self.url {
+            let ok = ["http://", "https://"]
+                .iter()
+                .any(|s| url.starts_with(s) && url.len() > s.len())
+                && !url.chars().any(char::is_whitespace);
+            if !ok {
+                return Err(invalid(
+                    "monitoring.prometheus.url",
+                    format!("{url:?}"),
+                    "an http:// or https:// URL without spaces",
+                ));
+            }
+        }
+        let tokens = [
+            self.bearer_token_file.is_some(),
+            self.bearer_token_env.is_some(),
+            self.basic_auth_file.is_some(),
+        ];
+        if tokens.iter().filter(|set| **set).count() > 1 {
+            return Err(invalid(
+                "monitoring.prometheus",
+                "more than one of bearer_token_file, bearer_token_env, basic_auth_file",
+                "at most one way to authenticate",
+            ));
+        }
+        check_duration(
+            "monitoring.prometheus.query_timeout",
+            self.query_timeout,
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        )
     }
 }
 

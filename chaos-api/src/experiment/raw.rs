@@ -16,9 +16,10 @@ use serde::de::{Deserializer, Visitor};
 use super::fault::CallName;
 use super::filter::PORTS_ALLOWED;
 use super::{
-    DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType,
-    Fault, MAX_CIDRS, NetFilter, NetworkLatency, PacketLoss, PodDeletion, PortRange, Protocol,
-    ResourceExhaustion, SocketError, SyscallError, Target, TargetKind, no_filter_error,
+    DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentGuards,
+    ExperimentType, Fault, MAX_CIDRS, NetFilter, NetworkLatency, PacketLoss, PodDeletion,
+    PortRange, Protocol, ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
+    no_filter_error,
 };
 use crate::error::{ModelError, deserialize_duration, invalid};
 
@@ -47,6 +48,8 @@ pub(super) struct RawExperiment {
     fault: Option<RawFault>,
     #[serde(default)]
     filter: Option<RawFilter>,
+    #[serde(default)]
+    guards: ExperimentGuards,
 }
 
 impl RawExperiment {
@@ -69,6 +72,7 @@ impl RawExperiment {
             budget: self.budget,
             max_faults: self.max_faults,
             dry_run: self.dry_run,
+            guards: self.guards,
         })
     }
 }

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use super::raw::{build_filter, parse_calls};
 use super::{
-    DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType,
-    Fault, NetFilter, NetworkLatency, PacketLoss, PodDeletion, Protocol, ResourceExhaustion,
-    SocketError, SyscallError, Target, TargetKind,
+    DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentGuards,
+    ExperimentType, Fault, NetFilter, NetworkLatency, PacketLoss, PodDeletion, Protocol,
+    ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
 };
+use crate::config::SloDefinition;
 use crate::error::{ModelError, invalid};
 use crate::proto::{self, fault::Kind as FaultKind, target::Kind as TargetCase};
 
@@ -77,6 +78,7 @@ impl Experiment {
                 cidrs: self.filter.cidrs.iter().map(ToString::to_string).collect(),
             }),
             budget: self.budget,
+            guards: (!self.guards.is_default()).then(|| guards_to_proto(&self.guards)),
         }
     }
 
@@ -144,6 +146,10 @@ impl Experiment {
             max_faults: spec.max_faults,
             dry_run: false,
             filter,
+            guards: match &spec.guards {
+                None => ExperimentGuards::default(),
+                Some(g) => guards_from_proto(g)?,
+            },
         };
         experiment.validate()?;
         Ok(experiment)
@@ -248,4 +254,50 @@ fn keyword<T: Copy>(
                 format!("one of {}", names.join(", ")),
             )
         })
+}
+
+fn guards_to_proto(guards: &ExperimentGuards) -> proto::Guards {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    proto::Guards {
+        restrict: guards.apply.is_some(),
+        apply: guards.apply.clone().unwrap_or_default(),
+        slos: guards
+            .slos
+            .iter()
+            .map(|(name, slo)| {
+                let slo = proto::Slo {
+                    query: slo.query.clone(),
+                    objective: slo.objective.to_string(),
+                    for_ms: ms(slo.for_),
+                    description: slo.description.clone(),
+                };
+                (name.clone(), slo)
+            })
+            .collect(),
+        interval_ms: guards.interval.map(ms),
+        baseline_ms: guards.baseline.map(ms),
+    }
+}
+
+fn guards_from_proto(g: &proto::Guards) -> Result<ExperimentGuards, ModelError> {
+    let mut slos = std::collections::BTreeMap::new();
+    for (name, slo) in &g.slos {
+        let objective = slo.objective.parse().map_err(|message| ModelError::Parse {
+            path: format!("guards.slos.{name}.objective"),
+            message,
+        })?;
+        let definition = SloDefinition {
+            query: slo.query.clone(),
+            objective,
+            for_: Duration::from_millis(slo.for_ms),
+            description: slo.description.clone(),
+        };
+        slos.insert(name.clone(), definition);
+    }
+    Ok(ExperimentGuards {
+        apply: g.restrict.then(|| g.apply.clone()),
+        slos,
+        interval: g.interval_ms.map(Duration::from_millis),
+        baseline: g.baseline_ms.map(Duration::from_millis),
+    })
 }

@@ -62,3 +62,40 @@ pub fn examples() -> Vec<(String, String)> {
     );
     examples
 }
+
+/// The repo's `chaos/chaos.yaml` as one document: its `slo_files` line replaced by the
+/// definitions of `chaos/safety/http-slos.yaml` under `slos`, so it parses with
+/// `ChaosConfig::from_yaml` exactly as `ChaosConfig::load` reads the file.
+#[allow(dead_code, reason = "only the config test files use it")]
+pub fn repo_config_inline() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../chaos");
+    let config = std::fs::read_to_string(root.join("chaos.yaml")).unwrap();
+    let slos = std::fs::read_to_string(root.join("safety/http-slos.yaml")).unwrap();
+    let line = "  slo_files: ['safety/http-slos.yaml']\n";
+    assert_eq!(
+        config.matches(line).count(),
+        1,
+        "chaos.yaml names its SLO file once"
+    );
+    let indented: String = slos
+        .lines()
+        .map(|l| {
+            if l.trim().is_empty() {
+                "\n".to_owned()
+            } else {
+                format!("    {l}\n")
+            }
+        })
+        .collect();
+    config.replace(line, &format!("  slos:\n{indented}"))
+}
+
+/// The repo's `chaos/chaos.yaml`, read from its file with its SLO files.
+#[allow(dead_code, reason = "only the config test files use it")]
+pub fn repo_config() -> chaos_api::config::ChaosConfig {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../chaos/chaos.yaml");
+    match chaos_api::config::ChaosConfig::load(&path) {
+        Ok(config) => config,
+        Err(error) => panic!("chaos/chaos.yaml must load: {error}"),
+    }
+}
