@@ -6,7 +6,8 @@
 //! into monotonic Prometheus counters by experiment type.
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder as _, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -18,6 +19,12 @@ pub struct Metrics {
     pub emergency_stop: IntGauge,
     pub disarm_seconds: HistogramVec,
     pub grpc_requests: IntCounterVec,
+    pub guard_evaluations: IntCounterVec,
+    pub guard_violations: IntCounterVec,
+    pub guard_value: GaugeVec,
+    pub impact_score: GaugeVec,
+    pub rollbacks: IntCounterVec,
+    pub decision_to_disarm_seconds: Histogram,
 }
 
 impl Metrics {
@@ -77,8 +84,57 @@ impl Metrics {
         registry
             .register(Box::new(disarm_seconds.clone()))
             .expect("unique metric");
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let guard_evaluations = counter(
+            "chaos_guard_evaluations_total",
+            "Guard evaluations, by guard.",
+            &["guard"],
+        );
+        let guard_violations = counter(
+            "chaos_guard_violations_total",
+            "Guard evaluations that found the guard red, by guard.",
+            &["guard"],
+        );
+        let rollbacks = counter(
+            "chaos_rollbacks_total",
+            "Experiments rolled back by a guard, by the guard that fired.",
+            &["guard"],
+        );
+        let guard_value = gauge_vec(
+            "chaos_guard_value",
+            "A guard's last value (NaN when unavailable), by guard.",
+            &["guard"],
+        );
+        let impact_score = gauge_vec(
+            "chaos_impact_score",
+            "A running experiment's impact score (0 to 1).",
+            &["experiment_id"],
+        );
+        let decision_to_disarm_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "chaos_guard_decision_to_disarm_seconds",
+                "From the guard evaluation that saw a violation until the kernel was disarmed.",
+            )
+            .buckets(vec![1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(decision_to_disarm_seconds.clone()))
+            .expect("unique metric");
         Self {
             registry,
+            guard_evaluations,
+            guard_violations,
+            guard_value,
+            impact_score,
+            rollbacks,
+            decision_to_disarm_seconds,
             experiments_running,
             experiments_finished,
             faults_injected,

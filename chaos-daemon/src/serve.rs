@@ -15,6 +15,7 @@ use chaos_daemon::{
     engine::Engine,
     experiment::{Manager, SystemClock},
     grpc::{Service, stamp_arrival},
+    safety::Safety,
     store::Store,
     target::{Resolver, cgroup2_mount},
 };
@@ -71,11 +72,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            ChaosConfig::from_yaml(&text).with_context(|| format!("{}", path.display()))?
-        }
+        Some(path) => ChaosConfig::load(path)?,
         None => ChaosConfig::default(),
     };
     create_private_dir(&args.state_dir, 0o700)?;
@@ -88,6 +85,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let engine = Engine::with_journal(resolver, journal)
         .context("loading the kernel programs")?
         .allowing_kills(&config.experiments.pod_deletion.allowed_cgroups);
+    let safety = Safety::new(Arc::new(config.clone())).context("setting up the guards")?;
     let manager = Manager::new(engine, store, config, Arc::new(SystemClock))?;
     let node = match args.node {
         Some(n) => n,
@@ -124,7 +122,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {addr}"))?;
         println!("listening on https://{}", tcp.local_addr()?);
         let service = ChaosDaemonServer::with_interceptor(
-            Service::new(manager.clone(), node.clone()),
+            Service::new(manager.clone(), safety.clone(), node.clone()),
             stamp_arrival,
         );
         let server = tonic::transport::Server::builder()
@@ -143,7 +141,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tcp.local_addr()?
         );
         let service = ChaosDaemonServer::with_interceptor(
-            Service::new(manager.clone(), node.clone()),
+            Service::new(manager.clone(), safety.clone(), node.clone()),
             stamp_arrival,
         );
         let server = tonic::transport::Server::builder()
@@ -178,8 +176,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .spawn_reaper(Duration::from_millis(args.reap_interval_ms.max(1)))
         .context("starting the reaper")?;
 
-    let service =
-        ChaosDaemonServer::with_interceptor(Service::new(manager.clone(), node), stamp_arrival);
+    let service = ChaosDaemonServer::with_interceptor(
+        Service::new(manager.clone(), safety, node),
+        stamp_arrival,
+    );
     tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())

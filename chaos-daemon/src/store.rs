@@ -77,6 +77,18 @@ pub struct EventRow {
     pub message: String,
 }
 
+/// One guard's value at one evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardSampleRow {
+    pub at_ms: u64,
+    pub guard: String,
+    pub kind: String,
+    pub objective: String,
+    pub threshold: f64,
+    pub value: Option<f64>,
+    pub ok: bool,
+}
+
 /// One entry of the audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRow {
@@ -107,6 +119,10 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE TABLE IF NOT EXISTS events (
     experiment_id TEXT NOT NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_experiment ON events (experiment_id, at_ms);
+CREATE TABLE IF NOT EXISTS guard_samples (
+    experiment_id TEXT NOT NULL, at_ms INTEGER NOT NULL, guard TEXT NOT NULL, kind TEXT NOT NULL,
+    objective TEXT NOT NULL, threshold REAL NOT NULL, value REAL, ok INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS guard_samples_by_experiment ON guard_samples (experiment_id, at_ms);
 CREATE TABLE IF NOT EXISTS audit (
     at_ms INTEGER NOT NULL, caller TEXT NOT NULL, method TEXT NOT NULL, detail TEXT NOT NULL,
     outcome TEXT NOT NULL);
@@ -302,6 +318,62 @@ impl Store {
             })
             .ctx("reading events")?;
         rows.collect::<Result<_, _>>().ctx("reading events")
+    }
+
+    /// Records one evaluation of an experiment's guards.
+    pub fn add_guard_samples(
+        &mut self,
+        id: &str,
+        rows: &[GuardSampleRow],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().ctx("adding guard samples")?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO guard_samples (experiment_id, at_ms, guard, kind, objective, \
+                     threshold, value, ok) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .ctx("adding guard samples")?;
+            for g in rows {
+                stmt.execute(params![
+                    id,
+                    g.at_ms as i64,
+                    g.guard,
+                    g.kind,
+                    g.objective,
+                    g.threshold,
+                    g.value,
+                    g.ok
+                ])
+                .ctx("adding guard samples")?;
+            }
+        }
+        tx.commit().ctx("adding guard samples")
+    }
+
+    /// An experiment's guard samples, oldest first.
+    pub fn guard_samples(&self, id: &str) -> Result<Vec<GuardSampleRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at_ms, guard, kind, objective, threshold, value, ok FROM guard_samples \
+                 WHERE experiment_id = ?1 ORDER BY at_ms, rowid",
+            )
+            .ctx("reading guard samples")?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(GuardSampleRow {
+                    at_ms: r.get::<_, i64>(0)? as u64,
+                    guard: r.get(1)?,
+                    kind: r.get(2)?,
+                    objective: r.get(3)?,
+                    threshold: r.get(4)?,
+                    value: r.get(5)?,
+                    ok: r.get(6)?,
+                })
+            })
+            .ctx("reading guard samples")?;
+        rows.collect::<Result<_, _>>().ctx("reading guard samples")
     }
 
     pub fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {

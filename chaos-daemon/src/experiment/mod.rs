@@ -15,12 +15,14 @@
 //!
 //! * `faults` — [`FaultEngine`], the engine as the lifecycle sees it.
 //! * `run` — one experiment's shared state.
+//! * `guarded` — the guards' verdicts on a run: live state, samples, rollback.
 //! * `ledger` — the daily budget.
 //! * `reaper` — deadlines, metrics and snapshots on a thread of its own; shutdown.
 //! * `worker` — the recorder thread, and finishing (release, then record) an ended run.
 //! * `view` — status, lists and reports.
 
 mod faults;
+mod guarded;
 mod ledger;
 mod reaper;
 mod run;
@@ -51,7 +53,8 @@ use chaos_api::{
 
 pub use self::{
     faults::FaultEngine,
-    run::{Ended, Ending, Run},
+    guarded::RolledBack,
+    run::{Ended, Ending, GuardView, Run},
     view::{ExperimentView, ReportData},
 };
 use self::{

@@ -17,7 +17,7 @@ use std::{
 use chaos_api::{config::Price, experiment::ExperimentType, state::State};
 use chaos_common::SlotCounters;
 
-use crate::{switch::Switch, sync::lock};
+use crate::{guard::GuardState, switch::Switch, sync::lock};
 
 const STARTING: u8 = 0;
 const RUNNING: u8 = 1;
@@ -61,6 +61,18 @@ pub struct Run<A> {
     armed: Mutex<Option<A>>,
     /// Counters already added to the metrics, and when the last snapshot was taken.
     observed: Mutex<(SlotCounters, Instant)>,
+    /// The guards' last evaluation, the highest impact score so far, and when their samples
+    /// were last recorded.
+    guards: Mutex<GuardView>,
+}
+
+/// What the guards last said of a run.
+#[derive(Clone, Debug, Default)]
+pub struct GuardView {
+    pub states: Vec<GuardState>,
+    pub impact: f64,
+    pub peak_impact: f64,
+    pub recorded: Option<Instant>,
 }
 
 impl<A> Run<A> {
@@ -72,6 +84,7 @@ impl<A> Run<A> {
             phase: AtomicU8::new(STARTING),
             ending: Mutex::new(None),
             armed: Mutex::new(None),
+            guards: Mutex::new(GuardView::default()),
         }
     }
 
@@ -144,6 +157,32 @@ impl<A> Run<A> {
         if let Some(e) = lock(&self.ending).as_mut() {
             e.disarmed_in = took;
         }
+    }
+
+    /// The guards' last evaluation.
+    pub fn guards(&self) -> GuardView {
+        lock(&self.guards).clone()
+    }
+
+    /// Keeps an evaluation; true when its samples are due to be recorded (every `every`, and
+    /// whenever a guard is red).
+    pub fn set_guards(
+        &self,
+        states: Vec<GuardState>,
+        impact: f64,
+        now: Instant,
+        every: Duration,
+    ) -> bool {
+        let mut view = lock(&self.guards);
+        let red = states.iter().any(|s| !s.ok);
+        view.states = states;
+        view.impact = impact;
+        view.peak_impact = view.peak_impact.max(impact);
+        let due = red || view.recorded.is_none_or(|t| now.duration_since(t) >= every);
+        if due {
+            view.recorded = Some(now);
+        }
+        due
     }
 
     /// The growth of `now` over the counters last observed; records `now`.

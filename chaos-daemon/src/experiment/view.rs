@@ -7,21 +7,39 @@ use std::time::Duration;
 use chaos_api::state::State;
 
 use super::{ExperimentError, FaultEngine, Manager};
-use crate::store::{EventRow, ExperimentRow, SnapshotRow};
+use crate::guard::GuardState;
+use crate::store::{EventRow, ExperimentRow, GuardSampleRow, SnapshotRow};
 use crate::sync::lock;
 
-/// An experiment as the API shows it: the stored row, with live counters while it runs.
+/// An experiment as the API shows it: the stored row, with live counters and guards while it
+/// runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExperimentView {
     pub row: ExperimentRow,
+    /// The guards' last evaluation (empty once it ended).
+    pub guards: Vec<GuardState>,
+    /// The last impact score.
+    pub impact: f64,
 }
 
-/// A report: the experiment, its timeline and its counters over time.
+impl ExperimentView {
+    /// A stored experiment's view.
+    pub fn stored(row: ExperimentRow) -> Self {
+        Self {
+            row,
+            guards: Vec::new(),
+            impact: 0.0,
+        }
+    }
+}
+
+/// A report: the experiment, its timeline, its counters and its guards over time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReportData {
     pub row: ExperimentRow,
     pub events: Vec<EventRow>,
     pub snapshots: Vec<SnapshotRow>,
+    pub guards: Vec<GuardSampleRow>,
 }
 
 impl<E: FaultEngine> Manager<E> {
@@ -51,7 +69,12 @@ impl<E: FaultEngine> Manager<E> {
             .info
             .price
             .spent(counters.injected, elapsed, run.info.budget);
-        Some(ExperimentView { row })
+        let guards = run.guards();
+        Some(ExperimentView {
+            row,
+            guards: guards.states,
+            impact: guards.impact,
+        })
     }
 
     /// One experiment, with live counters while it runs.
@@ -62,7 +85,7 @@ impl<E: FaultEngine> Manager<E> {
         let row = lock(&self.store)
             .experiment(id)?
             .ok_or_else(|| ExperimentError::NotFound(id.into()))?;
-        Ok(ExperimentView { row })
+        Ok(ExperimentView::stored(row))
     }
 
     /// Experiments started in the last `since` (all when `None`), newest first; running ones
@@ -77,8 +100,10 @@ impl<E: FaultEngine> Manager<E> {
         Ok(rows
             .into_iter()
             .map(|row| match row.state {
-                State::Running => self.live(&row.id).unwrap_or(ExperimentView { row }),
-                _ => ExperimentView { row },
+                State::Running => self
+                    .live(&row.id)
+                    .unwrap_or_else(|| ExperimentView::stored(row)),
+                _ => ExperimentView::stored(row),
             })
             .collect())
     }
@@ -100,6 +125,7 @@ impl<E: FaultEngine> Manager<E> {
             row,
             events: store.events(id)?,
             snapshots: store.snapshots(id)?,
+            guards: store.guard_samples(id)?,
         })
     }
 }

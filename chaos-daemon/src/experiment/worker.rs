@@ -12,7 +12,7 @@ use chaos_api::state::State;
 use chaos_common::SlotCounters;
 
 use super::{Ending, FaultEngine, Manager, Run};
-use crate::store::{AuditRow, ExperimentRow, SnapshotRow};
+use crate::store::{AuditRow, ExperimentRow, GuardSampleRow, SnapshotRow};
 use crate::sync::lock;
 
 /// Work for the recorder.
@@ -31,6 +31,11 @@ pub(super) enum Job<A> {
         id: String,
         at_ms: u64,
         counters: SlotCounters,
+    },
+    /// One evaluation of a running experiment's guards.
+    GuardSamples {
+        id: String,
+        rows: Vec<GuardSampleRow>,
     },
     /// An audit log entry.
     Audit(AuditRow),
@@ -78,6 +83,7 @@ impl<E: FaultEngine> Manager<E> {
                     capped: c.capped,
                 },
             ),
+            Job::GuardSamples { id, rows } => lock(&self.store).add_guard_samples(&id, &rows),
             Job::Audit(row) => lock(&self.store).audit(&row),
             Job::Flush(done) => {
                 let _ = done.send(());
@@ -143,6 +149,11 @@ impl<E: FaultEngine> Manager<E> {
             tracing::error!(experiment_id = %row.id, error = %e, "recording the end failed");
         }
         lock(&self.runs).remove(&run.info.id);
+        // Gone with the experiment (not found = it had no guards).
+        let _ = self
+            .metrics
+            .impact_score
+            .remove_label_values(&[&run.info.id]);
         self.metrics
             .experiments_finished
             .with_label_values(&[row.state.as_str()])

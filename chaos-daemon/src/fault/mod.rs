@@ -112,6 +112,7 @@ mod tests {
             max_faults: None,
             dry_run: false,
             filter: NetFilter::default(),
+            guards: Default::default(),
         }
     }
 

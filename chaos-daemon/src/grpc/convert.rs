@@ -35,5 +35,30 @@ pub fn status_to_proto(v: &ExperimentView) -> proto::ExperimentStatus {
             capped: r.capped,
         }),
         spent: r.spent,
+        guards: v
+            .guards
+            .iter()
+            .map(|g| proto::GuardStatus {
+                name: g.name.clone(),
+                kind: g.kind.as_str().to_owned(),
+                objective: g.objective.clone(),
+                value: g.value,
+                ok: g.ok,
+                detail: g.detail.clone(),
+            })
+            .collect(),
+        impact: v.impact,
     }
+}
+
+/// Pre-flight checks as sent.
+pub fn checks_to_proto(checks: &[crate::safety::Check]) -> Vec<proto::Check> {
+    checks
+        .iter()
+        .map(|c| proto::Check {
+            name: c.name.to_owned(),
+            passed: c.passed,
+            detail: c.detail.clone(),
+        })
+        .collect()
 }

@@ -28,6 +28,7 @@ use crate::{
     error::{Classify, ErrorClass},
     experiment::{Manager, Stopping},
     report,
+    safety::Safety,
 };
 
 /// The daemon's manager.
@@ -72,12 +73,17 @@ async fn blocking<T: Send + 'static>(
 
 pub struct Service {
     manager: Arc<DaemonManager>,
+    safety: Arc<Safety>,
     node: String,
 }
 
 impl Service {
-    pub fn new(manager: Arc<DaemonManager>, node: String) -> Self {
-        Self { manager, node }
+    pub fn new(manager: Arc<DaemonManager>, safety: Arc<Safety>, node: String) -> Self {
+        Self {
+            manager,
+            safety,
+            node,
+        }
     }
 
     /// Counts a finished request by method and status code.
@@ -141,29 +147,84 @@ impl Service {
         }))
     }
 
-    /// A dry run (Validate, or StartExperiment with `dry_run`) or a start: plans, and unless
-    /// dry, arms exactly that plan.
+    /// A dry run (Validate, or StartExperiment with `dry_run`) or a start: plans, runs the
+    /// pre-flight checks (a dry run lists them all; a start refuses at the first that fails),
+    /// measures the baseline, arms exactly the plan and starts watching its guards.
     async fn plan_or_start(
         &self,
         spec: Option<proto::ExperimentSpec>,
         dry_run: bool,
     ) -> Result<proto::StartExperimentResponse, Status> {
         let manager = self.manager.clone();
-        blocking(move || {
+        let planned = blocking(move || {
             let experiment = experiment(spec.as_ref())?;
-            let planned = manager.plan(&experiment).map_err(|e| status_of(&e))?;
-            let plan = convert::plan_to_proto(&planned.plan, planned.admission.budget);
-            let id = if dry_run {
-                String::new()
-            } else {
-                manager.start(planned).map_err(|e| status_of(&e))?
-            };
-            Ok(proto::StartExperimentResponse {
-                id,
-                plan: Some(plan),
-            })
+            manager.plan(&experiment).map_err(|e| status_of(&e))
         })
-        .await
+        .await?;
+        let plan = convert::plan_to_proto(&planned.plan, planned.admission.budget);
+        let experiment = planned.admission.experiment.clone();
+        let mut set = self.safety.guards_for(&experiment);
+        let checks = self
+            .safety
+            .preflight(
+                &self.manager,
+                planned.admission.budget,
+                &mut set,
+                crate::experiment::now_ms(),
+            )
+            .await;
+        if dry_run {
+            return Ok(proto::StartExperimentResponse {
+                id: String::new(),
+                plan: Some(plan),
+                preflight: convert::checks_to_proto(&checks),
+            });
+        }
+        if let Some(failed) = checks.iter().find(|c| !c.passed) {
+            return Err(Status::failed_precondition(format!(
+                "pre-flight check failed: {}: {}",
+                failed.name, failed.detail
+            )));
+        }
+        let interval = self.safety.interval(&experiment);
+        if !set.is_empty() {
+            let window = self.safety.baseline_window(&experiment);
+            self.safety
+                .baseline(&mut set, &experiment, window, interval)
+                .await;
+            if let Some(v) = set.evaluate(Instant::now()).violation {
+                return Err(Status::failed_precondition(format!(
+                    "baseline: {} (nothing was armed)",
+                    v.reason
+                )));
+            }
+        }
+        let manager = self.manager.clone();
+        let id = blocking(move || manager.start(planned).map_err(|e| status_of(&e))).await?;
+        if !set.is_empty() {
+            if let Some(t) = &set.triggers {
+                let values: Vec<String> = t
+                    .baseline
+                    .slos
+                    .iter()
+                    .map(|(n, v)| format!("{n} = {v:.4}"))
+                    .chain(
+                        t.baseline
+                            .health
+                            .map(|h| format!("health success rate = {h:.4}")),
+                    )
+                    .collect();
+                self.manager
+                    .event(&id, "baseline", format!("baseline: {}", values.join(", ")));
+            }
+            self.safety
+                .watch(self.manager.clone(), id.clone(), set, interval);
+        }
+        Ok(proto::StartExperimentResponse {
+            id,
+            plan: Some(plan),
+            preflight: convert::checks_to_proto(&checks),
+        })
     }
 
     async fn do_validate(
@@ -218,7 +279,7 @@ impl Service {
                     .stop(&what, State::Stopped, &reason, arrived)
                     .map_err(|e| status_of(&e))?,
             };
-            let view = crate::experiment::ExperimentView { row };
+            let view = crate::experiment::ExperimentView::stored(row);
             Ok(proto::StopExperimentResponse {
                 status: Some(convert::status_to_proto(&view)),
                 disarm_ns: u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
@@ -340,7 +401,7 @@ impl Service {
         let spec: Option<proto::ExperimentSpec> =
             prost::Message::decode(data.row.spec.as_slice()).ok();
         let markdown = report::markdown(&data);
-        let view = crate::experiment::ExperimentView { row: data.row };
+        let view = crate::experiment::ExperimentView::stored(data.row);
         Ok(Response::new(proto::Report {
             status: Some(convert::status_to_proto(&view)),
             spec,
@@ -354,6 +415,8 @@ impl Service {
                 })
                 .collect(),
             markdown,
+            html: String::new(),
+            json: String::new(),
         }))
     }
 }

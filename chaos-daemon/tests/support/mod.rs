@@ -1,6 +1,7 @@
 //! Shared helpers of the kernel tests: the kernel gate, RAII cgroups, workloads run as real
 //! processes, loopback sinks and the statistics of the assertions; a real daemon driven by
-//! chaos-ctl in [`daemon`], kubelet's pod layout and frozen processes in [`pods`].
+//! chaos-ctl in [`daemon`], kubelet's pod layout and frozen processes in [`pods`], the HTTP
+//! workload with its dependency and load in [`http`], a real Prometheus in [`prometheus`].
 #![allow(
     dead_code,
     reason = "each test binary uses a different subset of the helpers"
@@ -25,7 +26,9 @@ use std::{
 mod sockopt;
 
 mod daemon;
+pub mod http;
 pub mod pods;
+pub mod prometheus;
 #[allow(
     unused_imports,
     reason = "each test binary uses a different subset of the helpers"
@@ -187,6 +190,7 @@ pub fn spec(target: Target, fault: Fault, intensity: f64) -> Experiment {
         max_faults: None,
         dry_run: false,
         filter: NetFilter::default(),
+        guards: Default::default(),
     };
     e.validate()
         .unwrap_or_else(|err| panic!("invalid test experiment: {err}"));

@@ -1,0 +1,158 @@
+//! What the guards do to a running experiment: keep their last evaluation on the run (live
+//! status) and in the store (the report), and roll it back on a violation: disarm first (the
+//! switchboard, as a stop does), then record the violation, then release and record the run
+//! on the recorder.
+
+use std::time::{Duration, Instant};
+
+use chaos_api::state::State;
+
+use super::{FaultEngine, Job, Manager, SNAPSHOT_EVERY};
+use crate::{
+    guard::{Evaluation, Violation},
+    store::GuardSampleRow,
+    sync::lock,
+};
+
+/// A rollback's timing and what the strategies need.
+#[derive(Clone, Debug)]
+pub struct RolledBack {
+    /// From the evaluation that saw the violation until the kernel was disarmed.
+    pub decision_to_disarm: Duration,
+    /// From the violating observation until the kernel was disarmed.
+    pub observation_to_disarm: Duration,
+    /// The target cgroup.
+    pub target: String,
+    pub name: String,
+    pub kind: String,
+}
+
+impl<E: FaultEngine> Manager<E> {
+    /// What is left of today's budget (spent and reserved by running experiments deducted).
+    pub fn daily_remaining(&self) -> f64 {
+        lock(&self.ledger).remaining(self.clock.now_ms())
+    }
+
+    /// Whether `id` is running (published and not ended).
+    pub fn is_running(&self, id: &str) -> bool {
+        lock(&self.runs).get(id).is_some_and(|r| r.running())
+    }
+
+    /// Keeps `evaluation` as the live guard state of `id`, and records its samples when due.
+    pub fn observe_guards(&self, id: &str, evaluation: &Evaluation, now: Instant) {
+        let Some(run) = lock(&self.runs).get(id).cloned() else {
+            return;
+        };
+        let due = run.set_guards(
+            evaluation.guards.clone(),
+            evaluation.impact,
+            now,
+            SNAPSHOT_EVERY,
+        );
+        for g in &evaluation.guards {
+            let labels = [g.name.as_str()];
+            self.metrics
+                .guard_evaluations
+                .with_label_values(&labels)
+                .inc();
+            if !g.ok {
+                self.metrics
+                    .guard_violations
+                    .with_label_values(&labels)
+                    .inc();
+            }
+            self.metrics
+                .guard_value
+                .with_label_values(&labels)
+                .set(g.value.unwrap_or(f64::NAN));
+        }
+        self.metrics
+            .impact_score
+            .with_label_values(&[id])
+            .set(evaluation.impact);
+        if due {
+            let at_ms = self.clock.now_ms();
+            let rows = evaluation
+                .guards
+                .iter()
+                .map(|g| GuardSampleRow {
+                    at_ms,
+                    guard: g.name.clone(),
+                    kind: g.kind.as_str().to_owned(),
+                    objective: g.objective.clone(),
+                    threshold: g.threshold,
+                    value: g.value,
+                    ok: g.ok,
+                })
+                .collect();
+            self.send(Job::GuardSamples {
+                id: id.to_owned(),
+                rows,
+            });
+        }
+    }
+
+    /// Records a timeline event of `id` (on the recorder).
+    pub fn event(&self, id: &str, kind: &str, message: String) {
+        self.send(Job::Event {
+            id: id.to_owned(),
+            at_ms: self.clock.now_ms(),
+            kind: kind.to_owned(),
+            message,
+        });
+    }
+
+    /// Rolls `id` back for `violation`, seen by the evaluation that began at `evaluated`:
+    /// disarms it, then records why and hands it to the recorder to release and record.
+    /// `None` when it is not running (it ended, or someone ended it first).
+    pub fn rollback(
+        &self,
+        id: &str,
+        violation: &Violation,
+        evaluated: Instant,
+    ) -> Option<RolledBack> {
+        let run = lock(&self.runs)
+            .get(id)
+            .filter(|r| r.published())
+            .cloned()?;
+        let decision_to_disarm = self.end_and_disarm(
+            &run,
+            State::RolledBack,
+            &violation.reason,
+            evaluated,
+            "guard",
+        )?;
+        let observation_to_disarm = violation.observed.elapsed();
+        self.metrics
+            .rollbacks
+            .with_label_values(&[&violation.guard])
+            .inc();
+        self.metrics
+            .decision_to_disarm_seconds
+            .observe(decision_to_disarm.as_secs_f64());
+        let value = violation
+            .value
+            .map_or_else(|| "unavailable".to_owned(), |v| v.to_string());
+        self.event(
+            id,
+            "rollback",
+            format!(
+                "{}; guard {} = {value}, objective {}; disarmed {} µs after the evaluation that \
+                 saw it, {} µs after the violating observation",
+                violation.reason,
+                violation.guard,
+                violation.objective,
+                decision_to_disarm.as_micros(),
+                observation_to_disarm.as_micros()
+            ),
+        );
+        self.send(Job::Finish(run.clone()));
+        Some(RolledBack {
+            decision_to_disarm,
+            observation_to_disarm,
+            target: run.info.target.clone(),
+            name: run.info.name.clone(),
+            kind: run.info.kind.as_str().to_owned(),
+        })
+    }
+}

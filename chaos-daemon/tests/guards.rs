@@ -1,0 +1,365 @@
+//! The guards end to end, as root on the host kernel: a real daemon driven by chaos-ctl, a real
+//! Prometheus (Debian's) scraping a real HTTP server in the target cgroup, and faults on that
+//! server's dependency. A critical SLO rolls back, a failing health endpoint rolls back and a
+//! healthy one does not, the error-rate trigger fires above its limit and not below, an
+//! unreachable Prometheus refuses the start and a killed one rolls back, and pre-flight
+//! refuses outside the time window and under the latch, listing every check in a dry run.
+
+mod support;
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use support::{
+    http::{Dependency, HttpWorkload, Load},
+    prometheus::Prometheus,
+    *,
+};
+
+/// Prometheus scrapes every this long.
+const SCRAPE: Duration = Duration::from_millis(200);
+/// The daemon evaluates the guards every this long.
+const GUARD_INTERVAL_MS: u64 = 100;
+/// What a rollback may take beyond one scrape and one guard interval: the query, the
+/// recorder, chaos-ctl, and a loaded 2-core CI machine.
+const MARGIN: Duration = Duration::from_millis(1500);
+
+/// The repo's SLO definitions.
+fn slo_file() -> String {
+    format!(
+        "{}/../chaos/safety/http-slos.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A workload in a test cgroup with its dependency, load from outside, and Prometheus.
+struct Service {
+    cgroup: TestCgroup,
+    _dependency: Dependency,
+    workload: HttpWorkload,
+    _load: Load,
+    prometheus: Prometheus,
+}
+
+impl Service {
+    fn start(mount: &Path, tag: &str, extra: &[&str]) -> Self {
+        let cgroup = TestCgroup::new(mount, tag);
+        let dependency = Dependency::start();
+        let workload = HttpWorkload::start(Some(&cgroup.path), dependency.addr(), extra);
+        let load = Load::start(&workload.url("/"), 100);
+        let prometheus = Prometheus::start(&[workload.addr()], SCRAPE);
+        // Every query has data once two scrapes saw traffic.
+        prometheus.wait_for(
+            "sum(rate(http_requests_total[10s]))",
+            |v| v > 0.0,
+            Duration::from_secs(15),
+        );
+        Self {
+            cgroup,
+            _dependency: dependency,
+            workload,
+            _load: load,
+            prometheus,
+        }
+    }
+
+    /// A daemon config: the repo's SLO file, Prometheus at `prometheus`, guards every 100 ms,
+    /// no baseline wait, and `safety` added under `safety_checks`.
+    fn config(&self, prometheus: &str, safety: &str) -> String {
+        format!(
+            "{PERMISSIVE_CONFIG}safety_checks:\n  slo_files: ['{}']\n  guard_interval_ms: \
+             {GUARD_INTERVAL_MS}\n  baseline: 0s\n{safety}monitoring:\n  prometheus:\n    \
+             url: '{prometheus}'\n    query_timeout: 500ms\n",
+            slo_file()
+        )
+    }
+}
+
+/// Starts a dependency failure (ECONNREFUSED on `intensity` of connects) on `cgroup`.
+fn refuse(daemon: &Daemon, cgroup: &Path, intensity: &str, args: &[&str]) -> std::process::Output {
+    let head = ["--intensity", intensity, "--errno", "ECONNREFUSED"];
+    daemon.experiment("dependency_failure", cgroup, &[&head[..], args].concat())
+}
+
+fn ms(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap()
+}
+
+#[test]
+fn a_breached_critical_slo_rolls_back_within_a_scrape_and_an_interval() {
+    let Some(mount) = kernel() else { return };
+    let service = Service::start(&mount, "guard-slo", &[]);
+    let dir = TempDir::new("guard-slo");
+    let safety = "  slo_validation:\n    critical_slos: [error_rate]\n    warning_slos: []\n";
+    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), safety));
+
+    let out = refuse(
+        &daemon,
+        &service.cgroup.path,
+        "1",
+        &["--duration", "60s", "--guard", "error_rate"],
+    );
+    let started = json(&String::from_utf8_lossy(&out.stdout));
+    let checks = started["preflight"].as_array().expect("pre-flight lines");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{checks:?}");
+    let id = started_id(&out);
+    let status = daemon.ended(&id, Duration::from_secs(20));
+    assert_eq!(status["state"], "rolled_back", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("slo violation: error_rate = "),
+        "{reason}"
+    );
+    assert!(reason.ends_with("(objective <= 0.01)"), "{reason}");
+    // From arming to the rollback: the first scrape that sees the errors, one evaluation.
+    let took = Duration::from_millis(ms(&status["ended_unix_ms"]) - ms(&status["started_unix_ms"]));
+    let bound = SCRAPE + Duration::from_millis(GUARD_INTERVAL_MS) + MARGIN;
+    assert!(
+        took <= bound,
+        "rolled back {took:?} after arming; bound {bound:?}"
+    );
+    // The report names the SLO, its value and its objective, and the disarm time.
+    let report = daemon.ctl_ok(&["report", &id]);
+    assert!(report.contains("error_rate"), "{report}");
+    assert!(report.contains("<= 0.01"), "{report}");
+    let rep = daemon.json(&["report", &id, "--format", "json"]);
+    let rollback = rep["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "rollback")
+        .unwrap_or_else(|| panic!("no rollback event: {rep}"));
+    let message = rollback["message"].as_str().unwrap();
+    assert!(
+        message.contains("µs after the evaluation that saw it"),
+        "{message}"
+    );
+    // The service recovers: nothing is attached any more.
+    daemon.none_listed(Duration::from_secs(10));
+    assert_eq!(service.cgroup.attached(), 0);
+}
+
+#[test]
+fn a_failing_health_endpoint_rolls_back_and_a_healthy_one_does_not() {
+    let Some(mount) = kernel() else { return };
+    let service = Service::start(&mount, "guard-health", &[]);
+    let dir = TempDir::new("guard-health");
+    let safety = format!(
+        "  slo_validation:\n    enabled: false\n  health_checks:\n    min_success_rate: 0.95\n    \
+         min_availability: 0.5\n    window: 5s\n    endpoints:\n      - url: '{}'\n        \
+         interval: 100ms\n        timeout: 500ms\n",
+        service.workload.url("/healthz")
+    );
+    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), &safety));
+    // A fault that spares the dependency's port: healthy for the whole run.
+    let other_port = "9";
+    let out = refuse(
+        &daemon,
+        &service.cgroup.path,
+        "1",
+        &[
+            "--duration",
+            "3s",
+            "--guard",
+            "health_checks",
+            "--ports",
+            other_port,
+        ],
+    );
+    let id = started_id(&out);
+    let status = daemon.ended(&id, Duration::from_secs(15));
+    assert_eq!(status["state"], "completed", "{status}");
+    // The same fault on every connect: /healthz answers 503 and the guard rolls back.
+    let out = refuse(
+        &daemon,
+        &service.cgroup.path,
+        "1",
+        &["--duration", "60s", "--guard", "health_checks"],
+    );
+    let id = started_id(&out);
+    let status = daemon.ended(&id, Duration::from_secs(15));
+    assert_eq!(status["state"], "rolled_back", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("health check failed: http://"),
+        "{reason}"
+    );
+    assert!(reason.contains("HTTP 503"), "{reason}");
+}
+
+#[test]
+fn the_error_rate_trigger_fires_above_its_limit_and_not_below() {
+    let Some(mount) = kernel() else { return };
+    let service = Service::start(&mount, "guard-trigger", &[]);
+    let dir = TempDir::new("guard-trigger");
+    let safety = "  slo_validation:\n    critical_slos: []\n    warning_slos: []\n  \
+                  rollback_triggers:\n    error_rate_increase: 0.4\n    availability_drop: 1\n";
+    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), safety));
+    // 15% of connects refused: the error rate climbs to about 0.15 over the 10 s rate window,
+    // below the 0.4 limit, for the whole run.
+    let out = refuse(
+        &daemon,
+        &service.cgroup.path,
+        "0.15",
+        &["--duration", "12s", "--guard", "rollback_triggers"],
+    );
+    let id = started_id(&out);
+    let status = daemon.ended(&id, Duration::from_secs(30));
+    assert_eq!(status["state"], "completed", "{status}");
+    let report = daemon.json(&["report", &id, "--format", "json"]);
+    assert!(
+        report["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "baseline"),
+        "the baseline is on the timeline: {report}"
+    );
+    // Every connect refused: it passes 0.4 within seconds.
+    let out = refuse(
+        &daemon,
+        &service.cgroup.path,
+        "1",
+        &["--duration", "60s", "--guard", "rollback_triggers"],
+    );
+    let id = started_id(&out);
+    let status = daemon.ended(&id, Duration::from_secs(20));
+    assert_eq!(status["state"], "rolled_back", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("rollback trigger error_rate_increase: moved "),
+        "{reason}"
+    );
+}
+
+#[test]
+fn prometheus_down_refuses_the_start_and_killed_rolls_back() {
+    let Some(mount) = kernel() else { return };
+    let mut service = Service::start(&mount, "guard-prom", &[]);
+    let dir = TempDir::new("guard-prom");
+    let safety = "  slo_validation:\n    critical_slos: [error_rate]\n    warning_slos: []\n";
+    // A port nobody listens on: pre-flight refuses, nothing is armed.
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let daemon = Daemon::with_config(&dir.0, &service.config(&closed, safety));
+    let out = refuse(
+        &daemon,
+        &service.cgroup.path,
+        "0.01",
+        &["--duration", "60s"],
+    );
+    let (code, stderr) = failed(&out);
+    assert_eq!(code, Some(3), "refused: {stderr}");
+    assert!(
+        stderr.contains("pre-flight check failed: critical SLOs healthy: error_rate"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("guard unavailable"), "{stderr}");
+    assert_eq!(service.cgroup.attached(), 0, "nothing armed");
+    drop(daemon);
+
+    // With Prometheus up the start passes; killing Prometheus rolls it back.
+    let dir = TempDir::new("guard-prom2");
+    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), safety));
+    let out = refuse(
+        &daemon,
+        &service.cgroup.path,
+        "0.0001",
+        &["--duration", "60s", "--ports", "9"],
+    );
+    let id = started_id(&out);
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Instant::now();
+    service.prometheus.kill();
+    let status = daemon.ended(&id, Duration::from_secs(10));
+    assert_eq!(status["state"], "rolled_back", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("guard unavailable: error_rate: "),
+        "{reason}"
+    );
+    assert!(killed.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn preflight_refuses_outside_the_time_window_and_under_the_latch_and_a_dry_run_lists_all() {
+    let Some(mount) = kernel() else { return };
+    let service = Service::start(&mount, "guard-pre", &[]);
+    let dir = TempDir::new("guard-pre");
+    // A one-hour window that starts two hours from now (UTC): now is outside it.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let hour = (now_ms / 3_600_000 + 2) % 24;
+    let window = format!(
+        "  slo_validation:\n    critical_slos: [error_rate]\n    warning_slos: []\n  \
+         time_window:\n    time_zone: UTC\n    hours: '{hour:02}:00-{:02}:00'\n",
+        (hour + 1) % 24
+    );
+    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), &window));
+    let dry = daemon.experiment(
+        "dependency_failure",
+        &service.cgroup.path,
+        &["--intensity", "0.1", "--dry-run"],
+    );
+    let dry = json(&String::from_utf8_lossy(&dry.stdout));
+    let names: Vec<&str> = dry["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "config valid",
+            "target exists and is not protected",
+            "kernel supports the fault",
+            "budget available",
+            "critical SLOs healthy",
+            "health endpoints healthy",
+            "inside the time window",
+            "no emergency-stop latch",
+        ]
+    );
+    let failed_checks: Vec<&str> = dry["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed_checks, ["inside the time window"], "{dry}");
+    let out = refuse(&daemon, &service.cgroup.path, "0.1", &[]);
+    let (_, stderr) = failed(&out);
+    assert!(
+        stderr.contains("pre-flight check failed: inside the time window:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("is outside safety_checks.time_window"),
+        "{stderr}"
+    );
+    drop(daemon);
+
+    // Inside the window (no window), under the latch: refused.
+    let dir = TempDir::new("guard-pre2");
+    let safety = "  slo_validation:\n    critical_slos: [error_rate]\n    warning_slos: []\n";
+    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), safety));
+    daemon.ctl_ok(&["emergency-stop"]);
+    let out = refuse(&daemon, &service.cgroup.path, "0.1", &[]);
+    let (_, stderr) = failed(&out);
+    assert!(
+        stderr.contains("pre-flight check failed: no emergency-stop latch"),
+        "{stderr}"
+    );
+    assert_eq!(service.cgroup.attached(), 0);
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
