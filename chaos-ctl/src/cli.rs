@@ -146,6 +146,30 @@ pub struct ExperimentArgs {
     pub fault: FaultArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub guards: GuardArgs,
+}
+
+/// The experiment's guards. Unset: every guard of the daemon's config, at its interval.
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = "Guards")]
+pub struct GuardArgs {
+    /// Only this guard applies (repeat for more): an SLO name, health_checks,
+    /// rollback_triggers or impact.
+    #[arg(long = "guard", value_name = "NAME")]
+    pub apply: Vec<String>,
+    /// An extra critical SLO for this experiment: NAME:OBJECTIVE:PROMQL, e.g.
+    /// 'checkout_errors:<= 0.01:sum(rate(http_requests_total{code=~"5.."}[1m]))'.
+    #[arg(long = "slo", value_name = "NAME:OBJECTIVE:QUERY")]
+    pub slos: Vec<String>,
+    /// How often the guards are evaluated (50ms to 60s); default: the daemon's
+    /// safety_checks.guard_interval_ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub guard_interval: Option<Duration>,
+    /// How long the guards are measured before arming (0s to 1h); default: the daemon's
+    /// safety_checks.baseline.
+    #[arg(long, value_parser = parse_duration)]
+    pub baseline: Option<Duration>,
 }
 
 #[derive(Args)]

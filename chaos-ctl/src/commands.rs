@@ -13,7 +13,7 @@ use chaos_ctl::render;
 pub enum Action {
     /// Start an experiment (a dry run when `experiment.dry_run`); with `wait`, follow it.
     Start {
-        experiment: Experiment,
+        experiment: Box<Experiment>,
         wait: bool,
     },
     /// The daemon's experiments; with `watch`, redrawn every second.

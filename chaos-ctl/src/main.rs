@@ -53,7 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return spec::validate(file.as_deref(), config.as_deref(), json);
         }
         Command::Experiment(args) => Action::Start {
-            experiment: spec::experiment(&args).map_err(exit::usage)?,
+            experiment: Box::new(spec::experiment(&args).map_err(exit::usage)?),
             wait: args.wait,
         },
         Command::Apply {
@@ -63,7 +63,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut experiment = spec::read_experiment(&file)?;
             experiment.dry_run |= dry_run;
-            Action::Start { experiment, wait }
+            Action::Start {
+                experiment: Box::new(experiment),
+                wait,
+            }
         }
         Command::Status { watch } => Action::Status { watch },
         Command::Stop { id } => Action::Stop { id },

@@ -24,7 +24,56 @@ pub fn status_json(s: &ExperimentStatus) -> Value {
         "state": state_name(s.state), "reason": s.reason, "spent": s.spent,
         "started_unix_ms": s.started_unix_ms, "ended_unix_ms": s.ended_unix_ms,
         "counters": {"seen": c.seen, "matched": c.matched, "injected": c.injected, "capped": c.capped},
+        "guards": s.guards.iter().map(|g| json!({
+            "name": g.name, "kind": g.kind, "objective": g.objective, "value": g.value,
+            "ok": g.ok, "detail": g.detail,
+        })).collect::<Vec<_>>(),
+        "impact": s.impact,
     })
+}
+
+/// The guards of a running experiment, one line each: value, objective, green or red.
+fn guards_text(s: &ExperimentStatus) -> String {
+    let mut text = String::new();
+    for g in &s.guards {
+        let value = g
+            .value
+            .map_or_else(|| "unavailable".to_owned(), |v| format!("{v:.4}"));
+        text += &format!(
+            "  {:<5} {:<40} {:>12}  {:<10} {}\n",
+            if g.ok { "green" } else { "RED" },
+            truncate(&g.name, 40),
+            value,
+            g.objective,
+            g.detail
+        );
+    }
+    if !s.guards.is_empty() {
+        text += &format!("  impact score {:.3}\n", s.impact);
+    }
+    text
+}
+
+/// Pre-flight checks, one line each.
+pub fn checks_text(checks: &[proto::Check]) -> String {
+    checks
+        .iter()
+        .map(|c| {
+            format!(
+                "  [{}] {}: {}\n",
+                if c.passed { "pass" } else { "FAIL" },
+                c.name,
+                c.detail
+            )
+        })
+        .collect()
+}
+
+fn checks_json(checks: &[proto::Check]) -> Value {
+    checks
+        .iter()
+        .map(|c| json!({"name": c.name, "passed": c.passed, "detail": c.detail}))
+        .collect()
 }
 
 /// A table of experiments, one line each.
@@ -55,7 +104,7 @@ fn one_status_text(s: &ExperimentStatus) -> String {
     if !s.reason.is_empty() {
         text += &format!("reason: {}\n", s.reason);
     }
-    text
+    text + &guards_text(s)
 }
 
 /// One experiment (the last state a `--wait` saw).
@@ -81,7 +130,17 @@ pub fn status(r: &proto::GetStatusResponse, json: bool) -> String {
             r.node,
             if r.emergency_stop { "LATCHED" } else { "no" },
             status_table(&r.experiments)
-        )
+        ) + &r
+            .experiments
+            .iter()
+            .map(|s| {
+                if s.guards.is_empty() {
+                    String::new()
+                } else {
+                    format!("guards of {}:\n{}", s.id, guards_text(s))
+                }
+            })
+            .collect::<String>()
     }
 }
 
@@ -131,11 +190,27 @@ pub fn plan_json(p: &proto::Plan) -> Value {
 /// The answer to a start: the plan, and the id unless it was a dry run.
 pub fn started(r: &proto::StartExperimentResponse, dry_run: bool, json: bool) -> String {
     let plan = r.plan.clone().unwrap_or_default();
+    let checks = &r.preflight;
     match (dry_run, json) {
-        (true, true) => format!("{}\n", json!({"dry_run": true, "plan": plan_json(&plan)})),
-        (true, false) => format!("dry run: nothing was changed\n{}", plan_text(&plan)),
-        (false, true) => format!("{}\n", json!({"id": r.id, "plan": plan_json(&plan)})),
-        (false, false) => format!("started {}\n{}", r.id, plan_text(&plan)),
+        (true, true) => format!(
+            "{}\n",
+            json!({"dry_run": true, "plan": plan_json(&plan), "preflight": checks_json(checks)})
+        ),
+        (true, false) => format!(
+            "dry run: nothing was changed\n{}pre-flight:\n{}",
+            plan_text(&plan),
+            checks_text(checks)
+        ),
+        (false, true) => format!(
+            "{}\n",
+            json!({"id": r.id, "plan": plan_json(&plan), "preflight": checks_json(checks)})
+        ),
+        (false, false) => format!(
+            "started {}\n{}pre-flight:\n{}",
+            r.id,
+            plan_text(&plan),
+            checks_text(checks)
+        ),
     }
 }
 
@@ -340,6 +415,8 @@ mod tests {
                 capped: 0,
             }),
             spent: 0.0,
+            guards: vec![],
+            impact: 0.0,
         }
     }
 
@@ -354,7 +431,7 @@ exp-1764290000000-5e1f09a2-1 checkout-db-refused  dependency_failure  running   
 
     #[test]
     fn status_json_is_stable() {
-        let golden = r#"{"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"experiment_type":"dependency_failure","id":"exp-1764290000000-5e1f09a2-1","name":"checkout-db-refused","reason":"","spent":0.0,"started_unix_ms":1764290000000,"state":"running","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
+        let golden = r#"{"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"experiment_type":"dependency_failure","guards":[],"id":"exp-1764290000000-5e1f09a2-1","impact":0.0,"name":"checkout-db-refused","reason":"","spent":0.0,"started_unix_ms":1764290000000,"state":"running","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
         assert_eq!(status_json(&sample()).to_string(), golden);
     }
 

@@ -21,7 +21,7 @@ use chaos_api::error::ModelError;
 use chaos_api::experiment::{EgressDrop, Experiment, ExperimentType, Fault};
 use chaos_api::proto::{self, fault::Kind as FaultKind, target::Kind as TargetKind};
 
-use crate::cli::{ExperimentArgs, FaultArgs};
+use crate::cli::{ExperimentArgs, FaultArgs, GuardArgs};
 
 pub use files::{read_experiment, validate};
 
@@ -107,6 +107,7 @@ pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
         max_faults: a.max_faults,
         filter,
         budget: a.budget,
+        guards: guards(&a.guards)?,
     };
     let mut experiment = Experiment::from_proto(&spec)?;
     // The message carries milliseconds (rounded up above, 0 = the default); judge the
@@ -120,6 +121,42 @@ pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
     experiment.dry_run = a.dry_run;
     experiment.validate()?;
     Ok(experiment)
+}
+
+/// The message's guards from the flags; `None` when none is given.
+fn guards(g: &GuardArgs) -> Result<Option<proto::Guards>, SpecError> {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let mut slos = std::collections::HashMap::new();
+    for text in &g.slos {
+        let mut parts = text.splitn(3, ':');
+        let (Some(name), Some(objective), Some(query)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(SpecError::Model(ModelError::Parse {
+                path: "guards.slos".to_owned(),
+                message: format!(
+                    "--slo {text:?}: expected NAME:OBJECTIVE:QUERY, e.g. 'errors:<= 0.01:sum(rate(x[1m]))'"
+                ),
+            }));
+        };
+        let slo = proto::Slo {
+            query: query.to_owned(),
+            objective: objective.to_owned(),
+            for_ms: 0,
+            description: String::new(),
+        };
+        slos.insert(name.to_owned(), slo);
+    }
+    let any = !g.apply.is_empty()
+        || !slos.is_empty()
+        || g.guard_interval.is_some()
+        || g.baseline.is_some();
+    Ok(any.then(|| proto::Guards {
+        restrict: !g.apply.is_empty(),
+        apply: g.apply.clone(),
+        slos,
+        interval_ms: g.guard_interval.map(ms),
+        baseline_ms: g.baseline.map(ms),
+    }))
 }
 
 /// The message's fault of `kind` from the flags it takes, which are taken out of `flags`.

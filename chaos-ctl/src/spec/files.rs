@@ -60,11 +60,17 @@ pub fn read_experiment(path: &Path) -> anyhow::Result<Experiment> {
     })
 }
 
-/// Reads and validates a chaos config; an experiment file gets a hint to use `-f`.
+/// Reads and validates a chaos config with its SLO files; an experiment file gets a hint to
+/// use `-f`.
 fn read_config(path: &Path) -> anyhow::Result<ChaosConfig> {
     let text = read(path)?;
-    ChaosConfig::from_yaml(&text).map_err(|e| {
-        if is_experiment(&text, &e) {
+    ChaosConfig::load(path).map_err(|e| {
+        let chaos_api::config::LoadError::Model { path: at, error: e } = e else {
+            return usage(e.to_string());
+        };
+        if at != path {
+            usage(format!("{}: {e}", at.display()))
+        } else if is_experiment(&text, &e) {
             usage(format!(
                 "{0} is an experiment definition, not a chaos config: check it with \
                  `chaos-ctl validate -f {0}`",
