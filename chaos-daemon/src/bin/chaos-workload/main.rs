@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 mod echo;
 mod files;
+mod http;
 mod sockopt;
 
 #[derive(Parser)]
@@ -134,6 +135,30 @@ enum Mode {
         threads: usize,
         #[arg(long)]
         ms: u64,
+    },
+    /// Serve HTTP until killed: `GET /` and `GET /healthz` connect() to DEPENDENCY and answer
+    /// 200, or 503 naming the errno; `GET /metrics` exports request counters and duration
+    /// histograms. Prints `ready PORT`.
+    HttpServe {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        #[arg(long)]
+        dependency: SocketAddr,
+        #[arg(long, default_value_t = 200)]
+        dependency_timeout_ms: u64,
+        /// Also answer 500 to this fraction (0 to 1) of the `/` requests that would be 200.
+        #[arg(long, default_value_t = 0.0)]
+        error_ratio: f64,
+    },
+    /// Send RPS GET requests per second to URL (http://IP:PORT/PATH) for DURATION_MS, open
+    /// loop; `ok` = 2xx answers, `status_CODE` = other answers.
+    HttpLoad {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        rps: u64,
+        #[arg(long)]
+        duration_ms: u64,
     },
 }
 
@@ -289,6 +314,24 @@ fn main() -> anyhow::Result<()> {
             tally.record(result.map(drop));
         }
         Mode::File { op, dir, count } => files::run(&op, &dir, count, &mut tally)?,
+        Mode::HttpServe {
+            listen,
+            dependency,
+            dependency_timeout_ms,
+            error_ratio,
+        } => {
+            return http::serve(http::Serve {
+                listen,
+                dependency,
+                dependency_timeout: Duration::from_millis(dependency_timeout_ms),
+                error_ratio,
+            });
+        }
+        Mode::HttpLoad {
+            url,
+            rps,
+            duration_ms,
+        } => http::load(&url, rps, duration_ms, &mut tally)?,
     }
     let line = format!(
         "{tally} elapsed_us={} p50_ns={}\n",
