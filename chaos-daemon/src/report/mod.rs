@@ -1,62 +1,229 @@
-//! Post-mortem rendering: an experiment, its timeline and its counters over time as Markdown.
+//! Post-mortem reports: what one experiment did, rendered as Markdown ([`markdown`]), JSON
+//! ([`json`]) and a self-contained HTML page with SVG charts ([`html`]).
+//!
+//! This module owns the report's input beyond the stored row, timeline and counter snapshots
+//! ([`ReportData`]): each guard's samples against its threshold ([`GuardSeries`]) and the
+//! verdict ([`Verdict`]: baselines, the violation that rolled the experiment back, the impact
+//! score, the daily budget). It also owns what every format derives from them the same way:
+//! faults per second from snapshot deltas, and each guard's min/max/last and violation count.
+//!
+//! Timeline entries are shown as recorded; the charts mark three kinds: [`STEP`] (an intensity
+//! step, e.g. `intensity 0.05`), [`BUDGET_ALERT`] and [`ROLLBACK`].
 
-use std::fmt::Write as _;
+mod charts;
+mod html;
+mod json;
+mod markdown;
 
-use crate::{experiment::ReportData, store::SnapshotRow};
+pub use html::html;
+pub use json::{FORMAT as JSON_FORMAT, json};
+pub use markdown::{chart, markdown};
 
-/// The post-mortem of one experiment as Markdown.
-pub fn markdown(d: &ReportData) -> String {
-    let r = &d.row;
-    let mut s = String::new();
-    let secs = |ms: u64| ms.saturating_sub(r.started_ms) as f64 / 1000.0;
-    let _ = writeln!(s, "# Experiment {} ({})\n", r.id, r.name);
-    let _ = writeln!(s, "| field | value |\n|---|---|");
-    let _ = writeln!(
-        s,
-        "| type | {} |\n| target | `{}` |\n| state | {} |",
-        r.kind, r.target, r.state
-    );
-    if !r.reason.is_empty() {
-        let _ = writeln!(s, "| reason | {} |", r.reason);
-    }
-    if r.ended_ms > 0 {
-        let _ = writeln!(s, "| duration | {:.1} s |", secs(r.ended_ms));
-    }
-    let _ = writeln!(
-        s,
-        "| events seen / matched | {} / {} |\n| faults injected | {} |\n| refused by the fault cap | {} |",
-        r.seen, r.matched, r.injected, r.capped
-    );
-    let _ = writeln!(s, "| spent / budget | {:.4} / {:.4} |", r.spent, r.budget);
-    let _ = writeln!(s, "\n## Timeline\n");
-    for e in &d.events {
-        let _ = writeln!(s, "- +{:.3} s **{}** {}", secs(e.at_ms), e.kind, e.message);
-    }
-    if !d.snapshots.is_empty() {
-        let _ = writeln!(s, "\n## Faults injected per second\n");
-        let _ = writeln!(s, "```\n{}\n```", chart(&d.snapshots));
-    }
-    s
+use crate::experiment::ReportData;
+use crate::store::{EventRow, ExperimentRow, SnapshotRow};
+
+/// The timeline kind of an intensity step; its message says the new intensity.
+pub const STEP: &str = "step";
+/// The timeline kind of a budget alert.
+pub const BUDGET_ALERT: &str = "budget_alert";
+/// The timeline kind of a rollback.
+pub const ROLLBACK: &str = "rollback";
+
+/// A report could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Drawing a chart failed (plotters' SVG backend writes into a `String`, so this means a
+    /// coordinate or layout it refused).
+    #[error("drawing the {chart} chart: {reason}")]
+    Chart { chart: String, reason: String },
+    /// Encoding the JSON report failed.
+    #[error("encoding the report as JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
-/// A one-line bar chart of the injections between consecutive snapshots (one per second).
-pub fn chart(snapshots: &[SnapshotRow]) -> String {
-    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    let mut prev = 0;
-    let deltas: Vec<u64> = snapshots
-        .iter()
-        .map(|s| {
-            let d = s.injected.saturating_sub(prev);
-            prev = s.injected;
-            d
-        })
-        .collect();
-    let max = deltas.iter().copied().max().unwrap_or(0).max(1);
-    let bars: String = deltas
-        .iter()
-        .map(|d| BARS[((d * 7) / max) as usize])
-        .collect();
-    format!("{bars}  (max {max}/s over {} s)", deltas.len())
+/// One guard's samples over the run, against its threshold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardSeries {
+    /// e.g. `error_rate`, `health https://x/healthz`, `impact`.
+    pub name: String,
+    /// `critical_slo`, `warning_slo`, `health`, `trigger` or `impact`.
+    pub kind: String,
+    /// The comparison against the threshold, e.g. `<= 0.01`.
+    pub objective: String,
+    pub threshold: f64,
+    /// In time order.
+    pub samples: Vec<GuardSample>,
+}
+
+/// One evaluation of a guard.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GuardSample {
+    /// Unix time of the observation, in milliseconds.
+    pub at_ms: u64,
+    /// The observed value; `None` when it was unavailable (a failed or empty query).
+    pub value: Option<f64>,
+    /// Whether the guard was green at this sample.
+    pub ok: bool,
+}
+
+/// What the report shows beyond the row, events and snapshots.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Verdict {
+    /// Guard name -> its value over the baseline window.
+    pub baseline: Vec<(String, f64)>,
+    /// What rolled the experiment back, if a guard did.
+    pub violation: Option<Violation>,
+    /// The last (or peak) impact score, in [0, 1].
+    pub impact_score: Option<f64>,
+    /// (spent today, `max_daily_cost`), when a daily budget is configured.
+    pub daily_budget: Option<(f64, f64)>,
+}
+
+/// The guard observation that rolled an experiment back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Violation {
+    pub guard: String,
+    /// The violating value; `None` when the guard was unavailable.
+    pub value: Option<f64>,
+    pub objective: String,
+    /// Unix time of the violating observation, in milliseconds.
+    pub observed_ms: u64,
+    /// Microseconds from the violating observation to the kernel disarm.
+    pub disarm_us: u64,
+}
+
+/// Everything one report shows: the renderers' input.
+#[derive(Clone, Copy, Debug)]
+pub struct Report<'a> {
+    pub row: &'a ExperimentRow,
+    /// The timeline, in time order.
+    pub events: &'a [EventRow],
+    /// The kernel counters over time, in time order.
+    pub snapshots: &'a [SnapshotRow],
+    pub guards: &'a [GuardSeries],
+    pub verdict: &'a Verdict,
+}
+
+/// The verdict of a report without guard data.
+static NO_VERDICT: Verdict = Verdict {
+    baseline: Vec::new(),
+    violation: None,
+    impact_score: None,
+    daily_budget: None,
+};
+
+impl<'a> From<&'a ReportData> for Report<'a> {
+    /// The report of a stored experiment without guard data.
+    fn from(data: &'a ReportData) -> Self {
+        Report::new(data, &[], &NO_VERDICT)
+    }
+}
+
+impl<'a> Report<'a> {
+    /// The report of a stored experiment with its guards' samples and verdict.
+    pub fn new(data: &'a ReportData, guards: &'a [GuardSeries], verdict: &'a Verdict) -> Self {
+        Report {
+            row: &data.row,
+            events: &data.events,
+            snapshots: &data.snapshots,
+            guards,
+            verdict,
+        }
+    }
+
+    /// Seconds from the experiment's start to the Unix time `at_ms` (negative before it, as
+    /// for baseline samples).
+    fn offset_s(&self, at_ms: u64) -> f64 {
+        (at_ms as f64 - self.row.started_ms as f64) / 1000.0
+    }
+
+    /// Faults injected per second between consecutive snapshots (the first against the
+    /// start), at each snapshot's time.
+    fn faults_per_second(&self) -> Vec<(u64, f64)> {
+        let mut prev = (self.row.started_ms, 0u64);
+        self.snapshots
+            .iter()
+            .map(|s| {
+                let faults = s.injected.saturating_sub(prev.1) as f64;
+                let secs = s.at_ms.saturating_sub(prev.0) as f64 / 1000.0;
+                prev = (s.at_ms, s.injected);
+                (s.at_ms, if secs > 0.0 { faults / secs } else { faults })
+            })
+            .collect()
+    }
+
+    /// A guard's baseline value.
+    fn baseline(&self, guard: &str) -> Option<f64> {
+        self.verdict
+            .baseline
+            .iter()
+            .find(|(name, _)| name == guard)
+            .map(|&(_, v)| v)
+    }
+
+    /// Seconds the experiment ran (so far, while it runs).
+    fn duration_s(&self) -> Option<f64> {
+        let r = self.row;
+        (r.ended_ms > 0).then(|| self.offset_s(r.ended_ms))
+    }
+}
+
+/// A guard's samples summed up.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct GuardSummary {
+    min: Option<f64>,
+    max: Option<f64>,
+    last: Option<f64>,
+    /// Samples where the guard was red.
+    violations: usize,
+    /// Samples without a value.
+    unavailable: usize,
+}
+
+impl GuardSeries {
+    fn summary(&self) -> GuardSummary {
+        let mut s = GuardSummary::default();
+        for sample in &self.samples {
+            s.violations += usize::from(!sample.ok);
+            let Some(v) = sample.value else {
+                s.unavailable += 1;
+                continue;
+            };
+            s.min = Some(s.min.map_or(v, |m| m.min(v)));
+            s.max = Some(s.max.map_or(v, |m| m.max(v)));
+            s.last = Some(v);
+        }
+        s
+    }
+}
+
+/// A value for a table cell: up to four decimals, `-` when absent.
+fn num(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
+}
+
+/// `part / whole` as a percentage, `-` when the whole is zero.
+fn percent(part: f64, whole: f64) -> String {
+    if whole > 0.0 {
+        format!("{:.1}%", 100.0 * part / whole)
+    } else {
+        "-".into()
+    }
+}
+
+/// Microseconds as milliseconds, e.g. `0.412 ms`.
+fn disarm_ms(us: u64) -> String {
+    format!("{:.3} ms", us as f64 / 1000.0)
+}
+
+/// The synthetic report the tests render (shared with tests/report_html.rs).
+#[cfg(test)]
+mod fixture {
+    use super::{EventRow, ExperimentRow, GuardSample, GuardSeries, Report, SnapshotRow};
+    use super::{Verdict, Violation};
+    use chaos_api::state::State;
+
+    include!("fixture.rs");
 }
 
 #[cfg(test)]
@@ -64,15 +231,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chart_scales_to_the_busiest_second() {
-        let snap = |injected| SnapshotRow {
-            at_ms: 0,
-            seen: 0,
-            matched: 0,
-            injected,
-            capped: 0,
-        };
-        let s: Vec<_> = [0, 7, 21, 21, 28].into_iter().map(snap).collect();
-        assert_eq!(chart(&s), "▁▄█▁▄  (max 14/s over 5 s)");
+    fn faults_per_second_divides_each_delta_by_its_interval() {
+        let f = fixture::Fixture::new();
+        let rates: Vec<f64> = f.report().faults_per_second().iter().map(|r| r.1).collect();
+        // Snapshots every second from the start; injected 10, 30, 30, 80, then 130 after 2 s.
+        assert_eq!(rates, vec![10.0, 20.0, 0.0, 50.0, 25.0]);
+    }
+
+    #[test]
+    fn a_summary_skips_unavailable_samples_and_counts_red_ones() {
+        let s = fixture::Fixture::new().guards[0].summary();
+        assert_eq!(s.min, Some(0.002));
+        assert_eq!(s.max, Some(0.08));
+        assert_eq!(s.last, Some(0.08));
+        assert_eq!((s.violations, s.unavailable), (4, 1));
+    }
+
+    #[test]
+    fn baselines_are_found_by_guard_name() {
+        let f = fixture::Fixture::new();
+        assert_eq!(f.report().baseline("error_rate"), Some(0.002));
+        assert_eq!(f.report().baseline(fixture::HEALTH), Some(1.0));
+        assert_eq!(f.report().baseline("latency_p95"), None);
+        assert_eq!(f.report().duration_s(), Some(6.5));
     }
 }
