@@ -6,8 +6,8 @@
 //! into monotonic Prometheus counters by experiment type.
 
 use prometheus::{
-    Encoder as _, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder as _, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -25,6 +25,11 @@ pub struct Metrics {
     pub impact_score: GaugeVec,
     pub rollbacks: IntCounterVec,
     pub decision_to_disarm_seconds: Histogram,
+    pub budget_spent: GaugeVec,
+    pub budget_remaining: GaugeVec,
+    pub daily_budget_spent: Gauge,
+    pub daily_budget_remaining: Gauge,
+    pub budget_alerts: IntCounterVec,
 }
 
 impl Metrics {
@@ -127,8 +132,43 @@ impl Metrics {
         registry
             .register(Box::new(decision_to_disarm_seconds.clone()))
             .expect("unique metric");
+        let budget_spent = gauge_vec(
+            "chaos_budget_spent",
+            "Money a running experiment spent so far, in the budget's unit.",
+            &["experiment_id"],
+        );
+        let budget_remaining = gauge_vec(
+            "chaos_budget_remaining",
+            "Money left of a running experiment's budget.",
+            &["experiment_id"],
+        );
+        let float_gauge = |name: &str, help: &str| {
+            let g = Gauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let daily_budget_spent = float_gauge(
+            "chaos_daily_budget_spent",
+            "Money spent today (UTC), running experiments included.",
+        );
+        let daily_budget_remaining = float_gauge(
+            "chaos_daily_budget_remaining",
+            "Money left of budget.max_daily_cost today (UTC).",
+        );
+        let budget_alerts = counter(
+            "chaos_budget_alerts_total",
+            "Budget alerts raised at budget.alert_threshold, by budget (experiment, daily).",
+            &["budget"],
+        );
         Self {
             registry,
+            budget_spent,
+            budget_remaining,
+            daily_budget_spent,
+            daily_budget_remaining,
+            budget_alerts,
             guard_evaluations,
             guard_violations,
             guard_value,

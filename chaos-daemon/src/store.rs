@@ -245,22 +245,42 @@ impl Store {
             .ctx("summing the spend")
     }
 
-    pub fn add_snapshot(&self, id: &str, s: &SnapshotRow) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO snapshots (experiment_id, at_ms, seen, matched, injected, capped) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    id,
-                    s.at_ms as i64,
-                    s.seen as i64,
-                    s.matched as i64,
-                    s.injected as i64,
-                    s.capped as i64
-                ],
-            )
-            .ctx("adding a counter snapshot")?;
-        Ok(())
+    /// Adds a counter snapshot of a running experiment and keeps its counters and spend on
+    /// its row (what a restart after a crash counts against the day).
+    pub fn add_snapshot(
+        &mut self,
+        id: &str,
+        s: &SnapshotRow,
+        spent: f64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().ctx("adding a counter snapshot")?;
+        tx.execute(
+            "INSERT INTO snapshots (experiment_id, at_ms, seen, matched, injected, capped) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                s.at_ms as i64,
+                s.seen as i64,
+                s.matched as i64,
+                s.injected as i64,
+                s.capped as i64
+            ],
+        )
+        .ctx("adding a counter snapshot")?;
+        tx.execute(
+            "UPDATE experiments SET seen = ?2, matched = ?3, injected = ?4, capped = ?5, \
+             spent = ?6 WHERE id = ?1 AND state = 'running'",
+            params![
+                id,
+                s.seen as i64,
+                s.matched as i64,
+                s.injected as i64,
+                s.capped as i64,
+                spent
+            ],
+        )
+        .ctx("adding a counter snapshot")?;
+        tx.commit().ctx("adding a counter snapshot")
     }
 
     pub fn snapshots(&self, id: &str) -> Result<Vec<SnapshotRow>, StoreError> {
@@ -520,6 +540,29 @@ mod tests {
     }
 
     #[test]
+    fn a_running_experiments_spend_survives_a_crash_through_its_snapshots() {
+        let mut s = Store::in_memory().unwrap();
+        s.insert_experiment(&row("c", 10)).unwrap();
+        let snap = SnapshotRow {
+            at_ms: 11,
+            seen: 9,
+            matched: 9,
+            injected: 9,
+            capped: 0,
+        };
+        s.add_snapshot("c", &snap, 0.25).unwrap();
+        assert_eq!(
+            s.spent_since(0).unwrap(),
+            0.0,
+            "running: reserved, not spent"
+        );
+        s.abort_running("aborted (daemon restart)", 20).unwrap();
+        let c = s.experiment("c").unwrap().unwrap();
+        assert_eq!((c.injected, c.spent), (9, 0.25));
+        assert_eq!(s.spent_since(0).unwrap(), 0.25);
+    }
+
+    #[test]
     fn experiments_events_audit_and_abort_survive_reopen() {
         let dir = std::env::temp_dir().join(format!("chaos-store-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -572,8 +615,14 @@ mod tests {
             injected: 1,
             capped: 0,
         };
-        s.add_snapshot("a", &snap).unwrap();
+        let mut s = s;
+        s.add_snapshot("a", &snap, 5.0).unwrap();
         assert_eq!(s.snapshots("a").unwrap(), vec![snap]);
+        assert_eq!(
+            s.spent_since(0).unwrap(),
+            0.007,
+            "an ended row keeps its spend"
+        );
         let ids: Vec<_> = s
             .experiments_since(15)
             .unwrap()

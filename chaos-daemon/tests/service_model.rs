@@ -243,15 +243,42 @@ fn budgets_become_exact_fault_caps_and_the_daily_budget_refuses() {
     );
     let r = server.connect_from(&cg.path, 80);
     assert_eq!((r.get("ECONNREFUSED"), r.ok()), (50, 30), "{r:?}");
-    daemon.ctl_ok(&["stop", &id]);
+    // The cap refused a fault: the experiment ends by itself, its budget spent.
+    let status = daemon.ended(&id, Duration::from_secs(10));
+    assert_eq!(
+        (status["state"].as_str(), status["reason"].as_str()),
+        (Some("completed"), Some("budget exhausted")),
+        "{status}"
+    );
     let md = daemon.ctl_ok(&["report", &id]);
-    assert!(md.contains("| spent / budget | 0.5000 / 0.5000 |"), "{md}");
+    assert!(md.contains("| experiment | 0.5000 | 0.5000 | 100.0% |"), "{md}");
+    // One alert for the experiment's budget (0.4 of 0.5 is 80%); the day's 1.5 was not
+    // reached (0.5 is 33%).
+    let report = daemon.json(&["report", &id, "--format", "json"]);
+    let alerts: Vec<&str> = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "budget_alert")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 1, "{report}");
+    assert!(
+        alerts[0].contains("of the experiment's budget 0.5000 spent"),
+        "{alerts:?}"
+    );
 
     // Today: 0.5 spent. A budget of 1.0 still fits; while it runs (reserved), 0.1 does not.
     started_id(&start("1.0"));
     let (c, err) = failed(&start("0.1"));
     assert_eq!(c, Some(3), "{err}");
     assert!(err.contains("ResourceExhausted"), "{err}");
+    assert!(
+        err.contains(
+            "the experiment needs 0.1000 but 0.0000 of today's budget.max_daily_cost is left"
+        ),
+        "the remaining amount: {err}"
+    );
     // More than max_experiment_cost is a limit of the config (refused, naming the key), not
     // an exhausted budget.
     let (c, err) = failed(&start("2"));
@@ -266,9 +293,10 @@ fn budgets_become_exact_fault_caps_and_the_daily_budget_refuses() {
 }
 
 /// The plan's lines of a table answer: everything after its first line (`dry run: ...` or
-/// `started ID`).
+/// `started ID`) up to the pre-flight checks (the day's budget left differs once it runs).
 fn plan_lines(answer: &str) -> &str {
-    answer.split_once('\n').unwrap().1
+    let plan = answer.split_once('\n').unwrap().1;
+    plan.split_once("pre-flight:").map_or(plan, |(plan, _)| plan)
 }
 
 #[test]

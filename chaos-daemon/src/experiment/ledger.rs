@@ -42,6 +42,12 @@ impl Ledger {
         }
     }
 
+    /// What finished experiments spent today.
+    pub fn spent(&mut self, now_ms: u64) -> f64 {
+        self.roll(now_ms);
+        self.spent
+    }
+
     /// What is left today: the daily budget minus spent and reserved.
     pub fn remaining(&mut self, now_ms: u64) -> f64 {
         self.roll(now_ms);

@@ -17,10 +17,12 @@
 //! * `run` — one experiment's shared state.
 //! * `guarded` — the guards' verdicts on a run: live state, samples, rollback.
 //! * `ledger` — the daily budget.
+//! * `budget` — spend, budget alerts and exhausted budgets of running experiments.
 //! * `reaper` — deadlines, metrics and snapshots on a thread of its own; shutdown.
 //! * `worker` — the recorder thread, and finishing (release, then record) an ended run.
 //! * `view` — status, lists and reports.
 
+mod budget;
 mod faults;
 mod guarded;
 mod ledger;
@@ -52,6 +54,7 @@ use chaos_api::{
 };
 
 pub use self::{
+    budget::BUDGET_EXHAUSTED,
     faults::FaultEngine,
     guarded::RolledBack,
     run::{Ended, Ending, GuardView, Run},

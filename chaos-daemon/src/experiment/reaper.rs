@@ -1,4 +1,4 @@
-//! The reaper's tick (deadlines, finished host faults, metrics, snapshots) on a thread of its
+//! The reaper's tick (deadlines, finished host faults, budgets, metrics, snapshots) on a thread of its
 //! own, and the daemon's shutdown. The tick never touches the store or a lock anything slow
 //! holds: what it ends is finished and recorded by the recorder.
 
@@ -23,6 +23,7 @@ impl<E: FaultEngine> Manager<E> {
             .filter(|r| r.running())
             .cloned()
             .collect();
+        let mut live = Vec::new();
         for run in runs {
             let due = if now >= run.deadline() {
                 Some("duration elapsed")
@@ -53,16 +54,24 @@ impl<E: FaultEngine> Manager<E> {
                 });
             }
             if let Some(Ok(c)) = run.with_armed(|a| self.engine.counters(a)) {
-                let (injected, seen) = run.observe(c);
-                self.metrics
-                    .observe_counters(run.info.kind.as_str(), injected, seen);
-                if run.snapshot_due(now, SNAPSHOT_EVERY) {
-                    self.send(Job::Snapshot {
-                        id: run.info.id.clone(),
-                        at_ms: self.clock.now_ms(),
-                        counters: c,
-                    });
-                }
+                live.push((run, c));
+            }
+        }
+        let (spent, today) = self.spending(&live, now);
+        for ((run, c), spent) in live.into_iter().zip(spent) {
+            let (injected, seen) = run.observe(c);
+            self.metrics
+                .observe_counters(run.info.kind.as_str(), injected, seen);
+            if self.check_budget(&run, c, spent, today, now) {
+                continue;
+            }
+            if run.snapshot_due(now, SNAPSHOT_EVERY) {
+                self.send(Job::Snapshot {
+                    id: run.info.id.clone(),
+                    at_ms: self.clock.now_ms(),
+                    counters: c,
+                    spent,
+                });
             }
         }
     }

@@ -64,7 +64,14 @@ pub struct Run<A> {
     /// The guards' last evaluation, the highest impact score so far, and when their samples
     /// were last recorded.
     guards: Mutex<GuardView>,
+    /// Budget alerts already raised ([`ALERT_EXPERIMENT`], [`ALERT_DAILY`]).
+    alerts: AtomicU8,
 }
+
+/// The experiment's own budget alert was raised.
+pub const ALERT_EXPERIMENT: u8 = 1;
+/// The daily budget alert was raised during this experiment.
+pub const ALERT_DAILY: u8 = 2;
 
 /// What the guards last said of a run.
 #[derive(Clone, Debug, Default)]
@@ -85,6 +92,7 @@ impl<A> Run<A> {
             ending: Mutex::new(None),
             armed: Mutex::new(None),
             guards: Mutex::new(GuardView::default()),
+            alerts: AtomicU8::new(0),
         }
     }
 
@@ -157,6 +165,11 @@ impl<A> Run<A> {
         if let Some(e) = lock(&self.ending).as_mut() {
             e.disarmed_in = took;
         }
+    }
+
+    /// Marks the budget alert `which` raised; true the first time only.
+    pub fn raise_alert(&self, which: u8) -> bool {
+        self.alerts.fetch_or(which, Ordering::SeqCst) & which == 0
     }
 
     /// The guards' last evaluation.

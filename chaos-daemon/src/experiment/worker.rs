@@ -26,11 +26,13 @@ pub(super) enum Job<A> {
         kind: String,
         message: String,
     },
-    /// A counter snapshot of a running experiment.
+    /// A counter snapshot of a running experiment, and its spend so far (kept on its row, so
+    /// that the day's books survive a daemon crash).
     Snapshot {
         id: String,
         at_ms: u64,
         counters: SlotCounters,
+        spent: f64,
     },
     /// One evaluation of a running experiment's guards.
     GuardSamples {
@@ -73,6 +75,7 @@ impl<E: FaultEngine> Manager<E> {
                 id,
                 at_ms,
                 counters: c,
+                spent,
             } => lock(&self.store).add_snapshot(
                 &id,
                 &SnapshotRow {
@@ -82,6 +85,7 @@ impl<E: FaultEngine> Manager<E> {
                     injected: c.injected,
                     capped: c.capped,
                 },
+                spent,
             ),
             Job::GuardSamples { id, rows } => lock(&self.store).add_guard_samples(&id, &rows),
             Job::Audit(row) => lock(&self.store).audit(&row),

@@ -181,10 +181,15 @@ impl Service {
             });
         }
         if let Some(failed) = checks.iter().find(|c| !c.passed) {
-            return Err(Status::failed_precondition(format!(
+            let message = format!(
                 "pre-flight check failed: {}: {}",
                 failed.name, failed.detail
-            )));
+            );
+            return Err(if failed.name == crate::safety::BUDGET_CHECK {
+                Status::resource_exhausted(message)
+            } else {
+                Status::failed_precondition(message)
+            });
         }
         let interval = self.safety.interval(&experiment);
         if !set.is_empty() {

@@ -113,12 +113,20 @@ impl SloGuard {
         if state.ok {
             return None;
         }
-        let (at, sample) = self.last.as_ref()?;
-        let reason = match sample {
-            Sample::Unavailable(why) => format!("guard unavailable: {}: {why}", self.name),
-            Sample::Value(v) => format!(
-                "slo violation: {} = {v} (objective {})",
-                self.name, state.objective
+        let (at, reason) = match &self.last {
+            None => (
+                now,
+                format!("guard unavailable: {}: no sample yet", self.name),
+            ),
+            Some((at, Sample::Unavailable(why))) => {
+                (*at, format!("guard unavailable: {}: {why}", self.name))
+            }
+            Some((at, Sample::Value(v))) => (
+                *at,
+                format!(
+                    "slo violation: {} = {v} (objective {})",
+                    self.name, state.objective
+                ),
             ),
         };
         Some(Violation {
@@ -126,7 +134,7 @@ impl SloGuard {
             value: state.value,
             objective: state.objective,
             reason,
-            observed: *at,
+            observed: at,
         })
     }
 }

@@ -23,7 +23,7 @@ use chaos_api::{
 };
 use futures_util::future::join_all;
 
-pub use self::preflight::Check;
+pub use self::preflight::{BUDGET_CHECK, Check};
 use crate::{
     experiment::{FaultEngine, Manager},
     guard::{GuardSet, Sample, SloRole},

@@ -11,6 +11,9 @@ use crate::{
     guard::{GuardKind, GuardSet},
 };
 
+/// The check of the daily budget (refused as an exhausted resource, not a precondition).
+pub const BUDGET_CHECK: &str = "budget available";
+
 /// One pre-flight check's result.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
@@ -56,7 +59,7 @@ impl Safety {
         ];
         let remaining = manager.daily_remaining();
         checks.push(Check::new(
-            "budget available",
+            BUDGET_CHECK,
             if budget <= remaining {
                 Ok(format!(
                     "experiment budget {budget:.4}; {remaining:.4} of budget.max_daily_cost left today"
