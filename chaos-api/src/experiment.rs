@@ -39,6 +39,7 @@ mod filter;
 mod guards;
 mod host;
 mod latency;
+mod ramp;
 mod raw;
 mod syscall;
 mod target;
@@ -59,6 +60,7 @@ pub use guards::{
 };
 pub use host::{MIN_KILL_INTERVAL, PodDeletion, ResourceExhaustion};
 pub use latency::{Distribution, MAX_LATENCY, NetworkLatency};
+pub use ramp::{MAX_RAMP_STEPS, Ramp, RampSteps};
 pub use syscall::{MAX_PATH_PREFIX_LEN, SyscallCall, SyscallError, normalize_path_prefix};
 pub use target::{Target, TargetKind};
 
@@ -97,6 +99,10 @@ pub struct Experiment {
     /// Which guards apply, extra SLOs, the guard interval and the baseline. Default: every
     /// guard of the node's config, at its interval.
     pub guards: ExperimentGuards,
+    /// Gradual intensity: arm at the first step, then the next every `hold` while the guards
+    /// are green. With a ramp, `intensity` may be omitted (it is the first step once the
+    /// node resolved the steps). Default: none (`intensity` throughout).
+    pub ramp: Option<Ramp>,
 }
 
 impl Experiment {
@@ -158,6 +164,18 @@ impl Experiment {
             return Err(no_filter_error(self.kind()));
         }
         self.filter.validate()?;
+        if let Some(ramp) = &self.ramp {
+            ramp.validate(self.kind(), self.duration)?;
+            if let Some(&first) = ramp.values().and_then(<[f64]>::first)
+                && self.intensity != first
+            {
+                return Err(invalid(
+                    "intensity",
+                    self.intensity,
+                    format!("the ramp's first step ({first}) or no intensity: a ramp sets it"),
+                ));
+            }
+        }
         self.guards.validate()
     }
 }

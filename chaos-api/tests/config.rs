@@ -112,12 +112,23 @@ monitoring:
 "#,
 ];
 
-/// The combined seed document.
-fn seed() -> String {
-    SEED_BLOCKS.join("\n")
+/// What the seed leaves undefined and a valid config must define: its four SLO names.
+const SEED_SLOS: &str = "  slos:
+    api_response_time_p95: {query: 'p95', objective: '<= 0.5'}
+    api_availability: {query: 'availability', objective: '>= 0.99'}
+    error_rate: {query: 'errors', objective: '<= 0.01'}
+    database_connection_time_p95: {query: 'db', objective: '<= 0.1'}
+";
+
+/// A seed block with [`SEED_SLOS`] added to its `safety_checks`, if it has that section.
+fn defined(block: &str) -> String {
+    block.replace("safety_checks:\n", &format!("safety_checks:\n{SEED_SLOS}"))
 }
 
-const REPO_CONFIG: &str = include_str!("../../chaos/chaos.yaml");
+/// The combined seed document, its SLOs defined.
+fn seed() -> String {
+    defined(&SEED_BLOCKS.join("\n"))
+}
 
 fn parse(text: &str) -> ChaosConfig {
     match ChaosConfig::from_yaml(text) {
@@ -194,13 +205,42 @@ fn seed_parses_with_its_values() {
 #[test]
 fn each_seed_block_parses_on_its_own() {
     for block in SEED_BLOCKS {
-        parse(block);
+        parse(&defined(block));
     }
 }
 
 #[test]
-fn repo_config_is_the_seed_with_comments() {
-    assert_eq!(parse(REPO_CONFIG), parse(&seed()));
+fn seed_names_slos_it_does_not_define() {
+    let error = assert_rejected_at(
+        &SEED_BLOCKS.join("\n"),
+        "safety_checks.slo_validation.critical_slos[0]",
+    );
+    assert!(
+        error.to_string().contains("\"api_response_time_p95\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn repo_config_is_the_seed_with_comments_and_definitions() {
+    let repo = common::repo_config();
+    assert_eq!(parse(&common::repo_config_inline()), repo);
+    // The repo defines every SLO the seed names, in its SLO file.
+    let mut names: Vec<&String> = repo.safety_checks.slos.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "api_availability",
+            "api_response_time_p95",
+            "database_connection_time_p95",
+            "error_rate"
+        ]
+    );
+    let mut seed = parse(&seed());
+    seed.safety_checks.slos = repo.safety_checks.slos.clone();
+    seed.safety_checks.slo_files = repo.safety_checks.slo_files.clone();
+    assert_eq!(repo, seed);
 }
 
 #[test]

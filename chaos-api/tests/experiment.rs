@@ -92,6 +92,7 @@ fn packet_loss_example_to_proto() {
         }),
         budget: Some(20.0),
         guards: None,
+        ramp: None,
     };
     assert_eq!(spec, expected);
 }

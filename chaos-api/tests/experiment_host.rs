@@ -73,6 +73,7 @@ fn pod_deletion_example_to_proto() {
         filter: None,
         budget: Some(100.0),
         guards: None,
+        ramp: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }
@@ -103,6 +104,7 @@ fn resource_exhaustion_example_to_proto() {
         filter: None,
         budget: Some(5.0),
         guards: None,
+        ramp: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }

@@ -62,6 +62,7 @@ fn network_latency_example_to_proto() {
         }),
         budget: Some(5.0),
         guards: None,
+        ramp: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }

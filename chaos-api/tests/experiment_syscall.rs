@@ -53,6 +53,7 @@ fn file_errors_example_to_proto() {
         filter: None,
         budget: Some(10.0),
         guards: None,
+        ramp: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }

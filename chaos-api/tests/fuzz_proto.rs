@@ -247,6 +247,7 @@ fn spec() -> impl Strategy<Value = proto::ExperimentSpec> {
                     filter,
                     budget,
                     guards: None,
+                    ramp: None,
                 }
             },
         )

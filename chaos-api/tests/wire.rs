@@ -35,6 +35,7 @@ fn spec(fault: FaultKind) -> proto::ExperimentSpec {
         filter: None,
         budget: None,
         guards: None,
+        ramp: None,
     }
 }
 
@@ -667,6 +668,7 @@ fn experiment() -> impl Strategy<Value = Experiment> {
                     max_faults,
                     dry_run: false,
                     guards: Default::default(),
+                    ramp: None,
                     filter: if kind.takes_filter() {
                         filter
                     } else {

@@ -170,6 +170,14 @@ pub struct GuardArgs {
     /// safety_checks.baseline.
     #[arg(long, value_parser = parse_duration)]
     pub baseline: Option<Duration>,
+    /// Gradual intensity: comma-separated probabilities (0.01,0.05,0.1), or `preset` for the
+    /// daemon's experiment_types list of the type; each step starts after --ramp-hold while
+    /// every guard is green. --intensity is then the first step.
+    #[arg(long, value_name = "STEPS|preset", requires = "ramp_hold")]
+    pub ramp: Option<String>,
+    /// How long each ramp step holds (1s to 24h).
+    #[arg(long, value_parser = parse_duration, requires = "ramp")]
+    pub ramp_hold: Option<Duration>,
 }
 
 #[derive(Args)]

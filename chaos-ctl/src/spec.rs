@@ -108,6 +108,7 @@ pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
         filter,
         budget: a.budget,
         guards: guards(&a.guards)?,
+        ramp: ramp(&a.guards)?,
     };
     let mut experiment = Experiment::from_proto(&spec)?;
     // The message carries milliseconds (rounded up above, 0 = the default); judge the
@@ -121,6 +122,39 @@ pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
     experiment.dry_run = a.dry_run;
     experiment.validate()?;
     Ok(experiment)
+}
+
+/// The message's ramp from `--ramp` and `--ramp-hold`.
+fn ramp(g: &GuardArgs) -> Result<Option<proto::Ramp>, SpecError> {
+    let (Some(text), Some(hold)) = (&g.ramp, g.ramp_hold) else {
+        return Ok(None);
+    };
+    let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);
+    if text == "preset" {
+        return Ok(Some(proto::Ramp {
+            preset: true,
+            steps: Vec::new(),
+            hold_ms,
+        }));
+    }
+    let steps = text
+        .split(',')
+        .map(|s| s.trim().parse::<f64>())
+        .collect::<Result<Vec<f64>, _>>()
+        .map_err(|_| {
+            SpecError::Model(ModelError::Parse {
+                path: "ramp.steps".to_owned(),
+                message: format!(
+                    "--ramp {text:?}: expected `preset` or probabilities separated by commas, \
+                     e.g. 0.01,0.05,0.1"
+                ),
+            })
+        })?;
+    Ok(Some(proto::Ramp {
+        preset: false,
+        steps,
+        hold_ms,
+    }))
 }
 
 /// The message's guards from the flags; `None` when none is given.

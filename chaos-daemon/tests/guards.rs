@@ -363,3 +363,55 @@ fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
+
+#[test]
+fn a_ramp_stops_at_the_step_where_a_guard_turns_red_and_the_next_never_starts() {
+    let Some(mount) = kernel() else { return };
+    let service = Service::start(&mount, "guard-ramp", &[]);
+    let dir = TempDir::new("guard-ramp");
+    let safety = "  slo_validation:\n    enabled: false\n";
+    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), safety));
+    // An SLO of this experiment only: at most half of the requests may fail.
+    let slo = "half_fail:<= 0.5:sum(rate(http_requests_total{code=~\"5..\"}[10s])) / \
+               clamp_min(sum(rate(http_requests_total[10s])), 1e-9)";
+    // 5% holds for 8 s under the SLO; 100% crosses 0.5 within about 5 s of its start, before
+    // the third step (50%) is due.
+    let out = refuse(
+        &daemon,
+        &service.cgroup.path,
+        "0.05",
+        &[
+            "--ramp",
+            "0.05,1,0.5",
+            "--ramp-hold",
+            "8s",
+            "--slo",
+            slo,
+            "--guard",
+            "half_fail",
+            "--duration",
+            "60s",
+        ],
+    );
+    let id = started_id(&out);
+    let status = daemon.ended(&id, Duration::from_secs(40));
+    assert_eq!(status["state"], "rolled_back", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(reason.starts_with("slo violation: half_fail = "), "{reason}");
+    let report = daemon.json(&["report", &id, "--format", "json"]);
+    let steps: Vec<&str> = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "step")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["intensity 0.05 (step 1 of 3)", "intensity 1 (step 2 of 3)"],
+        "{report}"
+    );
+    // The first step really ran at 5%, the second at 100%: the kernel's counters agree.
+    let c = &status["counters"];
+    assert!(ms(&c["injected"]) > 0 && ms(&c["injected"]) < ms(&c["matched"]), "{status}");
+}

@@ -251,7 +251,10 @@ fn budgets_become_exact_fault_caps_and_the_daily_budget_refuses() {
         "{status}"
     );
     let md = daemon.ctl_ok(&["report", &id]);
-    assert!(md.contains("| experiment | 0.5000 | 0.5000 | 100.0% |"), "{md}");
+    assert!(
+        md.contains("| experiment | 0.5000 | 0.5000 | 100.0% |"),
+        "{md}"
+    );
     // One alert for the experiment's budget (0.4 of 0.5 is 80%); the day's 1.5 was not
     // reached (0.5 is 33%).
     let report = daemon.json(&["report", &id, "--format", "json"]);
@@ -296,7 +299,8 @@ fn budgets_become_exact_fault_caps_and_the_daily_budget_refuses() {
 /// `started ID`) up to the pre-flight checks (the day's budget left differs once it runs).
 fn plan_lines(answer: &str) -> &str {
     let plan = answer.split_once('\n').unwrap().1;
-    plan.split_once("pre-flight:").map_or(plan, |(plan, _)| plan)
+    plan.split_once("pre-flight:")
+        .map_or(plan, |(plan, _)| plan)
 }
 
 #[test]
@@ -349,7 +353,9 @@ fn a_dry_run_shows_exactly_the_plan_the_start_arms() {
     let sink = UdpSink::new();
     let r = sink.send_from(&cg.path, 80);
     assert_eq!((r.get("EPERM"), r.ok()), (50, 30), "{r:?}");
-    daemon.ctl_ok(&["stop", started["id"].as_str().unwrap()]);
+    // At the cap its budget is spent: it ends by itself.
+    let ended = daemon.ended(started["id"].as_str().unwrap(), Duration::from_secs(10));
+    assert_eq!(ended["reason"], "budget exhausted", "{ended}");
     // The table shows the same plan.
     let real_text = daemon.ctl_ok(&loss);
     assert!(real_text.starts_with("started exp-"), "{real_text}");

@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::{ChaosConfig, FaultLimits};
 use crate::error::{ModelError, invalid};
 use crate::experiment::{
-    Distribution, Experiment, ExperimentType, Fault, HEALTH_GUARD, IMPACT_GUARD, TRIGGERS_GUARD,
+    Distribution, Experiment, ExperimentType, Fault, HEALTH_GUARD, IMPACT_GUARD, RampSteps,
+    TRIGGERS_GUARD,
 };
 
 /// What the config makes of an experiment.
@@ -101,6 +102,7 @@ impl ChaosConfig {
             ));
         }
         self.check_guard_names(&experiment)?;
+        self.resolve_ramp(&mut experiment)?;
         let mut type_cap = u64::MAX;
         let price = match &mut experiment.fault {
             Fault::NetworkLatency(latency) => {
@@ -206,6 +208,20 @@ impl ChaosConfig {
             }
             _ => {
                 let (fault_limits, key) = self.fault_limits(kind);
+                let steps = experiment.ramp.as_ref().and_then(|r| r.values());
+                if let Some((i, step)) = steps
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .find(|(_, s)| **s > fault_limits.max_probability)
+                {
+                    let key = key.replace(".enabled", ".max_probability");
+                    return Err(limit(
+                        format!("ramp.steps[{i}]"),
+                        step,
+                        format!("at most {} ({key})", fault_limits.max_probability),
+                    ));
+                }
                 if experiment.intensity > fault_limits.max_probability {
                     let key = key.replace(".enabled", ".max_probability");
                     return Err(limit(
@@ -329,6 +345,52 @@ impl ChaosConfig {
                 "experiments.packet_loss.impact_threshold",
             ),
         }
+    }
+
+    /// Replaces a preset ramp by the config's list for the type (`experiment_types`), checks
+    /// it, and arms at its first step.
+    fn resolve_ramp(&self, experiment: &mut Experiment) -> Result<(), Refusal> {
+        let kind = experiment.kind();
+        let Some(ramp) = &mut experiment.ramp else {
+            return Ok(());
+        };
+        if ramp.steps == RampSteps::Preset {
+            let types = &self.experiment_types;
+            let (list, key) = match kind {
+                ExperimentType::PacketLoss => (
+                    &types.network_latency.parameters.packet_loss,
+                    "experiment_types.network_latency.parameters.packet_loss",
+                ),
+                ExperimentType::ApiErrorInjection | ExperimentType::DependencyFailure => (
+                    &types.api_error_injection.parameters.error_rate,
+                    "experiment_types.api_error_injection.parameters.error_rate",
+                ),
+                other => {
+                    return Err(limit(
+                        "ramp.steps",
+                        "preset",
+                        format!(
+                            "a list of probabilities: the config has no preset ramp for {other} \
+                             (presets: packet_loss, dependency_failure, api_error_injection)"
+                        ),
+                    ));
+                }
+            };
+            if list.is_empty() {
+                return Err(limit(
+                    "ramp.steps",
+                    "preset",
+                    format!("a list: {key} is empty"),
+                ));
+            }
+            ramp.steps = RampSteps::Values(list.clone());
+            ramp.validate(kind, experiment.duration)
+                .map_err(Refusal::Limit)?;
+        }
+        if let Some(&first) = ramp.values().and_then(<[f64]>::first) {
+            experiment.intensity = first;
+        }
+        Ok(())
     }
 
     /// Every name in the experiment's `guards.apply` must name a guard: an SLO of the config

@@ -18,7 +18,7 @@ use super::filter::PORTS_ALLOWED;
 use super::{
     DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentGuards,
     ExperimentType, Fault, MAX_CIDRS, NetFilter, NetworkLatency, PacketLoss, PodDeletion,
-    PortRange, Protocol, ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
+    PortRange, Protocol, Ramp, ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
     no_filter_error,
 };
 use crate::error::{ModelError, deserialize_duration, invalid};
@@ -50,12 +50,23 @@ pub(super) struct RawExperiment {
     filter: Option<RawFilter>,
     #[serde(default)]
     guards: ExperimentGuards,
+    #[serde(default)]
+    ramp: Option<Ramp>,
 }
 
 impl RawExperiment {
     /// Builds the model; the range checks are left to [`Experiment::validate`].
     pub(super) fn into_experiment(self) -> Result<Experiment, ModelError> {
-        let intensity = match self.intensity.or(self.kind.default_intensity()) {
+        // With a ramp the intensity is its first step (1 until a preset is resolved).
+        let ramp_start = self.ramp.as_ref().map(|r| {
+            r.values()
+                .map_or(1.0, |v| v.first().copied().unwrap_or(1.0))
+        });
+        let intensity = match self
+            .intensity
+            .or(ramp_start)
+            .or(self.kind.default_intensity())
+        {
             Some(intensity) => intensity,
             None => return Err(super::intensity_missing(self.kind)),
         };
@@ -73,6 +84,7 @@ impl RawExperiment {
             max_faults: self.max_faults,
             dry_run: self.dry_run,
             guards: self.guards,
+            ramp: self.ramp,
         })
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::raw::{build_filter, parse_calls};
 use super::{
     DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentGuards,
-    ExperimentType, Fault, NetFilter, NetworkLatency, PacketLoss, PodDeletion, Protocol,
-    ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
+    ExperimentType, Fault, NetFilter, NetworkLatency, PacketLoss, PodDeletion, Protocol, Ramp,
+    RampSteps, ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
 };
 use crate::config::SloDefinition;
 use crate::error::{ModelError, invalid};
@@ -79,6 +79,11 @@ impl Experiment {
             }),
             budget: self.budget,
             guards: (!self.guards.is_default()).then(|| guards_to_proto(&self.guards)),
+            ramp: self.ramp.as_ref().map(|r| proto::Ramp {
+                preset: r.steps == RampSteps::Preset,
+                steps: r.values().map(<[f64]>::to_vec).unwrap_or_default(),
+                hold_ms: u64::try_from(r.hold.as_millis()).unwrap_or(u64::MAX),
+            }),
         }
     }
 
@@ -114,7 +119,21 @@ impl Experiment {
         };
         let fault = fault_from_proto(fault)?;
         let kind = fault.kind();
-        let intensity = match spec.intensity.or(kind.default_intensity()) {
+        if let Some(r) = &spec.ramp
+            && r.preset
+            && !r.steps.is_empty()
+        {
+            return Err(invalid(
+                "ramp.steps",
+                format!("{:?}", r.steps),
+                "`preset` or a list of probabilities, not both",
+            ));
+        }
+        let ramp_start = spec
+            .ramp
+            .as_ref()
+            .map(|r| r.steps.first().copied().unwrap_or(1.0));
+        let intensity = match spec.intensity.or(ramp_start).or(kind.default_intensity()) {
             Some(intensity) => intensity,
             None => return Err(super::intensity_missing(kind)),
         };
@@ -150,6 +169,14 @@ impl Experiment {
                 None => ExperimentGuards::default(),
                 Some(g) => guards_from_proto(g)?,
             },
+            ramp: spec.ramp.as_ref().map(|r| Ramp {
+                steps: if r.preset {
+                    RampSteps::Preset
+                } else {
+                    RampSteps::Values(r.steps.clone())
+                },
+                hold: Duration::from_millis(r.hold_ms),
+            }),
         };
         experiment.validate()?;
         Ok(experiment)

@@ -26,7 +26,7 @@ use std::{
 use self::slot::{ArmedSlot, SlotPlan};
 
 use chaos_api::experiment::{Experiment, ExperimentType, Fault};
-use chaos_common::{MAX_SLOTS, SlotCounters};
+use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters};
 
 use crate::{
     capability::Capabilities,
@@ -73,6 +73,8 @@ pub enum EngineError {
     Latency(#[from] LatencyError),
     #[error(transparent)]
     Disarm(#[from] DisarmError),
+    #[error("a host fault has no intensity to change")]
+    NoIntensity,
 }
 
 impl Classify for EngineError {
@@ -81,7 +83,7 @@ impl Classify for EngineError {
             Self::Target(e) => e.class(),
             Self::PathPrefix(e) => e.class(),
             Self::NoFreeSlot => ErrorClass::Exhausted,
-            Self::Unsupported { .. } => ErrorClass::Refused,
+            Self::Unsupported { .. } | Self::NoIntensity => ErrorClass::Refused,
             Self::Kernel(e) => e.class(),
             Self::Host(e) => e.class(),
             Self::Latency(e) => e.class(),
@@ -467,6 +469,22 @@ impl Engine {
     }
 
     /// Whether the fault can do nothing more before its deadline (a one-shot kill that ran).
+    /// Moves an armed slot fault to the probability `p` (a ramp step): one write of its
+    /// configuration with the new threshold; nothing is re-attached. The caller makes sure a
+    /// disarm that raced this write wins (it disarms again when the run ended meanwhile).
+    pub fn set_intensity(&self, armed: &Armed, p: f64) -> Result<(), EngineError> {
+        match &armed.body {
+            Some(ArmedBody::Slot(s)) => {
+                let config = SlotConfig {
+                    threshold: crate::fault::probability_threshold(p),
+                    ..s.config
+                };
+                Ok(self.0.maps.write_slot(s.slot, &config)?)
+            }
+            _ => Err(EngineError::NoIntensity),
+        }
+    }
+
     pub fn finished(&self, armed: &Armed) -> bool {
         matches!(&armed.body, Some(ArmedBody::PodKill(run)) if run.finished())
     }

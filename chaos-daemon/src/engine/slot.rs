@@ -4,7 +4,7 @@
 
 use std::{fs::File, sync::Arc, time::Duration};
 
-use chaos_common::{DirKey, SlotCounters};
+use chaos_common::{DirKey, SlotConfig, SlotCounters};
 
 use super::{EngineError, Inner, monotonic_ns, nanos};
 use crate::{
@@ -27,6 +27,8 @@ pub(super) struct SlotPlan {
 /// A kernel-program fault as armed.
 pub(super) struct ArmedSlot {
     pub slot: u32,
+    /// The configuration as armed (a ramp step rewrites it with another threshold).
+    pub config: SlotConfig,
     attachments: Vec<Attachment>,
     /// Shared global LSM programs; the last holder's drop detaches them.
     lsm_links: Vec<Arc<LsmLink>>,
@@ -95,6 +97,7 @@ impl Inner {
         undo.kept = true;
         Ok(ArmedSlot {
             slot,
+            config,
             attachments: std::mem::take(&mut undo.attachments),
             lsm_links: std::mem::take(&mut undo.lsm_links),
             latency: undo.latency.take(),
@@ -111,6 +114,7 @@ impl Inner {
     ) -> SlotCounters {
         let ArmedSlot {
             slot,
+            config: _,
             attachments,
             lsm_links,
             latency,

@@ -85,6 +85,10 @@ pub struct FakeEngine {
     pub arm_gate: Gate,
     /// A release waits here after it disarmed.
     pub release_gate: Gate,
+    /// A ramp step waits here after it wrote its (armed) slot.
+    pub ramp_gate: Gate,
+    /// Every intensity a ramp step wrote.
+    pub intensities: Mutex<Vec<f64>>,
     /// What every armed fault reports as injected.
     pub injected: AtomicU64,
     /// Whether host faults report they have nothing more to do.
@@ -112,6 +116,8 @@ impl FakeEngine {
             taken: Mutex::new(0),
             arm_gate: Gate::default(),
             release_gate: Gate::default(),
+            ramp_gate: Gate::default(),
+            intensities: Mutex::new(Vec::new()),
             injected: AtomicU64::new(0),
             finished: AtomicBool::new(false),
             released: AtomicU64::new(0),
@@ -205,6 +211,17 @@ impl FaultEngine for FakeEngine {
             injected,
             capped: 0,
         })
+    }
+
+    fn set_intensity(&self, armed: &FakeArmed, p: f64) -> Result<(), EngineError> {
+        let Switch::Slot(slot) = armed.switch else {
+            return Err(EngineError::NoIntensity);
+        };
+        // A real step writes the whole slot, armed: a disarm it raced would be undone.
+        self.slots.0[slot as usize].store(true, Ordering::SeqCst);
+        self.intensities.lock().unwrap().push(p);
+        self.ramp_gate.pass();
+        Ok(())
     }
 
     fn finished(&self, armed: &FakeArmed) -> bool {

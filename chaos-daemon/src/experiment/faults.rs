@@ -45,6 +45,8 @@ pub trait FaultEngine: Send + Sync + 'static {
     ) -> Result<Self::Armed, EngineError>;
     /// Live counters; takes no lock anything slow holds.
     fn counters(&self, armed: &Self::Armed) -> Result<SlotCounters, EngineError>;
+    /// Moves an armed fault to the probability `p` (a ramp step), without re-attaching.
+    fn set_intensity(&self, armed: &Self::Armed, p: f64) -> Result<(), EngineError>;
     /// Whether the fault can do nothing more before its deadline.
     fn finished(&self, armed: &Self::Armed) -> bool;
     /// Failures a host fault ran into since the last call.
@@ -87,6 +89,10 @@ impl FaultEngine for Engine {
 
     fn counters(&self, armed: &Armed) -> Result<SlotCounters, EngineError> {
         Engine::counters(self, armed)
+    }
+
+    fn set_intensity(&self, armed: &Armed, p: f64) -> Result<(), EngineError> {
+        Engine::set_intensity(self, armed, p)
     }
 
     fn finished(&self, armed: &Armed) -> bool {

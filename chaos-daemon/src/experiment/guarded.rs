@@ -92,6 +92,28 @@ impl<E: FaultEngine> Manager<E> {
         }
     }
 
+    /// Moves running experiment `id` to the ramp step `p`: one slot write. A stop, rollback or
+    /// emergency stop that raced the write still wins: it ended the run before disarming, so
+    /// a run found ended after the write is disarmed again here. False when it is not running
+    /// (nothing is left armed).
+    pub fn ramp_to(&self, id: &str, p: f64) -> Result<bool, crate::engine::EngineError> {
+        let Some(run) = lock(&self.runs).get(id).filter(|r| r.running()).cloned() else {
+            return Ok(false);
+        };
+        let written = run.with_armed(|a| self.engine.set_intensity(a, p));
+        if !run.running() || self.latched() {
+            if let Err(e) = self.engine.switchboard().disarm(&run.info.switch) {
+                tracing::error!(experiment_id = %id, error = %e, "disarming after a ramp step raced an end");
+            }
+            return Ok(false);
+        }
+        match written {
+            Some(Ok(())) => Ok(true),
+            Some(Err(e)) => Err(e),
+            None => Ok(false),
+        }
+    }
+
     /// Records a timeline event of `id` (on the recorder).
     pub fn event(&self, id: &str, kind: &str, message: String) {
         self.send(Job::Event {

@@ -336,3 +336,133 @@ fn a_restart_marks_what_was_running_aborted() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_ramp_step_that_races_an_emergency_stop_leaves_nothing_armed() {
+    let (m, _) = manager();
+    let id = start(&m, &loss()).unwrap();
+    assert!(m.ramp_to(&id, 0.2).unwrap(), "a running experiment steps");
+    // The next step writes its slot (armed) and is held; an emergency stop disarms meanwhile.
+    m.engine().ramp_gate.close();
+    let stepper = m.clone();
+    let step_id = id.clone();
+    let step = std::thread::spawn(move || stepper.ramp_to(&step_id, 0.4));
+    m.engine().ramp_gate.wait_reached();
+    assert_eq!(m.engine().slots.armed(), 1, "the step's write is armed");
+    m.emergency_stop("drill", Instant::now());
+    assert_eq!(m.engine().slots.armed(), 0);
+    m.engine().ramp_gate.open();
+    assert!(
+        !step.join().unwrap().unwrap(),
+        "the step says it did not hold"
+    );
+    assert_eq!(
+        m.engine().slots.armed(),
+        0,
+        "disarmed again after the raced write"
+    );
+    assert_eq!(*m.engine().intensities.lock().unwrap(), [0.2, 0.4]);
+    // An ended experiment takes no step at all.
+    assert!(!m.ramp_to(&id, 0.6).unwrap());
+    assert_eq!(m.engine().intensities.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_rollback_disarms_first_and_records_the_guard() {
+    use crate::guard::Violation;
+    let (m, _) = manager();
+    let id = start(&m, &loss()).unwrap();
+    let violation = Violation {
+        guard: "error_rate".into(),
+        value: Some(0.3),
+        objective: "<= 0.01".into(),
+        reason: "slo violation: error_rate = 0.3 (objective <= 0.01)".into(),
+        observed: Instant::now(),
+    };
+    // A slow release cannot hold the rollback: it disarms and hands the rest over.
+    m.engine().release_gate.close();
+    let rolled = {
+        let (m, v) = (m.clone(), violation.clone());
+        let id = id.clone();
+        returns_within(Duration::from_secs(10), move || {
+            m.rollback(&id, &v, Instant::now())
+        })
+    }
+    .expect("it was running");
+    assert_eq!(m.engine().slots.armed(), 0);
+    assert!(rolled.decision_to_disarm < Duration::from_secs(1));
+    assert!(
+        m.rollback(&id, &violation, Instant::now()).is_none(),
+        "only once"
+    );
+    m.engine().release_gate.open();
+    m.flush();
+    let row = m.get(&id).unwrap().row;
+    assert_eq!(
+        (row.state, row.reason.as_str()),
+        (State::RolledBack, violation.reason.as_str())
+    );
+    let events = m.report(&id).unwrap().events;
+    let rollback = events.iter().find(|e| e.kind == "rollback").unwrap();
+    assert!(
+        rollback
+            .message
+            .contains("guard error_rate = 0.3, objective <= 0.01"),
+        "{}",
+        rollback.message
+    );
+}
+
+#[test]
+fn budget_alerts_fire_once_per_budget_per_experiment() {
+    let (m, _) = manager_with(
+        "budget:\n  max_experiment_cost: 1\n  max_daily_cost: 2\n  cost_per_request: 0.01\n  \
+         alert_threshold: 0.5\n",
+    );
+    let id = start(
+        &m,
+        &experiment("dependency_failure", "intensity: 1\nbudget: 1\n"),
+    )
+    .unwrap();
+    m.engine().injected.store(40, Ordering::SeqCst);
+    m.tick();
+    m.engine().injected.store(60, Ordering::SeqCst);
+    m.tick();
+    m.tick();
+    m.flush();
+    let alerts = |id: &str| {
+        m.report(id)
+            .unwrap()
+            .events
+            .into_iter()
+            .filter(|e| e.kind == "budget_alert")
+            .map(|e| e.message)
+            .collect::<Vec<_>>()
+    };
+    // 0.6 of 1: the experiment's alert, once; 0.6 of 2 is under the daily half.
+    assert_eq!(alerts(&id).len(), 1, "{:?}", alerts(&id));
+    assert!(alerts(&id)[0].starts_with("0.6000 of the experiment's budget 1.0000 spent"));
+    assert!(m.is_running(&id));
+    // 1.0 of the day's 2.0 crosses its half: one daily alert, however often it is seen.
+    m.engine().injected.store(100, Ordering::SeqCst);
+    m.tick();
+    m.tick();
+    m.flush();
+    let all = alerts(&id);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(
+        all[1].starts_with("1.0000 of budget.max_daily_cost 2.0000 spent (50%"),
+        "{all:?}"
+    );
+    assert_eq!(
+        m.metrics.budget_alerts.with_label_values(&["daily"]).get(),
+        1
+    );
+    assert_eq!(
+        m.metrics
+            .budget_alerts
+            .with_label_values(&["experiment"])
+            .get(),
+        1
+    );
+}

@@ -113,6 +113,7 @@ mod tests {
             dry_run: false,
             filter: NetFilter::default(),
             guards: Default::default(),
+            ramp: None,
         }
     }
 

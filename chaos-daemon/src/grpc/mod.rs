@@ -161,8 +161,16 @@ impl Service {
             manager.plan(&experiment).map_err(|e| status_of(&e))
         })
         .await?;
-        let plan = convert::plan_to_proto(&planned.plan, planned.admission.budget);
+        let mut plan = convert::plan_to_proto(&planned.plan, planned.admission.budget);
         let experiment = planned.admission.experiment.clone();
+        if let Some(ramp) = &experiment.ramp
+            && let Some(steps) = ramp.values()
+        {
+            plan.changes.push(format!(
+                "ramp: intensity {steps:?}, each step after {} while every guard is green",
+                humantime::format_duration(ramp.hold)
+            ));
+        }
         let mut set = self.safety.guards_for(&experiment);
         let checks = self
             .safety
@@ -204,9 +212,20 @@ impl Service {
                 )));
             }
         }
+        let ramp = experiment
+            .ramp
+            .as_ref()
+            .and_then(|r| r.values().map(|v| (v.to_vec(), r.hold)));
         let manager = self.manager.clone();
         let id = blocking(move || manager.start(planned).map_err(|e| status_of(&e))).await?;
-        if !set.is_empty() {
+        if let Some((steps, _)) = &ramp {
+            self.manager.event(
+                &id,
+                "step",
+                format!("intensity {} (step 1 of {})", steps[0], steps.len()),
+            );
+        }
+        if !set.is_empty() || ramp.is_some() {
             if let Some(t) = &set.triggers {
                 let values: Vec<String> = t
                     .baseline
@@ -223,7 +242,7 @@ impl Service {
                     .event(&id, "baseline", format!("baseline: {}", values.join(", ")));
             }
             self.safety
-                .watch(self.manager.clone(), id.clone(), set, interval);
+                .watch(self.manager.clone(), id.clone(), set, interval, ramp);
         }
         Ok(proto::StartExperimentResponse {
             id,

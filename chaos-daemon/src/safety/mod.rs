@@ -179,60 +179,121 @@ impl Safety {
     }
 
     /// Watches experiment `id` with `set` every `interval` until it ends: records each
-    /// evaluation, alerts on warning SLOs, and rolls it back on the first violation (or only
-    /// alerts, when `rollback.automatic` is false).
+    /// evaluation, alerts on warning SLOs, rolls it back on the first violation (or only
+    /// alerts, when `rollback.automatic` is false), and moves it along its `ramp` (steps after
+    /// the first, each held `hold`): a step starts only while every guard is green.
     pub fn watch<E: FaultEngine>(
         self: &Arc<Self>,
         manager: Arc<Manager<E>>,
         id: String,
         mut set: GuardSet,
         interval: Duration,
+        ramp: Option<(Vec<f64>, Duration)>,
     ) {
         let safety = self.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut alerted: Vec<String> = Vec::new();
+            let mut step = Step::new(ramp);
             loop {
                 ticks.tick().await;
                 if !manager.is_running(&id) {
                     return;
                 }
-                safety.sample(&mut set).await;
-                let evaluated = Instant::now();
-                let evaluation = set.evaluate(evaluated);
-                manager.observe_guards(&id, &evaluation, evaluated);
-                for warning in &evaluation.warnings {
-                    let guard = warning.split(':').next().unwrap_or_default().to_owned();
-                    if !alerted.contains(&guard) {
-                        manager.event(&id, "slo_warning", warning.clone());
-                        alerted.push(guard);
+                let green = if set.is_empty() {
+                    true
+                } else {
+                    safety.sample(&mut set).await;
+                    let evaluated = Instant::now();
+                    let evaluation = set.evaluate(evaluated);
+                    manager.observe_guards(&id, &evaluation, evaluated);
+                    for warning in &evaluation.warnings {
+                        let guard = warning.split(':').next().unwrap_or_default().to_owned();
+                        if !alerted.contains(&guard) {
+                            manager.event(&id, "slo_warning", warning.clone());
+                            alerted.push(guard);
+                        }
                     }
-                }
-                let Some(violation) = evaluation.violation else {
-                    continue;
+                    if let Some(violation) = &evaluation.violation {
+                        if !safety.config.rollback.automatic {
+                            if !alerted.contains(&violation.guard) {
+                                manager.event(
+                                    &id,
+                                    "guard_alert",
+                                    format!("{} (rollback.automatic is false)", violation.reason),
+                                );
+                                alerted.push(violation.guard.clone());
+                            }
+                        } else {
+                            if let Some(rolled) = manager.rollback(&id, violation, evaluated) {
+                                tracing::warn!(
+                                    experiment_id = %id,
+                                    reason = %violation.reason,
+                                    decision_to_disarm_us = rolled.decision_to_disarm.as_micros() as u64,
+                                    "rolled back"
+                                );
+                            }
+                            return;
+                        }
+                    }
+                    evaluation.all_green()
                 };
-                if !safety.config.rollback.automatic {
-                    if !alerted.contains(&violation.guard) {
-                        manager.event(
-                            &id,
-                            "guard_alert",
-                            format!("{} (rollback.automatic is false)", violation.reason),
-                        );
-                        alerted.push(violation.guard.clone());
-                    }
-                    continue;
+                if green && !step.advance(&manager, &id) {
+                    return;
                 }
-                if let Some(rolled) = manager.rollback(&id, &violation, evaluated) {
-                    tracing::warn!(
-                        experiment_id = %id,
-                        reason = %violation.reason,
-                        decision_to_disarm_us = rolled.decision_to_disarm.as_micros() as u64,
-                        "rolled back"
-                    );
-                }
-                return;
             }
         });
+    }
+}
+
+/// Where a running experiment is on its ramp.
+struct Step {
+    steps: Vec<f64>,
+    hold: Duration,
+    /// The index of the step in force.
+    at: usize,
+    since: Instant,
+}
+
+impl Step {
+    fn new(ramp: Option<(Vec<f64>, Duration)>) -> Self {
+        let (steps, hold) = ramp.unwrap_or_default();
+        Self {
+            steps,
+            hold,
+            at: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// Moves to the next step when the current one has held long enough (the guards are
+    /// green: the caller checked). False when the experiment is no longer running.
+    fn advance<E: FaultEngine>(&mut self, manager: &Manager<E>, id: &str) -> bool {
+        if self.at + 1 >= self.steps.len() || self.since.elapsed() < self.hold {
+            return true;
+        }
+        let next = self.steps[self.at + 1];
+        match manager.ramp_to(id, next) {
+            Ok(true) => {
+                self.at += 1;
+                self.since = Instant::now();
+                manager.event(
+                    id,
+                    "step",
+                    format!(
+                        "intensity {next} (step {} of {})",
+                        self.at + 1,
+                        self.steps.len()
+                    ),
+                );
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                manager.event(id, "error", format!("ramp step to {next} failed: {e}"));
+                true
+            }
+        }
     }
 }

@@ -191,6 +191,7 @@ pub fn spec(target: Target, fault: Fault, intensity: f64) -> Experiment {
         dry_run: false,
         filter: NetFilter::default(),
         guards: Default::default(),
+        ramp: None,
     };
     e.validate()
         .unwrap_or_else(|err| panic!("invalid test experiment: {err}"));

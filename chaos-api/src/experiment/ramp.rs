@@ -1,0 +1,116 @@
+//! Gradual intensity (`ramp:` in a file, `--ramp` on the command line): the experiment arms at
+//! its first step and moves to the next every `hold`, each step only while every guard is
+//! green. A step is a probability (0 to 1) for the types that drop or fail something; the
+//! seed's `experiment_types.*.parameters` lists are ready-made ramps (`steps: preset`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, de::Error as _};
+
+use super::ExperimentType;
+use crate::error::{ModelError, check_duration, check_ratio, deserialize_duration, invalid};
+
+/// Most steps of a ramp.
+pub const MAX_RAMP_STEPS: usize = 16;
+
+/// An experiment's ramp.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a ramp (steps, hold)")]
+pub struct Ramp {
+    /// The intensities, in order, or `preset`: the config's list for the type.
+    pub steps: RampSteps,
+    /// How long each step holds before the next may start; 1s to 24h. The last step holds
+    /// until the experiment ends.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub hold: Duration,
+}
+
+/// A ramp's steps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RampSteps {
+    /// The config's `experiment_types` list for the experiment's type (resolved on admission).
+    Preset,
+    /// Probabilities, 0 to 1.
+    Values(Vec<f64>),
+}
+
+impl<'de> Deserialize<'de> for RampSteps {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Values(Vec<f64>),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Word(w) if w == "preset" => Ok(Self::Preset),
+            Raw::Word(w) => Err(D::Error::custom(format_args!(
+                "{w:?} is not allowed; expected `preset` or a list of probabilities"
+            ))),
+            Raw::Values(v) => Ok(Self::Values(v)),
+        }
+    }
+}
+
+impl Ramp {
+    /// The steps, once resolved (`None` for an unresolved preset).
+    pub fn values(&self) -> Option<&[f64]> {
+        match &self.steps {
+            RampSteps::Values(v) => Some(v),
+            RampSteps::Preset => None,
+        }
+    }
+
+    /// Checks the ramp of an experiment of `kind` lasting `duration`.
+    pub fn validate(&self, kind: ExperimentType, duration: Duration) -> Result<(), ModelError> {
+        if kind.is_host() || kind == ExperimentType::NetworkLatency {
+            return Err(invalid(
+                "ramp",
+                "a ramp",
+                "a ramp only for packet_loss, dependency_failure, api_error_injection and \
+                 syscall_error (their intensity steps)",
+            ));
+        }
+        check_duration(
+            "ramp.hold",
+            self.hold,
+            Duration::from_secs(1),
+            Duration::from_secs(24 * 3600),
+        )?;
+        if !self.hold.subsec_nanos().is_multiple_of(1_000_000) {
+            return Err(invalid(
+                "ramp.hold",
+                humantime::format_duration(self.hold),
+                "whole milliseconds",
+            ));
+        }
+        if let Some(steps) = self.values() {
+            if steps.is_empty() || steps.len() > MAX_RAMP_STEPS {
+                return Err(invalid(
+                    "ramp.steps",
+                    format!("{} steps", steps.len()),
+                    format!("1 to {MAX_RAMP_STEPS} steps"),
+                ));
+            }
+            for (i, step) in steps.iter().enumerate() {
+                check_ratio(&format!("ramp.steps[{i}]"), *step)?;
+            }
+            let before_last = self.hold * (steps.len() as u32 - 1);
+            if before_last >= duration {
+                return Err(invalid(
+                    "ramp",
+                    format!(
+                        "{} steps held {} each",
+                        steps.len(),
+                        humantime::format_duration(self.hold)
+                    ),
+                    format!(
+                        "a last step that starts before the duration ({}) ends",
+                        humantime::format_duration(duration)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
