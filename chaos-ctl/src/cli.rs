@@ -94,6 +94,7 @@ pub enum Command {
         /// Experiments of the last period, e.g. 24h.
         #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "id")]
         last: Option<Duration>,
+        /// md, json, or html (a self-contained page with charts; one experiment only).
         #[arg(long, value_enum, default_value = "md")]
         format: ReportFormat,
     },
@@ -105,6 +106,7 @@ pub enum Command {
 pub enum ReportFormat {
     Md,
     Json,
+    Html,
 }
 
 #[derive(Args)]

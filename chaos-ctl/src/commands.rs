@@ -32,6 +32,8 @@ pub enum Action {
         id: Option<String>,
         last: Option<Duration>,
         json: bool,
+        /// The HTML page (one experiment).
+        html: bool,
     },
     Capabilities,
 }
@@ -90,17 +92,24 @@ pub async fn answer(
         Action::Report {
             id: Some(id),
             json: as_json,
+            html,
             ..
         } => {
             let r = c
                 .get_report(proto::GetReportRequest { id: id.clone() })
-                .await?;
-            render::report(&r.into_inner(), *as_json)
+                .await?
+                .into_inner();
+            if *html {
+                r.html
+            } else {
+                render::report(&r, *as_json)
+            }
         }
         Action::Report {
             id: None,
             last,
             json: as_json,
+            ..
         } => {
             let since_s = last.map_or(0, |d| d.as_secs().max(1));
             let r = c

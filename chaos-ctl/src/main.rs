@@ -75,11 +75,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             clear: false,
             reason,
         } => Action::EmergencyStop { reason },
-        Command::Report { id, last, format } => Action::Report {
-            id,
-            last,
-            json: json || format == ReportFormat::Json,
-        },
+        Command::Report { id, last, format } => {
+            if format == ReportFormat::Html && id.is_none() {
+                return Err(exit::usage(
+                    "--format html: the HTML page is of one experiment; give its ID",
+                ));
+            }
+            Action::Report {
+                id,
+                last,
+                json: json || format == ReportFormat::Json,
+                html: format == ReportFormat::Html,
+            }
+        }
         Command::Capabilities => Action::Capabilities,
     };
     let tls = TlsFiles {

@@ -298,6 +298,8 @@ pub fn report_json(r: &proto::Report) -> Value {
         "status": r.status.as_ref().map(status_json),
         "timeline": r.timeline.iter().map(|e| json!({"at_unix_ms": e.at_unix_ms, "kind": e.kind, "message": e.message})).collect::<Vec<_>>(),
         "markdown": r.markdown,
+        // The daemon's full report (guards, samples, verdict, budgets): docs/guards.md.
+        "report": serde_json::from_str::<Value>(&r.json).unwrap_or(Value::Null),
     })
 }
 

@@ -89,6 +89,18 @@ pub struct GuardSampleRow {
     pub ok: bool,
 }
 
+/// The guard violation that rolled an experiment back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollbackRow {
+    pub guard: String,
+    pub value: Option<f64>,
+    pub objective: String,
+    /// Unix time of the violating observation, in milliseconds.
+    pub observed_ms: u64,
+    /// From the evaluation that saw it until the kernel was disarmed, in microseconds.
+    pub disarm_us: u64,
+}
+
 /// One entry of the audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRow {
@@ -123,6 +135,9 @@ CREATE TABLE IF NOT EXISTS guard_samples (
     experiment_id TEXT NOT NULL, at_ms INTEGER NOT NULL, guard TEXT NOT NULL, kind TEXT NOT NULL,
     objective TEXT NOT NULL, threshold REAL NOT NULL, value REAL, ok INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS guard_samples_by_experiment ON guard_samples (experiment_id, at_ms);
+CREATE TABLE IF NOT EXISTS rollbacks (
+    experiment_id TEXT PRIMARY KEY, guard TEXT NOT NULL, value REAL, objective TEXT NOT NULL,
+    observed_ms INTEGER NOT NULL, disarm_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     at_ms INTEGER NOT NULL, caller TEXT NOT NULL, method TEXT NOT NULL, detail TEXT NOT NULL,
     outcome TEXT NOT NULL);
@@ -394,6 +409,46 @@ impl Store {
             })
             .ctx("reading guard samples")?;
         rows.collect::<Result<_, _>>().ctx("reading guard samples")
+    }
+
+    /// Records what rolled experiment `id` back.
+    pub fn add_rollback(&self, id: &str, r: &RollbackRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO rollbacks (experiment_id, guard, value, objective, \
+                 observed_ms, disarm_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    r.guard,
+                    r.value,
+                    r.objective,
+                    r.observed_ms as i64,
+                    r.disarm_us as i64
+                ],
+            )
+            .ctx("recording a rollback")?;
+        Ok(())
+    }
+
+    /// What rolled experiment `id` back, if a guard did.
+    pub fn rollback(&self, id: &str) -> Result<Option<RollbackRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT guard, value, objective, observed_ms, disarm_us FROM rollbacks \
+                 WHERE experiment_id = ?1",
+                [id],
+                |r| {
+                    Ok(RollbackRow {
+                        guard: r.get(0)?,
+                        value: r.get(1)?,
+                        objective: r.get(2)?,
+                        observed_ms: r.get::<_, i64>(3)? as u64,
+                        disarm_us: r.get::<_, i64>(4)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .ctx("reading a rollback")
     }
 
     pub fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {

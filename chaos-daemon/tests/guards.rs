@@ -397,7 +397,10 @@ fn a_ramp_stops_at_the_step_where_a_guard_turns_red_and_the_next_never_starts() 
     let status = daemon.ended(&id, Duration::from_secs(40));
     assert_eq!(status["state"], "rolled_back", "{status}");
     let reason = status["reason"].as_str().unwrap();
-    assert!(reason.starts_with("slo violation: half_fail = "), "{reason}");
+    assert!(
+        reason.starts_with("slo violation: half_fail = "),
+        "{reason}"
+    );
     let report = daemon.json(&["report", &id, "--format", "json"]);
     let steps: Vec<&str> = report["timeline"]
         .as_array()
@@ -413,5 +416,8 @@ fn a_ramp_stops_at_the_step_where_a_guard_turns_red_and_the_next_never_starts() 
     );
     // The first step really ran at 5%, the second at 100%: the kernel's counters agree.
     let c = &status["counters"];
-    assert!(ms(&c["injected"]) > 0 && ms(&c["injected"]) < ms(&c["matched"]), "{status}");
+    assert!(
+        ms(&c["injected"]) > 0 && ms(&c["injected"]) < ms(&c["matched"]),
+        "{status}"
+    );
 }

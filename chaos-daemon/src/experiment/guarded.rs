@@ -10,9 +10,12 @@ use chaos_api::state::State;
 use super::{FaultEngine, Job, Manager, SNAPSHOT_EVERY};
 use crate::{
     guard::{Evaluation, Violation},
-    store::GuardSampleRow,
+    store::{GuardSampleRow, RollbackRow},
     sync::lock,
 };
+
+/// The guard-sample kind of a baseline value.
+pub const BASELINE: &str = "baseline";
 
 /// A rollback's timing and what the strategies need.
 #[derive(Clone, Debug)]
@@ -114,6 +117,32 @@ impl<E: FaultEngine> Manager<E> {
         }
     }
 
+    /// Records the baseline of `id`: each guard's value before arming (kind `baseline`).
+    pub fn record_baseline(&self, id: &str, values: &[(String, f64)]) {
+        let at_ms = self.clock.now_ms();
+        let rows = values
+            .iter()
+            .map(|(name, value)| GuardSampleRow {
+                at_ms,
+                guard: name.clone(),
+                kind: BASELINE.to_owned(),
+                objective: String::new(),
+                threshold: 0.0,
+                value: Some(*value),
+                ok: true,
+            })
+            .collect();
+        self.send(Job::GuardSamples {
+            id: id.to_owned(),
+            rows,
+        });
+        let text: Vec<String> = values
+            .iter()
+            .map(|(n, v)| format!("{n} = {v:.4}"))
+            .collect();
+        self.event(id, "baseline", format!("baseline: {}", text.join(", ")));
+    }
+
     /// Records a timeline event of `id` (on the recorder).
     pub fn event(&self, id: &str, kind: &str, message: String) {
         self.send(Job::Event {
@@ -168,6 +197,20 @@ impl<E: FaultEngine> Manager<E> {
                 observation_to_disarm.as_micros()
             ),
         );
+        let observed_ms = self
+            .clock
+            .now_ms()
+            .saturating_sub(u64::try_from(observation_to_disarm.as_millis()).unwrap_or(0));
+        self.send(Job::Rollback {
+            id: id.to_owned(),
+            row: RollbackRow {
+                guard: violation.guard.clone(),
+                value: violation.value,
+                objective: violation.objective.clone(),
+                observed_ms,
+                disarm_us: u64::try_from(decision_to_disarm.as_micros()).unwrap_or(u64::MAX),
+            },
+        });
         self.send(Job::Finish(run.clone()));
         Some(RolledBack {
             decision_to_disarm,

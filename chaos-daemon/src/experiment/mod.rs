@@ -56,7 +56,7 @@ use chaos_api::{
 pub use self::{
     budget::BUDGET_EXHAUSTED,
     faults::FaultEngine,
-    guarded::RolledBack,
+    guarded::{BASELINE, RolledBack},
     run::{Ended, Ending, GuardView, Run},
     view::{ExperimentView, ReportData},
 };

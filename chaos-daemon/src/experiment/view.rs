@@ -8,7 +8,7 @@ use chaos_api::state::State;
 
 use super::{ExperimentError, FaultEngine, Manager};
 use crate::guard::GuardState;
-use crate::store::{EventRow, ExperimentRow, GuardSampleRow, SnapshotRow};
+use crate::store::{EventRow, ExperimentRow, GuardSampleRow, RollbackRow, SnapshotRow};
 use crate::sync::lock;
 
 /// An experiment as the API shows it: the stored row, with live counters and guards while it
@@ -40,6 +40,10 @@ pub struct ReportData {
     pub events: Vec<EventRow>,
     pub snapshots: Vec<SnapshotRow>,
     pub guards: Vec<GuardSampleRow>,
+    /// What rolled it back, if a guard did.
+    pub rollback: Option<RollbackRow>,
+    /// (spent today, `budget.max_daily_cost`) when the report is made.
+    pub daily_budget: (f64, f64),
 }
 
 impl<E: FaultEngine> Manager<E> {
@@ -126,6 +130,11 @@ impl<E: FaultEngine> Manager<E> {
             events: store.events(id)?,
             snapshots: store.snapshots(id)?,
             guards: store.guard_samples(id)?,
+            rollback: store.rollback(id)?,
+            daily_budget: (
+                lock(&self.ledger).spent(self.clock.now_ms()),
+                self.config.budget.max_daily_cost,
+            ),
         })
     }
 }

@@ -12,7 +12,7 @@ use chaos_api::state::State;
 use chaos_common::SlotCounters;
 
 use super::{Ending, FaultEngine, Manager, Run};
-use crate::store::{AuditRow, ExperimentRow, GuardSampleRow, SnapshotRow};
+use crate::store::{AuditRow, ExperimentRow, GuardSampleRow, RollbackRow, SnapshotRow};
 use crate::sync::lock;
 
 /// Work for the recorder.
@@ -39,6 +39,8 @@ pub(super) enum Job<A> {
         id: String,
         rows: Vec<GuardSampleRow>,
     },
+    /// What rolled an experiment back.
+    Rollback { id: String, row: RollbackRow },
     /// An audit log entry.
     Audit(AuditRow),
     /// Answer once everything sent before is done.
@@ -88,6 +90,7 @@ impl<E: FaultEngine> Manager<E> {
                 spent,
             ),
             Job::GuardSamples { id, rows } => lock(&self.store).add_guard_samples(&id, &rows),
+            Job::Rollback { id, row } => lock(&self.store).add_rollback(&id, &row),
             Job::Audit(row) => lock(&self.store).audit(&row),
             Job::Flush(done) => {
                 let _ = done.send(());

@@ -227,19 +227,13 @@ impl Service {
         }
         if !set.is_empty() || ramp.is_some() {
             if let Some(t) = &set.triggers {
-                let values: Vec<String> = t
-                    .baseline
-                    .slos
-                    .iter()
-                    .map(|(n, v)| format!("{n} = {v:.4}"))
-                    .chain(
-                        t.baseline
-                            .health
-                            .map(|h| format!("health success rate = {h:.4}")),
-                    )
-                    .collect();
-                self.manager
-                    .event(&id, "baseline", format!("baseline: {}", values.join(", ")));
+                let mut values = t.baseline.slos.clone();
+                values.extend(
+                    t.baseline
+                        .health
+                        .map(|h| ("health success rate".to_owned(), h)),
+                );
+                self.manager.record_baseline(&id, &values);
             }
             self.safety
                 .watch(self.manager.clone(), id.clone(), set, interval, ramp);
@@ -424,7 +418,11 @@ impl Service {
         let data = blocking(move || manager.report(&id).map_err(|e| status_of(&e))).await?;
         let spec: Option<proto::ExperimentSpec> =
             prost::Message::decode(data.row.spec.as_slice()).ok();
-        let markdown = report::markdown(&data);
+        let (guards, verdict) = report::guard_inputs(&data);
+        let rendered = report::Report::new(&data, &guards, &verdict);
+        let markdown = report::markdown(rendered);
+        let html = report::html(rendered).map_err(|e| Status::internal(e.to_string()))?;
+        let json = report::json(rendered).map_err(|e| Status::internal(e.to_string()))?;
         let view = crate::experiment::ExperimentView::stored(data.row);
         Ok(Response::new(proto::Report {
             status: Some(convert::status_to_proto(&view)),
@@ -439,8 +437,8 @@ impl Service {
                 })
                 .collect(),
             markdown,
-            html: String::new(),
-            json: String::new(),
+            html,
+            json,
         }))
     }
 }

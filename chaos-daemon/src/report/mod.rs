@@ -88,7 +88,7 @@ pub struct Violation {
     pub objective: String,
     /// Unix time of the violating observation, in milliseconds.
     pub observed_ms: u64,
-    /// Microseconds from the violating observation to the kernel disarm.
+    /// Microseconds from the guard evaluation that saw the violation to the kernel disarm.
     pub disarm_us: u64,
 }
 
@@ -255,4 +255,54 @@ mod tests {
         assert_eq!(f.report().baseline("latency_p95"), None);
         assert_eq!(f.report().duration_s(), Some(6.5));
     }
+}
+
+/// The guards' series and the verdict of a stored report: samples grouped by guard (in the
+/// order each first appeared), the baseline values, the violation that rolled it back, the
+/// highest impact score and the day's budget.
+pub fn guard_inputs(data: &ReportData) -> (Vec<GuardSeries>, Verdict) {
+    let mut series: Vec<GuardSeries> = Vec::new();
+    let mut baseline = Vec::new();
+    for row in &data.guards {
+        if row.kind == crate::experiment::BASELINE {
+            if let Some(v) = row.value {
+                baseline.push((row.guard.clone(), v));
+            }
+            continue;
+        }
+        let sample = GuardSample {
+            at_ms: row.at_ms,
+            value: row.value,
+            ok: row.ok,
+        };
+        match series.iter_mut().find(|s| s.name == row.guard) {
+            Some(s) => s.samples.push(sample),
+            None => series.push(GuardSeries {
+                name: row.guard.clone(),
+                kind: row.kind.clone(),
+                objective: row.objective.clone(),
+                threshold: row.threshold,
+                samples: vec![sample],
+            }),
+        }
+    }
+    let impact_score = series
+        .iter()
+        .filter(|s| s.kind == "impact")
+        .flat_map(|s| s.samples.iter().filter_map(|x| x.value))
+        .reduce(f64::max);
+    let violation = data.rollback.as_ref().map(|r| Violation {
+        guard: r.guard.clone(),
+        value: r.value,
+        objective: r.objective.clone(),
+        observed_ms: r.observed_ms,
+        disarm_us: r.disarm_us,
+    });
+    let verdict = Verdict {
+        baseline,
+        violation,
+        impact_score,
+        daily_budget: Some(data.daily_budget),
+    };
+    (series, verdict)
 }
