@@ -68,6 +68,8 @@ pub use target::{Target, TargetKind};
 pub const MAX_CIDRS: usize = 8;
 /// Longest experiment: deadlines are also enforced in the kernel, and a day is the cap.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// The shortest lease.
+pub const MIN_LEASE: Duration = Duration::from_secs(1);
 /// The `duration` of an experiment that gives none.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(60);
 
@@ -103,6 +105,9 @@ pub struct Experiment {
     /// are green. With a ramp, `intensity` may be omitted (it is the first step once the
     /// node resolved the steps). Default: none (`intensity` throughout).
     pub ramp: Option<Ramp>,
+    /// Dead-man switch: the caller must renew at least this often (chaos-ctl `--wait` does),
+    /// or the daemon disarms it with reason `lease expired`; 1s to 1h. Default: none.
+    pub lease: Option<Duration>,
 }
 
 impl Experiment {
@@ -164,6 +169,16 @@ impl Experiment {
             return Err(no_filter_error(self.kind()));
         }
         self.filter.validate()?;
+        if let Some(lease) = self.lease {
+            check_duration("lease", lease, MIN_LEASE, Duration::from_secs(3600))?;
+            if !lease.subsec_nanos().is_multiple_of(1_000_000) {
+                return Err(invalid(
+                    "lease",
+                    humantime::format_duration(lease),
+                    "whole milliseconds",
+                ));
+            }
+        }
         if let Some(ramp) = &self.ramp {
             ramp.validate(self.kind(), self.duration)?;
             if let Some(&first) = ramp.values().and_then(<[f64]>::first)

@@ -93,6 +93,7 @@ fn packet_loss_example_to_proto() {
         budget: Some(20.0),
         guards: None,
         ramp: None,
+        lease_ms: None,
     };
     assert_eq!(spec, expected);
 }

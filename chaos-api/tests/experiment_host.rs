@@ -74,6 +74,7 @@ fn pod_deletion_example_to_proto() {
         budget: Some(100.0),
         guards: None,
         ramp: None,
+        lease_ms: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }
@@ -105,6 +106,7 @@ fn resource_exhaustion_example_to_proto() {
         budget: Some(5.0),
         guards: None,
         ramp: None,
+        lease_ms: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }

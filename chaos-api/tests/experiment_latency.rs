@@ -63,6 +63,7 @@ fn network_latency_example_to_proto() {
         budget: Some(5.0),
         guards: None,
         ramp: None,
+        lease_ms: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }

@@ -54,6 +54,7 @@ fn file_errors_example_to_proto() {
         budget: Some(10.0),
         guards: None,
         ramp: None,
+        lease_ms: None,
     };
     assert_eq!(experiment.to_proto(), expected);
 }

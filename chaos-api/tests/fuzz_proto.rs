@@ -248,6 +248,7 @@ fn spec() -> impl Strategy<Value = proto::ExperimentSpec> {
                     budget,
                     guards: None,
                     ramp: None,
+                    lease_ms: None,
                 }
             },
         )

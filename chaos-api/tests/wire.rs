@@ -36,6 +36,7 @@ fn spec(fault: FaultKind) -> proto::ExperimentSpec {
         budget: None,
         guards: None,
         ramp: None,
+        lease_ms: None,
     }
 }
 
@@ -669,6 +670,7 @@ fn experiment() -> impl Strategy<Value = Experiment> {
                     dry_run: false,
                     guards: Default::default(),
                     ramp: None,
+                    lease: None,
                     filter: if kind.takes_filter() {
                         filter
                     } else {

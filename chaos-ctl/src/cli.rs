@@ -79,6 +79,8 @@ pub enum Command {
     },
     /// Stop a running experiment.
     Stop { id: String },
+    /// Renew the lease of a running experiment started with --lease (a CI job's heartbeat).
+    Renew { id: String },
     /// Disarm every experiment on the daemon and refuse new ones until --clear.
     EmergencyStop {
         /// Lift the latch instead.
@@ -130,9 +132,13 @@ pub struct ExperimentArgs {
     /// Show the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Follow the experiment with a progress bar until it ends.
+    /// Follow the experiment with a progress bar until it ends (renewing its lease).
     #[arg(long)]
     pub wait: bool,
+    /// Dead-man switch: the daemon disarms the experiment when no renewal came for this long
+    /// (1s to 1h); --wait renews it, or `chaos-ctl renew ID`.
+    #[arg(long, value_parser = parse_duration)]
+    pub lease: Option<Duration>,
     /// A name for reports: 1 to 63 of a-z, 0-9 and - (default: the type with - for _, e.g.
     /// packet-loss).
     #[arg(long)]

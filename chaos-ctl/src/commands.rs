@@ -23,6 +23,9 @@ pub enum Action {
     Stop {
         id: String,
     },
+    Renew {
+        id: String,
+    },
     EmergencyStop {
         reason: String,
     },
@@ -69,6 +72,13 @@ pub async fn answer(
         Action::Status { .. } => {
             let r = c.get_status(proto::GetStatusRequest {}).await?;
             render::status(&r.into_inner(), json)
+        }
+        Action::Renew { id } => {
+            let r = c
+                .renew_lease(proto::RenewLeaseRequest { id: id.clone() })
+                .await?
+                .into_inner();
+            render::renewed(id, r.lease_ms, json)
         }
         Action::Stop { id } => {
             let r = c
@@ -158,6 +168,22 @@ async fn follow(
         })
         .await?
         .into_inner();
+    // The lease is renewed at a third of its length for as long as this follows it: if this
+    // process dies or loses the daemon, the daemon disarms the experiment.
+    let renewer = experiment.lease.map(|lease| {
+        let (mut c, id) = (c.clone(), r.id.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                if c.renew_lease(proto::RenewLeaseRequest { id: id.clone() })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    });
     let tty = std::io::stdout().is_terminal();
     let mut last = None;
     while let Some(update) = stream.message().await? {
@@ -172,6 +198,9 @@ async fn follow(
             std::io::stdout().flush()?;
         }
         last = Some(s);
+    }
+    if let Some(renewer) = renewer {
+        renewer.abort();
     }
     if tty && !json {
         println!();

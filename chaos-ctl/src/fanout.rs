@@ -41,7 +41,7 @@ pub async fn run(file: &Path, tls: &TlsFiles, action: &Action, json: bool) -> an
         | Action::ClearEmergencyStop
         | Action::Capabilities
         | Action::Report { id: None, .. } => false,
-        Action::Start { wait: false, .. } | Action::Stop { .. } => true,
+        Action::Start { wait: false, .. } | Action::Stop { .. } | Action::Renew { .. } => true,
         Action::Start { wait: true, .. }
         | Action::Status { watch: true }
         | Action::Report { id: Some(_), .. } => {

@@ -70,6 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status { watch } => Action::Status { watch },
         Command::Stop { id } => Action::Stop { id },
+        Command::Renew { id } => Action::Renew { id },
         Command::EmergencyStop { clear: true, .. } => Action::ClearEmergencyStop,
         Command::EmergencyStop {
             clear: false,

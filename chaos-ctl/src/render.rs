@@ -214,6 +214,15 @@ pub fn started(r: &proto::StartExperimentResponse, dry_run: bool, json: bool) ->
     }
 }
 
+/// The answer to `renew`.
+pub fn renewed(id: &str, lease_ms: u64, json: bool) -> String {
+    if json {
+        format!("{}\n", json!({"id": id, "lease_ms": lease_ms}))
+    } else {
+        format!("renewed the lease of {id}: renew again within {lease_ms} ms\n")
+    }
+}
+
 /// `X µs` with one decimal.
 fn micros(ns: u64) -> String {
     format!("{:.1} µs", ns as f64 / 1000.0)

@@ -109,12 +109,16 @@ pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
         budget: a.budget,
         guards: guards(&a.guards)?,
         ramp: ramp(&a.guards)?,
+        lease_ms: a.lease.map(ceil_millis),
     };
     let mut experiment = Experiment::from_proto(&spec)?;
     // The message carries milliseconds (rounded up above, 0 = the default); judge the
     // durations as given.
     if let Some(duration) = a.duration {
         experiment.duration = duration;
+    }
+    if a.lease.is_some() {
+        experiment.lease = a.lease;
     }
     if let Fault::PodDeletion(deletion) = &mut experiment.fault {
         deletion.interval = a.fault.interval;

@@ -52,6 +52,8 @@ pub(super) struct RawExperiment {
     guards: ExperimentGuards,
     #[serde(default)]
     ramp: Option<Ramp>,
+    #[serde(default, deserialize_with = "deserialize_some_duration")]
+    lease: Option<Duration>,
 }
 
 impl RawExperiment {
@@ -85,6 +87,7 @@ impl RawExperiment {
             dry_run: self.dry_run,
             guards: self.guards,
             ramp: self.ramp,
+            lease: self.lease,
         })
     }
 }

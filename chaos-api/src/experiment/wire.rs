@@ -79,6 +79,9 @@ impl Experiment {
             }),
             budget: self.budget,
             guards: (!self.guards.is_default()).then(|| guards_to_proto(&self.guards)),
+            lease_ms: self
+                .lease
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             ramp: self.ramp.as_ref().map(|r| proto::Ramp {
                 preset: r.steps == RampSteps::Preset,
                 steps: r.values().map(<[f64]>::to_vec).unwrap_or_default(),
@@ -169,6 +172,7 @@ impl Experiment {
                 None => ExperimentGuards::default(),
                 Some(g) => guards_from_proto(g)?,
             },
+            lease: spec.lease_ms.map(Duration::from_millis),
             ramp: spec.ramp.as_ref().map(|r| Ramp {
                 steps: if r.preset {
                     RampSteps::Preset

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chaos_api::state::State;
 
-use super::{FaultEngine, Job, Manager, SNAPSHOT_EVERY};
+use super::{ExperimentError, FaultEngine, Job, Manager, SNAPSHOT_EVERY};
 use crate::{
     guard::{Evaluation, Violation},
     store::{GuardSampleRow, RollbackRow},
@@ -31,6 +31,26 @@ pub struct RolledBack {
 }
 
 impl<E: FaultEngine> Manager<E> {
+    /// Renews the lease of running experiment `id`; its length.
+    pub fn renew_lease(&self, id: &str) -> Result<Duration, ExperimentError> {
+        let run = lock(&self.runs).get(id).filter(|r| r.published()).cloned();
+        let Some(run) = run.filter(|r| r.running()) else {
+            return Err(match lock(&self.store).experiment(id)? {
+                Some(row) => ExperimentError::NotRunning {
+                    id: id.into(),
+                    state: row.state,
+                },
+                None => ExperimentError::NotFound(id.into()),
+            });
+        };
+        let lease = run
+            .info
+            .lease
+            .ok_or_else(|| ExperimentError::NoLease(id.into()))?;
+        run.renew(self.clock.now());
+        Ok(lease)
+    }
+
     /// What is left of today's budget (spent and reserved by running experiments deducted).
     pub fn daily_remaining(&self) -> f64 {
         lock(&self.ledger).remaining(self.clock.now_ms())

@@ -92,6 +92,8 @@ pub enum ExperimentError {
     Latched,
     #[error("no experiment with id {0:?}")]
     NotFound(String),
+    #[error("experiment {0:?} has no lease to renew (start it with a lease)")]
+    NoLease(String),
     #[error("experiment {id:?} is not running (it is {state})")]
     NotRunning { id: String, state: State },
     #[error(
@@ -105,9 +107,10 @@ impl Classify for ExperimentError {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Invalid(_) => ErrorClass::Invalid,
-            Self::Refused(Refusal::Limit(_)) | Self::Latched | Self::NotRunning { .. } => {
-                ErrorClass::Refused
-            }
+            Self::Refused(Refusal::Limit(_))
+            | Self::Latched
+            | Self::NotRunning { .. }
+            | Self::NoLease(_) => ErrorClass::Refused,
             Self::Refused(Refusal::BudgetTooSmall { .. }) | Self::BudgetExhausted { .. } => {
                 ErrorClass::Exhausted
             }
@@ -301,6 +304,7 @@ impl<E: FaultEngine> Manager<E> {
             started_ms: now_ms,
             started: self.clock.now(),
             duration: experiment.duration,
+            lease: experiment.lease,
             switch: switch.clone(),
         }));
         // Registered before it is armed, then the latch checked: an emergency stop either

@@ -25,16 +25,28 @@ impl<E: FaultEngine> Manager<E> {
             .collect();
         let mut live = Vec::new();
         for run in runs {
+            let expired;
             let due = if now >= run.deadline() {
                 Some("duration elapsed")
+            } else if run.lease_expired(now) {
+                expired = format!(
+                    "lease expired: no renewal for {}",
+                    humantime::format_duration(run.info.lease.unwrap_or_default())
+                );
+                Some(expired.as_str())
             } else if run.with_armed(|a| self.engine.finished(a)) == Some(true) {
                 Some("done: nothing more to inject")
             } else {
                 None
             };
             if let Some(reason) = due {
+                let state = if run.lease_expired(now) && now < run.deadline() {
+                    State::Stopped
+                } else {
+                    State::Completed
+                };
                 if self
-                    .end_and_disarm(&run, State::Completed, reason, now, "deadline")
+                    .end_and_disarm(&run, state, reason, now, "deadline")
                     .is_some()
                 {
                     self.send(Job::Finish(run));

@@ -49,6 +49,8 @@ pub struct RunInfo {
     pub started_ms: u64,
     pub started: Instant,
     pub duration: Duration,
+    /// Its dead-man switch: renewals must come at least this often.
+    pub lease: Option<Duration>,
     /// What disarms it.
     pub switch: Switch,
 }
@@ -66,6 +68,8 @@ pub struct Run<A> {
     guards: Mutex<GuardView>,
     /// Budget alerts already raised ([`ALERT_EXPERIMENT`], [`ALERT_DAILY`]).
     alerts: AtomicU8,
+    /// When its lease was last renewed (or it started).
+    renewed: Mutex<Instant>,
 }
 
 /// The experiment's own budget alert was raised.
@@ -87,6 +91,7 @@ impl<A> Run<A> {
     pub fn new(info: RunInfo) -> Self {
         Self {
             observed: Mutex::new((SlotCounters::default(), info.started)),
+            renewed: Mutex::new(info.started),
             info,
             phase: AtomicU8::new(STARTING),
             ending: Mutex::new(None),
@@ -165,6 +170,18 @@ impl<A> Run<A> {
         if let Some(e) = lock(&self.ending).as_mut() {
             e.disarmed_in = took;
         }
+    }
+
+    /// Renews its lease at `now`.
+    pub fn renew(&self, now: Instant) {
+        *lock(&self.renewed) = now;
+    }
+
+    /// Whether its lease expired at `now` (it has one and no renewal came for that long).
+    pub fn lease_expired(&self, now: Instant) -> bool {
+        self.info
+            .lease
+            .is_some_and(|lease| now.saturating_duration_since(*lock(&self.renewed)) > lease)
     }
 
     /// Marks the budget alert `which` raised; true the first time only.

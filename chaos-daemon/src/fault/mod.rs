@@ -114,6 +114,7 @@ mod tests {
             filter: NetFilter::default(),
             guards: Default::default(),
             ramp: None,
+            lease: None,
         }
     }
 

@@ -408,6 +408,26 @@ impl Service {
         }))
     }
 
+    async fn do_renew_lease(
+        &self,
+        req: Request<proto::RenewLeaseRequest>,
+    ) -> Result<Response<proto::RenewLeaseResponse>, Status> {
+        let caller = self.authorize(&req, "RenewLease", Role::Operator)?;
+        let id = req.into_inner().id;
+        let manager = self.manager.clone();
+        let what = id.clone();
+        let r = blocking(move || manager.renew_lease(&what).map_err(|e| status_of(&e)))
+            .await
+            .map(|lease| proto::RenewLeaseResponse {
+                lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+            });
+        if r.is_err() {
+            // Renewals come every few seconds: only the refused ones are audited.
+            self.audit(&caller.name, "RenewLease", &id, &r);
+        }
+        r.map(Response::new)
+    }
+
     async fn do_get_report(
         &self,
         req: Request<proto::GetReportRequest>,
@@ -471,4 +491,5 @@ counted! {
     watch_experiment, "WatchExperiment", do_watch_experiment, proto::WatchExperimentRequest, UpdateStream;
     list_experiments, "ListExperiments", do_list_experiments, proto::ListExperimentsRequest, proto::ListExperimentsResponse;
     get_report, "GetReport", do_get_report, proto::GetReportRequest, proto::Report;
+    renew_lease, "RenewLease", do_renew_lease, proto::RenewLeaseRequest, proto::RenewLeaseResponse;
 }
