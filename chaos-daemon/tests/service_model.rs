@@ -483,3 +483,53 @@ fn stop_and_emergency_stop_report_their_disarm_times_and_the_recorder_finishes()
         assert_eq!(cg.attached(), 0);
     }
 }
+
+#[test]
+fn the_days_books_survive_a_daemon_sigkill() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "svc-books");
+    let dir = TempDir::new("svc-books");
+    let config = "budget:\n  max_experiment_cost: 1.0\n  max_daily_cost: 1.0\n  \
+                  cost_per_request: 0.01\n";
+    let mut daemon = Daemon::with_config(&dir.0, config);
+    let server = TcpServer::start("127.0.0.1:0");
+    let args = ["--duration", "60", "--intensity", "1", "--budget", "0.5"];
+    let id = daemon.started("dependency_failure", &cg.path, &args);
+    let r = server.connect_from(&cg.path, 30);
+    assert_eq!(r.get("ECONNREFUSED"), 30, "{r:?}");
+    // Spent 0.3: once a snapshot recorded it (every second), the daemon dies.
+    eventually("the spend is recorded", Duration::from_secs(10), || {
+        let rep = daemon.json(&["report", &id, "--format", "json"]);
+        (rep["report"]["snapshots"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x["injected"] == 30)))
+        .then_some(())
+    });
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    drop(daemon);
+
+    let daemon = Daemon::with_config(&dir.0, config);
+    let row = daemon.json(&["report", &id, "--format", "json"]);
+    assert_eq!(row["status"]["state"], "aborted", "{row}");
+    assert_eq!(cg.attached(), 0, "its programs died with it");
+    // 0.3 of the day's 1.0 is gone: 0.8 does not fit, 0.7 does.
+    let (code, err) = failed(&daemon.experiment(
+        "dependency_failure",
+        &cg.path,
+        &["--intensity", "1", "--budget", "0.8"],
+    ));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains(
+            "the experiment needs 0.8000 but 0.7000 of today's budget.max_daily_cost is left"
+        ),
+        "{err}"
+    );
+    let id = daemon.started(
+        "dependency_failure",
+        &cg.path,
+        &["--intensity", "1", "--budget", "0.7"],
+    );
+    daemon.ctl_ok(&["stop", &id]);
+}
