@@ -12,8 +12,6 @@ use chaos_api::config::{
 };
 use chaos_api::error::ModelError;
 
-const REPO_CONFIG: &str = include_str!("../../chaos/chaos.yaml");
-
 /// A config whose `rollback` section is `body` (indented by two spaces).
 fn rollback(body: &str) -> String {
     let indented: String = body.lines().map(|line| format!("  {line}\n")).collect();
@@ -40,7 +38,7 @@ fn channel(config: &ChaosConfig, name: &str) -> Channel {
 
 #[test]
 fn repo_config_defines_every_channel_it_lists() {
-    let config = parse(REPO_CONFIG);
+    let config = common::repo_config();
     let rollback = &config.rollback;
     assert_eq!(
         rollback.notification_channels,

@@ -27,6 +27,7 @@ pub mod host;
 pub mod journal;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod path_dirs;
 pub mod probe;
 pub mod report;

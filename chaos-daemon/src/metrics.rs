@@ -19,6 +19,8 @@ pub struct Metrics {
     pub emergency_stop: IntGauge,
     pub disarm_seconds: HistogramVec,
     pub grpc_requests: IntCounterVec,
+    /// `chaos_notifications_total{channel, outcome}` (see [`crate::notify`]).
+    pub notifications: IntCounterVec,
     pub guard_evaluations: IntCounterVec,
     pub guard_violations: IntCounterVec,
     pub guard_value: GaugeVec,
@@ -68,6 +70,12 @@ impl Metrics {
         let emergency_stop = gauge(
             "chaos_emergency_stop_latched",
             "1 while the emergency stop is latched.",
+        );
+        let notifications = counter(
+            "chaos_notifications_total",
+            "Notifications by channel and outcome (delivered, failed after its retries, or \
+             dropped because a queue was full).",
+            &["channel", "outcome"],
         );
         let grpc_requests = counter(
             "chaos_grpc_requests_total",
@@ -182,6 +190,7 @@ impl Metrics {
             emergency_stop,
             disarm_seconds,
             grpc_requests,
+            notifications,
         }
     }
 
