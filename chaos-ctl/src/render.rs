@@ -29,6 +29,8 @@ pub fn status_json(s: &ExperimentStatus) -> Value {
             "ok": g.ok, "detail": g.detail,
         })).collect::<Vec<_>>(),
         "impact": s.impact,
+        "budget": s.budget,
+        "step": s.step,
     })
 }
 
@@ -50,6 +52,12 @@ fn guards_text(s: &ExperimentStatus) -> String {
     }
     if !s.guards.is_empty() {
         text += &format!("  impact score {:.3}\n", s.impact);
+    }
+    if !s.step.is_empty() {
+        text += &format!("  ramp: {}\n", s.step);
+    }
+    if s.state == proto::State::Running as i32 {
+        text += &format!("  spent {:.4} of its budget {:.4}\n", s.spent, s.budget);
     }
     text
 }
@@ -428,6 +436,8 @@ mod tests {
             spent: 0.0,
             guards: vec![],
             impact: 0.0,
+            budget: 0.0,
+            step: String::new(),
         }
     }
 
@@ -442,7 +452,7 @@ exp-1764290000000-5e1f09a2-1 checkout-db-refused  dependency_failure  running   
 
     #[test]
     fn status_json_is_stable() {
-        let golden = r#"{"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"experiment_type":"dependency_failure","guards":[],"id":"exp-1764290000000-5e1f09a2-1","impact":0.0,"name":"checkout-db-refused","reason":"","spent":0.0,"started_unix_ms":1764290000000,"state":"running","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
+        let golden = r#"{"budget":0.0,"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"experiment_type":"dependency_failure","guards":[],"id":"exp-1764290000000-5e1f09a2-1","impact":0.0,"name":"checkout-db-refused","reason":"","spent":0.0,"started_unix_ms":1764290000000,"state":"running","step":"","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
         assert_eq!(status_json(&sample()).to_string(), golden);
     }
 

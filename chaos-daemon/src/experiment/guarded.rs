@@ -119,7 +119,12 @@ impl<E: FaultEngine> Manager<E> {
     /// emergency stop that raced the write still wins: it ended the run before disarming, so
     /// a run found ended after the write is disarmed again here. False when it is not running
     /// (nothing is left armed).
-    pub fn ramp_to(&self, id: &str, p: f64) -> Result<bool, crate::engine::EngineError> {
+    pub fn ramp_to(
+        &self,
+        id: &str,
+        p: f64,
+        step: String,
+    ) -> Result<bool, crate::engine::EngineError> {
         let Some(run) = lock(&self.runs).get(id).filter(|r| r.running()).cloned() else {
             return Ok(false);
         };
@@ -131,7 +136,11 @@ impl<E: FaultEngine> Manager<E> {
             return Ok(false);
         }
         match written {
-            Some(Ok(())) => Ok(true),
+            Some(Ok(())) => {
+                self.event(id, "step", step.clone());
+                run.set_step(step);
+                Ok(true)
+            }
             Some(Err(e)) => Err(e),
             None => Ok(false),
         }
@@ -161,6 +170,14 @@ impl<E: FaultEngine> Manager<E> {
             .map(|(n, v)| format!("{n} = {v:.4}"))
             .collect();
         self.event(id, "baseline", format!("baseline: {}", text.join(", ")));
+    }
+
+    /// Records the first ramp step of `id` (armed by its start).
+    pub fn first_step(&self, id: &str, step: String) {
+        if let Some(run) = lock(&self.runs).get(id) {
+            run.set_step(step.clone());
+        }
+        self.event(id, "step", step);
     }
 
     /// Records a timeline event of `id` (on the recorder).

@@ -70,6 +70,8 @@ pub struct Run<A> {
     alerts: AtomicU8,
     /// When its lease was last renewed (or it started).
     renewed: Mutex<Instant>,
+    /// Its ramp step, for status ("2 of 3: intensity 0.05").
+    step: Mutex<String>,
 }
 
 /// The experiment's own budget alert was raised.
@@ -92,6 +94,7 @@ impl<A> Run<A> {
         Self {
             observed: Mutex::new((SlotCounters::default(), info.started)),
             renewed: Mutex::new(info.started),
+            step: Mutex::new(String::new()),
             info,
             phase: AtomicU8::new(STARTING),
             ending: Mutex::new(None),
@@ -170,6 +173,16 @@ impl<A> Run<A> {
         if let Some(e) = lock(&self.ending).as_mut() {
             e.disarmed_in = took;
         }
+    }
+
+    /// Its ramp step.
+    pub fn step(&self) -> String {
+        lock(&self.step).clone()
+    }
+
+    /// Sets its ramp step.
+    pub fn set_step(&self, step: String) {
+        *lock(&self.step) = step;
     }
 
     /// Renews its lease at `now`.

@@ -341,12 +341,15 @@ fn a_restart_marks_what_was_running_aborted() {
 fn a_ramp_step_that_races_an_emergency_stop_leaves_nothing_armed() {
     let (m, _) = manager();
     let id = start(&m, &loss()).unwrap();
-    assert!(m.ramp_to(&id, 0.2).unwrap(), "a running experiment steps");
+    assert!(
+        m.ramp_to(&id, 0.2, "2".into()).unwrap(),
+        "a running experiment steps"
+    );
     // The next step writes its slot (armed) and is held; an emergency stop disarms meanwhile.
     m.engine().ramp_gate.close();
     let stepper = m.clone();
     let step_id = id.clone();
-    let step = std::thread::spawn(move || stepper.ramp_to(&step_id, 0.4));
+    let step = std::thread::spawn(move || stepper.ramp_to(&step_id, 0.4, "3".into()));
     m.engine().ramp_gate.wait_reached();
     assert_eq!(m.engine().slots.armed(), 1, "the step's write is armed");
     m.emergency_stop("drill", Instant::now());
@@ -363,7 +366,7 @@ fn a_ramp_step_that_races_an_emergency_stop_leaves_nothing_armed() {
     );
     assert_eq!(*m.engine().intensities.lock().unwrap(), [0.2, 0.4]);
     // An ended experiment takes no step at all.
-    assert!(!m.ramp_to(&id, 0.6).unwrap());
+    assert!(!m.ramp_to(&id, 0.6, "4".into()).unwrap());
     assert_eq!(m.engine().intensities.lock().unwrap().len(), 2);
 }
 

@@ -20,6 +20,8 @@ pub struct ExperimentView {
     pub guards: Vec<GuardState>,
     /// The last impact score.
     pub impact: f64,
+    /// Its ramp step while it runs.
+    pub step: String,
 }
 
 impl ExperimentView {
@@ -29,6 +31,7 @@ impl ExperimentView {
             row,
             guards: Vec::new(),
             impact: 0.0,
+            step: String::new(),
         }
     }
 }
@@ -78,6 +81,7 @@ impl<E: FaultEngine> Manager<E> {
             row,
             guards: guards.states,
             impact: guards.impact,
+            step: run.step(),
         })
     }
 

@@ -48,6 +48,8 @@ pub fn status_to_proto(v: &ExperimentView) -> proto::ExperimentStatus {
             })
             .collect(),
         impact: v.impact,
+        budget: r.budget,
+        step: v.step.clone(),
     }
 }
 

@@ -219,11 +219,8 @@ impl Service {
         let manager = self.manager.clone();
         let id = blocking(move || manager.start(planned).map_err(|e| status_of(&e))).await?;
         if let Some((steps, _)) = &ramp {
-            self.manager.event(
-                &id,
-                "step",
-                format!("intensity {} (step 1 of {})", steps[0], steps.len()),
-            );
+            self.manager
+                .first_step(&id, crate::safety::step_text(steps[0], 1, steps.len()));
         }
         if !set.is_empty() || ramp.is_some() {
             if let Some(t) = &set.triggers {

@@ -247,6 +247,11 @@ impl Safety {
     }
 }
 
+/// A ramp step as the timeline and status show it.
+pub fn step_text(intensity: f64, step: usize, of: usize) -> String {
+    format!("intensity {intensity} (step {step} of {of})")
+}
+
 /// Where a running experiment is on its ramp.
 struct Step {
     steps: Vec<f64>,
@@ -274,19 +279,10 @@ impl Step {
             return true;
         }
         let next = self.steps[self.at + 1];
-        match manager.ramp_to(id, next) {
+        match manager.ramp_to(id, next, step_text(next, self.at + 2, self.steps.len())) {
             Ok(true) => {
                 self.at += 1;
                 self.since = Instant::now();
-                manager.event(
-                    id,
-                    "step",
-                    format!(
-                        "intensity {next} (step {} of {})",
-                        self.at + 1,
-                        self.steps.len()
-                    ),
-                );
                 true
             }
             Ok(false) => false,
