@@ -120,9 +120,20 @@ const SEED_SLOS: &str = "  slos:
     database_connection_time_p95: {query: 'db', objective: '<= 0.1'}
 ";
 
-/// A seed block with [`SEED_SLOS`] added to its `safety_checks`, if it has that section.
+/// What the seed leaves undefined and a valid config must define: its three notification
+/// channels.
+const SEED_CHANNELS: &str = "  channels:
+    slack: {type: slack, webhook_url_env: CHAOS_SLACK_WEBHOOK_URL}
+    email: {type: email, smtp_host: localhost, from: chaos@localhost, to: [root@localhost]}
+    pagerduty: {type: pagerduty, routing_key_env: CHAOS_PAGERDUTY_ROUTING_KEY}
+";
+
+/// A seed block with [`SEED_SLOS`] added to its `safety_checks` and [`SEED_CHANNELS`] to its
+/// `rollback`, if it has those sections.
 fn defined(block: &str) -> String {
-    block.replace("safety_checks:\n", &format!("safety_checks:\n{SEED_SLOS}"))
+    block
+        .replace("safety_checks:\n", &format!("safety_checks:\n{SEED_SLOS}"))
+        .replace("\nrollback:\n", &format!("\nrollback:\n{SEED_CHANNELS}"))
 }
 
 /// The combined seed document, its SLOs defined.
@@ -240,6 +251,7 @@ fn repo_config_is_the_seed_with_comments_and_definitions() {
     let mut seed = parse(&seed());
     seed.safety_checks.slos = repo.safety_checks.slos.clone();
     seed.safety_checks.slo_files = repo.safety_checks.slo_files.clone();
+    seed.rollback.channels = repo.rollback.channels.clone();
     assert_eq!(repo, seed);
 }
 
