@@ -15,6 +15,7 @@ use chaos_daemon::{
     engine::Engine,
     experiment::{Manager, SystemClock},
     grpc::{Service, stamp_arrival},
+    notify::Notifier,
     safety::Safety,
     store::Store,
     target::{Resolver, cgroup2_mount},
@@ -87,10 +88,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .allowing_kills(&config.experiments.pod_deletion.allowed_cgroups);
     let safety = Safety::new(Arc::new(config.clone())).context("setting up the guards")?;
     let manager = Manager::new(engine, store, config, Arc::new(SystemClock))?;
+    let notifier = Notifier::new(manager.config(), manager.metrics.notifications.clone())
+        .context("setting up the notification channels")?;
     let node = match args.node {
         Some(n) => n,
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
     };
+    manager.set_notifier(notifier, node.clone());
     if let Some(addr) = args.insecure_tcp
         && !addr.ip().is_loopback()
     {

@@ -13,7 +13,7 @@ use super::{
     FaultEngine, Job, Manager, Run,
     run::{ALERT_DAILY, ALERT_EXPERIMENT},
 };
-use crate::sync::lock;
+use crate::{notify::NoticeKind, sync::lock};
 
 /// Reason of an experiment ended by its budget.
 pub const BUDGET_EXHAUSTED: &str = "budget exhausted";
@@ -83,6 +83,12 @@ impl<E: FaultEngine> Manager<E> {
                     100.0 * spent / budget
                 );
                 tracing::warn!(experiment_id = %info.id, budget = label, %message, "budget alert");
+                self.announce(
+                    run,
+                    NoticeKind::BudgetAlert,
+                    &message,
+                    vec![("budget".to_owned(), label.to_owned())],
+                );
                 self.send(Job::Event {
                     id: info.id.clone(),
                     at_ms: self.clock.now_ms(),
@@ -107,6 +113,15 @@ impl<E: FaultEngine> Manager<E> {
             .end_and_disarm(run, State::Completed, reason, now, "deadline")
             .is_some()
         {
+            if reason == BUDGET_EXHAUSTED {
+                let spent = format!("{spent:.4} of {:.4}", info.budget);
+                self.announce(
+                    run,
+                    NoticeKind::BudgetExhausted,
+                    reason,
+                    vec![("spent".to_owned(), spent)],
+                );
+            }
             self.send(Job::Finish(run.clone()));
             return true;
         }

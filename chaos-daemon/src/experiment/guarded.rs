@@ -10,6 +10,7 @@ use chaos_api::state::State;
 use super::{ExperimentError, FaultEngine, Job, Manager, SNAPSHOT_EVERY};
 use crate::{
     guard::{Evaluation, Violation},
+    notify::NoticeKind,
     store::{GuardSampleRow, RollbackRow},
     sync::lock,
 };
@@ -248,6 +249,20 @@ impl<E: FaultEngine> Manager<E> {
                 disarm_us: u64::try_from(decision_to_disarm.as_micros()).unwrap_or(u64::MAX),
             },
         });
+        self.announce(
+            &run,
+            NoticeKind::RolledBack,
+            &violation.reason,
+            vec![
+                ("guard".to_owned(), violation.guard.clone()),
+                ("value".to_owned(), value),
+                ("objective".to_owned(), violation.objective.clone()),
+                (
+                    "decision_to_disarm_us".to_owned(),
+                    decision_to_disarm.as_micros().to_string(),
+                ),
+            ],
+        );
         self.send(Job::Finish(run.clone()));
         Some(RolledBack {
             decision_to_disarm,

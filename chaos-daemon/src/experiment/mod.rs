@@ -19,6 +19,7 @@
 //! * `ledger` — the daily budget.
 //! * `budget` — spend, budget alerts and exhausted budgets of running experiments.
 //! * `reaper` — deadlines, metrics and snapshots on a thread of its own; shutdown.
+//! * `notices` — what is announced through the notifier.
 //! * `worker` — the recorder thread, and finishing (release, then record) an ended run.
 //! * `view` — status, lists and reports.
 
@@ -26,6 +27,7 @@ mod budget;
 mod faults;
 mod guarded;
 mod ledger;
+mod notices;
 mod reaper;
 mod run;
 mod view;
@@ -69,6 +71,7 @@ use crate::{
     engine::{EngineError, Plan},
     error::{Classify, ErrorClass},
     metrics::Metrics,
+    notify::NoticeKind,
     store::{AuditRow, ExperimentRow, Store, StoreError},
     sync::lock,
 };
@@ -182,6 +185,7 @@ pub struct Manager<E: FaultEngine> {
     /// Random per daemon process: ids stay unique across nodes that start in the same ms.
     instance: u32,
     pub metrics: Metrics,
+    announcer: notices::Announcer,
 }
 
 impl<E: FaultEngine> Manager<E> {
@@ -210,6 +214,7 @@ impl<E: FaultEngine> Manager<E> {
             next: AtomicU64::new(1),
             instance: instance_tag(),
             metrics: Metrics::new(),
+            announcer: notices::Announcer::new(),
         });
         let weak = Arc::downgrade(&manager);
         std::thread::Builder::new()
@@ -355,6 +360,12 @@ impl<E: FaultEngine> Manager<E> {
         self.metrics
             .experiments_running
             .set(self.published_count() as i64);
+        self.announce(
+            &run,
+            NoticeKind::Started,
+            "",
+            vec![("plan".to_owned(), message)],
+        );
         Ok(id)
     }
 
@@ -453,6 +464,7 @@ impl<E: FaultEngine> Manager<E> {
         let failures = self.engine.switchboard().emergency_stop();
         let runs: Vec<Arc<Run<E::Armed>>> = lock(&self.runs).values().cloned().collect();
         let mut ended = 0;
+        let mut stopped = Vec::new();
         for run in runs {
             let ending = Ending {
                 state: State::EmergencyStopped,
@@ -467,11 +479,16 @@ impl<E: FaultEngine> Manager<E> {
                 }
                 if phase == Ended::Running {
                     ended += 1;
-                    self.send(Job::Finish(run));
+                    stopped.push(run);
                 }
             }
         }
         let took = arrived.elapsed();
+        // Everything is disarmed: announce and hand over (queues only).
+        for run in stopped {
+            self.announce(&run, NoticeKind::EmergencyStop, reason, Vec::new());
+            self.send(Job::Finish(run));
+        }
         for e in failures {
             tracing::error!(error = %e, "emergency stop: a disarm failed");
         }

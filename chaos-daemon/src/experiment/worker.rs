@@ -12,6 +12,7 @@ use chaos_api::state::State;
 use chaos_common::SlotCounters;
 
 use super::{Ending, FaultEngine, Manager, Run};
+use crate::notify::NoticeKind;
 use crate::store::{AuditRow, ExperimentRow, GuardSampleRow, RollbackRow, SnapshotRow};
 use crate::sync::lock;
 
@@ -156,11 +157,27 @@ impl<E: FaultEngine> Manager<E> {
             tracing::error!(experiment_id = %row.id, error = %e, "recording the end failed");
         }
         lock(&self.runs).remove(&run.info.id);
-        // Gone with the experiment (not found = it had no guards).
-        let _ = self
-            .metrics
-            .impact_score
-            .remove_label_values(&[&run.info.id]);
+        // Gone with the experiment (not found = it had none).
+        for gauge in [
+            &self.metrics.impact_score,
+            &self.metrics.budget_spent,
+            &self.metrics.budget_remaining,
+        ] {
+            let _ = gauge.remove_label_values(&[&run.info.id]);
+        }
+        self.announce(
+            run,
+            NoticeKind::Ended,
+            &row.reason,
+            vec![
+                ("state".to_owned(), row.state.as_str().to_owned()),
+                ("injected".to_owned(), row.injected.to_string()),
+                (
+                    "spent".to_owned(),
+                    format!("{:.4} of {:.4}", row.spent, row.budget),
+                ),
+            ],
+        );
         self.metrics
             .experiments_finished
             .with_label_values(&[row.state.as_str()])

@@ -233,6 +233,12 @@ impl Safety {
                                     decision_to_disarm_us = rolled.decision_to_disarm.as_micros() as u64,
                                     "rolled back"
                                 );
+                                // Disarmed: the strategies follow, off the runtime.
+                                let (manager, id) = (manager.clone(), id.clone());
+                                let reason = violation.reason.clone();
+                                tokio::task::spawn_blocking(move || {
+                                    manager.run_strategies(&id, &rolled, &reason);
+                                });
                             }
                             return;
                         }

@@ -1,7 +1,8 @@
 //! The pre-flight checks, in their order, each with a pass/fail line. The plan (config valid,
 //! target exists and is not protected, kernel support, the experiment's budget) is made before
 //! them: a plan that fails is refused with its own error. Then: the daily budget, the critical
-//! SLOs and the health endpoints healthy now, the time window, no emergency-stop latch.
+//! SLOs and the health endpoints healthy now, the time window, no emergency-stop latch, and
+//! every notification channel and rollback strategy resolvable.
 
 use std::time::Instant;
 
@@ -123,6 +124,28 @@ impl Safety {
                 Err("emergency stop is latched on this node: clear it with `chaos-ctl emergency-stop --clear`".to_owned())
             } else {
                 Ok("not latched".to_owned())
+            },
+        ));
+        let reachable: Vec<(String, Result<String, String>)> = manager
+            .notifier()
+            .map(|n| n.preflight())
+            .unwrap_or_default();
+        checks.push(Check::new(
+            "notification channels and strategies resolvable",
+            if reachable.is_empty() {
+                Ok("no channel or strategy configured".to_owned())
+            } else if reachable.iter().all(|(_, r)| r.is_ok()) {
+                Ok(reachable
+                    .iter()
+                    .map(|(n, r)| format!("{n}: {}", r.as_ref().map_or("", |s| s.as_str())))
+                    .collect::<Vec<_>>()
+                    .join("; "))
+            } else {
+                Err(reachable
+                    .iter()
+                    .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}")))
+                    .collect::<Vec<_>>()
+                    .join("; "))
             },
         ));
         checks
