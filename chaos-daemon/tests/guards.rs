@@ -5,6 +5,8 @@
 //! unreachable Prometheus refuses the start and a killed one rolls back, and pre-flight
 //! refuses outside the time window and under the latch, listing every check in a dry run.
 
+#[allow(dead_code, reason = "the notification tests use the rest")]
+mod notify_support;
 mod support;
 
 use std::{
@@ -322,6 +324,7 @@ fn preflight_refuses_outside_the_time_window_and_under_the_latch_and_a_dry_run_l
             "health endpoints healthy",
             "inside the time window",
             "no emergency-stop latch",
+            "notification channels and strategies resolvable",
         ]
     );
     let failed_checks: Vec<&str> = dry["preflight"]
@@ -420,4 +423,112 @@ fn a_ramp_stops_at_the_step_where_a_guard_turns_red_and_the_next_never_starts() 
         ms(&c["injected"]) > 0 && ms(&c["injected"]) < ms(&c["matched"]),
         "{status}"
     );
+}
+
+#[test]
+fn a_rollback_is_announced_and_a_channel_that_is_down_does_not_delay_it() {
+    let Some(mount) = kernel() else { return };
+    let service = Service::start(&mount, "guard-notify", &[]);
+    let receiver = notify_support::Receiver::start();
+    let down = notify_support::Hanging::start();
+    let dir = TempDir::new("guard-notify");
+    let safety = "  slo_validation:\n    critical_slos: [error_rate]\n    warning_slos: []\n";
+    let rollback = format!(
+        "rollback:\n  notification_channels: [hook, down]\n  channels:\n    hook: {{type: \
+         webhook, url: '{0}/notice'}}\n    down: {{type: webhook, url: \
+         'http://127.0.0.1:{1}/'}}\n  strategies:\n    traffic_shift: true\n  actions:\n    \
+         traffic_shift: {{url: '{0}/shift'}}\n",
+        receiver.base, down.port
+    );
+    let config = service.config(&service.prometheus.url(), safety) + &rollback;
+    let daemon = Daemon::with_config(&dir.0, &config);
+    let out = refuse(
+        &daemon,
+        &service.cgroup.path,
+        "1",
+        &["--duration", "60s", "--guard", "error_rate"],
+    );
+    let started = json(&String::from_utf8_lossy(&out.stdout));
+    let channels = started["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "notification channels and strategies resolvable")
+        .unwrap()
+        .clone();
+    assert_eq!(channels["passed"], true, "{channels}");
+    let id = started_id(&out);
+    let status = daemon.ended(&id, Duration::from_secs(20));
+    assert_eq!(status["state"], "rolled_back", "{status}");
+    // The hanging channel was tried (and is still waiting) while the rollback went on: it took
+    // no longer than without channels.
+    let took = Duration::from_millis(ms(&status["ended_unix_ms"]) - ms(&status["started_unix_ms"]));
+    let bound = SCRAPE + Duration::from_millis(GUARD_INTERVAL_MS) + MARGIN;
+    assert!(
+        took <= bound,
+        "rolled back {took:?} after arming; bound {bound:?}"
+    );
+    let rep = daemon.json(&["report", &id, "--format", "json"]);
+    let rollback_event = rep["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "rollback")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let disarm_us: u64 = rollback_event
+        .split(" µs after the evaluation")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{rollback_event}"));
+    assert!(
+        disarm_us < 50_000,
+        "decision to disarm {disarm_us} µs: {rollback_event}"
+    );
+    // The working channel got the start, the rollback and the end; the action was called.
+    notify_support::wait_until(Duration::from_secs(10), || {
+        let kinds: Vec<String> = receiver
+            .requests("/notice")
+            .iter()
+            .map(|r| r.body["kind"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        ["started", "rolled_back", "ended"]
+            .iter()
+            .all(|k| kinds.iter().any(|x| x == k))
+    });
+    let notices = receiver.requests("/notice");
+    let rolled = notices
+        .iter()
+        .find(|r| r.body["kind"] == "rolled_back")
+        .unwrap_or_else(|| panic!("{notices:?}"));
+    assert_eq!(
+        rolled.body["experiment_id"],
+        id.as_str(),
+        "{:?}",
+        rolled.body
+    );
+    assert!(
+        rolled.body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("slo violation: error_rate"),
+        "{:?}",
+        rolled.body
+    );
+    assert!(
+        notify_support::wait_until(Duration::from_secs(10), || !receiver
+            .requests("/shift")
+            .is_empty()),
+        "the traffic_shift action was called"
+    );
+    assert!(down.accepted() > 0, "the down channel was tried");
+    let strategy = daemon.json(&["report", &id, "--format", "json"])["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "strategy");
+    assert!(strategy, "the strategy's outcome is on the timeline");
 }
