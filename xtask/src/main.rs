@@ -7,6 +7,7 @@
 //! * `bench` — engine benchmarks, printed with ratios to a baseline measured in the same run.
 //! * `vm-test` — the `vm_*` kernel tests inside QEMU on Debian kernels (BPF LSM, fq).
 
+mod apt;
 mod demo;
 mod setup;
 mod vm;
@@ -80,6 +81,10 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Debian packages the tests run for real: Prometheus (the guards), Alertmanager (the
+/// notifications), Chromium (the HTML report).
+const TEST_PACKAGES: &[&str] = &["prometheus", "prometheus-alertmanager", "chromium"];
+
 fn test() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
@@ -97,8 +102,13 @@ fn test() -> anyhow::Result<()> {
         "warnings",
     ])?;
     ebpf_clippy()?;
-    if !is_root() {
-        eprintln!("xtask: not root: the kernel tests will skip (CI runs them as root)");
+    if is_root() {
+        apt::ensure("test", TEST_PACKAGES)?;
+    } else {
+        eprintln!(
+            "xtask: not root: the kernel tests will skip (CI runs them as root); the guard, \
+             notification and report tests need {TEST_PACKAGES:?} installed"
+        );
     }
     // The service tests drive the chaos-ctl and chaos-daemon binaries: build them all first.
     cargo(&["build", "--workspace", "--bins"])?;

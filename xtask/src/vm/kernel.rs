@@ -11,6 +11,8 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+use crate::apt::{self, run};
+
 /// Debian packages the VM tier runs on the host (QEMU, the initramfs tools, musl, modinfo).
 const PACKAGES: &[&str] = &[
     "qemu-system-x86",
@@ -29,9 +31,6 @@ Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 ";
-
-/// Wait this long for another apt process to release its lock.
-const APT_LOCK: &str = "DPkg::Lock::Timeout=600";
 
 /// A kernel the VM tier boots, by Debian package name pattern.
 pub struct KernelSpec {
@@ -55,14 +54,6 @@ impl Kernel {
     }
 }
 
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("spawn {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
-}
-
 pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("spawn {cmd:?}"))?;
     if !out.status.success() {
@@ -75,35 +66,9 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-}
-
-fn apt_update() -> anyhow::Result<()> {
-    run(Command::new("apt-get").args(["update", "-q", "-o", APT_LOCK]))
-}
-
-/// Installs the missing Debian packages (one `apt-get update` first) and the musl target.
+/// Installs the missing Debian packages and the musl target.
 pub fn install_tools() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
-    if !missing.is_empty() {
-        eprintln!("xtask vm-test: installing {missing:?}");
-        apt_update()?;
-        run(Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "-o",
-                APT_LOCK,
-            ])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
+    apt::ensure("vm-test", PACKAGES)?;
     run(Command::new("rustup").args(["target", "add", "x86_64-unknown-linux-musl"]))
 }
 
@@ -114,7 +79,7 @@ fn ensure_backports() -> anyhow::Result<()> {
     }
     std::fs::write(BACKPORTS_SOURCES, BACKPORTS)
         .with_context(|| format!("write {BACKPORTS_SOURCES}"))?;
-    apt_update()
+    apt::update()
 }
 
 /// Orders package names like `linux-image-6.12.90+deb12.1-amd64` by their version's numbers.
@@ -172,7 +137,7 @@ pub fn fetch(spec: &KernelSpec) -> anyhow::Result<Kernel> {
     let package = match pick(spec)? {
         Some(p) => p,
         None => {
-            apt_update()?;
+            apt::update()?;
             pick(spec)?.with_context(|| {
                 format!("apt knows no linux-image-{}.*-amd64 package", spec.label)
             })?
