@@ -1,29 +1,131 @@
-//! The local demo, the README's "run it" command: starts `chaos-daemon serve` with the shipped
-//! `chaos/chaos.yaml`, creates a cgroup, runs real UDP and TCP workloads inside it and the same
-//! workloads outside it, and drives the daemon with `chaos-ctl`: 30% egress loss (stopped), then
-//! ECONNREFUSED on 25% of connects (ended by an emergency stop). It prints configured versus
-//! observed rates, a post-mortem report and the daemon's metrics, checks the daemon's record
-//! (`--output json`: each experiment's type, final state and count) against what the workloads
-//! saw, proves from the kernel that nothing stays attached, and removes everything it created.
+//! The local demo, the README's "run it" command: starts `chaos-daemon serve` with a demo
+//! config (the shipped `chaos/chaos.yaml`'s budget), creates a cgroup, runs real UDP and TCP
+//! workloads inside it and the same workloads outside it, and drives the daemon with
+//! `chaos-ctl`: 30% egress loss (stopped), then ECONNREFUSED on 25% of connects (ended by an
+//! emergency stop). It prints configured versus observed rates, a post-mortem report and the
+//! daemon's metrics, checks the daemon's record (`--output json`: each experiment's type, final
+//! state and count) against what the workloads saw, and proves from the kernel that nothing
+//! stays attached. Then the daemon restarts with SLO guards and a guard rolls an experiment
+//! back against a real Prometheus (`guard`). Everything it created is removed at the end, also
+//! when it fails.
+//!
+//! * `ctl` — chaos-ctl against the demo's daemon.
+//! * `guard` — the guard part: HTTP service, load, Prometheus, the rollback and its report.
+//! * `process` — child processes, the cgroup and directory, HTTP GET.
+//! * `prometheus` — Debian's Prometheus, installed when missing.
+
+mod ctl;
+mod guard;
+mod process;
+mod prometheus;
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _},
     path::{Path, PathBuf},
-    process::{Child, ChildStdout, Command, Stdio},
+    process::Command,
     thread,
-    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 
+use self::{
+    ctl::Ctl,
+    process::{DemoDir, Proc, cgroup2_mount, http_get},
+};
 use crate::{cargo, require_root};
 
 const DATAGRAMS: u64 = 20_000;
 const CONNECTS: u64 = 2_000;
 const TCP_BYTES: u64 = 1 << 20;
 
+/// What every part of the demo uses: the binaries, the cgroup, the private directory (socket,
+/// state, configs, Prometheus) and chaos-ctl.
+pub struct Demo {
+    root: PathBuf,
+    daemon_bin: PathBuf,
+    workload: PathBuf,
+    cgroup: PathBuf,
+    tmp: PathBuf,
+    ctl: Ctl,
+}
+
+impl Demo {
+    fn socket(&self) -> PathBuf {
+        self.tmp.join("daemon.sock")
+    }
+
+    fn cgroup_str(&self) -> anyhow::Result<String> {
+        Ok(self
+            .cgroup
+            .to_str()
+            .context("non-UTF-8 cgroup path")?
+            .to_string())
+    }
+
+    /// A daemon config: the shipped `chaos/chaos.yaml`'s budget section, then `extra`. The
+    /// shipped file as a whole guards every experiment with SLOs from a Prometheus at
+    /// 127.0.0.1:9090 and notifies channels whose secrets come from the environment.
+    fn config(&self, extra: &str) -> anyhow::Result<String> {
+        let shipped = self.root.join("chaos/chaos.yaml");
+        let text = std::fs::read_to_string(&shipped)
+            .with_context(|| format!("reading {}", shipped.display()))?;
+        let mut budget = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            if !line.is_empty() && !line.starts_with([' ', '#']) {
+                inside = line.starts_with("budget:");
+            }
+            if inside {
+                budget += line;
+                budget += "\n";
+            }
+        }
+        if budget.is_empty() {
+            bail!("{} has no budget section", shipped.display());
+        }
+        Ok(budget + extra)
+    }
+
+    /// Starts `chaos-daemon serve` with `config` on the demo's socket and state directory; the
+    /// daemon and its `metrics on URL` line.
+    fn start_daemon(&self, config: &Path) -> anyhow::Result<(Proc, String)> {
+        let mut daemon = Proc::spawn(
+            Command::new(&self.daemon_bin)
+                .arg("serve")
+                .arg("--socket")
+                .arg(self.socket())
+                .arg("--state-dir")
+                .arg(self.tmp.join("state"))
+                .arg("--config")
+                .arg(config)
+                .args(["--metrics-addr", "127.0.0.1:0"])
+                // Its log lines (the rollback's) go to the demo's output: plain text.
+                .env("NO_COLOR", "1"),
+        )?;
+        let metrics = daemon.next_line()?;
+        Ok((daemon, metrics))
+    }
+
+    /// The kernel's word (`chaos-daemon attached`) that no program is attached to the cgroup.
+    fn kernel_check(&self) -> anyhow::Result<String> {
+        let out = Command::new(&self.daemon_bin)
+            .arg("attached")
+            .arg(&self.cgroup)
+            .output()?;
+        let last = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_string();
+        if !out.status.success() {
+            bail!("cleanup check failed: {last}");
+        }
+        Ok(last)
+    }
+}
+
 pub fn run() -> anyhow::Result<()> {
     require_root("the demo")?;
+    prometheus::ensure_installed()?;
     cargo(&[
         "build",
         "--release",
@@ -35,37 +137,38 @@ pub fn run() -> anyhow::Result<()> {
     ])?;
     let root = workspace_root();
     let bin = root.join("target/release");
-    let (daemon_bin, workload) = (bin.join("chaos-daemon"), bin.join("chaos-workload"));
     let mount = cgroup2_mount()?;
     let pid = std::process::id();
     let cg = DemoDir::cgroup(&mount.join(format!("chaos-demo-{pid}")))?;
     let tmp = DemoDir::private(&std::env::temp_dir().join(format!("chaos-demo-{pid}")))?;
-    let cgs = cg.0.to_str().context("non-UTF-8 cgroup path")?.to_string();
-    let socket = tmp.0.join("daemon.sock");
+    let demo = Demo {
+        daemon_bin: bin.join("chaos-daemon"),
+        workload: bin.join("chaos-workload"),
+        cgroup: cg.0.clone(),
+        tmp: tmp.0.clone(),
+        ctl: Ctl {
+            bin: bin.join("chaos-ctl"),
+            daemon: format!("unix://{}", tmp.0.join("daemon.sock").display()),
+        },
+        root,
+    };
+    let cgs = demo.cgroup_str()?;
 
-    let mut daemon = Proc::spawn(
-        Command::new(&daemon_bin)
-            .arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(tmp.0.join("state"))
-            .arg("--config")
-            .arg(root.join("chaos/chaos.yaml"))
-            .args(["--metrics-addr", "127.0.0.1:0"]),
-    )?;
-    let metrics = daemon.next_line()?;
+    let config = demo.tmp.join("chaos.yaml");
+    std::fs::write(&config, demo.config("")?)?;
+    let (daemon, metrics) = demo.start_daemon(&config)?;
     println!("\n== chaos-ebpf demo");
     println!("   {}\n   {metrics}", daemon.first);
     println!(
+        "   config {}: the shipped chaos/chaos.yaml's budget, no guards yet",
+        config.display()
+    );
+    println!(
         "   target cgroup {cgs}; workloads run as separate processes inside it and outside it\n"
     );
-    let ctl = Ctl {
-        bin: bin.join("chaos-ctl"),
-        daemon: format!("unix://{}", socket.display()),
-    };
+    let (ctl, workload) = (&demo.ctl, &demo.workload);
 
-    let tcp = Proc::ready(Command::new(&workload).args(["tcp-listen", "--timeout-ms", "120000"]))?;
+    let tcp = Proc::ready(Command::new(workload).args(["tcp-listen", "--timeout-ms", "120000"]))?;
     let tcp_to = format!("127.0.0.1:{}", tcp.port);
     let mut rows = Vec::new();
 
@@ -84,15 +187,15 @@ pub fn run() -> anyhow::Result<()> {
         "--name",
         "demo-loss",
     ])?;
-    let (rx_in, rx_out) = (udp_receiver(&workload)?, udp_receiver(&workload)?);
+    let (rx_in, rx_out) = (udp_receiver(workload)?, udp_receiver(workload)?);
     let (to_in, to_out) = (
         format!("127.0.0.1:{}", rx_in.port),
         format!("127.0.0.1:{}", rx_out.port),
     );
     let n = DATAGRAMS.to_string();
     let (a, b) = both(
-        &workload,
-        &cg.0,
+        workload,
+        &demo.cgroup,
         ["udp-send", "--to", &to_in, "--count", &n],
         ["udp-send", "--to", &to_out, "--count", &n],
     )?;
@@ -108,8 +211,8 @@ pub fn run() -> anyhow::Result<()> {
     ));
     let bytes = TCP_BYTES.to_string();
     let (a, b) = both(
-        &workload,
-        &cg.0,
+        workload,
+        &demo.cgroup,
         ["tcp-send", "--to", &tcp_to, "--bytes", &bytes],
         ["tcp-send", "--to", &tcp_to, "--bytes", &bytes],
     )?;
@@ -141,11 +244,12 @@ pub fn run() -> anyhow::Result<()> {
     ])?;
     let n = CONNECTS.to_string();
     let (a, b) = both(
-        &workload,
-        &cg.0,
+        workload,
+        &demo.cgroup,
         ["connect", "--to", &tcp_to, "--count", &n],
         ["connect", "--to", &tcp_to, "--count", &n],
     )?;
+    drop(tcp);
     let refused_inside = field(&a, "ECONNREFUSED");
     let refused = |t: &str| pct(field(t, "ECONNREFUSED"), CONNECTS);
     rows.push(row(
@@ -165,7 +269,7 @@ pub fn run() -> anyhow::Result<()> {
     );
     // The emergency stop returned once the faults were disarmed; detaching and recording
     // continue on the daemon's recorder: wait for it before reading the record.
-    ctl.wait_until_none_running(Duration::from_secs(10))?;
+    ctl.wait_until_none_running(std::time::Duration::from_secs(10))?;
     ctl.check_record(&[
         ("demo-loss", "packet_loss", "stopped", None),
         (
@@ -199,7 +303,7 @@ pub fn run() -> anyhow::Result<()> {
     let url = metrics
         .strip_prefix("metrics on ")
         .context("metrics line")?;
-    let body = http_get(url)?;
+    let (_, body) = http_get(url)?;
     println!("$ curl {url}   (excerpt)");
     for l in body.lines().filter(|l| {
         l.starts_with("chaos_faults_injected_total")
@@ -207,119 +311,18 @@ pub fn run() -> anyhow::Result<()> {
     }) {
         println!("{l}");
     }
-
-    let out = Command::new(&daemon_bin)
-        .args(["attached", &cgs])
-        .output()?;
-    let last = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or("")
-        .to_string();
-    if !out.status.success() {
-        bail!("cleanup check failed: {last}");
-    }
-    println!("\n   kernel check after the stops: {last}");
+    println!(
+        "\n   kernel check after the stops: {}",
+        demo.kernel_check()?
+    );
     daemon.terminate()?;
+
+    // 3. The daemon again, now with SLO guards: a guard rolls an experiment back.
+    guard::run(&demo)?;
     drop(cg);
     drop(tmp);
-    println!("   stopped the daemon, removed {cgs} and the demo's state\n");
+    println!("   removed {cgs} and the demo's state\n");
     Ok(())
-}
-
-/// Runs chaos-ctl against the demo's daemon.
-struct Ctl {
-    bin: PathBuf,
-    daemon: String,
-}
-
-impl Ctl {
-    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(&self.bin)
-            .arg("--daemon")
-            .arg(&self.daemon)
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "chaos-ctl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// `chaos-ctl --output json ARGS`, parsed.
-    fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
-        let out = self.run(&[&["--output", "json"], args].concat())?;
-        serde_json::from_str(out.trim()).with_context(|| format!("chaos-ctl {args:?}: {out}"))
-    }
-
-    /// Waits until the daemon lists no experiment (its recorder released and recorded them).
-    fn wait_until_none_running(&self, within: Duration) -> anyhow::Result<()> {
-        let until = Instant::now() + within;
-        loop {
-            let status = self.json(&["status"])?;
-            if status["experiments"].as_array().is_some_and(Vec::is_empty) {
-                return Ok(());
-            }
-            if Instant::now() >= until {
-                bail!("experiments still listed after {within:?}: {status}");
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Checks the daemon's record of the demo's experiments, by name: the type (the user's
-    /// name), the final state and, where given, the faults injected.
-    fn check_record(&self, want: &[(&str, &str, &str, Option<u64>)]) -> anyhow::Result<()> {
-        let list = self.json(&["report", "--last", "1h"])?;
-        let list = list.as_array().context("report --last: not a list")?;
-        for &(name, kind, state, injected) in want {
-            let e = list
-                .iter()
-                .find(|e| e["name"] == name)
-                .with_context(|| format!("{name} is not in the daemon's record"))?;
-            let got = (
-                e["experiment_type"].as_str(),
-                e["state"].as_str(),
-                e["counters"]["injected"].as_u64(),
-            );
-            if got.0 != Some(kind)
-                || got.1 != Some(state)
-                || injected.is_some_and(|n| got.2 != Some(n))
-            {
-                bail!(
-                    "{name}: the daemon recorded {got:?}, expected {kind} {state} {injected:?}: {e}"
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Starts an experiment, shows the command and its answer, returns the id.
-    fn start(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = self.run(args)?;
-        println!("$ chaos-ctl {}\n{out}", args.join(" "));
-        out.lines()
-            .find_map(|l| l.strip_prefix("started "))
-            .map(str::to_string)
-            .context("no experiment id in chaos-ctl's answer")
-    }
-}
-
-fn http_get(url: &str) -> anyhow::Result<String> {
-    use std::io::Write as _;
-    let rest = url.strip_prefix("http://").context("http url")?;
-    let (host, path) = rest.split_once('/').context("url path")?;
-    let mut s = std::net::TcpStream::connect(host)?;
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    Ok(resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
 }
 
 fn row(fault: &str, configured: &str, inside: String, outside: String) -> String {
@@ -382,130 +385,6 @@ fn both(
 
 fn udp_receiver(workload: &Path) -> anyhow::Result<Proc> {
     Proc::ready(Command::new(workload).args(["udp-recv", "--idle-ms", "500"]))
-}
-
-/// A child process that announced itself on its first stdout line; killed on drop.
-struct Proc {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    first: String,
-    port: u16,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> anyhow::Result<Self> {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("{cmd:?}"))?;
-        let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
-        let mut first = String::new();
-        stdout.read_line(&mut first)?;
-        if first.is_empty() {
-            bail!("{cmd:?} exited before announcing itself (see its error above)");
-        }
-        Ok(Self {
-            child,
-            stdout,
-            first: first.trim().to_string(),
-            port: 0,
-        })
-    }
-
-    /// A workload that prints `ready PORT`.
-    fn ready(cmd: &mut Command) -> anyhow::Result<Self> {
-        let mut p = Self::spawn(cmd)?;
-        p.port = p
-            .first
-            .strip_prefix("ready ")
-            .and_then(|s| s.parse().ok())
-            .with_context(|| p.first.clone())?;
-        Ok(p)
-    }
-
-    fn next_line(&mut self) -> anyhow::Result<String> {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line)?;
-        Ok(line.trim().to_string())
-    }
-
-    /// A udp-recv's count once it went idle.
-    fn received(mut self) -> anyhow::Result<u64> {
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest)?;
-        rest.trim()
-            .strip_prefix("received=")
-            .and_then(|s| s.parse().ok())
-            .with_context(|| rest.clone())
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    fn terminate(mut self) -> anyhow::Result<()> {
-        // SAFETY: plain syscall on our own child's pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        if !self.child.wait()?.success() {
-            bail!("chaos-daemon did not stop cleanly");
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A directory the demo created: its cgroup (processes in it are killed first) or its private
-/// state directory. Removed on drop, also when the demo fails.
-struct DemoDir(PathBuf, bool);
-
-impl DemoDir {
-    fn cgroup(path: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir(path).with_context(|| format!("creating cgroup {}", path.display()))?;
-        Ok(Self(path.to_path_buf(), true))
-    }
-
-    fn private(path: &Path) -> anyhow::Result<Self> {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self(path.to_path_buf(), false))
-    }
-}
-
-impl Drop for DemoDir {
-    fn drop(&mut self) {
-        if !self.1 {
-            let _ = std::fs::remove_dir_all(&self.0);
-            return;
-        }
-        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
-        for _ in 0..100 {
-            if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
-                return;
-            }
-            thread::sleep(std::time::Duration::from_millis(20));
-        }
-        eprintln!("xtask demo: could not remove {}", self.0.display());
-    }
-}
-
-/// The cgroup2 mount, as util-linux's findmnt reports it.
-fn cgroup2_mount() -> anyhow::Result<PathBuf> {
-    let out = Command::new("findmnt")
-        .args(["-n", "-t", "cgroup2", "-o", "TARGET"])
-        .output()?;
-    let first = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .map(str::to_string);
-    first
-        .map(PathBuf::from)
-        .context("no cgroup2 filesystem is mounted")
 }
 
 fn workspace_root() -> PathBuf {
