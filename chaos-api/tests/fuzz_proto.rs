@@ -225,6 +225,44 @@ fn spec() -> impl Strategy<Value = proto::ExperimentSpec> {
         1 => any::<f64>(),
     ];
     let max_faults = prop_oneof![2 => Just(None), 2 => (1..100_000u64).prop_map(Some), 1 => any::<Option<u64>>()];
+    let guards = prop_oneof![
+        3 => Just(None),
+        2 => (
+            any::<bool>(),
+            list_of(&["error_rate", "health_checks", "impact", "", "a b"]),
+            list_of(&["x", "bad name", ""]),
+            one_of(&[">= 0.99", "<= 1e-3", "== 1", ">= NaN", ""]),
+            prop::option::of(prop_oneof![Just(0u64), Just(50), 1..100_000u64, any::<u64>()]),
+            prop::option::of(prop_oneof![Just(0u64), 1..4_000_000u64, any::<u64>()]),
+        )
+            .prop_map(|(restrict, apply, names, objective, interval_ms, baseline_ms)| {
+                let slos = names
+                    .into_iter()
+                    .map(|n| {
+                        let slo = proto::Slo {
+                            query: "sum(x)".to_owned(),
+                            objective: objective.clone(),
+                            for_ms: 0,
+                            description: String::new(),
+                        };
+                        (n, slo)
+                    })
+                    .collect();
+                Some(proto::Guards {
+                    restrict,
+                    apply,
+                    slos,
+                    interval_ms,
+                    baseline_ms,
+                })
+            }),
+    ];
+    let ramp = prop_oneof![
+        3 => Just(None),
+        2 => (any::<bool>(), prop::collection::vec(prop_oneof![ratio(), any::<f64>()], 0..20), prop_oneof![Just(0u64), 1000..100_000u64, any::<u64>()])
+            .prop_map(|(preset, steps, hold_ms)| Some(proto::Ramp { preset, steps, hold_ms })),
+    ];
+    let lease = prop_oneof![3 => Just(None), 1 => any::<Option<u64>>(), 1 => (1..10_000_000u64).prop_map(Some)];
     (
         one_of(&["checkout-db", "a", "x-1"]),
         target,
@@ -234,9 +272,20 @@ fn spec() -> impl Strategy<Value = proto::ExperimentSpec> {
         max_faults,
         filter,
         prop::option::of(cost),
+        (guards, ramp, lease),
     )
         .prop_map(
-            |(name, target, fault, intensity, duration_ms, max_faults, filter, budget)| {
+            |(
+                name,
+                target,
+                fault,
+                intensity,
+                duration_ms,
+                max_faults,
+                filter,
+                budget,
+                (guards, ramp, lease_ms),
+            )| {
                 proto::ExperimentSpec {
                     name,
                     target,
@@ -246,9 +295,9 @@ fn spec() -> impl Strategy<Value = proto::ExperimentSpec> {
                     max_faults,
                     filter,
                     budget,
-                    guards: None,
-                    ramp: None,
-                    lease_ms: None,
+                    guards,
+                    ramp,
+                    lease_ms,
                 }
             },
         )

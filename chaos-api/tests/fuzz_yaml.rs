@@ -14,7 +14,8 @@ use common::fuzz::{Fuzz, check_admission, check_named};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-const DOCUMENTS: [&str; 7] = [
+const DOCUMENTS: [&str; 8] = [
+    include_str!("../../chaos/experiments/guarded-rollout.yaml"),
     include_str!("../../chaos/experiments/packet-loss.yaml"),
     include_str!("../../chaos/experiments/dependency-failure.yaml"),
     include_str!("../../chaos/experiments/api-error-injection.yaml"),

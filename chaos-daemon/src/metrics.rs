@@ -116,8 +116,9 @@ impl Metrics {
         );
         let rollbacks = counter(
             "chaos_rollbacks_total",
-            "Experiments rolled back by a guard, by the guard that fired.",
-            &["guard"],
+            "Experiments rolled back by a guard, by reason (slo, health, trigger, impact, \
+             unavailable).",
+            &["reason"],
         );
         let guard_value = gauge_vec(
             "chaos_guard_value",

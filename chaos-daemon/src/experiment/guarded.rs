@@ -214,7 +214,7 @@ impl<E: FaultEngine> Manager<E> {
         let observation_to_disarm = violation.observed.elapsed();
         self.metrics
             .rollbacks
-            .with_label_values(&[&violation.guard])
+            .with_label_values(&[violation.cause()])
             .inc();
         self.metrics
             .decision_to_disarm_seconds

@@ -414,6 +414,7 @@ fn a_rollback_disarms_first_and_records_the_guard() {
         "{}",
         rollback.message
     );
+    assert_eq!(m.metrics.rollbacks.with_label_values(&["slo"]).get(), 1);
 }
 
 #[test]

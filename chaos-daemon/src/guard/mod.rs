@@ -90,6 +90,23 @@ pub struct Violation {
     pub observed: Instant,
 }
 
+impl Violation {
+    /// What kind of violation it is, for the rollbacks metric: `unavailable`, `slo`,
+    /// `health`, `trigger` or `impact`.
+    pub fn cause(&self) -> &'static str {
+        [
+            ("guard unavailable", "unavailable"),
+            ("slo violation", "slo"),
+            ("health check failed", "health"),
+            ("rollback trigger", "trigger"),
+            ("impact score", "impact"),
+        ]
+        .into_iter()
+        .find(|(prefix, _)| self.reason.starts_with(prefix))
+        .map_or("other", |(_, cause)| cause)
+    }
+}
+
 /// One evaluation of every guard.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
