@@ -192,6 +192,7 @@ pub fn spec(target: Target, fault: Fault, intensity: f64) -> Experiment {
         filter: NetFilter::default(),
         guards: Default::default(),
         ramp: None,
+        lease: None,
     };
     e.validate()
         .unwrap_or_else(|err| panic!("invalid test experiment: {err}"));
