@@ -21,33 +21,14 @@ use super::process::{http_get, url_encode};
 pub const BIN: &str = "/usr/bin/prometheus";
 /// How often Prometheus scrapes the workload.
 pub const SCRAPE: Duration = Duration::from_secs(1);
-/// Wait this long for another apt process to release its lock.
-const APT_LOCK: &str = "DPkg::Lock::Timeout=600";
 /// Longest wait for the HTTP API to answer `/-/ready`.
 const READY_WITHIN: Duration = Duration::from_secs(15);
 /// Tries with a fresh port when Prometheus exits at start (the free port was taken meanwhile).
 const PORT_TRIES: usize = 3;
 
-/// Installs Debian's `prometheus` (after `apt-get update`) unless [`BIN`] exists.
+/// Installs Debian's `prometheus` when it is missing.
 pub fn ensure_installed() -> anyhow::Result<()> {
-    if Path::new(BIN).exists() {
-        return Ok(());
-    }
-    eprintln!("xtask demo: {BIN} is missing: installing Debian's prometheus with apt-get");
-    let apt = |args: &[&str]| -> anyhow::Result<()> {
-        let status = Command::new("apt-get")
-            .args(args)
-            .args(["-q", "-o", APT_LOCK])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("running apt-get")?;
-        if !status.success() {
-            bail!("apt-get {} failed ({status})", args.join(" "));
-        }
-        Ok(())
-    };
-    apt(&["update"])?;
-    apt(&["install", "-y", "--no-install-recommends", "prometheus"])?;
+    crate::apt::ensure("demo", &["prometheus"])?;
     if !Path::new(BIN).exists() {
         bail!("apt-get installed prometheus but {BIN} is still missing");
     }
