@@ -85,6 +85,63 @@ fn refuse(daemon: &Daemon, cgroup: &Path, intensity: &str, args: &[&str]) -> std
     daemon.experiment("dependency_failure", cgroup, &[&head[..], args].concat())
 }
 
+/// Starts [`refuse`] and waits until it ended (within `within`); its final status.
+fn refuse_until_ended(
+    daemon: &Daemon,
+    cgroup: &Path,
+    intensity: &str,
+    args: &[&str],
+    within: Duration,
+) -> (String, serde_json::Value) {
+    let id = started_id(&refuse(daemon, cgroup, intensity, args));
+    let status = daemon.ended(&id, within);
+    (id, status)
+}
+
+/// Asserts that `status` is a rollback whose reason starts with `prefix`; the reason.
+fn rolled_back(status: &serde_json::Value, prefix: &str) -> String {
+    assert_eq!(status["state"], "rolled_back", "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(reason.starts_with(prefix), "{reason}");
+    reason.to_owned()
+}
+
+/// The messages of `id`'s timeline events of `kind`.
+fn events(daemon: &Daemon, id: &str, kind: &str) -> Vec<String> {
+    let report = daemon.json(&["report", id, "--format", "json"]);
+    report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts that `status` ended within one scrape, one guard interval and [`MARGIN`] of arming.
+fn assert_rolled_back_in_time(status: &serde_json::Value) {
+    let took = Duration::from_millis(ms(&status["ended_unix_ms"]) - ms(&status["started_unix_ms"]));
+    let bound = SCRAPE + Duration::from_millis(GUARD_INTERVAL_MS) + MARGIN;
+    assert!(
+        took <= bound,
+        "rolled back {took:?} after arming; bound {bound:?}"
+    );
+}
+
+/// The decision-to-disarm time of `id`'s rollback, read from its timeline event.
+fn decision_to_disarm_us(daemon: &Daemon, id: &str) -> u64 {
+    let rollback = events(daemon, id, "rollback");
+    let message = rollback
+        .first()
+        .unwrap_or_else(|| panic!("no rollback event of {id}"));
+    message
+        .split(" µs after the evaluation that saw it")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{message}"))
+}
+
 fn ms(v: &serde_json::Value) -> u64 {
     v.as_u64().unwrap()
 }
@@ -108,36 +165,31 @@ fn a_breached_critical_slo_rolls_back_within_a_scrape_and_an_interval() {
     assert!(checks.iter().all(|c| c["passed"] == true), "{checks:?}");
     let id = started_id(&out);
     let status = daemon.ended(&id, Duration::from_secs(20));
-    assert_eq!(status["state"], "rolled_back", "{status}");
-    let reason = status["reason"].as_str().unwrap();
-    assert!(
-        reason.starts_with("slo violation: error_rate = "),
-        "{reason}"
-    );
+    let reason = rolled_back(&status, "slo violation: error_rate = ");
     assert!(reason.ends_with("(objective <= 0.01)"), "{reason}");
     // From arming to the rollback: the first scrape that sees the errors, one evaluation.
-    let took = Duration::from_millis(ms(&status["ended_unix_ms"]) - ms(&status["started_unix_ms"]));
-    let bound = SCRAPE + Duration::from_millis(GUARD_INTERVAL_MS) + MARGIN;
-    assert!(
-        took <= bound,
-        "rolled back {took:?} after arming; bound {bound:?}"
-    );
+    assert_rolled_back_in_time(&status);
     // The report names the SLO, its value and its objective, and the disarm time.
     let report = daemon.ctl_ok(&["report", &id]);
     assert!(report.contains("error_rate"), "{report}");
     assert!(report.contains("<= 0.01"), "{report}");
-    let rep = daemon.json(&["report", &id, "--format", "json"]);
-    let rollback = rep["timeline"]
+    decision_to_disarm_us(&daemon, &id);
+    // The full report: the guard's samples against its threshold, and the violation.
+    let full = &daemon.json(&["report", &id, "--format", "json"])["report"];
+    let guard = full["guards"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["kind"] == "rollback")
-        .unwrap_or_else(|| panic!("no rollback event: {rep}"));
-    let message = rollback["message"].as_str().unwrap();
-    assert!(
-        message.contains("µs after the evaluation that saw it"),
-        "{message}"
+        .find(|g| g["name"] == "error_rate")
+        .unwrap_or_else(|| panic!("no error_rate series: {full}"));
+    assert_eq!(guard["objective"], "<= 0.01", "{guard}");
+    assert_eq!(
+        full["verdict"]["violation"]["guard"], "error_rate",
+        "{full}"
     );
+    let html = daemon.ctl_ok(&["report", &id, "--format", "html"]);
+    assert!(html.contains("id=\"chart-faults\""), "{html}");
+    assert!(html.contains("guard-chart"), "{html}");
     // The service recovers: nothing is attached any more.
     daemon.none_listed(Duration::from_secs(10));
     assert_eq!(service.cgroup.attached(), 0);
@@ -174,20 +226,14 @@ fn a_failing_health_endpoint_rolls_back_and_a_healthy_one_does_not() {
     let status = daemon.ended(&id, Duration::from_secs(15));
     assert_eq!(status["state"], "completed", "{status}");
     // The same fault on every connect: /healthz answers 503 and the guard rolls back.
-    let out = refuse(
+    let (_, status) = refuse_until_ended(
         &daemon,
         &service.cgroup.path,
         "1",
         &["--duration", "60s", "--guard", "health_checks"],
+        Duration::from_secs(15),
     );
-    let id = started_id(&out);
-    let status = daemon.ended(&id, Duration::from_secs(15));
-    assert_eq!(status["state"], "rolled_back", "{status}");
-    let reason = status["reason"].as_str().unwrap();
-    assert!(
-        reason.starts_with("health check failed: http://"),
-        "{reason}"
-    );
+    let reason = rolled_back(&status, "health check failed: http://");
     assert!(reason.contains("HTTP 503"), "{reason}");
 }
 
@@ -201,39 +247,28 @@ fn the_error_rate_trigger_fires_above_its_limit_and_not_below() {
     let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), safety));
     // 15% of connects refused: the error rate climbs to about 0.15 over the 10 s rate window,
     // below the 0.4 limit, for the whole run.
-    let out = refuse(
+    let (id, status) = refuse_until_ended(
         &daemon,
         &service.cgroup.path,
         "0.15",
         &["--duration", "12s", "--guard", "rollback_triggers"],
+        Duration::from_secs(30),
     );
-    let id = started_id(&out);
-    let status = daemon.ended(&id, Duration::from_secs(30));
     assert_eq!(status["state"], "completed", "{status}");
-    let report = daemon.json(&["report", &id, "--format", "json"]);
-    assert!(
-        report["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "baseline"),
-        "the baseline is on the timeline: {report}"
+    assert_eq!(
+        events(&daemon, &id, "baseline").len(),
+        1,
+        "the baseline is on the timeline"
     );
     // Every connect refused: it passes 0.4 within seconds.
-    let out = refuse(
+    let (_, status) = refuse_until_ended(
         &daemon,
         &service.cgroup.path,
         "1",
         &["--duration", "60s", "--guard", "rollback_triggers"],
+        Duration::from_secs(20),
     );
-    let id = started_id(&out);
-    let status = daemon.ended(&id, Duration::from_secs(20));
-    assert_eq!(status["state"], "rolled_back", "{status}");
-    let reason = status["reason"].as_str().unwrap();
-    assert!(
-        reason.starts_with("rollback trigger error_rate_increase: moved "),
-        "{reason}"
-    );
+    rolled_back(&status, "rollback trigger error_rate_increase: moved ");
 }
 
 #[test]
@@ -275,13 +310,8 @@ fn prometheus_down_refuses_the_start_and_killed_rolls_back() {
     let killed = Instant::now();
     service.prometheus.kill();
     let status = daemon.ended(&id, Duration::from_secs(10));
-    assert_eq!(status["state"], "rolled_back", "{status}");
-    let reason = status["reason"].as_str().unwrap();
-    assert!(
-        // The critical SLO, or a trigger's source: whichever query failed first.
-        reason.starts_with("guard unavailable: "),
-        "{reason}"
-    );
+    // The critical SLO, or a trigger's source: whichever query failed first.
+    rolled_back(&status, "guard unavailable: ");
     assert!(killed.elapsed() < Duration::from_secs(10));
 }
 
@@ -399,24 +429,10 @@ fn a_ramp_stops_at_the_step_where_a_guard_turns_red_and_the_next_never_starts() 
     );
     let id = started_id(&out);
     let status = daemon.ended(&id, Duration::from_secs(40));
-    assert_eq!(status["state"], "rolled_back", "{status}");
-    let reason = status["reason"].as_str().unwrap();
-    assert!(
-        reason.starts_with("slo violation: half_fail = "),
-        "{reason}"
-    );
-    let report = daemon.json(&["report", &id, "--format", "json"]);
-    let steps: Vec<&str> = report["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "step")
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
+    rolled_back(&status, "slo violation: half_fail = ");
     assert_eq!(
-        steps,
-        ["intensity 0.05 (step 1 of 3)", "intensity 1 (step 2 of 3)"],
-        "{report}"
+        events(&daemon, &id, "step"),
+        ["intensity 0.05 (step 1 of 3)", "intensity 1 (step 2 of 3)"]
     );
     // The first step really ran at 5%, the second at 100%: the kernel's counters agree.
     let c = &status["counters"];
@@ -460,35 +476,12 @@ fn a_rollback_is_announced_and_a_channel_that_is_down_does_not_delay_it() {
     assert_eq!(channels["passed"], true, "{channels}");
     let id = started_id(&out);
     let status = daemon.ended(&id, Duration::from_secs(20));
-    assert_eq!(status["state"], "rolled_back", "{status}");
+    rolled_back(&status, "slo violation: error_rate");
     // The hanging channel was tried (and is still waiting) while the rollback went on: it took
     // no longer than without channels.
-    let took = Duration::from_millis(ms(&status["ended_unix_ms"]) - ms(&status["started_unix_ms"]));
-    let bound = SCRAPE + Duration::from_millis(GUARD_INTERVAL_MS) + MARGIN;
-    assert!(
-        took <= bound,
-        "rolled back {took:?} after arming; bound {bound:?}"
-    );
-    let rep = daemon.json(&["report", &id, "--format", "json"]);
-    let rollback_event = rep["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "rollback")
-        .unwrap()["message"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let disarm_us: u64 = rollback_event
-        .split(" µs after the evaluation")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{rollback_event}"));
-    assert!(
-        disarm_us < 50_000,
-        "decision to disarm {disarm_us} µs: {rollback_event}"
-    );
+    assert_rolled_back_in_time(&status);
+    let disarm_us = decision_to_disarm_us(&daemon, &id);
+    assert!(disarm_us < 50_000, "decision to disarm {disarm_us} µs");
     // The working channel got the start, the rollback and the end; the action was called.
     notify_support::wait_until(Duration::from_secs(10), || {
         let kinds: Vec<String> = receiver
@@ -526,10 +519,8 @@ fn a_rollback_is_announced_and_a_channel_that_is_down_does_not_delay_it() {
         "the traffic_shift action was called"
     );
     assert!(down.accepted() > 0, "the down channel was tried");
-    let strategy = daemon.json(&["report", &id, "--format", "json"])["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["kind"] == "strategy");
-    assert!(strategy, "the strategy's outcome is on the timeline");
+    assert!(
+        !events(&daemon, &id, "strategy").is_empty(),
+        "the strategy's outcome is on the timeline"
+    );
 }
