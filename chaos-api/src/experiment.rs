@@ -181,7 +181,16 @@ impl Experiment {
         }
         if let Some(ramp) = &self.ramp {
             ramp.validate(self.kind(), self.duration)?;
-            if let Some(&first) = ramp.values().and_then(<[f64]>::first)
+            let first = ramp.values().and_then(<[f64]>::first).copied();
+            if let (Some(first), Fault::NetworkLatency(latency)) = (first, &self.fault) {
+                if latency.latency != Duration::from_millis(first as u64) {
+                    return Err(invalid(
+                        "fault.latency",
+                        humantime::format_duration(latency.latency),
+                        format!("the ramp's first step ({first} ms) or no latency: a ramp sets it"),
+                    ));
+                }
+            } else if let Some(first) = first
                 && self.intensity != first
             {
                 return Err(invalid(

@@ -554,3 +554,128 @@ fn price_spent_is_capped_by_the_budget() {
         10.0
     );
 }
+
+/// An experiment file of `kind` with `extra` lines, parsed (it must be valid).
+fn file(kind: &str, extra: &str) -> Experiment {
+    parse(&format!(
+        "name: ramp\ntype: {kind}\ntarget: {{cgroup: /x}}\nduration: 10m\n{extra}"
+    ))
+}
+
+#[test]
+fn ramps_resolve_presets_arm_at_their_first_step_and_stay_within_the_limits() {
+    let config = ChaosConfig::default();
+    // A preset: the config's list for the type; the experiment arms at its first step.
+    let loss = admitted(
+        &config,
+        &file("packet_loss", "ramp: {steps: preset, hold: 1m}\n"),
+    );
+    let steps = loss
+        .experiment
+        .ramp
+        .as_ref()
+        .unwrap()
+        .values()
+        .unwrap()
+        .to_vec();
+    assert_eq!(steps, [0.01, 0.05, 0.1]);
+    assert_eq!(loss.experiment.intensity, 0.01);
+    let refused = admitted(
+        &config,
+        &file("dependency_failure", "ramp: {steps: preset, hold: 1m}\n"),
+    );
+    assert_eq!(
+        refused.experiment.intensity, 0.01,
+        "the api error_rate list"
+    );
+    // Latency: steps in milliseconds; the preset is latency_ms; fault.latency is the first.
+    let latency = admitted(
+        &config,
+        &file("network_latency", "ramp: {steps: preset, hold: 1m}\n"),
+    );
+    let Fault::NetworkLatency(l) = &latency.experiment.fault else {
+        unreachable!()
+    };
+    assert_eq!(l.latency, Duration::from_millis(100));
+    let explicit = file("network_latency", "ramp: {steps: [50, 400], hold: 1m}\n");
+    let Fault::NetworkLatency(l) = &explicit.fault else {
+        unreachable!()
+    };
+    assert_eq!(
+        l.latency,
+        Duration::from_millis(50),
+        "set by the ramp in the file"
+    );
+    // A step past the config's limits is refused by its index.
+    let small = chaos_config(
+        "experiments:\n  network_latency:\n    max_latency_ms: 300\n  packet_loss:\n    \
+         max_probability: 0.05\nexperiment_types:\n  network_latency:\n    parameters:\n      \
+         latency_ms: [100, 300]\n",
+    );
+    refused_at(
+        &small,
+        &explicit,
+        "ramp.steps[1]",
+        &["300 ms", "max_latency_ms"],
+    );
+    refused_at(
+        &small,
+        &file("packet_loss", "ramp: {steps: [0.01, 0.2], hold: 1m}\n"),
+        "ramp.steps[1]",
+        &["max_probability"],
+    );
+    // No preset for syscall errors.
+    refused_at(
+        &config,
+        &file("syscall_error", "ramp: {steps: preset, hold: 1m}\n"),
+        "ramp.steps",
+        &["no preset ramp for syscall_error"],
+    );
+}
+
+#[test]
+fn bad_ramps_are_refused_offline_naming_the_field() {
+    let bad = |kind: &str, extra: &str, path: &str| {
+        let text =
+            format!("name: ramp\ntype: {kind}\ntarget: {{cgroup: /x}}\nduration: 1m\n{extra}");
+        common::rejected_at(Experiment::from_yaml(&text), path);
+    };
+    bad("pod_deletion", "ramp: {steps: [0.5], hold: 10s}\n", "ramp");
+    bad(
+        "packet_loss",
+        "ramp: {steps: [0.1, 1.5], hold: 10s}\n",
+        "ramp.steps[1]",
+    );
+    bad(
+        "network_latency",
+        "ramp: {steps: [10, 2.5], hold: 10s}\n",
+        "ramp.steps[1]",
+    );
+    bad(
+        "packet_loss",
+        "ramp: {steps: [], hold: 10s}\n",
+        "ramp.steps",
+    );
+    bad(
+        "packet_loss",
+        "ramp: {steps: [0.1], hold: 0s}\n",
+        "ramp.hold",
+    );
+    // The last step must start before the end.
+    bad(
+        "packet_loss",
+        "ramp: {steps: [0.1, 0.2, 0.3], hold: 30s}\n",
+        "ramp",
+    );
+    bad(
+        "packet_loss",
+        "intensity: 0.5\nramp: {steps: [0.1, 0.2], hold: 10s}\n",
+        "intensity",
+    );
+    bad(
+        "network_latency",
+        "fault: {latency: 10ms}\nramp: {steps: [20, 30], hold: 10s}\n",
+        "fault.latency",
+    );
+    bad("packet_loss", "lease: 500ms\nintensity: 0.1\n", "lease");
+}

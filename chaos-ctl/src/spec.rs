@@ -70,7 +70,7 @@ impl std::error::Error for SpecError {}
 pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
     let kind = a.kind;
     let mut flags = a.fault.clone();
-    let fault = fault(kind, &mut flags)?;
+    let fault = fault(kind, &mut flags, a.guards.ramp.is_some())?;
     if let Some(flag) = flags.first_given() {
         return Err(SpecError::NotASetting { flag, kind });
     }
@@ -199,7 +199,7 @@ fn guards(g: &GuardArgs) -> Result<Option<proto::Guards>, SpecError> {
 
 /// The message's fault of `kind` from the flags it takes, which are taken out of `flags`.
 /// Empty strings and lists are the message's "unset": the type's default.
-fn fault(kind: ExperimentType, flags: &mut FaultArgs) -> Result<FaultKind, SpecError> {
+fn fault(kind: ExperimentType, flags: &mut FaultArgs, ramp: bool) -> Result<FaultKind, SpecError> {
     let socket = |flags: &mut FaultArgs| proto::SocketError {
         errno: flags.errno.take().unwrap_or_default(),
         calls: flags.calls.take().unwrap_or_default(),
@@ -216,12 +216,19 @@ fn fault(kind: ExperimentType, flags: &mut FaultArgs) -> Result<FaultKind, SpecE
         ExperimentType::DependencyFailure => FaultKind::DependencyFailure(socket(flags)),
         ExperimentType::ApiErrorInjection => FaultKind::ApiErrorInjection(socket(flags)),
         ExperimentType::NetworkLatency => FaultKind::NetworkLatency(proto::NetworkLatency {
-            latency_ms: flags.latency_ms.take().ok_or_else(|| ModelError::Parse {
-                path: "fault.latency".to_owned(),
-                message: "required field is missing: network_latency needs the delay to add, \
-                          in milliseconds, e.g. 100"
-                    .to_owned(),
-            })?,
+            // With a ramp, 0 = its first step.
+            latency_ms: match flags.latency_ms.take() {
+                Some(ms) => ms,
+                None if ramp => 0,
+                None => {
+                    return Err(SpecError::Model(ModelError::Parse {
+                        path: "fault.latency".to_owned(),
+                        message: "required field is missing: network_latency needs the delay to \
+                                  add, in milliseconds, e.g. 100 (or a --ramp of delays)"
+                            .to_owned(),
+                    }));
+                }
+            },
             jitter_ms: flags.jitter_ms.take().unwrap_or_default(),
             distribution: flags.distribution.take().unwrap_or_default(),
             interface: flags.interface.take().unwrap_or_default(),

@@ -486,3 +486,43 @@ fn a_pod_in_its_own_network_namespace_is_delayed_on_its_eth0() {
     drop(daemon);
     drop(sleeper_in_pod);
 }
+
+#[test]
+fn a_latency_ramp_moves_the_delay_by_one_map_write() {
+    let Some(mount) = kernel() else { return };
+    let topo = Net::server_in_netns(5);
+    let cg = TestCgroup::new(&mount, "latramp");
+    let dir = TempDir::new("latramp");
+    let daemon = Daemon::start(&dir.0);
+    // 50 echoes: a measurement takes 1 s at 20 ms and 4 s at 80 ms, well within a step.
+    let quick = |cg: Option<&Path>| {
+        let t = workload(cg, &["--cpu", "0", "udp-ping", "--to", &topo.to, "--count", "50"]);
+        assert_eq!(t.get("lost"), 0, "{t:?}");
+        ms(&t, "p50_ns")
+    };
+    let base_in = quick(Some(&cg.path));
+    let base_out = quick(None);
+    let mut args = latency_args(&cg.path, Some(&topo.host_dev), 20, 0, "uniform");
+    args.extend(["--ramp", "20,80", "--ramp-hold", "12s"].map(String::from));
+    // The ramp sets the delay: no --latency-ms.
+    let at = args.iter().position(|a| a == "--latency-ms").unwrap();
+    args.drain(at..at + 2);
+    let out = daemon.ctl_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let id = json(&out)["id"].as_str().unwrap().to_owned();
+    let programs = topo.delay_programs();
+    assert_eq!(programs, 1);
+    measured("ramp step 1 (20 ms)", || {
+        check_added("step 1", 20, quick(Some(&cg.path)) - base_in, quick(None) - base_out)
+    });
+    eventually("the second step", Duration::from_secs(30), || {
+        let status = daemon.json(&["status"]);
+        let step = status["experiments"][0]["step"].as_str().unwrap_or_default().to_owned();
+        step.starts_with("latency 80 ms (step 2 of 2)").then_some(())
+    });
+    assert_eq!(topo.delay_programs(), programs, "the step re-attached nothing");
+    measured("ramp step 2 (80 ms)", || {
+        check_added("step 2", 80, quick(Some(&cg.path)) - base_in, quick(None) - base_out)
+    });
+    daemon.ctl_ok(&["stop", &id]);
+    assert_eq!(topo.delay_programs(), 0, "the program is detached");
+}

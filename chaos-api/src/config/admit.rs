@@ -356,7 +356,21 @@ impl ChaosConfig {
         };
         if ramp.steps == RampSteps::Preset {
             let types = &self.experiment_types;
+            let latency_ms: Vec<f64>;
             let (list, key) = match kind {
+                ExperimentType::NetworkLatency => {
+                    latency_ms = types
+                        .network_latency
+                        .parameters
+                        .latency_ms
+                        .iter()
+                        .map(|ms| *ms as f64)
+                        .collect();
+                    (
+                        &latency_ms,
+                        "experiment_types.network_latency.parameters.latency_ms",
+                    )
+                }
                 ExperimentType::PacketLoss => (
                     &types.network_latency.parameters.packet_loss,
                     "experiment_types.network_latency.parameters.packet_loss",
@@ -371,7 +385,8 @@ impl ChaosConfig {
                         "preset",
                         format!(
                             "a list of probabilities: the config has no preset ramp for {other} \
-                             (presets: packet_loss, dependency_failure, api_error_injection)"
+                             (presets: network_latency, packet_loss, dependency_failure, \
+                             api_error_injection)"
                         ),
                     ));
                 }
@@ -387,8 +402,38 @@ impl ChaosConfig {
             ramp.validate(kind, experiment.duration)
                 .map_err(Refusal::Limit)?;
         }
-        if let Some(&first) = ramp.values().and_then(<[f64]>::first) {
-            experiment.intensity = first;
+        let steps = ramp.values().unwrap_or_default().to_vec();
+        match &mut experiment.fault {
+            Fault::NetworkLatency(latency) => {
+                // Every step's worst case must fit, as the first one's does below.
+                let spread = match latency.distribution {
+                    Distribution::Uniform => latency.jitter,
+                    Distribution::Normal => latency.jitter * 6,
+                };
+                let max = self.experiments.network_latency.max_latency_ms;
+                for (i, step) in steps.iter().enumerate() {
+                    let worst = Duration::from_millis(*step as u64) + spread;
+                    if worst > Duration::from_millis(max) {
+                        return Err(limit(
+                            format!("ramp.steps[{i}]"),
+                            step,
+                            format!(
+                                "a step whose worst case ({} with the jitter) is at most {max} ms \
+                                 (experiments.network_latency.max_latency_ms)",
+                                humantime::format_duration(worst)
+                            ),
+                        ));
+                    }
+                }
+                if let Some(&first) = steps.first() {
+                    latency.latency = Duration::from_millis(first as u64);
+                }
+            }
+            _ => {
+                if let Some(&first) = steps.first() {
+                    experiment.intensity = first;
+                }
+            }
         }
         Ok(())
     }

@@ -1,13 +1,14 @@
 //! Gradual intensity (`ramp:` in a file, `--ramp` on the command line): the experiment arms at
 //! its first step and moves to the next every `hold`, each step only while every guard is
-//! green. A step is a probability (0 to 1) for the types that drop or fail something; the
-//! seed's `experiment_types.*.parameters` lists are ready-made ramps (`steps: preset`).
+//! green. A step is a probability (0 to 1) for the types that drop or fail something, and a
+//! delay in whole milliseconds for network_latency; the seed's `experiment_types.*.parameters`
+//! lists are ready-made ramps (`steps: preset`).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use super::ExperimentType;
+use super::{ExperimentType, MAX_LATENCY};
 use crate::error::{ModelError, check_duration, check_ratio, deserialize_duration, invalid};
 
 /// Most steps of a ramp.
@@ -30,7 +31,7 @@ pub struct Ramp {
 pub enum RampSteps {
     /// The config's `experiment_types` list for the experiment's type (resolved on admission).
     Preset,
-    /// Probabilities, 0 to 1.
+    /// Probabilities 0 to 1, or for network_latency delays in milliseconds.
     Values(Vec<f64>),
 }
 
@@ -63,12 +64,12 @@ impl Ramp {
 
     /// Checks the ramp of an experiment of `kind` lasting `duration`.
     pub fn validate(&self, kind: ExperimentType, duration: Duration) -> Result<(), ModelError> {
-        if kind.is_host() || kind == ExperimentType::NetworkLatency {
+        if kind.is_host() {
             return Err(invalid(
                 "ramp",
                 "a ramp",
-                "a ramp only for packet_loss, dependency_failure, api_error_injection and \
-                 syscall_error (their intensity steps)",
+                "a ramp only for packet_loss, dependency_failure, api_error_injection, \
+                 syscall_error (intensity steps) and network_latency (delay steps)",
             ));
         }
         check_duration(
@@ -93,7 +94,19 @@ impl Ramp {
                 ));
             }
             for (i, step) in steps.iter().enumerate() {
-                check_ratio(&format!("ramp.steps[{i}]"), *step)?;
+                let path = format!("ramp.steps[{i}]");
+                if kind == ExperimentType::NetworkLatency {
+                    let max = MAX_LATENCY.as_millis() as f64;
+                    if !(step.fract() == 0.0 && (1.0..=max).contains(step)) {
+                        return Err(invalid(
+                            path,
+                            step,
+                            format!("a delay of whole milliseconds, 1 to {max}"),
+                        ));
+                    }
+                } else {
+                    check_ratio(&path, *step)?;
+                }
             }
             let before_last = self.hold * (steps.len() as u32 - 1);
             if before_last >= duration {

@@ -17,9 +17,9 @@ use super::fault::CallName;
 use super::filter::PORTS_ALLOWED;
 use super::{
     DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentGuards,
-    ExperimentType, Fault, MAX_CIDRS, NetFilter, NetworkLatency, PacketLoss, PodDeletion,
-    PortRange, Protocol, Ramp, ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
-    no_filter_error,
+    ExperimentType, Fault, MAX_CIDRS, MAX_LATENCY, NetFilter, NetworkLatency, PacketLoss,
+    PodDeletion, PortRange, Protocol, Ramp, ResourceExhaustion, SocketError, SyscallError, Target,
+    TargetKind, no_filter_error,
 };
 use crate::error::{ModelError, deserialize_duration, invalid};
 
@@ -59,11 +59,16 @@ pub(super) struct RawExperiment {
 impl RawExperiment {
     /// Builds the model; the range checks are left to [`Experiment::validate`].
     pub(super) fn into_experiment(self) -> Result<Experiment, ModelError> {
-        // With a ramp the intensity is its first step (1 until a preset is resolved).
-        let ramp_start = self.ramp.as_ref().map(|r| {
-            r.values()
-                .map_or(1.0, |v| v.first().copied().unwrap_or(1.0))
-        });
+        // With a ramp the intensity is its first step (1 until a preset is resolved); a
+        // latency ramp's steps are delays.
+        let ramp_start = self
+            .ramp
+            .as_ref()
+            .filter(|_| self.kind != ExperimentType::NetworkLatency)
+            .map(|r| {
+                r.values()
+                    .map_or(1.0, |v| v.first().copied().unwrap_or(1.0))
+            });
         let intensity = match self
             .intensity
             .or(ramp_start)
@@ -75,9 +80,16 @@ impl RawExperiment {
         if !self.kind.takes_filter() && self.filter.is_some() {
             return Err(no_filter_error(self.kind));
         }
+        let mut fault = self.fault.unwrap_or_default();
+        if self.kind == ExperimentType::NetworkLatency
+            && fault.latency.is_none()
+            && let Some(ramp) = &self.ramp
+        {
+            fault.latency = Some(ramp_first_latency(ramp));
+        }
         Ok(Experiment {
             target: self.target.into_target()?,
-            fault: self.fault.unwrap_or_default().into_fault(self.kind)?,
+            fault: fault.into_fault(self.kind)?,
             filter: self.filter.unwrap_or_default().into_filter()?,
             name: self.name,
             duration: self.duration.unwrap_or(DEFAULT_DURATION),
@@ -392,4 +404,14 @@ impl<'de> Deserialize<'de> for ScalarText {
 
         deserializer.deserialize_any(ScalarVisitor)
     }
+}
+
+/// The delay a latency ramp arms with: its first step (1 ms until a preset is resolved).
+pub(super) fn ramp_first_latency(ramp: &Ramp) -> Duration {
+    let first = ramp
+        .values()
+        .and_then(<[f64]>::first)
+        .copied()
+        .unwrap_or(1.0);
+    Duration::from_millis(first.clamp(1.0, MAX_LATENCY.as_millis() as f64) as u64)
 }

@@ -120,7 +120,20 @@ impl Experiment {
                  syscall_error, pod_deletion or resource_exhaustion",
             ));
         };
-        let fault = fault_from_proto(fault)?;
+        let mut fault = fault_from_proto(fault)?;
+        if let (Fault::NetworkLatency(latency), Some(r)) = (&mut fault, &spec.ramp)
+            && latency.latency.is_zero()
+        {
+            let steps = if r.preset {
+                RampSteps::Preset
+            } else {
+                RampSteps::Values(r.steps.clone())
+            };
+            latency.latency = super::raw::ramp_first_latency(&Ramp {
+                steps,
+                hold: Duration::ZERO,
+            });
+        }
         let kind = fault.kind();
         if let Some(r) = &spec.ramp
             && r.preset
@@ -135,6 +148,7 @@ impl Experiment {
         let ramp_start = spec
             .ramp
             .as_ref()
+            .filter(|_| kind != ExperimentType::NetworkLatency)
             .map(|r| r.steps.first().copied().unwrap_or(1.0));
         let intensity = match spec.intensity.or(ramp_start).or(kind.default_intensity()) {
             Some(intensity) => intensity,

@@ -26,7 +26,7 @@ use std::{
 use self::slot::{ArmedSlot, SlotPlan};
 
 use chaos_api::experiment::{Experiment, ExperimentType, Fault};
-use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters};
+use chaos_common::{LatencyConfig, MAX_SLOTS, SlotConfig, SlotCounters};
 
 use crate::{
     capability::Capabilities,
@@ -469,18 +469,29 @@ impl Engine {
     }
 
     /// Whether the fault can do nothing more before its deadline (a one-shot kill that ran).
-    /// Moves an armed slot fault to the probability `p` (a ramp step): one write of its
-    /// configuration with the new threshold; nothing is re-attached. The caller makes sure a
-    /// disarm that raced this write wins (it disarms again when the run ended meanwhile).
-    pub fn set_intensity(&self, armed: &Armed, p: f64) -> Result<(), EngineError> {
+    /// Moves an armed slot fault to a ramp step: a latency fault to the delay `step` (in
+    /// milliseconds, one write of its delay configuration), any other to the probability
+    /// `step` (one write of its slot configuration with the new threshold). Nothing is
+    /// re-attached. The caller makes sure a disarm that raced this write wins (it disarms
+    /// again when the run ended meanwhile).
+    pub fn set_step(&self, armed: &Armed, step: f64) -> Result<(), EngineError> {
         match &armed.body {
-            Some(ArmedBody::Slot(s)) => {
-                let config = SlotConfig {
-                    threshold: crate::fault::probability_threshold(p),
-                    ..s.config
-                };
-                Ok(self.0.maps.write_slot(s.slot, &config)?)
-            }
+            Some(ArmedBody::Slot(s)) => match s.latency_config {
+                Some(latency) => {
+                    let config = LatencyConfig {
+                        delay_ns: (step * 1e6) as u64,
+                        ..latency
+                    };
+                    Ok(lock(&self.0.kernel).write_latency(s.slot, &config)?)
+                }
+                None => {
+                    let config = SlotConfig {
+                        threshold: crate::fault::probability_threshold(step),
+                        ..s.config
+                    };
+                    Ok(self.0.maps.write_slot(s.slot, &config)?)
+                }
+            },
             _ => Err(EngineError::NoIntensity),
         }
     }

@@ -4,7 +4,7 @@
 
 use std::{fs::File, sync::Arc, time::Duration};
 
-use chaos_common::{DirKey, SlotConfig, SlotCounters};
+use chaos_common::{DirKey, LatencyConfig, SlotConfig, SlotCounters};
 
 use super::{EngineError, Inner, monotonic_ns, nanos};
 use crate::{
@@ -29,6 +29,8 @@ pub(super) struct ArmedSlot {
     pub slot: u32,
     /// The configuration as armed (a ramp step rewrites it with another threshold).
     pub config: SlotConfig,
+    /// A latency fault's delay configuration as written (a ramp step rewrites its delay).
+    pub latency_config: Option<LatencyConfig>,
     attachments: Vec<Attachment>,
     /// Shared global LSM programs; the last holder's drop detaches them.
     lsm_links: Vec<Arc<LsmLink>>,
@@ -85,6 +87,7 @@ impl Inner {
                 }
             }
         }
+        let latency_config = latency.as_ref().map(|t| t.plan.config);
         if let Some(target) = latency {
             let mut table = lock(&self.latency);
             let mut kernel = lock(&self.kernel);
@@ -98,6 +101,7 @@ impl Inner {
         Ok(ArmedSlot {
             slot,
             config,
+            latency_config,
             attachments: std::mem::take(&mut undo.attachments),
             lsm_links: std::mem::take(&mut undo.lsm_links),
             latency: undo.latency.take(),
@@ -115,6 +119,7 @@ impl Inner {
         let ArmedSlot {
             slot,
             config: _,
+            latency_config: _,
             attachments,
             lsm_links,
             latency,

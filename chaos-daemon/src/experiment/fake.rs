@@ -213,7 +213,7 @@ impl FaultEngine for FakeEngine {
         })
     }
 
-    fn set_intensity(&self, armed: &FakeArmed, p: f64) -> Result<(), EngineError> {
+    fn set_step(&self, armed: &FakeArmed, p: f64) -> Result<(), EngineError> {
         let Switch::Slot(slot) = armed.switch else {
             return Err(EngineError::NoIntensity);
         };

@@ -45,8 +45,9 @@ pub trait FaultEngine: Send + Sync + 'static {
     ) -> Result<Self::Armed, EngineError>;
     /// Live counters; takes no lock anything slow holds.
     fn counters(&self, armed: &Self::Armed) -> Result<SlotCounters, EngineError>;
-    /// Moves an armed fault to the probability `p` (a ramp step), without re-attaching.
-    fn set_intensity(&self, armed: &Self::Armed, p: f64) -> Result<(), EngineError>;
+    /// Moves an armed fault to a ramp step (a probability, or a latency fault's delay in
+    /// milliseconds), without re-attaching.
+    fn set_step(&self, armed: &Self::Armed, step: f64) -> Result<(), EngineError>;
     /// Whether the fault can do nothing more before its deadline.
     fn finished(&self, armed: &Self::Armed) -> bool;
     /// Failures a host fault ran into since the last call.
@@ -91,8 +92,8 @@ impl FaultEngine for Engine {
         Engine::counters(self, armed)
     }
 
-    fn set_intensity(&self, armed: &Armed, p: f64) -> Result<(), EngineError> {
-        Engine::set_intensity(self, armed, p)
+    fn set_step(&self, armed: &Armed, step: f64) -> Result<(), EngineError> {
+        Engine::set_step(self, armed, step)
     }
 
     fn finished(&self, armed: &Armed) -> bool {

@@ -129,7 +129,7 @@ impl<E: FaultEngine> Manager<E> {
         let Some(run) = lock(&self.runs).get(id).filter(|r| r.running()).cloned() else {
             return Ok(false);
         };
-        let written = run.with_armed(|a| self.engine.set_intensity(a, p));
+        let written = run.with_armed(|a| self.engine.set_step(a, p));
         if !run.running() || self.latched() {
             if let Err(e) = self.engine.switchboard().disarm(&run.info.switch) {
                 tracing::error!(experiment_id = %id, error = %e, "disarming after a ramp step raced an end");

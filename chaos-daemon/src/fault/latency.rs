@@ -20,8 +20,9 @@ pub struct LatencyPlan {
     pub max_delay: Duration,
 }
 
-/// The kernel plan of a validated latency fault.
-pub fn plan(latency: &NetworkLatency) -> LatencyPlan {
+/// The kernel plan of a validated latency fault; a ramp's `largest` delay (when above the
+/// armed one) sizes the worst case.
+pub fn plan(latency: &NetworkLatency, largest: Option<Duration>) -> LatencyPlan {
     let spread = match latency.distribution {
         Distribution::Uniform => latency.jitter,
         Distribution::Normal => latency.jitter * 6,
@@ -37,7 +38,7 @@ pub fn plan(latency: &NetworkLatency) -> LatencyPlan {
             ..LatencyConfig::default()
         },
         interface: latency.interface.clone(),
-        max_delay: latency.latency + spread,
+        max_delay: largest.unwrap_or_default().max(latency.latency) + spread,
     }
 }
 
@@ -53,26 +54,32 @@ mod tests {
 
     #[test]
     fn plan_carries_nanoseconds_distribution_and_worst_case_delay() {
-        let p = plan(&NetworkLatency {
-            latency: 100 * MS,
-            jitter: 10 * MS,
-            distribution: Distribution::Normal,
-            interface: Some("eth0".into()),
-        });
+        let p = plan(
+            &NetworkLatency {
+                latency: 100 * MS,
+                jitter: 10 * MS,
+                distribution: Distribution::Normal,
+                interface: Some("eth0".into()),
+            },
+            None,
+        );
         assert_eq!(p.config.delay_ns, 100_000_000);
         assert_eq!(p.config.jitter_ns, 10_000_000);
         assert_eq!(p.config.distribution, DIST_NORMAL);
         assert_eq!(p.config.cgroup_id, 0, "the engine fills in the target");
         assert_eq!(p.max_delay, 160 * MS);
-        let p = plan(&NetworkLatency {
+        let latency = NetworkLatency {
             latency: 20 * MS,
             jitter: 5 * MS,
             distribution: Distribution::Uniform,
             interface: None,
-        });
+        };
+        let p = plan(&latency, None);
         assert_eq!(
             (p.config.distribution, p.max_delay),
             (DIST_UNIFORM, 25 * MS)
         );
+        // A ramp to 500 ms sizes the worst case for its largest step.
+        assert_eq!(plan(&latency, Some(500 * MS)).max_delay, 505 * MS);
     }
 }

@@ -13,6 +13,8 @@ pub mod latency;
 pub mod syscall;
 
 use chaos_api::experiment::{CallName as _, Direction, EgressDrop, Experiment, Fault, SocketCall};
+use std::time::Duration;
+
 use chaos_common::{FLAG_SILENT_EGRESS, SlotConfig, THRESHOLD_ALWAYS};
 
 pub use self::latency::LatencyPlan;
@@ -71,7 +73,16 @@ pub fn kernel_plan(experiment: &Experiment, max_faults: u64) -> Option<KernelPla
             plan.lsm_hooks = lsm.hooks;
             plan.path_prefix = lsm.path_prefix;
         }
-        Fault::NetworkLatency(latency) => plan.latency = Some(latency::plan(latency)),
+        Fault::NetworkLatency(latency) => {
+            // fq's horizon is sized for the largest step the ramp may reach.
+            let largest = experiment
+                .ramp
+                .as_ref()
+                .and_then(|r| r.values())
+                .and_then(|steps| steps.iter().copied().reduce(f64::max))
+                .map(|ms| Duration::from_millis(ms as u64));
+            plan.latency = Some(latency::plan(latency, largest));
+        }
         Fault::PodDeletion(_) | Fault::ResourceExhaustion(_) => return None,
     }
     Some(plan)

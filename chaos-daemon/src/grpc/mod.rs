@@ -167,7 +167,7 @@ impl Service {
             && let Some(steps) = ramp.values()
         {
             plan.changes.push(format!(
-                "ramp: intensity {steps:?}, each step after {} while every guard is green",
+                "ramp: {steps:?}, each step after {} while every guard is green",
                 humantime::format_duration(ramp.hold)
             ));
         }
@@ -219,8 +219,10 @@ impl Service {
         let manager = self.manager.clone();
         let id = blocking(move || manager.start(planned).map_err(|e| status_of(&e))).await?;
         if let Some((steps, _)) = &ramp {
-            self.manager
-                .first_step(&id, crate::safety::step_text(steps[0], 1, steps.len()));
+            self.manager.first_step(
+                &id,
+                crate::safety::step_text(experiment.kind(), steps[0], 1, steps.len()),
+            );
         }
         if !set.is_empty() || ramp.is_some() {
             if let Some(t) = &set.triggers {
@@ -232,8 +234,14 @@ impl Service {
                 );
                 self.manager.record_baseline(&id, &values);
             }
-            self.safety
-                .watch(self.manager.clone(), id.clone(), set, interval, ramp);
+            self.safety.watch(
+                self.manager.clone(),
+                id.clone(),
+                set,
+                interval,
+                experiment.kind(),
+                ramp,
+            );
         }
         Ok(proto::StartExperimentResponse {
             id,

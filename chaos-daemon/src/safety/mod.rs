@@ -19,7 +19,7 @@ use std::{
 
 use chaos_api::{
     config::ChaosConfig,
-    experiment::{Experiment, HEALTH_GUARD, IMPACT_GUARD, TRIGGERS_GUARD},
+    experiment::{Experiment, ExperimentType, HEALTH_GUARD, IMPACT_GUARD, TRIGGERS_GUARD},
 };
 use futures_util::future::join_all;
 
@@ -188,6 +188,7 @@ impl Safety {
         id: String,
         mut set: GuardSet,
         interval: Duration,
+        kind: ExperimentType,
         ramp: Option<(Vec<f64>, Duration)>,
     ) {
         let safety = self.clone();
@@ -195,7 +196,7 @@ impl Safety {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut alerted: Vec<String> = Vec::new();
-            let mut step = Step::new(ramp);
+            let mut step = Step::new(kind, ramp);
             loop {
                 ticks.tick().await;
                 if !manager.is_running(&id) {
@@ -253,13 +254,19 @@ impl Safety {
     }
 }
 
-/// A ramp step as the timeline and status show it.
-pub fn step_text(intensity: f64, step: usize, of: usize) -> String {
-    format!("intensity {intensity} (step {step} of {of})")
+/// A ramp step as the timeline and status show it: a delay for network_latency, else an
+/// intensity.
+pub fn step_text(kind: ExperimentType, value: f64, step: usize, of: usize) -> String {
+    if kind == ExperimentType::NetworkLatency {
+        format!("latency {value} ms (step {step} of {of})")
+    } else {
+        format!("intensity {value} (step {step} of {of})")
+    }
 }
 
 /// Where a running experiment is on its ramp.
 struct Step {
+    kind: ExperimentType,
     steps: Vec<f64>,
     hold: Duration,
     /// The index of the step in force.
@@ -268,9 +275,10 @@ struct Step {
 }
 
 impl Step {
-    fn new(ramp: Option<(Vec<f64>, Duration)>) -> Self {
+    fn new(kind: ExperimentType, ramp: Option<(Vec<f64>, Duration)>) -> Self {
         let (steps, hold) = ramp.unwrap_or_default();
         Self {
+            kind,
             steps,
             hold,
             at: 0,
@@ -285,7 +293,11 @@ impl Step {
             return true;
         }
         let next = self.steps[self.at + 1];
-        match manager.ramp_to(id, next, step_text(next, self.at + 2, self.steps.len())) {
+        match manager.ramp_to(
+            id,
+            next,
+            step_text(self.kind, next, self.at + 2, self.steps.len()),
+        ) {
             Ok(true) => {
                 self.at += 1;
                 self.since = Instant::now();
