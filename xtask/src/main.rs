@@ -3,7 +3,8 @@
 //!
 //! * `setup` — nightly rust-src and bpf-linker built against the nightly's own LLVM (idempotent).
 //! * `test`  — fmt, clippy (host and eBPF), every test; kernel tests need root.
-//! * `demo`  — the local demo: a cgroup, real workloads, loss then connect errors, cleanup.
+//! * `demo`  — the local demo: a cgroup, real workloads, loss, connect errors, then a guard
+//!   rolling an experiment back against a real Prometheus, a report; cleanup.
 //! * `bench` — engine benchmarks, printed with ratios to a baseline measured in the same run.
 //! * `vm-test` — the `vm_*` kernel tests inside QEMU on Debian kernels (BPF LSM, fq).
 
@@ -34,7 +35,8 @@ enum Cmd {
         #[arg(long)]
         no_vm: bool,
     },
-    /// Run the local demo (root): loss and connect errors in a cgroup, inside versus outside.
+    /// Run the local demo (root): loss and connect errors in a cgroup, inside versus outside,
+    /// then an SLO guard rolling an experiment back against a real Prometheus, with the report.
     Demo,
     /// Run the engine and service benchmarks (root), then the VM latency benchmark, and print
     /// the figures.
