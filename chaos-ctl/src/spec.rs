@@ -14,6 +14,7 @@
 //! `validate`).
 
 mod files;
+mod guards;
 
 use std::{fmt, time::Duration};
 
@@ -21,7 +22,7 @@ use chaos_api::error::ModelError;
 use chaos_api::experiment::{EgressDrop, Experiment, ExperimentType, Fault};
 use chaos_api::proto::{self, fault::Kind as FaultKind, target::Kind as TargetKind};
 
-use crate::cli::{ExperimentArgs, FaultArgs, GuardArgs};
+use crate::cli::{ExperimentArgs, FaultArgs};
 
 pub use files::{read_experiment, validate};
 
@@ -107,8 +108,8 @@ pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
         max_faults: a.max_faults,
         filter,
         budget: a.budget,
-        guards: guards(&a.guards)?,
-        ramp: ramp(&a.guards)?,
+        guards: guards::guards(&a.guards)?,
+        ramp: guards::ramp(&a.guards)?,
         lease_ms: a.lease.map(ceil_millis),
     };
     let mut experiment = Experiment::from_proto(&spec)?;
@@ -126,75 +127,6 @@ pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
     experiment.dry_run = a.dry_run;
     experiment.validate()?;
     Ok(experiment)
-}
-
-/// The message's ramp from `--ramp` and `--ramp-hold`.
-fn ramp(g: &GuardArgs) -> Result<Option<proto::Ramp>, SpecError> {
-    let (Some(text), Some(hold)) = (&g.ramp, g.ramp_hold) else {
-        return Ok(None);
-    };
-    let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);
-    if text == "preset" {
-        return Ok(Some(proto::Ramp {
-            preset: true,
-            steps: Vec::new(),
-            hold_ms,
-        }));
-    }
-    let steps = text
-        .split(',')
-        .map(|s| s.trim().parse::<f64>())
-        .collect::<Result<Vec<f64>, _>>()
-        .map_err(|_| {
-            SpecError::Model(ModelError::Parse {
-                path: "ramp.steps".to_owned(),
-                message: format!(
-                    "--ramp {text:?}: expected `preset` or probabilities separated by commas, \
-                     e.g. 0.01,0.05,0.1"
-                ),
-            })
-        })?;
-    Ok(Some(proto::Ramp {
-        preset: false,
-        steps,
-        hold_ms,
-    }))
-}
-
-/// The message's guards from the flags; `None` when none is given.
-fn guards(g: &GuardArgs) -> Result<Option<proto::Guards>, SpecError> {
-    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let mut slos = std::collections::HashMap::new();
-    for text in &g.slos {
-        let mut parts = text.splitn(3, ':');
-        let (Some(name), Some(objective), Some(query)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(SpecError::Model(ModelError::Parse {
-                path: "guards.slos".to_owned(),
-                message: format!(
-                    "--slo {text:?}: expected NAME:OBJECTIVE:QUERY, e.g. 'errors:<= 0.01:sum(rate(x[1m]))'"
-                ),
-            }));
-        };
-        let slo = proto::Slo {
-            query: query.to_owned(),
-            objective: objective.to_owned(),
-            for_ms: 0,
-            description: String::new(),
-        };
-        slos.insert(name.to_owned(), slo);
-    }
-    let any = !g.apply.is_empty()
-        || !slos.is_empty()
-        || g.guard_interval.is_some()
-        || g.baseline.is_some();
-    Ok(any.then(|| proto::Guards {
-        restrict: !g.apply.is_empty(),
-        apply: g.apply.clone(),
-        slos,
-        interval_ms: g.guard_interval.map(ms),
-        baseline_ms: g.baseline.map(ms),
-    }))
 }
 
 /// The message's fault of `kind` from the flags it takes, which are taken out of `flags`.
