@@ -155,9 +155,10 @@ fn refusing(cgroup: &Path) -> Experiment {
 /// How a condition of [`decision_to_disarm`] ends its experiment.
 #[derive(Clone, Copy, PartialEq)]
 enum Ending {
-    /// The watcher's order: evaluate, record the evaluation, roll back. Times the rollback.
+    /// Evaluate, record the evaluation, roll back (the watcher's first order, kept to show
+    /// what the recording costs on the disarm path). Times the rollback.
     RecordThenRollback,
-    /// Evaluate, roll back, then record. Times the rollback.
+    /// The watcher's order: evaluate, roll back, then record. Times the rollback.
     RollbackThenRecord,
     /// Times the recording of a red evaluation alone (`Manager::observe_guards`); then stops.
     RecordOnly,
@@ -235,11 +236,15 @@ fn decision_to_disarm(
     );
     let stop = &took[3];
     report_us(
-        "evaluate, record, rollback (as the watcher)",
+        "evaluate, record, rollback (the first order)",
         &took[0],
         Some(stop),
     );
-    report_us("evaluate, rollback, then record", &took[1], Some(stop));
+    report_us(
+        "evaluate, rollback, then record (as the watcher)",
+        &took[1],
+        Some(stop),
+    );
     report_us("record a red evaluation alone", &took[2], Some(stop));
     report_us("Manager::stop (baseline)", stop, None);
     println!();

@@ -62,17 +62,19 @@ impl<E: FaultEngine> Manager<E> {
         lock(&self.runs).get(id).is_some_and(|r| r.running())
     }
 
-    /// Keeps `evaluation` as the live guard state of `id`, and records its samples when due.
+    /// Keeps `evaluation` as the live guard state of `id`, and records its samples when due
+    /// (always once it ended: the evaluation that rolled it back).
     pub fn observe_guards(&self, id: &str, evaluation: &Evaluation, now: Instant) {
-        let Some(run) = lock(&self.runs).get(id).cloned() else {
-            return;
-        };
-        let due = run.set_guards(
-            evaluation.guards.clone(),
-            evaluation.impact,
-            now,
-            SNAPSHOT_EVERY,
-        );
+        let run = lock(&self.runs).get(id).cloned();
+        let running = run.as_ref().is_some_and(|r| r.running());
+        let due = run.is_none_or(|run| {
+            run.set_guards(
+                evaluation.guards.clone(),
+                evaluation.impact,
+                now,
+                SNAPSHOT_EVERY,
+            ) || !run.running()
+        });
         for g in &evaluation.guards {
             let labels = [g.name.as_str()];
             self.metrics
@@ -90,10 +92,13 @@ impl<E: FaultEngine> Manager<E> {
                 .with_label_values(&labels)
                 .set(g.value.unwrap_or(f64::NAN));
         }
-        self.metrics
-            .impact_score
-            .with_label_values(&[id])
-            .set(evaluation.impact);
+        // An ended run's series is gone with it (its finish removes it).
+        if running {
+            self.metrics
+                .impact_score
+                .with_label_values(&[id])
+                .set(evaluation.impact);
+        }
         if due {
             let at_ms = self.clock.now_ms();
             let rows = evaluation

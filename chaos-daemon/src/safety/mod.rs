@@ -208,6 +208,28 @@ impl Safety {
                     safety.sample(&mut set).await;
                     let evaluated = Instant::now();
                     let evaluation = set.evaluate(evaluated);
+                    // Nothing waits in front of a disarm: a rollback comes before the record.
+                    if let Some(violation) = &evaluation.violation
+                        && safety.config.rollback.automatic
+                    {
+                        let rolled = manager.rollback(&id, violation, evaluated);
+                        manager.observe_guards(&id, &evaluation, evaluated);
+                        if let Some(rolled) = rolled {
+                            tracing::warn!(
+                                experiment_id = %id,
+                                reason = %violation.reason,
+                                decision_to_disarm_us = rolled.decision_to_disarm.as_micros() as u64,
+                                "rolled back"
+                            );
+                            // Disarmed: the strategies follow, off the runtime.
+                            let (manager, id) = (manager.clone(), id.clone());
+                            let reason = violation.reason.clone();
+                            tokio::task::spawn_blocking(move || {
+                                manager.run_strategies(&id, &rolled, &reason);
+                            });
+                        }
+                        return;
+                    }
                     manager.observe_guards(&id, &evaluation, evaluated);
                     for warning in &evaluation.warnings {
                         let guard = warning.split(':').next().unwrap_or_default().to_owned();
@@ -216,33 +238,16 @@ impl Safety {
                             alerted.push(guard);
                         }
                     }
-                    if let Some(violation) = &evaluation.violation {
-                        if !safety.config.rollback.automatic {
-                            if !alerted.contains(&violation.guard) {
-                                manager.event(
-                                    &id,
-                                    "guard_alert",
-                                    format!("{} (rollback.automatic is false)", violation.reason),
-                                );
-                                alerted.push(violation.guard.clone());
-                            }
-                        } else {
-                            if let Some(rolled) = manager.rollback(&id, violation, evaluated) {
-                                tracing::warn!(
-                                    experiment_id = %id,
-                                    reason = %violation.reason,
-                                    decision_to_disarm_us = rolled.decision_to_disarm.as_micros() as u64,
-                                    "rolled back"
-                                );
-                                // Disarmed: the strategies follow, off the runtime.
-                                let (manager, id) = (manager.clone(), id.clone());
-                                let reason = violation.reason.clone();
-                                tokio::task::spawn_blocking(move || {
-                                    manager.run_strategies(&id, &rolled, &reason);
-                                });
-                            }
-                            return;
-                        }
+                    // rollback.automatic is false: alert, once per guard.
+                    if let Some(violation) = &evaluation.violation
+                        && !alerted.contains(&violation.guard)
+                    {
+                        manager.event(
+                            &id,
+                            "guard_alert",
+                            format!("{} (rollback.automatic is false)", violation.reason),
+                        );
+                        alerted.push(violation.guard.clone());
                     }
                     evaluation.all_green()
                 };
