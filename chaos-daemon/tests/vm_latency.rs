@@ -496,7 +496,10 @@ fn a_latency_ramp_moves_the_delay_by_one_map_write() {
     let daemon = Daemon::start(&dir.0);
     // 50 echoes: a measurement takes 1 s at 20 ms and 4 s at 80 ms, well within a step.
     let quick = |cg: Option<&Path>| {
-        let t = workload(cg, &["--cpu", "0", "udp-ping", "--to", &topo.to, "--count", "50"]);
+        let t = workload(
+            cg,
+            &["--cpu", "0", "udp-ping", "--to", &topo.to, "--count", "50"],
+        );
         assert_eq!(t.get("lost"), 0, "{t:?}");
         ms(&t, "p50_ns")
     };
@@ -512,16 +515,34 @@ fn a_latency_ramp_moves_the_delay_by_one_map_write() {
     let programs = topo.delay_programs();
     assert_eq!(programs, 1);
     measured("ramp step 1 (20 ms)", || {
-        check_added("step 1", 20, quick(Some(&cg.path)) - base_in, quick(None) - base_out)
+        check_added(
+            "step 1",
+            20,
+            quick(Some(&cg.path)) - base_in,
+            quick(None) - base_out,
+        )
     });
     eventually("the second step", Duration::from_secs(30), || {
         let status = daemon.json(&["status"]);
-        let step = status["experiments"][0]["step"].as_str().unwrap_or_default().to_owned();
-        step.starts_with("latency 80 ms (step 2 of 2)").then_some(())
+        let step = status["experiments"][0]["step"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        step.starts_with("latency 80 ms (step 2 of 2)")
+            .then_some(())
     });
-    assert_eq!(topo.delay_programs(), programs, "the step re-attached nothing");
+    assert_eq!(
+        topo.delay_programs(),
+        programs,
+        "the step re-attached nothing"
+    );
     measured("ramp step 2 (80 ms)", || {
-        check_added("step 2", 80, quick(Some(&cg.path)) - base_in, quick(None) - base_out)
+        check_added(
+            "step 2",
+            80,
+            quick(Some(&cg.path)) - base_in,
+            quick(None) - base_out,
+        )
     });
     daemon.ctl_ok(&["stop", &id]);
     assert_eq!(topo.delay_programs(), 0, "the program is detached");
