@@ -28,6 +28,10 @@ const GUARD_INTERVAL_MS: u64 = 100;
 /// recorder, chaos-ctl, and a loaded 2-core CI machine.
 const MARGIN: Duration = Duration::from_millis(1500);
 
+/// `safety_checks` lines: the repo's error_rate SLO as the only critical one.
+const ERROR_RATE_ONLY: &str =
+    "  slo_validation:\n    critical_slos: [error_rate]\n    warning_slos: []\n";
+
 /// The repo's SLO definitions.
 fn slo_file() -> String {
     format!(
@@ -65,6 +69,14 @@ impl Service {
             _load: load,
             prometheus,
         }
+    }
+
+    /// A daemon (in a fresh directory tagged `tag`) with [`Service::config`] of this service's
+    /// Prometheus and `safety`.
+    fn daemon(&self, tag: &str, safety: &str) -> (TempDir, Daemon) {
+        let dir = TempDir::new(tag);
+        let daemon = Daemon::with_config(&dir.0, &self.config(&self.prometheus.url(), safety));
+        (dir, daemon)
     }
 
     /// A daemon config: the repo's SLO file, Prometheus at `prometheus`, guards every 100 ms,
@@ -150,9 +162,8 @@ fn ms(v: &serde_json::Value) -> u64 {
 fn a_breached_critical_slo_rolls_back_within_a_scrape_and_an_interval() {
     let Some(mount) = kernel() else { return };
     let service = Service::start(&mount, "guard-slo", &[]);
-    let dir = TempDir::new("guard-slo");
-    let safety = "  slo_validation:\n    critical_slos: [error_rate]\n    warning_slos: []\n";
-    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), safety));
+    let safety = ERROR_RATE_ONLY;
+    let (_dir, daemon) = service.daemon("guard-slo", safety);
 
     let out = refuse(
         &daemon,
@@ -199,14 +210,13 @@ fn a_breached_critical_slo_rolls_back_within_a_scrape_and_an_interval() {
 fn a_failing_health_endpoint_rolls_back_and_a_healthy_one_does_not() {
     let Some(mount) = kernel() else { return };
     let service = Service::start(&mount, "guard-health", &[]);
-    let dir = TempDir::new("guard-health");
     let safety = format!(
         "  slo_validation:\n    enabled: false\n  health_checks:\n    min_success_rate: 0.95\n    \
          min_availability: 0.5\n    window: 5s\n    endpoints:\n      - url: '{}'\n        \
          interval: 100ms\n        timeout: 500ms\n",
         service.workload.url("/healthz")
     );
-    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), &safety));
+    let (_dir, daemon) = service.daemon("guard-health", &safety);
     // A fault that spares the dependency's port: healthy for the whole run.
     let other_port = "9";
     let out = refuse(
@@ -241,10 +251,9 @@ fn a_failing_health_endpoint_rolls_back_and_a_healthy_one_does_not() {
 fn the_error_rate_trigger_fires_above_its_limit_and_not_below() {
     let Some(mount) = kernel() else { return };
     let service = Service::start(&mount, "guard-trigger", &[]);
-    let dir = TempDir::new("guard-trigger");
     let safety = "  slo_validation:\n    critical_slos: []\n    warning_slos: []\n  \
                   rollback_triggers:\n    error_rate_increase: 0.4\n    availability_drop: 1\n";
-    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), safety));
+    let (_dir, daemon) = service.daemon("guard-trigger", safety);
     // 15% of connects refused: the error rate climbs to about 0.15 over the 10 s rate window,
     // below the 0.4 limit, for the whole run.
     let (id, status) = refuse_until_ended(
@@ -276,9 +285,9 @@ fn prometheus_down_refuses_the_start_and_killed_rolls_back() {
     let Some(mount) = kernel() else { return };
     let mut service = Service::start(&mount, "guard-prom", &[]);
     let dir = TempDir::new("guard-prom");
-    let safety = "  slo_validation:\n    critical_slos: [error_rate]\n    warning_slos: []\n";
+    let safety = ERROR_RATE_ONLY;
     // A port nobody listens on: pre-flight refuses, nothing is armed.
-    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let closed = format!("http://127.0.0.1:{}", notify_support::closed_port());
     let daemon = Daemon::with_config(&dir.0, &service.config(&closed, safety));
     let out = refuse(
         &daemon,
@@ -297,8 +306,7 @@ fn prometheus_down_refuses_the_start_and_killed_rolls_back() {
     drop(daemon);
 
     // With Prometheus up the start passes; killing Prometheus rolls it back.
-    let dir = TempDir::new("guard-prom2");
-    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), safety));
+    let (_dir, daemon) = service.daemon("guard-prom2", safety);
     let out = refuse(
         &daemon,
         &service.cgroup.path,
@@ -319,7 +327,6 @@ fn prometheus_down_refuses_the_start_and_killed_rolls_back() {
 fn preflight_refuses_outside_the_time_window_and_under_the_latch_and_a_dry_run_lists_all() {
     let Some(mount) = kernel() else { return };
     let service = Service::start(&mount, "guard-pre", &[]);
-    let dir = TempDir::new("guard-pre");
     // A one-hour window that starts two hours from now (UTC): now is outside it.
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -327,11 +334,10 @@ fn preflight_refuses_outside_the_time_window_and_under_the_latch_and_a_dry_run_l
         .as_millis() as u64;
     let hour = (now_ms / 3_600_000 + 2) % 24;
     let window = format!(
-        "  slo_validation:\n    critical_slos: [error_rate]\n    warning_slos: []\n  \
-         time_window:\n    time_zone: UTC\n    hours: '{hour:02}:00-{:02}:00'\n",
+        "{ERROR_RATE_ONLY}  time_window:\n    time_zone: UTC\n    hours: '{hour:02}:00-{:02}:00'\n",
         (hour + 1) % 24
     );
-    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), &window));
+    let (_dir, daemon) = service.daemon("guard-pre", &window);
     let dry = daemon.experiment(
         "dependency_failure",
         &service.cgroup.path,
@@ -379,9 +385,8 @@ fn preflight_refuses_outside_the_time_window_and_under_the_latch_and_a_dry_run_l
     drop(daemon);
 
     // Inside the window (no window), under the latch: refused.
-    let dir = TempDir::new("guard-pre2");
-    let safety = "  slo_validation:\n    critical_slos: [error_rate]\n    warning_slos: []\n";
-    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), safety));
+    let safety = ERROR_RATE_ONLY;
+    let (_dir, daemon) = service.daemon("guard-pre2", safety);
     daemon.ctl_ok(&["emergency-stop"]);
     let out = refuse(&daemon, &service.cgroup.path, "0.1", &[]);
     let (_, stderr) = failed(&out);
@@ -392,19 +397,12 @@ fn preflight_refuses_outside_the_time_window_and_under_the_latch_and_a_dry_run_l
     assert_eq!(service.cgroup.attached(), 0);
 }
 
-/// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[test]
 fn a_ramp_stops_at_the_step_where_a_guard_turns_red_and_the_next_never_starts() {
     let Some(mount) = kernel() else { return };
     let service = Service::start(&mount, "guard-ramp", &[]);
-    let dir = TempDir::new("guard-ramp");
     let safety = "  slo_validation:\n    enabled: false\n";
-    let daemon = Daemon::with_config(&dir.0, &service.config(&service.prometheus.url(), safety));
+    let (_dir, daemon) = service.daemon("guard-ramp", safety);
     // An SLO of this experiment only: at most half of the requests may fail.
     let slo = "half_fail:<= 0.5:sum(rate(http_requests_total{code=~\"5..\"}[10s])) / \
                clamp_min(sum(rate(http_requests_total[10s])), 1e-9)";
@@ -449,7 +447,7 @@ fn a_rollback_is_announced_and_a_channel_that_is_down_does_not_delay_it() {
     let receiver = notify_support::Receiver::start();
     let down = notify_support::Hanging::start();
     let dir = TempDir::new("guard-notify");
-    let safety = "  slo_validation:\n    critical_slos: [error_rate]\n    warning_slos: []\n";
+    let safety = ERROR_RATE_ONLY;
     let rollback = format!(
         "rollback:\n  notification_channels: [hook, down]\n  channels:\n    hook: {{type: \
          webhook, url: '{0}/notice'}}\n    down: {{type: webhook, url: \
