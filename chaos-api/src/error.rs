@@ -192,6 +192,31 @@ pub(crate) fn check_duration(
     }
 }
 
+/// Whether `duration` is a whole number of milliseconds, the proto's unit.
+pub(crate) fn whole_millis(duration: Duration) -> bool {
+    duration.subsec_nanos().is_multiple_of(1_000_000)
+}
+
+/// [`check_duration`] for a duration the proto carries in milliseconds: a finer value would
+/// not arrive as validated, so it is refused.
+pub(crate) fn check_duration_ms(
+    path: &str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ModelError> {
+    check_duration(path, value, min, max)?;
+    if whole_millis(value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            path,
+            humantime::format_duration(value),
+            "whole milliseconds",
+        ))
+    }
+}
+
 /// Reads a humantime duration written as a string (`30s`, `5m`, `1h 30m`); used with
 /// `#[serde(deserialize_with = ...)]`. The range is checked later with [`check_duration`].
 pub(crate) fn deserialize_duration<'de, D: Deserializer<'de>>(

@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::{ModelError, check_cost, check_duration, check_ratio, invalid, parse_yaml};
+use crate::error::{ModelError, check_cost, check_duration_ms, check_ratio, invalid, parse_yaml};
 
 pub use errno::{Errno, MAX_ERRNO};
 pub use fault::{CallName, Direction, EgressDrop, Fault, PacketLoss, SocketCall, SocketError};
@@ -130,20 +130,12 @@ impl Experiment {
     pub fn validate(&self) -> Result<(), ModelError> {
         check_name(&self.name)?;
         self.target.validate()?;
-        check_duration(
+        check_duration_ms(
             "duration",
             self.duration,
             Duration::from_millis(1),
             MAX_DURATION,
         )?;
-        // The proto carries `duration_ms`: a finer duration would not arrive as validated.
-        if !self.duration.subsec_nanos().is_multiple_of(1_000_000) {
-            return Err(invalid(
-                "duration",
-                humantime::format_duration(self.duration),
-                "whole milliseconds",
-            ));
-        }
         check_ratio("intensity", self.intensity)?;
         if let Some(budget) = self.budget {
             check_cost("budget", budget)?;
@@ -170,14 +162,7 @@ impl Experiment {
         }
         self.filter.validate()?;
         if let Some(lease) = self.lease {
-            check_duration("lease", lease, MIN_LEASE, Duration::from_secs(3600))?;
-            if !lease.subsec_nanos().is_multiple_of(1_000_000) {
-                return Err(invalid(
-                    "lease",
-                    humantime::format_duration(lease),
-                    "whole milliseconds",
-                ));
-            }
+            check_duration_ms("lease", lease, MIN_LEASE, Duration::from_secs(3600))?;
         }
         if let Some(ramp) = &self.ramp {
             ramp.validate(self.kind(), self.duration)?;

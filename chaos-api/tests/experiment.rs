@@ -601,6 +601,35 @@ fn duration_in_whole_milliseconds() {
 }
 
 #[test]
+fn every_duration_the_proto_carries_is_whole_milliseconds() {
+    // Found by fuzz_yaml: `for: 1500us` arrived at the daemon as 1ms.
+    let guarded = format!(
+        "{MINIMAL}lease: 30s\nramp:\n  steps: [0.25, 0.5]\n  hold: 2m\nguards:\n  \
+         slos:\n    errors:\n      query: 'up'\n      objective: '>= 1'\n      for: 5s\n  \
+         interval: 500ms\n  baseline: 1m\n"
+    );
+    let experiment = parse(&guarded);
+    assert_eq!(
+        Experiment::from_proto(&experiment.to_proto()),
+        Ok(experiment)
+    );
+    for (from, to, path) in [
+        ("lease: 30s", "lease: 30s 1500us", "lease"),
+        ("hold: 2m", "hold: 2m 1500us", "ramp.hold"),
+        ("for: 5s", "for: 1500us", "guards.slos.errors.for"),
+        ("interval: 500ms", "interval: 500ms 1us", "guards.interval"),
+        ("baseline: 1m", "baseline: 1m 1ns", "guards.baseline"),
+    ] {
+        assert_eq!(guarded.matches(from).count(), 1, "{from}");
+        let error = assert_rejected_at(&guarded.replace(from, to), path);
+        assert!(
+            error.to_string().ends_with("expected whole milliseconds"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn duration_defaults_to_a_minute() {
     let text = MINIMAL.replace("duration: 5m\n", "");
     assert_eq!(

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fmt, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use crate::error::{ModelError, check_duration, deserialize_duration, invalid};
+use crate::error::{ModelError, check_duration, check_duration_ms, deserialize_duration, invalid};
 
 /// How a value is compared with its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +131,8 @@ impl SloDefinition {
                 format!("a PromQL query of 1 to {MAX_QUERY_LEN} bytes"),
             ));
         }
-        check_duration(
+        // The proto carries `for_ms`.
+        check_duration_ms(
             &format!("{path}.for"),
             self.for_,
             Duration::ZERO,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::{
     config::{SloDefinition, check_slos, is_guard_name},
-    error::{ModelError, check_duration, deserialize_duration, invalid},
+    error::{ModelError, check_duration_ms, deserialize_duration, invalid},
 };
 
 /// The guard of the health checks, as named in `guards.apply`.
@@ -66,22 +66,20 @@ impl ExperimentGuards {
         }
         check_slos("guards.slos", &self.slos)?;
         if let Some(interval) = self.interval {
-            check_duration(
+            check_duration_ms(
                 "guards.interval",
                 interval,
                 MIN_GUARD_INTERVAL,
                 Duration::from_secs(60),
             )?;
-            whole_ms("guards.interval", interval)?;
         }
         if let Some(baseline) = self.baseline {
-            check_duration(
+            check_duration_ms(
                 "guards.baseline",
                 baseline,
                 Duration::ZERO,
                 Duration::from_secs(3600),
             )?;
-            whole_ms("guards.baseline", baseline)?;
         }
         Ok(())
     }
@@ -91,18 +89,5 @@ impl ExperimentGuards {
         self.apply
             .as_ref()
             .is_none_or(|names| names.iter().any(|n| n == name))
-    }
-}
-
-/// The proto carries milliseconds: a finer duration would not arrive as validated.
-fn whole_ms(path: &str, value: Duration) -> Result<(), ModelError> {
-    if value.subsec_nanos().is_multiple_of(1_000_000) {
-        Ok(())
-    } else {
-        Err(invalid(
-            path,
-            humantime::format_duration(value),
-            "whole milliseconds",
-        ))
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::MAX_DURATION;
-use crate::error::{ModelError, invalid};
+use crate::error::{ModelError, check_duration_ms, invalid};
 
 /// Shortest `fault.interval` of a pod deletion; the daemon refuses shorter ones too.
 pub const MIN_KILL_INTERVAL: Duration = Duration::from_millis(100);
@@ -34,15 +34,8 @@ impl PodDeletion {
                 ),
             ));
         }
-        // The proto carries `interval_ms`: a finer interval would not arrive as validated.
-        if let Some(interval) = self.interval
-            && !interval.subsec_nanos().is_multiple_of(1_000_000)
-        {
-            return Err(invalid(
-                "fault.interval",
-                humantime::format_duration(interval),
-                "whole milliseconds",
-            ));
+        if let Some(interval) = self.interval {
+            check_duration_ms("fault.interval", interval, MIN_KILL_INTERVAL, MAX_DURATION)?;
         }
         Ok(())
     }

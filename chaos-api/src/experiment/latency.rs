@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::{ModelError, invalid};
+use crate::error::{ModelError, invalid, whole_millis};
 
 /// Longest `fault.latency`: the largest `experiments.network_latency.max_latency_ms` a config
 /// may set (the daemon's config usually allows less, and the daemon enforces it).
@@ -77,10 +77,6 @@ impl NetworkLatency {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         (ms(self.latency), ms(self.jitter))
     }
-}
-
-fn whole_millis(duration: Duration) -> bool {
-    duration.subsec_nanos().is_multiple_of(1_000_000)
 }
 
 /// `fault.distribution` of a `network_latency` experiment.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 use super::{ExperimentType, MAX_LATENCY};
-use crate::error::{ModelError, check_duration, check_ratio, deserialize_duration, invalid};
+use crate::error::{ModelError, check_duration_ms, check_ratio, deserialize_duration, invalid};
 
 /// Most steps of a ramp.
 pub const MAX_RAMP_STEPS: usize = 16;
@@ -72,19 +72,12 @@ impl Ramp {
                  syscall_error (intensity steps) and network_latency (delay steps)",
             ));
         }
-        check_duration(
+        check_duration_ms(
             "ramp.hold",
             self.hold,
             Duration::from_secs(1),
             Duration::from_secs(24 * 3600),
         )?;
-        if !self.hold.subsec_nanos().is_multiple_of(1_000_000) {
-            return Err(invalid(
-                "ramp.hold",
-                humantime::format_duration(self.hold),
-                "whole milliseconds",
-            ));
-        }
         if let Some(steps) = self.values() {
             if steps.is_empty() || steps.len() > MAX_RAMP_STEPS {
                 return Err(invalid(
