@@ -32,12 +32,13 @@ pub const MAP_SLOTS: &str = "CHAOS_SLOTS";
 pub const MAP_FAULT_TICKETS: &str = "CHAOS_TICKETS";
 /// Name of the `PerCpuArray<SlotCounters>` map (`MAX_SLOTS` entries).
 pub const MAP_COUNTERS: &str = "CHAOS_COUNTERS";
-/// Name of the `Array<LatencyConfig>` map (`MAX_SLOTS` entries) of the tc egress delay programs.
-pub const MAP_LATENCY: &str = "CHAOS_LATENCY";
+/// Name of the `Array<TcConfig>` map (`MAX_SLOTS` entries) of the tc egress programs (delay
+/// and loss).
+pub const MAP_TC: &str = "CHAOS_TC";
 
-/// `LatencyConfig::distribution`: jitter uniform in `[-jitter_ns, +jitter_ns]`.
+/// `TcConfig::distribution`: jitter uniform in `[-jitter_ns, +jitter_ns]`.
 pub const DIST_UNIFORM: u32 = 0;
-/// `LatencyConfig::distribution`: jitter approximately normal (Irwin-Hall, 12 uniforms) with
+/// `TcConfig::distribution`: jitter approximately normal (Irwin-Hall, 12 uniforms) with
 /// standard deviation `jitter_ns`.
 pub const DIST_NORMAL: u32 = 1;
 
@@ -67,10 +68,6 @@ pub const PROTO_ICMP: u32 = 1;
 pub const PROTO_TCP: u32 = 6;
 /// `SlotConfig::protocol`: UDP.
 pub const PROTO_UDP: u32 = 17;
-
-/// `SlotConfig::flags`: on egress, drop silently (the program returns 2, the sender sees success)
-/// instead of a visible drop (return 0, the sender gets `EPERM`).
-pub const FLAG_SILENT_EGRESS: u32 = 1 << 0;
 
 /// `SlotConfig::flags`: fail `open()` (LSM `file_open`).
 pub const FLAG_CALL_OPEN: u32 = 1 << 8;
@@ -246,14 +243,15 @@ pub struct SlotCounters {
 }
 const _: () = assert!(size_of::<SlotCounters>() == 32);
 
-/// What a latency slot delays, read by the tc egress program next to the slot's [`SlotConfig`]
-/// (which keeps the kill switch, deadline, filters, probability and cap).
+/// Whom a slot's tc egress program acts on and, for the delay program, how much it delays; read
+/// next to the slot's [`SlotConfig`] (which keeps the kill switch, deadline, filters,
+/// probability and cap). The loss program reads only the target.
 ///
-/// A packet is delayed when the cgroup of its socket at `cgroup_level` of the hierarchy is
+/// A packet is the target's when the cgroup of its socket at `cgroup_level` of the hierarchy is
 /// `cgroup_id` (`bpf_skb_ancestor_cgroup_id`), i.e. the socket is in the target cgroup or below.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LatencyConfig {
+pub struct TcConfig {
     /// Added delay in nanoseconds.
     pub delay_ns: u64,
     /// Jitter in nanoseconds: the half-width (uniform) or the standard deviation (normal).
@@ -265,7 +263,7 @@ pub struct LatencyConfig {
     /// `DIST_*`.
     pub distribution: u32,
 }
-const _: () = assert!(size_of::<LatencyConfig>() == 32);
+const _: () = assert!(size_of::<TcConfig>() == 32);
 
 #[cfg(feature = "user")]
 mod user {
@@ -279,5 +277,5 @@ mod user {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::LatencyConfig {}
+    unsafe impl aya::Pod for super::TcConfig {}
 }

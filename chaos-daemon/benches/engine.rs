@@ -32,7 +32,8 @@ fn main() {
     );
     println!();
 
-    let loss_spec = spec(cg.target(), loss(Direction::Both, EgressDrop::Silent), 0.0);
+    // Two cgroup_skb links (the silent egress drop attaches one tc program per device, below).
+    let loss_spec = spec(cg.target(), loss(Direction::Both, EgressDrop::Visible), 0.0);
     let armed = engine.start(&loss_spec).unwrap();
     let board = engine.switchboard();
     let disarm = sample(LATENCY_RUNS, || {
@@ -66,8 +67,21 @@ fn main() {
     per_event(
         &engine,
         &cg,
-        "UDP sendto (egress+ingress hooks)",
+        "UDP sendto (cgroup_skb egress+ingress hooks)",
         &loss_spec,
+        &send,
+        PACKETS,
+    );
+    let silent = spec(
+        cg.target(),
+        loss(Direction::Egress, EgressDrop::Silent),
+        0.0,
+    );
+    per_event(
+        &engine,
+        &cg,
+        "UDP sendto (tc silent egress loss program)",
+        &silent,
         &send,
         PACKETS,
     );

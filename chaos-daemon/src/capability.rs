@@ -12,7 +12,11 @@ use chaos_api::experiment::ExperimentType;
 
 use crate::{
     cgroupfs,
-    ebpf::{Hook, Kernel, lsm::LsmSupport},
+    ebpf::{
+        Hook, Kernel,
+        lsm::LsmSupport,
+        tc::{TcAttachment, TcProgram, needs_clsact},
+    },
 };
 
 /// One experiment type's verdict.
@@ -55,11 +59,10 @@ impl Capabilities {
             Ok(())
         };
         let sockets = attach(kernel, &[Hook::Connect4, Hook::SockCreate]);
+        let loss =
+            attach(kernel, &[Hook::SkbIngress, Hook::SkbEgress]).and_then(|()| tc_loss(kernel));
         let mut faults = vec![
-            verdict(
-                ExperimentType::PacketLoss,
-                attach(kernel, &[Hook::SkbEgress]),
-            ),
+            verdict(ExperimentType::PacketLoss, loss),
             verdict(ExperimentType::DependencyFailure, sockets.clone()),
             verdict(ExperimentType::ApiErrorInjection, sockets),
         ];
@@ -104,6 +107,31 @@ impl Capabilities {
             None => Err(format!("{kind} is not probed by this build")),
         }
     }
+}
+
+/// The silent egress drop is a tc program: attaches slot 0's (disarmed) copy to `lo` of a
+/// private, throwaway network namespace (on a scoped thread, so the daemon's own namespace is
+/// never touched), under a `clsact` before Linux 6.6.
+fn tc_loss(kernel: &mut Kernel) -> Result<(), String> {
+    let why = |e: String| format!("the silent egress drop needs a tc egress program: {e}");
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<(), String> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("creating a network namespace: {e}"))?;
+            if needs_clsact() {
+                // `lo` is always ifindex 1 in a new namespace.
+                let mut sock = crate::net::netlink::Socket::open().map_err(|e| e.to_string())?;
+                crate::net::qdisc::add_clsact(&mut sock, 1).map_err(|e| e.to_string())?;
+            }
+            kernel
+                .attach_tc_egress(TcProgram::Loss, 0, "lo")
+                .and_then(TcAttachment::detach)
+                .map_err(|e| e.to_string())
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the probe thread panicked".into()))
+    })
+    .map_err(why)
 }
 
 fn verdict(kind: ExperimentType, r: Result<(), String>) -> Capability {

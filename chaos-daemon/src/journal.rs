@@ -125,7 +125,7 @@ pub fn undo(change: &HostChange) -> Result<(), JournalError> {
             crate::cgroupfs::write_knob(Path::new(&change.path), &change.old_value)
         }
         ChangeKind::Qdisc => crate::net::devices::undo_qdisc(&change.path, &change.old_value),
-        ChangeKind::Clsact => crate::net::devices::undo_clsact(&change.path),
+        ChangeKind::Clsact => crate::net::devices::undo_clsact(&change.path, &change.old_value),
     };
     match result {
         Ok(()) => Ok(()),

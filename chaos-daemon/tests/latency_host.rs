@@ -18,9 +18,9 @@ use chaos_api::{
     config::{ChaosConfig, Refusal},
     experiment::{Distribution, ExperimentType, Fault, NetworkLatency},
 };
-use chaos_common::{DIST_NORMAL, LatencyConfig};
+use chaos_common::{DIST_NORMAL, TcConfig};
 use chaos_daemon::{
-    ebpf::Kernel,
+    ebpf::{Kernel, tc::TcProgram},
     engine::{Engine, EngineError},
     experiment::{ExperimentError, Manager, SystemClock},
     journal::{ChangeKind, HostChange, HostJournal, undo_pending},
@@ -284,14 +284,7 @@ fn a_failed_fq_install_leaves_the_device_and_journal_as_they_were() {
     let store = journal(&dir.0);
     let mut devices = Devices::default();
     let err = devices
-        .acquire(
-            &store,
-            "t",
-            &own(),
-            &veth.0,
-            Duration::from_millis(100),
-            true,
-        )
+        .acquire(&store, "t", &own(), &veth.0, Duration::from_millis(100))
         .expect_err("no fq here");
     assert!(matches!(err, DeviceError::Netlink { .. }), "{err}");
     assert_eq!(veth.root(), before);
@@ -304,14 +297,7 @@ fn a_failed_fq_install_leaves_the_device_and_journal_as_they_were() {
     // A classful root would lose its classes: refused before the journal is touched.
     veth.tc(&["htb", "default", "1"]);
     let err = devices
-        .acquire(
-            &store,
-            "t",
-            &own(),
-            &veth.0,
-            Duration::from_millis(100),
-            false,
-        )
+        .acquire(&store, "t", &own(), &veth.0, Duration::from_millis(100))
         .expect_err("htb cannot be restored exactly");
     assert!(
         err.to_string()
@@ -326,13 +312,68 @@ fn a_failed_fq_install_leaves_the_device_and_journal_as_they_were() {
             &own(),
             "no-such-dev0",
             Duration::from_millis(1),
-            false,
         )
         .unwrap_err();
     assert!(
         err.to_string()
             .starts_with("fault.interface: \"no-such-dev0\""),
         "{err}"
+    );
+}
+
+fn has_clsact(dev: &str) -> bool {
+    let all = Command::new("tc")
+        .args(["qdisc", "show", "dev", dev])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&all.stdout).contains("clsact")
+}
+
+#[test]
+fn clsact_is_shared_journaled_and_never_taken_from_its_owner() {
+    let Some(_) = kernel() else { return };
+    let dir = TempDir::new("clsact");
+    let veth = Veth::new("k");
+    let ns = own();
+    // Added by us, shared by two faults: the last release removes it.
+    {
+        let store = journal(&dir.0);
+        let mut devices = Devices::default();
+        devices.acquire_clsact(&store, "a", &ns, &veth.0).unwrap();
+        devices.acquire_clsact(&store, "b", &ns, &veth.0).unwrap();
+        assert!(has_clsact(&veth.0));
+        let pending = store.pending().unwrap();
+        assert_eq!(pending.len(), 1, "one entry per device: {pending:?}");
+        assert_eq!(pending[0].change.old_value, "", "ours: the undo deletes it");
+        devices.release_clsact(&store, &ns, &veth.0).unwrap();
+        assert!(has_clsact(&veth.0), "still used by the second fault");
+        devices.release_clsact(&store, &ns, &veth.0).unwrap();
+        assert!(!has_clsact(&veth.0));
+        assert!(store.pending().unwrap().is_empty());
+    }
+    // Added by us, then "the daemon dies": the next start removes it.
+    {
+        let store = journal(&dir.0);
+        let mut devices = Devices::default();
+        devices.acquire_clsact(&store, "a", &ns, &veth.0).unwrap();
+        std::mem::forget(devices);
+    }
+    let store = journal(&dir.0);
+    assert_eq!(undo_pending(&store).unwrap().undone.len(), 1);
+    assert!(!has_clsact(&veth.0), "removed after the crash");
+    // There before us: journaled as present, left in place by release and by the crash undo.
+    run("tc", &["qdisc", "add", "dev", &veth.0, "clsact"]);
+    let mut devices = Devices::default();
+    devices.acquire_clsact(&store, "a", &ns, &veth.0).unwrap();
+    assert_eq!(store.pending().unwrap()[0].change.old_value, "present");
+    devices.release_clsact(&store, &ns, &veth.0).unwrap();
+    assert!(has_clsact(&veth.0), "not ours to remove");
+    devices.acquire_clsact(&store, "a", &ns, &veth.0).unwrap();
+    std::mem::forget(devices);
+    assert_eq!(undo_pending(&store).unwrap().undone.len(), 1);
+    assert!(
+        has_clsact(&veth.0),
+        "not ours to remove, after a crash either"
     );
 }
 
@@ -397,11 +438,7 @@ fn journaled_root_qdiscs_are_restored_after_a_crash() {
     store.record("crashed", &clsact).unwrap();
     assert_eq!(undo_pending(&store).unwrap().undone.len(), 2);
     assert_eq!(veth.root(), default_root);
-    let all = Command::new("tc")
-        .args(["qdisc", "show", "dev", &veth.0])
-        .output()
-        .unwrap();
-    assert!(!String::from_utf8_lossy(&all.stdout).contains("clsact"));
+    assert!(!has_clsact(&veth.0));
 
     // A journaled device that is gone has nothing to restore: the entry counts as undone.
     let gone = HostChange {
@@ -458,27 +495,13 @@ fn devices_in_another_network_namespace_are_changed_and_restored_there() {
     let store = journal(&dir.0);
     let mut devices = Devices::default();
     let err = devices
-        .acquire(
-            &store,
-            "t",
-            &ns,
-            &other.dev,
-            Duration::from_millis(100),
-            true,
-        )
+        .acquire(&store, "t", &ns, &other.dev, Duration::from_millis(100))
         .expect_err("no fq here");
     assert!(matches!(err, DeviceError::Netlink { .. }), "{err}");
     assert_eq!(other.root(), configured);
     assert!(store.pending().unwrap().is_empty());
     let err = devices
-        .acquire(
-            &store,
-            "t",
-            &ns,
-            &other.outside,
-            Duration::from_millis(1),
-            false,
-        )
+        .acquire(&store, "t", &ns, &other.outside, Duration::from_millis(1))
         .unwrap_err();
     let msg = err.to_string();
     assert!(
@@ -580,16 +603,20 @@ fn the_delay_program_loads_attaches_to_a_device_and_detaches() {
     let Some(_) = kernel() else { return };
     let veth = Veth::new("p");
     let (mut kernel, _slots) = Kernel::load().unwrap();
-    let cfg = LatencyConfig {
+    let cfg = TcConfig {
         delay_ns: 20_000_000,
         jitter_ns: 1_000_000,
         cgroup_id: 1,
         cgroup_level: 1,
         distribution: DIST_NORMAL,
     };
-    kernel.write_latency(3, &cfg).unwrap();
-    let a = kernel.attach_tc_egress(3, &veth.0).unwrap();
-    let b = kernel.attach_tc_egress(4, &veth.0).unwrap();
+    kernel.write_tc(3, &cfg).unwrap();
+    let a = kernel
+        .attach_tc_egress(TcProgram::Delay, 3, &veth.0)
+        .unwrap();
+    let b = kernel
+        .attach_tc_egress(TcProgram::Delay, 4, &veth.0)
+        .unwrap();
     assert_eq!(
         tc_egress_programs(&veth.0),
         ["lat_eg_3", "lat_eg_4"],

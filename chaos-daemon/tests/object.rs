@@ -4,13 +4,13 @@
 
 use aya_obj::{Object, ProgramSection, generated::bpf_attach_type};
 use chaos_common::{
-    LatencyConfig, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LATENCY, MAP_LSM_CGROUPS, MAP_SLOTS,
-    MAX_SLOTS, SlotConfig, SlotCounters,
+    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_SLOTS, MAP_TC, MAX_SLOTS, SlotConfig,
+    SlotCounters, TcConfig,
 };
-use chaos_daemon::ebpf::{Hook, OBJECT, lsm::LsmHook, tc::latency_program_name};
+use chaos_daemon::ebpf::{Hook, OBJECT, lsm::LsmHook, tc::TcProgram};
 
-/// Programs per slot: every cgroup hook plus the tc egress delay program.
-const PER_SLOT: usize = Hook::ALL.len() + 1;
+/// Programs per slot: the cgroup hooks and the tc egress programs (delay, silent loss).
+const PER_SLOT: usize = Hook::ALL.len() + TcProgram::ALL.len();
 
 fn object() -> Object {
     Object::parse(OBJECT).expect("the embedded object parses")
@@ -48,17 +48,19 @@ fn every_hook_exists_for_every_slot_with_its_attach_type() {
                 "{name}"
             );
         }
-        let name = latency_program_name(slot);
-        assert!(name.len() <= 15, "{name}");
-        let prog = obj
-            .programs
-            .get(&name)
-            .unwrap_or_else(|| panic!("missing program {name}"));
-        assert!(
-            matches!(prog.section, ProgramSection::SchedClassifier),
-            "{name}: {:?}",
-            prog.section
-        );
+        for program in TcProgram::ALL {
+            let name = program.name(slot);
+            assert!(name.len() <= 15, "{name}");
+            let prog = obj
+                .programs
+                .get(&name)
+                .unwrap_or_else(|| panic!("missing program {name}"));
+            assert!(
+                matches!(prog.section, ProgramSection::SchedClassifier),
+                "{name}: {:?}",
+                prog.section
+            );
+        }
     }
     let lsm = lsm_programs();
     for name in &lsm {
@@ -125,9 +127,9 @@ fn maps_match_the_shared_abi() {
         shape(MAP_LSM_CGROUPS),
         (BPF_MAP_TYPE_CGROUP_ARRAY as u32, 4, 4, MAX_SLOTS)
     );
-    let latency = size_of::<LatencyConfig>() as u32;
+    let latency = size_of::<TcConfig>() as u32;
     assert_eq!(
-        shape(MAP_LATENCY),
+        shape(MAP_TC),
         (BPF_MAP_TYPE_ARRAY as u32, 4, latency, MAX_SLOTS)
     );
 }

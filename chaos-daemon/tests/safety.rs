@@ -262,3 +262,80 @@ fn sixteen_experiments_run_at_once_and_a_seventeenth_is_refused() {
     assert_eq!(cg.attached(), 0);
     assert!(children.iter().all(|c| attached_count(c) == 0));
 }
+
+/// The tcx programs on `lo` (a tcx link is what the silent egress drop attaches from 6.6).
+fn loss_programs_on_lo() -> Vec<String> {
+    let (_, tcx) =
+        aya::programs::SchedClassifier::query_tcx("lo", aya::programs::TcAttachType::Egress)
+            .unwrap();
+    tcx.iter()
+        .filter_map(|p| p.name_as_str().map(String::from))
+        .filter(|n| n.starts_with("loss_eg_"))
+        .collect()
+}
+
+#[test]
+fn the_silent_egress_drop_ends_with_emergency_stop_and_with_the_daemon() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "silent-crash");
+    let dir = TempDir::new("silent-crash");
+    let mut daemon = Daemon::permissive(&dir.0, None);
+    let sink = UdpSink::new();
+    let silent = |daemon: &Daemon| {
+        daemon.started(
+            "packet_loss",
+            &cg.path,
+            &[
+                "--intensity",
+                "1",
+                "--direction",
+                "egress",
+                "--duration",
+                "60s",
+            ],
+        )
+    };
+    // Emergency stop: traffic flows and the program is gone.
+    silent(&daemon);
+    let during = sink.send_from(&cg.path, 100);
+    assert_eq!(
+        (during.ok(), sink.settled()),
+        (100, 0),
+        "silent: {during:?}"
+    );
+    assert!(!loss_programs_on_lo().is_empty(), "a tc program on lo");
+    daemon.ctl_ok(&["emergency-stop", "--reason", "drill"]);
+    let after = sink.send_from(&cg.path, 100);
+    assert_eq!((after.ok(), sink.settled()), (100, 100), "{after:?}");
+    // The disarm is synchronous; the detach follows it.
+    eventually("the tc program detached", Duration::from_secs(5), || {
+        loss_programs_on_lo().is_empty().then_some(())
+    });
+    daemon.ctl_ok(&["emergency-stop", "--clear"]);
+
+    // SIGKILL: the tcx links die with the daemon's file descriptors.
+    silent(&daemon);
+    let during = sink.send_from(&cg.path, 100);
+    assert_eq!(
+        (during.ok(), sink.settled()),
+        (100, 100),
+        "silent again: {during:?}"
+    );
+    signal(&daemon, Signal::SIGKILL);
+    daemon.child.wait().unwrap();
+    let killed = Instant::now();
+    let flowing = loop {
+        let r = sink.send_from(&cg.path, 1);
+        if r.ok() == 1 && sink.settled() == 101 && loss_programs_on_lo().is_empty() {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "the silent drop outlived its daemon: {:?}",
+            loss_programs_on_lo()
+        );
+    };
+    eprintln!(
+        "traffic flows and no tc program is left {flowing:?} after SIGKILL (a 200 ms settle included)"
+    );
+}

@@ -116,3 +116,50 @@ fn packet_loss_drops_inside_the_cgroup_only() {
     assert_eq!(engine.stop(armed).unwrap().injected, N);
     assert_eq!(cg.attached(), 0, "stop detached every program");
 }
+
+#[test]
+fn silent_egress_loss_tells_the_sender_success_and_leaves_no_qdisc() {
+    let Some(mount) = kernel() else { return };
+    const N: u64 = 200;
+    let cg = TestCgroup::new(&mount, "vm-silent");
+    let engine = engine(&mount);
+    let before = tc(&["qdisc", "show", "dev", "lo"]);
+    let armed = engine
+        .start(&spec(
+            cg.target(),
+            loss(Direction::Egress, EgressDrop::Silent),
+            1.0,
+        ))
+        .unwrap();
+    // Before 6.6 the program is a cls_bpf filter under a clsact the daemon added; from 6.6 a
+    // tcx link, with no qdisc.
+    let during = tc(&["qdisc", "show", "dev", "lo"]);
+    let legacy = during.contains("clsact");
+    eprintln!("lo while armed: {during}");
+    let sink = UdpSink::new();
+    let inside = workload(
+        Some(&cg.path),
+        &["udp-send", "--to", &sink.to(), "--count", &N.to_string()],
+    );
+    assert_eq!(sink.settled(), 0, "every datagram dropped inside");
+    assert_eq!(inside.ok(), N, "the sender saw success: {inside:?}");
+    assert_eq!(engine.stop(armed).unwrap().injected, N);
+    assert_eq!(
+        tc(&["qdisc", "show", "dev", "lo"]),
+        before,
+        "qdiscs as before"
+    );
+    if legacy {
+        let filters = tc(&["filter", "show", "dev", "lo", "egress"]);
+        assert!(!filters.contains("loss_eg"), "{filters}");
+    }
+    let after = workload(
+        Some(&cg.path),
+        &["udp-send", "--to", &sink.to(), "--count", &N.to_string()],
+    );
+    assert_eq!(
+        (after.ok(), sink.settled()),
+        (N, N),
+        "nothing drops after stop"
+    );
+}

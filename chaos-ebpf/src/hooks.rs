@@ -6,15 +6,13 @@ use aya_ebpf::{
     macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr},
     programs::{SkBuffContext, SockAddrContext, SockContext},
 };
-use chaos_common::{FAMILY_V4, FAMILY_V6, FLAG_SILENT_EGRESS};
+use chaos_common::{FAMILY_V4, FAMILY_V6};
 
 use crate::decide::{Event, NO_PORT, decide};
 
 /// `cgroup_skb` verdicts.
 const SKB_DROP: i32 = 0;
 const SKB_PASS: i32 = 1;
-/// Egress only: drop, but report congestion (`NET_XMIT_CN`) so the sender sees success.
-const SKB_DROP_SILENT: i32 = 2;
 /// `sock_addr` / `sock` verdicts.
 const SOCK_REJECT: i32 = 0;
 const SOCK_ALLOW: i32 = 1;
@@ -81,9 +79,10 @@ fn skb_verdict(ctx: &SkBuffContext, slot: u32, egress: bool) -> i32 {
     let Ok(ev) = packet_event(ctx, egress) else {
         return SKB_PASS;
     };
+    // Egress here is the visible drop (`EPERM` to the sender); the silent one is the tc loss
+    // program's.
     match decide(slot, &ev) {
         None => SKB_PASS,
-        Some(cfg) if egress && cfg.flags & FLAG_SILENT_EGRESS != 0 => SKB_DROP_SILENT,
         Some(_) => SKB_DROP,
     }
 }

@@ -1,7 +1,8 @@
 //! The kernel programs of chaos-ebpf.
 //!
-//! Owns every program that runs in the kernel: `cgroup_skb` packet loss, the cgroup
-//! `sock_addr` / `sock_create` network syscall errors and the tc egress delay (EDT) programs,
+//! Owns every program that runs in the kernel: `cgroup_skb` ingress and visible egress packet
+//! loss, the cgroup `sock_addr` / `sock_create` network syscall errors, and the tc egress delay
+//! (EDT) and silent loss programs (`tc.rs`),
 //! each compiled once per experiment slot (see `chaos_common` for the slot model; the daemon
 //! loads and attaches only the copies its experiments need); and the global BPF LSM programs
 //! of file and process syscall errors, which walk the slots themselves (`lsm.rs`). Hooks are
@@ -17,9 +18,9 @@ mod decide;
 #[cfg(target_arch = "bpf")]
 mod hooks;
 #[cfg(target_arch = "bpf")]
-mod latency;
-#[cfg(target_arch = "bpf")]
 mod lsm;
+#[cfg(target_arch = "bpf")]
+mod tc;
 
 // The object is only ever built for bpfel-unknown-none; this keeps `cargo check --workspace`
 // on the host meaningful.

@@ -85,7 +85,12 @@ fn main() -> anyhow::Result<()> {
 
 /// Debian packages the tests run for real: Prometheus (the guards), Alertmanager (the
 /// notifications), Chromium (the HTML report).
-const TEST_PACKAGES: &[&str] = &["prometheus", "prometheus-alertmanager", "chromium"];
+const TEST_PACKAGES: &[&str] = &[
+    "prometheus",
+    "prometheus-alertmanager",
+    "chromium",
+    "iputils-ping",
+];
 
 fn test() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
@@ -109,7 +114,7 @@ fn test() -> anyhow::Result<()> {
     } else {
         eprintln!(
             "xtask: not root: the kernel tests will skip (CI runs them as root); the guard, \
-             notification and report tests need {TEST_PACKAGES:?} installed"
+             notification, report and loss tests need {TEST_PACKAGES:?} installed"
         );
     }
     // The service tests drive the chaos-ctl and chaos-daemon binaries: build them all first.

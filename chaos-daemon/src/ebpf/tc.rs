@@ -1,19 +1,37 @@
-//! The tc egress delay programs (`lat_eg_<slot>`): per-slot latency parameters in the
-//! `CHAOS_LATENCY` map and attaching a slot's copy to a network device's egress. aya uses a tcx
-//! link on 6.6+ and a legacy cls_bpf filter (which needs the `clsact` qdisc) before.
+//! The tc egress programs, delay (`lat_eg_<slot>`) and silent loss (`loss_eg_<slot>`): the
+//! per-slot target and delay in the `CHAOS_TC` map, and attaching a slot's copy to a network
+//! device's egress. aya uses a tcx link on 6.6+ and a legacy cls_bpf filter (which needs the
+//! `clsact` qdisc) before.
 
 use aya::{
     maps::Array,
     programs::{Link as _, SchedClassifier, TcAttachType, tc::SchedClassifierLink},
     util::KernelVersion,
 };
-use chaos_common::{LatencyConfig, MAP_LATENCY, MAX_SLOTS};
+use chaos_common::{MAP_TC, MAX_SLOTS, TcConfig};
 
 use super::{Kernel, KernelError};
 
-/// Name of the delay program copy for `slot` (see `chaos-ebpf/src/latency.rs`).
-pub fn latency_program_name(slot: u32) -> String {
-    format!("lat_eg_{slot}")
+/// The tc egress programs (see `chaos-ebpf/src/tc.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcProgram {
+    /// EDT delay under `fq`.
+    Delay,
+    /// Silent loss (`TC_ACT_STOLEN`).
+    Loss,
+}
+
+impl TcProgram {
+    /// Both programs.
+    pub const ALL: [TcProgram; 2] = [TcProgram::Delay, TcProgram::Loss];
+
+    /// Name of this program's copy for `slot`.
+    pub fn name(self, slot: u32) -> String {
+        match self {
+            Self::Delay => format!("lat_eg_{slot}"),
+            Self::Loss => format!("loss_eg_{slot}"),
+        }
+    }
 }
 
 /// Whether attaching a tc program needs the `clsact` qdisc: aya attaches through tcx links on
@@ -45,32 +63,33 @@ impl TcAttachment {
 }
 
 impl Kernel {
-    /// Writes a slot's latency parameters (delay, jitter, distribution, target cgroup).
-    pub fn write_latency(&mut self, slot: u32, cfg: &LatencyConfig) -> Result<(), KernelError> {
+    /// Writes a slot's tc parameters (target cgroup; delay, jitter, distribution).
+    pub fn write_tc(&mut self, slot: u32, cfg: &TcConfig) -> Result<(), KernelError> {
         let map = self
             .ebpf
-            .map_mut(MAP_LATENCY)
-            .ok_or(KernelError::MissingMap(MAP_LATENCY))?;
-        let mut array: Array<_, LatencyConfig> =
+            .map_mut(MAP_TC)
+            .ok_or(KernelError::MissingMap(MAP_TC))?;
+        let mut array: Array<_, TcConfig> =
             Array::try_from(map).map_err(|source| KernelError::Map {
-                map: MAP_LATENCY,
+                map: MAP_TC,
                 source,
             })?;
         array.set(slot, cfg, 0).map_err(|source| KernelError::Map {
-            map: MAP_LATENCY,
+            map: MAP_TC,
             source,
         })
     }
 
-    /// Loads (once) and attaches `slot`'s delay program to the egress of `interface` (in the
-    /// calling thread's network namespace), after any program already there.
+    /// Loads (once) and attaches `slot`'s copy of `program` to the egress of `interface` (in
+    /// the calling thread's network namespace), after any program already there.
     pub fn attach_tc_egress(
         &mut self,
+        program: TcProgram,
         slot: u32,
         interface: &str,
     ) -> Result<TcAttachment, KernelError> {
         debug_assert!(slot < MAX_SLOTS);
-        let name = latency_program_name(slot);
+        let name = program.name(slot);
         let err = |source| KernelError::Program {
             program: name.clone(),
             source,

@@ -26,16 +26,19 @@ use std::{
 use self::slot::{ArmedSlot, SlotPlan};
 
 use chaos_api::experiment::{Experiment, ExperimentType, Fault};
-use chaos_common::{LatencyConfig, MAX_SLOTS, SlotConfig, SlotCounters};
+use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters, TcConfig};
 
 use crate::{
     capability::Capabilities,
-    ebpf::{Kernel, KernelError, SlotMaps, lsm::LsmSupport},
+    ebpf::{Kernel, KernelError, SlotMaps, lsm::LsmSupport, tc::needs_clsact},
     error::{Classify, ErrorClass},
     fault::{kernel_plan, probability_threshold},
     host::{HostFaultError, pod_kill, pressure},
     journal::{HostJournal, JournalError, MemoryJournal, undo_pending},
-    net::latency::{self, Latency, LatencyError},
+    net::{
+        latency::{self, Latency, LatencyError},
+        loss,
+    },
     path_dirs::{self, PrefixError},
     switch::{DisarmError, HostSwitch, SlotKill, Switch, Switchboard},
     sync::lock,
@@ -198,7 +201,8 @@ struct Inner {
     resolver: Resolver,
     caps: Capabilities,
     journal: Arc<dyn HostJournal>,
-    /// Held across netlink by latency starts and stops (the shared `fq` roots' user counts).
+    /// Held across netlink by tc fault starts and stops (the shared `fq` and `clsact` qdiscs'
+    /// user counts).
     latency: Mutex<Latency>,
     knobs: Arc<pressure::Knobs>,
     /// `experiments.pod_deletion.allowed_cgroups`.
@@ -328,10 +332,26 @@ impl Engine {
                     }
                     None => None,
                 };
+                let loss = if kernel.egress_loss {
+                    let level = inner.resolver.level(&target.path);
+                    let resolved = loss::resolve(&target, level)?;
+                    let devices = resolved.devices();
+                    programs.push(format!("tc egress (silent loss) on {}", devices.join(", ")));
+                    if needs_clsact() {
+                        changes.push(format!(
+                            "clsact qdisc on {} where missing, journaled and removed on stop",
+                            devices.join(", ")
+                        ));
+                    }
+                    Some(resolved)
+                } else {
+                    None
+                };
                 Body::Slot(Box::new(SlotPlan {
                     kernel,
                     lsm_dirs,
                     latency,
+                    loss,
                 }))
             }
             None => match &experiment.fault {
@@ -478,11 +498,11 @@ impl Engine {
         match &armed.body {
             Some(ArmedBody::Slot(s)) => match s.latency_config {
                 Some(latency) => {
-                    let config = LatencyConfig {
+                    let config = TcConfig {
                         delay_ns: (step * 1e6) as u64,
                         ..latency
                     };
-                    Ok(lock(&self.0.kernel).write_latency(s.slot, &config)?)
+                    Ok(lock(&self.0.kernel).write_tc(s.slot, &config)?)
                 }
                 None => {
                     let config = SlotConfig {

@@ -4,24 +4,28 @@
 
 use std::{fs::File, sync::Arc, time::Duration};
 
-use chaos_common::{DirKey, LatencyConfig, SlotConfig, SlotCounters};
+use chaos_common::{DirKey, SlotConfig, SlotCounters, TcConfig};
 
 use super::{EngineError, Inner, monotonic_ns, nanos};
 use crate::{
     ebpf::{Attachment, lsm::LsmLink},
     fault::KernelPlan,
-    net::latency::{LatencyRun, LatencyTarget},
+    net::{
+        latency::{LatencyRun, LatencyTarget},
+        loss::{self, LossRun, LossTarget},
+    },
     sync::lock,
     target::ResolvedTarget,
 };
 
 /// A kernel-program fault as planned: the slot configuration and hooks, the path prefix's
-/// directories, the latency device.
+/// directories, the latency device, the silent loss devices.
 #[derive(Debug)]
 pub(super) struct SlotPlan {
     pub kernel: KernelPlan,
     pub lsm_dirs: Option<Vec<DirKey>>,
     pub latency: Option<LatencyTarget>,
+    pub loss: Option<LossTarget>,
 }
 
 /// A kernel-program fault as armed.
@@ -30,11 +34,12 @@ pub(super) struct ArmedSlot {
     /// The configuration as armed (a ramp step rewrites it with another threshold).
     pub config: SlotConfig,
     /// A latency fault's delay configuration as written (a ramp step rewrites its delay).
-    pub latency_config: Option<LatencyConfig>,
+    pub latency_config: Option<TcConfig>,
     attachments: Vec<Attachment>,
     /// Shared global LSM programs; the last holder's drop detaches them.
     lsm_links: Vec<Arc<LsmLink>>,
     latency: Option<LatencyRun>,
+    loss: Option<LossRun>,
 }
 
 impl Inner {
@@ -52,6 +57,7 @@ impl Inner {
             kernel: kernel_plan,
             lsm_dirs,
             latency,
+            loss,
         } = plan;
         let cgroup = File::open(&target.path).map_err(|source| EngineError::OpenCgroup {
             path: target.path.clone(),
@@ -69,6 +75,7 @@ impl Inner {
             lsm_links: Vec::new(),
             lsm_target: false,
             latency: None,
+            loss: None,
             kept: false,
         };
         {
@@ -94,6 +101,18 @@ impl Inner {
             undo.latency =
                 Some(table.start(&mut kernel, self.journal.as_ref(), slot, owner, target)?);
         }
+        if let Some(target) = loss {
+            let mut table = lock(&self.latency);
+            let mut kernel = lock(&self.kernel);
+            undo.loss = Some(loss::start(
+                table.devices_mut(),
+                &mut kernel,
+                self.journal.as_ref(),
+                slot,
+                owner,
+                target,
+            )?);
+        }
         config.expires_at_ns = monotonic_ns()?.saturating_add(nanos(duration));
         config.armed = 1;
         self.maps.write_slot(slot, &config)?;
@@ -105,6 +124,7 @@ impl Inner {
             attachments: std::mem::take(&mut undo.attachments),
             lsm_links: std::mem::take(&mut undo.lsm_links),
             latency: undo.latency.take(),
+            loss: undo.loss.take(),
         })
     }
 
@@ -123,6 +143,7 @@ impl Inner {
             attachments,
             lsm_links,
             latency,
+            loss,
         } = armed;
         let counters = self.maps.counters(slot).unwrap_or_else(|e| {
             first_err.get_or_insert(e.into());
@@ -147,6 +168,15 @@ impl Inner {
         {
             first_err.get_or_insert(e.into());
         }
+        if let Some(run) = loss
+            && let Err(e) = loss::stop(
+                lock(&self.latency).devices_mut(),
+                run,
+                self.journal.as_ref(),
+            )
+        {
+            first_err.get_or_insert(e.into());
+        }
         counters
     }
 }
@@ -160,6 +190,7 @@ struct SlotUndo<'a> {
     lsm_links: Vec<Arc<LsmLink>>,
     lsm_target: bool,
     latency: Option<LatencyRun>,
+    loss: Option<LossRun>,
     kept: bool,
 }
 
@@ -183,6 +214,15 @@ impl Drop for SlotUndo<'_> {
             && let Err(e) = lock(&self.inner.latency).stop(run, self.inner.journal.as_ref())
         {
             tracing::error!(error = %e, "undoing a failed latency start");
+        }
+        if let Some(run) = self.loss.take()
+            && let Err(e) = loss::stop(
+                lock(&self.inner.latency).devices_mut(),
+                run,
+                self.inner.journal.as_ref(),
+            )
+        {
+            tracing::error!(error = %e, "undoing a failed loss start");
         }
     }
 }

@@ -1,18 +1,18 @@
 //! The latency fault in the kernel: delay, jitter and distribution as the delay program's
-//! [`LatencyConfig`] (the engine fills in the target cgroup), and the worst-case delay, which
+//! [`TcConfig`] (the engine fills in the target cgroup), and the worst-case delay, which
 //! sizes `fq`'s horizon.
 
 use std::time::Duration;
 
 use chaos_api::experiment::{Distribution, NetworkLatency};
-use chaos_common::{DIST_NORMAL, DIST_UNIFORM, LatencyConfig};
+use chaos_common::{DIST_NORMAL, DIST_UNIFORM, TcConfig};
 
 /// A latency fault's device-side parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LatencyPlan {
     /// Delay, jitter and distribution; `cgroup_id`/`cgroup_level` are zero until the engine
     /// resolves the target.
-    pub config: LatencyConfig,
+    pub config: TcConfig,
     /// The device, or `None` for the device of the default route.
     pub interface: Option<String>,
     /// The longest delay a packet can get: `latency + jitter`, or for the normal distribution
@@ -28,14 +28,14 @@ pub fn plan(latency: &NetworkLatency, largest: Option<Duration>) -> LatencyPlan 
         Distribution::Normal => latency.jitter * 6,
     };
     LatencyPlan {
-        config: LatencyConfig {
+        config: TcConfig {
             delay_ns: nanos(latency.latency),
             jitter_ns: nanos(latency.jitter),
             distribution: match latency.distribution {
                 Distribution::Uniform => DIST_UNIFORM,
                 Distribution::Normal => DIST_NORMAL,
             },
-            ..LatencyConfig::default()
+            ..TcConfig::default()
         },
         interface: latency.interface.clone(),
         max_delay: largest.unwrap_or_default().max(latency.latency) + spread,

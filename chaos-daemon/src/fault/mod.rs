@@ -15,7 +15,7 @@ pub mod syscall;
 use chaos_api::experiment::{CallName as _, Direction, EgressDrop, Experiment, Fault, SocketCall};
 use std::time::Duration;
 
-use chaos_common::{FLAG_SILENT_EGRESS, SlotConfig, THRESHOLD_ALWAYS};
+use chaos_common::{SlotConfig, THRESHOLD_ALWAYS};
 
 pub use self::latency::LatencyPlan;
 use crate::ebpf::{Hook, lsm::LsmHook};
@@ -33,6 +33,9 @@ pub struct KernelPlan {
     pub path_prefix: Option<String>,
     /// A latency fault's device-side parameters (its program is not a cgroup hook).
     pub latency: Option<LatencyPlan>,
+    /// A silent egress loss: the tc loss program on the target namespace's devices (the
+    /// `cgroup_skb` egress drop is reported back to the sender).
+    pub egress_loss: bool,
 }
 
 /// The kernel plan of `experiment` with the fault cap `max_faults` (`u64::MAX` = none); `None`
@@ -50,17 +53,19 @@ pub fn kernel_plan(experiment: &Experiment, max_faults: u64) -> Option<KernelPla
         lsm_hooks: Vec::new(),
         path_prefix: None,
         latency: None,
+        egress_loss: false,
     };
     match &experiment.fault {
         Fault::PacketLoss(loss) => {
-            if loss.egress_drop == EgressDrop::Silent {
-                plan.config.flags |= FLAG_SILENT_EGRESS;
+            if loss.direction != Direction::Egress {
+                plan.hooks.push(Hook::SkbIngress);
             }
-            plan.hooks = match loss.direction {
-                Direction::Ingress => vec![Hook::SkbIngress],
-                Direction::Egress => vec![Hook::SkbEgress],
-                Direction::Both => vec![Hook::SkbIngress, Hook::SkbEgress],
-            };
+            if loss.direction != Direction::Ingress {
+                match loss.egress_drop {
+                    EgressDrop::Silent => plan.egress_loss = true,
+                    EgressDrop::Visible => plan.hooks.push(Hook::SkbEgress),
+                }
+            }
         }
         Fault::DependencyFailure(error) | Fault::ApiErrorInjection(error) => {
             plan.config.errno = error.errno.number();
@@ -138,22 +143,34 @@ mod tests {
 
     #[test]
     fn loss_plan_has_the_directions_hooks_and_drop_mode() {
-        let visible = Fault::PacketLoss(PacketLoss {
-            direction: Direction::Both,
-            egress_drop: EgressDrop::Visible,
-        });
-        let plan = kernel_plan(&experiment(visible), 7).unwrap();
+        let loss = |direction, egress_drop| {
+            Fault::PacketLoss(PacketLoss {
+                direction,
+                egress_drop,
+            })
+        };
+        let plan = kernel_plan(&experiment(loss(Direction::Both, EgressDrop::Visible)), 7).unwrap();
         assert_eq!(plan.hooks, vec![Hook::SkbIngress, Hook::SkbEgress]);
-        assert_eq!(plan.config.flags & FLAG_SILENT_EGRESS, 0);
+        assert!(!plan.egress_loss);
         assert_eq!(plan.config.armed, 0, "a plan is never armed");
         assert_eq!(plan.config.max_faults, 7);
-        let silent = Fault::PacketLoss(PacketLoss {
-            direction: Direction::Egress,
-            egress_drop: EgressDrop::Silent,
-        });
-        let plan = kernel_plan(&experiment(silent), u64::MAX).unwrap();
-        assert_eq!(plan.hooks, vec![Hook::SkbEgress]);
-        assert_ne!(plan.config.flags & FLAG_SILENT_EGRESS, 0);
+        // The silent egress drop is the tc program's, not a cgroup hook.
+        for (direction, hooks) in [
+            (Direction::Egress, vec![]),
+            (Direction::Both, vec![Hook::SkbIngress]),
+        ] {
+            let plan =
+                kernel_plan(&experiment(loss(direction, EgressDrop::Silent)), u64::MAX).unwrap();
+            assert_eq!(plan.hooks, hooks);
+            assert!(plan.egress_loss);
+        }
+        let plan = kernel_plan(
+            &experiment(loss(Direction::Ingress, EgressDrop::Silent)),
+            u64::MAX,
+        )
+        .unwrap();
+        assert_eq!(plan.hooks, vec![Hook::SkbIngress]);
+        assert!(!plan.egress_loss);
     }
 
     #[test]

@@ -1,11 +1,15 @@
-//! The `fq` root qdiscs latency faults share, and the journal that undoes them.
+//! The qdiscs the tc faults share, and the journal that undoes them: the `fq` root of latency
+//! faults and, before Linux 6.6 (no tcx), the `clsact` every tc program attaches to.
 //!
 //! A device is a name in a network namespace (the target's, see [`super::netns`]); the journal
 //! names both (`net:[<inode>]/<name>`). The first fault on a device journals the device's root
-//! qdisc (kind, handle, raw options) in the host-change journal, *then* replaces it with `fq`; later faults on the same device share
-//! it (the `fq` is re-sized when one needs a longer horizon); the last one puts the old root
-//! back and marks the entry undone. A daemon killed in between leaves the entry pending, and
-//! the next start undoes it ([`crate::journal::undo`] calls [`undo_qdisc`] / [`undo_clsact`]).
+//! qdisc (kind, handle, raw options) in the host-change journal, *then* replaces it with `fq`;
+//! later faults on the same device share it (the `fq` is re-sized when one needs a longer
+//! horizon); the last one puts the old root back and marks the entry undone. `clsact` is shared
+//! the same way, in its own table (a loss fault needs it without `fq`). A daemon killed in
+//! between leaves the entries pending, and the next start undoes them ([`crate::journal::undo`]
+//! calls [`undo_qdisc`] / [`undo_clsact`]); legacy cls_bpf filters outlive their daemon, so
+//! both undos also detach our programs by name.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -14,7 +18,10 @@ use super::{
     netns::{self, Netns},
     qdisc::{self, Qdisc, RESTORABLE_KINDS},
 };
-use crate::journal::{ChangeKind, HostChange, HostJournal, JournalError};
+use crate::{
+    ebpf::tc::TcProgram,
+    journal::{ChangeKind, HostChange, HostJournal, JournalError},
+};
 
 /// Why a device could not be prepared or restored. Names the device.
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +63,28 @@ struct Shared {
     max_delay: Duration,
     saved: Qdisc,
     qdisc_entry: i64,
-    clsact_entry: Option<i64>,
 }
 
-/// The devices whose root qdisc the daemon currently replaced, by journal name
-/// ([`netns::device_path`]), with their user counts.
+/// A device's `clsact` while tc faults use it: `entry` is the journal entry that undoes it,
+/// which deletes the qdisc only when `added` (one that was there before is not ours).
+struct Clsact {
+    netns: Netns,
+    ifindex: u32,
+    users: usize,
+    entry: i64,
+    added: bool,
+}
+
+/// The journal's `old_value` of a `clsact` that was there before the daemon: its undo only
+/// detaches our programs.
+const CLSACT_PRESENT: &str = "present";
+
+/// The devices whose root qdisc the daemon currently replaced, and those whose `clsact` it
+/// uses, by journal name ([`netns::device_path`]), with their user counts.
 #[derive(Default)]
 pub struct Devices {
     shared: HashMap<String, Shared>,
+    clsact: HashMap<String, Clsact>,
 }
 
 /// The index of device `name` in the calling thread's network namespace.
@@ -100,8 +121,7 @@ fn open_device(ns: &Netns, name: &str) -> Result<(Socket, u32), DeviceError> {
 
 impl Devices {
     /// Makes `fq` (sized for `max_delay`) the root of `name` in `ns`, journaling the old root
-    /// first; with `clsact`, also adds the `clsact` qdisc legacy tc programs attach to
-    /// (journaled when it was not there). A second user of the same device shares it.
+    /// first. A second user of the same device shares it.
     pub fn acquire(
         &mut self,
         journal: &dyn HostJournal,
@@ -109,7 +129,6 @@ impl Devices {
         ns: &Netns,
         name: &str,
         max_delay: Duration,
-        clsact: bool,
     ) -> Result<(), DeviceError> {
         let nl = |source| DeviceError::Netlink {
             name: name.into(),
@@ -142,31 +161,17 @@ impl Devices {
             old_value,
         };
         let qdisc_entry = journal.record(owner, &change(ChangeKind::Qdisc, saved.encode()))?;
-        let mut shared = Shared {
+        let shared = Shared {
             netns: ns.clone(),
             ifindex,
             users: 1,
             max_delay,
             saved,
             qdisc_entry,
-            clsact_entry: None,
         };
         let installed =
             qdisc::replace_root(&mut sock, ifindex, "fq", 0, &qdisc::fq_options(max_delay))
-                .map_err(nl)
-                .and_then(|()| {
-                    if clsact {
-                        let entry =
-                            journal.record(owner, &change(ChangeKind::Clsact, String::new()))?;
-                        shared.clsact_entry = Some(entry);
-                        if !qdisc::add_clsact(&mut sock, ifindex).map_err(nl)? {
-                            // It was there before us: not ours to remove.
-                            journal.undone(entry)?;
-                            shared.clsact_entry = None;
-                        }
-                    }
-                    Ok(())
-                });
+                .map_err(nl);
         if let Err(e) = installed {
             if let Err(undo) = put_back(journal, &mut sock, name, &shared) {
                 tracing::error!(device = key, error = %undo, "undoing a failed fq install");
@@ -200,6 +205,94 @@ impl Devices {
         Ok(())
     }
 
+    /// Makes sure `name` in `ns` has the `clsact` qdisc legacy tc programs attach to. The
+    /// journal entry is written first, as "present" (its undo only detaches our programs); when
+    /// the daemon added the qdisc, a second entry that also deletes it replaces it. A second user
+    /// of the same device shares it.
+    pub fn acquire_clsact(
+        &mut self,
+        journal: &dyn HostJournal,
+        owner: &str,
+        ns: &Netns,
+        name: &str,
+    ) -> Result<(), DeviceError> {
+        let key = netns::device_path(ns, name);
+        if let Some(c) = self.clsact.get_mut(&key) {
+            c.users += 1;
+            return Ok(());
+        }
+        let nl = |source| DeviceError::Netlink {
+            name: name.into(),
+            source,
+        };
+        let change = |old_value: &str| HostChange {
+            kind: ChangeKind::Clsact,
+            path: key.clone(),
+            old_value: old_value.into(),
+        };
+        let (mut sock, ifindex) = open_device(ns, name)?;
+        let mut entry = journal.record(owner, &change(CLSACT_PRESENT))?;
+        let added = match qdisc::add_clsact(&mut sock, ifindex) {
+            Ok(added) => added,
+            Err(e) => {
+                journal.undone(entry)?;
+                return Err(nl(e));
+            }
+        };
+        if added {
+            let ours = journal.record(owner, &change(""));
+            journal.undone(entry)?;
+            match ours {
+                Ok(ours) => entry = ours,
+                Err(e) => {
+                    if let Err(undo) = remove_clsact(&mut sock, ifindex) {
+                        tracing::error!(device = key, error = %undo, "removing a clsact we could not journal");
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        self.clsact.insert(
+            key,
+            Clsact {
+                netns: ns.clone(),
+                ifindex,
+                users: 1,
+                entry,
+                added,
+            },
+        );
+        Ok(())
+    }
+
+    /// Drops one user of `name`'s `clsact` in `ns`; the last one deletes it if the daemon
+    /// added it, and marks the journal entry undone.
+    pub fn release_clsact(
+        &mut self,
+        journal: &dyn HostJournal,
+        ns: &Netns,
+        name: &str,
+    ) -> Result<(), DeviceError> {
+        let key = netns::device_path(ns, name);
+        let Some(c) = self.clsact.get_mut(&key) else {
+            return Ok(());
+        };
+        c.users -= 1;
+        if c.users > 0 {
+            return Ok(());
+        }
+        let c = self.clsact.remove(&key).unwrap_or_else(|| unreachable!());
+        if c.added {
+            let (mut sock, _) = open_device(&c.netns, name)?;
+            remove_clsact(&mut sock, c.ifindex).map_err(|source| DeviceError::Netlink {
+                name: name.into(),
+                source,
+            })?;
+        }
+        journal.undone(c.entry)?;
+        Ok(())
+    }
+
     /// Devices currently holding a shared `fq` (as [`netns::device_path`]), with their user
     /// counts.
     pub fn in_use(&self) -> impl Iterator<Item = (&str, usize)> {
@@ -207,7 +300,7 @@ impl Devices {
     }
 }
 
-/// Undoes one device's changes, newest first, marking each journal entry restored.
+/// Puts one device's old root qdisc back, marking the journal entry restored.
 fn put_back(
     journal: &dyn HostJournal,
     sock: &mut Socket,
@@ -218,10 +311,6 @@ fn put_back(
         name: name.into(),
         source,
     };
-    if let Some(entry) = s.clsact_entry {
-        remove_clsact(sock, s.ifindex).map_err(nl)?;
-        journal.undone(entry)?;
-    }
     qdisc::restore_root(sock, s.ifindex, &s.saved).map_err(nl)?;
     journal.undone(s.qdisc_entry)?;
     Ok(())
@@ -268,25 +357,38 @@ pub fn undo_qdisc(path: &str, saved: &str) -> std::io::Result<()> {
         let ifindex = ifindex(name).map_err(|_| std::io::ErrorKind::NotFound)?;
         // Before Linux 6.6 the delay programs are cls_bpf filters, which outlive the daemon
         // that attached them (tcx links do not): remove any left on the device.
-        for slot in 0..chaos_common::MAX_SLOTS {
-            let program = crate::ebpf::tc::latency_program_name(slot);
-            let _gone = aya::programs::tc::qdisc_detach_program(
-                name,
-                aya::programs::TcAttachType::Egress,
-                &program,
-            );
-        }
+        detach_our_filters(name);
         let mut sock = Socket::open().map_err(std::io::Error::other)?;
         qdisc::restore_root(&mut sock, ifindex, &saved).map_err(std::io::Error::other)
     })?
 }
 
-/// Journal undo of [`ChangeKind::Clsact`]: deletes the `clsact` qdisc the daemon added.
-pub fn undo_clsact(path: &str) -> std::io::Result<()> {
+/// Journal undo of [`ChangeKind::Clsact`]: detaches our tc programs from the device and
+/// deletes the `clsact` qdisc, unless it was there before the daemon (`saved` is "present").
+pub fn undo_clsact(path: &str, saved: &str) -> std::io::Result<()> {
     let (ns, name) = journaled_device(path)?;
     ns.run(|| {
         let ifindex = ifindex(name).map_err(|_| std::io::ErrorKind::NotFound)?;
+        detach_our_filters(name);
+        if saved == CLSACT_PRESENT {
+            return Ok(());
+        }
         let mut sock = Socket::open().map_err(std::io::Error::other)?;
         remove_clsact(&mut sock, ifindex).map_err(std::io::Error::other)
     })?
+}
+
+/// Detaches every copy of our tc programs from the egress of `name` in the calling thread's
+/// namespace. Before Linux 6.6 they are cls_bpf filters, which outlive the daemon that attached
+/// them (tcx links do not); a program that is not there is no error.
+fn detach_our_filters(name: &str) {
+    for slot in 0..chaos_common::MAX_SLOTS {
+        for program in TcProgram::ALL {
+            let _gone = aya::programs::tc::qdisc_detach_program(
+                name,
+                aya::programs::TcAttachType::Egress,
+                &program.name(slot),
+            );
+        }
+    }
 }

@@ -17,7 +17,7 @@ use crate::{
     cgroupfs,
     ebpf::{
         Kernel, KernelError,
-        tc::{TcAttachment, needs_clsact},
+        tc::{TcAttachment, TcProgram, needs_clsact},
     },
     error::{Classify, ErrorClass},
     fault::LatencyPlan,
@@ -37,8 +37,8 @@ pub enum LatencyError {
     NoJournal,
     #[error(
         "target: the processes of {cgroup:?} are in more than one network namespace ({first} \
-         and {second}); a latency fault delays one namespace's egress, expected a target whose \
-         processes share one (a pod, a container, a process tree)"
+         and {second}); a latency or silent egress loss fault acts on one namespace's devices, \
+         expected a target whose processes share one (a pod, a container, a process tree)"
     )]
     ManyNetns {
         cgroup: String,
@@ -62,6 +62,18 @@ pub enum LatencyError {
     },
     #[error("finding the default route: {0}")]
     Route(NetlinkError),
+    #[error("listing the network devices: {0}")]
+    Links(NetlinkError),
+    #[error(
+        "target: its network namespace {netns} has {count} devices without a master; silent \
+         egress loss attaches to each and allows at most {max}: target a pod or container (its \
+         own namespace), or use the visible egress drop (--visible-drop), which needs no device"
+    )]
+    TooManyDevices {
+        netns: String,
+        count: usize,
+        max: usize,
+    },
     #[error(transparent)]
     Device(#[from] DeviceError),
     #[error(transparent)]
@@ -75,6 +87,7 @@ impl Classify for LatencyError {
                 ErrorClass::Invalid
             }
             Self::ManyNetns { .. }
+            | Self::TooManyDevices { .. }
             | Self::Unsupported(_)
             | Self::Device(DeviceError::Unrestorable { .. }) => ErrorClass::Refused,
             _ => ErrorClass::Internal,
@@ -147,6 +160,11 @@ impl Latency {
         &self.devices
     }
 
+    /// The shared device table, for the other tc faults (silent loss: `clsact` only).
+    pub fn devices_mut(&mut self) -> &mut Devices {
+        &mut self.devices
+    }
+
     /// Prepares the device (journaled in `journal`) and attaches `slot`'s delay program. The
     /// slot must be disarmed.
     pub fn start(
@@ -166,23 +184,23 @@ impl Latency {
             netns: netns.to_string(),
             source,
         };
-        self.devices.acquire(
-            journal,
-            owner,
-            &netns,
-            &interface,
-            plan.max_delay,
-            needs_clsact(),
-        )?;
-        let attached = kernel
-            .write_latency(slot, &plan.config)
-            .map_err(Into::into)
-            .and_then(|()| {
-                netns
-                    .run(|| kernel.attach_tc_egress(slot, &interface))
-                    .map_err(entered)?
-                    .map_err(Into::into)
-            });
+        self.devices
+            .acquire(journal, owner, &netns, &interface, plan.max_delay)?;
+        let clsact = needs_clsact();
+        let attached = (if clsact {
+            self.devices
+                .acquire_clsact(journal, owner, &netns, &interface)
+                .map_err(LatencyError::from)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| kernel.write_tc(slot, &plan.config).map_err(Into::into))
+        .and_then(|()| {
+            netns
+                .run(|| kernel.attach_tc_egress(TcProgram::Delay, slot, &interface))
+                .map_err(entered)?
+                .map_err(Into::into)
+        });
         match attached {
             Ok(tc) => {
                 tracing::info!(device = %interface, %netns, slot, "delay program attached");
@@ -193,7 +211,11 @@ impl Latency {
                 })
             }
             Err(e) => {
-                if let Err(undo) = self.devices.release(journal, &netns, &interface) {
+                let released = self
+                    .devices
+                    .release_clsact(journal, &netns, &interface)
+                    .and_then(|()| self.devices.release(journal, &netns, &interface));
+                if let Err(undo) = released {
                     tracing::error!(device = %interface, error = %undo, "restoring after a failed start");
                 }
                 Err(e)
@@ -216,7 +238,10 @@ impl Latency {
                 netns: netns.to_string(),
                 source,
             });
-        let released = self.devices.release(journal, &netns, &interface);
+        let released = self
+            .devices
+            .release_clsact(journal, &netns, &interface)
+            .and_then(|()| self.devices.release(journal, &netns, &interface));
         detached??;
         released?;
         Ok(())
@@ -226,7 +251,7 @@ impl Latency {
 /// The network namespace of the processes in the target's cgroup tree (a pod's cgroup holds
 /// its containers' cgroups, which all share the pod's namespace); the daemon's own when the
 /// tree has no process. Processes in two namespaces are refused.
-fn target_netns(cgroup: &Path) -> Result<Netns, LatencyError> {
+pub(super) fn target_netns(cgroup: &Path) -> Result<Netns, LatencyError> {
     let display = || cgroup.display().to_string();
     let pids = cgroupfs::procs_tree(cgroup).map_err(|source| LatencyError::Procs {
         cgroup: display(),
@@ -309,7 +334,7 @@ pub fn default_route_device() -> Result<String, LatencyError> {
     })
 }
 
-fn ifname(index: u32) -> Option<String> {
+pub(super) fn ifname(index: u32) -> Option<String> {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: `buf` has the IF_NAMESIZE bytes the call may write, NUL included.
     let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };

@@ -1,4 +1,4 @@
-//! Network devices the daemon changes for latency faults, over rtnetlink (no `tc` process):
+//! Network devices the daemon changes for latency and silent egress loss faults, over rtnetlink (no `tc` process):
 //!
 //! * [`netlink`] — a minimal `NETLINK_ROUTE` client with extended-ack error messages.
 //! * [`qdisc`] — read / replace / delete / restore a device's root qdisc, `fq` sizing, `clsact`,
@@ -9,9 +9,12 @@
 //! * [`netns`] — network namespaces: a target's, running netlink and tc operations inside it,
 //!   devices named across namespaces in the journal.
 //! * [`latency`] — a latency fault's kernel side: namespace, device, `fq`, tc egress program.
+//! * [`loss`] — a silent egress loss fault's kernel side: namespace, its devices, tc egress
+//!   program.
 
 pub mod devices;
 pub mod latency;
+pub mod loss;
 pub mod netlink;
 pub mod netns;
 pub mod qdisc;

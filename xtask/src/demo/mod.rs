@@ -126,6 +126,8 @@ impl Demo {
 pub fn run() -> anyhow::Result<()> {
     require_root("the demo")?;
     prometheus::ensure_installed()?;
+    // The loss row is measured by ping, a client that counts what never came back.
+    crate::apt::ensure("demo", &["iputils-ping"])?;
     cargo(&[
         "build",
         "--release",
@@ -196,8 +198,8 @@ pub fn run() -> anyhow::Result<()> {
     let (a, b) = both(
         workload,
         &demo.cgroup,
-        ["udp-send", "--to", &to_in, "--count", &n],
-        ["udp-send", "--to", &to_out, "--count", &n],
+        &["udp-send", "--to", &to_in, "--count", &n],
+        &["udp-send", "--to", &to_out, "--count", &n],
     )?;
     let (got_in, got_out) = (rx_in.received()?, rx_out.received()?);
     check_sent(&a, DATAGRAMS)?;
@@ -213,8 +215,8 @@ pub fn run() -> anyhow::Result<()> {
     let (a, b) = both(
         workload,
         &demo.cgroup,
-        ["tcp-send", "--to", &tcp_to, "--bytes", &bytes],
-        ["tcp-send", "--to", &tcp_to, "--bytes", &bytes],
+        &["tcp-send", "--to", &tcp_to, "--bytes", &bytes],
+        &["tcp-send", "--to", &tcp_to, "--bytes", &bytes],
     )?;
     let done = |t: &str| -> anyhow::Result<String> {
         check_sent(t, 1)?;
@@ -224,6 +226,26 @@ pub fn run() -> anyhow::Result<()> {
         ))
     };
     rows.push(row("egress loss, TCP", "30.0%", done(&a)?, done(&b)?));
+    let ping = [
+        "exec",
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        "500",
+        "-i",
+        "0.002",
+        "-W",
+        "1",
+        "127.0.0.1",
+    ];
+    let (a, b) = both(workload, &demo.cgroup, &ping, &ping)?;
+    rows.push(row(
+        "egress loss, ping",
+        "30.0%",
+        ping_loss(&a)?,
+        ping_loss(&b)?,
+    ));
     println!(
         "$ chaos-ctl stop {loss_id}\n{}",
         ctl.run(&["stop", &loss_id])?
@@ -246,8 +268,8 @@ pub fn run() -> anyhow::Result<()> {
     let (a, b) = both(
         workload,
         &demo.cgroup,
-        ["connect", "--to", &tcp_to, "--count", &n],
-        ["connect", "--to", &tcp_to, "--count", &n],
+        &["connect", "--to", &tcp_to, "--count", &n],
+        &["connect", "--to", &tcp_to, "--count", &n],
     )?;
     drop(tcp);
     let refused_inside = field(&a, "ECONNREFUSED");
@@ -356,10 +378,10 @@ fn check_sent(tally: &str, expected_ok: u64) -> anyhow::Result<()> {
 fn both(
     workload: &Path,
     cgroup: &Path,
-    inside: [&str; 5],
-    outside: [&str; 5],
+    inside: &[&str],
+    outside: &[&str],
 ) -> anyhow::Result<(String, String)> {
-    let run = |cg: Option<&Path>, args: [&str; 5]| -> anyhow::Result<String> {
+    let run = |cg: Option<&Path>, args: &[&str]| -> anyhow::Result<String> {
         let mut cmd = Command::new(workload);
         if let Some(cg) = cg {
             cmd.arg("--cgroup").arg(cg);
@@ -381,6 +403,23 @@ fn both(
             b.join().expect("outside workload")?,
         ))
     })
+}
+
+/// The loss ping reports in its summary (`500 packets transmitted, 349 received, ...`).
+fn ping_loss(summary: &str) -> anyhow::Result<String> {
+    let counts = summary
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .and_then(|l| {
+            let mut words = l.split_whitespace();
+            let sent: u64 = words.next()?.parse().ok()?;
+            let got: u64 = words.nth(2)?.parse().ok()?;
+            Some((sent, got))
+        });
+    match counts {
+        Some((sent, got)) if got <= sent && sent > 0 => Ok(pct(sent - got, sent)),
+        _ => bail!("no ping summary in {summary:?}"),
+    }
 }
 
 fn udp_receiver(workload: &Path) -> anyhow::Result<Proc> {

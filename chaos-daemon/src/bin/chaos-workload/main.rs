@@ -47,6 +47,10 @@ enum Mode {
         to: SocketAddr,
         #[arg(long)]
         count: u64,
+        /// Set IP_RECVERR (IPV6_RECVERR) first, so that a local drop the kernel reports as
+        /// ENOBUFS fails the send instead of passing unseen.
+        #[arg(long)]
+        recverr: bool,
     },
     /// Send UDP datagrams back to back for MAX_MS and report, on CLOCK_MONOTONIC, when the first
     /// send failed (`first_error_ns`) and when one succeeded again after that (`recovered_ns`):
@@ -150,6 +154,12 @@ enum Mode {
         #[arg(long, default_value_t = 0.0)]
         error_ratio: f64,
     },
+    /// Replace this process with COMMAND (after `--cgroup`, `--cpu` and `--netns`): a real
+    /// client such as ping run inside the target. No shell is involved.
+    Exec {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Send RPS GET requests per second to URL (http://IP:PORT/PATH) for DURATION_MS, open
     /// loop; `ok` = 2xx answers, `status_CODE` = other answers.
     HttpLoad {
@@ -182,13 +192,23 @@ fn main() -> anyhow::Result<()> {
     let mut tally = Tally::default();
     let started = Instant::now();
     match cli.mode {
-        Mode::UdpSend { to, count } => {
+        Mode::Exec { command } => {
+            use std::os::unix::process::CommandExt as _;
+            let error = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .exec();
+            bail!("exec {:?}: {error}", command[0]);
+        }
+        Mode::UdpSend { to, count, recverr } => {
             let bind: SocketAddr = if to.is_ipv4() {
                 "0.0.0.0:0".parse()?
             } else {
                 "[::]:0".parse()?
             };
             let sock = UdpSocket::bind(bind)?;
+            if recverr {
+                sockopt::recv_errors(&sock)?;
+            }
             for seq in 0..count {
                 tally.timed(|| sock.send_to(&seq.to_be_bytes(), to).map(drop));
             }

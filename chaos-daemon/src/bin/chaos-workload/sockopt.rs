@@ -37,6 +37,18 @@ pub fn raise_rcvbuf(sock: &UdpSocket) -> io::Result<()> {
     )
 }
 
+/// Asks for every send error at once (IP_RECVERR, or IPV6_RECVERR on an IPv6 socket), as ping
+/// and many UDP clients do: without it Linux hides a local ENOBUFS from a UDP `sendto()`, with it
+/// a congestion-notified drop on the way out fails the call.
+pub fn recv_errors(sock: &UdpSocket) -> io::Result<()> {
+    let (level, name) = if sock.local_addr()?.is_ipv4() {
+        (libc::IPPROTO_IP, libc::IP_RECVERR)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+    };
+    set(sock.as_raw_fd(), level, name, &(1 as libc::c_int))
+}
+
 /// Closes with SO_LINGER 0 (RST): thousands of client-first closes would otherwise fill the
 /// port range with TIME_WAIT sockets that loopback reuses while the server's side still
 /// closes, and the new SYN then waits for a 1 s retransmission.
