@@ -9,7 +9,7 @@
 //! a limit.
 //!
 //! This module owns [`Experiment`], its target and its checks ([`Experiment::validate`]).
-//! Private submodules own the rest: `fault`, `errno`, `latency`, `syscall`, `host` and
+//! Private submodules own the rest: `fault`, `errno`, `latency`, `syscall`, `host`, `http` and
 //! `filter` (their types are re-exported here), `raw`, the document as written and its
 //! conversion into the model (exactly one target, the `fault` keys allowed for the `type`, the
 //! per-type `intensity` default, ports and networks), and `wire`, the conversion to and from the
@@ -38,6 +38,7 @@ mod fault;
 mod filter;
 mod guards;
 mod host;
+mod http;
 mod latency;
 mod ramp;
 mod raw;
@@ -59,6 +60,7 @@ pub use guards::{
     ExperimentGuards, HEALTH_GUARD, IMPACT_GUARD, MIN_GUARD_INTERVAL, TRIGGERS_GUARD,
 };
 pub use host::{MIN_KILL_INTERVAL, PodDeletion, ResourceExhaustion};
+pub use http::{ApiError, HttpError, HttpStatus, MAX_ERROR_TYPES};
 pub use latency::{Distribution, MAX_LATENCY, NetworkLatency};
 pub use ramp::{MAX_RAMP_STEPS, Ramp, RampSteps};
 pub use syscall::{MAX_PATH_PREFIX_LEN, SyscallCall, SyscallError, normalize_path_prefix};
@@ -149,9 +151,8 @@ impl Experiment {
         }
         match &self.fault {
             Fault::PacketLoss(loss) => loss.validate(),
-            Fault::DependencyFailure(error) | Fault::ApiErrorInjection(error) => {
-                error.validate(&self.filter)
-            }
+            Fault::DependencyFailure(error) => error.validate(&self.filter),
+            Fault::ApiErrorInjection(error) => error.validate(&self.filter),
             Fault::NetworkLatency(latency) => latency.validate(),
             Fault::SyscallError(error) => error.validate(),
             Fault::PodDeletion(deletion) => deletion.validate(),
@@ -199,7 +200,8 @@ pub enum ExperimentType {
     /// `ECONNREFUSED`.
     DependencyFailure,
     /// `api_error_injection`: fail the target's calls on live connections, by default
-    /// `connect()` and `sendmsg()` with `ECONNRESET`.
+    /// `connect()` and `sendmsg()` with `ECONNRESET`; with `fault.error_types`, rewrite the
+    /// status of the HTTP responses the target sends (or time them out).
     ApiErrorInjection,
     /// `network_latency`: delay the target's egress packets on a device.
     NetworkLatency,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chaos_api::error::ModelError;
 use chaos_api::experiment::{
-    Direction, EgressDrop, Errno, Experiment, ExperimentType, Fault, PortRange, Protocol,
+    ApiError, Direction, EgressDrop, Errno, Experiment, ExperimentType, Fault, PortRange, Protocol,
     SocketCall, Target, TargetKind,
 };
 use chaos_api::proto;
@@ -118,6 +118,7 @@ fn dependency_failure_example_to_proto() {
             kind: Some(proto::fault::Kind::DependencyFailure(proto::SocketError {
                 errno: "ECONNREFUSED".to_owned(),
                 calls: vec!["connect".to_owned()],
+                ..Default::default()
             })),
         })
     );
@@ -169,7 +170,7 @@ fn defaults_per_type() {
 
     let api = parse(&minimal_with("dependency_failure", "api_error_injection"));
     match &api.fault {
-        Fault::ApiErrorInjection(error) => {
+        Fault::ApiErrorInjection(ApiError::Socket(error)) => {
             assert_eq!(error.errno, Errno::ECONNRESET);
             assert_eq!(error.calls, [SocketCall::Connect, SocketCall::Sendmsg]);
         }

@@ -60,6 +60,10 @@ fn token() -> impl Strategy<Value = String> {
             "80",
             "8000-8100",
             "90-80",
+            "503",
+            "099",
+            "0503",
+            "timeout",
             "0-65535",
             "65536",
             "10.0.0.0/8",
@@ -132,9 +136,33 @@ const SYSCALL_CALLS: &[&str] = &[
     "open", "read", "write", "unlink", "create", "fork", "exec", "mmap",
 ];
 
+const HTTP_STATUSES: &[&str] = &["500", "502", "503", "timeout", "100", "599", "429"];
+
 fn socket_error() -> impl Strategy<Value = proto::SocketError> {
-    (one_of(ERRNOS), list_of(SOCKET_CALLS))
-        .prop_map(|(errno, calls)| proto::SocketError { errno, calls })
+    (one_of(ERRNOS), list_of(SOCKET_CALLS)).prop_map(|(errno, calls)| proto::SocketError {
+        errno,
+        calls,
+        ..Default::default()
+    })
+}
+
+/// The L4 errors, or (mostly without errno and calls, which they refuse) the HTTP errors.
+fn api_error() -> impl Strategy<Value = proto::SocketError> {
+    prop_oneof![
+        2 => socket_error(),
+        3 => (
+            prop_oneof![4 => Just(String::new()), 1 => one_of(ERRNOS)],
+            prop_oneof![4 => Just(Vec::new()), 1 => list_of(SOCKET_CALLS)],
+            list_of(HTTP_STATUSES),
+            one_of(&["", "", "8080", "8000-8100"]),
+        )
+            .prop_map(|(errno, calls, error_types, server_ports)| proto::SocketError {
+                errno,
+                calls,
+                error_types,
+                server_ports,
+            }),
+    ]
 }
 
 fn fault() -> impl Strategy<Value = Option<FaultKind>> {
@@ -148,8 +176,9 @@ fn fault() -> impl Strategy<Value = Option<FaultKind>> {
                 direction,
                 egress_drop
             }))),
-        3 => socket_error().prop_map(|e| Some(FaultKind::DependencyFailure(e))),
-        3 => socket_error().prop_map(|e| Some(FaultKind::ApiErrorInjection(e))),
+        3 => prop_oneof![4 => socket_error(), 1 => api_error()]
+            .prop_map(|e| Some(FaultKind::DependencyFailure(e))),
+        3 => api_error().prop_map(|e| Some(FaultKind::ApiErrorInjection(e))),
         3 => (
             prop_oneof![3 => 1..2_000u64, 1 => millis()],
             prop_oneof![3 => 0..100u64, 1 => millis()],

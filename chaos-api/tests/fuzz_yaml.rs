@@ -14,11 +14,12 @@ use common::fuzz::{Fuzz, check_admission, check_named};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-const DOCUMENTS: [&str; 8] = [
+const DOCUMENTS: [&str; 9] = [
     include_str!("../../chaos/experiments/guarded-rollout.yaml"),
     include_str!("../../chaos/experiments/packet-loss.yaml"),
     include_str!("../../chaos/experiments/dependency-failure.yaml"),
     include_str!("../../chaos/experiments/api-error-injection.yaml"),
+    include_str!("../../chaos/experiments/api-error-http.yaml"),
     include_str!("../../chaos/experiments/pod-deletion.yaml"),
     include_str!("../../chaos/experiments/resource-exhaustion.yaml"),
     include_str!("../../chaos/experiments/network-latency.yaml"),
@@ -101,6 +102,11 @@ const VALUES: &[&str] = &[
     "/var/lib/data",
     "/a/../b",
     "[open, fork]",
+    "[500, 502, 503, timeout]",
+    "[503, 503]",
+    "[99, timeout]",
+    "\"8080\"",
+    "503",
     "ü",
     "🦀",
 ];

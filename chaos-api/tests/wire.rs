@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use chaos_api::error::ModelError;
 use chaos_api::experiment::{
-    CallName, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType, Fault,
-    NetFilter, NetworkLatency, PacketLoss, PodDeletion, PortRange, Protocol, ResourceExhaustion,
-    SocketCall, SocketError, SyscallCall, SyscallError, Target, TargetKind,
+    ApiError, CallName, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType,
+    Fault, HttpError, HttpStatus, MAX_ERROR_TYPES, NetFilter, NetworkLatency, PacketLoss,
+    PodDeletion, PortRange, Protocol, ResourceExhaustion, SocketCall, SocketError, SyscallCall,
+    SyscallError, Target, TargetKind,
 };
 use chaos_api::proto::{self, fault::Kind as FaultKind, target::Kind as TargetCase};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -44,6 +45,7 @@ fn socket(errno: &str, calls: &[&str]) -> proto::SocketError {
     proto::SocketError {
         errno: errno.to_owned(),
         calls: calls.iter().map(|c| (*c).to_owned()).collect(),
+        ..Default::default()
     }
 }
 
@@ -194,10 +196,10 @@ fn empty_strings_and_lists_are_the_type_defaults() {
     );
     assert_eq!(
         fault(FaultKind::ApiErrorInjection(socket("", &[]))),
-        Fault::ApiErrorInjection(SocketError {
+        Fault::ApiErrorInjection(ApiError::Socket(SocketError {
             errno: Errno::ECONNRESET,
             calls: vec![SocketCall::Connect, SocketCall::Sendmsg],
-        })
+        }))
     );
     assert_eq!(
         fault(syscall("", &[], "")),
@@ -578,8 +580,29 @@ fn fault() -> impl Strategy<Value = Fault> {
             }),
         (errno(), calls::<SocketCall>())
             .prop_map(|(errno, calls)| Fault::DependencyFailure(SocketError { errno, calls })),
-        (errno(), calls::<SocketCall>())
-            .prop_map(|(errno, calls)| Fault::ApiErrorInjection(SocketError { errno, calls })),
+        (errno(), calls::<SocketCall>()).prop_map(|(errno, calls)| Fault::ApiErrorInjection(
+            ApiError::Socket(SocketError { errno, calls })
+        )),
+        (
+            proptest::collection::vec(http_status(), 1..=MAX_ERROR_TYPES),
+            proptest::option::of((1u16..=u16::MAX, 0u16..=2000)),
+        )
+            .prop_map(|(statuses, ports)| {
+                // Each status at most once, in the order drawn.
+                let mut error_types = Vec::new();
+                for status in statuses {
+                    if !error_types.contains(&status) {
+                        error_types.push(status);
+                    }
+                }
+                Fault::ApiErrorInjection(ApiError::Http(HttpError {
+                    error_types,
+                    server_ports: ports.map(|(low, span)| PortRange {
+                        low,
+                        high: low.saturating_add(span),
+                    }),
+                }))
+            }),
         latency,
         syscall,
         proptest::option::of(100u64..=86_400_000).prop_map(|interval_ms| {
@@ -595,6 +618,13 @@ fn fault() -> impl Strategy<Value = Fault> {
                 })
             }
         ),
+    ]
+}
+
+fn http_status() -> impl Strategy<Value = HttpStatus> {
+    prop_oneof![
+        3 => (100u16..=599).prop_map(HttpStatus::Code),
+        1 => Just(HttpStatus::Timeout),
     ]
 }
 
@@ -671,10 +701,19 @@ fn experiment() -> impl Strategy<Value = Experiment> {
                     guards: Default::default(),
                     ramp: None,
                     lease: None,
-                    filter: if kind.takes_filter() {
-                        filter
-                    } else {
-                        NetFilter::default()
+                    filter: match &fault {
+                        _ if !kind.takes_filter() => NetFilter::default(),
+                        // The HTTP errors take TCP and the server's port in the fault.
+                        Fault::ApiErrorInjection(ApiError::Http(_)) => NetFilter {
+                            protocol: if filter.protocol == Protocol::Any {
+                                Protocol::Any
+                            } else {
+                                Protocol::Tcp
+                            },
+                            ports: None,
+                            cidrs: filter.cidrs,
+                        },
+                        _ => filter,
                     },
                     fault,
                 }

@@ -221,6 +221,17 @@ pub struct FaultArgs {
     pub errno: Option<String>,
     #[arg(long, help = calls_help(), value_delimiter = ',')]
     pub calls: Option<Vec<String>>,
+    /// api_error_injection: fault the target's plaintext HTTP/1.x responses instead of its
+    /// socket calls: comma-separated 3-digit status codes (100 to 599) and/or `timeout` (the
+    /// response's connection is blackholed), 1 to 8, e.g. 500,502,503,timeout; not with
+    /// --errno or --calls. TLS, HTTP/2, gRPC, split status lines, pipelining and WebSocket
+    /// upgrades are left alone.
+    #[arg(long, value_delimiter = ',', value_name = "STATUS|timeout")]
+    pub error_types: Option<Vec<String>>,
+    /// api_error_injection with --error-types: the HTTP server's local listening port or range
+    /// inside the target (8080, 8000-8100; default: any port).
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub server_ports: Option<String>,
     /// syscall_error: only files at or under this directory (file calls only, not fork/exec;
     /// default: every file).
     #[arg(long, value_parser = NonEmptyStringValueParser::new())]
@@ -259,7 +270,8 @@ pub struct FilterArgs {
     /// Only this protocol.
     #[arg(long, value_parser = PossibleValuesParser::new(Protocol::ALL.iter().map(|p| p.as_str())))]
     pub protocol: Option<String>,
-    /// Only this remote port or range (80, 8000-8100).
+    /// Only this remote port or range (80, 8000-8100); not with --error-types (use
+    /// --server-ports).
     #[arg(long, value_parser = NonEmptyStringValueParser::new())]
     pub ports: Option<String>,
     /// Only these remote networks (repeat or comma-separate).
@@ -314,9 +326,9 @@ fn intensity_help() -> String {
 fn errno_help() -> String {
     let socket = |kind| SocketError::defaults(kind).errno;
     format!(
-        "dependency_failure, api_error_injection, syscall_error: the errno the faulted calls \
-         return, a name or a number (default: {} for dependency_failure, {} for \
-         api_error_injection, {} for syscall_error)",
+        "dependency_failure, api_error_injection (not with --error-types), syscall_error: the \
+         errno the faulted calls return, a name or a number (default: {} for \
+         dependency_failure, {} for api_error_injection, {} for syscall_error)",
         socket(ExperimentType::DependencyFailure),
         socket(ExperimentType::ApiErrorInjection),
         SyscallError::defaults().errno
@@ -340,7 +352,8 @@ fn calls_help() -> String {
         .map(|c| c.as_str())
         .collect();
     format!(
-        "The calls that fail, comma-separated: dependency_failure, api_error_injection: {}; \
+        "The calls that fail, comma-separated: dependency_failure, api_error_injection (not \
+         with --error-types): {}; \
          syscall_error: {} (default: {} for dependency_failure, {} for api_error_injection, {} \
          for syscall_error)",
         SocketCall::allowed(),

@@ -135,6 +135,7 @@ fn fault(kind: ExperimentType, flags: &mut FaultArgs, ramp: bool) -> Result<Faul
     let socket = |flags: &mut FaultArgs| proto::SocketError {
         errno: flags.errno.take().unwrap_or_default(),
         calls: flags.calls.take().unwrap_or_default(),
+        ..Default::default()
     };
     Ok(match kind {
         ExperimentType::PacketLoss => FaultKind::PacketLoss(proto::PacketLoss {
@@ -146,7 +147,12 @@ fn fault(kind: ExperimentType, flags: &mut FaultArgs, ramp: bool) -> Result<Faul
             },
         }),
         ExperimentType::DependencyFailure => FaultKind::DependencyFailure(socket(flags)),
-        ExperimentType::ApiErrorInjection => FaultKind::ApiErrorInjection(socket(flags)),
+        // With --error-types the HTTP errors, which the model refuses with --errno or --calls.
+        ExperimentType::ApiErrorInjection => FaultKind::ApiErrorInjection(proto::SocketError {
+            error_types: flags.error_types.take().unwrap_or_default(),
+            server_ports: flags.server_ports.take().unwrap_or_default(),
+            ..socket(flags)
+        }),
         ExperimentType::NetworkLatency => FaultKind::NetworkLatency(proto::NetworkLatency {
             // With a ramp, 0 = its first step.
             latency_ms: match flags.latency_ms.take() {
@@ -190,6 +196,8 @@ impl FaultArgs {
             visible_drop,
             errno,
             calls,
+            error_types,
+            server_ports,
             path_prefix,
             latency_ms,
             jitter_ms,
@@ -204,6 +212,8 @@ impl FaultArgs {
             ("--visible-drop", *visible_drop),
             ("--errno", errno.is_some()),
             ("--calls", calls.is_some()),
+            ("--error-types", error_types.is_some()),
+            ("--server-ports", server_ports.is_some()),
             ("--path-prefix", path_prefix.is_some()),
             ("--latency-ms", latency_ms.is_some()),
             ("--jitter-ms", jitter_ms.is_some()),
@@ -242,6 +252,8 @@ fn flag_of(path: &str) -> Option<&'static str> {
         "fault.egress_drop" => "--visible-drop",
         "fault.errno" => "--errno",
         "fault.calls" => "--calls",
+        "fault.error_types" => "--error-types",
+        "fault.server_ports" => "--server-ports",
         "fault.path_prefix" => "--path-prefix",
         "fault.latency" => "--latency-ms",
         "fault.jitter" => "--jitter-ms",
@@ -263,7 +275,8 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use chaos_api::experiment::{
-        Direction, Errno, PacketLoss, SocketError, SyscallError, TargetKind as Kind,
+        ApiError, Direction, Errno, HttpError, HttpStatus, PacketLoss, PortRange, SocketError,
+        SyscallError, TargetKind as Kind,
     };
     use clap::Parser as _;
 
@@ -295,7 +308,7 @@ mod tests {
             let e = with(kind.as_str(), &["--intensity", "0.2"]).unwrap();
             let expected = SocketError::defaults(kind);
             assert!(
-                matches!(&e.fault, Fault::DependencyFailure(s) | Fault::ApiErrorInjection(s) if *s == expected),
+                matches!(&e.fault, Fault::DependencyFailure(s) | Fault::ApiErrorInjection(ApiError::Socket(s)) if *s == expected),
                 "{e:?}"
             );
             assert_eq!(e.name, kind.as_str().replace('_', "-"));
@@ -406,6 +419,129 @@ mod tests {
             (s.errno, s.calls.len()),
             (Errno::from_name("ETIMEDOUT").unwrap(), 2)
         );
+    }
+
+    #[test]
+    fn http_error_flags_reach_the_model() {
+        let e = build(
+            &[
+                &[
+                    "api_error_injection",
+                    "--intensity",
+                    "0.3",
+                    "--error-types",
+                    "500,502,503,timeout",
+                    "--server-ports",
+                    "8000-8100",
+                    "--cidr",
+                    "10.0.0.0/8",
+                ],
+                &TARGET[..],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(
+            e.fault,
+            Fault::ApiErrorInjection(ApiError::Http(HttpError {
+                error_types: vec![
+                    HttpStatus::Code(500),
+                    HttpStatus::Code(502),
+                    HttpStatus::Code(503),
+                    HttpStatus::Timeout,
+                ],
+                server_ports: Some(PortRange {
+                    low: 8000,
+                    high: 8100
+                }),
+            }))
+        );
+        let sent = e.to_proto();
+        let Some(FaultKind::ApiErrorInjection(message)) =
+            sent.fault.as_ref().and_then(|f| f.kind.clone())
+        else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(message.error_types, ["500", "502", "503", "timeout"]);
+        assert_eq!(message.server_ports, "8000-8100");
+        assert_eq!(Experiment::from_proto(&sent).unwrap(), e);
+        // Without --error-types: the L4 errors, as before.
+        let e =
+            build(&[&["api_error_injection", "--intensity", "0.3"], &TARGET[..]].concat()).unwrap();
+        assert!(
+            matches!(&e.fault, Fault::ApiErrorInjection(ApiError::Socket(_))),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn http_error_flag_misuse_is_refused() {
+        let t = &TARGET[..];
+        let api = |extra: &[&str]| {
+            build(&[&["api_error_injection", "--intensity", "0.3"], extra, t].concat())
+        };
+        // The L4 flags with --error-types, --server-ports without it: the model's errors,
+        // with the flag.
+        let e = api(&["--error-types", "503", "--errno", "EIO"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "fault.errno: not allowed with fault.error_types (HTTP errors); the L4 errors take \
+             errno and calls (--errno)"
+        );
+        let e = api(&["--error-types", "503", "--calls", "connect"]).unwrap_err();
+        assert!(e.to_string().starts_with("fault.calls: not allowed"), "{e}");
+        assert!(e.to_string().ends_with(" (--calls)"), "{e}");
+        let e = api(&["--server-ports", "8080"]).unwrap_err();
+        assert!(e.to_string().starts_with("fault.server_ports: "), "{e}");
+        assert!(e.to_string().ends_with(" (--server-ports)"), "{e}");
+        for (extra, path, flag) in [
+            (
+                &["--error-types", "503,600"][..],
+                "fault.error_types[1]",
+                "--error-types",
+            ),
+            (
+                &["--error-types", "503,503"][..],
+                "fault.error_types[1]",
+                "--error-types",
+            ),
+            (
+                &["--error-types", "503", "--server-ports", "0"][..],
+                "fault.server_ports",
+                "--server-ports",
+            ),
+            (
+                &["--error-types", "503", "--ports", "8080"][..],
+                "filter.ports",
+                "--ports",
+            ),
+            (
+                &["--error-types", "503", "--protocol", "udp"][..],
+                "filter.protocol",
+                "--protocol",
+            ),
+        ] {
+            match api(extra) {
+                Err(SpecError::Model(error)) => {
+                    assert_eq!(error.path(), Some(path), "{extra:?}: {error}");
+                    assert_eq!(flag_of(path), Some(flag));
+                }
+                other => panic!("{extra:?}: {other:?}"),
+            }
+        }
+        // The HTTP flags belong to api_error_injection only.
+        for kind in ["dependency_failure", "packet_loss", "syscall_error"] {
+            for (flag, value) in [("--error-types", "503"), ("--server-ports", "8080")] {
+                let e =
+                    build(&[&[kind, "--intensity", "0.1", flag, value], t].concat()).unwrap_err();
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "{flag} is not a setting of {kind} (see `chaos-ctl experiment --help`)"
+                    )
+                );
+            }
+        }
     }
 
     #[test]

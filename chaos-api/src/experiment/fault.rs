@@ -1,12 +1,14 @@
 //! The `fault` of an experiment: the [`Fault`] of every type, and the settings of packet loss
 //! (direction, how egress drops look) and socket errors (errno, which calls), with the per-type
 //! defaults and checks, and the checks every `fault.calls` list shares. The other types'
-//! settings live in `latency`, `syscall` and `host`.
+//! settings live in `latency`, `syscall`, `host` and `http` (api_error_injection's HTTP
+//! errors).
 
 use serde::Deserialize;
 
 use super::{
-    Errno, ExperimentType, NetFilter, NetworkLatency, PodDeletion, ResourceExhaustion, SyscallError,
+    ApiError, Errno, ExperimentType, NetFilter, NetworkLatency, PodDeletion, ResourceExhaustion,
+    SyscallError,
 };
 use crate::error::{ModelError, invalid};
 
@@ -17,8 +19,8 @@ pub enum Fault {
     PacketLoss(PacketLoss),
     /// `type: dependency_failure`.
     DependencyFailure(SocketError),
-    /// `type: api_error_injection`.
-    ApiErrorInjection(SocketError),
+    /// `type: api_error_injection`: L4 socket errors, or HTTP error responses.
+    ApiErrorInjection(ApiError),
     /// `type: network_latency`.
     NetworkLatency(NetworkLatency),
     /// `type: syscall_error`.
@@ -117,7 +119,8 @@ impl EgressDrop {
     }
 }
 
-/// `fault` of a `dependency_failure` or `api_error_injection` experiment.
+/// `fault` of a `dependency_failure` experiment, or of an `api_error_injection` one without
+/// `fault.error_types` ([`ApiError::Socket`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketError {
     /// The error the faulted calls return. Default: `ECONNREFUSED` for dependency_failure,

@@ -16,10 +16,10 @@ use serde::de::{Deserializer, Visitor};
 use super::fault::CallName;
 use super::filter::PORTS_ALLOWED;
 use super::{
-    DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentGuards,
-    ExperimentType, Fault, MAX_CIDRS, MAX_LATENCY, NetFilter, NetworkLatency, PacketLoss,
-    PodDeletion, PortRange, Protocol, Ramp, ResourceExhaustion, SocketError, SyscallError, Target,
-    TargetKind, no_filter_error,
+    ApiError, DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment,
+    ExperimentGuards, ExperimentType, Fault, HttpError, HttpStatus, MAX_CIDRS, MAX_LATENCY,
+    NetFilter, NetworkLatency, PacketLoss, PodDeletion, PortRange, Protocol, Ramp,
+    ResourceExhaustion, SocketError, SyscallError, Target, TargetKind, no_filter_error,
 };
 use crate::error::{ModelError, deserialize_duration, invalid};
 
@@ -153,6 +153,8 @@ struct RawFault {
     egress_drop: Option<EgressDrop>,
     errno: Option<ScalarText>,
     calls: Option<Vec<String>>,
+    error_types: Option<Vec<ScalarText>>,
+    server_ports: Option<ScalarText>,
     #[serde(default, deserialize_with = "deserialize_some_duration")]
     latency: Option<Duration>,
     #[serde(default, deserialize_with = "deserialize_some_duration")]
@@ -173,6 +175,8 @@ impl RawFault {
             ("egress_drop", self.egress_drop.is_some()),
             ("errno", self.errno.is_some()),
             ("calls", self.calls.is_some()),
+            ("error_types", self.error_types.is_some()),
+            ("server_ports", self.server_ports.is_some()),
             ("latency", self.latency.is_some()),
             ("jitter", self.jitter.is_some()),
             ("distribution", self.distribution.is_some()),
@@ -194,17 +198,24 @@ impl RawFault {
                 direction: self.direction.unwrap_or_default(),
                 egress_drop: self.egress_drop.unwrap_or_default(),
             }),
-            ExperimentType::DependencyFailure | ExperimentType::ApiErrorInjection => {
+            ExperimentType::DependencyFailure => {
                 let defaults = SocketError::defaults(kind);
-                let error = SocketError {
+                Fault::DependencyFailure(SocketError {
                     errno: parse_errno(self.errno, defaults.errno)?,
                     calls: parse_calls(self.calls, defaults.calls)?,
-                };
-                if kind == ExperimentType::ApiErrorInjection {
-                    Fault::ApiErrorInjection(error)
-                } else {
-                    Fault::DependencyFailure(error)
-                }
+                })
+            }
+            ExperimentType::ApiErrorInjection => {
+                let text = |scalar: Option<ScalarText>| scalar.map(|ScalarText(text)| text);
+                let error_types: Option<Vec<String>> = self
+                    .error_types
+                    .map(|types| types.into_iter().map(|ScalarText(text)| text).collect());
+                Fault::ApiErrorInjection(build_api_error(
+                    text(self.errno).as_deref(),
+                    self.calls,
+                    error_types.as_deref(),
+                    text(self.server_ports).as_deref(),
+                )?)
             }
             ExperimentType::NetworkLatency => Fault::NetworkLatency(NetworkLatency {
                 latency: self.latency.ok_or_else(|| ModelError::Parse {
@@ -238,9 +249,8 @@ impl RawFault {
 fn fault_keys(kind: ExperimentType) -> &'static [&'static str] {
     match kind {
         ExperimentType::PacketLoss => &["direction", "egress_drop"],
-        ExperimentType::DependencyFailure | ExperimentType::ApiErrorInjection => {
-            &["errno", "calls"]
-        }
+        ExperimentType::DependencyFailure => &["errno", "calls"],
+        ExperimentType::ApiErrorInjection => &["errno", "calls", "error_types", "server_ports"],
         ExperimentType::NetworkLatency => &["latency", "jitter", "distribution", "interface"],
         ExperimentType::SyscallError => &["errno", "calls", "path_prefix"],
         ExperimentType::PodDeletion => &["interval"],
@@ -249,7 +259,7 @@ fn fault_keys(kind: ExperimentType) -> &'static [&'static str] {
 }
 
 /// The unknown-field error at `fault.KEY`: `KEY` is not a setting of `kind`.
-fn unknown_key(key: &str, kind: ExperimentType) -> ModelError {
+pub(super) fn unknown_key(key: &str, kind: ExperimentType) -> ModelError {
     let keys: Vec<String> = fault_keys(kind)
         .iter()
         .map(|key| format!("`{key}`"))
@@ -294,6 +304,59 @@ pub(super) fn parse_calls<C: CallName>(
             .map(|(index, name)| C::parse(index, name))
             .collect(),
     }
+}
+
+/// An api_error_injection's fault from its parts as written (`None`: the key is absent):
+/// with `error_types` the HTTP errors (which take no `errno` or `calls`), without it the L4
+/// errors (which take no `server_ports`) with their defaults. Counts and repeats are checked by
+/// validation. Shared by the document and the gRPC message.
+pub(super) fn build_api_error(
+    errno: Option<&str>,
+    calls: Option<Vec<String>>,
+    error_types: Option<&[String]>,
+    server_ports: Option<&str>,
+) -> Result<ApiError, ModelError> {
+    let Some(error_types) = error_types else {
+        if server_ports.is_some() {
+            return Err(ModelError::Parse {
+                path: "fault.server_ports".to_owned(),
+                message: "only with fault.error_types (HTTP errors): it is the HTTP server's \
+                          port; the L4 errors take filter.ports"
+                    .to_owned(),
+            });
+        }
+        let defaults = SocketError::defaults(ExperimentType::ApiErrorInjection);
+        return Ok(ApiError::Socket(SocketError {
+            errno: errno.map_or(Ok(defaults.errno), Errno::parse)?,
+            calls: parse_calls(calls, defaults.calls)?,
+        }));
+    };
+    for (key, given) in [("errno", errno.is_some()), ("calls", calls.is_some())] {
+        if given {
+            return Err(ModelError::Parse {
+                path: format!("fault.{key}"),
+                message: "not allowed with fault.error_types (HTTP errors); the L4 errors take \
+                          errno and calls"
+                    .to_owned(),
+            });
+        }
+    }
+    let error_types = error_types
+        .iter()
+        .enumerate()
+        .map(|(index, text)| HttpStatus::parse(index, text))
+        .collect::<Result<_, _>>()?;
+    let server_ports = match server_ports {
+        Some(text) => Some(
+            parse_ports(text)
+                .ok_or_else(|| invalid("fault.server_ports", format!("{text:?}"), PORTS_ALLOWED))?,
+        ),
+        None => None,
+    };
+    Ok(ApiError::Http(HttpError {
+        error_types,
+        server_ports,
+    }))
 }
 
 /// `filter`.

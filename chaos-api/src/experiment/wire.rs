@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
-use super::raw::{build_filter, parse_calls};
+use super::raw::{build_api_error, build_filter, parse_calls, unknown_key};
 use super::{
-    DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentGuards,
-    ExperimentType, Fault, NetFilter, NetworkLatency, PacketLoss, PodDeletion, Protocol, Ramp,
-    RampSteps, ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
+    ApiError, DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment,
+    ExperimentGuards, ExperimentType, Fault, NetFilter, NetworkLatency, PacketLoss, PodDeletion,
+    Protocol, Ramp, RampSteps, ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
 };
 use crate::config::SloDefinition;
 use crate::error::{ModelError, invalid};
@@ -24,6 +24,7 @@ impl Experiment {
         let socket = |error: &SocketError| proto::SocketError {
             errno: error.errno.to_string(),
             calls: error.calls.iter().map(|c| c.as_str().to_owned()).collect(),
+            ..Default::default()
         };
         let fault = match &self.fault {
             Fault::PacketLoss(loss) => FaultKind::PacketLoss(proto::PacketLoss {
@@ -31,7 +32,19 @@ impl Experiment {
                 egress_drop: loss.egress_drop.as_str().to_owned(),
             }),
             Fault::DependencyFailure(error) => FaultKind::DependencyFailure(socket(error)),
-            Fault::ApiErrorInjection(error) => FaultKind::ApiErrorInjection(socket(error)),
+            Fault::ApiErrorInjection(ApiError::Socket(error)) => {
+                FaultKind::ApiErrorInjection(socket(error))
+            }
+            Fault::ApiErrorInjection(ApiError::Http(error)) => {
+                FaultKind::ApiErrorInjection(proto::SocketError {
+                    error_types: error.error_types.iter().map(|t| t.as_text()).collect(),
+                    server_ports: error
+                        .server_ports
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                    ..Default::default()
+                })
+            }
             Fault::NetworkLatency(latency) => {
                 let (latency_ms, jitter_ms) = latency.millis();
                 FaultKind::NetworkLatency(proto::NetworkLatency {
@@ -203,13 +216,6 @@ impl Experiment {
 
 /// The proto's fault with the type's defaults for what it leaves empty.
 fn fault_from_proto(fault: &FaultKind) -> Result<Fault, ModelError> {
-    let socket = |kind: ExperimentType, error: &proto::SocketError| {
-        let defaults = SocketError::defaults(kind);
-        Ok::<_, ModelError>(SocketError {
-            errno: errno_or(&error.errno, defaults.errno)?,
-            calls: calls_or(&error.calls, defaults.calls)?,
-        })
-    };
     Ok(match fault {
         FaultKind::PacketLoss(loss) => Fault::PacketLoss(PacketLoss {
             direction: match loss.direction.as_str() {
@@ -227,11 +233,27 @@ fn fault_from_proto(fault: &FaultKind) -> Result<Fault, ModelError> {
             },
         }),
         FaultKind::DependencyFailure(error) => {
-            Fault::DependencyFailure(socket(ExperimentType::DependencyFailure, error)?)
+            // The HTTP keys are api_error_injection's.
+            let kind = ExperimentType::DependencyFailure;
+            if !error.error_types.is_empty() {
+                return Err(unknown_key("error_types", kind));
+            }
+            if !error.server_ports.is_empty() {
+                return Err(unknown_key("server_ports", kind));
+            }
+            let defaults = SocketError::defaults(kind);
+            Fault::DependencyFailure(SocketError {
+                errno: errno_or(&error.errno, defaults.errno)?,
+                calls: calls_or(&error.calls, defaults.calls)?,
+            })
         }
-        FaultKind::ApiErrorInjection(error) => {
-            Fault::ApiErrorInjection(socket(ExperimentType::ApiErrorInjection, error)?)
-        }
+        // Non-empty error_types: the HTTP errors.
+        FaultKind::ApiErrorInjection(error) => Fault::ApiErrorInjection(build_api_error(
+            given(&error.errno),
+            (!error.calls.is_empty()).then(|| error.calls.clone()),
+            (!error.error_types.is_empty()).then_some(error.error_types.as_slice()),
+            given(&error.server_ports),
+        )?),
         FaultKind::NetworkLatency(latency) => Fault::NetworkLatency(NetworkLatency {
             latency: Duration::from_millis(latency.latency_ms),
             jitter: Duration::from_millis(latency.jitter_ms),
@@ -263,6 +285,11 @@ fn fault_from_proto(fault: &FaultKind) -> Result<Fault, ModelError> {
             memory_share: pressure.memory_share,
         }),
     })
+}
+
+/// `text`, or `None` for proto3's "unset" "".
+fn given(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
 }
 
 fn non_empty(text: &str) -> Option<String> {

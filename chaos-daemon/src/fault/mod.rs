@@ -12,7 +12,9 @@ pub mod filter;
 pub mod latency;
 pub mod syscall;
 
-use chaos_api::experiment::{CallName as _, Direction, EgressDrop, Experiment, Fault, SocketCall};
+use chaos_api::experiment::{
+    ApiError, CallName as _, Direction, EgressDrop, Experiment, Fault, HttpError, SocketCall,
+};
 use std::time::Duration;
 
 use chaos_common::{SlotConfig, THRESHOLD_ALWAYS};
@@ -36,6 +38,9 @@ pub struct KernelPlan {
     /// A silent egress loss: the tc loss program on the target namespace's devices (the
     /// `cgroup_skb` egress drop is reported back to the sender).
     pub egress_loss: bool,
+    /// An api_error_injection's HTTP errors (`fault.error_types`): the responses' status
+    /// rewrite, not a cgroup hook. `None` for every other fault, and for the L4 errors.
+    pub http: Option<HttpError>,
 }
 
 /// The kernel plan of `experiment` with the fault cap `max_faults` (`u64::MAX` = none); `None`
@@ -54,6 +59,7 @@ pub fn kernel_plan(experiment: &Experiment, max_faults: u64) -> Option<KernelPla
         path_prefix: None,
         latency: None,
         egress_loss: false,
+        http: None,
     };
     match &experiment.fault {
         Fault::PacketLoss(loss) => {
@@ -67,12 +73,13 @@ pub fn kernel_plan(experiment: &Experiment, max_faults: u64) -> Option<KernelPla
                 }
             }
         }
-        Fault::DependencyFailure(error) | Fault::ApiErrorInjection(error) => {
+        Fault::DependencyFailure(error) | Fault::ApiErrorInjection(ApiError::Socket(error)) => {
             plan.config.errno = error.errno.number();
             for &call in SocketCall::ALL.iter().filter(|c| error.calls.contains(c)) {
                 plan.hooks.extend_from_slice(socket_hooks(call));
             }
         }
+        Fault::ApiErrorInjection(ApiError::Http(http)) => plan.http = Some(http.clone()),
         Fault::SyscallError(error) => {
             let lsm = syscall::plan(&mut plan.config, error);
             plan.lsm_hooks = lsm.hooks;
@@ -113,7 +120,9 @@ pub fn probability_threshold(p: f64) -> u64 {
 mod tests {
     use std::time::Duration;
 
-    use chaos_api::experiment::{Errno, NetFilter, PacketLoss, SocketError, Target, TargetKind};
+    use chaos_api::experiment::{
+        Errno, HttpStatus, NetFilter, PacketLoss, PortRange, SocketError, Target, TargetKind,
+    };
 
     use super::*;
 
@@ -185,6 +194,45 @@ mod tests {
             vec![Hook::Connect4, Hook::Connect6, Hook::SockCreate]
         );
         assert_eq!(plan.config.errno, libc::ECONNREFUSED as u32);
+    }
+
+    #[test]
+    fn api_error_plan_is_the_socket_hooks_or_the_http_rewrite() {
+        let socket = Fault::ApiErrorInjection(ApiError::Socket(SocketError::defaults(
+            chaos_api::experiment::ExperimentType::ApiErrorInjection,
+        )));
+        let plan = kernel_plan(&experiment(socket), u64::MAX).unwrap();
+        assert_eq!(
+            plan.hooks,
+            vec![
+                Hook::Connect4,
+                Hook::Connect6,
+                Hook::Sendmsg4,
+                Hook::Sendmsg6
+            ]
+        );
+        assert_eq!(plan.config.errno, libc::ECONNRESET as u32);
+        assert_eq!(plan.http, None);
+        let http = HttpError {
+            error_types: vec![HttpStatus::Code(503), HttpStatus::Timeout],
+            server_ports: Some(PortRange {
+                low: 8080,
+                high: 8080,
+            }),
+        };
+        let plan = kernel_plan(
+            &experiment(Fault::ApiErrorInjection(ApiError::Http(http.clone()))),
+            9,
+        )
+        .unwrap();
+        assert_eq!(plan.http, Some(http));
+        assert!(
+            plan.hooks.is_empty() && plan.lsm_hooks.is_empty(),
+            "{plan:?}"
+        );
+        assert!(plan.latency.is_none() && !plan.egress_loss);
+        assert_eq!(plan.config.max_faults, 9);
+        assert_eq!(plan.config.threshold, probability_threshold(0.3));
     }
 
     #[test]
