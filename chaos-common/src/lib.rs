@@ -243,9 +243,10 @@ pub struct SlotCounters {
 }
 const _: () = assert!(size_of::<SlotCounters>() == 32);
 
-/// Whom a slot's tc egress program acts on and, for the delay program, how much it delays; read
-/// next to the slot's [`SlotConfig`] (which keeps the kill switch, deadline, filters,
-/// probability and cap). The loss program reads only the target.
+/// Whom a slot's tc egress program acts on and, for the delay program, how much it delays, for
+/// the HTTP error program which statuses it answers; read next to the slot's [`SlotConfig`]
+/// (which keeps the kill switch, deadline, filters, probability and cap). The loss program
+/// reads only the target.
 ///
 /// A packet is the target's when the cgroup of its socket at `cgroup_level` of the hierarchy is
 /// `cgroup_id` (`bpf_skb_ancestor_cgroup_id`), i.e. the socket is in the target cgroup or below.
@@ -262,8 +263,54 @@ pub struct TcConfig {
     pub cgroup_level: u32,
     /// `DIST_*`.
     pub distribution: u32,
+    /// HTTP errors: the statuses to answer, each the 4 bytes that replace `" 200"` after
+    /// `HTTP/1.x` (a space and three ASCII digits, as they sit in the packet), or
+    /// [`HTTP_TIMEOUT`]; the first `http_count` are used, one picked at random per response.
+    pub http_statuses: [u32; MAX_HTTP_STATUSES],
+    /// How many of `http_statuses` are used.
+    pub http_count: u32,
+    /// The HTTP server's local port range (the packet's source port), host order, inclusive.
+    pub http_port_lo: u16,
+    /// Upper end of the server port range.
+    pub http_port_hi: u16,
+    /// Changes on every arm: a connection blackholed by an earlier experiment of the slot
+    /// (recorded with its generation in [`MAP_HTTP_BLACKHOLE`]) is not dropped by a later one.
+    pub generation: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<TcConfig>() == 32);
+const _: () = assert!(size_of::<TcConfig>() == 80);
+
+/// Most statuses one HTTP error fault picks from.
+pub const MAX_HTTP_STATUSES: usize = 8;
+/// `TcConfig::http_statuses`: the response's connection is blackholed (the client times out).
+pub const HTTP_TIMEOUT: u32 = 0;
+
+/// Name of the `LruHashMap<FlowKey, u32>` map of the connections whose responses an HTTP error
+/// fault blackholes (`timeout`), to the generation of the slot's arm that did it.
+pub const MAP_HTTP_BLACKHOLE: &str = "CHAOS_HTTP_BH";
+/// Capacity of [`MAP_HTTP_BLACKHOLE`] (least recently used entries go first).
+pub const MAX_BLACKHOLED_FLOWS: u32 = 4096;
+
+/// One TCP connection as the egress program sees it (network byte order words, ports in host
+/// order), with the slot that blackholed it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// The slot.
+    pub slot: u32,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u32,
+    /// Local (server) address; IPv4 uses word 0.
+    pub local: [u32; 4],
+    /// Remote (client) address.
+    pub remote: [u32; 4],
+    /// Local port.
+    pub local_port: u16,
+    /// Remote port.
+    pub remote_port: u16,
+}
+const _: () = assert!(size_of::<FlowKey>() == 44);
 
 #[cfg(feature = "user")]
 mod user {
@@ -278,4 +325,6 @@ mod user {
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TcConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowKey {}
 }

@@ -103,7 +103,93 @@ fn main() {
         &connect,
         CONNECTS,
     );
+    http_responses(&engine, &cg, &server);
     assert_eq!(cg.attached(), 0);
+}
+
+/// One HTTP/1.1 GET on a new connection; returns how long it took and the status.
+fn get(addr: std::net::SocketAddr, path: &str) -> (Duration, u16) {
+    use std::io::{Read as _, Write as _};
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let status = std::str::from_utf8(&answer[9..12])
+        .unwrap()
+        .parse()
+        .unwrap();
+    (t.elapsed(), status)
+}
+
+/// The HTTP error program on the server's responses: median request time through a server in
+/// the target (`chaos-workload http-serve`, its `/metrics` page) with no program, armed at
+/// p = 0 (every response parsed, none changed) and at p = 1 (every status rewritten).
+fn http_responses(engine: &Engine, cg: &TestCgroup, dependency: &TcpServer) {
+    use chaos_api::experiment::{ApiError, Fault, HttpError, HttpStatus, PortRange};
+    const REQUESTS: usize = 2_000;
+    let mut serve = std::process::Command::new(WORKLOAD);
+    serve.args(["--cgroup", cg.path.to_str().unwrap()]);
+    serve.args(["http-serve", "--dependency", &dependency.to()]);
+    let (mut server, port) = spawn_ready(&mut serve);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let fault = |p: f64| {
+        let http = HttpError {
+            error_types: vec![HttpStatus::Code(503)],
+            server_ports: Some(PortRange {
+                low: port,
+                high: port,
+            }),
+        };
+        spec(
+            cg.target(),
+            Fault::ApiErrorInjection(ApiError::Http(http)),
+            p,
+        )
+    };
+    let labels = ["no program", "armed, p = 0", "armed, p = 1 (rewritten)"];
+    let mut cost: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..ROUNDS {
+        for (i, c) in cost.iter_mut().enumerate() {
+            let armed = match i {
+                0 => None,
+                1 => Some(engine.start(&fault(0.0)).unwrap()),
+                _ => Some(engine.start(&fault(1.0)).unwrap()),
+            };
+            let want = if i == 2 { 503 } else { 200 };
+            let mut times: Vec<Duration> = (0..REQUESTS)
+                .map(|_| {
+                    let (t, status) = get(addr, "/metrics");
+                    assert_eq!(status, want, "{}", labels[i]);
+                    t
+                })
+                .collect();
+            times.sort();
+            c.push(times[REQUESTS / 2]);
+            if let Some(armed) = armed {
+                engine.stop(armed).unwrap();
+            }
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let medians: Vec<Duration> = cost.into_iter().map(|c| sorted(c)[ROUNDS / 2]).collect();
+    println!(
+        "HTTP GET /metrics from a server in the target (tc HTTP error program): median request, \
+         median of {ROUNDS} rounds x {REQUESTS} requests:"
+    );
+    for (label, m) in labels.iter().zip(&medians) {
+        let ratio = m.as_secs_f64() / medians[0].as_secs_f64();
+        println!(
+            "  {label:<26} {:>9.2} µs   {ratio:.2}x",
+            m.as_secs_f64() * 1e6
+        );
+    }
+    println!();
 }
 
 /// Median cost of one call of a workload inside the cgroup with no program, with the programs

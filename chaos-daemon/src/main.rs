@@ -2,7 +2,8 @@
 //!
 //! * `chaos-daemon serve` is the node daemon: the `chaos.v1.ChaosDaemon` gRPC service on a Unix
 //!   socket (mode 0600), experiments recorded in SQLite under the state directory.
-//! * `chaos-daemon attached CGROUP` lists what the kernel has attached to a cgroup.
+//! * `chaos-daemon attached CGROUP` lists what the kernel has attached to a cgroup, and our tc
+//!   programs on the devices of the calling process's network namespace.
 //!
 //! Experiments run only through the daemon's lifecycle (its latch, budget, audit log and
 //! records): use `chaos-ctl` against `serve`. If the process is killed, the kernel drops its
@@ -69,7 +70,35 @@ fn attached(cgroup: &std::path::Path) -> anyhow::Result<()> {
         total += ids.len();
         println!("{:<12} {ids:?}", format!("{hook:?}"));
     }
-    println!("{total} programs attached to {}", cgroup.display());
+    // The tc faults sit on the devices, not on the cgroup: ours on this namespace's devices
+    // (tcx, Linux 6.6+).
+    let ours = |name: &str| {
+        chaos_daemon::ebpf::tc::TcProgram::ALL
+            .iter()
+            .any(|p| name.starts_with(p.name(0).trim_end_matches('0')))
+    };
+    for dev in std::fs::read_dir("/sys/class/net")?.flatten() {
+        let dev = dev.file_name().to_string_lossy().into_owned();
+        let Ok((_, programs)) = aya::programs::SchedClassifier::query_tcx(
+            dev.as_str(),
+            aya::programs::TcAttachType::Egress,
+        ) else {
+            continue;
+        };
+        let names: Vec<String> = programs
+            .iter()
+            .filter_map(|p| p.name_as_str().map(String::from))
+            .filter(|n| ours(n))
+            .collect();
+        if !names.is_empty() {
+            println!("{:<12} {names:?}", format!("tc egress {dev}"));
+            total += names.len();
+        }
+    }
+    println!(
+        "{total} programs attached to {} or to this network namespace's devices",
+        cgroup.display()
+    );
     if total > 0 {
         anyhow::bail!("{total} programs are attached to {}", cgroup.display());
     }

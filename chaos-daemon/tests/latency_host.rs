@@ -609,6 +609,7 @@ fn the_delay_program_loads_attaches_to_a_device_and_detaches() {
         cgroup_id: 1,
         cgroup_level: 1,
         distribution: DIST_NORMAL,
+        ..TcConfig::default()
     };
     kernel.write_tc(3, &cfg).unwrap();
     let a = kernel

@@ -14,11 +14,9 @@ mod support;
 use std::{
     path::Path,
     process::{Child, Command, Stdio},
-    sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use aya::programs::{SchedClassifier, TcAttachType};
 use chaos_api::experiment::{Direction, EgressDrop};
 use support::*;
 
@@ -26,15 +24,6 @@ use support::*;
 const N: u64 = 20_000;
 /// Echo requests per ping run (4 sigma at p = 0.2 is 5 points).
 const PINGS: u64 = 1_000;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Holds the other tests of this file off until the caller is done.
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// The default packet loss: egress, silent.
 fn egress_loss() -> chaos_api::experiment::Fault {
@@ -133,33 +122,11 @@ fn ping_both(cgroup: &Path) -> (Pinged, Pinged) {
     (Pinged::wait(inside), Pinged::wait(outside))
 }
 
-/// The programs on `lo`'s egress, as the kernel and `tc` list them: tcx links (6.6+) and
-/// legacy filters.
-fn lo_egress_programs() -> Vec<String> {
-    let (_, tcx) = SchedClassifier::query_tcx("lo", TcAttachType::Egress).expect("query tcx of lo");
-    let mut found: Vec<String> = tcx
-        .iter()
-        .map(|p| format!("tcx {}", p.name_as_str().unwrap_or("?")))
-        .collect();
-    let out = Command::new("tc")
-        .args(["filter", "show", "dev", "lo", "egress"])
-        .output()
-        .expect("run tc (iproute2)");
-    assert!(out.status.success(), "tc filter show: {out:?}");
-    found.extend(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| format!("tc filter: {l}")),
-    );
-    found
-}
-
 /// After the stop: nothing on the cgroup, nothing on `lo`.
 fn assert_released(cg: &TestCgroup) {
     assert_eq!(cg.attached(), 0, "programs left on the target cgroup");
     assert_eq!(
-        lo_egress_programs(),
+        egress_programs("lo"),
         Vec::<String>::new(),
         "programs left on lo's egress"
     );

@@ -263,15 +263,11 @@ fn sixteen_experiments_run_at_once_and_a_seventeenth_is_refused() {
     assert!(children.iter().all(|c| attached_count(c) == 0));
 }
 
-/// The tcx programs on `lo` (a tcx link is what the silent egress drop attaches from 6.6).
+/// The silent egress drop's programs on `lo`.
 fn loss_programs_on_lo() -> Vec<String> {
-    let (_, tcx) =
-        aya::programs::SchedClassifier::query_tcx("lo", aya::programs::TcAttachType::Egress)
-            .unwrap();
-    tcx.iter()
-        .filter_map(|p| p.name_as_str().map(String::from))
-        .filter(|n| n.starts_with("loss_eg_"))
-        .collect()
+    let mut found = egress_programs("lo");
+    found.retain(|p| p.contains("loss_eg_"));
+    found
 }
 
 #[test]

@@ -163,3 +163,55 @@ fn silent_egress_loss_tells_the_sender_success_and_leaves_no_qdisc() {
         "nothing drops after stop"
     );
 }
+
+#[test]
+fn http_errors_rewrite_the_status_in_this_kernel() {
+    use chaos_api::experiment::{ApiError, Fault, HttpError, HttpStatus, PortRange};
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "vm-http");
+    let engine = engine(&mount);
+    let dependency = TcpServer::start("127.0.0.1:0");
+    let mut serve = Command::new(WORKLOAD);
+    serve.args(["--cgroup", cg.path.to_str().unwrap()]);
+    serve.args(["http-serve", "--dependency", &dependency.to()]);
+    let (mut server, port) = spawn_ready(&mut serve);
+    let url = format!("http://127.0.0.1:{port}/");
+    let load = || {
+        workload(
+            None,
+            &[
+                "http-load",
+                "--url",
+                &url,
+                "--rps",
+                "50",
+                "--duration-ms",
+                "1000",
+            ],
+        )
+    };
+    let fault = Fault::ApiErrorInjection(ApiError::Http(HttpError {
+        error_types: vec![HttpStatus::Code(502)],
+        server_ports: Some(PortRange {
+            low: port,
+            high: port,
+        }),
+    }));
+    let armed = engine.start(&spec(cg.target(), fault, 1.0)).unwrap();
+    let during = load();
+    let injected = engine.stop(armed).unwrap().injected;
+    let after = load();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(during.get("status_502") >= 40, "{during:?}");
+    assert_eq!(
+        (during.ok(), injected),
+        (0, during.get("status_502")),
+        "{during:?}"
+    );
+    assert!(
+        after.ok() >= 40 && after.get("status_502") == 0,
+        "{after:?}"
+    );
+    assert_eq!(cg.attached(), 0);
+}

@@ -60,6 +60,17 @@ pub fn armed_flags(slot: u32) -> u32 {
         .map_or(0, |cfg| if cfg.armed != 0 { cfg.flags } else { 0 })
 }
 
+/// Whether `slot` is armed and before its kernel deadline: what keeps a connection an HTTP
+/// error fault blackholed dropping after the decision that chose it.
+#[inline(always)]
+pub fn live(slot: u32) -> bool {
+    match SLOTS.get(slot) {
+        // SAFETY: helper without arguments or memory access.
+        Some(cfg) => cfg.armed != 0 && unsafe { bpf_ktime_get_ns() } < cfg.expires_at_ns,
+        None => false,
+    }
+}
+
 /// Returns the slot's config when this event must be faulted, `None` to let it pass.
 #[inline(always)]
 pub fn decide(slot: u32, ev: &Event) -> Option<&'static SlotConfig> {

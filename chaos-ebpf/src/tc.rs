@@ -13,6 +13,13 @@
 //!   instead: for both, the kernel answers `NET_XMIT_SUCCESS` to a redirect and frees a packet
 //!   whose target device does not exist (measured in chaos-daemon/tests/loss_clients.rs). Any
 //!   other packet gets `TC_ACT_UNSPEC`.
+//! * The HTTP error program (`http_eg_<slot>`): for a TCP segment from the server port range
+//!   whose payload starts with an HTTP/1.x status line (`HTTP/1.1 200 `), the decision picks a
+//!   configured status and the program rewrites the three digits in place, fixing the TCP
+//!   checksum; or, for `timeout`, drops the segment and every later one of that connection
+//!   while the slot is live (the client times out). Anything it is not sure of (another
+//!   protocol, TLS, a segment that does not start with a status line, an unknown link-layer
+//!   header length) is left alone.
 
 use core::{mem::MaybeUninit, ptr};
 
@@ -20,23 +27,29 @@ use aya_ebpf::{
     helpers::{
         bpf_get_prandom_u32, bpf_ktime_get_ns,
         generated::{
-            bpf_redirect, bpf_skb_ancestor_cgroup_id, bpf_skb_load_bytes_relative,
-            bpf_skb_set_tstamp,
+            bpf_l4_csum_replace, bpf_redirect, bpf_skb_ancestor_cgroup_id,
+            bpf_skb_load_bytes_relative, bpf_skb_set_tstamp, bpf_skb_store_bytes,
         },
     },
     macros::{classifier, map},
-    maps::Array,
+    maps::{Array, LruHashMap},
     programs::TcContext,
 };
-use chaos_common::{DIST_NORMAL, MAX_SLOTS, TcConfig};
+use chaos_common::{
+    DIST_NORMAL, FAMILY_V4, FAMILY_V6, FlowKey, HTTP_TIMEOUT, MAX_BLACKHOLED_FLOWS,
+    MAX_HTTP_STATUSES, MAX_SLOTS, TcConfig,
+};
 
 use crate::{
-    decide::decide,
+    decide::{Event, decide, live},
     hooks::{NetLoad, packet_event},
 };
 
 #[map(name = "CHAOS_TC")]
 static TC: Array<TcConfig> = Array::with_max_entries(MAX_SLOTS, 0);
+
+#[map(name = "CHAOS_HTTP_BH")]
+static BLACKHOLE: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(MAX_BLACKHOLED_FLOWS, 0);
 
 /// `bpf_hdr_start_off::BPF_HDR_START_NET`.
 const BPF_HDR_START_NET: u32 = 1;
@@ -113,31 +126,225 @@ fn sample_delay(lat: &TcConfig) -> u64 {
     if d < 0 { 0 } else { d as u64 }
 }
 
-/// The slot's tc configuration when the packet is the target's and the shared decision (kill
-/// switch, deadline, filters, probability and the exact cap, as for every fault) faults it.
+/// The slot's tc configuration when the packet's socket is in the slot's target cgroup (or
+/// below it).
 #[inline(always)]
-fn faulted(ctx: &TcContext, slot: u32) -> Option<&'static TcConfig> {
+fn targeted(ctx: &TcContext, slot: u32) -> Option<&'static TcConfig> {
     let tc = TC.get(slot)?;
     if tc.cgroup_id == 0 {
         return None;
     }
     // SAFETY: `skb` is the program's context pointer, valid for the whole run.
     let cg = unsafe { bpf_skb_ancestor_cgroup_id(ctx.skb.skb, tc.cgroup_level as i32) };
-    if cg != tc.cgroup_id {
-        return None;
-    }
+    (cg == tc.cgroup_id).then_some(tc)
+}
+
+/// The slot's tc configuration when the packet is the target's and the shared decision (kill
+/// switch, deadline, filters, probability and the exact cap, as for every fault) faults it.
+#[inline(always)]
+fn faulted(ctx: &TcContext, slot: u32) -> Option<&'static TcConfig> {
+    let tc = targeted(ctx, slot)?;
     let ev = packet_event(ctx, true).ok()?;
     decide(slot, &ev)?;
     Some(tc)
 }
 
+/// The silent drop: the packet is freed and the sender told it was sent.
+#[inline(always)]
+fn vanish() -> i32 {
+    // SAFETY: helper without memory arguments; it returns TC_ACT_REDIRECT (flags 0).
+    unsafe { bpf_redirect(NO_DEVICE, 0) as i32 }
+}
+
 #[inline(always)]
 fn loss_verdict(ctx: &TcContext, slot: u32) -> i32 {
     match faulted(ctx, slot) {
-        // SAFETY: helper without memory arguments; it returns TC_ACT_REDIRECT (flags 0).
-        Some(_) => unsafe { bpf_redirect(NO_DEVICE, 0) as i32 },
+        Some(_) => vanish(),
         None => TC_ACT_UNSPEC,
     }
+}
+
+const IPPROTO_TCP: u8 = 6;
+/// `bpf_l4_csum_replace` flags: the replaced field is 4 bytes.
+const CSUM_FIELD_4: u64 = 4;
+
+/// An outgoing TCP segment: its connection and where its headers are, as offsets from the
+/// network header.
+struct Segment {
+    flow: FlowKey,
+    tcp: u32,
+    payload: u32,
+}
+
+/// The TCP segment in the packet, if it is one: IPv4 without fragmentation, or IPv6 whose next
+/// header is TCP (extension headers are not walked).
+#[inline(always)]
+fn tcp_segment(ctx: &TcContext, slot: u32) -> Option<Segment> {
+    let b0: u8 = ctx.load_net(0).ok()?;
+    let (family, ip_len, local, remote) = match b0 >> 4 {
+        4 => {
+            let ihl = u32::from(b0 & 0xf) * 4;
+            let proto: u8 = ctx.load_net(9).ok()?;
+            let frag: u16 = u16::from_be(ctx.load_net(6).ok()?);
+            // More fragments, or not the first: no TCP header to trust.
+            if ihl < 20 || proto != IPPROTO_TCP || frag & 0x3fff != 0 {
+                return None;
+            }
+            let src: u32 = ctx.load_net(12).ok()?;
+            let dst: u32 = ctx.load_net(16).ok()?;
+            (FAMILY_V4, ihl, [src, 0, 0, 0], [dst, 0, 0, 0])
+        }
+        6 => {
+            let next: u8 = ctx.load_net(6).ok()?;
+            if next != IPPROTO_TCP {
+                return None;
+            }
+            let src: [u32; 4] = ctx.load_net(8).ok()?;
+            let dst: [u32; 4] = ctx.load_net(24).ok()?;
+            (FAMILY_V6, 40, src, dst)
+        }
+        _ => return None,
+    };
+    let ports: [u16; 2] = ctx.load_net(ip_len as usize).ok()?;
+    let offset: u8 = ctx.load_net(ip_len as usize + 12).ok()?;
+    let doff = u32::from(offset >> 4) * 4;
+    if doff < 20 {
+        return None;
+    }
+    Some(Segment {
+        flow: FlowKey {
+            slot,
+            family,
+            local,
+            remote,
+            local_port: u16::from_be(ports[0]),
+            remote_port: u16::from_be(ports[1]),
+        },
+        tcp: ip_len,
+        payload: ip_len + doff,
+    })
+}
+
+/// Whether `head` starts with an HTTP/1.0 or 1.1 status line: `HTTP/1.x DDD` and a space (or
+/// the end of the line when the reason phrase is empty).
+#[inline(always)]
+fn status_line(head: &[u8; 16]) -> bool {
+    let digit = |b: u8| b.is_ascii_digit();
+    head[0] == b'H'
+        && head[1] == b'T'
+        && head[2] == b'T'
+        && head[3] == b'P'
+        && head[4] == b'/'
+        && head[5] == b'1'
+        && head[6] == b'.'
+        && (head[7] == b'0' || head[7] == b'1')
+        && head[8] == b' '
+        && digit(head[9])
+        && digit(head[10])
+        && digit(head[11])
+        && (head[12] == b' ' || head[12] == b'\r')
+}
+
+/// How far the network header lies from `skb->data`, which tc does not say: 0 on a device
+/// without a link-layer header, 14 behind an Ethernet one (and `lo`'s). Found by comparing the
+/// bytes at the network header with those at each; `None` when neither matches.
+#[inline(always)]
+fn link_header_len(ctx: &TcContext) -> Option<u32> {
+    let net: u64 = ctx.load_net(0).ok()?;
+    let at0: u64 = ctx.load(0).ok()?;
+    if at0 == net {
+        return Some(0);
+    }
+    let at14: u64 = ctx.load(14).ok()?;
+    (at14 == net).then_some(14)
+}
+
+#[inline(always)]
+fn http_verdict(ctx: &TcContext, slot: u32) -> i32 {
+    let Some(tc) = targeted(ctx, slot) else {
+        return TC_ACT_UNSPEC;
+    };
+    let count = tc.http_count;
+    if count == 0 || count as usize > MAX_HTTP_STATUSES {
+        return TC_ACT_UNSPEC;
+    }
+    let Some(seg) = tcp_segment(ctx, slot) else {
+        return TC_ACT_UNSPEC;
+    };
+    let port = seg.flow.local_port;
+    if port < tc.http_port_lo || port > tc.http_port_hi {
+        return TC_ACT_UNSPEC;
+    }
+    // A connection a `timeout` chose stays dark while the experiment that chose it is live.
+    // SAFETY: the map value is a plain u32 the daemon and this program only ever overwrite.
+    if let Some(generation) = unsafe { BLACKHOLE.get(&seg.flow) }
+        && *generation == tc.generation
+        && live(slot)
+    {
+        return vanish();
+    }
+    let Some(l2) = link_header_len(ctx) else {
+        return TC_ACT_UNSPEC;
+    };
+    // The payload is usually in page fragments, which only the absolute load reads (the
+    // relative one stops at the linear part).
+    let Ok(head) = ctx.load::<[u8; 16]>((l2 + seg.payload) as usize) else {
+        return TC_ACT_UNSPEC;
+    };
+    if !status_line(&head) {
+        return TC_ACT_UNSPEC;
+    }
+    let ev = Event {
+        proto: u32::from(IPPROTO_TCP),
+        family: seg.flow.family,
+        addr: seg.flow.remote,
+        port: u32::from(seg.flow.remote_port),
+    };
+    if decide(slot, &ev).is_none() {
+        return TC_ACT_UNSPEC;
+    }
+    let pick = rand() % count;
+    // The compiler knows the remainder is below 8 and drops the bound check, but verifiers
+    // (6.1, 6.12) lose the range of a remainder or product: re-read it so that the check stays.
+    // SAFETY: a read of a local variable.
+    let pick = unsafe { ptr::read_volatile(&pick) } as usize;
+    let Some(&status) = tc.http_statuses.get(pick) else {
+        return TC_ACT_UNSPEC;
+    };
+    if status == HTTP_TIMEOUT {
+        // Best effort: a full LRU map evicts its oldest entry.
+        let _ = BLACKHOLE.insert(&seg.flow, &tc.generation, 0);
+        return vanish();
+    }
+    let old = u32::from_ne_bytes([head[8], head[9], head[10], head[11]]);
+    let skb = ctx.skb.skb;
+    // SAFETY: `status` lives on the stack for the call; the helper copies 4 bytes from it into
+    // the packet (after making that part writable) and checks the offset against its length.
+    let stored = unsafe {
+        bpf_skb_store_bytes(
+            skb as *mut _,
+            l2 + seg.payload + 8,
+            ptr::from_ref(&status).cast(),
+            4,
+            0,
+        )
+    };
+    if stored == 0 {
+        // The 4 bytes sit at an even offset from the TCP header: a 4-byte incremental update.
+        // Under checksum offload the kernel leaves the field alone (the device sums the new
+        // payload).
+        // SAFETY: plain helper call on the program's packet; it checks the offset.
+        unsafe {
+            bpf_l4_csum_replace(
+                skb as *mut _,
+                l2 + seg.tcp + 16,
+                u64::from(old),
+                u64::from(status),
+                CSUM_FIELD_4,
+            )
+        };
+    }
+    TC_ACT_UNSPEC
 }
 
 #[inline(always)]
@@ -171,6 +378,8 @@ macro_rules! slot_programs {
         pub fn [<lat_eg_ $slot>](ctx: TcContext) -> i32 { delay_verdict(&ctx, $slot) }
         #[classifier]
         pub fn [<loss_eg_ $slot>](ctx: TcContext) -> i32 { loss_verdict(&ctx, $slot) }
+        #[classifier]
+        pub fn [<http_eg_ $slot>](ctx: TcContext) -> i32 { http_verdict(&ctx, $slot) }
     )* } };
 }
 

@@ -90,6 +90,8 @@ const TEST_PACKAGES: &[&str] = &[
     "prometheus-alertmanager",
     "chromium",
     "iputils-ping",
+    "nginx",
+    "curl",
 ];
 
 fn test() -> anyhow::Result<()> {

@@ -17,19 +17,22 @@ use super::{Kernel, KernelError};
 pub enum TcProgram {
     /// EDT delay under `fq`.
     Delay,
-    /// Silent loss (`TC_ACT_STOLEN`).
+    /// Silent loss (a redirect to no device).
     Loss,
+    /// HTTP error responses (status rewrite, or a blackholed connection).
+    Http,
 }
 
 impl TcProgram {
-    /// Both programs.
-    pub const ALL: [TcProgram; 2] = [TcProgram::Delay, TcProgram::Loss];
+    /// Every tc program.
+    pub const ALL: [TcProgram; 3] = [TcProgram::Delay, TcProgram::Loss, TcProgram::Http];
 
     /// Name of this program's copy for `slot`.
     pub fn name(self, slot: u32) -> String {
         match self {
             Self::Delay => format!("lat_eg_{slot}"),
             Self::Loss => format!("loss_eg_{slot}"),
+            Self::Http => format!("http_eg_{slot}"),
         }
     }
 }

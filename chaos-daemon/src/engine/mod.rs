@@ -30,14 +30,18 @@ use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters, TcConfig};
 
 use crate::{
     capability::Capabilities,
-    ebpf::{Kernel, KernelError, SlotMaps, lsm::LsmSupport, tc::needs_clsact},
+    ebpf::{
+        Kernel, KernelError, SlotMaps,
+        lsm::LsmSupport,
+        tc::{TcProgram, needs_clsact},
+    },
     error::{Classify, ErrorClass},
     fault::{kernel_plan, probability_threshold},
     host::{HostFaultError, pod_kill, pressure},
     journal::{HostJournal, JournalError, MemoryJournal, undo_pending},
     net::{
+        egress,
         latency::{self, Latency, LatencyError},
-        loss,
     },
     path_dirs::{self, PrefixError},
     switch::{DisarmError, HostSwitch, SlotKill, Switch, Switchboard},
@@ -332,11 +336,16 @@ impl Engine {
                     }
                     None => None,
                 };
-                let loss = if kernel.egress_loss {
+                let egress = if let Some(plan) = &kernel.egress {
                     let level = inner.resolver.level(&target.path);
-                    let resolved = loss::resolve(&target, level)?;
+                    let resolved = egress::resolve(plan.program, plan.config, &target, level)?;
                     let devices = resolved.devices();
-                    programs.push(format!("tc egress (silent loss) on {}", devices.join(", ")));
+                    let what = match plan.program {
+                        TcProgram::Http => "HTTP status rewrite",
+                        TcProgram::Loss => "silent loss",
+                        TcProgram::Delay => "delay",
+                    };
+                    programs.push(format!("tc egress ({what}) on {}", devices.join(", ")));
                     if needs_clsact() {
                         changes.push(format!(
                             "clsact qdisc on {} where missing, journaled and removed on stop",
@@ -351,7 +360,7 @@ impl Engine {
                     kernel,
                     lsm_dirs,
                     latency,
-                    loss,
+                    egress,
                 }))
             }
             None => match &experiment.fault {

@@ -11,21 +11,21 @@ use crate::{
     ebpf::{Attachment, lsm::LsmLink},
     fault::KernelPlan,
     net::{
+        egress::{self, EgressRun, EgressTarget},
         latency::{LatencyRun, LatencyTarget},
-        loss::{self, LossRun, LossTarget},
     },
     sync::lock,
     target::ResolvedTarget,
 };
 
 /// A kernel-program fault as planned: the slot configuration and hooks, the path prefix's
-/// directories, the latency device, the silent loss devices.
+/// directories, the latency device, the tc egress devices.
 #[derive(Debug)]
 pub(super) struct SlotPlan {
     pub kernel: KernelPlan,
     pub lsm_dirs: Option<Vec<DirKey>>,
     pub latency: Option<LatencyTarget>,
-    pub loss: Option<LossTarget>,
+    pub egress: Option<EgressTarget>,
 }
 
 /// A kernel-program fault as armed.
@@ -39,7 +39,7 @@ pub(super) struct ArmedSlot {
     /// Shared global LSM programs; the last holder's drop detaches them.
     lsm_links: Vec<Arc<LsmLink>>,
     latency: Option<LatencyRun>,
-    loss: Option<LossRun>,
+    egress: Option<EgressRun>,
 }
 
 impl Inner {
@@ -57,7 +57,7 @@ impl Inner {
             kernel: kernel_plan,
             lsm_dirs,
             latency,
-            loss,
+            egress,
         } = plan;
         let cgroup = File::open(&target.path).map_err(|source| EngineError::OpenCgroup {
             path: target.path.clone(),
@@ -75,7 +75,7 @@ impl Inner {
             lsm_links: Vec::new(),
             lsm_target: false,
             latency: None,
-            loss: None,
+            egress: None,
             kept: false,
         };
         {
@@ -101,10 +101,12 @@ impl Inner {
             undo.latency =
                 Some(table.start(&mut kernel, self.journal.as_ref(), slot, owner, target)?);
         }
-        if let Some(target) = loss {
+        if let Some(mut target) = egress {
+            // Connections an earlier experiment of this slot blackholed stay its own.
+            target.config.generation = (monotonic_ns()? as u32) | 1;
             let mut table = lock(&self.latency);
             let mut kernel = lock(&self.kernel);
-            undo.loss = Some(loss::start(
+            undo.egress = Some(egress::start(
                 table.devices_mut(),
                 &mut kernel,
                 self.journal.as_ref(),
@@ -124,7 +126,7 @@ impl Inner {
             attachments: std::mem::take(&mut undo.attachments),
             lsm_links: std::mem::take(&mut undo.lsm_links),
             latency: undo.latency.take(),
-            loss: undo.loss.take(),
+            egress: undo.egress.take(),
         })
     }
 
@@ -143,7 +145,7 @@ impl Inner {
             attachments,
             lsm_links,
             latency,
-            loss,
+            egress,
         } = armed;
         let counters = self.maps.counters(slot).unwrap_or_else(|e| {
             first_err.get_or_insert(e.into());
@@ -168,8 +170,8 @@ impl Inner {
         {
             first_err.get_or_insert(e.into());
         }
-        if let Some(run) = loss
-            && let Err(e) = loss::stop(
+        if let Some(run) = egress
+            && let Err(e) = egress::stop(
                 lock(&self.latency).devices_mut(),
                 run,
                 self.journal.as_ref(),
@@ -190,7 +192,7 @@ struct SlotUndo<'a> {
     lsm_links: Vec<Arc<LsmLink>>,
     lsm_target: bool,
     latency: Option<LatencyRun>,
-    loss: Option<LossRun>,
+    egress: Option<EgressRun>,
     kept: bool,
 }
 
@@ -215,14 +217,14 @@ impl Drop for SlotUndo<'_> {
         {
             tracing::error!(error = %e, "undoing a failed latency start");
         }
-        if let Some(run) = self.loss.take()
-            && let Err(e) = loss::stop(
+        if let Some(run) = self.egress.take()
+            && let Err(e) = egress::stop(
                 lock(&self.inner.latency).devices_mut(),
                 run,
                 self.inner.journal.as_ref(),
             )
         {
-            tracing::error!(error = %e, "undoing a failed loss start");
+            tracing::error!(error = %e, "undoing a failed tc egress start");
         }
     }
 }

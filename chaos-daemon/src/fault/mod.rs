@@ -5,22 +5,24 @@
 //! * [`filter`] — the protocol / port / CIDR filter in the kernel's representation.
 //! * [`syscall`] — the LSM hooks and slot flags of the file and process calls.
 //! * [`latency`] — the delay program's parameters and the worst-case delay.
+//! * [`http`] — the HTTP error program's statuses and server ports.
 //!
 //! The host faults (pod deletion, resource exhaustion) have no kernel plan: see [`crate::host`].
 
 pub mod filter;
+pub mod http;
 pub mod latency;
 pub mod syscall;
 
 use chaos_api::experiment::{
-    ApiError, CallName as _, Direction, EgressDrop, Experiment, Fault, HttpError, SocketCall,
+    ApiError, CallName as _, Direction, EgressDrop, Experiment, Fault, SocketCall,
 };
 use std::time::Duration;
 
-use chaos_common::{SlotConfig, THRESHOLD_ALWAYS};
+use chaos_common::{SlotConfig, THRESHOLD_ALWAYS, TcConfig};
 
 pub use self::latency::LatencyPlan;
-use crate::ebpf::{Hook, lsm::LsmHook};
+use crate::ebpf::{Hook, lsm::LsmHook, tc::TcProgram};
 
 /// A kernel-program fault, ready for a slot: the configuration (disarmed, no deadline yet) and
 /// what to attach.
@@ -35,12 +37,17 @@ pub struct KernelPlan {
     pub path_prefix: Option<String>,
     /// A latency fault's device-side parameters (its program is not a cgroup hook).
     pub latency: Option<LatencyPlan>,
-    /// A silent egress loss: the tc loss program on the target namespace's devices (the
-    /// `cgroup_skb` egress drop is reported back to the sender).
-    pub egress_loss: bool,
-    /// An api_error_injection's HTTP errors (`fault.error_types`): the responses' status
-    /// rewrite, not a cgroup hook. `None` for every other fault, and for the L4 errors.
-    pub http: Option<HttpError>,
+    /// A program on the egress of every device of the target's namespace: the silent egress
+    /// drop (the `cgroup_skb` egress drop is reported back to the sender), or an
+    /// api_error_injection's HTTP errors (`fault.error_types`).
+    pub egress: Option<EgressPlan>,
+}
+
+/// A tc egress program and its configuration (the engine fills in the target).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EgressPlan {
+    pub program: TcProgram,
+    pub config: TcConfig,
 }
 
 /// The kernel plan of `experiment` with the fault cap `max_faults` (`u64::MAX` = none); `None`
@@ -58,8 +65,7 @@ pub fn kernel_plan(experiment: &Experiment, max_faults: u64) -> Option<KernelPla
         lsm_hooks: Vec::new(),
         path_prefix: None,
         latency: None,
-        egress_loss: false,
-        http: None,
+        egress: None,
     };
     match &experiment.fault {
         Fault::PacketLoss(loss) => {
@@ -68,7 +74,12 @@ pub fn kernel_plan(experiment: &Experiment, max_faults: u64) -> Option<KernelPla
             }
             if loss.direction != Direction::Ingress {
                 match loss.egress_drop {
-                    EgressDrop::Silent => plan.egress_loss = true,
+                    EgressDrop::Silent => {
+                        plan.egress = Some(EgressPlan {
+                            program: TcProgram::Loss,
+                            config: TcConfig::default(),
+                        });
+                    }
                     EgressDrop::Visible => plan.hooks.push(Hook::SkbEgress),
                 }
             }
@@ -79,7 +90,12 @@ pub fn kernel_plan(experiment: &Experiment, max_faults: u64) -> Option<KernelPla
                 plan.hooks.extend_from_slice(socket_hooks(call));
             }
         }
-        Fault::ApiErrorInjection(ApiError::Http(http)) => plan.http = Some(http.clone()),
+        Fault::ApiErrorInjection(ApiError::Http(http)) => {
+            plan.egress = Some(EgressPlan {
+                program: TcProgram::Http,
+                config: http::config(http),
+            });
+        }
         Fault::SyscallError(error) => {
             let lsm = syscall::plan(&mut plan.config, error);
             plan.lsm_hooks = lsm.hooks;
@@ -121,7 +137,8 @@ mod tests {
     use std::time::Duration;
 
     use chaos_api::experiment::{
-        Errno, HttpStatus, NetFilter, PacketLoss, PortRange, SocketError, Target, TargetKind,
+        Errno, HttpError, HttpStatus, NetFilter, PacketLoss, PortRange, SocketError, Target,
+        TargetKind,
     };
 
     use super::*;
@@ -160,7 +177,7 @@ mod tests {
         };
         let plan = kernel_plan(&experiment(loss(Direction::Both, EgressDrop::Visible)), 7).unwrap();
         assert_eq!(plan.hooks, vec![Hook::SkbIngress, Hook::SkbEgress]);
-        assert!(!plan.egress_loss);
+        assert_eq!(plan.egress, None);
         assert_eq!(plan.config.armed, 0, "a plan is never armed");
         assert_eq!(plan.config.max_faults, 7);
         // The silent egress drop is the tc program's, not a cgroup hook.
@@ -171,7 +188,7 @@ mod tests {
             let plan =
                 kernel_plan(&experiment(loss(direction, EgressDrop::Silent)), u64::MAX).unwrap();
             assert_eq!(plan.hooks, hooks);
-            assert!(plan.egress_loss);
+            assert_eq!(plan.egress.unwrap().program, TcProgram::Loss);
         }
         let plan = kernel_plan(
             &experiment(loss(Direction::Ingress, EgressDrop::Silent)),
@@ -179,7 +196,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.hooks, vec![Hook::SkbIngress]);
-        assert!(!plan.egress_loss);
+        assert_eq!(plan.egress, None);
     }
 
     #[test]
@@ -212,7 +229,7 @@ mod tests {
             ]
         );
         assert_eq!(plan.config.errno, libc::ECONNRESET as u32);
-        assert_eq!(plan.http, None);
+        assert_eq!(plan.egress, None);
         let http = HttpError {
             error_types: vec![HttpStatus::Code(503), HttpStatus::Timeout],
             server_ports: Some(PortRange {
@@ -225,12 +242,18 @@ mod tests {
             9,
         )
         .unwrap();
-        assert_eq!(plan.http, Some(http));
+        assert_eq!(
+            plan.egress,
+            Some(EgressPlan {
+                program: TcProgram::Http,
+                config: http::config(&http),
+            })
+        );
         assert!(
             plan.hooks.is_empty() && plan.lsm_hooks.is_empty(),
             "{plan:?}"
         );
-        assert!(plan.latency.is_none() && !plan.egress_loss);
+        assert!(plan.latency.is_none());
         assert_eq!(plan.config.max_faults, 9);
         assert_eq!(plan.config.threshold, probability_threshold(0.3));
     }

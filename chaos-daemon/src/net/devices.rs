@@ -191,14 +191,9 @@ impl Devices {
         name: &str,
     ) -> Result<(), DeviceError> {
         let key = netns::device_path(ns, name);
-        let Some(s) = self.shared.get_mut(&key) else {
+        let Some(s) = last_user(&mut self.shared, &key, |s| &mut s.users) else {
             return Ok(());
         };
-        s.users -= 1;
-        if s.users > 0 {
-            return Ok(());
-        }
-        let s = self.shared.remove(&key).unwrap_or_else(|| unreachable!());
         let (mut sock, _) = open_device(&s.netns, name)?;
         put_back(journal, &mut sock, name, &s)?;
         tracing::info!(device = key, restored = %s.saved.kind, "root qdisc restored");
@@ -274,14 +269,9 @@ impl Devices {
         name: &str,
     ) -> Result<(), DeviceError> {
         let key = netns::device_path(ns, name);
-        let Some(c) = self.clsact.get_mut(&key) else {
+        let Some(c) = last_user(&mut self.clsact, &key, |c| &mut c.users) else {
             return Ok(());
         };
-        c.users -= 1;
-        if c.users > 0 {
-            return Ok(());
-        }
-        let c = self.clsact.remove(&key).unwrap_or_else(|| unreachable!());
         if c.added {
             let (mut sock, _) = open_device(&c.netns, name)?;
             remove_clsact(&mut sock, c.ifindex).map_err(|source| DeviceError::Netlink {
@@ -298,6 +288,20 @@ impl Devices {
     pub fn in_use(&self) -> impl Iterator<Item = (&str, usize)> {
         self.shared.iter().map(|(n, s)| (n.as_str(), s.users))
     }
+}
+
+/// Drops one user of `key` in `table`: the entry, removed, when that was its last user.
+fn last_user<T>(
+    table: &mut HashMap<String, T>,
+    key: &str,
+    users: impl FnOnce(&mut T) -> &mut usize,
+) -> Option<T> {
+    let count = users(table.get_mut(key)?);
+    *count -= 1;
+    if *count > 0 {
+        return None;
+    }
+    table.remove(key)
 }
 
 /// Puts one device's old root qdisc back, marking the journal entry restored.

@@ -37,7 +37,7 @@ pub enum LatencyError {
     NoJournal,
     #[error(
         "target: the processes of {cgroup:?} are in more than one network namespace ({first} \
-         and {second}); a latency or silent egress loss fault acts on one namespace's devices, \
+         and {second}); a latency, silent egress loss or HTTP error fault acts on one namespace's devices, \
          expected a target whose processes share one (a pod, a container, a process tree)"
     )]
     ManyNetns {
@@ -65,9 +65,10 @@ pub enum LatencyError {
     #[error("listing the network devices: {0}")]
     Links(NetlinkError),
     #[error(
-        "target: its network namespace {netns} has {count} devices without a master; silent \
-         egress loss attaches to each and allows at most {max}: target a pod or container (its \
-         own namespace), or use the visible egress drop (--visible-drop), which needs no device"
+        "target: its network namespace {netns} has {count} devices without a master; a silent \
+         egress drop or HTTP error fault attaches to each and allows at most {max}: target a pod \
+         or container (its own namespace), or for packet loss use the visible egress drop \
+         (--visible-drop), which needs no device"
     )]
     TooManyDevices {
         netns: String,

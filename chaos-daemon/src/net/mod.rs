@@ -1,4 +1,5 @@
-//! Network devices the daemon changes for latency and silent egress loss faults, over rtnetlink (no `tc` process):
+//! Network devices the daemon changes for the tc faults (latency, silent egress loss, HTTP
+//! errors), over rtnetlink (no `tc` process):
 //!
 //! * [`netlink`] — a minimal `NETLINK_ROUTE` client with extended-ack error messages.
 //! * [`qdisc`] — read / replace / delete / restore a device's root qdisc, `fq` sizing, `clsact`,
@@ -9,12 +10,12 @@
 //! * [`netns`] — network namespaces: a target's, running netlink and tc operations inside it,
 //!   devices named across namespaces in the journal.
 //! * [`latency`] — a latency fault's kernel side: namespace, device, `fq`, tc egress program.
-//! * [`loss`] — a silent egress loss fault's kernel side: namespace, its devices, tc egress
-//!   program.
+//! * [`egress`] — the silent egress drop's and HTTP errors' kernel side: namespace, its
+//!   devices, tc egress program.
 
 pub mod devices;
+pub mod egress;
 pub mod latency;
-pub mod loss;
 pub mod netlink;
 pub mod netns;
 pub mod qdisc;

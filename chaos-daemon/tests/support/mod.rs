@@ -27,6 +27,7 @@ mod sockopt;
 
 mod daemon;
 pub mod http;
+pub mod nginx;
 pub mod pods;
 pub mod prometheus;
 #[allow(
@@ -546,4 +547,37 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The programs on `dev`'s egress as the kernel and `tc` list them: tcx links (6.6+) as
+/// `tcx NAME`, legacy filters as `tc filter: LINE`.
+pub fn egress_programs(dev: &str) -> Vec<String> {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    let (_, tcx) = SchedClassifier::query_tcx(dev, TcAttachType::Egress)
+        .unwrap_or_else(|e| panic!("query tcx of {dev}: {e}"));
+    let mut found: Vec<String> = tcx
+        .iter()
+        .map(|p| format!("tcx {}", p.name_as_str().unwrap_or("?")))
+        .collect();
+    let out = Command::new("tc")
+        .args(["filter", "show", "dev", dev, "egress"])
+        .output()
+        .expect("run tc (iproute2)");
+    assert!(out.status.success(), "tc filter show: {out:?}");
+    found.extend(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| format!("tc filter: {l}")),
+    );
+    found
+}
+
+/// Holds the other tests of the calling test binary off until the guard drops: for tests that
+/// check what is on a shared device (`lo`) or read namespace-wide counters.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -1,13 +1,13 @@
-//! A silent egress loss fault's device side. A `cgroup_skb` egress drop is reported back to
-//! the sending socket (ping sees `ENOBUFS` and sends again), so the silent drop is the slot's
-//! tc loss program (`TC_ACT_STOLEN`: freed, the sender told success) on the egress of every
-//! device of the target's network namespace that has no master (a bridge or bond port's
-//! packets pass its master first, and a packet must be judged once). Ingress and the visible
-//! egress drop stay `cgroup_skb` hooks (see [`crate::fault`]).
+//! The device side of the faults whose program sits on every egress of the target's network
+//! namespace: the silent egress drop and HTTP error responses (see `chaos-ebpf/src/tc.rs`).
+//! A `cgroup_skb` egress drop is reported back to the sending socket (ping sees `ENOBUFS` and
+//! sends again) and cannot rewrite a response, so these are tc programs, on every device of
+//! the namespace that has no master (a bridge or bond port's packets pass its master first,
+//! and a packet must be judged once). The programs match the target cgroup themselves.
 //!
 //! When planned ([`resolve`]): the namespace (as for latency) and its devices. When armed
-//! ([`start`]): write the slot's target, then on each device add `clsact` where the kernel
-//! needs one (before 6.6; shared and journaled, see [`super::devices`]) and attach the
+//! ([`start`]): write the slot's tc configuration, then on each device add `clsact` where the
+//! kernel needs one (before 6.6; shared and journaled, see [`super::devices`]) and attach the
 //! program. Undone by [`stop`]; a failure part-way undoes what was done. Devices created after
 //! the start are not covered.
 
@@ -28,14 +28,16 @@ use crate::{
     target::ResolvedTarget,
 };
 
-/// Most devices one loss fault attaches to (a pod's namespace has two or three; a node's own
-/// may have one per pod).
-pub const MAX_LOSS_DEVICES: usize = 64;
+/// Most devices one fault attaches to (a pod's namespace has two or three; a node's own may
+/// have one per pod).
+pub const MAX_EGRESS_DEVICES: usize = 64;
 
-/// Where a silent egress loss acts, resolved when it is planned.
+/// Where an egress fault acts, resolved when it is planned.
 #[derive(Debug)]
-pub struct LossTarget {
-    /// The target cgroup, for the program.
+pub struct EgressTarget {
+    /// Which program.
+    pub program: TcProgram,
+    /// Its configuration, the target cgroup filled in.
     pub config: TcConfig,
     /// The target's network namespace.
     pub netns: Netns,
@@ -43,7 +45,7 @@ pub struct LossTarget {
     pub interfaces: Vec<String>,
 }
 
-impl LossTarget {
+impl EgressTarget {
     /// The devices as the journal names them, for the plan shown to the user.
     pub fn devices(&self) -> Vec<String> {
         self.interfaces
@@ -53,9 +55,14 @@ impl LossTarget {
     }
 }
 
-/// Finds the namespace and devices of a silent egress loss on `target` (at `cgroup_level`
-/// below the cgroup2 mount).
-pub fn resolve(target: &ResolvedTarget, cgroup_level: u32) -> Result<LossTarget, LatencyError> {
+/// Finds the namespace and devices of `program` on `target` (at `cgroup_level` below the
+/// cgroup2 mount) and fills the target into `config`.
+pub fn resolve(
+    program: TcProgram,
+    mut config: TcConfig,
+    target: &ResolvedTarget,
+    cgroup_level: u32,
+) -> Result<EgressTarget, LatencyError> {
     let netns = target_netns(&target.path)?;
     let interfaces = netns
         .run(masterless_devices)
@@ -63,48 +70,48 @@ pub fn resolve(target: &ResolvedTarget, cgroup_level: u32) -> Result<LossTarget,
             netns: netns.to_string(),
             source,
         })??;
-    if interfaces.len() > MAX_LOSS_DEVICES {
+    if interfaces.len() > MAX_EGRESS_DEVICES {
         return Err(LatencyError::TooManyDevices {
             netns: netns.to_string(),
             count: interfaces.len(),
-            max: MAX_LOSS_DEVICES,
+            max: MAX_EGRESS_DEVICES,
         });
     }
-    Ok(LossTarget {
-        config: TcConfig {
-            cgroup_id: target.id,
-            cgroup_level,
-            ..TcConfig::default()
-        },
+    config.cgroup_id = target.id;
+    config.cgroup_level = cgroup_level;
+    Ok(EgressTarget {
+        program,
+        config,
         netns,
         interfaces,
     })
 }
 
-/// A running silent egress loss: the attached programs and the devices whose `clsact` it uses.
+/// A running egress fault: the attached programs and the devices whose `clsact` it uses.
 #[derive(Debug)]
-pub struct LossRun {
+pub struct EgressRun {
     netns: Netns,
     attached: Vec<TcAttachment>,
     clsact: Vec<String>,
 }
 
-/// Writes `slot`'s target and attaches its loss program to every device of `target` (the slot
-/// must be disarmed). On error, what was attached is detached.
+/// Writes `slot`'s tc configuration and attaches its copy of the program to every device of
+/// `target` (the slot must be disarmed). On error, what was attached is detached.
 pub fn start(
     devices: &mut Devices,
     kernel: &mut Kernel,
     journal: &dyn HostJournal,
     slot: u32,
     owner: &str,
-    target: LossTarget,
-) -> Result<LossRun, LatencyError> {
-    let LossTarget {
+    target: EgressTarget,
+) -> Result<EgressRun, LatencyError> {
+    let EgressTarget {
+        program,
         config,
         netns,
         interfaces,
     } = target;
-    let mut run = LossRun {
+    let mut run = EgressRun {
         netns,
         attached: Vec::with_capacity(interfaces.len()),
         clsact: Vec::new(),
@@ -113,7 +120,7 @@ pub fn start(
         devices,
         kernel,
         journal,
-        slot,
+        (program, slot),
         owner,
         &config,
         &interfaces,
@@ -121,12 +128,12 @@ pub fn start(
     );
     match result {
         Ok(()) => {
-            tracing::info!(netns = %run.netns, slot, devices = ?interfaces, "loss program attached");
+            tracing::info!(netns = %run.netns, slot, ?program, devices = ?interfaces, "tc egress program attached");
             Ok(run)
         }
         Err(e) => {
             if let Err(undo) = stop(devices, run, journal) {
-                tracing::error!(error = %undo, "undoing a failed loss start");
+                tracing::error!(error = %undo, "undoing a failed tc egress start");
             }
             Err(e)
         }
@@ -138,11 +145,11 @@ fn attach_all(
     devices: &mut Devices,
     kernel: &mut Kernel,
     journal: &dyn HostJournal,
-    slot: u32,
+    (program, slot): (TcProgram, u32),
     owner: &str,
     config: &TcConfig,
     interfaces: &[String],
-    run: &mut LossRun,
+    run: &mut EgressRun,
 ) -> Result<(), LatencyError> {
     kernel.write_tc(slot, config)?;
     let clsact = needs_clsact();
@@ -153,7 +160,7 @@ fn attach_all(
         }
         let attached = run
             .netns
-            .run(|| kernel.attach_tc_egress(TcProgram::Loss, slot, interface))
+            .run(|| kernel.attach_tc_egress(program, slot, interface))
             .map_err(|source| LatencyError::Netns {
                 netns: run.netns.to_string(),
                 source,
@@ -167,10 +174,10 @@ fn attach_all(
 /// error is returned.
 pub fn stop(
     devices: &mut Devices,
-    run: LossRun,
+    run: EgressRun,
     journal: &dyn HostJournal,
 ) -> Result<(), LatencyError> {
-    let LossRun {
+    let EgressRun {
         netns,
         attached,
         clsact,
