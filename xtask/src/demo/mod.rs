@@ -1,8 +1,8 @@
 //! The local demo, the README's "run it" command: starts `chaos-daemon serve` with a demo
 //! config (the shipped `chaos/chaos.yaml`'s budget), creates a cgroup, runs real UDP and TCP
 //! workloads inside it and the same workloads outside it, and drives the daemon with
-//! `chaos-ctl`: 30% egress loss (stopped), then ECONNREFUSED on 25% of connects (ended by an
-//! emergency stop). It prints configured versus observed rates, a post-mortem report and the
+//! `chaos-ctl`: 30% egress loss (stopped; measured by UDP, TCP and ping), then ECONNREFUSED on
+//! 25% of connects (ended by an emergency stop). It prints configured versus observed rates, a post-mortem report and the
 //! daemon's metrics, checks the daemon's record (`--output json`: each experiment's type, final
 //! state and count) against what the workloads saw, and proves from the kernel that nothing
 //! stays attached. Then the daemon restarts with SLO guards and a guard rolls an experiment
