@@ -227,6 +227,10 @@ pub struct ExperimentLimits {
     pub resource_exhaustion: ResourceExhaustionLimits,
     /// Limits of packet loss experiments.
     pub packet_loss: FaultLimits,
+    /// Limits of packet duplication experiments.
+    pub packet_duplication: FaultLimits,
+    /// Limits of packet corruption experiments.
+    pub packet_corruption: FaultLimits,
     /// Limits of dependency failure (failed `connect()` etc.) experiments.
     pub dependency_failure: FaultLimits,
     /// Limits of API error injection (reset connections) experiments.
@@ -278,6 +282,10 @@ impl ExperimentLimits {
             resources.impact_threshold,
         )?;
         self.packet_loss.validate("experiments.packet_loss")?;
+        self.packet_duplication
+            .validate("experiments.packet_duplication")?;
+        self.packet_corruption
+            .validate("experiments.packet_corruption")?;
         self.dependency_failure
             .validate("experiments.dependency_failure")?;
         self.api_error_injection
@@ -373,8 +381,10 @@ impl Default for ResourceExhaustionLimits {
     }
 }
 
-/// `experiments.packet_loss`, `experiments.dependency_failure`,
-/// `experiments.api_error_injection`: limits of the eBPF fault types the seed does not list.
+/// `experiments.packet_loss`, `experiments.packet_duplication`,
+/// `experiments.packet_corruption`, `experiments.dependency_failure`,
+/// `experiments.api_error_injection`, `experiments.syscall_error`: limits of the eBPF fault
+/// types the seed does not list.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default, expecting = "a mapping")]
 pub struct FaultLimits {

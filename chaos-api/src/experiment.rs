@@ -9,8 +9,8 @@
 //! a limit.
 //!
 //! This module owns [`Experiment`], its target and its checks ([`Experiment::validate`]).
-//! Private submodules own the rest: `fault`, `errno`, `latency`, `syscall`, `host`, `http` and
-//! `filter` (their types are re-exported here), `raw`, the document as written and its
+//! Private submodules own the rest: `fault`, `errno`, `latency`, `syscall`, `host`, `http`,
+//! `packet` (duplication and corruption) and `filter` (their types are re-exported here), `raw`, the document as written and its
 //! conversion into the model (exactly one target, the `fault` keys allowed for the `type`, the
 //! per-type `intensity` default, ports and networks), and `wire`, the conversion to and from the
 //! gRPC message. The daemon checks only what needs the node: the target's existence, its
@@ -40,6 +40,7 @@ mod guards;
 mod host;
 mod http;
 mod latency;
+mod packet;
 mod ramp;
 mod raw;
 mod syscall;
@@ -62,6 +63,7 @@ pub use guards::{
 pub use host::{MIN_KILL_INTERVAL, PodDeletion, ResourceExhaustion};
 pub use http::{ApiError, HttpError, HttpStatus, MAX_ERROR_TYPES};
 pub use latency::{Distribution, MAX_LATENCY, NetworkLatency};
+pub use packet::{CorruptChecksum, PacketCorruption};
 pub use ramp::{MAX_RAMP_STEPS, Ramp, RampSteps};
 pub use syscall::{MAX_PATH_PREFIX_LEN, SyscallCall, SyscallError, normalize_path_prefix};
 pub use target::{Target, TargetKind};
@@ -151,6 +153,8 @@ impl Experiment {
         }
         match &self.fault {
             Fault::PacketLoss(loss) => loss.validate(),
+            Fault::PacketDuplication => Ok(()),
+            Fault::PacketCorruption(corruption) => corruption.validate(&self.filter),
             Fault::DependencyFailure(error) => error.validate(&self.filter),
             Fault::ApiErrorInjection(error) => error.validate(&self.filter),
             Fault::NetworkLatency(latency) => latency.validate(),
@@ -196,6 +200,12 @@ impl Experiment {
 pub enum ExperimentType {
     /// `packet_loss`: drop packets of the target.
     PacketLoss,
+    /// `packet_duplication`: duplicate the target's egress packets: the receiver gets the
+    /// packet twice.
+    PacketDuplication,
+    /// `packet_corruption`: change one byte of the payload of the target's egress TCP and UDP
+    /// packets.
+    PacketCorruption,
     /// `dependency_failure`: fail the target's network calls, by default `connect()` with
     /// `ECONNREFUSED`.
     DependencyFailure,
@@ -217,8 +227,10 @@ pub enum ExperimentType {
 
 impl ExperimentType {
     /// Every type, in the order help texts list them.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::PacketLoss,
+        Self::PacketDuplication,
+        Self::PacketCorruption,
         Self::DependencyFailure,
         Self::ApiErrorInjection,
         Self::NetworkLatency,
@@ -231,6 +243,8 @@ impl ExperimentType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PacketLoss => "packet_loss",
+            Self::PacketDuplication => "packet_duplication",
+            Self::PacketCorruption => "packet_corruption",
             Self::DependencyFailure => "dependency_failure",
             Self::ApiErrorInjection => "api_error_injection",
             Self::NetworkLatency => "network_latency",

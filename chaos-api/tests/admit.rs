@@ -78,19 +78,23 @@ fn too_small(config: &ChaosConfig, experiment: &Experiment, names: &[&str]) -> S
     shown
 }
 
-const ALL_TYPES: [ExperimentType; 7] = [
+const ALL_TYPES: [ExperimentType; 9] = [
     ExperimentType::NetworkLatency,
     ExperimentType::PodDeletion,
     ExperimentType::ResourceExhaustion,
     ExperimentType::PacketLoss,
+    ExperimentType::PacketDuplication,
+    ExperimentType::PacketCorruption,
     ExperimentType::DependencyFailure,
     ExperimentType::ApiErrorInjection,
     ExperimentType::SyscallError,
 ];
 
 /// The types limited by `experiments.<type>.max_probability`.
-const PER_FAULT_TYPES: [ExperimentType; 4] = [
+const PER_FAULT_TYPES: [ExperimentType; 6] = [
     ExperimentType::PacketLoss,
+    ExperimentType::PacketDuplication,
+    ExperimentType::PacketCorruption,
     ExperimentType::DependencyFailure,
     ExperimentType::ApiErrorInjection,
     ExperimentType::SyscallError,

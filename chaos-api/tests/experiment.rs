@@ -52,7 +52,10 @@ fn every_example_file_parses_and_converts() {
             seen += 1;
         }
     }
-    assert!(seen >= 7, "expected one example per type, found {seen}");
+    assert!(
+        seen >= ExperimentType::ALL.len(),
+        "expected one example per type, found {seen}"
+    );
 }
 
 #[test]

@@ -49,6 +49,8 @@ fn token() -> impl Strategy<Value = String> {
             "both",
             "silent",
             "visible",
+            "wrong",
+            "fixed",
             "uniform",
             "normal",
             "lo",
@@ -176,6 +178,10 @@ fn fault() -> impl Strategy<Value = Option<FaultKind>> {
                 direction,
                 egress_drop
             }))),
+        2 => Just(Some(FaultKind::PacketDuplication(proto::PacketDuplication {}))),
+        3 => one_of(&["", "wrong", "fixed", "Fixed", "none"]).prop_map(|checksum| {
+            Some(FaultKind::PacketCorruption(proto::PacketCorruption { checksum }))
+        }),
         3 => prop_oneof![4 => socket_error(), 1 => api_error()]
             .prop_map(|e| Some(FaultKind::DependencyFailure(e))),
         3 => api_error().prop_map(|e| Some(FaultKind::ApiErrorInjection(e))),

@@ -14,9 +14,11 @@ use common::fuzz::{Fuzz, check_admission, check_named};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-const DOCUMENTS: [&str; 9] = [
+const DOCUMENTS: [&str; 11] = [
     include_str!("../../chaos/experiments/guarded-rollout.yaml"),
     include_str!("../../chaos/experiments/packet-loss.yaml"),
+    include_str!("../../chaos/experiments/packet-duplication.yaml"),
+    include_str!("../../chaos/experiments/packet-corruption.yaml"),
     include_str!("../../chaos/experiments/dependency-failure.yaml"),
     include_str!("../../chaos/experiments/api-error-injection.yaml"),
     include_str!("../../chaos/experiments/api-error-http.yaml"),
@@ -107,6 +109,11 @@ const VALUES: &[&str] = &[
     "[99, timeout]",
     "\"8080\"",
     "503",
+    "wrong",
+    "fixed",
+    "icmp",
+    "packet_duplication",
+    "packet_corruption",
     "ü",
     "🦀",
 ];

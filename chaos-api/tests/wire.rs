@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use chaos_api::error::ModelError;
 use chaos_api::experiment::{
-    ApiError, CallName, Direction, Distribution, EgressDrop, Errno, Experiment, ExperimentType,
-    Fault, HttpError, HttpStatus, MAX_ERROR_TYPES, NetFilter, NetworkLatency, PacketLoss,
-    PodDeletion, PortRange, Protocol, ResourceExhaustion, SocketCall, SocketError, SyscallCall,
-    SyscallError, Target, TargetKind,
+    ApiError, CallName, CorruptChecksum, Direction, Distribution, EgressDrop, Errno, Experiment,
+    ExperimentType, Fault, HttpError, HttpStatus, MAX_ERROR_TYPES, NetFilter, NetworkLatency,
+    PacketCorruption, PacketLoss, PodDeletion, PortRange, Protocol, ResourceExhaustion, SocketCall,
+    SocketError, SyscallCall, SyscallError, Target, TargetKind,
 };
 use chaos_api::proto::{self, fault::Kind as FaultKind, target::Kind as TargetCase};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -65,6 +65,16 @@ fn loss(direction: &str, egress_drop: &str) -> FaultKind {
     FaultKind::PacketLoss(proto::PacketLoss {
         direction: direction.to_owned(),
         egress_drop: egress_drop.to_owned(),
+    })
+}
+
+fn duplication() -> FaultKind {
+    FaultKind::PacketDuplication(proto::PacketDuplication {})
+}
+
+fn corruption(checksum: &str) -> FaultKind {
+    FaultKind::PacketCorruption(proto::PacketCorruption {
+        checksum: checksum.to_owned(),
     })
 }
 
@@ -142,6 +152,8 @@ fn empty_strings_and_lists_are_the_type_defaults() {
     // (type, the spec's fault with every string and list empty, the YAML that omits the keys)
     let cases = [
         ("packet_loss", loss("", ""), "intensity: 0.5\n"),
+        ("packet_duplication", duplication(), "intensity: 0.5\n"),
+        ("packet_corruption", corruption(""), "intensity: 0.5\n"),
         (
             "dependency_failure",
             dependency("", &[]),
@@ -216,6 +228,13 @@ fn empty_strings_and_lists_are_the_type_defaults() {
             egress_drop: EgressDrop::Silent,
         })
     );
+    assert_eq!(fault(duplication()), Fault::PacketDuplication);
+    assert_eq!(
+        fault(corruption("")),
+        Fault::PacketCorruption(PacketCorruption {
+            checksum: CorruptChecksum::Wrong,
+        })
+    );
     assert_eq!(
         fault(latency(50, 0, "")),
         Fault::NetworkLatency(NetworkLatency {
@@ -253,6 +272,8 @@ fn unset_intensity_is_one_only_where_the_type_has_a_default() {
     }
     for fault in [
         loss("", ""),
+        duplication(),
+        corruption(""),
         dependency("", &[]),
         FaultKind::ApiErrorInjection(socket("", &[])),
         syscall("", &[], ""),
@@ -297,6 +318,8 @@ fn bad_fault_values_are_refused_at_their_path() {
     );
     refused_at(&spec(loss("", "loud")), "fault.egress_drop");
     refused_at(&spec(loss("ingress", "visible")), "fault.egress_drop");
+    let error = refused_at(&spec(corruption("broken")), "fault.checksum");
+    assert!(error.to_string().contains("one of wrong, fixed"), "{error}");
     refused_at(&spec(latency(50, 0, "pareto")), "fault.distribution");
     refused_at(&spec(latency(0, 0, "")), "fault.latency");
     refused_at(&spec(latency(60_001, 0, "")), "fault.latency");
@@ -354,6 +377,16 @@ fn bad_filters_are_refused_at_their_path() {
             ..filtered("", "5432", &[])
         },
         "fault.calls",
+    );
+    // Corruption changes TCP and UDP payloads only.
+    refused_at(
+        &proto::ExperimentSpec {
+            fault: Some(proto::Fault {
+                kind: Some(corruption("")),
+            }),
+            ..filtered("icmp", "", &[])
+        },
+        "filter.protocol",
     );
     // The types without a filter refuse one that filters anything.
     let with_filter = proto::ExperimentSpec {
@@ -578,6 +611,9 @@ fn fault() -> impl Strategy<Value = Fault> {
                     egress_drop,
                 })
             }),
+        Just(Fault::PacketDuplication),
+        proptest::sample::select(CorruptChecksum::ALL)
+            .prop_map(|checksum| Fault::PacketCorruption(PacketCorruption { checksum })),
         (errno(), calls::<SocketCall>())
             .prop_map(|(errno, calls)| Fault::DependencyFailure(SocketError { errno, calls })),
         (errno(), calls::<SocketCall>()).prop_map(|(errno, calls)| Fault::ApiErrorInjection(
@@ -713,6 +749,13 @@ fn experiment() -> impl Strategy<Value = Experiment> {
                             ports: None,
                             cidrs: filter.cidrs,
                         },
+                        // Corruption changes TCP and UDP payloads.
+                        Fault::PacketCorruption(_) if filter.protocol == Protocol::Icmp => {
+                            NetFilter {
+                                protocol: Protocol::Udp,
+                                ..filter
+                            }
+                        }
                         _ => filter,
                     },
                     fault,

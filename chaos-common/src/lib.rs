@@ -276,9 +276,19 @@ pub struct TcConfig {
     /// Changes on every arm: a connection blackholed by an earlier experiment of the slot
     /// (recorded with its generation in [`MAP_HTTP_BLACKHOLE`]) is not dropped by a later one.
     pub generation: u32,
-    /// Explicit padding; always zero.
-    pub _pad: u32,
+    /// `TC_FLAG_*` bits.
+    pub flags: u32,
 }
+
+/// `TcConfig::flags` of a corruption: the L4 checksum is left wrong (the receiver's stack
+/// drops the packet, as after corruption on a wire) instead of fixed (the application reads
+/// the corrupted byte).
+pub const TC_FLAG_CSUM_WRONG: u32 = 1 << 0;
+
+/// Name of the per-CPU `PerCpuArray<u32>` (one entry) the duplication program sets while its
+/// clone passes the device's egress again (the clone is sent from within the program, on the
+/// same CPU), so that a duplicate is never duplicated.
+pub const MAP_DUP_NESTED: &str = "CHAOS_DUP_NEST";
 const _: () = assert!(size_of::<TcConfig>() == 80);
 
 /// Most statuses one HTTP error fault picks from.

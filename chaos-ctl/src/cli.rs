@@ -8,8 +8,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use chaos_api::experiment::{
-    CallName, Direction, Distribution, ExperimentType, Protocol, SocketCall, SocketError,
-    SyscallCall, SyscallError,
+    CallName, CorruptChecksum, Direction, Distribution, ExperimentType, Protocol, SocketCall,
+    SocketError, SyscallCall, SyscallError,
 };
 use chaos_ctl::client::DEFAULT_ADDR;
 use clap::builder::{NonEmptyStringValueParser, PossibleValuesParser, TypedValueParser};
@@ -217,6 +217,11 @@ pub struct FaultArgs {
     /// packet_loss: egress drops fail the sending call (EPERM) instead of vanishing silently.
     #[arg(long)]
     pub visible_drop: bool,
+    /// packet_corruption: wrong (as real corruption: the receiver's stack finds the checksum
+    /// wrong and drops the packet; loopback and veth do not check it) or fixed (the
+    /// application reads the changed byte) (default: wrong).
+    #[arg(long, value_parser = PossibleValuesParser::new(CorruptChecksum::ALL.iter().map(|c| c.as_str())))]
+    pub checksum: Option<String>,
     #[arg(long, help = errno_help(), value_parser = NonEmptyStringValueParser::new())]
     pub errno: Option<String>,
     #[arg(long, help = calls_help(), value_delimiter = ',')]
@@ -264,10 +269,10 @@ pub struct FaultArgs {
 /// Which packets or calls are eligible (network types); every part defaults to "all".
 #[derive(Args)]
 #[command(
-    next_help_heading = "Filter (packet_loss, dependency_failure, api_error_injection, network_latency)"
+    next_help_heading = "Filter (packet_loss, packet_duplication, packet_corruption, dependency_failure, api_error_injection, network_latency)"
 )]
 pub struct FilterArgs {
-    /// Only this protocol.
+    /// Only this protocol (packet_corruption: tcp, udp or any).
     #[arg(long, value_parser = PossibleValuesParser::new(Protocol::ALL.iter().map(|p| p.as_str())))]
     pub protocol: Option<String>,
     /// Only this remote port or range (80, 8000-8100); not with --error-types (use

@@ -146,6 +146,12 @@ fn fault(kind: ExperimentType, flags: &mut FaultArgs, ramp: bool) -> Result<Faul
                 String::new()
             },
         }),
+        ExperimentType::PacketDuplication => {
+            FaultKind::PacketDuplication(proto::PacketDuplication {})
+        }
+        ExperimentType::PacketCorruption => FaultKind::PacketCorruption(proto::PacketCorruption {
+            checksum: flags.checksum.take().unwrap_or_default(),
+        }),
         ExperimentType::DependencyFailure => FaultKind::DependencyFailure(socket(flags)),
         // With --error-types the HTTP errors, which the model refuses with --errno or --calls.
         ExperimentType::ApiErrorInjection => FaultKind::ApiErrorInjection(proto::SocketError {
@@ -194,6 +200,7 @@ impl FaultArgs {
         let Self {
             direction,
             visible_drop,
+            checksum,
             errno,
             calls,
             error_types,
@@ -210,6 +217,7 @@ impl FaultArgs {
         [
             ("--direction", direction.is_some()),
             ("--visible-drop", *visible_drop),
+            ("--checksum", checksum.is_some()),
             ("--errno", errno.is_some()),
             ("--calls", calls.is_some()),
             ("--error-types", error_types.is_some()),
@@ -250,6 +258,7 @@ fn flag_of(path: &str) -> Option<&'static str> {
         "max_faults" => "--max-faults",
         "fault.direction" => "--direction",
         "fault.egress_drop" => "--visible-drop",
+        "fault.checksum" => "--checksum",
         "fault.errno" => "--errno",
         "fault.calls" => "--calls",
         "fault.error_types" => "--error-types",
@@ -275,8 +284,8 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use chaos_api::experiment::{
-        ApiError, Direction, Errno, HttpError, HttpStatus, PacketLoss, PortRange, SocketError,
-        SyscallError, TargetKind as Kind,
+        ApiError, CorruptChecksum, Direction, Errno, HttpError, HttpStatus, PacketCorruption,
+        PacketLoss, PortRange, Protocol, SocketError, SyscallError, TargetKind as Kind,
     };
     use clap::Parser as _;
 
@@ -542,6 +551,205 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn duplication_and_corruption_flags_reach_the_model() {
+        let e = build(
+            &[
+                &[
+                    "packet_duplication",
+                    "--intensity",
+                    "0.1",
+                    "--protocol",
+                    "udp",
+                    "--ports",
+                    "5000-5100",
+                    "--cidr",
+                    "10.0.0.0/8",
+                ],
+                &TARGET[..],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(e.fault, Fault::PacketDuplication);
+        assert_eq!((e.name.as_str(), e.intensity), ("packet-duplication", 0.1));
+        assert_eq!(e.filter.protocol, Protocol::Udp);
+        assert_eq!(
+            e.filter.ports,
+            Some(PortRange {
+                low: 5000,
+                high: 5100
+            })
+        );
+        assert_eq!(e.filter.cidrs.len(), 1);
+        let sent = e.to_proto();
+        assert_eq!(
+            sent.fault.as_ref().and_then(|f| f.kind.clone()),
+            Some(FaultKind::PacketDuplication(proto::PacketDuplication {}))
+        );
+        assert_eq!(Experiment::from_proto(&sent).unwrap(), e);
+
+        // --checksum: wrong by default, fixed on request.
+        let corruption = |extra: &[&str]| {
+            build(
+                &[
+                    &["packet_corruption", "--intensity", "0.02"],
+                    extra,
+                    &TARGET[..],
+                ]
+                .concat(),
+            )
+        };
+        for (extra, checksum) in [
+            (&[][..], CorruptChecksum::Wrong),
+            (&["--checksum", "wrong"][..], CorruptChecksum::Wrong),
+            (&["--checksum", "fixed"][..], CorruptChecksum::Fixed),
+        ] {
+            let e = corruption(extra).unwrap();
+            assert_eq!(
+                e.fault,
+                Fault::PacketCorruption(PacketCorruption { checksum }),
+                "{extra:?}"
+            );
+            let sent = e.to_proto();
+            let Some(FaultKind::PacketCorruption(message)) =
+                sent.fault.as_ref().and_then(|f| f.kind.clone())
+            else {
+                panic!("{sent:?}")
+            };
+            assert_eq!(message.checksum, checksum.as_str());
+            assert_eq!(Experiment::from_proto(&sent).unwrap(), e);
+        }
+        let e = corruption(&[
+            "--checksum",
+            "fixed",
+            "--protocol",
+            "tcp",
+            "--ports",
+            "5432",
+        ])
+        .unwrap();
+        assert_eq!(e.filter.protocol, Protocol::Tcp);
+        assert_eq!(e.name, "packet-corruption");
+    }
+
+    #[test]
+    fn duplication_and_corruption_flag_misuse_is_refused() {
+        let t = &TARGET[..];
+        // icmp: the model's error, with the flag.
+        let e = build(
+            &[
+                &[
+                    "packet_corruption",
+                    "--intensity",
+                    "0.1",
+                    "--protocol",
+                    "icmp",
+                ],
+                t,
+            ]
+            .concat(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "filter.protocol: icmp is not allowed; expected tcp, udp or any (packet_corruption \
+             changes TCP and UDP payloads) (--protocol)"
+        );
+        // Duplication takes icmp.
+        build(
+            &[
+                &[
+                    "packet_duplication",
+                    "--intensity",
+                    "0.1",
+                    "--protocol",
+                    "icmp",
+                ],
+                t,
+            ]
+            .concat(),
+        )
+        .unwrap();
+        // --checksum belongs to packet_corruption only.
+        for kind in ["packet_duplication", "packet_loss", "dependency_failure"] {
+            let e = build(&[&[kind, "--intensity", "0.1", "--checksum", "fixed"], t].concat())
+                .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "--checksum is not a setting of {kind} (see `chaos-ctl experiment --help`)"
+                )
+            );
+        }
+        // Duplication takes none of the other types' settings.
+        for (flag, value) in [
+            ("--direction", "egress"),
+            ("--errno", "EIO"),
+            ("--latency-ms", "5"),
+        ] {
+            let e = build(
+                &[
+                    &["packet_duplication", "--intensity", "0.1", flag, value],
+                    t,
+                ]
+                .concat(),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    SpecError::NotASetting {
+                        kind: ExperimentType::PacketDuplication,
+                        ..
+                    }
+                ),
+                "{flag}: {e:?}"
+            );
+        }
+        let e = build(
+            &[
+                &["packet_corruption", "--intensity", "0.1", "--visible-drop"],
+                t,
+            ]
+            .concat(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--visible-drop is not a setting of packet_corruption (see `chaos-ctl experiment \
+             --help`)"
+        );
+        // Intensity is required; a bad checksum is clap's error, listing the values.
+        assert_eq!(
+            error_path(&[&["packet_duplication"], t].concat()),
+            "intensity"
+        );
+        assert_eq!(
+            error_path(&[&["packet_corruption"], t].concat()),
+            "intensity"
+        );
+        let argv = [
+            &[
+                "chaos-ctl",
+                "experiment",
+                "packet_corruption",
+                "--intensity",
+                "0.1",
+            ][..],
+            &["--checksum", "bad"],
+            t,
+        ]
+        .concat();
+        let error = Cli::try_parse_from(argv).err().expect("refused by clap");
+        let shown = error.to_string();
+        assert!(
+            shown.contains("'bad'") && shown.contains("wrong") && shown.contains("fixed"),
+            "{shown}"
+        );
+        assert_eq!(flag_of("fault.checksum"), Some("--checksum"));
     }
 
     #[test]

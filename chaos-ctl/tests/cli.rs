@@ -87,6 +87,9 @@ fn new_fault_files_validate_offline_naming_their_type() {
         ("file-errors", "syscall_error"),
         ("pod-deletion", "pod_deletion"),
         ("resource-exhaustion", "resource_exhaustion"),
+        ("api-error-http", "api_error_injection"),
+        ("packet-duplication", "packet_duplication"),
+        ("packet-corruption", "packet_corruption"),
     ] {
         let out = ctl(&["validate", "-f", &example(f)]);
         assert_eq!(out.status.code(), Some(0), "{f}: {}", stderr(&out));

@@ -8,7 +8,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use chaos_api::experiment::{Direction, EgressDrop, Experiment};
+use chaos_api::experiment::{
+    CorruptChecksum, Direction, EgressDrop, Experiment, Fault, PacketCorruption,
+};
 use chaos_daemon::engine::Engine;
 use support::*;
 
@@ -72,19 +74,29 @@ fn main() {
         &send,
         PACKETS,
     );
-    let silent = spec(
-        cg.target(),
-        loss(Direction::Egress, EgressDrop::Silent),
-        0.0,
-    );
-    per_event(
-        &engine,
-        &cg,
-        "UDP sendto (tc silent egress loss program)",
-        &silent,
-        &send,
-        PACKETS,
-    );
+    let corruption = Fault::PacketCorruption(PacketCorruption {
+        checksum: CorruptChecksum::Wrong,
+    });
+    for (what, fault) in [
+        (
+            "UDP sendto (tc silent egress loss program)",
+            loss(Direction::Egress, EgressDrop::Silent),
+        ),
+        (
+            "UDP sendto (tc duplication program)",
+            Fault::PacketDuplication,
+        ),
+        ("UDP sendto (tc corruption program)", corruption),
+    ] {
+        per_event(
+            &engine,
+            &cg,
+            what,
+            &spec(cg.target(), fault, 0.0),
+            &send,
+            PACKETS,
+        );
+    }
 
     let server = TcpServer::start("127.0.0.1:0");
     let conn_spec = spec(cg.target(), socket_error("ECONNREFUSED", &["connect"]), 0.0);

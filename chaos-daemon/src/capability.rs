@@ -59,12 +59,25 @@ impl Capabilities {
             Ok(())
         };
         let sockets = attach(kernel, &[Hook::Connect4, Hook::SockCreate]);
-        let loss =
-            attach(kernel, &[Hook::SkbIngress, Hook::SkbEgress]).and_then(|()| tc_loss(kernel));
+        // The tc egress programs each fault type needs, loaded (verified) and attached.
+        let loss = attach(kernel, &[Hook::SkbIngress, Hook::SkbEgress])
+            .and_then(|()| tc_egress(kernel, TcProgram::Loss, "the silent egress drop"));
         let mut faults = vec![
             verdict(ExperimentType::PacketLoss, loss),
+            verdict(
+                ExperimentType::PacketDuplication,
+                tc_egress(kernel, TcProgram::Duplicate, "packet_duplication"),
+            ),
+            verdict(
+                ExperimentType::PacketCorruption,
+                tc_egress(kernel, TcProgram::Corrupt, "packet_corruption"),
+            ),
             verdict(ExperimentType::DependencyFailure, sockets.clone()),
-            verdict(ExperimentType::ApiErrorInjection, sockets),
+            // Its L4 errors are socket hooks, its HTTP errors a tc program.
+            verdict(
+                ExperimentType::ApiErrorInjection,
+                sockets.and_then(|()| tc_egress(kernel, TcProgram::Http, "HTTP error injection")),
+            ),
         ];
         faults.push(verdict(
             ExperimentType::PodDeletion,
@@ -109,11 +122,11 @@ impl Capabilities {
     }
 }
 
-/// The silent egress drop is a tc program: attaches slot 0's (disarmed) copy to `lo` of a
+/// Loads `program` (the kernel verifies it) and attaches slot 0's (disarmed) copy to `lo` of a
 /// private, throwaway network namespace (on a scoped thread, so the daemon's own namespace is
 /// never touched), under a `clsact` before Linux 6.6.
-fn tc_loss(kernel: &mut Kernel) -> Result<(), String> {
-    let why = |e: String| format!("the silent egress drop needs a tc egress program: {e}");
+fn tc_egress(kernel: &mut Kernel, program: TcProgram, what: &str) -> Result<(), String> {
+    let why = |e: String| format!("{what} needs a tc egress program: {e}");
     std::thread::scope(|s| {
         s.spawn(|| -> Result<(), String> {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
@@ -124,7 +137,7 @@ fn tc_loss(kernel: &mut Kernel) -> Result<(), String> {
                 crate::net::qdisc::add_clsact(&mut sock, 1).map_err(|e| e.to_string())?;
             }
             kernel
-                .attach_tc_egress(TcProgram::Loss, 0, "lo")
+                .attach_tc_egress(program, 0, "lo")
                 .and_then(TcAttachment::detach)
                 .map_err(|e| e.to_string())
         })

@@ -13,9 +13,11 @@ use support::{
     *,
 };
 
-/// The user's type names, the seven of the model.
-const TYPES: [&str; 7] = [
+/// The user's type names, the nine of the model.
+const TYPES: [&str; 9] = [
     "packet_loss",
+    "packet_duplication",
+    "packet_corruption",
     "dependency_failure",
     "api_error_injection",
     "network_latency",

@@ -215,3 +215,47 @@ fn http_errors_rewrite_the_status_in_this_kernel() {
     );
     assert_eq!(cg.attached(), 0);
 }
+
+#[test]
+fn duplication_and_corruption_run_in_this_kernel() {
+    use chaos_api::experiment::{CorruptChecksum, Fault, PacketCorruption};
+    let Some(mount) = kernel() else { return };
+    const N: u64 = 200;
+    let cg = TestCgroup::new(&mount, "vm-dupcor");
+    let engine = engine(&mount);
+    let n = N.to_string();
+
+    let sink = UdpSink::new();
+    let armed = engine
+        .start(&spec(cg.target(), Fault::PacketDuplication, 1.0))
+        .unwrap();
+    let sent = workload(
+        Some(&cg.path),
+        &["udp-send", "--to", &sink.to(), "--count", &n],
+    );
+    let injected = engine.stop(armed).unwrap().injected;
+    assert_eq!(sent.ok(), N, "{sent:?}");
+    assert_eq!(
+        (sink.settled(), injected),
+        (2 * N, N),
+        "every datagram twice"
+    );
+
+    let sink = UdpSink::new();
+    let fault = Fault::PacketCorruption(PacketCorruption {
+        checksum: CorruptChecksum::Fixed,
+    });
+    let armed = engine.start(&spec(cg.target(), fault, 1.0)).unwrap();
+    let sent = workload(
+        Some(&cg.path),
+        &["udp-send", "--to", &sink.to(), "--count", &n],
+    );
+    let injected = engine.stop(armed).unwrap().injected;
+    assert_eq!(sent.ok(), N, "{sent:?}");
+    assert_eq!(
+        (sink.settled(), injected),
+        (N, N),
+        "every datagram changed and delivered (the checksum fixed)"
+    );
+    assert_eq!(cg.attached(), 0);
+}

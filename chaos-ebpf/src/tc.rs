@@ -20,6 +20,12 @@
 //!   while the slot is live (the client times out). Anything it is not sure of (another
 //!   protocol, TLS, a segment that does not start with a status line, an unknown link-layer
 //!   header length) is left alone.
+//! * The duplication program (`dup_eg_<slot>`): a faulted packet is cloned and the clone sent
+//!   out of the same device (`bpf_clone_redirect`) before the packet itself; the clone passes
+//!   the device's programs again, nested on this CPU, under a per-CPU flag that keeps it from
+//!   being duplicated again.
+//! * The corruption program (`cor_eg_<slot>`): one random byte of a faulted TCP or UDP
+//!   payload is changed; the checksum is fixed, or with `TC_FLAG_CSUM_WRONG` left wrong.
 
 use core::{mem::MaybeUninit, ptr};
 
@@ -27,17 +33,17 @@ use aya_ebpf::{
     helpers::{
         bpf_get_prandom_u32, bpf_ktime_get_ns,
         generated::{
-            bpf_l4_csum_replace, bpf_redirect, bpf_skb_ancestor_cgroup_id,
+            bpf_clone_redirect, bpf_l4_csum_replace, bpf_redirect, bpf_skb_ancestor_cgroup_id,
             bpf_skb_load_bytes_relative, bpf_skb_set_tstamp, bpf_skb_store_bytes,
         },
     },
     macros::{classifier, map},
-    maps::{Array, LruHashMap},
+    maps::{Array, LruHashMap, PerCpuArray},
     programs::TcContext,
 };
 use chaos_common::{
     DIST_NORMAL, FAMILY_V4, FAMILY_V6, FlowKey, HTTP_TIMEOUT, MAX_BLACKHOLED_FLOWS,
-    MAX_HTTP_STATUSES, MAX_SLOTS, TcConfig,
+    MAX_HTTP_STATUSES, MAX_SLOTS, TC_FLAG_CSUM_WRONG, TcConfig,
 };
 
 use crate::{
@@ -176,35 +182,63 @@ struct Segment {
     payload: u32,
 }
 
-/// The TCP segment in the packet, if it is one: IPv4 without fragmentation, or IPv6 whose next
-/// header is TCP (extension headers are not walked).
+/// An IP header whose L4 header follows it: IPv4 without fragmentation, or IPv6 (extension
+/// headers are not walked: the protocol is the next header).
+struct IpHeader {
+    family: u32,
+    proto: u8,
+    /// Its length: where the L4 header starts, from the network header.
+    len: u32,
+    local: [u32; 4],
+    remote: [u32; 4],
+}
+
 #[inline(always)]
-fn tcp_segment(ctx: &TcContext, slot: u32) -> Option<Segment> {
+fn ip_header(ctx: &TcContext) -> Option<IpHeader> {
     let b0: u8 = ctx.load_net(0).ok()?;
-    let (family, ip_len, local, remote) = match b0 >> 4 {
+    match b0 >> 4 {
         4 => {
             let ihl = u32::from(b0 & 0xf) * 4;
             let proto: u8 = ctx.load_net(9).ok()?;
             let frag: u16 = u16::from_be(ctx.load_net(6).ok()?);
-            // More fragments, or not the first: no TCP header to trust.
-            if ihl < 20 || proto != IPPROTO_TCP || frag & 0x3fff != 0 {
+            // More fragments, or not the first: no L4 header to trust.
+            if ihl < 20 || frag & 0x3fff != 0 {
                 return None;
             }
             let src: u32 = ctx.load_net(12).ok()?;
             let dst: u32 = ctx.load_net(16).ok()?;
-            (FAMILY_V4, ihl, [src, 0, 0, 0], [dst, 0, 0, 0])
+            Some(IpHeader {
+                family: FAMILY_V4,
+                proto,
+                len: ihl,
+                local: [src, 0, 0, 0],
+                remote: [dst, 0, 0, 0],
+            })
         }
-        6 => {
-            let next: u8 = ctx.load_net(6).ok()?;
-            if next != IPPROTO_TCP {
-                return None;
-            }
-            let src: [u32; 4] = ctx.load_net(8).ok()?;
-            let dst: [u32; 4] = ctx.load_net(24).ok()?;
-            (FAMILY_V6, 40, src, dst)
-        }
-        _ => return None,
-    };
+        6 => Some(IpHeader {
+            family: FAMILY_V6,
+            proto: ctx.load_net(6).ok()?,
+            len: 40,
+            local: ctx.load_net(8).ok()?,
+            remote: ctx.load_net(24).ok()?,
+        }),
+        _ => None,
+    }
+}
+
+/// The TCP segment in the packet, if it is one.
+#[inline(always)]
+fn tcp_segment(ctx: &TcContext, slot: u32) -> Option<Segment> {
+    let IpHeader {
+        family,
+        proto,
+        len: ip_len,
+        local,
+        remote,
+    } = ip_header(ctx)?;
+    if proto != IPPROTO_TCP {
+        return None;
+    }
     let ports: [u16; 2] = ctx.load_net(ip_len as usize).ok()?;
     let offset: u8 = ctx.load_net(ip_len as usize + 12).ok()?;
     let doff = u32::from(offset >> 4) * 4;
@@ -277,7 +311,7 @@ fn http_verdict(ctx: &TcContext, slot: u32) -> i32 {
     }
     // A connection a `timeout` chose stays dark while the experiment that chose it is live.
     // SAFETY: the map value is a plain u32 the daemon and this program only ever overwrite.
-    if let Some(generation) = unsafe { BLACKHOLE.get(&seg.flow) }
+    if let Some(generation) = unsafe { BLACKHOLE.get(seg.flow) }
         && *generation == tc.generation
         && live(slot)
     {
@@ -313,7 +347,7 @@ fn http_verdict(ctx: &TcContext, slot: u32) -> i32 {
     };
     if status == HTTP_TIMEOUT {
         // Best effort: a full LRU map evicts its oldest entry.
-        let _ = BLACKHOLE.insert(&seg.flow, &tc.generation, 0);
+        let _ = BLACKHOLE.insert(seg.flow, tc.generation, 0);
         return vanish();
     }
     let old = u32::from_ne_bytes([head[8], head[9], head[10], head[11]]);
@@ -370,8 +404,115 @@ fn delay_verdict(ctx: &TcContext, slot: u32) -> i32 {
     TC_ACT_UNSPEC
 }
 
-/// Generates the delay and loss programs of every slot. Names stay within the kernel's 15
-/// characters.
+#[map(name = "CHAOS_DUP_NEST")]
+static DUP_NESTED: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn duplicate_verdict(ctx: &TcContext, slot: u32) -> i32 {
+    let Some(nested) = DUP_NESTED.get_ptr_mut(0) else {
+        return TC_ACT_UNSPEC;
+    };
+    // SAFETY: a per-CPU value of this program's run; the nested run below is on this CPU and
+    // only reads it.
+    if unsafe { *nested } != 0 || faulted(ctx, slot).is_none() {
+        // The clone passing again, or not faulted.
+        return TC_ACT_UNSPEC;
+    }
+    let skb = ctx.skb.skb;
+    // SAFETY: as above; the context pointer is valid for the run. The helper clones the packet
+    // and sends the clone out of the same device's egress (flags 0) before it returns, in a
+    // nested run of the device's tc programs that sees the flag.
+    unsafe {
+        *nested = 1;
+        bpf_clone_redirect(skb as *mut _, (*skb).ifindex, 0);
+        *nested = 0;
+    }
+    TC_ACT_UNSPEC
+}
+
+const IPPROTO_UDP: u8 = 17;
+/// `bpf_l4_csum_replace` flags: the replaced field is 2 bytes.
+const CSUM_FIELD_2: u64 = 2;
+/// `BPF_F_MARK_MANGLED_0`: a UDP checksum of 0 (none) stays 0, and a result of 0 is written as
+/// 0xffff.
+const CSUM_MANGLED_0: u64 = 0x20;
+
+#[inline(always)]
+fn corrupt_verdict(ctx: &TcContext, slot: u32) -> i32 {
+    corrupt(ctx, slot);
+    TC_ACT_UNSPEC
+}
+
+/// Changes one payload byte of a faulted TCP or UDP packet: the 16-bit word holding it is
+/// rewritten and the checksum updated (a no-op under checksum offload, where the device sums
+/// the new payload); with [`TC_FLAG_CSUM_WRONG`] the checksum field (or, under offload, the
+/// seed the device adds the payload to) is then flipped, so the checksum on the wire is wrong.
+#[inline(always)]
+fn corrupt(ctx: &TcContext, slot: u32) -> Option<()> {
+    let tc = targeted(ctx, slot)?;
+    let ip = ip_header(ctx)?;
+    let (payload, csum, mangled) = match ip.proto {
+        IPPROTO_TCP => {
+            let offset: u8 = ctx.load_net(ip.len as usize + 12).ok()?;
+            (ip.len + u32::from(offset >> 4) * 4, ip.len + 16, 0)
+        }
+        IPPROTO_UDP => (ip.len + 8, ip.len + 6, CSUM_MANGLED_0),
+        _ => return None,
+    };
+    let l2 = link_header_len(ctx)?;
+    let start = l2 + payload;
+    // SAFETY: the context pointer is valid; the verifier checks the field access.
+    let len = unsafe { (*ctx.skb.skb).len };
+    if len <= start {
+        return None;
+    }
+    let ev = packet_event(ctx, true).ok()?;
+    decide(slot, &ev)?;
+    let pos = rand() % (len - start);
+    // Payload offsets from the L4 header are even (its length is a multiple of 4): the word is
+    // a 16-bit word of the checksum.
+    let word = start + (pos & !1);
+    let old: u16 = ctx.load(word as usize).ok()?;
+    // The byte at `pos` is the word's low byte when `pos` is even (bpfel reads little-endian).
+    // Shifting a value, not indexing a stack array: older verifiers refuse the pointer
+    // arithmetic the index compiles to.
+    let shift = (pos & 1) * 8;
+    let new = old ^ (((rand() % 255 + 1) as u16) << shift);
+    let skb = ctx.skb.skb;
+    // SAFETY: `new` lives on the stack for the call; the helper copies 2 bytes into the packet
+    // after making that part writable, and checks the offset against its length.
+    let stored =
+        unsafe { bpf_skb_store_bytes(skb as *mut _, word, ptr::from_ref(&new).cast(), 2, 0) };
+    if stored != 0 {
+        return None;
+    }
+    // SAFETY: plain helper calls on the program's packet; they check the offsets.
+    unsafe {
+        bpf_l4_csum_replace(
+            skb as *mut _,
+            l2 + csum,
+            u64::from(old),
+            u64::from(new),
+            CSUM_FIELD_2 | mangled,
+        )
+    };
+    if tc.flags & TC_FLAG_CSUM_WRONG != 0 {
+        let field: u16 = ctx.load((l2 + csum) as usize).ok()?;
+        // Never 0: that is "no checksum" for UDP over IPv4.
+        let wrong = if field ^ 0x0100 == 0 {
+            field ^ 0x0200
+        } else {
+            field ^ 0x0100
+        };
+        // SAFETY: as above.
+        unsafe {
+            bpf_skb_store_bytes(skb as *mut _, l2 + csum, ptr::from_ref(&wrong).cast(), 2, 0)
+        };
+    }
+    Some(())
+}
+
+/// Generates the tc programs of every slot. Names stay within the kernel's 15 characters.
 macro_rules! slot_programs {
     ($($slot:literal)*) => { pastey::paste! { $(
         #[classifier]
@@ -380,6 +521,10 @@ macro_rules! slot_programs {
         pub fn [<loss_eg_ $slot>](ctx: TcContext) -> i32 { loss_verdict(&ctx, $slot) }
         #[classifier]
         pub fn [<http_eg_ $slot>](ctx: TcContext) -> i32 { http_verdict(&ctx, $slot) }
+        #[classifier]
+        pub fn [<dup_eg_ $slot>](ctx: TcContext) -> i32 { duplicate_verdict(&ctx, $slot) }
+        #[classifier]
+        pub fn [<cor_eg_ $slot>](ctx: TcContext) -> i32 { corrupt_verdict(&ctx, $slot) }
     )* } };
 }
 

@@ -1,6 +1,6 @@
 //! Debian packages the commands need, installed with apt when missing (one `apt-get update`
 //! first; waits for another apt's lock): QEMU and friends for the VM tier, Prometheus,
-//! Alertmanager, Chromium, ping, nginx and curl for the tests and the demo.
+//! Alertmanager, Chromium, ping, nginx, curl and ethtool for the tests and the demo.
 
 use std::process::Command;
 

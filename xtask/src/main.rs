@@ -92,6 +92,7 @@ const TEST_PACKAGES: &[&str] = &[
     "iputils-ping",
     "nginx",
     "curl",
+    "ethtool",
 ];
 
 fn test() -> anyhow::Result<()> {

@@ -344,6 +344,14 @@ impl ChaosConfig {
                 l.packet_loss.impact_threshold,
                 "experiments.packet_loss.impact_threshold",
             ),
+            ExperimentType::PacketDuplication => (
+                l.packet_duplication.impact_threshold,
+                "experiments.packet_duplication.impact_threshold",
+            ),
+            ExperimentType::PacketCorruption => (
+                l.packet_corruption.impact_threshold,
+                "experiments.packet_corruption.impact_threshold",
+            ),
         }
     }
 
@@ -491,6 +499,14 @@ impl ChaosConfig {
                 "experiments.api_error_injection.enabled",
             ),
             ExperimentType::SyscallError => (&l.syscall_error, "experiments.syscall_error.enabled"),
+            ExperimentType::PacketDuplication => (
+                &l.packet_duplication,
+                "experiments.packet_duplication.enabled",
+            ),
+            ExperimentType::PacketCorruption => (
+                &l.packet_corruption,
+                "experiments.packet_corruption.enabled",
+            ),
             _ => (&l.packet_loss, "experiments.packet_loss.enabled"),
         }
     }

@@ -1,14 +1,14 @@
 //! The `fault` of an experiment: the [`Fault`] of every type, and the settings of packet loss
 //! (direction, how egress drops look) and socket errors (errno, which calls), with the per-type
 //! defaults and checks, and the checks every `fault.calls` list shares. The other types'
-//! settings live in `latency`, `syscall`, `host` and `http` (api_error_injection's HTTP
-//! errors).
+//! settings live in `latency`, `syscall`, `host`, `http` (api_error_injection's HTTP
+//! errors) and `packet` (duplication and corruption).
 
 use serde::Deserialize;
 
 use super::{
-    ApiError, Errno, ExperimentType, NetFilter, NetworkLatency, PodDeletion, ResourceExhaustion,
-    SyscallError,
+    ApiError, Errno, ExperimentType, NetFilter, NetworkLatency, PacketCorruption, PodDeletion,
+    ResourceExhaustion, SyscallError,
 };
 use crate::error::{ModelError, invalid};
 
@@ -17,6 +17,10 @@ use crate::error::{ModelError, invalid};
 pub enum Fault {
     /// `type: packet_loss`.
     PacketLoss(PacketLoss),
+    /// `type: packet_duplication` (no settings).
+    PacketDuplication,
+    /// `type: packet_corruption`.
+    PacketCorruption(PacketCorruption),
     /// `type: dependency_failure`.
     DependencyFailure(SocketError),
     /// `type: api_error_injection`: L4 socket errors, or HTTP error responses.
@@ -36,6 +40,8 @@ impl Fault {
     pub fn kind(&self) -> ExperimentType {
         match self {
             Self::PacketLoss(_) => ExperimentType::PacketLoss,
+            Self::PacketDuplication => ExperimentType::PacketDuplication,
+            Self::PacketCorruption(_) => ExperimentType::PacketCorruption,
             Self::DependencyFailure(_) => ExperimentType::DependencyFailure,
             Self::ApiErrorInjection(_) => ExperimentType::ApiErrorInjection,
             Self::NetworkLatency(_) => ExperimentType::NetworkLatency,

@@ -68,8 +68,9 @@ impl Ramp {
             return Err(invalid(
                 "ramp",
                 "a ramp",
-                "a ramp only for packet_loss, dependency_failure, api_error_injection, \
-                 syscall_error (intensity steps) and network_latency (delay steps)",
+                "a ramp only for packet_loss, packet_duplication, packet_corruption, \
+                 dependency_failure, api_error_injection, syscall_error (intensity steps) and \
+                 network_latency (delay steps)",
             ));
         }
         check_duration_ms(

@@ -16,10 +16,11 @@ use serde::de::{Deserializer, Visitor};
 use super::fault::CallName;
 use super::filter::PORTS_ALLOWED;
 use super::{
-    ApiError, DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment,
-    ExperimentGuards, ExperimentType, Fault, HttpError, HttpStatus, MAX_CIDRS, MAX_LATENCY,
-    NetFilter, NetworkLatency, PacketLoss, PodDeletion, PortRange, Protocol, Ramp,
-    ResourceExhaustion, SocketError, SyscallError, Target, TargetKind, no_filter_error,
+    ApiError, CorruptChecksum, DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno,
+    Experiment, ExperimentGuards, ExperimentType, Fault, HttpError, HttpStatus, MAX_CIDRS,
+    MAX_LATENCY, NetFilter, NetworkLatency, PacketCorruption, PacketLoss, PodDeletion, PortRange,
+    Protocol, Ramp, ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
+    no_filter_error,
 };
 use crate::error::{ModelError, deserialize_duration, invalid};
 
@@ -151,6 +152,7 @@ impl RawTarget {
 struct RawFault {
     direction: Option<Direction>,
     egress_drop: Option<EgressDrop>,
+    checksum: Option<CorruptChecksum>,
     errno: Option<ScalarText>,
     calls: Option<Vec<String>>,
     error_types: Option<Vec<ScalarText>>,
@@ -173,6 +175,7 @@ impl RawFault {
         let present = [
             ("direction", self.direction.is_some()),
             ("egress_drop", self.egress_drop.is_some()),
+            ("checksum", self.checksum.is_some()),
             ("errno", self.errno.is_some()),
             ("calls", self.calls.is_some()),
             ("error_types", self.error_types.is_some()),
@@ -197,6 +200,10 @@ impl RawFault {
             ExperimentType::PacketLoss => Fault::PacketLoss(PacketLoss {
                 direction: self.direction.unwrap_or_default(),
                 egress_drop: self.egress_drop.unwrap_or_default(),
+            }),
+            ExperimentType::PacketDuplication => Fault::PacketDuplication,
+            ExperimentType::PacketCorruption => Fault::PacketCorruption(PacketCorruption {
+                checksum: self.checksum.unwrap_or_default(),
             }),
             ExperimentType::DependencyFailure => {
                 let defaults = SocketError::defaults(kind);
@@ -249,6 +256,8 @@ impl RawFault {
 fn fault_keys(kind: ExperimentType) -> &'static [&'static str] {
     match kind {
         ExperimentType::PacketLoss => &["direction", "egress_drop"],
+        ExperimentType::PacketDuplication => &[],
+        ExperimentType::PacketCorruption => &["checksum"],
         ExperimentType::DependencyFailure => &["errno", "calls"],
         ExperimentType::ApiErrorInjection => &["errno", "calls", "error_types", "server_ports"],
         ExperimentType::NetworkLatency => &["latency", "jitter", "distribution", "interface"],

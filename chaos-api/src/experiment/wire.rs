@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use super::raw::{build_api_error, build_filter, parse_calls, unknown_key};
 use super::{
-    ApiError, DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno, Experiment,
-    ExperimentGuards, ExperimentType, Fault, NetFilter, NetworkLatency, PacketLoss, PodDeletion,
-    Protocol, Ramp, RampSteps, ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
+    ApiError, CorruptChecksum, DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno,
+    Experiment, ExperimentGuards, ExperimentType, Fault, NetFilter, NetworkLatency,
+    PacketCorruption, PacketLoss, PodDeletion, Protocol, Ramp, RampSteps, ResourceExhaustion,
+    SocketError, SyscallError, Target, TargetKind,
 };
 use crate::config::SloDefinition;
 use crate::error::{ModelError, invalid};
@@ -31,6 +32,12 @@ impl Experiment {
                 direction: loss.direction.as_str().to_owned(),
                 egress_drop: loss.egress_drop.as_str().to_owned(),
             }),
+            Fault::PacketDuplication => FaultKind::PacketDuplication(proto::PacketDuplication {}),
+            Fault::PacketCorruption(corruption) => {
+                FaultKind::PacketCorruption(proto::PacketCorruption {
+                    checksum: corruption.checksum.as_str().to_owned(),
+                })
+            }
             Fault::DependencyFailure(error) => FaultKind::DependencyFailure(socket(error)),
             Fault::ApiErrorInjection(ApiError::Socket(error)) => {
                 FaultKind::ApiErrorInjection(socket(error))
@@ -129,8 +136,9 @@ impl Experiment {
             return Err(invalid(
                 "type",
                 "no type",
-                "packet_loss, dependency_failure, api_error_injection, network_latency, \
-                 syscall_error, pod_deletion or resource_exhaustion",
+                "packet_loss, packet_duplication, packet_corruption, dependency_failure, \
+                 api_error_injection, network_latency, syscall_error, pod_deletion or \
+                 resource_exhaustion",
             ));
         };
         let mut fault = fault_from_proto(fault)?;
@@ -229,6 +237,18 @@ fn fault_from_proto(fault: &FaultKind) -> Result<Fault, ModelError> {
                     text,
                     EgressDrop::ALL,
                     EgressDrop::as_str,
+                )?,
+            },
+        }),
+        FaultKind::PacketDuplication(proto::PacketDuplication {}) => Fault::PacketDuplication,
+        FaultKind::PacketCorruption(corruption) => Fault::PacketCorruption(PacketCorruption {
+            checksum: match corruption.checksum.as_str() {
+                "" => CorruptChecksum::default(),
+                text => keyword(
+                    "fault.checksum",
+                    text,
+                    CorruptChecksum::ALL,
+                    CorruptChecksum::as_str,
                 )?,
             },
         }),

@@ -56,7 +56,7 @@ pub fn examples() -> Vec<(String, String)> {
         .collect();
     examples.sort();
     assert!(
-        examples.len() >= 7,
+        examples.len() >= chaos_api::experiment::ExperimentType::ALL.len(),
         "expected one example per type, found {}",
         examples.len()
     );

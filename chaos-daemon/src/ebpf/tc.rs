@@ -21,11 +21,21 @@ pub enum TcProgram {
     Loss,
     /// HTTP error responses (status rewrite, or a blackholed connection).
     Http,
+    /// Packet duplication (a clone sent on the same device).
+    Duplicate,
+    /// Packet corruption (one payload byte changed).
+    Corrupt,
 }
 
 impl TcProgram {
     /// Every tc program.
-    pub const ALL: [TcProgram; 3] = [TcProgram::Delay, TcProgram::Loss, TcProgram::Http];
+    pub const ALL: [TcProgram; 5] = [
+        TcProgram::Delay,
+        TcProgram::Loss,
+        TcProgram::Http,
+        TcProgram::Duplicate,
+        TcProgram::Corrupt,
+    ];
 
     /// Name of this program's copy for `slot`.
     pub fn name(self, slot: u32) -> String {
@@ -33,6 +43,8 @@ impl TcProgram {
             Self::Delay => format!("lat_eg_{slot}"),
             Self::Loss => format!("loss_eg_{slot}"),
             Self::Http => format!("http_eg_{slot}"),
+            Self::Duplicate => format!("dup_eg_{slot}"),
+            Self::Corrupt => format!("cor_eg_{slot}"),
         }
     }
 }

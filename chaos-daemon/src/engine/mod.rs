@@ -344,6 +344,8 @@ impl Engine {
                         TcProgram::Http => "HTTP status rewrite",
                         TcProgram::Loss => "silent loss",
                         TcProgram::Delay => "delay",
+                        TcProgram::Duplicate => "duplication",
+                        TcProgram::Corrupt => "corruption",
                     };
                     programs.push(format!("tc egress ({what}) on {}", devices.join(", ")));
                     if needs_clsact() {

@@ -15,7 +15,7 @@ pub mod latency;
 pub mod syscall;
 
 use chaos_api::experiment::{
-    ApiError, CallName as _, Direction, EgressDrop, Experiment, Fault, SocketCall,
+    ApiError, CallName as _, CorruptChecksum, Direction, EgressDrop, Experiment, Fault, SocketCall,
 };
 use std::time::Duration;
 
@@ -38,8 +38,9 @@ pub struct KernelPlan {
     /// A latency fault's device-side parameters (its program is not a cgroup hook).
     pub latency: Option<LatencyPlan>,
     /// A program on the egress of every device of the target's namespace: the silent egress
-    /// drop (the `cgroup_skb` egress drop is reported back to the sender), or an
-    /// api_error_injection's HTTP errors (`fault.error_types`).
+    /// drop (the `cgroup_skb` egress drop is reported back to the sender), an
+    /// api_error_injection's HTTP errors (`fault.error_types`), the duplication or the
+    /// corruption.
     pub egress: Option<EgressPlan>,
 }
 
@@ -83,6 +84,25 @@ pub fn kernel_plan(experiment: &Experiment, max_faults: u64) -> Option<KernelPla
                     EgressDrop::Visible => plan.hooks.push(Hook::SkbEgress),
                 }
             }
+        }
+        Fault::PacketDuplication => {
+            plan.egress = Some(EgressPlan {
+                program: TcProgram::Duplicate,
+                config: TcConfig::default(),
+            });
+        }
+        Fault::PacketCorruption(corruption) => {
+            plan.egress = Some(EgressPlan {
+                program: TcProgram::Corrupt,
+                config: TcConfig {
+                    flags: if corruption.checksum == CorruptChecksum::Wrong {
+                        chaos_common::TC_FLAG_CSUM_WRONG
+                    } else {
+                        0
+                    },
+                    ..TcConfig::default()
+                },
+            });
         }
         Fault::DependencyFailure(error) | Fault::ApiErrorInjection(ApiError::Socket(error)) => {
             plan.config.errno = error.errno.number();
@@ -137,8 +157,8 @@ mod tests {
     use std::time::Duration;
 
     use chaos_api::experiment::{
-        Errno, HttpError, HttpStatus, NetFilter, PacketLoss, PortRange, SocketError, Target,
-        TargetKind,
+        Errno, HttpError, HttpStatus, NetFilter, PacketCorruption, PacketLoss, PortRange, Protocol,
+        SocketError, Target, TargetKind,
     };
 
     use super::*;
@@ -197,6 +217,52 @@ mod tests {
         .unwrap();
         assert_eq!(plan.hooks, vec![Hook::SkbIngress]);
         assert_eq!(plan.egress, None);
+    }
+
+    #[test]
+    fn duplication_and_corruption_plans_are_their_tc_programs() {
+        let mut duplication = experiment(Fault::PacketDuplication);
+        duplication.filter.protocol = Protocol::Udp;
+        let plan = kernel_plan(&duplication, 11).unwrap();
+        assert_eq!(
+            plan.egress,
+            Some(EgressPlan {
+                program: TcProgram::Duplicate,
+                config: TcConfig::default(),
+            })
+        );
+        assert!(
+            plan.hooks.is_empty() && plan.lsm_hooks.is_empty() && plan.latency.is_none(),
+            "{plan:?}"
+        );
+        assert_eq!(plan.config.max_faults, 11);
+        assert_eq!(plan.config.threshold, probability_threshold(0.3));
+        assert_eq!(plan.config.armed, 0, "a plan is never armed");
+        // The filter reaches the slot as for any network fault.
+        assert_eq!(plan.config.protocol, chaos_common::PROTO_UDP);
+        for (checksum, flags) in [
+            (CorruptChecksum::Wrong, chaos_common::TC_FLAG_CSUM_WRONG),
+            (CorruptChecksum::Fixed, 0),
+        ] {
+            let corruption = Fault::PacketCorruption(PacketCorruption { checksum });
+            let plan = kernel_plan(&experiment(corruption), u64::MAX).unwrap();
+            assert_eq!(
+                plan.egress,
+                Some(EgressPlan {
+                    program: TcProgram::Corrupt,
+                    config: TcConfig {
+                        flags,
+                        ..TcConfig::default()
+                    },
+                }),
+                "{checksum:?}"
+            );
+            assert!(
+                plan.hooks.is_empty() && plan.lsm_hooks.is_empty(),
+                "{plan:?}"
+            );
+        }
+        assert_ne!(chaos_common::TC_FLAG_CSUM_WRONG, 0);
     }
 
     #[test]

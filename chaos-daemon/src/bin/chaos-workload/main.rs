@@ -22,6 +22,7 @@ mod echo;
 mod files;
 mod http;
 mod sockopt;
+mod verify;
 
 #[derive(Parser)]
 #[command(about = "Traffic generator for observing chaos-ebpf faults")]
@@ -47,6 +48,10 @@ enum Mode {
         to: SocketAddr,
         #[arg(long)]
         count: u64,
+        /// Bytes per datagram: 8 is the bare big-endian sequence number; 16 or more add its
+        /// complement and a pattern derived from it, which `udp-check` verifies byte by byte.
+        #[arg(long, default_value_t = 8)]
+        size: usize,
         /// Set IP_RECVERR (IPV6_RECVERR) first, so that a local drop the kernel reports as
         /// ENOBUFS fails the send instead of passing unseen.
         #[arg(long)]
@@ -66,6 +71,22 @@ enum Mode {
     UdpRecv {
         #[arg(long, default_value = "127.0.0.1:0")]
         bind: SocketAddr,
+        #[arg(long, default_value_t = 500)]
+        idle_ms: u64,
+        #[arg(long, default_value_t = 60_000)]
+        timeout_ms: u64,
+    },
+    /// Receive and verify the datagrams of `udp-send --count EXPECT --size SIZE`; print
+    /// `ready PORT` once bound, then after IDLE_MS without traffic (or TIMEOUT_MS in all)
+    /// `received= unique= missing= duplicates= corrupted= corrupted_bytes_min=
+    /// corrupted_bytes_max= wrong_size=` (see verify.rs).
+    UdpCheck {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: SocketAddr,
+        #[arg(long)]
+        expect: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
         #[arg(long, default_value_t = 500)]
         idle_ms: u64,
         #[arg(long, default_value_t = 60_000)]
@@ -199,7 +220,18 @@ fn main() -> anyhow::Result<()> {
                 .exec();
             bail!("exec {:?}: {error}", command[0]);
         }
-        Mode::UdpSend { to, count, recverr } => {
+        Mode::UdpSend {
+            to,
+            count,
+            size,
+            recverr,
+        } => {
+            if size != 8 && size < verify::CHECKED_SIZE {
+                bail!(
+                    "--size {size}: 8 (the bare number) or at least {}",
+                    verify::CHECKED_SIZE
+                );
+            }
             let bind: SocketAddr = if to.is_ipv4() {
                 "0.0.0.0:0".parse()?
             } else {
@@ -210,7 +242,8 @@ fn main() -> anyhow::Result<()> {
                 sockopt::recv_errors(&sock)?;
             }
             for seq in 0..count {
-                tally.timed(|| sock.send_to(&seq.to_be_bytes(), to).map(drop));
+                let data = verify::payload(seq, size);
+                tally.timed(|| sock.send_to(&data, to).map(drop));
             }
         }
         Mode::Spin { threads, ms } => {
@@ -282,6 +315,21 @@ fn main() -> anyhow::Result<()> {
             }
             println!("received={received}");
             return Ok(());
+        }
+        Mode::UdpCheck {
+            bind,
+            expect,
+            size,
+            idle_ms,
+            timeout_ms,
+        } => {
+            return verify::udp_check(&verify::Check {
+                bind,
+                expect,
+                size,
+                idle: Duration::from_millis(idle_ms),
+                timeout: Duration::from_millis(timeout_ms),
+            });
         }
         Mode::Connect { to, count } => {
             for _ in 0..count {
