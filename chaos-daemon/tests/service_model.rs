@@ -150,7 +150,7 @@ fn every_answer_names_the_users_experiment_types() {
     daemon.ctl_ok(&["emergency-stop"]);
     daemon.none_listed(Duration::from_secs(10));
     for cg in &cgs {
-        assert_eq!(cg.attached(), 0);
+        cg.released();
     }
 }
 
@@ -482,7 +482,7 @@ fn stop_and_emergency_stop_report_their_disarm_times_and_the_recorder_finishes()
     assert_eq!(rep["status"]["state"], "emergency_stopped", "{rep}");
     assert_eq!(rep["status"]["counters"]["injected"], 20, "{rep}");
     for cg in &cgs {
-        assert_eq!(cg.attached(), 0);
+        cg.released();
     }
 }
 

@@ -141,6 +141,17 @@ impl TestCgroup {
     pub fn attached(&self) -> usize {
         attached_count(&self.path)
     }
+
+    /// Waits until nothing is attached to this cgroup: after an emergency stop, which answers
+    /// once every fault is disarmed, the detaching follows (a tc fault's tcx links wait for an
+    /// RCU grace period each).
+    pub fn released(&self) {
+        eventually(
+            &format!("{} released", self.path.display()),
+            Duration::from_secs(10),
+            || (self.attached() == 0).then_some(()),
+        );
+    }
 }
 
 /// Programs attached directly to `path`, over every hook we use.
