@@ -289,30 +289,13 @@ fn main() -> anyhow::Result<()> {
             idle_ms,
             timeout_ms,
         } => {
-            let sock = UdpSocket::bind(bind)?;
-            sockopt::raise_rcvbuf(&sock)?;
-            println!("ready {}", sock.local_addr()?.port());
-            io::stdout().flush()?;
-            sock.set_read_timeout(Some(Duration::from_millis(idle_ms)))?;
-            let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-            let mut buf = [0u8; 2048];
             let mut received = 0u64;
-            while Instant::now() < deadline {
-                match sock.recv(&mut buf) {
-                    Ok(_) => received += 1,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        if received > 0 {
-                            break;
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            verify::receive(
+                bind,
+                Duration::from_millis(idle_ms),
+                Duration::from_millis(timeout_ms),
+                |_| received += 1,
+            )?;
             println!("received={received}");
             return Ok(());
         }

@@ -89,34 +89,12 @@ pub struct Check {
 /// the payload of the recovered number; the datagram's length when none is recoverable) and
 /// `wrong_size`.
 pub fn udp_check(c: &Check) -> anyhow::Result<()> {
-    let sock = UdpSocket::bind(c.bind)?;
-    sockopt::raise_rcvbuf(&sock)?;
-    println!("ready {}", sock.local_addr()?.port());
-    io::stdout().flush()?;
-    sock.set_read_timeout(Some(c.idle))?;
-    let deadline = Instant::now() + c.timeout;
-    let mut buf = vec![0u8; 65_536];
     let mut seen = HashSet::with_capacity(c.expect as usize);
     let (mut received, mut duplicates, mut corrupted, mut wrong_size) = (0u64, 0u64, 0u64, 0u64);
     let (mut bytes_min, mut bytes_max) = (usize::MAX, 0usize);
-    while Instant::now() < deadline {
-        let n = match sock.recv(&mut buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if received > 0 {
-                    break;
-                }
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
+    receive(c.bind, c.idle, c.timeout, |data| {
         received += 1;
-        let data = &buf[..n];
+        let n = data.len();
         let (seq, bytes) = classify(data);
         let seq = seq.filter(|&s| s < c.expect);
         let size_ok = n == c.size;
@@ -134,7 +112,7 @@ pub fn udp_check(c: &Check) -> anyhow::Result<()> {
         {
             duplicates += 1;
         }
-    }
+    })?;
     let unique = seen.len() as u64;
     println!(
         "received={received} unique={unique} missing={} duplicates={duplicates} \
@@ -143,6 +121,45 @@ pub fn udp_check(c: &Check) -> anyhow::Result<()> {
         c.expect - unique,
         if corrupted == 0 { 0 } else { bytes_min },
     );
+    Ok(())
+}
+
+/// Binds a UDP receiver on `bind` (with a large buffer, so that it loses nothing itself),
+/// prints `ready PORT`, and hands each datagram to `on` until `idle` passes without one after
+/// the first (or `timeout` in all).
+pub fn receive(
+    bind: SocketAddr,
+    idle: Duration,
+    timeout: Duration,
+    mut on: impl FnMut(&[u8]),
+) -> anyhow::Result<()> {
+    let sock = UdpSocket::bind(bind)?;
+    sockopt::raise_rcvbuf(&sock)?;
+    println!("ready {}", sock.local_addr()?.port());
+    io::stdout().flush()?;
+    sock.set_read_timeout(Some(idle))?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65_536];
+    let mut any = false;
+    while Instant::now() < deadline {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                any = true;
+                on(&buf[..n]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if any {
+                    break;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(())
 }
 
