@@ -21,9 +21,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::{ModelError, check_cost, check_range, check_ratio, invalid, parse_yaml};
+use crate::experiment::{MAX_RATE_BPS, MIN_RATE_BPS, Rate};
 pub use admit::{Admission, Price, Refusal, wildcard_match};
 pub use experiment_types::{
     ApiErrorInjectionParameters, ApiErrorInjectionType, ErrorType, ExperimentTypes,
@@ -221,6 +222,8 @@ impl Budget {
 pub struct ExperimentLimits {
     /// Limits of network latency experiments.
     pub network_latency: NetworkLatencyLimits,
+    /// Limits of bandwidth limit experiments.
+    pub bandwidth_limit: BandwidthLimitLimits,
     /// Limits of pod (container) kill experiments.
     pub pod_deletion: PodDeletionLimits,
     /// Limits of CPU/memory pressure experiments.
@@ -256,6 +259,7 @@ impl ExperimentLimits {
             "experiments.network_latency.impact_threshold",
             latency.impact_threshold,
         )?;
+        self.bandwidth_limit.validate()?;
         let pods = &self.pod_deletion;
         check_range(
             "experiments.pod_deletion.max_pods_deleted",
@@ -321,6 +325,71 @@ impl Default for NetworkLatencyLimits {
             impact_threshold: 0.3,
         }
     }
+}
+
+/// `experiments.bandwidth_limit`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub struct BandwidthLimitLimits {
+    /// Whether bandwidth limit experiments may run. Default: true.
+    pub enabled: bool,
+    /// Lowest `fault.rate` an experiment may hold the target to, written as a rate (`100kbit`,
+    /// see [`Rate`]); 8kbit to 100gbit. Default: 100kbit.
+    #[serde(deserialize_with = "deserialize_min_rate")]
+    pub min_rate: Rate,
+    /// Cost of one fault, a packet the limiter delays or drops; at least 0. Default: unset,
+    /// meaning `budget.cost_per_request`.
+    pub cost_per_fault: Option<f64>,
+    /// Impact score (0 to 1) above which the experiment is rolled back. Default: 0.5.
+    pub impact_threshold: f64,
+}
+
+const MIN_RATE_KEY: &str = "experiments.bandwidth_limit.min_rate";
+
+impl Default for BandwidthLimitLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_rate: Rate::from_bps(100_000),
+            cost_per_fault: None,
+            impact_threshold: 0.5,
+        }
+    }
+}
+
+impl BandwidthLimitLimits {
+    fn validate(&self) -> Result<(), ModelError> {
+        if !(MIN_RATE_BPS..=MAX_RATE_BPS).contains(&self.min_rate.bits_per_sec) {
+            return Err(invalid(
+                MIN_RATE_KEY,
+                self.min_rate,
+                format!(
+                    "{} to {}",
+                    Rate::from_bps(MIN_RATE_BPS),
+                    Rate::from_bps(MAX_RATE_BPS)
+                ),
+            ));
+        }
+        if let Some(cost) = self.cost_per_fault {
+            check_cost("experiments.bandwidth_limit.cost_per_fault", cost)?;
+        }
+        check_ratio(
+            "experiments.bandwidth_limit.impact_threshold",
+            self.impact_threshold,
+        )
+    }
+}
+
+/// `experiments.bandwidth_limit.min_rate`: a rate as written (`100kbit`); the failure of
+/// [`Rate::parse`] without its path, which the reader adds.
+fn deserialize_min_rate<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Rate, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Rate::parse(MIN_RATE_KEY, &text).map_err(|error| match error {
+        ModelError::Invalid { value, allowed, .. } => {
+            serde::de::Error::custom(format_args!("{value} is not allowed; expected {allowed}"))
+        }
+        other => serde::de::Error::custom(other),
+    })
 }
 
 /// `experiments.pod_deletion`.

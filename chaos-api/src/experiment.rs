@@ -9,17 +9,19 @@
 //! a limit.
 //!
 //! This module owns [`Experiment`], its target and its checks ([`Experiment::validate`]).
-//! Private submodules own the rest: `fault`, `errno`, `latency`, `syscall`, `host`, `http`,
-//! `packet` (duplication and corruption) and `filter` (their types are re-exported here), `raw`, the document as written and its
-//! conversion into the model (exactly one target, the `fault` keys allowed for the `type`, the
-//! per-type `intensity` default, ports and networks), and `wire`, the conversion to and from the
-//! gRPC message. The daemon checks only what needs the node: the target's existence, its
+//! Private submodules own the rest: `fault`, `errno`, `latency`, `bandwidth`, `syscall`,
+//! `host`, `http`, `packet` (duplication and corruption) and `filter` (their types are
+//! re-exported here), `raw`, the document as written and its conversion into the model (exactly
+//! one target, the `fault` keys allowed for the `type`, the per-type `intensity` default, ports
+//! and networks), and `wire`, the conversion to and from the gRPC message. The daemon checks only what needs the node: the target's existence, its
 //! kernel's capabilities and its config's limits.
 //!
-//! `intensity` is required, except for `network_latency` (every packet is delayed) and the host
-//! faults (`pod_deletion`, `resource_exhaustion`), where it defaults to 1: a pod deletion kills
-//! at every check with that probability, and a resource exhaustion must have 1 (the pressure
-//! applies to the whole cgroup). The host faults and `syscall_error` take no `filter`.
+//! `intensity` is required, except for `network_latency` (every packet is delayed),
+//! `bandwidth_limit` and the host faults (`pod_deletion`, `resource_exhaustion`), where it
+//! defaults to 1: a pod deletion kills at every check with that probability, and a bandwidth
+//! limit and a resource exhaustion must have 1 (every packet is held to the rate; the pressure
+//! applies to the whole cgroup). The host faults and `syscall_error` take no `filter`; the host
+//! faults and `bandwidth_limit` take no `ramp`.
 //!
 //! ```yaml
 //! name: checkout-db-refused
@@ -33,6 +35,7 @@
 //!   ports: "5432"
 //! ```
 
+mod bandwidth;
 mod errno;
 mod fault;
 mod filter;
@@ -54,6 +57,7 @@ use serde::Deserialize;
 
 use crate::error::{ModelError, check_cost, check_duration_ms, check_ratio, invalid, parse_yaml};
 
+pub use bandwidth::{BandwidthLimit, Bytes, MAX_BURST_BYTES, MAX_RATE_BPS, MIN_RATE_BPS, Rate};
 pub use errno::{Errno, MAX_ERRNO};
 pub use fault::{CallName, Direction, EgressDrop, Fault, PacketLoss, SocketCall, SocketError};
 pub use filter::{NetFilter, PortRange, Protocol};
@@ -90,8 +94,9 @@ pub struct Experiment {
     /// milliseconds. Default: [`DEFAULT_DURATION`] (1 minute).
     pub duration: Duration,
     /// Probability (0 to 1) that a matching packet or call is faulted; for a pod deletion, that
-    /// a due kill happens; exactly 1 for a resource exhaustion. Default 1 for the host faults
-    /// and network_latency ([`ExperimentType::default_intensity`]), required for the others.
+    /// a due kill happens; exactly 1 for a resource exhaustion and a bandwidth limit. Default 1
+    /// for the host faults, network_latency and bandwidth_limit
+    /// ([`ExperimentType::default_intensity`]), required for the others.
     pub intensity: f64,
     /// Money budget of this experiment; at least 0. Unset: the config's `max_experiment_cost`.
     pub budget: Option<f64>,
@@ -158,6 +163,18 @@ impl Experiment {
             Fault::DependencyFailure(error) => error.validate(&self.filter),
             Fault::ApiErrorInjection(error) => error.validate(&self.filter),
             Fault::NetworkLatency(latency) => latency.validate(),
+            Fault::BandwidthLimit(limit) => limit.validate().and_then(|()| {
+                if self.intensity == 1.0 {
+                    Ok(())
+                } else {
+                    Err(invalid(
+                        "intensity",
+                        self.intensity,
+                        "1 or omitted: bandwidth_limit holds every matching egress packet to \
+                         the rate (the rate is its severity)",
+                    ))
+                }
+            }),
             Fault::SyscallError(error) => error.validate(),
             Fault::PodDeletion(deletion) => deletion.validate(),
             Fault::ResourceExhaustion(pressure) => pressure.validate(self.intensity),
@@ -215,6 +232,8 @@ pub enum ExperimentType {
     ApiErrorInjection,
     /// `network_latency`: delay the target's egress packets on a device.
     NetworkLatency,
+    /// `bandwidth_limit`: hold the target's egress packets on a device to a rate.
+    BandwidthLimit,
     /// `syscall_error`: fail the target's file and process calls, by default `open()` with
     /// `EIO`.
     SyscallError,
@@ -227,13 +246,14 @@ pub enum ExperimentType {
 
 impl ExperimentType {
     /// Every type, in the order help texts list them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::PacketLoss,
         Self::PacketDuplication,
         Self::PacketCorruption,
         Self::DependencyFailure,
         Self::ApiErrorInjection,
         Self::NetworkLatency,
+        Self::BandwidthLimit,
         Self::SyscallError,
         Self::PodDeletion,
         Self::ResourceExhaustion,
@@ -248,6 +268,7 @@ impl ExperimentType {
             Self::DependencyFailure => "dependency_failure",
             Self::ApiErrorInjection => "api_error_injection",
             Self::NetworkLatency => "network_latency",
+            Self::BandwidthLimit => "bandwidth_limit",
             Self::SyscallError => "syscall_error",
             Self::PodDeletion => "pod_deletion",
             Self::ResourceExhaustion => "resource_exhaustion",
@@ -260,11 +281,23 @@ impl ExperimentType {
         matches!(self, Self::PodDeletion | Self::ResourceExhaustion)
     }
 
-    /// The `intensity` of an experiment that gives none: 1 for the host faults and for
-    /// network_latency (every packet is delayed); the types that drop or fail something must
-    /// say how much.
+    /// The `intensity` of an experiment that gives none: 1 for the host faults, for
+    /// network_latency (every packet is delayed) and for bandwidth_limit (every packet is
+    /// held to the rate); the types that drop or fail something must say how much.
     pub fn default_intensity(self) -> Option<f64> {
-        (self.is_host() || self == Self::NetworkLatency).then_some(1.0)
+        (self.is_host() || matches!(self, Self::NetworkLatency | Self::BandwidthLimit))
+            .then_some(1.0)
+    }
+
+    /// Whether the type takes a `ramp`: not the host faults and not bandwidth_limit (its
+    /// rate is its severity).
+    pub fn takes_ramp(self) -> bool {
+        !self.is_host() && self != Self::BandwidthLimit
+    }
+
+    /// Whether a ramp's steps are intensities (network_latency's are delays).
+    pub fn ramps_intensity(self) -> bool {
+        self.takes_ramp() && self != Self::NetworkLatency
     }
 
     /// The type named `name` ([`ExperimentType::as_str`]).
@@ -285,7 +318,7 @@ fn intensity_missing(kind: ExperimentType) -> ModelError {
         message: format!(
             "required field is missing: {kind} needs the probability (0 to 1) that a matching \
              packet or call is faulted, e.g. 0.1 (it defaults to 1 only for network_latency, \
-             pod_deletion and resource_exhaustion)"
+             bandwidth_limit, pod_deletion and resource_exhaustion)"
         ),
     }
 }

@@ -23,10 +23,11 @@ fn chaos_config(text: &str) -> ChaosConfig {
 fn experiment(kind: ExperimentType, extra: &str) -> Experiment {
     let fault = match kind {
         ExperimentType::NetworkLatency if !extra.contains("fault:") => "fault: {latency: 50ms}\n",
+        ExperimentType::BandwidthLimit if !extra.contains("fault:") => "fault: {rate: 1mbit}\n",
         _ => "",
     };
     let intensity = match kind {
-        ExperimentType::ResourceExhaustion => "",
+        ExperimentType::ResourceExhaustion | ExperimentType::BandwidthLimit => "",
         _ if extra.contains("intensity:") => "",
         _ => "intensity: 0.25\n",
     };
@@ -78,8 +79,9 @@ fn too_small(config: &ChaosConfig, experiment: &Experiment, names: &[&str]) -> S
     shown
 }
 
-const ALL_TYPES: [ExperimentType; 9] = [
+const ALL_TYPES: [ExperimentType; 10] = [
     ExperimentType::NetworkLatency,
+    ExperimentType::BandwidthLimit,
     ExperimentType::PodDeletion,
     ExperimentType::ResourceExhaustion,
     ExperimentType::PacketLoss,
@@ -145,6 +147,111 @@ fn example_admissions() {
     let latency = example("network-latency.yaml");
     assert_eq!(latency.price, Price::PerMinute(0.10));
     assert_eq!(latency.max_faults, u64::MAX);
+    // Per delayed or dropped packet: 50.0 at 0.001 buys 50000; max_faults 50000.
+    let bandwidth = example("bandwidth-limit.yaml");
+    assert_eq!(bandwidth.price, Price::PerFault(0.001));
+    assert_eq!(bandwidth.max_faults, 50_000);
+}
+
+#[test]
+fn bandwidth_min_rate() {
+    let limited = |rate: &str| {
+        experiment(
+            ExperimentType::BandwidthLimit,
+            &format!("fault: {{rate: {rate}}}\n"),
+        )
+    };
+    // The default: 100kbit.
+    let config = ChaosConfig::default();
+    let shown = refused_at(&config, &limited("99kbit"), "fault.rate", &["99kbit"]);
+    assert_eq!(
+        shown,
+        "fault.rate: 99kbit is not allowed; expected at least 100kbit \
+         (experiments.bandwidth_limit.min_rate)"
+    );
+    refused_at(
+        &config,
+        &limited("8kbit"),
+        "fault.rate",
+        &["8kbit", "at least 100kbit"],
+    );
+    admitted(&config, &limited("100kbit"));
+    admitted(&config, &limited("12.5kbps"));
+    admitted(&config, &limited("100gbit"));
+    // A lower floor admits down to it; a higher one refuses more, in the config's notation.
+    let low = chaos_config("experiments:\n  bandwidth_limit:\n    min_rate: 8kbit\n");
+    admitted(&low, &limited("8kbit"));
+    let high = chaos_config("experiments:\n  bandwidth_limit: {min_rate: 1.5mbps}\n");
+    refused_at(
+        &high,
+        &limited("10mbit"),
+        "fault.rate",
+        &[
+            "10mbit",
+            "at least 12mbit (experiments.bandwidth_limit.min_rate)",
+        ],
+    );
+    admitted(&high, &limited("12mbit"));
+    // min_rate belongs to bandwidth_limit only.
+    admitted(&high, &experiment(ExperimentType::PacketLoss, ""));
+}
+
+#[test]
+fn bandwidth_is_priced_per_fault() {
+    let limited = |extra: &str| experiment(ExperimentType::BandwidthLimit, extra);
+    // Unset cost_per_fault: budget.cost_per_request; 1.0 at 0.001 buys 1000.
+    let admission = admitted(&ChaosConfig::default(), &limited("budget: 1.0\n"));
+    assert_eq!(admission.price, Price::PerFault(0.001));
+    assert_eq!(admission.max_faults, 1000);
+    assert_eq!(
+        admission.price.spent(10, Duration::from_secs(600), 1.0),
+        0.01,
+        "per fault, not per minute"
+    );
+    let fallback = chaos_config("budget:\n  cost_per_request: 0.01\n");
+    assert_eq!(
+        admitted(&fallback, &limited("budget: 1.0\n")).max_faults,
+        100
+    );
+    // cost_per_fault prices it, and only it.
+    let config = chaos_config(
+        "budget:\n  cost_per_request: 0.01\nexperiments:\n  bandwidth_limit:\n    \
+         cost_per_fault: 0.25\n",
+    );
+    let admission = admitted(&config, &limited("budget: 1.0\nmax_faults: 3\n"));
+    assert_eq!(admission.price, Price::PerFault(0.25));
+    assert_eq!(admission.max_faults, 3);
+    assert_eq!(admitted(&config, &limited("budget: 1.0\n")).max_faults, 4);
+    assert_eq!(
+        admitted(
+            &config,
+            &experiment(ExperimentType::PacketLoss, "budget: 1.0\n")
+        )
+        .price,
+        Price::PerFault(0.01)
+    );
+    too_small(
+        &config,
+        &limited("budget: 0.2\n"),
+        &[
+            "0.2",
+            "one fault at 0.25",
+            "experiments.bandwidth_limit.cost_per_fault, else budget.cost_per_request",
+        ],
+    );
+    // Free faults: no cap from the budget.
+    let free = chaos_config("experiments:\n  bandwidth_limit: {cost_per_fault: 0}\n");
+    assert_eq!(admitted(&free, &limited("")).max_faults, u64::MAX);
+    // Its own impact threshold.
+    assert_eq!(
+        ChaosConfig::default().impact_threshold(ExperimentType::BandwidthLimit),
+        (0.5, "experiments.bandwidth_limit.impact_threshold")
+    );
+    let strict = chaos_config("experiments:\n  bandwidth_limit: {impact_threshold: 0.1}\n");
+    assert_eq!(
+        strict.impact_threshold(ExperimentType::BandwidthLimit),
+        (0.1, "experiments.bandwidth_limit.impact_threshold")
+    );
 }
 
 #[test]
@@ -645,6 +752,11 @@ fn bad_ramps_are_refused_offline_naming_the_field() {
         common::rejected_at(Experiment::from_yaml(&text), path);
     };
     bad("pod_deletion", "ramp: {steps: [0.5], hold: 10s}\n", "ramp");
+    bad(
+        "bandwidth_limit",
+        "fault: {rate: 1mbit}\nramp: {steps: preset, hold: 10s}\n",
+        "ramp",
+    );
     bad(
         "packet_loss",
         "ramp: {steps: [0.1, 1.5], hold: 10s}\n",

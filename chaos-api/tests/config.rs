@@ -636,3 +636,111 @@ fn syscall_error_limits_are_read() {
         "experiments.syscall_error.max_latency_ms",
     );
 }
+
+#[test]
+fn bandwidth_limit_limits_are_read() {
+    use chaos_api::config::BandwidthLimitLimits;
+    use chaos_api::experiment::Rate;
+
+    let default = BandwidthLimitLimits::default();
+    assert_eq!(parse(&seed()).experiments.bandwidth_limit, default);
+    assert!(default.enabled);
+    assert_eq!(default.min_rate, Rate::from_bps(100_000));
+    assert_eq!(
+        default.cost_per_fault, None,
+        "unset = budget.cost_per_request"
+    );
+    assert_eq!(default.impact_threshold, 0.5);
+    let limits = |body: &str| {
+        seed_with(
+            "  resource_exhaustion:\n",
+            &format!("  bandwidth_limit:\n{body}\n  resource_exhaustion:\n"),
+        )
+    };
+    let config = parse(&limits(
+        "    enabled: false\n    min_rate: 1.5mbit\n    cost_per_fault: 0.0001\n    impact_threshold: 0.4\n",
+    ));
+    let bandwidth = &config.experiments.bandwidth_limit;
+    assert!(!bandwidth.enabled);
+    assert_eq!(bandwidth.min_rate, Rate::from_bps(1_500_000));
+    assert_eq!(bandwidth.cost_per_fault, Some(0.0001));
+    assert_eq!(bandwidth.impact_threshold, 0.4);
+    // The rate is written as in an experiment (bytes per second too).
+    assert_eq!(
+        parse(&limits("    min_rate: 1kbps\n"))
+            .experiments
+            .bandwidth_limit
+            .min_rate,
+        Rate::from_bps(8_000)
+    );
+    // Not a rate: Rate::parse's message at the key.
+    for text in ["fast", "100", "''", "100 kb"] {
+        let error = assert_rejected_at(
+            &limits(&format!("    min_rate: {text}\n")),
+            "experiments.bandwidth_limit.min_rate",
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("expected a rate: a number and a unit, bit, kbit"),
+            "{text}: {error}"
+        );
+    }
+    // A rate outside what an experiment may ask for.
+    for (text, shown) in [("7999bit", "7999bit"), ("101gbit", "101gbit")] {
+        let error = assert_rejected_at(
+            &limits(&format!("    min_rate: {text}\n")),
+            "experiments.bandwidth_limit.min_rate",
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "experiments.bandwidth_limit.min_rate: {shown} is not allowed; expected 8kbit to \
+                 100gbit"
+            )
+        );
+    }
+    assert_rejected_at(
+        &limits("    cost_per_fault: -1\n"),
+        "experiments.bandwidth_limit.cost_per_fault",
+    );
+    assert_rejected_at(
+        &limits("    impact_threshold: 2\n"),
+        "experiments.bandwidth_limit.impact_threshold",
+    );
+    // The per-fault types' key is not bandwidth_limit's.
+    assert_rejected_at(
+        &limits("    max_probability: 0.5\n"),
+        "experiments.bandwidth_limit.max_probability",
+    );
+}
+
+#[test]
+fn chaos_yaml_documents_the_bandwidth_limit_defaults() {
+    // The commented-out section of chaos/chaos.yaml, uncommented, reads as the defaults (with
+    // the example cost_per_fault, which is unset by default).
+    let config = common::repo_config_inline();
+    let lines: Vec<&str> = config
+        .lines()
+        .skip_while(|line| *line != "  # bandwidth_limit:")
+        .take_while(|line| line.starts_with("  # "))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        7,
+        "chaos.yaml documents experiments.bandwidth_limit"
+    );
+    let section: String = lines
+        .iter()
+        .map(|line| format!("  {}\n", &line["  # ".len()..]))
+        .collect();
+    let read = parse(&format!("experiments:\n{section}"));
+    assert_eq!(
+        read.experiments.bandwidth_limit,
+        chaos_api::config::BandwidthLimitLimits {
+            cost_per_fault: Some(0.001),
+            ..Default::default()
+        },
+        "{section}"
+    );
+}

@@ -200,6 +200,22 @@ fn fault() -> impl Strategy<Value = Option<FaultKind>> {
                 }))
             }),
         3 => (
+            prop_oneof![
+                3 => 8_000..1_000_000_000u64,
+                1 => prop::sample::select(vec![0, 7_999, 100_000_000_000, 100_000_000_001]),
+                1 => any::<u64>()
+            ],
+            prop_oneof![3 => 0..100_000u32, 1 => Just(16 << 20), 1 => any::<u32>()],
+            one_of(&["", "lo", "eth0", "eth0:1"])
+        )
+            .prop_map(|(rate_bps, burst_bytes, interface)| {
+                Some(FaultKind::BandwidthLimit(proto::BandwidthLimit {
+                    rate_bps,
+                    burst_bytes,
+                    interface,
+                }))
+            }),
+        3 => (
             one_of(ERRNOS),
             list_of(SYSCALL_CALLS),
             one_of(&["", "/var/lib/data", "/tmp", "/a/../b", "relative"])

@@ -14,7 +14,7 @@ use common::fuzz::{Fuzz, check_admission, check_named};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-const DOCUMENTS: [&str; 11] = [
+const DOCUMENTS: [&str; 12] = [
     include_str!("../../chaos/experiments/guarded-rollout.yaml"),
     include_str!("../../chaos/experiments/packet-loss.yaml"),
     include_str!("../../chaos/experiments/packet-duplication.yaml"),
@@ -25,6 +25,7 @@ const DOCUMENTS: [&str; 11] = [
     include_str!("../../chaos/experiments/pod-deletion.yaml"),
     include_str!("../../chaos/experiments/resource-exhaustion.yaml"),
     include_str!("../../chaos/experiments/network-latency.yaml"),
+    include_str!("../../chaos/experiments/bandwidth-limit.yaml"),
     include_str!("../../chaos/experiments/file-errors.yaml"),
 ];
 
@@ -114,6 +115,15 @@ const VALUES: &[&str] = &[
     "icmp",
     "packet_duplication",
     "packet_corruption",
+    "bandwidth_limit",
+    "1mbit",
+    "7999bit",
+    "101gbit",
+    "1.5mbit",
+    "10mbps",
+    "32kb",
+    "17mb",
+    "1500",
     "ü",
     "🦀",
 ];

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use chaos_api::error::ModelError;
 use chaos_api::experiment::{
-    ApiError, CallName, CorruptChecksum, Direction, Distribution, EgressDrop, Errno, Experiment,
-    ExperimentType, Fault, HttpError, HttpStatus, MAX_ERROR_TYPES, NetFilter, NetworkLatency,
-    PacketCorruption, PacketLoss, PodDeletion, PortRange, Protocol, ResourceExhaustion, SocketCall,
+    ApiError, BandwidthLimit, Bytes, CallName, CorruptChecksum, Direction, Distribution,
+    EgressDrop, Errno, Experiment, ExperimentType, Fault, HttpError, HttpStatus, MAX_BURST_BYTES,
+    MAX_ERROR_TYPES, MAX_RATE_BPS, MIN_RATE_BPS, NetFilter, NetworkLatency, PacketCorruption,
+    PacketLoss, PodDeletion, PortRange, Protocol, Rate, ResourceExhaustion, SocketCall,
     SocketError, SyscallCall, SyscallError, Target, TargetKind,
 };
 use chaos_api::proto::{self, fault::Kind as FaultKind, target::Kind as TargetCase};
@@ -84,6 +85,14 @@ fn latency(latency_ms: u64, jitter_ms: u64, distribution: &str) -> FaultKind {
         jitter_ms,
         distribution: distribution.to_owned(),
         interface: String::new(),
+    })
+}
+
+fn bandwidth(rate_bps: u64, burst_bytes: u32, interface: &str) -> FaultKind {
+    FaultKind::BandwidthLimit(proto::BandwidthLimit {
+        rate_bps,
+        burst_bytes,
+        interface: interface.to_owned(),
     })
 }
 
@@ -169,6 +178,11 @@ fn empty_strings_and_lists_are_the_type_defaults() {
             latency(50, 0, ""),
             "intensity: 0.5\nfault: {latency: 50ms}\n",
         ),
+        (
+            "bandwidth_limit",
+            bandwidth(1_000_000, 0, ""),
+            "fault: {rate: 1mbit}\n",
+        ),
         ("syscall_error", syscall("", &[], ""), "intensity: 0.5\n"),
         (
             "pod_deletion",
@@ -184,7 +198,7 @@ fn empty_strings_and_lists_are_the_type_defaults() {
     for (kind, fault, keys) in cases {
         // spec() leaves target.pod_name empty too.
         let mut blank = spec(fault);
-        if kind == "resource_exhaustion" {
+        if kind == "resource_exhaustion" || kind == "bandwidth_limit" {
             blank.intensity = None;
         }
         let from_file = parse(&format!(
@@ -245,6 +259,19 @@ fn empty_strings_and_lists_are_the_type_defaults() {
         })
     );
     assert_eq!(
+        read(&proto::ExperimentSpec {
+            intensity: None,
+            ..spec(bandwidth(8_000, 0, ""))
+        })
+        .fault,
+        Fault::BandwidthLimit(BandwidthLimit {
+            rate: Rate::from_bps(8_000),
+            burst: Bytes(0),
+            interface: None,
+        }),
+        "\"\" = the default route's device"
+    );
+    assert_eq!(
         fault(FaultKind::PodDeletion(proto::PodDeletion {
             interval_ms: 0
         })),
@@ -258,6 +285,7 @@ fn empty_strings_and_lists_are_the_type_defaults() {
 fn unset_intensity_is_one_only_where_the_type_has_a_default() {
     for fault in [
         latency(50, 0, ""),
+        bandwidth(1_000_000, 0, ""),
         FaultKind::PodDeletion(proto::PodDeletion { interval_ms: 0 }),
         FaultKind::ResourceExhaustion(proto::ResourceExhaustion {
             cpu_share: Some(0.5),
@@ -330,6 +358,23 @@ fn bad_fault_values_are_refused_at_their_path() {
         ..proto::NetworkLatency::default()
     });
     refused_at(&spec(bad_device), "fault.interface");
+    let limited = |fault| proto::ExperimentSpec {
+        intensity: None,
+        ..spec(fault)
+    };
+    refused_at(&limited(bandwidth(0, 0, "")), "fault.rate");
+    refused_at(&limited(bandwidth(MIN_RATE_BPS - 1, 0, "")), "fault.rate");
+    refused_at(&limited(bandwidth(MAX_RATE_BPS + 1, 0, "")), "fault.rate");
+    refused_at(
+        &limited(bandwidth(1_000_000, MAX_BURST_BYTES + 1, "")),
+        "fault.burst",
+    );
+    refused_at(
+        &limited(bandwidth(1_000_000, 0, "eth0:1")),
+        "fault.interface",
+    );
+    // The rate is its severity: an intensity other than 1 is refused.
+    refused_at(&spec(bandwidth(1_000_000, 0, "")), "intensity");
     refused_at(
         &spec(FaultKind::PodDeletion(proto::PodDeletion {
             interval_ms: 50,
@@ -640,6 +685,18 @@ fn fault() -> impl Strategy<Value = Fault> {
                 }))
             }),
         latency,
+        (
+            MIN_RATE_BPS..=MAX_RATE_BPS,
+            0..=MAX_BURST_BYTES,
+            proptest::option::of("[a-z][a-z0-9]{0,14}"),
+        )
+            .prop_map(|(rate_bps, burst_bytes, interface)| {
+                Fault::BandwidthLimit(BandwidthLimit {
+                    rate: Rate::from_bps(rate_bps),
+                    burst: Bytes(burst_bytes),
+                    interface,
+                })
+            }),
         syscall,
         proptest::option::of(100u64..=86_400_000).prop_map(|interval_ms| {
             Fault::PodDeletion(PodDeletion {
@@ -725,8 +782,12 @@ fn experiment() -> impl Strategy<Value = Experiment> {
                     name,
                     target,
                     duration: Duration::from_millis(duration_ms),
-                    // The pressure applies to the whole cgroup.
-                    intensity: if kind == ExperimentType::ResourceExhaustion {
+                    // The pressure applies to the whole cgroup; the rate is the limit's
+                    // severity.
+                    intensity: if matches!(
+                        kind,
+                        ExperimentType::ResourceExhaustion | ExperimentType::BandwidthLimit
+                    ) {
                         1.0
                     } else {
                         intensity

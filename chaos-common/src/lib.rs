@@ -244,7 +244,7 @@ pub struct SlotCounters {
 const _: () = assert!(size_of::<SlotCounters>() == 32);
 
 /// Whom a slot's tc egress program acts on and, for the delay program, how much it delays, for
-/// the HTTP error program which statuses it answers; read next to the slot's [`SlotConfig`]
+/// the HTTP error program which statuses it answers, for the rate program the rate; read next to the slot's [`SlotConfig`]
 /// (which keeps the kill switch, deadline, filters, probability and cap). The loss program
 /// reads only the target.
 ///
@@ -278,6 +278,15 @@ pub struct TcConfig {
     pub generation: u32,
     /// `TC_FLAG_*` bits.
     pub flags: u32,
+    /// Bandwidth limit: the rate in bits per second (link-layer bytes counted); 0 = none.
+    pub rate_bps: u64,
+    /// Bandwidth limit: the token bucket's size as time at the rate (`burst bytes x 8e9 /
+    /// rate_bps`): how far behind now the link's next free time may fall, which lets that many
+    /// bytes leave at line rate after an idle spell.
+    pub burst_ns: u64,
+    /// Bandwidth limit: a packet that would have to wait longer than this is dropped silently
+    /// (as a `tbf`'s `latency`), and does not use the rate.
+    pub horizon_ns: u64,
 }
 
 /// `TcConfig::flags` of a corruption: the L4 checksum is left wrong (the receiver's stack
@@ -289,7 +298,12 @@ pub const TC_FLAG_CSUM_WRONG: u32 = 1 << 0;
 /// clone passes the device's egress again (the clone is sent from within the program, on the
 /// same CPU), so that a duplicate is never duplicated.
 pub const MAP_DUP_NESTED: &str = "CHAOS_DUP_NEST";
-const _: () = assert!(size_of::<TcConfig>() == 80);
+const _: () = assert!(size_of::<TcConfig>() == 104);
+
+/// Name of the `Array<u64>` map (`MAX_SLOTS` entries) of each slot's bandwidth limiter: when
+/// the limited link is next free (`CLOCK_MONOTONIC` ns, the departure time the next packet
+/// may have). The daemon zeroes it when it writes the slot's [`TcConfig`] (a full bucket).
+pub const MAP_TC_LINK_FREE: &str = "CHAOS_TB";
 
 /// Most statuses one HTTP error fault picks from.
 pub const MAX_HTTP_STATUSES: usize = 8;

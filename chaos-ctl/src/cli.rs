@@ -251,7 +251,18 @@ pub struct FaultArgs {
     /// network_latency: the jitter's distribution (default: uniform).
     #[arg(long, value_parser = PossibleValuesParser::new(Distribution::ALL.iter().map(|d| d.as_str())))]
     pub distribution: Option<String>,
-    /// network_latency: the device whose egress is delayed (default: the default route's).
+    /// bandwidth_limit (required): the rate the target's matching egress may leave at, in
+    /// bits per second with a unit, bit, kbit, mbit, gbit, or in bytes per second, bps, kbps,
+    /// mbps, gbps; decimal prefixes (1mbit = 1,000,000 bit/s), e.g. 1mbit, 500kbit.
+    #[arg(long, value_name = "RATE", value_parser = NonEmptyStringValueParser::new())]
+    pub rate: Option<String>,
+    /// bandwidth_limit: bytes that may leave at line rate after an idle spell, a number with
+    /// an optional unit b, kb, mb (binary: 1kb = 1024 bytes), e.g. 32kb (default: 0, every
+    /// packet paced).
+    #[arg(long, value_name = "SIZE", value_parser = NonEmptyStringValueParser::new())]
+    pub burst: Option<String>,
+    /// network_latency, bandwidth_limit: the device whose egress is delayed or limited
+    /// (default: the default route's).
     #[arg(long, value_parser = NonEmptyStringValueParser::new())]
     pub interface: Option<String>,
     /// pod_deletion: kill again this often while the target has processes (default: once).
@@ -269,7 +280,7 @@ pub struct FaultArgs {
 /// Which packets or calls are eligible (network types); every part defaults to "all".
 #[derive(Args)]
 #[command(
-    next_help_heading = "Filter (packet_loss, packet_duplication, packet_corruption, dependency_failure, api_error_injection, network_latency)"
+    next_help_heading = "Filter (packet_loss, packet_duplication, packet_corruption, dependency_failure, api_error_injection, network_latency, bandwidth_limit)"
 )]
 pub struct FilterArgs {
     /// Only this protocol (packet_corruption: tcp, udp or any).

@@ -7,8 +7,10 @@
 //! intensity, direction, ...) and names any error by its field (`intensity`,
 //! `fault.calls[1]`). The durations, which the message carries in milliseconds, are then put
 //! back exactly as given and the experiment is checked with [`Experiment::validate`], so
-//! nothing invalid is ever sent. chaos-ctl adds two rules the message cannot express: a flag of
-//! another type is refused, and `network_latency` needs `--latency-ms`.
+//! nothing invalid is ever sent. chaos-ctl adds three rules the message cannot express: a flag
+//! of another type is refused, `network_latency` needs `--latency-ms` and `bandwidth_limit`
+//! needs `--rate`. `--rate` and `--burst` are read in the file's notation (`1mbit`, `32kb`)
+//! into the message's bits and bytes per second.
 //!
 //! The submodule `files` reads experiment files and chaos configs offline (`apply -f`,
 //! `validate`).
@@ -19,7 +21,7 @@ mod guards;
 use std::{fmt, time::Duration};
 
 use chaos_api::error::ModelError;
-use chaos_api::experiment::{EgressDrop, Experiment, ExperimentType, Fault};
+use chaos_api::experiment::{Bytes, EgressDrop, Experiment, ExperimentType, Fault, Rate};
 use chaos_api::proto::{self, fault::Kind as FaultKind, target::Kind as TargetKind};
 
 use crate::cli::{ExperimentArgs, FaultArgs};
@@ -177,6 +179,24 @@ fn fault(kind: ExperimentType, flags: &mut FaultArgs, ramp: bool) -> Result<Faul
             distribution: flags.distribution.take().unwrap_or_default(),
             interface: flags.interface.take().unwrap_or_default(),
         }),
+        ExperimentType::BandwidthLimit => FaultKind::BandwidthLimit(proto::BandwidthLimit {
+            rate_bps: match flags.rate.take() {
+                Some(text) => Rate::parse("fault.rate", &text)?.bits_per_sec,
+                None => {
+                    return Err(SpecError::Model(ModelError::Parse {
+                        path: "fault.rate".to_owned(),
+                        message: "required field is missing: bandwidth_limit needs the rate the \
+                                  target's egress may leave at, e.g. 1mbit"
+                            .to_owned(),
+                    }));
+                }
+            },
+            burst_bytes: match flags.burst.take() {
+                Some(text) => Bytes::parse("fault.burst", &text)?.0,
+                None => 0,
+            },
+            interface: flags.interface.take().unwrap_or_default(),
+        }),
         ExperimentType::SyscallError => FaultKind::SyscallError(proto::SyscallError {
             errno: flags.errno.take().unwrap_or_default(),
             calls: flags.calls.take().unwrap_or_default(),
@@ -209,6 +229,8 @@ impl FaultArgs {
             latency_ms,
             jitter_ms,
             distribution,
+            rate,
+            burst,
             interface,
             interval,
             cpu_share,
@@ -226,6 +248,8 @@ impl FaultArgs {
             ("--latency-ms", latency_ms.is_some()),
             ("--jitter-ms", jitter_ms.is_some()),
             ("--distribution", distribution.is_some()),
+            ("--rate", rate.is_some()),
+            ("--burst", burst.is_some()),
             ("--interface", interface.is_some()),
             ("--interval", interval.is_some()),
             ("--cpu-share", cpu_share.is_some()),
@@ -267,6 +291,8 @@ fn flag_of(path: &str) -> Option<&'static str> {
         "fault.latency" => "--latency-ms",
         "fault.jitter" => "--jitter-ms",
         "fault.distribution" => "--distribution",
+        "fault.rate" => "--rate",
+        "fault.burst" => "--burst",
         "fault.interface" => "--interface",
         "fault.interval" => "--interval",
         "fault.cpu_share" => "--cpu-share",
@@ -284,8 +310,9 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use chaos_api::experiment::{
-        ApiError, CorruptChecksum, Direction, Errno, HttpError, HttpStatus, PacketCorruption,
-        PacketLoss, PortRange, Protocol, SocketError, SyscallError, TargetKind as Kind,
+        ApiError, BandwidthLimit, CorruptChecksum, Direction, Errno, HttpError, HttpStatus,
+        PacketCorruption, PacketLoss, PortRange, Protocol, SocketError, SyscallError,
+        TargetKind as Kind,
     };
     use clap::Parser as _;
 
@@ -332,6 +359,7 @@ mod tests {
         for kind in ExperimentType::ALL {
             let extra: &[&str] = match kind {
                 ExperimentType::NetworkLatency => &["--latency-ms", "20"],
+                ExperimentType::BandwidthLimit => &["--rate", "1mbit"],
                 _ => &[],
             };
             match (with(kind.as_str(), extra), kind.default_intensity()) {
@@ -750,6 +778,191 @@ mod tests {
             "{shown}"
         );
         assert_eq!(flag_of("fault.checksum"), Some("--checksum"));
+    }
+
+    #[test]
+    fn bandwidth_flags_reach_the_model() {
+        let limited = |extra: &[&str]| {
+            build(&[&["bandwidth_limit", "--rate", "1mbit"], extra, &TARGET[..]].concat())
+        };
+        let e = limited(&[]).unwrap();
+        assert_eq!(
+            e.fault,
+            Fault::BandwidthLimit(BandwidthLimit {
+                rate: Rate::from_bps(1_000_000),
+                burst: Bytes(0),
+                interface: None,
+            })
+        );
+        assert_eq!((e.name.as_str(), e.intensity), ("bandwidth-limit", 1.0));
+        let e = limited(&[
+            "--burst",
+            "32kb",
+            "--interface",
+            "eth0",
+            "--protocol",
+            "tcp",
+            "--ports",
+            "443",
+            "--cidr",
+            "10.96.0.0/12",
+            "--intensity",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(
+            e.fault,
+            Fault::BandwidthLimit(BandwidthLimit {
+                rate: Rate::from_bps(1_000_000),
+                burst: Bytes(32 * 1024),
+                interface: Some("eth0".to_owned()),
+            })
+        );
+        assert_eq!(e.filter.protocol, Protocol::Tcp);
+        assert_eq!(
+            e.filter.ports,
+            Some(PortRange {
+                low: 443,
+                high: 443
+            })
+        );
+        let sent = e.to_proto();
+        assert_eq!(
+            sent.fault.as_ref().and_then(|f| f.kind.clone()),
+            Some(FaultKind::BandwidthLimit(proto::BandwidthLimit {
+                rate_bps: 1_000_000,
+                burst_bytes: 32_768,
+                interface: "eth0".to_owned(),
+            }))
+        );
+        assert_eq!(Experiment::from_proto(&sent).unwrap(), e);
+        // Bytes per second, and a burst in plain bytes.
+        let e = build(
+            &[
+                &["bandwidth_limit", "--rate", "1.5mbps", "--burst", "1500"],
+                &TARGET[..],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let Fault::BandwidthLimit(limit) = &e.fault else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (limit.rate, limit.burst),
+            (Rate::from_bps(12_000_000), Bytes(1500))
+        );
+    }
+
+    #[test]
+    fn bandwidth_flag_misuse_is_refused() {
+        let t = &TARGET[..];
+        let limited = |extra: &[&str]| build(&[&["bandwidth_limit"], extra, t].concat());
+        // --rate is required; the model's message, with the flag.
+        let e = limited(&[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "fault.rate: required field is missing: bandwidth_limit needs the rate the target's \
+             egress may leave at, e.g. 1mbit (--rate)"
+        );
+        for (extra, path, flag) in [
+            (&["--rate", "fast"][..], "fault.rate", "--rate"),
+            (&["--rate", "1000"], "fault.rate", "--rate"),
+            (&["--rate", "7kbit"], "fault.rate", "--rate"),
+            (
+                &["--rate", "1mbit", "--burst", "17mb"],
+                "fault.burst",
+                "--burst",
+            ),
+            (
+                &["--rate", "1mbit", "--burst", "lots"],
+                "fault.burst",
+                "--burst",
+            ),
+            (
+                &["--rate", "1mbit", "--interface", "eth0:1"],
+                "fault.interface",
+                "--interface",
+            ),
+            (
+                &["--rate", "1mbit", "--intensity", "0.5"],
+                "intensity",
+                "--intensity",
+            ),
+        ] {
+            match limited(extra) {
+                Err(SpecError::Model(error)) => {
+                    assert_eq!(error.path(), Some(path), "{extra:?}: {error}");
+                    assert_eq!(flag_of(path), Some(flag));
+                }
+                other => panic!("{extra:?}: {other:?}"),
+            }
+        }
+        let e = limited(&["--rate", "fast"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("fault.rate: \"fast\" is not allowed; expected a rate: ")
+                && e.to_string().ends_with(" (--rate)"),
+            "{e}"
+        );
+        let e = limited(&["--rate", "1mbit", "--burst", "17mb"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "fault.burst: 17mb is not allowed; expected 0b to 16mb (--burst)"
+        );
+        // No ramp: the rate is its severity.
+        let e =
+            limited(&["--rate", "1mbit", "--ramp", "0.1,0.5", "--ramp-hold", "10s"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("ramp: a ramp is not allowed; expected no ramp for bandwidth_limit"),
+            "{e}"
+        );
+        // --rate and --burst belong to bandwidth_limit only; other types' flags are refused.
+        for (kind, settings, flag) in [
+            (
+                "network_latency",
+                ["--latency-ms", "5", "--rate", "1mbit"],
+                "--rate",
+            ),
+            (
+                "packet_loss",
+                ["--intensity", "0.1", "--burst", "32kb"],
+                "--burst",
+            ),
+            (
+                "packet_loss",
+                ["--intensity", "0.1", "--rate", "1mbit"],
+                "--rate",
+            ),
+        ] {
+            let e = build(&[&[kind][..], &settings, t].concat()).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("{flag} is not a setting of {kind} (see `chaos-ctl experiment --help`)")
+            );
+        }
+        for (flag, value) in [
+            ("--latency-ms", "5"),
+            ("--jitter-ms", "1"),
+            ("--checksum", "fixed"),
+            ("--direction", "egress"),
+            ("--errno", "EIO"),
+        ] {
+            let e = limited(&["--rate", "1mbit", flag, value]).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    SpecError::NotASetting {
+                        kind: ExperimentType::BandwidthLimit,
+                        ..
+                    }
+                ),
+                "{flag}: {e:?}"
+            );
+        }
+        assert_eq!(flag_of("fault.rate"), Some("--rate"));
+        assert_eq!(flag_of("fault.burst"), Some("--burst"));
     }
 
     #[test]

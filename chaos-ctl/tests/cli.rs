@@ -90,6 +90,7 @@ fn new_fault_files_validate_offline_naming_their_type() {
         ("api-error-http", "api_error_injection"),
         ("packet-duplication", "packet_duplication"),
         ("packet-corruption", "packet_corruption"),
+        ("bandwidth-limit", "bandwidth_limit"),
     ] {
         let out = ctl(&["validate", "-f", &example(f)]);
         assert_eq!(out.status.code(), Some(0), "{f}: {}", stderr(&out));
@@ -296,6 +297,61 @@ fn experiments_are_validated_before_connecting() {
         "{}",
         stderr(&out)
     );
+    // bandwidth_limit: no intensity needed, its rate is, in tc's notation.
+    let mut args = no_daemon.to_vec();
+    args.extend([
+        "experiment",
+        "bandwidth_limit",
+        "--pid",
+        "1",
+        "--duration",
+        "1m",
+    ]);
+    let out = ctl(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "chaos-ctl: fault.rate: required field is missing: bandwidth_limit needs the rate the \
+         target's egress may leave at, e.g. 1mbit (--rate)\n"
+    );
+    let out = ctl(&[&args[..], &["--rate", "1mb"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("chaos-ctl: fault.rate: \"1mb\" is not allowed; expected a rate")
+            && stderr(&out).ends_with("(--rate)\n"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ctl(&[&args[..], &["--rate", "1mbit", "--latency-ms", "5"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--latency-ms is not a setting of bandwidth_limit"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ctl(&[&args[..], &["--rate", "1mbit", "--burst", "32kb"]].concat());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "valid: only the daemon is missing"
+    );
+    assert!(
+        stderr(&out).contains("cannot reach chaos-daemon"),
+        "{}",
+        stderr(&out)
+    );
+    // The help names the flags with their units.
+    let help = stdout(&ctl(&["experiment", "--help"]));
+    for text in [
+        "--rate <RATE>",
+        "bandwidth_limit (required)",
+        "kbit, mbit, gbit",
+        "--burst <SIZE>",
+        "1kb = 1024 bytes",
+        "network_latency, bandwidth_limit: the device",
+    ] {
+        assert!(help.contains(text), "{text:?} missing in:\n{help}");
+    }
 }
 
 #[test]

@@ -5,7 +5,11 @@
 //!    configured delay with EDT + fq (our fault, on one cgroup) and with `tc netem` on the
 //!    device (everything on it);
 //! 2. the TCP throughput of a flow outside the target cgroup through the same device without
-//!    the fault and with it active (fq root + the delay program on every packet).
+//!    the fault and with it active (fq root + the delay program on every packet);
+//! 3. bandwidth limits: the rate a TCP flow from the target reaches under our limiter (EDT +
+//!    fq) and under `tc netem rate` for the same configured rate, and the cost of the limiter
+//!    on every packet (the target's own flow with a limit far above the link, against no
+//!    fault).
 //!
 //! Prints a Markdown table for docs/performance.md. Not a test: it asserts nothing.
 
@@ -17,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use chaos_api::experiment::{Distribution, Fault, NetworkLatency};
+use chaos_api::experiment::{BandwidthLimit, Bytes, Distribution, Fault, NetworkLatency, Rate};
 use support::*;
 
 const DELAYS_MS: [u64; 2] = [20, 100];
@@ -45,9 +49,14 @@ fn ping(cg: Option<&std::path::Path>, to: &str) -> (f64, f64) {
 }
 
 fn throughput(to: &str) -> f64 {
-    let t = workload(None, &["tcp-send", "--to", to, "--bytes", BYTES]);
+    throughput_of(None, to, BYTES)
+}
+
+/// Mbit/s of payload of one TCP transfer of `bytes` from `cg` (or outside).
+fn throughput_of(cg: Option<&std::path::Path>, to: &str, bytes: &str) -> f64 {
+    let t = workload(cg, &["tcp-send", "--to", to, "--bytes", bytes]);
     let secs = t.get("elapsed_us") as f64 / 1e6;
-    BYTES.parse::<f64>().unwrap() * 8.0 / secs / 1e6
+    bytes.parse::<f64>().unwrap() * 8.0 / secs / 1e6
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -148,6 +157,70 @@ fn main() {
     println!("| no fault | {off:.0} | 1.00x |");
     println!(
         "| 100 ms fault on another cgroup active | {on:.0} | {:.2}x |",
+        on / off
+    );
+
+    // Bandwidth: our limiter against netem's rate, the same configured rate, on the wire
+    // (1500-byte frames carry 1448 bytes of payload: the payload rate is scaled back).
+    let limit = |bits_per_sec: u64| {
+        Fault::BandwidthLimit(BandwidthLimit {
+            rate: Rate::from_bps(bits_per_sec),
+            burst: Bytes(0),
+            interface: Some(dev.into()),
+        })
+    };
+    let wire = 1514.0 / 1448.0;
+    println!("\n| configured rate | EDT+fq limiter (wire, median of {ROUNDS}) | netem rate |");
+    println!("|---|---|---|");
+    for mbit in [1u64, 10, 100] {
+        // About 3 s of transfer at the rate.
+        let bytes = (mbit * 1_000_000 * 3 / 8).to_string();
+        let (mut edt, mut netem) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let armed = engine
+                .start(&spec(cg.target(), limit(mbit * 1_000_000), 1.0))
+                .unwrap();
+            edt.push(throughput_of(Some(&cg.path), &sink_to, &bytes) * wire);
+            engine.stop(armed).unwrap();
+            run(
+                "tc",
+                &[
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    dev,
+                    "root",
+                    "netem",
+                    "rate",
+                    &format!("{mbit}mbit"),
+                ],
+            );
+            netem.push(throughput_of(Some(&cg.path), &sink_to, &bytes) * wire);
+            run("tc", &["qdisc", "del", "dev", dev, "root"]);
+        }
+        let (edt, netem) = (median(edt), median(netem));
+        println!(
+            "| {mbit} Mbit/s | {edt:.3} Mbit/s ({:.3}x) | {netem:.3} Mbit/s ({:.3}x) |",
+            edt / mbit as f64,
+            netem / mbit as f64
+        );
+    }
+    // The limiter's cost on every packet of the target: a limit the link never reaches.
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        off.push(throughput_of(Some(&cg.path), &sink_to, BYTES));
+        let armed = engine
+            .start(&spec(cg.target(), limit(100_000_000_000), 1.0))
+            .unwrap();
+        on.push(throughput_of(Some(&cg.path), &sink_to, BYTES));
+        engine.stop(armed).unwrap();
+    }
+    let (off, on) = (median(off), median(on));
+    println!("\n| the target's own TCP flow | Mbit/s (median of {ROUNDS}) | ratio |");
+    println!("|---|---|---|");
+    println!("| no fault | {off:.0} | 1.00x |");
+    println!(
+        "| 100 Gbit/s limit (the rate program on every packet, never holding) | {on:.0} | {:.2}x |",
         on / off
     );
 

@@ -102,9 +102,12 @@ impl Capabilities {
                 LsmSupport::Lsm | LsmSupport::FmodRet => Ok(()),
             },
         ));
+        // Both are paced by fq on one device.
+        let fq = crate::net::probe_fq();
+        faults.push(verdict(ExperimentType::NetworkLatency, fq.clone()));
         faults.push(verdict(
-            ExperimentType::NetworkLatency,
-            crate::net::probe_fq(),
+            ExperimentType::BandwidthLimit,
+            fq.and_then(|()| tc_egress(kernel, TcProgram::Rate, "bandwidth_limit")),
         ));
         Self {
             kernel: release,

@@ -599,7 +599,7 @@ fn max_latency_from_the_config_is_enforced_at_start() {
 }
 
 #[test]
-fn the_delay_program_loads_attaches_to_a_device_and_detaches() {
+fn the_delay_and_rate_programs_load_attach_to_a_device_and_detach() {
     let Some(_) = kernel() else { return };
     let veth = Veth::new("p");
     let (mut kernel, _slots) = Kernel::load().unwrap();
@@ -627,6 +627,14 @@ fn the_delay_program_loads_attaches_to_a_device_and_detaches() {
     assert_eq!(tc_egress_programs(&veth.0), ["lat_eg_4"]);
     drop(b);
     assert!(tc_egress_programs(&veth.0).is_empty(), "dropping detaches");
+    // The bandwidth limiter's program passes this kernel's verifier too (the daemon loads it
+    // only where fq exists, so its capability probe never does here).
+    let rate = kernel
+        .attach_tc_egress(TcProgram::Rate, 5, &veth.0)
+        .unwrap();
+    assert_eq!(tc_egress_programs(&veth.0), ["rate_eg_5"]);
+    rate.detach().unwrap();
+    assert!(tc_egress_programs(&veth.0).is_empty());
 }
 
 #[test]
@@ -638,41 +646,49 @@ fn chaos_ctl_gets_the_refusal_for_a_start_and_a_dry_run() {
     let before = veth.root();
     let daemon = Daemon::start(&dir.0);
     let cgroup = cg.path.display().to_string();
-    for dry in [true, false] {
-        let mut args = vec![
-            "experiment",
-            "network_latency",
-            "--cgroup",
-            &cgroup,
-            "--latency-ms",
-            "20",
-            "--jitter-ms",
-            "2",
-            "--distribution",
-            "normal",
-            "--interface",
-            &veth.0,
-        ];
-        if dry {
-            args.push("--dry-run");
+    let latency = [
+        "network_latency",
+        "--latency-ms",
+        "20",
+        "--jitter-ms",
+        "2",
+        "--distribution",
+        "normal",
+    ];
+    // The bandwidth limit is paced by fq too.
+    let bandwidth = ["bandwidth_limit", "--rate", "1mbit", "--burst", "32kb"];
+    for (kind, settings) in [
+        ("network_latency", &latency[..]),
+        ("bandwidth_limit", &bandwidth),
+    ] {
+        for dry in [true, false] {
+            let mut args = vec!["experiment", settings[0], "--cgroup", &cgroup];
+            args.extend_from_slice(&settings[1..]);
+            args.extend(["--interface", &veth.0]);
+            if dry {
+                args.push("--dry-run");
+            }
+            let out = daemon.ctl(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{kind}, dry run {dry}: accepted");
+            assert!(
+                stderr.contains(&format!(
+                    "{kind} is not supported on this node: sch_fq not available"
+                )) && stderr.contains("FailedPrecondition"),
+                "{kind}, dry run {dry}: {stderr}"
+            );
         }
-        let out = daemon.ctl(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "dry run {dry}: accepted");
-        assert!(
-            stderr.contains("network_latency is not supported on this node: sch_fq not available")
-                && stderr.contains("FailedPrecondition"),
-            "dry run {dry}: {stderr}"
-        );
     }
     assert_eq!(veth.root(), before);
     assert!(tc_egress_programs(&veth.0).is_empty());
     let caps = daemon.ctl_ok(&["capabilities"]);
-    let line = caps
-        .lines()
-        .find(|l| l.trim_start().starts_with("network_latency "))
-        .unwrap_or_default();
-    assert!(line.contains("sch_fq not available"), "{caps}");
+    for kind in ["network_latency ", "bandwidth_limit "] {
+        let line = caps
+            .lines()
+            .find(|l| l.trim_start().starts_with(kind))
+            .unwrap_or_default();
+        assert!(line.contains("sch_fq not available"), "{kind}: {caps}");
+    }
     let list = daemon.ctl_ok(&["status", "--output", "json"]);
     assert!(
         !list.contains("latency"),

@@ -14,13 +14,14 @@ use support::{
 };
 
 /// The user's type names, the nine of the model.
-const TYPES: [&str; 9] = [
+const TYPES: [&str; 10] = [
     "packet_loss",
     "packet_duplication",
     "packet_corruption",
     "dependency_failure",
     "api_error_injection",
     "network_latency",
+    "bandwidth_limit",
     "syscall_error",
     "pod_deletion",
     "resource_exhaustion",

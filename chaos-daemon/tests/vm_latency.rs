@@ -158,11 +158,21 @@ impl Net {
 
     /// Delay programs on the delayed device's egress: legacy cls_bpf filters and tcx links.
     fn delay_programs(&self) -> usize {
+        self.programs("lat_eg")
+    }
+
+    /// Programs named `prefix...` on the delayed device's egress: legacy cls_bpf filters and
+    /// tcx links.
+    fn programs(&self, prefix: &str) -> usize {
         let dev = &self.delayed.1;
         let legacy = self.tc(&["filter", "show", "dev", dev, "egress"]);
         let tcx = || {
             aya::programs::SchedClassifier::query_tcx(dev, aya::programs::TcAttachType::Egress)
-                .map(|(_, p)| p.len())
+                .map(|(_, p)| {
+                    p.iter()
+                        .filter(|p| p.name_as_str().is_some_and(|n| n.starts_with(prefix)))
+                        .count()
+                })
                 .unwrap_or(0) // no tcx before 6.6
         };
         let tcx = match &self.delayed.0 {
@@ -173,7 +183,7 @@ impl Net {
                 .unwrap(),
         };
         // One line per cls_bpf filter, which names the program twice.
-        legacy.lines().filter(|l| l.contains("lat_eg")).count() + tcx
+        legacy.lines().filter(|l| l.contains(prefix)).count() + tcx
     }
 }
 
@@ -546,4 +556,128 @@ fn a_latency_ramp_moves_the_delay_by_one_map_write() {
     });
     daemon.ctl_ok(&["stop", &id]);
     assert_eq!(topo.delay_programs(), 0, "the program is detached");
+}
+
+/// Bytes each TCP transfer of the bandwidth test sends.
+const BANDWIDTH_BYTES: u64 = 3 << 20;
+
+/// A TCP transfer of [`BANDWIDTH_BYTES`] to `to` from inside `cg` (or outside), in bits per
+/// second of payload.
+fn transfer(cg: Option<&Path>, to: &str) -> f64 {
+    let t = workload(
+        cg,
+        &[
+            "tcp-send",
+            "--to",
+            to,
+            "--bytes",
+            &BANDWIDTH_BYTES.to_string(),
+        ],
+    );
+    assert_eq!(t.get("ok"), 1, "{t:?}");
+    BANDWIDTH_BYTES as f64 * 8.0 / (t.get("elapsed_us") as f64 / 1e6)
+}
+
+/// A bandwidth limit holds a TCP flow from the target to the configured rate (within 10%,
+/// counted as the limiter counts: bytes on the wire), leaves a flow from outside the cgroup
+/// alone, and leaves no program or qdisc after a stop, an emergency stop and a SIGKILL.
+#[test]
+fn a_bandwidth_limit_holds_a_tcp_flow_to_the_rate_inside_only() {
+    let Some(mount) = kernel() else { return };
+    let topo = Net::server_in_netns(6);
+    topo.configure_root();
+    let before = topo.root();
+    let (listener, port) = spawn_ready(Command::new(WORKLOAD).args([
+        "--netns",
+        &topo.path(),
+        "tcp-listen",
+        "--bind",
+        "10.6.0.2:0",
+    ]));
+    let _listener = KillOnDrop(Some(listener));
+    let to = format!("10.6.0.2:{port}");
+    let cg = TestCgroup::new(&mount, "bw");
+    let dir = TempDir::new("bw");
+    let mut daemon = Daemon::start(&dir.0);
+    let unlimited = transfer(Some(&cg.path), &to);
+    println!("before: {:.1} Mbit/s from the cgroup", unlimited / 1e6);
+    let start = |daemon: &Daemon, rate: &str| -> String {
+        let out = daemon.ctl_ok(&[
+            "--output",
+            "json",
+            "experiment",
+            "bandwidth_limit",
+            "--cgroup",
+            cg.path.to_str().unwrap(),
+            "--duration",
+            "600",
+            "--rate",
+            rate,
+            "--interface",
+            &topo.host_dev,
+        ]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["id"].as_str().unwrap().to_string()
+    };
+    // 1500-byte frames carry 1448 bytes of payload with 66 bytes of headers (Ethernet, IPv4,
+    // TCP with timestamps): the payload rate a client sees is 1448/1514 of the wire rate.
+    let payload_share = 1448.0 / 1514.0;
+    for (rate, bps) in [("4mbit", 4e6), ("16mbit", 16e6)] {
+        assert!(
+            unlimited > 4.0 * bps,
+            "the unlimited flow ({unlimited}) must be well above {rate} for the test to mean \
+             anything"
+        );
+        let id = start(&daemon, rate);
+        assert!(topo.root().starts_with("qdisc fq "), "{}", topo.root());
+        assert_eq!(topo.programs("rate_eg"), 1);
+        measured(&format!("bandwidth {rate}"), || {
+            let inside = transfer(Some(&cg.path), &to) / payload_share;
+            let outside = transfer(None, &to);
+            println!(
+                "{rate}: inside {:.3} Mbit/s on the wire ({:.1}% of the rate), outside {:.1} \
+                 Mbit/s",
+                inside / 1e6,
+                100.0 * inside / bps,
+                outside / 1e6
+            );
+            if (inside - bps).abs() > 0.1 * bps {
+                return Err(format!("inside {inside:.0} bit/s for {rate}"));
+            }
+            if outside < 3.0 * bps {
+                return Err(format!("outside held to {outside:.0} bit/s"));
+            }
+            Ok(())
+        });
+        let report = daemon.json(&["report", &id, "--format", "json"]);
+        let c = &report["status"]["counters"];
+        println!("{rate}: counters {c}");
+        assert!(
+            c["injected"].as_u64() > Some(0),
+            "held packets are the faults: {c}"
+        );
+        daemon.ctl_ok(&["stop", &id]);
+        assert_eq!(topo.root(), before, "the previous root qdisc is back");
+        assert_eq!(topo.programs("rate_eg"), 0, "the program is detached");
+    }
+    let after = transfer(Some(&cg.path), &to);
+    assert!(after > 4.0 * 16e6, "after stop: {after:.0} bit/s");
+
+    // An emergency stop, then a SIGKILL: neither leaves the program or fq behind.
+    start(&daemon, "1mbit");
+    daemon.ctl_ok(&["emergency-stop", "--reason", "bandwidth test"]);
+    // It answers once disarmed; the device is put back right after.
+    eventually(
+        "the root back after an emergency stop",
+        Duration::from_secs(10),
+        || (topo.root() == before && topo.programs("rate_eg") == 0).then_some(()),
+    );
+    daemon.ctl_ok(&["emergency-stop", "--clear"]);
+    start(&daemon, "1mbit");
+    daemon.child.kill().unwrap(); // SIGKILL
+    daemon.child.wait().unwrap();
+    drop(daemon);
+    let _daemon = Daemon::start(&dir.0);
+    assert_eq!(topo.root(), before, "the next start put the old root back");
+    assert_eq!(topo.programs("rate_eg"), 0, "no rate program is left");
 }

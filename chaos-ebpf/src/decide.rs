@@ -74,6 +74,15 @@ pub fn live(slot: u32) -> bool {
 /// Returns the slot's config when this event must be faulted, `None` to let it pass.
 #[inline(always)]
 pub fn decide(slot: u32, ev: &Event) -> Option<&'static SlotConfig> {
+    let cfg = admit(slot, ev)?;
+    ticket(slot, cfg)
+}
+
+/// The first part of [`decide`]: the kill switch, the deadline, the filters and the
+/// probability, counting `seen` and `matched`. A program that faults only some admitted events
+/// (the bandwidth limiter: the packets it must hold) takes the [`ticket`] for those.
+#[inline(always)]
+pub fn admit(slot: u32, ev: &Event) -> Option<&'static SlotConfig> {
     let cfg = SLOTS.get(slot)?;
     if cfg.armed == 0 {
         return None;
@@ -95,6 +104,14 @@ pub fn decide(slot: u32, ev: &Event) -> Option<&'static SlotConfig> {
     if u64::from(unsafe { bpf_get_prandom_u32() }) >= cfg.threshold {
         return None;
     }
+    Some(cfg)
+}
+
+/// The second part of [`decide`]: the exact fault cap. `Some` = this event is faulted (counted
+/// `injected`), `None` = the cap is reached (counted `capped`).
+#[inline(always)]
+pub fn ticket(slot: u32, cfg: &'static SlotConfig) -> Option<&'static SlotConfig> {
+    let counters = COUNTERS.get_ptr_mut(slot)?;
     let ticket = TICKETS.get_ptr_mut(slot)?;
     // The BPF target has no `AtomicU64::fetch_add` (no CAS); the intrinsic lowers to the kernel's
     // `BPF_ATOMIC | BPF_ADD | BPF_FETCH`, whose returned old value makes the cap exact. It must be
@@ -104,6 +121,8 @@ pub fn decide(slot: u32, ev: &Event) -> Option<&'static SlotConfig> {
     // SAFETY: the pointer comes from a successful array lookup and the value is 8-byte aligned;
     // the programs only ever touch it atomically (the daemon resets it while the slot is disarmed).
     let old = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(ticket, 1) };
+    // SAFETY: as in `admit`: this CPU's value, valid for the run.
+    let counters = unsafe { &mut *counters };
     if old >= cfg.max_faults {
         counters.capped += 1;
         return None;

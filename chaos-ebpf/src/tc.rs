@@ -26,6 +26,11 @@
 //!   being duplicated again.
 //! * The corruption program (`cor_eg_<slot>`): one random byte of a faulted TCP or UDP
 //!   payload is changed; the checksum is fixed, or with `TC_FLAG_CSUM_WRONG` left wrong.
+//! * The rate program (`rate_eg_<slot>`), a token bucket in departure times under `fq`, one
+//!   per slot: the link is next free at `CHAOS_TB[slot]`; a packet leaves at that time (or now,
+//!   when the bucket has credit) and moves it on by its length at the rate. A packet that must
+//!   wait is the fault (it takes the cap's ticket); one that would wait past the horizon is
+//!   dropped silently, without using the rate.
 
 use core::{mem::MaybeUninit, ptr};
 
@@ -47,12 +52,16 @@ use chaos_common::{
 };
 
 use crate::{
-    decide::{Event, decide, live},
+    decide::{Event, admit, decide, live, ticket},
     hooks::{NetLoad, packet_event},
 };
 
 #[map(name = "CHAOS_TC")]
 static TC: Array<TcConfig> = Array::with_max_entries(MAX_SLOTS, 0);
+
+/// Each slot's bandwidth limiter: when the link is next free (see `MAP_TC_LINK_FREE`).
+#[map(name = "CHAOS_TB")]
+static LINK_FREE: Array<u64> = Array::with_max_entries(MAX_SLOTS, 0);
 
 #[map(name = "CHAOS_HTTP_BH")]
 static BLACKHOLE: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(MAX_BLACKHOLED_FLOWS, 0);
@@ -388,20 +397,88 @@ fn delay_verdict(ctx: &TcContext, slot: u32) -> i32 {
     };
     // SAFETY: helper without arguments or memory access.
     let now = unsafe { bpf_ktime_get_ns() };
+    let at = departure(ctx, now).saturating_add(sample_delay(lat));
+    depart_at(ctx, at);
+    TC_ACT_UNSPEC
+}
+
+/// When the packet would leave without us: the departure time it already has (TCP's own EDT
+/// pacing) when that is ahead of `now` and sane, else `now`.
+#[inline(always)]
+fn departure(ctx: &TcContext, now: u64) -> u64 {
     // SAFETY: the context pointer is valid; the verifier checks the field access. At egress the
     // kernel returns the stamp as set (TCP's own EDT departure time, or 0).
     let existing = unsafe { (*ctx.skb.skb).tstamp };
-    let base = if existing > now && existing - now < MAX_EXISTING_AHEAD_NS {
+    if existing > now && existing - now < MAX_EXISTING_AHEAD_NS {
         existing
     } else {
         now
-    };
-    let at = base.saturating_add(sample_delay(lat));
+    }
+}
+
+/// Sets the packet's departure time for `fq`.
+#[inline(always)]
+fn depart_at(ctx: &TcContext, at: u64) {
     // Mark it a monotonic delivery time (5.18+) so that it survives a veth crossing into another
     // network namespace and fq reads it on the clock it expects.
     // SAFETY: the context pointer is valid; the helper only writes skb->tstamp and its type.
     unsafe { bpf_skb_set_tstamp(ctx.skb.skb, at, BPF_SKB_TSTAMP_DELIVERY_MONO) };
-    TC_ACT_UNSPEC
+}
+
+/// The bandwidth limiter (see the module documentation).
+#[inline(always)]
+fn rate_verdict(ctx: &TcContext, slot: u32) -> i32 {
+    limit_rate(ctx, slot).unwrap_or(TC_ACT_UNSPEC)
+}
+
+/// Nanoseconds per second, times 8 bits per byte.
+const BIT_NS_PER_BYTE: u64 = 8_000_000_000;
+
+/// The verdict of a packet the limiter drops, else `None` ("next").
+#[inline(always)]
+fn limit_rate(ctx: &TcContext, slot: u32) -> Option<i32> {
+    let tc = targeted(ctx, slot)?;
+    let ev = packet_event(ctx, true).ok()?;
+    let cfg = admit(slot, &ev)?;
+    let free = LINK_FREE.get_ptr_mut(slot)?;
+    if tc.rate_bps == 0 {
+        return None;
+    }
+    // SAFETY: helper without arguments or memory access.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let base = departure(ctx, now);
+    // Bytes on the wire, as a qdisc counts them: a GSO packet's length plus the headers of its
+    // other segments (`qdisc_pkt_len`, set before the tc hook runs).
+    // SAFETY: the context pointer is valid; the verifier checks the field accesses.
+    let (wire, len) = unsafe { ((*ctx.skb.skb).wire_len, (*ctx.skb.skb).len) };
+    let len = u64::from(if wire != 0 { wire } else { len });
+    let cost = len * BIT_NS_PER_BYTE / tc.rate_bps;
+    // SAFETY: an array value valid for the whole run. Two CPUs may read the same value and both
+    // move it on (a plain read-modify-write, as Cilium's EDT limiter): a packet's worth of rate
+    // is lost now and then, never a packet.
+    let free_at = unsafe { ptr::read_volatile(free) };
+    // The bucket's credit: the link may have been free since at most `burst_ns` ago.
+    let start = if free_at > base.saturating_sub(tc.burst_ns) {
+        free_at
+    } else {
+        base.saturating_sub(tc.burst_ns)
+    };
+    if start <= base {
+        // Credit left: it leaves when it would have.
+        // SAFETY: as above.
+        unsafe { ptr::write_volatile(free, start + cost) };
+        return None;
+    }
+    // It must wait: that is the fault, and past the cap the limiter lets packets go.
+    ticket(slot, cfg)?;
+    if start - now > tc.horizon_ns {
+        // A queue too long for the horizon: the packet is lost, as from a full tbf.
+        return Some(vanish());
+    }
+    // SAFETY: as above.
+    unsafe { ptr::write_volatile(free, start + cost) };
+    depart_at(ctx, start);
+    None
 }
 
 #[map(name = "CHAOS_DUP_NEST")]
@@ -525,6 +602,8 @@ macro_rules! slot_programs {
         pub fn [<dup_eg_ $slot>](ctx: TcContext) -> i32 { duplicate_verdict(&ctx, $slot) }
         #[classifier]
         pub fn [<cor_eg_ $slot>](ctx: TcContext) -> i32 { corrupt_verdict(&ctx, $slot) }
+        #[classifier]
+        pub fn [<rate_eg_ $slot>](ctx: TcContext) -> i32 { rate_verdict(&ctx, $slot) }
     )* } };
 }
 

@@ -30,7 +30,8 @@ pub struct Admission {
 /// How an experiment is priced.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Price {
-    /// Per injected fault (a dropped packet, a failed call, a tightened knob).
+    /// Per injected fault (a dropped packet, a failed call, a tightened knob, a packet a
+    /// bandwidth limit delays or drops).
     PerFault(f64),
     /// Per killed pod or container: `experiments.pod_deletion.cost_per_pod`.
     PerPod(f64),
@@ -80,6 +81,10 @@ impl ChaosConfig {
             ExperimentType::NetworkLatency => (
                 limits.network_latency.enabled,
                 "experiments.network_latency.enabled",
+            ),
+            ExperimentType::BandwidthLimit => (
+                limits.bandwidth_limit.enabled,
+                "experiments.bandwidth_limit.enabled",
             ),
             ExperimentType::PodDeletion => (
                 limits.pod_deletion.enabled,
@@ -131,6 +136,20 @@ impl ChaosConfig {
                     ));
                 }
                 Price::PerMinute(limits.network_latency.cost_per_minute)
+            }
+            Fault::BandwidthLimit(bandwidth) => {
+                let l = &limits.bandwidth_limit;
+                if bandwidth.rate.bits_per_sec < l.min_rate.bits_per_sec {
+                    return Err(limit(
+                        "fault.rate",
+                        bandwidth.rate,
+                        format!(
+                            "at least {} (experiments.bandwidth_limit.min_rate)",
+                            l.min_rate
+                        ),
+                    ));
+                }
+                Price::PerFault(l.cost_per_fault.unwrap_or(self.budget.cost_per_request))
             }
             Fault::PodDeletion(_) => {
                 let pods = &self.experiment_types.pod_deletion.parameters;
@@ -305,6 +324,10 @@ impl ChaosConfig {
             ExperimentType::NetworkLatency => (
                 l.network_latency.impact_threshold,
                 "experiments.network_latency.impact_threshold",
+            ),
+            ExperimentType::BandwidthLimit => (
+                l.bandwidth_limit.impact_threshold,
+                "experiments.bandwidth_limit.impact_threshold",
             ),
             ExperimentType::PodDeletion => {
                 let seed = self

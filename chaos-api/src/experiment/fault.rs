@@ -7,8 +7,8 @@
 use serde::Deserialize;
 
 use super::{
-    ApiError, Errno, ExperimentType, NetFilter, NetworkLatency, PacketCorruption, PodDeletion,
-    ResourceExhaustion, SyscallError,
+    ApiError, BandwidthLimit, Errno, ExperimentType, NetFilter, NetworkLatency, PacketCorruption,
+    PodDeletion, ResourceExhaustion, SyscallError,
 };
 use crate::error::{ModelError, invalid};
 
@@ -27,6 +27,8 @@ pub enum Fault {
     ApiErrorInjection(ApiError),
     /// `type: network_latency`.
     NetworkLatency(NetworkLatency),
+    /// `type: bandwidth_limit`.
+    BandwidthLimit(BandwidthLimit),
     /// `type: syscall_error`.
     SyscallError(SyscallError),
     /// `type: pod_deletion`.
@@ -45,6 +47,7 @@ impl Fault {
             Self::DependencyFailure(_) => ExperimentType::DependencyFailure,
             Self::ApiErrorInjection(_) => ExperimentType::ApiErrorInjection,
             Self::NetworkLatency(_) => ExperimentType::NetworkLatency,
+            Self::BandwidthLimit(_) => ExperimentType::BandwidthLimit,
             Self::SyscallError(_) => ExperimentType::SyscallError,
             Self::PodDeletion(_) => ExperimentType::PodDeletion,
             Self::ResourceExhaustion(_) => ExperimentType::ResourceExhaustion,

@@ -55,21 +55,7 @@ impl NetworkLatency {
                 ),
             ));
         }
-        if let Some(name) = &self.interface
-            && (name.is_empty()
-                || name.len() > MAX_INTERFACE_LEN
-                || name
-                    .chars()
-                    .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()))
-        {
-            return Err(invalid(
-                "fault.interface",
-                format!("{name:?}"),
-                "a network device name of 1 to 15 characters without '/', ':' or spaces \
-                 (omit it for the device of the default route)",
-            ));
-        }
-        Ok(())
+        check_interface(self.interface.as_deref())
     }
 
     /// The proto's `delay_ms` and `jitter_ms` (whole milliseconds after validation).
@@ -77,6 +63,25 @@ impl NetworkLatency {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         (ms(self.latency), ms(self.jitter))
     }
+}
+
+/// Checks `fault.interface` of the device-side faults (latency, bandwidth).
+pub(super) fn check_interface(interface: Option<&str>) -> Result<(), ModelError> {
+    if let Some(name) = interface
+        && (name.is_empty()
+            || name.len() > MAX_INTERFACE_LEN
+            || name
+                .chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()))
+    {
+        return Err(invalid(
+            "fault.interface",
+            format!("{name:?}"),
+            "a network device name of 1 to 15 characters without '/', ':' or spaces \
+             (omit it for the device of the default route)",
+        ));
+    }
+    Ok(())
 }
 
 /// `fault.distribution` of a `network_latency` experiment.

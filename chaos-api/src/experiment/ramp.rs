@@ -64,13 +64,16 @@ impl Ramp {
 
     /// Checks the ramp of an experiment of `kind` lasting `duration`.
     pub fn validate(&self, kind: ExperimentType, duration: Duration) -> Result<(), ModelError> {
-        if kind.is_host() {
+        if !kind.takes_ramp() {
             return Err(invalid(
                 "ramp",
                 "a ramp",
-                "a ramp only for packet_loss, packet_duplication, packet_corruption, \
-                 dependency_failure, api_error_injection, syscall_error (intensity steps) and \
-                 network_latency (delay steps)",
+                format!(
+                    "no ramp for {kind} (remove `ramp`): a ramp only for packet_loss, \
+                     packet_duplication, packet_corruption, dependency_failure, \
+                     api_error_injection, syscall_error (intensity steps) and network_latency \
+                     (delay steps)"
+                ),
             ));
         }
         check_duration_ms(

@@ -16,11 +16,11 @@ use serde::de::{Deserializer, Visitor};
 use super::fault::CallName;
 use super::filter::PORTS_ALLOWED;
 use super::{
-    ApiError, CorruptChecksum, DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno,
-    Experiment, ExperimentGuards, ExperimentType, Fault, HttpError, HttpStatus, MAX_CIDRS,
-    MAX_LATENCY, NetFilter, NetworkLatency, PacketCorruption, PacketLoss, PodDeletion, PortRange,
-    Protocol, Ramp, ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
-    no_filter_error,
+    ApiError, BandwidthLimit, Bytes, CorruptChecksum, DEFAULT_DURATION, Direction, Distribution,
+    EgressDrop, Errno, Experiment, ExperimentGuards, ExperimentType, Fault, HttpError, HttpStatus,
+    MAX_CIDRS, MAX_LATENCY, NetFilter, NetworkLatency, PacketCorruption, PacketLoss, PodDeletion,
+    PortRange, Protocol, Ramp, Rate, ResourceExhaustion, SocketError, SyscallError, Target,
+    TargetKind, no_filter_error,
 };
 use crate::error::{ModelError, deserialize_duration, invalid};
 
@@ -61,11 +61,12 @@ impl RawExperiment {
     /// Builds the model; the range checks are left to [`Experiment::validate`].
     pub(super) fn into_experiment(self) -> Result<Experiment, ModelError> {
         // With a ramp the intensity is its first step (1 until a preset is resolved); a
-        // latency ramp's steps are delays.
+        // latency ramp's steps are delays, and the types without a ramp keep their default
+        // for validation to refuse the ramp.
         let ramp_start = self
             .ramp
             .as_ref()
-            .filter(|_| self.kind != ExperimentType::NetworkLatency)
+            .filter(|_| self.kind.ramps_intensity())
             .map(|r| {
                 r.values()
                     .map_or(1.0, |v| v.first().copied().unwrap_or(1.0))
@@ -162,6 +163,8 @@ struct RawFault {
     #[serde(default, deserialize_with = "deserialize_some_duration")]
     jitter: Option<Duration>,
     distribution: Option<Distribution>,
+    rate: Option<ScalarText>,
+    burst: Option<ScalarText>,
     interface: Option<String>,
     path_prefix: Option<String>,
     #[serde(default, deserialize_with = "deserialize_some_duration")]
@@ -183,6 +186,8 @@ impl RawFault {
             ("latency", self.latency.is_some()),
             ("jitter", self.jitter.is_some()),
             ("distribution", self.distribution.is_some()),
+            ("rate", self.rate.is_some()),
+            ("burst", self.burst.is_some()),
             ("interface", self.interface.is_some()),
             ("path_prefix", self.path_prefix.is_some()),
             ("interval", self.interval.is_some()),
@@ -233,6 +238,24 @@ impl RawFault {
                 distribution: self.distribution.unwrap_or_default(),
                 interface: self.interface,
             }),
+            ExperimentType::BandwidthLimit => Fault::BandwidthLimit(BandwidthLimit {
+                rate: match self.rate {
+                    Some(ScalarText(text)) => Rate::parse("fault.rate", &text)?,
+                    None => {
+                        return Err(ModelError::Parse {
+                            path: "fault.rate".to_owned(),
+                            message: "required field is missing (the rate the target's egress \
+                                      may leave at, e.g. 1mbit)"
+                                .to_owned(),
+                        });
+                    }
+                },
+                burst: match self.burst {
+                    Some(ScalarText(text)) => Bytes::parse("fault.burst", &text)?,
+                    None => Bytes::default(),
+                },
+                interface: self.interface,
+            }),
             ExperimentType::SyscallError => {
                 let defaults = SyscallError::defaults();
                 Fault::SyscallError(SyscallError {
@@ -261,6 +284,7 @@ fn fault_keys(kind: ExperimentType) -> &'static [&'static str] {
         ExperimentType::DependencyFailure => &["errno", "calls"],
         ExperimentType::ApiErrorInjection => &["errno", "calls", "error_types", "server_ports"],
         ExperimentType::NetworkLatency => &["latency", "jitter", "distribution", "interface"],
+        ExperimentType::BandwidthLimit => &["rate", "burst", "interface"],
         ExperimentType::SyscallError => &["errno", "calls", "path_prefix"],
         ExperimentType::PodDeletion => &["interval"],
         ExperimentType::ResourceExhaustion => &["cpu_share", "memory_share"],

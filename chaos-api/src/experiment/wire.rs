@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use super::raw::{build_api_error, build_filter, parse_calls, unknown_key};
 use super::{
-    ApiError, CorruptChecksum, DEFAULT_DURATION, Direction, Distribution, EgressDrop, Errno,
-    Experiment, ExperimentGuards, ExperimentType, Fault, NetFilter, NetworkLatency,
-    PacketCorruption, PacketLoss, PodDeletion, Protocol, Ramp, RampSteps, ResourceExhaustion,
-    SocketError, SyscallError, Target, TargetKind,
+    ApiError, BandwidthLimit, Bytes, CorruptChecksum, DEFAULT_DURATION, Direction, Distribution,
+    EgressDrop, Errno, Experiment, ExperimentGuards, ExperimentType, Fault, NetFilter,
+    NetworkLatency, PacketCorruption, PacketLoss, PodDeletion, Protocol, Ramp, RampSteps, Rate,
+    ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
 };
 use crate::config::SloDefinition;
 use crate::error::{ModelError, invalid};
@@ -61,6 +61,11 @@ impl Experiment {
                     interface: latency.interface.clone().unwrap_or_default(),
                 })
             }
+            Fault::BandwidthLimit(limit) => FaultKind::BandwidthLimit(proto::BandwidthLimit {
+                rate_bps: limit.rate.bits_per_sec,
+                burst_bytes: limit.burst.0,
+                interface: limit.interface.clone().unwrap_or_default(),
+            }),
             Fault::SyscallError(error) => FaultKind::SyscallError(proto::SyscallError {
                 errno: error.errno.to_string(),
                 calls: error.calls.iter().map(|c| c.as_str().to_owned()).collect(),
@@ -137,8 +142,8 @@ impl Experiment {
                 "type",
                 "no type",
                 "packet_loss, packet_duplication, packet_corruption, dependency_failure, \
-                 api_error_injection, network_latency, syscall_error, pod_deletion or \
-                 resource_exhaustion",
+                 api_error_injection, network_latency, bandwidth_limit, syscall_error, \
+                 pod_deletion or resource_exhaustion",
             ));
         };
         let mut fault = fault_from_proto(fault)?;
@@ -169,7 +174,7 @@ impl Experiment {
         let ramp_start = spec
             .ramp
             .as_ref()
-            .filter(|_| kind != ExperimentType::NetworkLatency)
+            .filter(|_| kind.ramps_intensity())
             .map(|r| r.steps.first().copied().unwrap_or(1.0));
         let intensity = match spec.intensity.or(ramp_start).or(kind.default_intensity()) {
             Some(intensity) => intensity,
@@ -287,6 +292,11 @@ fn fault_from_proto(fault: &FaultKind) -> Result<Fault, ModelError> {
                 )?,
             },
             interface: non_empty(&latency.interface),
+        }),
+        FaultKind::BandwidthLimit(limit) => Fault::BandwidthLimit(BandwidthLimit {
+            rate: Rate::from_bps(limit.rate_bps),
+            burst: Bytes(limit.burst_bytes),
+            interface: non_empty(&limit.interface),
         }),
         FaultKind::SyscallError(error) => {
             let defaults = SyscallError::defaults();

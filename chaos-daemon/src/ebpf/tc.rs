@@ -1,6 +1,6 @@
-//! The tc egress programs, delay (`lat_eg_<slot>`) and silent loss (`loss_eg_<slot>`): the
-//! per-slot target and delay in the `CHAOS_TC` map, and attaching a slot's copy to a network
-//! device's egress. aya uses a tcx link on 6.6+ and a legacy cls_bpf filter (which needs the
+//! The tc egress programs (delay, silent loss, HTTP errors, duplication, corruption, rate
+//! limit): the per-slot target and parameters in the `CHAOS_TC` map, and attaching a slot's
+//! copy to a network device's egress. aya uses a tcx link on 6.6+ and a legacy cls_bpf filter (which needs the
 //! `clsact` qdisc) before.
 
 use aya::{
@@ -8,7 +8,7 @@ use aya::{
     programs::{Link as _, SchedClassifier, TcAttachType, tc::SchedClassifierLink},
     util::KernelVersion,
 };
-use chaos_common::{MAP_TC, MAX_SLOTS, TcConfig};
+use chaos_common::{MAP_TC, MAP_TC_LINK_FREE, MAX_SLOTS, TcConfig};
 
 use super::{Kernel, KernelError};
 
@@ -25,16 +25,19 @@ pub enum TcProgram {
     Duplicate,
     /// Packet corruption (one payload byte changed).
     Corrupt,
+    /// Bandwidth limit (a token bucket of departure times under `fq`).
+    Rate,
 }
 
 impl TcProgram {
     /// Every tc program.
-    pub const ALL: [TcProgram; 5] = [
+    pub const ALL: [TcProgram; 6] = [
         TcProgram::Delay,
         TcProgram::Loss,
         TcProgram::Http,
         TcProgram::Duplicate,
         TcProgram::Corrupt,
+        TcProgram::Rate,
     ];
 
     /// Name of this program's copy for `slot`.
@@ -45,6 +48,19 @@ impl TcProgram {
             Self::Http => format!("http_eg_{slot}"),
             Self::Duplicate => format!("dup_eg_{slot}"),
             Self::Corrupt => format!("cor_eg_{slot}"),
+            Self::Rate => format!("rate_eg_{slot}"),
+        }
+    }
+
+    /// What the program does, for plans and listings.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Delay => "delay",
+            Self::Loss => "silent loss",
+            Self::Http => "HTTP status rewrite",
+            Self::Duplicate => "duplication",
+            Self::Corrupt => "corruption",
+            Self::Rate => "rate limit",
         }
     }
 }
@@ -78,8 +94,20 @@ impl TcAttachment {
 }
 
 impl Kernel {
-    /// Writes a slot's tc parameters (target cgroup; delay, jitter, distribution).
+    /// Writes a slot's tc parameters and fills its rate limiter's bucket (the link is free).
     pub fn write_tc(&mut self, slot: u32, cfg: &TcConfig) -> Result<(), KernelError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_TC_LINK_FREE)
+            .ok_or(KernelError::MissingMap(MAP_TC_LINK_FREE))?;
+        let mut free: Array<_, u64> = Array::try_from(map).map_err(|source| KernelError::Map {
+            map: MAP_TC_LINK_FREE,
+            source,
+        })?;
+        free.set(slot, 0, 0).map_err(|source| KernelError::Map {
+            map: MAP_TC_LINK_FREE,
+            source,
+        })?;
         let map = self
             .ebpf
             .map_mut(MAP_TC)

@@ -30,11 +30,7 @@ use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters, TcConfig};
 
 use crate::{
     capability::Capabilities,
-    ebpf::{
-        Kernel, KernelError, SlotMaps,
-        lsm::LsmSupport,
-        tc::{TcProgram, needs_clsact},
-    },
+    ebpf::{Kernel, KernelError, SlotMaps, lsm::LsmSupport, tc::needs_clsact},
     error::{Classify, ErrorClass},
     fault::{kernel_plan, probability_threshold},
     host::{HostFaultError, pod_kill, pressure},
@@ -325,7 +321,11 @@ impl Engine {
                     Some(plan) => {
                         let level = inner.resolver.level(&target.path);
                         let resolved = latency::resolve(plan.clone(), &target, level)?;
-                        programs.push(format!("tc egress on {}", resolved.device()));
+                        programs.push(format!(
+                            "tc egress ({}) on {}",
+                            plan.program.describe(),
+                            resolved.device()
+                        ));
                         changes.push(format!(
                             "root qdisc of {}: fq (horizon {}), the old root journaled and \
                              put back on stop",
@@ -340,14 +340,11 @@ impl Engine {
                     let level = inner.resolver.level(&target.path);
                     let resolved = egress::resolve(plan.program, plan.config, &target, level)?;
                     let devices = resolved.devices();
-                    let what = match plan.program {
-                        TcProgram::Http => "HTTP status rewrite",
-                        TcProgram::Loss => "silent loss",
-                        TcProgram::Delay => "delay",
-                        TcProgram::Duplicate => "duplication",
-                        TcProgram::Corrupt => "corruption",
-                    };
-                    programs.push(format!("tc egress ({what}) on {}", devices.join(", ")));
+                    programs.push(format!(
+                        "tc egress ({}) on {}",
+                        plan.program.describe(),
+                        devices.join(", ")
+                    ));
                     if needs_clsact() {
                         changes.push(format!(
                             "clsact qdisc on {} where missing, journaled and removed on stop",

@@ -1,22 +1,28 @@
 //! The latency fault in the kernel: delay, jitter and distribution as the delay program's
 //! [`TcConfig`] (the engine fills in the target cgroup), and the worst-case delay, which
-//! sizes `fq`'s horizon.
+//! sizes `fq`'s horizon. [`LatencyPlan`] is the plan of every fault paced by `fq` on one
+//! device: the bandwidth limit's too (see [`super::bandwidth`]).
 
 use std::time::Duration;
 
 use chaos_api::experiment::{Distribution, NetworkLatency};
 use chaos_common::{DIST_NORMAL, DIST_UNIFORM, TcConfig};
 
-/// A latency fault's device-side parameters.
+use crate::ebpf::tc::TcProgram;
+
+/// The device-side parameters of a fault paced by `fq` (latency, bandwidth limit).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LatencyPlan {
-    /// Delay, jitter and distribution; `cgroup_id`/`cgroup_level` are zero until the engine
+    /// The program: [`TcProgram::Delay`] or [`TcProgram::Rate`].
+    pub program: TcProgram,
+    /// Delay, jitter and distribution, or the rate; `cgroup_id`/`cgroup_level` are zero until the engine
     /// resolves the target.
     pub config: TcConfig,
     /// The device, or `None` for the device of the default route.
     pub interface: Option<String>,
     /// The longest delay a packet can get: `latency + jitter`, or for the normal distribution
-    /// `latency + 6 x jitter` (the kernel's Irwin-Hall sample stops at 6 deviations).
+    /// `latency + 6 x jitter` (the kernel's Irwin-Hall sample stops at 6 deviations); the
+    /// limiter's horizon for a bandwidth limit.
     pub max_delay: Duration,
 }
 
@@ -28,6 +34,7 @@ pub fn plan(latency: &NetworkLatency, largest: Option<Duration>) -> LatencyPlan 
         Distribution::Normal => latency.jitter * 6,
     };
     LatencyPlan {
+        program: TcProgram::Delay,
         config: TcConfig {
             delay_ns: nanos(latency.latency),
             jitter_ns: nanos(latency.jitter),
@@ -42,7 +49,7 @@ pub fn plan(latency: &NetworkLatency, largest: Option<Duration>) -> LatencyPlan 
     }
 }
 
-fn nanos(d: Duration) -> u64 {
+pub(super) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 

@@ -5,10 +5,12 @@
 //! * [`filter`] — the protocol / port / CIDR filter in the kernel's representation.
 //! * [`syscall`] — the LSM hooks and slot flags of the file and process calls.
 //! * [`latency`] — the delay program's parameters and the worst-case delay.
+//! * [`bandwidth`] — the rate program's parameters (a token bucket under `fq`, as latency).
 //! * [`http`] — the HTTP error program's statuses and server ports.
 //!
 //! The host faults (pod deletion, resource exhaustion) have no kernel plan: see [`crate::host`].
 
+pub mod bandwidth;
 pub mod filter;
 pub mod http;
 pub mod latency;
@@ -35,7 +37,8 @@ pub struct KernelPlan {
     pub lsm_hooks: Vec<LsmHook>,
     /// The normalized path prefix for those hooks, if any.
     pub path_prefix: Option<String>,
-    /// A latency fault's device-side parameters (its program is not a cgroup hook).
+    /// A latency or bandwidth fault's device-side parameters (its program is not a cgroup
+    /// hook): one device under `fq`.
     pub latency: Option<LatencyPlan>,
     /// A program on the egress of every device of the target's namespace: the silent egress
     /// drop (the `cgroup_skb` egress drop is reported back to the sender), an
@@ -131,6 +134,7 @@ pub fn kernel_plan(experiment: &Experiment, max_faults: u64) -> Option<KernelPla
                 .map(|ms| Duration::from_millis(ms as u64));
             plan.latency = Some(latency::plan(latency, largest));
         }
+        Fault::BandwidthLimit(limit) => plan.latency = Some(bandwidth::plan(limit)),
         Fault::PodDeletion(_) | Fault::ResourceExhaustion(_) => return None,
     }
     Some(plan)

@@ -1,9 +1,10 @@
-//! A latency fault's kernel side (the engine has already refused it when the capability probe
-//! found no `sch_fq`, see [`super::probe_fq`]). When planned ([`resolve`]): find the target's
+//! The kernel side of the faults paced by `fq` on one device, latency and bandwidth limit (the
+//! engine has already refused them when the capability probe found no `sch_fq`, see
+//! [`super::probe_fq`]). When planned ([`resolve`]): find the target's
 //! network namespace (a pod's own, or the daemon's) and pick the device there (the given one,
 //! or the one of the namespace's IPv4 default route). When armed ([`Latency::start`]): make
-//! `fq` its root (shared and journaled, see [`super::devices`]), write the slot's delay
-//! parameters with the target cgroup, and attach the slot's tc egress program in that
+//! `fq` its root (shared and journaled, see [`super::devices`]), write the slot's delay or rate
+//! parameters with the target cgroup, and attach the slot's tc egress program (delay or rate) in that
 //! namespace. Undone in reverse by [`Latency::stop`]; a failure part-way undoes what was done.
 
 use std::path::Path;
@@ -17,7 +18,7 @@ use crate::{
     cgroupfs,
     ebpf::{
         Kernel, KernelError,
-        tc::{TcAttachment, TcProgram, needs_clsact},
+        tc::{TcAttachment, needs_clsact},
     },
     error::{Classify, ErrorClass},
     fault::LatencyPlan,
@@ -198,13 +199,13 @@ impl Latency {
         .and_then(|()| kernel.write_tc(slot, &plan.config).map_err(Into::into))
         .and_then(|()| {
             netns
-                .run(|| kernel.attach_tc_egress(TcProgram::Delay, slot, &interface))
+                .run(|| kernel.attach_tc_egress(plan.program, slot, &interface))
                 .map_err(entered)?
                 .map_err(Into::into)
         });
         match attached {
             Ok(tc) => {
-                tracing::info!(device = %interface, %netns, slot, "delay program attached");
+                tracing::info!(device = %interface, %netns, slot, program = plan.program.describe(), "paced program attached");
                 Ok(LatencyRun {
                     interface,
                     netns,
