@@ -112,6 +112,10 @@ fn latency_is_priced_per_minute_and_a_budget_that_cannot_cover_the_duration_is_r
     let Some(mount) = kernel() else { return };
     let cg = TestCgroup::new(&mount, "latency-budget");
     let dir = TempDir::new("latency-budget");
+    // The test's own device: where the kernel has sch_fq the experiment runs, and must never
+    // touch the host's interfaces.
+    let veth = Veth::new("lb");
+    let before = veth.root();
     let yaml = "experiments:\n  network_latency:\n    cost_per_minute: 0.10\n";
     let daemon = Daemon::with_config(&dir.0, yaml);
     let start = |budget: &str| {
@@ -122,6 +126,8 @@ fn latency_is_priced_per_minute_and_a_budget_that_cannot_cover_the_duration_is_r
             "10m",
             "--budget",
             budget,
+            "--interface",
+            &veth.0,
         ];
         daemon.experiment("network_latency", &cg.path, &args)
     };
@@ -133,7 +139,18 @@ fn latency_is_priced_per_minute_and_a_budget_that_cannot_cover_the_duration_is_r
             && err.contains("experiments.network_latency.cost_per_minute"),
         "{err}"
     );
-    // Enough money: what refuses it now (on a kernel without sch_fq) is the kernel, or it runs.
-    let (_, err) = failed(&start("1.0"));
-    assert!(!err.contains("does not cover"), "{err}");
+    // Enough money: the kernel decides. Without sch_fq it refuses for that reason; with it the
+    // experiment runs on the veth and is stopped, which puts its root qdisc back.
+    let out = start("1.0");
+    if out.status.success() {
+        let id = started_id(&out);
+        daemon.ctl_ok(&["stop", &id]);
+    } else {
+        let (_, err) = failed(&out);
+        assert!(
+            err.contains("network_latency is not supported on this node: sch_fq not available"),
+            "{err}"
+        );
+    }
+    assert_eq!(veth.root(), before, "the device is as it was");
 }

@@ -114,6 +114,23 @@ impl Default for Args {
     }
 }
 
+/// Fails when a configuration lists a test executable that is not among `built`.
+fn missing_listed(configs: &[&Config], built: &[&str]) -> anyhow::Result<()> {
+    for c in configs {
+        for listed in c.tests.unwrap_or_default() {
+            if !built.contains(listed) {
+                bail!(
+                    "vm-test configuration {}-lsm{} lists the test executable {listed}, which \
+                     was not built (built: {built:?}): rename it in xtask/src/vm.rs too",
+                    c.kernel,
+                    u8::from(c.bpf_lsm)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What one boot reported.
 struct Outcome {
     name: String,
@@ -182,6 +199,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let size = std::fs::metadata(&initrd)?.len();
     eprintln!("xtask vm-test: initramfs {} MiB", size.div_ceil(1 << 20));
 
+    // A configuration that lists a test executable the build did not produce (renamed or
+    // removed) would silently lose its coverage: that is a failure, not a skip.
+    let built: Vec<&str> = tests.iter().map(|(n, _)| n.as_str()).collect();
+    if args.test.is_none() {
+        missing_listed(&configs, &built)?;
+    }
     let mut outcomes = Vec::new();
     for c in configs {
         let selected: Vec<String> = tests
@@ -191,7 +214,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect();
         let name = format!("{}-lsm{}", c.kernel, u8::from(c.bpf_lsm));
         if selected.is_empty() {
-            eprintln!("xtask vm-test: {name}: none of its test executables was built; skipped");
+            // Only with --test: this configuration does not run that executable.
+            eprintln!("xtask vm-test: {name}: does not run the selected test; skipped");
             continue;
         }
         let (_, k) = kernels
@@ -566,6 +590,27 @@ mod tests {
 
     fn tests(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_listed_test_that_was_not_built_fails_the_run() {
+        let fallback = Config {
+            kernel: "6.12",
+            bpf_lsm: false,
+            tests: Some(&["vm_smoke", "vm_lsm"]),
+        };
+        let all: Vec<&Config> = CONFIGS.iter().collect();
+        assert!(
+            missing_listed(&all, &["vm_smoke", "vm_lsm", "vm_latency"]).is_ok(),
+            "every listed executable exists"
+        );
+        let e = missing_listed(&[&LSM_ON, &fallback], &["vm_smoke", "vm_lsm_renamed"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("6.12-lsm0") && e.contains("vm_lsm,") && e.contains("vm_lsm_renamed"),
+            "{e}"
+        );
     }
 
     #[test]

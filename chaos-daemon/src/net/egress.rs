@@ -15,7 +15,7 @@ use chaos_common::TcConfig;
 
 use super::{
     devices::Devices,
-    latency::{LatencyError, ifname, target_netns},
+    latency::{LatencyError, ifname, own_netns, target_netns},
     netlink::{Message, NLM_F_DUMP, Socket, attrs},
     netns::{self, Netns},
 };
@@ -63,7 +63,12 @@ pub fn resolve(
     target: &ResolvedTarget,
     cgroup_level: u32,
 ) -> Result<EgressTarget, LatencyError> {
-    let netns = target_netns(&target.path)?;
+    // Without a process the programs go on the daemon's namespace's devices: they match only
+    // the target's packets and change no qdisc (but a clsact before 6.6, journaled).
+    let netns = match target_netns(&target.path)? {
+        Some(netns) => netns,
+        None => own_netns()?,
+    };
     let interfaces = netns
         .run(masterless_devices)
         .map_err(|source| LatencyError::Netns {

@@ -46,6 +46,13 @@ pub enum LatencyError {
         first: String,
         second: String,
     },
+    #[error(
+        "fault.interface: none given and the target {cgroup:?} has no process, so its network \
+         namespace is unknown; the daemon does not put fq on its own default-route device (the \
+         node's main interface) on a guess: start the workload first, or name the device \
+         (--interface)"
+    )]
+    NoProcesses { cgroup: String },
     #[error("target: reading the processes of {cgroup:?}: {source}")]
     Procs {
         cgroup: String,
@@ -85,9 +92,9 @@ pub enum LatencyError {
 impl Classify for LatencyError {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::Device(DeviceError::NoDevice { .. }) | Self::NoDefaultRoute { .. } => {
-                ErrorClass::Invalid
-            }
+            Self::Device(DeviceError::NoDevice { .. })
+            | Self::NoDefaultRoute { .. }
+            | Self::NoProcesses { .. } => ErrorClass::Invalid,
             Self::ManyNetns { .. }
             | Self::TooManyDevices { .. }
             | Self::Unsupported(_)
@@ -122,15 +129,26 @@ pub fn resolve(
     target: &ResolvedTarget,
     cgroup_level: u32,
 ) -> Result<LatencyTarget, LatencyError> {
-    let netns = target_netns(&target.path)?;
-    let interface = match &plan.interface {
-        Some(i) => i.clone(),
-        None => netns
-            .run(default_route_device)
-            .map_err(|source| LatencyError::Netns {
-                netns: netns.to_string(),
-                source,
-            })??,
+    let (netns, interface) = match (target_netns(&target.path)?, &plan.interface) {
+        (Some(netns), Some(i)) => (netns, i.clone()),
+        (None, Some(i)) => (own_netns()?, i.clone()),
+        // Without a process the namespace is unknown; the daemon's own default-route device
+        // is the node's main interface, whose root qdisc is not ours to swap on a guess.
+        (None, None) => {
+            return Err(LatencyError::NoProcesses {
+                cgroup: target.path.display().to_string(),
+            });
+        }
+        (Some(netns), None) => {
+            let interface =
+                netns
+                    .run(default_route_device)
+                    .map_err(|source| LatencyError::Netns {
+                        netns: netns.to_string(),
+                        source,
+                    })??;
+            (netns, interface)
+        }
     };
     plan.config.cgroup_id = target.id;
     plan.config.cgroup_level = cgroup_level;
@@ -251,9 +269,9 @@ impl Latency {
 }
 
 /// The network namespace of the processes in the target's cgroup tree (a pod's cgroup holds
-/// its containers' cgroups, which all share the pod's namespace); the daemon's own when the
-/// tree has no process. Processes in two namespaces are refused.
-pub(super) fn target_netns(cgroup: &Path) -> Result<Netns, LatencyError> {
+/// its containers' cgroups, which all share the pod's namespace); `None` when the tree has no
+/// process. Processes in two namespaces are refused.
+pub(super) fn target_netns(cgroup: &Path) -> Result<Option<Netns>, LatencyError> {
     let display = || cgroup.display().to_string();
     let pids = cgroupfs::procs_tree(cgroup).map_err(|source| LatencyError::Procs {
         cgroup: display(),
@@ -279,9 +297,11 @@ pub(super) fn target_netns(cgroup: &Path) -> Result<Netns, LatencyError> {
         }
         members.push(pid);
     }
-    if let Some(ns) = members.into_iter().find_map(|pid| Netns::of_pid(pid).ok()) {
-        return Ok(ns);
-    }
+    Ok(members.into_iter().find_map(|pid| Netns::of_pid(pid).ok()))
+}
+
+/// The daemon's own network namespace.
+pub(super) fn own_netns() -> Result<Netns, LatencyError> {
     Netns::own().map_err(|source| LatencyError::Netns {
         netns: "of the daemon".into(),
         source,

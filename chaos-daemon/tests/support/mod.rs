@@ -30,11 +30,17 @@ pub mod http;
 pub mod nginx;
 pub mod pods;
 pub mod prometheus;
+mod veth;
 #[allow(
     unused_imports,
     reason = "each test binary uses a different subset of the helpers"
 )]
 pub use daemon::*;
+#[allow(
+    unused_imports,
+    reason = "each test binary uses a different subset of the helpers"
+)]
+pub use veth::Veth;
 
 use chaos_api::experiment::{
     CallName as _, Direction, EgressDrop, Errno, Experiment, Fault, NetFilter, PacketLoss,
