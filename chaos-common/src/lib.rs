@@ -228,7 +228,11 @@ pub struct KernelOffsets {
 }
 const _: () = assert!(size_of::<KernelOffsets>() == 32);
 
-/// Per-CPU event counters of one slot.
+/// A slot's event counters. In the kernel's per-CPU map the programs count only `seen` and
+/// `matched` (plain increments: on a preemptible kernel two programs interleaved on one CPU
+/// can lose one now and then, so these two are approximate). `injected` and `capped`, which
+/// price an experiment, are derived by the daemon from the slot's fault ticket, an atomic
+/// counter of every event that reached the cap: exact.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlotCounters {
@@ -236,9 +240,9 @@ pub struct SlotCounters {
     pub seen: u64,
     /// Events that matched the filters.
     pub matched: u64,
-    /// Faults injected.
+    /// Faults injected: `min(tickets, max_faults)`.
     pub injected: u64,
-    /// Events refused because the fault cap was reached.
+    /// Events refused because the fault cap was reached: `tickets - injected`.
     pub capped: u64,
 }
 const _: () = assert!(size_of::<SlotCounters>() == 32);

@@ -35,6 +35,16 @@ pub enum TargetError {
     NotACgroup { path: PathBuf, mount: PathBuf },
     #[error("target.pid: process {pid} not found or has no cgroup v2 membership: {source}")]
     Pid { pid: u32, source: io::Error },
+    #[error(
+        "target.pid: process {pid} is in {path:?}, which is not a cgroup directory under the \
+         cgroup2 mount {mount:?} (a process in another cgroup namespace, or a cgroup that went \
+         away); expected a process in this node's cgroup hierarchy"
+    )]
+    PidCgroup {
+        pid: u32,
+        path: PathBuf,
+        mount: PathBuf,
+    },
     #[error("target.container: {id:?} is not a container ID (hex, at least 12 characters)")]
     BadContainerId { id: String },
     #[error("target.pod_uid: {uid:?} is not a pod UID (UUID form, 36 characters)")]
@@ -66,9 +76,10 @@ impl Classify for TargetError {
                 ErrorClass::NotFound
             }
             Self::BadContainerId { .. } | Self::BadPodUid { .. } => ErrorClass::Invalid,
-            Self::Ambiguous { .. } | Self::Protected { .. } | Self::NoCgroup2 => {
-                ErrorClass::Refused
-            }
+            Self::Ambiguous { .. }
+            | Self::Protected { .. }
+            | Self::NoCgroup2
+            | Self::PidCgroup { .. } => ErrorClass::Refused,
             Self::Io { .. } => ErrorClass::Internal,
         }
     }
@@ -169,13 +180,7 @@ impl Resolver {
     pub fn resolve(&self, target: &TargetKind) -> Result<ResolvedTarget, TargetError> {
         let path = match target {
             TargetKind::Cgroup(p) => self.cgroup_path(Path::new(p))?,
-            TargetKind::Pid(pid) => {
-                cgroup_of_pid_path(&self.mount, &PathBuf::from(format!("/proc/{pid}/cgroup")))
-                    .map_err(|e| match e {
-                        TargetError::Io { source, .. } => TargetError::Pid { pid: *pid, source },
-                        other => other,
-                    })?
-            }
+            TargetKind::Pid(pid) => self.pid(*pid, Path::new(&format!("/proc/{pid}/cgroup")))?,
             TargetKind::ContainerId(id) => self.container(id)?,
             TargetKind::PodUid(uid) => self.pod(uid)?,
         };
@@ -276,6 +281,21 @@ impl Resolver {
             return Err(not_cgroup());
         }
         Ok(full)
+    }
+
+    /// The cgroup of process `pid` as its `/proc/<pid>/cgroup` (`proc_cgroup`) names it, with
+    /// the checks a `target.cgroup` path gets: no `..`, canonical, under the mount, a cgroup.
+    fn pid(&self, pid: u32, proc_cgroup: &Path) -> Result<PathBuf, TargetError> {
+        let named = cgroup_of_pid_path(&self.mount, proc_cgroup).map_err(|e| match e {
+            TargetError::Io { source, .. } => TargetError::Pid { pid, source },
+            other => other,
+        })?;
+        self.cgroup_path(&named)
+            .map_err(|_| TargetError::PidCgroup {
+                pid,
+                path: named,
+                mount: self.mount.clone(),
+            })
     }
 
     fn container(&self, id: &str) -> Result<PathBuf, TargetError> {
@@ -404,6 +424,34 @@ fn canonical(p: &Path) -> Result<PathBuf, TargetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PID's cgroup gets the checks of a cgroup path: a `..` out of the mount or a symlink
+    /// out of it is refused, a cgroup under it is taken.
+    #[test]
+    fn a_pid_s_cgroup_must_be_a_cgroup_under_the_mount() {
+        let base = std::env::temp_dir().join(format!("chaos-pid-{}", std::process::id()));
+        let mount = base.join("mount");
+        fs::create_dir_all(mount.join("pod/app")).unwrap();
+        fs::write(mount.join("pod/app/cgroup.procs"), "").unwrap();
+        std::os::unix::fs::symlink("/etc", mount.join("out")).unwrap();
+        let resolver = Resolver::new(mount.clone()).unwrap();
+        let proc_cgroup = base.join("cgroup");
+        let pid = |line: &str| {
+            fs::write(&proc_cgroup, format!("0::{line}\n")).unwrap();
+            resolver.pid(42, &proc_cgroup)
+        };
+        let mount = canonical(&mount).unwrap();
+        assert_eq!(pid("/pod/app").unwrap(), mount.join("pod/app"));
+        for escape in ["/../../etc", "/out", "/pod/missing"] {
+            let e = pid(escape).unwrap_err();
+            assert!(
+                matches!(e, TargetError::PidCgroup { pid: 42, .. })
+                    && e.to_string().starts_with("target.pid: process 42 is in"),
+                "{escape}: {e}"
+            );
+        }
+        fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn finds_cgroup2_in_hybrid_and_unified_mountinfo() {

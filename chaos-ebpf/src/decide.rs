@@ -107,11 +107,11 @@ pub fn admit(slot: u32, ev: &Event) -> Option<&'static SlotConfig> {
     Some(cfg)
 }
 
-/// The second part of [`decide`]: the exact fault cap. `Some` = this event is faulted (counted
-/// `injected`), `None` = the cap is reached (counted `capped`).
+/// The second part of [`decide`]: the exact fault cap. `Some` = this event is faulted, `None`
+/// = the cap is reached. The ticket counts both; the daemon derives `injected` and `capped`
+/// from it (exact, unlike a per-CPU counter a preempted program can race).
 #[inline(always)]
 pub fn ticket(slot: u32, cfg: &'static SlotConfig) -> Option<&'static SlotConfig> {
-    let counters = COUNTERS.get_ptr_mut(slot)?;
     let ticket = TICKETS.get_ptr_mut(slot)?;
     // The BPF target has no `AtomicU64::fetch_add` (no CAS); the intrinsic lowers to the kernel's
     // `BPF_ATOMIC | BPF_ADD | BPF_FETCH`, whose returned old value makes the cap exact. It must be
@@ -121,12 +121,5 @@ pub fn ticket(slot: u32, cfg: &'static SlotConfig) -> Option<&'static SlotConfig
     // SAFETY: the pointer comes from a successful array lookup and the value is 8-byte aligned;
     // the programs only ever touch it atomically (the daemon resets it while the slot is disarmed).
     let old = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(ticket, 1) };
-    // SAFETY: as in `admit`: this CPU's value, valid for the run.
-    let counters = unsafe { &mut *counters };
-    if old >= cfg.max_faults {
-        counters.capped += 1;
-        return None;
-    }
-    counters.injected += 1;
-    Some(cfg)
+    (old < cfg.max_faults).then_some(cfg)
 }

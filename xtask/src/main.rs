@@ -98,7 +98,8 @@ const TEST_PACKAGES: &[&str] = &[
 fn test() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
-    // The VM tier's tests compile to nothing without their feature: lint them with it.
+    // The VM tier's tests and benchmarks compile to nothing (or not at all) without their
+    // feature: lint them with it.
     cargo(&[
         "clippy",
         "-p",
@@ -106,6 +107,8 @@ fn test() -> anyhow::Result<()> {
         "--features",
         "vm-tests",
         "--test",
+        "vm_*",
+        "--bench",
         "vm_*",
         "--",
         "-D",

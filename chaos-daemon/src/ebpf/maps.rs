@@ -85,8 +85,15 @@ impl SlotMaps {
         })
     }
 
-    /// A slot's counters summed over all CPUs.
-    pub fn counters(&self, slot: u32) -> Result<SlotCounters, KernelError> {
+    /// A slot armed with the cap `max_faults`: `seen` and `matched` summed over all CPUs,
+    /// `injected` and `capped` from its fault ticket (exact; see [`SlotCounters`]).
+    pub fn counters(&self, slot: u32, max_faults: u64) -> Result<SlotCounters, KernelError> {
+        let mut ticket = [0u8; 8];
+        sys::map_lookup(&self.tickets, slot, &mut ticket).map_err(|source| KernelError::MapIo {
+            map: MAP_FAULT_TICKETS,
+            source,
+        })?;
+        let tickets = u64::from_ne_bytes(ticket);
         let mut raw = vec![0u8; self.per_cpu_len()];
         sys::map_lookup(&self.counters, slot, &mut raw).map_err(|source| KernelError::MapIo {
             map: MAP_COUNTERS,
@@ -100,9 +107,9 @@ impl SlotMaps {
             };
             sum.seen += word(0);
             sum.matched += word(1);
-            sum.injected += word(2);
-            sum.capped += word(3);
         }
+        sum.injected = tickets.min(max_faults);
+        sum.capped = tickets - sum.injected;
         Ok(sum)
     }
 

@@ -489,7 +489,9 @@ impl Engine {
     /// Live counters of an armed fault, summed over CPUs. Takes no lock.
     pub fn counters(&self, armed: &Armed) -> Result<SlotCounters, EngineError> {
         Ok(match &armed.body {
-            Some(ArmedBody::Slot(body)) => self.0.maps.counters(body.slot)?,
+            Some(ArmedBody::Slot(body)) => {
+                self.0.maps.counters(body.slot, body.config.max_faults)?
+            }
             Some(ArmedBody::PodKill(run)) => run.counters(),
             Some(ArmedBody::Pressure(run)) => run.counters(),
             None => SlotCounters::default(),

@@ -140,17 +140,20 @@ impl Inner {
     ) -> SlotCounters {
         let ArmedSlot {
             slot,
-            config: _,
+            config,
             latency_config: _,
             attachments,
             lsm_links,
             latency,
             egress,
         } = armed;
-        let counters = self.maps.counters(slot).unwrap_or_else(|e| {
-            first_err.get_or_insert(e.into());
-            SlotCounters::default()
-        });
+        let counters = self
+            .maps
+            .counters(slot, config.max_faults)
+            .unwrap_or_else(|e| {
+                first_err.get_or_insert(e.into());
+                SlotCounters::default()
+            });
         {
             let mut kernel = lock(&self.kernel);
             for a in attachments {
