@@ -207,6 +207,34 @@ fn killing_the_daemon_removes_every_fault_within_100ms() {
     assert!(flowing < Duration::from_millis(100), "took {flowing:?}");
 }
 
+/// Socket errors (cgroup `sock_addr` programs) end with a SIGKILLed daemon too: connects from
+/// the target succeed again and the kernel lists nothing attached to the cgroup.
+#[test]
+fn socket_errors_end_with_the_daemon() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "crash-sock");
+    let dir = TempDir::new("crash-sock");
+    let mut daemon = Daemon::permissive(&dir.0, None);
+    let server = TcpServer::start("127.0.0.1:0");
+    daemon.started(
+        "dependency_failure",
+        &cg.path,
+        &["--intensity", "1", "--duration", "60s"],
+    );
+    let during = server.connect_from(&cg.path, 20);
+    assert_eq!(during.get("ECONNREFUSED"), 20, "{during:?}");
+    assert!(cg.attached() > 0);
+    signal(&daemon, Signal::SIGKILL);
+    daemon.child.wait().unwrap();
+    eventually(
+        "connects succeed, nothing attached",
+        Duration::from_secs(2),
+        || (server.connect_from(&cg.path, 1).ok() == 1 && cg.attached() == 0).then_some(()),
+    );
+    let after = server.connect_from(&cg.path, 20);
+    assert_eq!(after.ok(), 20, "{after:?}");
+}
+
 #[test]
 fn sixteen_experiments_run_at_once_and_a_seventeenth_is_refused() {
     let Some(mount) = kernel() else { return };

@@ -156,6 +156,13 @@ impl Net {
             .to_string()
     }
 
+    /// Every qdisc of the delayed device (root, clsact, ingress), as `tc` lists them.
+    fn qdiscs(&self) -> String {
+        self.tc(&["qdisc", "show", "dev", &self.delayed.1])
+            .trim()
+            .to_string()
+    }
+
     /// Delay programs on the delayed device's egress: legacy cls_bpf filters and tcx links.
     fn delay_programs(&self) -> usize {
         self.programs("lat_eg")
@@ -586,7 +593,8 @@ fn a_bandwidth_limit_holds_a_tcp_flow_to_the_rate_inside_only() {
     let Some(mount) = kernel() else { return };
     let topo = Net::server_in_netns(6);
     topo.configure_root();
-    let before = topo.root();
+    // Every qdisc (a clsact before 6.6 included), compared whole after each ending.
+    let before = topo.qdiscs();
     let (listener, port) = spawn_ready(Command::new(WORKLOAD).args([
         "--netns",
         &topo.path(),
@@ -657,7 +665,11 @@ fn a_bandwidth_limit_holds_a_tcp_flow_to_the_rate_inside_only() {
             "held packets are the faults: {c}"
         );
         daemon.ctl_ok(&["stop", &id]);
-        assert_eq!(topo.root(), before, "the previous root qdisc is back");
+        assert_eq!(
+            topo.qdiscs(),
+            before,
+            "the device's qdiscs are as they were"
+        );
         assert_eq!(topo.programs("rate_eg"), 0, "the program is detached");
     }
     let after = transfer(Some(&cg.path), &to);
@@ -670,7 +682,7 @@ fn a_bandwidth_limit_holds_a_tcp_flow_to_the_rate_inside_only() {
     eventually(
         "the root back after an emergency stop",
         Duration::from_secs(10),
-        || (topo.root() == before && topo.programs("rate_eg") == 0).then_some(()),
+        || (topo.qdiscs() == before && topo.programs("rate_eg") == 0).then_some(()),
     );
     daemon.ctl_ok(&["emergency-stop", "--clear"]);
     start(&daemon, "1mbit");
@@ -678,6 +690,10 @@ fn a_bandwidth_limit_holds_a_tcp_flow_to_the_rate_inside_only() {
     daemon.child.wait().unwrap();
     drop(daemon);
     let _daemon = Daemon::start(&dir.0);
-    assert_eq!(topo.root(), before, "the next start put the old root back");
+    assert_eq!(
+        topo.qdiscs(),
+        before,
+        "the next start put the old qdiscs back"
+    );
     assert_eq!(topo.programs("rate_eg"), 0, "no rate program is left");
 }

@@ -301,13 +301,14 @@ fn path_prefix_fails_every_file_call_only_under_the_prefix() {
     }
     let engine = engine(&mount);
     let p = 0.5;
+    // n = 1000 per place: 4 sigma at p = 0.5 is 0.063, so a fault at 0.4 fails.
     for (op, errno, n) in [
-        ("open", "EIO", 400),
-        ("read", "EIO", 400),
-        ("write", "ENOSPC", 400),
-        ("unlink", "EACCES", 200),
-        ("create", "EROFS", 200),
-        ("mmap", "EPERM", 200),
+        ("open", "EIO", 1000),
+        ("read", "EIO", 1000),
+        ("write", "ENOSPC", 1000),
+        ("unlink", "EACCES", 1000),
+        ("create", "EROFS", 1000),
+        ("mmap", "EPERM", 1000),
     ] {
         // A trailing slash is normalized away.
         let fault = syscall_error_under(errno, &[op], Some(format!("{}/", prefix.display())));

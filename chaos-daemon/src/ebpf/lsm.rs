@@ -362,12 +362,26 @@ impl Kernel {
         Ok(link)
     }
 
-    /// How many global hook programs are attached now (for cleanup checks).
+    /// How many links the kernel holds for this object's global hook programs (LSM or
+    /// fmod_ret), found in the kernel's own link table (`BPF_LINK_GET_NEXT_ID` and each
+    /// link's info), not in our bookkeeping: what cleanup checks assert.
     pub fn lsm_links_attached(&self) -> usize {
-        self.lsm
-            .links
+        let mut ours: Vec<u32> = self
+            .lsm
+            .fmod_progs
             .values()
-            .filter(|l| l.strong_count() > 0)
+            .filter_map(|fd| super::sys::prog_id(fd).ok())
+            .collect();
+        for hook in LsmHook::ALL {
+            if let Some(program) = self.ebpf.program(hook.program_name())
+                && let Ok(info) = program.info()
+            {
+                ours.push(info.id());
+            }
+        }
+        aya::programs::loaded_links()
+            .filter_map(Result::ok)
+            .filter(|link| ours.contains(&link.program_id()))
             .count()
     }
 

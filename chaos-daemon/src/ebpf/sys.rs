@@ -1,5 +1,6 @@
 //! The raw `bpf()` commands aya 0.14 lacks or hides behind `&mut`: what is attached to a cgroup
-//! (`BPF_PROG_QUERY`), used to prove cleanup from the kernel's side, detaching a link at once
+//! (`BPF_PROG_QUERY`) and a program's kernel id (`BPF_OBJ_GET_INFO_BY_FD`), used to prove
+//! cleanup from the kernel's side, detaching a link at once
 //! (`BPF_LINK_DETACH`), whoever else still holds a descriptor of it, and map element reads and
 //! writes on a descriptor of our own (`BPF_MAP_LOOKUP_ELEM`, `BPF_MAP_UPDATE_ELEM`), which need
 //! no lock: the kernel serializes them per element.
@@ -11,6 +12,7 @@ use std::{
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 const BPF_PROG_QUERY: libc::c_int = 16;
 const BPF_LINK_GET_FD_BY_ID: libc::c_int = 30;
 const BPF_LINK_DETACH: libc::c_int = 34;
@@ -97,6 +99,29 @@ pub fn detach_link(link_id: u32) -> io::Result<()> {
     // SAFETY: `detach` is the `bpf_attr` of BPF_LINK_DETACH (`link_fd`); no pointers.
     unsafe { bpf(BPF_LINK_DETACH, &mut detach)? };
     Ok(())
+}
+
+/// The kernel id of the program behind `prog` (`BPF_OBJ_GET_INFO_BY_FD`).
+pub fn prog_id(prog: &impl AsRawFd) -> io::Result<u32> {
+    /// The `info` member of `union bpf_attr`.
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // The head of `struct bpf_prog_info`: `type`, then `id`. The kernel fills `info_len`
+    // bytes and ignores the rest of its structure.
+    let mut head = [0u32; 2];
+    let mut attr = InfoAttr {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: size_of_val(&head) as u32,
+        info: head.as_mut_ptr() as u64,
+    };
+    // SAFETY: `attr` is the `bpf_attr` of BPF_OBJ_GET_INFO_BY_FD; `info` points at `info_len`
+    // writable bytes alive for the call.
+    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)? };
+    Ok(head[1])
 }
 
 /// The `query` member of `union bpf_attr` (include/uapi/linux/bpf.h).
