@@ -11,6 +11,7 @@ use std::{
     collections::BTreeMap,
     io::{BufRead as _, BufReader, Read as _},
     net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     process::{Child, ChildStdout, Command, Stdio},
     sync::{
@@ -375,6 +376,8 @@ fn ready_port(line: &str) -> u16 {
 /// A UDP sink in the test process (outside every test cgroup) counting datagrams.
 pub struct UdpSink {
     pub addr: SocketAddr,
+    /// The socket the reader thread reads, for its queue length.
+    queue: UdpSocket,
     count: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -387,6 +390,7 @@ impl UdpSink {
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let addr = sock.local_addr().unwrap();
+        let queue = sock.try_clone().unwrap();
         let count = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (c, s) = (count.clone(), stop.clone());
@@ -400,6 +404,7 @@ impl UdpSink {
         });
         Self {
             addr,
+            queue,
             count,
             stop,
             thread: Some(thread),
@@ -419,17 +424,21 @@ impl UdpSink {
         )
     }
 
-    /// The count once no datagram arrived for 200 ms.
+    /// The count once every datagram queued so far is read: the socket's receive queue is
+    /// empty (`FIONREAD`) and the count held still for 50 ms (a datagram taken but not yet
+    /// counted). On loopback a datagram is queued during its `sendto`, so after the sender
+    /// exited nothing more comes. Waits up to 30 s for that, not for a fixed time.
     pub fn settled(&self) -> u64 {
-        let mut last = self.count.load(Ordering::Relaxed);
-        loop {
-            std::thread::sleep(Duration::from_millis(200));
-            let now = self.count.load(Ordering::Relaxed);
-            if now == last {
-                return now;
-            }
-            last = now;
-        }
+        eventually("the UDP sink drained", Duration::from_secs(30), || {
+            let before = self.count.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(50));
+            let mut queued: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int through the pointer, which is valid for the call.
+            let rc = unsafe { libc::ioctl(self.queue.as_raw_fd(), libc::FIONREAD, &mut queued) };
+            assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+            let after = self.count.load(Ordering::Relaxed);
+            (queued == 0 && before == after).then_some(after)
+        })
     }
 }
 
