@@ -293,6 +293,61 @@ fn sixteen_experiments_run_at_once_and_a_seventeenth_is_refused() {
     assert!(children.iter().all(|c| attached_count(c) == 0));
 }
 
+/// Every one of the sixteen slots injects: sixteen experiments at once, each on a cgroup of its
+/// own with an errno of its own, and a connect from each cgroup fails with exactly its errno
+/// (no slot answers for another), then succeeds after the stops.
+#[test]
+fn every_one_of_sixteen_slots_injects_its_own_errno() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "slots-own");
+    let engine = engine(&mount);
+    let server = TcpServer::start("127.0.0.1:0");
+    const ERRNOS: [&str; MAX_SLOTS as usize] = [
+        "ECONNREFUSED",
+        "ENETUNREACH",
+        "EHOSTUNREACH",
+        "ETIMEDOUT",
+        "ECONNRESET",
+        "EACCES",
+        "EPERM",
+        "EADDRNOTAVAIL",
+        "ENOBUFS",
+        "EAGAIN",
+        "EPROTO",
+        "EIO",
+        "ENOMEM",
+        "ENETDOWN",
+        "EHOSTDOWN",
+        "ECONNABORTED",
+    ];
+    let children: Vec<_> = (0..MAX_SLOTS).map(|i| cg.child(&format!("s{i}"))).collect();
+    let armed: Vec<_> = children
+        .iter()
+        .zip(ERRNOS)
+        .map(|(child, errno)| {
+            engine
+                .start(&spec(
+                    cgroup_target(child),
+                    socket_error(errno, &["connect"]),
+                    1.0,
+                ))
+                .unwrap()
+        })
+        .collect();
+    for (i, (child, errno)) in children.iter().zip(ERRNOS).enumerate() {
+        let r = server.connect_from(child, 5);
+        assert_eq!(r.get(errno), 5, "slot of cgroup s{i}: {r:?}");
+    }
+    for (a, errno) in armed.into_iter().zip(ERRNOS) {
+        let c = engine.stop(a).unwrap();
+        assert_eq!(c.injected, 5, "{errno}");
+    }
+    for child in &children {
+        assert_eq!(server.connect_from(child, 5).ok(), 5);
+        assert_eq!(attached_count(child), 0);
+    }
+}
+
 /// The silent egress drop's programs on `lo`.
 fn loss_programs_on_lo() -> Vec<String> {
     let mut found = egress_programs("lo");
