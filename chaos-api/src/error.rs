@@ -5,7 +5,12 @@
 //! key), and the value checks that [`crate::config`] and [`crate::experiment`] share (ratios,
 //! costs, ranges, humantime durations), so every failure names its path, its value and what is
 //! allowed in the same words.
+//!
+//! It also owns how free text from a caller is made safe to show: [`escape_controls`] (the
+//! daemon applies it to what it accepts, chaos-ctl to everything it prints) and
+//! [`sanitize_reason`] (the length cap of a caller's reason).
 
+use std::borrow::Cow;
 use std::fmt::{self, Display};
 use std::time::Duration;
 
@@ -217,6 +222,49 @@ pub(crate) fn check_duration_ms(
     }
 }
 
+/// The most bytes a caller's reason (`EmergencyStopRequest.reason`, `chaos-ctl emergency-stop
+/// --reason`) may have, counted as sent, before [`escape_controls`].
+pub const MAX_REASON_BYTES: usize = 512;
+
+/// `text` with every control character written as its Rust escape (`\u{1b}` for ESC, `\u{7}`
+/// for BEL, `\u{a}` for a line feed), so a terminal shows it instead of obeying it. Control
+/// characters are Unicode's `Cc` ([`char::is_control`]): C0 (U+0000 to U+001F, tab and line feed
+/// included), DEL (U+007F) and C1 (U+0080 to U+009F). Everything else is kept as it is,
+/// backslashes included, so escaping an escaped text changes nothing. Borrows when there is
+/// nothing to escape.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.contains(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A caller's reason as the daemon keeps it: past [`MAX_REASON_BYTES`] cut there (at a
+/// character boundary, marked ` (cut from N bytes)`), then its control characters escaped by
+/// [`escape_controls`]. Never refused: an emergency stop must not fail on its reason.
+pub fn sanitize_reason(reason: &str) -> String {
+    if reason.len() <= MAX_REASON_BYTES {
+        return escape_controls(reason).into_owned();
+    }
+    let mut end = MAX_REASON_BYTES;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{} (cut from {} bytes)",
+        escape_controls(&reason[..end]),
+        reason.len()
+    )
+}
+
 /// Reads a humantime duration written as a string (`30s`, `5m`, `1h 30m`); used with
 /// `#[serde(deserialize_with = ...)]`. The range is checked later with [`check_duration`].
 pub(crate) fn deserialize_duration<'de, D: Deserializer<'de>>(
@@ -242,4 +290,59 @@ pub(crate) fn deserialize_duration<'de, D: Deserializer<'de>>(
     }
 
     deserializer.deserialize_str(DurationVisitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        // Clear screen, set the window title, bell: every C0, DEL and C1 character is escaped.
+        assert_eq!(
+            escape_controls("\u{1b}[2J\u{1b}]0;owned\u{7}"),
+            "\\u{1b}[2J\\u{1b}]0;owned\\u{7}"
+        );
+        assert_eq!(
+            escape_controls("a\tb\nc\rd\u{0}e\u{7f}f\u{9b}g"),
+            "a\\u{9}b\\u{a}c\\u{d}d\\u{0}e\\u{7f}f\\u{9b}g"
+        );
+        // Printable text, non-ASCII included, is kept and borrowed.
+        let plain = "disk full on nœud-1: 100% \\ ok";
+        assert!(matches!(escape_controls(plain), Cow::Borrowed(t) if t == plain));
+        // Escaping twice changes nothing: an escaped text has no control character left.
+        let once = escape_controls("\u{1b}[31mred\u{85}");
+        assert!(!once.contains(char::is_control), "{once}");
+        assert_eq!(escape_controls(&once), once);
+    }
+
+    #[test]
+    fn reasons_are_escaped_and_cut() {
+        assert_eq!(
+            sanitize_reason("oncall: \u{1b}[2Jpaged\u{7}"),
+            "oncall: \\u{1b}[2Jpaged\\u{7}"
+        );
+        assert_eq!(sanitize_reason(""), "");
+        // The cap counts bytes as sent: 512 ASCII bytes are kept whole, 256 two-byte
+        // characters too.
+        let at_cap = "x".repeat(MAX_REASON_BYTES);
+        assert_eq!(sanitize_reason(&at_cap), at_cap);
+        let two_byte = "é".repeat(MAX_REASON_BYTES / 2);
+        assert_eq!(sanitize_reason(&two_byte), two_byte);
+        // Past it the text is cut at a character boundary and says so.
+        let cut = sanitize_reason(&format!("a{two_byte}"));
+        assert_eq!(
+            cut,
+            format!(
+                "a{} (cut from 513 bytes)",
+                "é".repeat(MAX_REASON_BYTES / 2 - 1)
+            )
+        );
+        // A reason made only of escapes is cut as sent, and grows when escaped.
+        let escapes = "\u{1b}".repeat(MAX_REASON_BYTES);
+        assert_eq!(
+            sanitize_reason(&escapes),
+            "\\u{1b}".repeat(MAX_REASON_BYTES)
+        );
+    }
 }

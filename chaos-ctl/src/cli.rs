@@ -86,7 +86,8 @@ pub enum Command {
         /// Lift the latch instead.
         #[arg(long)]
         clear: bool,
-        /// Why (recorded in the audit log and the reports).
+        /// Why (recorded in the audit log and the reports): kept to 512 bytes (longer is cut,
+        /// the stop still happens); control characters are kept escaped (`\u{1b}`).
         #[arg(long, default_value = "")]
         reason: String,
     },

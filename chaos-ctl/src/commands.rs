@@ -110,7 +110,7 @@ pub async fn answer(
                 .await?
                 .into_inner();
             if *html {
-                r.html
+                render::report_html(&r)
             } else {
                 render::report(&r, *as_json)
             }

@@ -3,7 +3,8 @@
 //! checked offline (emergency stop latched, protected or missing target, a config limit,
 //! permission, budget, no slot).
 
-use chaos_ctl::client::ConnectError;
+use chaos_api::error::escape_controls;
+use chaos_ctl::client::{ConnectError, chain};
 
 use crate::fanout::FanOutFailed;
 
@@ -70,10 +71,20 @@ pub fn code(e: &anyhow::Error) -> u8 {
     }
 }
 
-/// The one-line message of `e`: a daemon's answer with its status code, else the error chain.
+/// The one-line message of `e`: a daemon's answer with its status code (its control characters
+/// shown, not obeyed), else the error chain.
 pub fn text(e: &anyhow::Error) -> String {
     match e.downcast_ref::<tonic::Status>() {
-        Some(s) => format!("{} ({:?})", s.message(), s.code()),
+        Some(s) => {
+            // A failure below gRPC (the daemon's TLS alert, a reset) says why only in its
+            // sources, which usually repeat the message.
+            let text = match std::error::Error::source(s).map(chain) {
+                Some(causes) if causes.contains(s.message()) => causes,
+                Some(causes) => format!("{}: {causes}", s.message()),
+                None => s.message().to_owned(),
+            };
+            format!("{} ({:?})", escape_controls(&text), s.code())
+        }
         None => format!("{e:#}"),
     }
 }
@@ -82,4 +93,45 @@ pub fn text(e: &anyhow::Error) -> String {
 pub fn is_not_found(e: &anyhow::Error) -> bool {
     e.downcast_ref::<tonic::Status>()
         .is_some_and(|s| s.code() == tonic::Code::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemons_message_is_shown_with_its_code_and_never_obeyed() {
+        let refused = tonic::Status::permission_denied("cert CN=eve\u{1b}[2J\u{7} may not");
+        assert_eq!(
+            text(&refused.into()),
+            "cert CN=eve\\u{1b}[2J\\u{7} may not (PermissionDenied)"
+        );
+    }
+
+    /// A transport failure as tonic reports it: `transport error`, the cause in its source.
+    #[derive(Debug)]
+    struct Transport(std::io::Error);
+
+    impl std::fmt::Display for Transport {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("transport error")
+        }
+    }
+
+    impl std::error::Error for Transport {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_failure_below_grpc_names_its_cause_once() {
+        let alert = std::io::Error::other("received fatal alert: UnknownCA");
+        let status = tonic::Status::from_error(Box::new(Transport(alert)));
+        assert_eq!(status.message(), "transport error");
+        assert_eq!(
+            text(&status.into()),
+            "transport error: received fatal alert: UnknownCA (Unknown)"
+        );
+    }
 }

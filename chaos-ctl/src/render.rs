@@ -5,8 +5,13 @@
 //! (`experiment_type`), states are [`State`]'s names.
 //!
 //! Each function returns the text to print, ending in a newline; JSON answers are one line.
+//! Every text from a daemon is printed through [`escape_controls`] (in tables and lines) or
+//! `document` (reports, which keep their line breaks), so a control character a caller put
+//! into a reason or a name is shown (`\u{1b}`), never obeyed by the terminal; JSON escapes
+//! them itself.
 
 use chaos_api::config::{Admission, Price};
+use chaos_api::error::escape_controls;
 use chaos_api::experiment::Experiment;
 use chaos_api::proto::{self, ExperimentStatus};
 use chaos_api::state::State;
@@ -44,17 +49,17 @@ fn guards_text(s: &ExperimentStatus) -> String {
         text += &format!(
             "  {:<5} {:<40} {:>12}  {:<10} {}\n",
             if g.ok { "green" } else { "RED" },
-            truncate(&g.name, 40),
+            truncate(&escape_controls(&g.name), 40),
             value,
-            g.objective,
-            g.detail
+            escape_controls(&g.objective),
+            escape_controls(&g.detail)
         );
     }
     if !s.guards.is_empty() {
         text += &format!("  impact score {:.3}\n", s.impact);
     }
     if !s.step.is_empty() {
-        text += &format!("  ramp: {}\n", s.step);
+        text += &format!("  ramp: {}\n", escape_controls(&s.step));
     }
     if s.state == proto::State::Running as i32 {
         text += &format!("  spent {:.4} of its budget {:.4}\n", s.spent, s.budget);
@@ -70,8 +75,8 @@ pub fn checks_text(checks: &[proto::Check]) -> String {
             format!(
                 "  [{}] {}: {}\n",
                 if c.passed { "pass" } else { "FAIL" },
-                c.name,
-                c.detail
+                escape_controls(&c.name),
+                escape_controls(&c.detail)
             )
         })
         .collect()
@@ -94,13 +99,13 @@ pub fn status_table(list: &[ExperimentStatus]) -> String {
         let c = s.counters.unwrap_or_default();
         out += &format!(
             "{:<28} {:<20} {:<19} {:<17} {:>10} {:>10}  {}\n",
-            s.id,
-            truncate(&s.name, 20),
-            s.experiment_type,
+            escape_controls(&s.id),
+            truncate(&escape_controls(&s.name), 20),
+            escape_controls(&s.experiment_type),
             state_name(s.state),
             c.injected,
             c.seen,
-            s.target
+            escape_controls(&s.target)
         );
     }
     out
@@ -110,7 +115,7 @@ pub fn status_table(list: &[ExperimentStatus]) -> String {
 fn one_status_text(s: &ExperimentStatus) -> String {
     let mut text = status_table(std::slice::from_ref(s));
     if !s.reason.is_empty() {
-        text += &format!("reason: {}\n", s.reason);
+        text += &format!("reason: {}\n", escape_controls(&s.reason));
     }
     text + &guards_text(s)
 }
@@ -124,19 +129,41 @@ pub fn one_status(s: &ExperimentStatus, json: bool) -> String {
     }
 }
 
+/// The status's emergency-stop field: `no`, or `LATCHED since TIME (REASON)`.
+fn latch_text(r: &proto::GetStatusResponse) -> String {
+    if !r.emergency_stop {
+        return "no".to_owned();
+    }
+    let mut text = "LATCHED".to_owned();
+    if r.emergency_stop_unix_ms > 0 {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.emergency_stop_unix_ms);
+        text += &format!(" since {}", humantime::format_rfc3339_seconds(at));
+    }
+    if !r.emergency_stop_reason.is_empty() {
+        text += &format!(" ({})", escape_controls(&r.emergency_stop_reason));
+    }
+    text
+}
+
 /// `chaos-ctl status`: the node, its latch and its experiments.
 pub fn status(r: &proto::GetStatusResponse, json: bool) -> String {
     if json {
         let list: Vec<_> = r.experiments.iter().map(status_json).collect();
         format!(
             "{}\n",
-            json!({"node": r.node, "emergency_stop": r.emergency_stop, "experiments": list})
+            json!({
+                "node": r.node,
+                "emergency_stop": r.emergency_stop,
+                "emergency_stop_reason": r.emergency_stop_reason,
+                "emergency_stop_unix_ms": r.emergency_stop_unix_ms,
+                "experiments": list
+            })
         )
     } else {
         format!(
             "node {}  emergency stop: {}\n{}",
-            r.node,
-            if r.emergency_stop { "LATCHED" } else { "no" },
+            escape_controls(&r.node),
+            latch_text(r),
             status_table(&r.experiments)
         ) + &r
             .experiments
@@ -145,7 +172,7 @@ pub fn status(r: &proto::GetStatusResponse, json: bool) -> String {
                 if s.guards.is_empty() {
                     String::new()
                 } else {
-                    format!("guards of {}:\n{}", s.id, guards_text(s))
+                    format!("guards of {}:\n{}", escape_controls(&s.id), guards_text(s))
                 }
             })
             .collect::<String>()
@@ -166,9 +193,9 @@ pub fn experiment_list(list: &[ExperimentStatus], json: bool) -> String {
 pub fn plan_text(p: &proto::Plan) -> String {
     let mut text = format!(
         "cgroup      {} (id {})\nprograms    {}\nmax faults  {}\nmax cost    {}\n",
-        p.cgroup,
+        escape_controls(&p.cgroup),
         p.cgroup_id,
-        p.programs.join(", "),
+        escape_controls(&p.programs.join(", ")),
         if p.max_faults == u64::MAX {
             "unlimited".to_string()
         } else {
@@ -179,9 +206,9 @@ pub fn plan_text(p: &proto::Plan) -> String {
     match p.changes.split_first() {
         None => text += "changes     none besides the programs\n",
         Some((first, rest)) => {
-            text += &format!("changes     {first}\n");
+            text += &format!("changes     {}\n", escape_controls(first));
             for change in rest {
-                text += &format!("            {change}\n");
+                text += &format!("            {}\n", escape_controls(change));
             }
         }
     }
@@ -215,7 +242,7 @@ pub fn started(r: &proto::StartExperimentResponse, dry_run: bool, json: bool) ->
         ),
         (false, false) => format!(
             "started {}\n{}pre-flight:\n{}",
-            r.id,
+            escape_controls(&r.id),
             plan_text(&plan),
             checks_text(checks)
         ),
@@ -297,13 +324,17 @@ pub fn capabilities(r: &proto::CapabilitiesResponse, json: bool) -> String {
             json!({"node": r.node, "kernel": r.kernel, "capabilities": caps})
         )
     } else {
-        let mut text = format!("node {} (kernel {})\n", r.node, r.kernel);
+        let mut text = format!(
+            "node {} (kernel {})\n",
+            escape_controls(&r.node),
+            escape_controls(&r.kernel)
+        );
         for c in &r.capabilities {
             text += &format!(
                 "  {:<20} {:<4} {}\n",
-                c.experiment_type,
+                escape_controls(&c.experiment_type),
                 if c.supported { "yes" } else { "no" },
-                c.reason
+                escape_controls(&c.reason)
             );
         }
         text
@@ -325,8 +356,22 @@ pub fn report(r: &proto::Report, json: bool) -> String {
     if json {
         format!("{}\n", report_json(r))
     } else {
-        r.markdown.clone()
+        document(&r.markdown)
     }
+}
+
+/// A post-mortem as the daemon's HTML page.
+pub fn report_html(r: &proto::Report) -> String {
+    document(&r.html)
+}
+
+/// A multi-line text from a daemon (a Markdown report, an HTML page) as printed: its line
+/// breaks kept, every other control character shown by [`escape_controls`].
+fn document(text: &str) -> String {
+    text.split('\n')
+        .map(escape_controls)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A one-line progress bar: `[#####.....]  50%  15s/30s  running  injected 123 of 456 seen`.
@@ -457,6 +502,45 @@ exp-1764290000000-5e1f09a2-1 checkout-db-refused  dependency_failure  running   
     }
 
     #[test]
+    fn a_latched_status_says_why_and_since_when() {
+        let mut r = proto::GetStatusResponse {
+            node: "n1".into(),
+            ..Default::default()
+        };
+        assert!(status(&r, false).starts_with("node n1  emergency stop: no\n"));
+        (
+            r.emergency_stop,
+            r.emergency_stop_reason,
+            r.emergency_stop_unix_ms,
+        ) = (
+            true,
+            "emergency stop by uid 0: drill\u{1b}[2J".into(),
+            1_764_290_000_000,
+        );
+        assert!(
+            status(&r, false).starts_with(
+                "node n1  emergency stop: LATCHED since 2025-11-28T00:33:20Z \
+                 (emergency stop by uid 0: drill\\u{1b}[2J)\n"
+            ),
+            "{}",
+            status(&r, false)
+        );
+        let j: Value = serde_json::from_str(&status(&r, true)).unwrap();
+        assert_eq!(
+            (
+                &j["emergency_stop"],
+                &j["emergency_stop_reason"],
+                &j["emergency_stop_unix_ms"]
+            ),
+            (
+                &json!(true),
+                &json!("emergency stop by uid 0: drill\u{1b}[2J"),
+                &json!(1_764_290_000_000u64)
+            )
+        );
+    }
+
+    #[test]
     fn unknown_states_say_so() {
         let mut s = sample();
         s.state = 0;
@@ -579,5 +663,129 @@ changes     eth0: root qdisc fq (was noqueue), restored on stop
             capabilities(&r, true),
             "{\"capabilities\":[{\"experiment_type\":\"network_latency\",\"reason\":\"sch_fq not available\",\"supported\":false}],\"kernel\":\"6.12.0\",\"node\":\"n1\"}\n"
         );
+    }
+
+    /// Clears the screen, sets the window title, rings the bell.
+    const EVIL: &str = "\u{1b}[2J\u{1b}]0;owned\u{7}";
+    /// [`EVIL`] as printed.
+    const SHOWN: &str = "\\u{1b}[2J\\u{1b}]0;owned\\u{7}";
+
+    /// Asserts that `text` holds no control character but line breaks.
+    fn obeys_nothing(text: &str) {
+        assert!(
+            !text.contains(|c: char| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn texts_from_the_daemon_show_their_control_characters() {
+        let mut s = sample();
+        s.state = proto::State::EmergencyStopped as i32;
+        s.name = format!("n{EVIL}");
+        s.target = format!("/sys/fs/cgroup/{EVIL}");
+        s.reason = format!("emergency stop by uid 0: {EVIL}");
+        s.step = EVIL.into();
+        s.guards = vec![proto::GuardStatus {
+            name: EVIL.into(),
+            kind: "slo".into(),
+            objective: EVIL.into(),
+            value: Some(0.5),
+            ok: false,
+            detail: EVIL.into(),
+        }];
+        let text = one_status(&s, false);
+        obeys_nothing(&text);
+        assert!(
+            text.contains(&format!("reason: emergency stop by uid 0: {SHOWN}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("/sys/fs/cgroup/{SHOWN}\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("ramp: {SHOWN}\n")), "{text}");
+        assert!(text.contains(&format!("RED   {SHOWN}")), "{text}");
+        // A name is cut after it is escaped: the table keeps its width.
+        assert!(text.contains("n\\u{1b}[2J\\u{1b}]0;~ "), "{text}");
+
+        let r = proto::GetStatusResponse {
+            node: EVIL.into(),
+            emergency_stop: true,
+            experiments: vec![s.clone()],
+            emergency_stop_reason: EVIL.into(),
+            emergency_stop_unix_ms: 0,
+        };
+        let text = status(&r, false);
+        obeys_nothing(&text);
+        assert!(
+            text.starts_with(&format!(
+                "node {SHOWN}  emergency stop: LATCHED ({SHOWN})\n"
+            )),
+            "{text}"
+        );
+        obeys_nothing(&stopped(
+            &proto::StopExperimentResponse {
+                status: Some(s.clone()),
+                disarm_ns: 1,
+            },
+            false,
+        ));
+        obeys_nothing(&experiment_list(std::slice::from_ref(&s), false));
+
+        let started_text = started(
+            &proto::StartExperimentResponse {
+                id: EVIL.into(),
+                plan: Some(proto::Plan {
+                    cgroup: EVIL.into(),
+                    programs: vec![EVIL.into()],
+                    changes: vec![EVIL.into(), EVIL.into()],
+                    ..plan()
+                }),
+                preflight: vec![proto::Check {
+                    name: EVIL.into(),
+                    passed: true,
+                    detail: EVIL.into(),
+                }],
+            },
+            false,
+            false,
+        );
+        obeys_nothing(&started_text);
+        assert!(
+            started_text.contains(&format!("  [pass] {SHOWN}: {SHOWN}\n")),
+            "{started_text}"
+        );
+        let caps = proto::CapabilitiesResponse {
+            node: EVIL.into(),
+            kernel: EVIL.into(),
+            capabilities: vec![proto::Capability {
+                experiment_type: EVIL.into(),
+                supported: true,
+                reason: EVIL.into(),
+            }],
+        };
+        obeys_nothing(&capabilities(&caps, false));
+
+        // JSON escapes on its own, and keeps the text as sent.
+        let json = one_status(&s, true);
+        obeys_nothing(&json);
+        let v: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["reason"], s.reason);
+    }
+
+    #[test]
+    fn reports_keep_their_lines_and_show_every_other_control_character() {
+        let r = proto::Report {
+            markdown: format!("# Report\n\nreason: {EVIL}\r\n| a\tb |\n"),
+            html: format!("<p>\n{EVIL}</p>\n"),
+            ..proto::Report::default()
+        };
+        assert_eq!(
+            report(&r, false),
+            format!("# Report\n\nreason: {SHOWN}\\u{{d}}\n| a\\u{{9}}b |\n")
+        );
+        assert_eq!(report_html(&r), format!("<p>\n{SHOWN}</p>\n"));
+        obeys_nothing(&report(&r, true));
     }
 }

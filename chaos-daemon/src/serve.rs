@@ -1,6 +1,10 @@
 //! `chaos-daemon serve`: wires the engine, the store and the experiment manager to the gRPC
 //! service on a Unix socket (and TCP with mutual TLS), starts the reaper that ends experiments
 //! whose duration elapsed, and stops everything on SIGTERM or Ctrl-C.
+//!
+//! A start checks every argument, then locks the state directory ([`lock`]: one daemon per
+//! state directory) and binds every socket, and only then touches the state (the journal's
+//! undo, the store's recovery): a second daemon on the same paths fails having changed nothing.
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -24,6 +28,8 @@ use clap::Args;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+mod lock;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -72,29 +78,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Every argument is checked before anything is touched: a refused start changes nothing.
     let config = match &args.config {
         Some(path) => ChaosConfig::load(path)?,
         None => ChaosConfig::default(),
     };
-    create_private_dir(&args.state_dir, 0o700)?;
-    let store = Store::open(&args.state_dir)?;
-    // The engine keeps its own connection to the store for the host-change journal, and
-    // undoes what a killed daemon left (cgroup knobs, qdiscs) before anything else runs.
-    let journal = Arc::new(std::sync::Mutex::new(Store::open(&args.state_dir)?));
-    let resolver =
-        Resolver::new(cgroup2_mount()?)?.protecting(&config.safety_checks.protected_cgroups);
-    let engine = Engine::with_journal(resolver, journal)
-        .context("loading the kernel programs")?
-        .allowing_kills(&config.experiments.pod_deletion.allowed_cgroups);
-    let safety = Safety::new(Arc::new(config.clone())).context("setting up the guards")?;
-    let manager = Manager::new(engine, store, config, Arc::new(SystemClock))?;
-    let notifier = Notifier::new(manager.config(), manager.metrics.notifications.clone())
-        .context("setting up the notification channels")?;
-    let node = match args.node {
-        Some(n) => n,
-        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
-    };
-    manager.set_notifier(notifier, node.clone());
     if let Some(addr) = args.insecure_tcp
         && !addr.ip().is_loopback()
     {
@@ -102,44 +90,66 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "--insecure-tcp {addr}: plain TCP is only allowed on loopback; use --tcp with mutual TLS"
         );
     }
-    let listener = bind_private_socket(&args.socket)?;
+    // The TLS server is built here: unreadable or invalid PEM files fail now.
+    let tls = match args.tcp {
+        Some(addr) => Some((addr, tls_server(&args)?)),
+        None => None,
+    };
+    let resolver =
+        Resolver::new(cgroup2_mount()?)?.protecting(&config.safety_checks.protected_cgroups);
+    let safety = Safety::new(Arc::new(config.clone())).context("setting up the guards")?;
+    let node = match &args.node {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+    };
+
+    // One daemon per state directory, then every socket bound: a second daemon on the same
+    // paths stops here, before it undoes a journal or marks an experiment of the first.
+    create_private_dir(&args.state_dir, 0o700)?;
+    let _lock = lock::StateLock::acquire(&args.state_dir)?;
+    let (listener, socket) = bind_private_socket(&args.socket)?;
+    let tcp = match tls {
+        Some((addr, server)) => Some((bind_tcp(addr, "").await?, server)),
+        None => None,
+    };
+    let insecure_tcp = match args.insecure_tcp {
+        Some(addr) => Some(bind_tcp(addr, "").await?),
+        None => None,
+    };
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some(bind_tcp(addr, "the metrics address ").await?),
+        None => None,
+    };
+
+    // The state: the engine keeps its own connection to the store for the host-change
+    // journal, and undoes what a killed daemon left (cgroup knobs, qdiscs) before anything
+    // else runs; the manager marks what was running aborted and restores the latch.
+    let store = Store::open(&args.state_dir)?;
+    let journal = Arc::new(std::sync::Mutex::new(Store::open(&args.state_dir)?));
+    let engine = Engine::with_journal(resolver, journal)
+        .context("loading the kernel programs")?
+        .allowing_kills(&config.experiments.pod_deletion.allowed_cgroups);
+    let manager = Manager::new(engine, store, config, Arc::new(SystemClock))?;
+    let notifier = Notifier::new(manager.config(), manager.metrics.notifications.clone())
+        .context("setting up the notification channels")?;
+    manager.set_notifier(notifier, node.clone());
     println!(
         "chaos-daemon {node} listening on unix://{}",
         args.socket.display()
     );
     let mut tcp_servers = Vec::new();
-    if let Some(addr) = args.tcp {
-        let read = |p: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
-            let p = p
-                .as_ref()
-                .context("--tcp needs --tls-cert, --tls-key and --client-ca")?;
-            std::fs::read(p).with_context(|| format!("reading {}", p.display()))
-        };
-        let tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(
-                read(&args.tls_cert)?,
-                read(&args.tls_key)?,
-            ))
-            .client_ca_root(Certificate::from_pem(read(&args.client_ca)?));
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+    if let Some((tcp, mut server)) = tcp {
         println!("listening on https://{}", tcp.local_addr()?);
         let service = ChaosDaemonServer::with_interceptor(
             Service::new(manager.clone(), safety.clone(), node.clone()),
             stamp_arrival,
         );
-        let server = tonic::transport::Server::builder()
-            .tls_config(tls)
-            .context("TLS configuration")?
+        let server = server
             .add_service(service)
             .serve_with_incoming(TcpListenerStream::new(tcp));
         tcp_servers.push(tokio::spawn(server));
     }
-    if let Some(addr) = args.insecure_tcp {
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+    if let Some(tcp) = insecure_tcp {
         println!(
             "listening on http://{} (insecure, observers only)",
             tcp.local_addr()?
@@ -154,11 +164,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tcp_servers.push(tokio::spawn(server));
     }
 
-    let metrics_server = match args.metrics_addr {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the metrics address {addr}"))?;
+    let metrics_server = match metrics {
+        Some(listener) => {
             println!("metrics on http://{}/metrics", listener.local_addr()?);
             let manager = manager.clone();
             let app = axum::Router::new().route(
@@ -198,7 +205,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let stopping = manager.clone();
     tokio::task::spawn_blocking(move || stopping.shutdown("daemon shutdown")).await?;
-    let _ = std::fs::remove_file(&args.socket);
+    drop(socket);
     println!("chaos-daemon stopped");
     Ok(())
 }
@@ -224,9 +231,48 @@ fn create_private_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("chmod {} {:o}", dir.display(), mode))
 }
 
+/// The server of `--tcp`: mutual TLS with the daemon's certificate and key and the client CA.
+fn tls_server(args: &ServeArgs) -> anyhow::Result<tonic::transport::Server> {
+    let read = |p: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
+        let p = p
+            .as_ref()
+            .context("--tcp needs --tls-cert, --tls-key and --client-ca")?;
+        std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read(&args.tls_cert)?,
+            read(&args.tls_key)?,
+        ))
+        .client_ca_root(Certificate::from_pem(read(&args.client_ca)?));
+    tonic::transport::Server::builder()
+        .tls_config(tls)
+        .context("TLS configuration")
+}
+
+/// Binds TCP address `addr` (`what` names it in the error).
+async fn bind_tcp(
+    addr: std::net::SocketAddr,
+    what: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {what}{addr}"))
+}
+
+/// The daemon's socket file, removed when dropped: at shutdown, or when the start fails after
+/// it was bound.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Binds the socket so that it is never accessible to others, not even for an instant: the
 /// umask is 0177 while it is created. A stale socket from a dead daemon is replaced.
-fn bind_private_socket(path: &Path) -> anyhow::Result<UnixListener> {
+fn bind_private_socket(path: &Path) -> anyhow::Result<(UnixListener, SocketFile)> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -238,6 +284,7 @@ fn bind_private_socket(path: &Path) -> anyhow::Result<UnixListener> {
     let bound = UnixListener::bind(path);
     nix::sys::stat::umask(old);
     let listener = bound.with_context(|| format!("binding {}", path.display()))?;
+    let file = SocketFile(path.to_path_buf());
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    Ok((listener, file))
 }

@@ -3,7 +3,9 @@
 //! host changes (state that outlives the process; see [`crate::journal`]).
 //!
 //! Writes are small and synchronous; the file survives a SIGKILL (WAL mode). At start-up
-//! [`Store::abort_running`] marks experiments that were running when the daemon died.
+//! [`Store::abort_running`] marks experiments that were running when the daemon died, and
+//! [`Store::latch`] tells whether the emergency stop was latched (it stays latched across
+//! restarts until cleared).
 
 use std::path::Path;
 
@@ -101,6 +103,15 @@ pub struct RollbackRow {
     pub disarm_us: u64,
 }
 
+/// The emergency-stop latch as stored: why and since when. At most one; it outlives the daemon
+/// process until cleared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LatchRow {
+    pub reason: String,
+    /// Unix time of the emergency stop, in milliseconds.
+    pub at_ms: u64,
+}
+
 /// One entry of the audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRow {
@@ -145,6 +156,8 @@ CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT, experiment_id TEXT NOT NULL, kind TEXT NOT NULL,
     path TEXT NOT NULL, old_value TEXT NOT NULL, applied_ms INTEGER NOT NULL,
     restored_ms INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS emergency_stop (
+    id INTEGER PRIMARY KEY CHECK (id = 1), reason TEXT NOT NULL, at_ms INTEGER NOT NULL);
 ";
 
 const EXPERIMENT_COLUMNS: &str = "id, name, fault, target, spec, state, reason, started_ms, \
@@ -247,6 +260,61 @@ impl Store {
             self.add_event(id, now_ms, "aborted", reason)?;
         }
         Ok(ids)
+    }
+
+    /// The emergency-stop latch, if one is set.
+    pub fn latch(&self) -> Result<Option<LatchRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT reason, at_ms FROM emergency_stop WHERE id = 1",
+                [],
+                |r| {
+                    Ok(LatchRow {
+                        reason: r.get(0)?,
+                        at_ms: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .ctx("reading the emergency-stop latch")
+    }
+
+    /// Sets the emergency-stop latch (replacing an earlier one), on disk before it returns.
+    pub fn set_latch(&self, latch: &LatchRow) -> Result<(), StoreError> {
+        self.durably(
+            "recording the emergency-stop latch",
+            "INSERT OR REPLACE INTO emergency_stop (id, reason, at_ms) VALUES (1, ?1, ?2)",
+            params![latch.reason, latch.at_ms as i64],
+        )
+    }
+
+    /// Removes the emergency-stop latch, on disk before it returns.
+    pub fn clear_latch(&self) -> Result<(), StoreError> {
+        self.durably(
+            "clearing the emergency-stop latch",
+            "DELETE FROM emergency_stop",
+            params![],
+        )
+    }
+
+    /// Runs one statement with `synchronous = FULL`: the WAL is synced before the commit
+    /// returns, so the change outlives a power loss too (`NORMAL`, the rest of the store's
+    /// setting, survives a killed process only).
+    fn durably(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .ctx(what)?;
+        let written = self.conn.execute(sql, params).map(drop).ctx(what);
+        let restored = self
+            .conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .ctx(what);
+        written.and(restored)
     }
 
     /// Money spent by experiments that started at or after `since_ms` and have ended.
@@ -685,6 +753,40 @@ mod tests {
             .map(|e| e.id)
             .collect();
         assert_eq!(ids, vec!["b".to_string()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_latch_survives_reopen_until_cleared_and_a_new_one_replaces_it() {
+        let dir = std::env::temp_dir().join(format!("chaos-store-latch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = LatchRow {
+            reason: "emergency stop by uid 0: drill".into(),
+            at_ms: 10,
+        };
+        let second = LatchRow {
+            reason: "emergency stop by uid 0: again".into(),
+            at_ms: 20,
+        };
+        {
+            let s = Store::open(&dir).unwrap();
+            assert_eq!(s.latch().unwrap(), None);
+            s.set_latch(&first).unwrap();
+        }
+        {
+            let s = Store::open(&dir).unwrap();
+            assert_eq!(s.latch().unwrap(), Some(first));
+            s.set_latch(&second).unwrap();
+            assert_eq!(s.latch().unwrap(), Some(second));
+            s.clear_latch().unwrap();
+            // The durable writes leave the store's own setting (NORMAL = 1) in place.
+            let sync: i64 = s
+                .conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(sync, 1);
+        }
+        assert_eq!(Store::open(&dir).unwrap().latch().unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

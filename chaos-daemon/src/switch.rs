@@ -67,6 +67,12 @@ impl Switchboard {
         self.latched.load(Ordering::SeqCst)
     }
 
+    /// Latches without disarming anything: a latch recorded before this process started (which
+    /// has armed nothing yet), or one re-asserted after a clear that raced an emergency stop.
+    pub fn latch(&self) {
+        self.latched.store(true, Ordering::SeqCst);
+    }
+
     /// Lifts the latch.
     pub fn clear(&self) {
         self.latched.store(false, Ordering::SeqCst);

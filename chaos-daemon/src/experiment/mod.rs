@@ -7,11 +7,12 @@
 //! switch) and only then release and record it. The locks here ([`Manager`]'s run table and
 //! ledger) are held for a map operation, never across I/O; the store's lock is held across
 //! SQLite writes by the recording paths only, and a worker thread does those for everything
-//! that must not wait (emergency stop, reaper, audit).
+//! that must not wait (emergency stop, reaper, audit). The one write an emergency stop's
+//! answer waits for is its latch's record, after every disarm.
 //!
 //! At start-up experiments the store still lists as running are marked `aborted (daemon
 //! restart)`: their BPF faults died with the old process (host changes are undone by the
-//! engine's journal).
+//! engine's journal). An emergency-stop latch the store still holds latches the new process.
 //!
 //! * `faults` — [`FaultEngine`], the engine as the lifecycle sees it.
 //! * `run` — one experiment's shared state.
@@ -21,11 +22,13 @@
 //! * `reaper` — deadlines, metrics and snapshots on a thread of its own; shutdown.
 //! * `notices` — what is announced through the notifier.
 //! * `worker` — the recorder thread, and finishing (release, then record) an ended run.
+//! * `latch` — the emergency-stop latch's durable record (why, since when).
 //! * `view` — status, lists and reports.
 
 mod budget;
 mod faults;
 mod guarded;
+mod latch;
 mod ledger;
 mod notices;
 mod reaper;
@@ -72,7 +75,7 @@ use crate::{
     error::{Classify, ErrorClass},
     metrics::Metrics,
     notify::NoticeKind,
-    store::{AuditRow, ExperimentRow, Store, StoreError},
+    store::{AuditRow, ExperimentRow, LatchRow, Store, StoreError},
     sync::lock,
 };
 
@@ -179,6 +182,8 @@ pub struct Manager<E: FaultEngine> {
     store: Mutex<Store>,
     runs: Mutex<HashMap<String, Arc<Run<E::Armed>>>>,
     ledger: Mutex<Ledger>,
+    /// Why and since when the emergency stop is latched (the switchboard's flag decides).
+    latch: Mutex<Option<LatchRow>>,
     jobs: Mutex<mpsc::Sender<Job<E::Armed>>>,
     clock: Arc<dyn Clock>,
     next: AtomicU64,
@@ -202,9 +207,11 @@ impl<E: FaultEngine> Manager<E> {
             tracing::warn!(experiment_id = %id, "marked aborted: it was running when the daemon died");
         }
         let spent = store.spent_since(now - now % ledger::DAY_MS)?;
+        let latch = store.latch()?;
         let (tx, rx) = mpsc::channel();
         let manager = Arc::new(Self {
             ledger: Mutex::new(Ledger::new(config.budget.max_daily_cost, now, spent)),
+            latch: Mutex::new(None),
             engine,
             config,
             store: Mutex::new(store),
@@ -216,6 +223,7 @@ impl<E: FaultEngine> Manager<E> {
             metrics: Metrics::new(),
             announcer: notices::Announcer::new(),
         });
+        manager.restore_latch(latch);
         let weak = Arc::downgrade(&manager);
         std::thread::Builder::new()
             .name("chaos-recorder".into())
@@ -458,8 +466,9 @@ impl<E: FaultEngine> Manager<E> {
 
     /// Disarms every experiment on the node and latches: nothing new starts until
     /// [`Manager::clear_emergency_stop`]. Waits for nothing but the disarm writes; releasing
-    /// and recording continue on the worker. Returns how many were running and the time from
-    /// `arrived` until all were disarmed.
+    /// and recording continue on the worker; [`Manager::record_latch`] next makes the latch
+    /// outlive this process. Returns how many were running and the time from `arrived` until
+    /// all were disarmed.
     pub fn emergency_stop(&self, reason: &str, arrived: Instant) -> (usize, Duration) {
         let failures = self.engine.switchboard().emergency_stop();
         let runs: Vec<Arc<Run<E::Armed>>> = lock(&self.runs).values().cloned().collect();
@@ -501,12 +510,6 @@ impl<E: FaultEngine> Manager<E> {
             .with_label_values(&["emergency_stop"])
             .observe(took.as_secs_f64());
         (ended, took)
-    }
-
-    /// Lifts the emergency-stop latch.
-    pub fn clear_emergency_stop(&self) {
-        self.engine.switchboard().clear();
-        self.metrics.emergency_stop.set(0);
     }
 
     /// Whether the emergency stop is latched.

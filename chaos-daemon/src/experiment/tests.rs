@@ -16,7 +16,7 @@ use chaos_api::{config::ChaosConfig, experiment::Experiment, state::State};
 use super::{Clock, ExperimentError, Manager, fake::FakeEngine};
 use crate::{
     error::{Classify, ErrorClass},
-    store::Store,
+    store::{LatchRow, Store},
 };
 
 /// A clock that moves only when told.
@@ -218,8 +218,63 @@ fn the_latch_refuses_starts_until_cleared() {
     let e = start(&m, &loss()).unwrap_err();
     assert!(matches!(e, ExperimentError::Latched), "{e}");
     assert_eq!(e.class(), ErrorClass::Refused);
-    m.clear_emergency_stop();
+    m.clear_emergency_stop().unwrap();
     start(&m, &loss()).unwrap();
+}
+
+#[test]
+fn a_recorded_latch_outlives_the_daemon_until_cleared() {
+    let dir = std::env::temp_dir().join(format!("chaos-latch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clock = FakeClock::new();
+    let daemon = || {
+        Manager::new(
+            FakeEngine::new(),
+            Store::open(&dir).unwrap(),
+            ChaosConfig::default(),
+            clock.clone(),
+        )
+        .unwrap()
+    };
+    let m = daemon();
+    assert_eq!(m.latch(), None);
+    m.emergency_stop("drill", Instant::now());
+    // Latched in memory at once; the reason follows with the record.
+    assert_eq!(m.latch().map(|l| l.reason), Some(String::new()));
+    m.record_latch("drill");
+    let latched = LatchRow {
+        reason: "drill".into(),
+        at_ms: clock.now_ms(),
+    };
+    assert_eq!(m.latch(), Some(latched.clone()));
+    // The daemon dies without stopping anything; the next one comes back latched.
+    std::mem::forget(m);
+    clock.advance(Duration::from_secs(60));
+    let m = daemon();
+    assert!(m.latched());
+    assert_eq!(m.latch(), Some(latched));
+    assert!(matches!(
+        start(&m, &loss()).unwrap_err(),
+        ExperimentError::Latched
+    ));
+    m.clear_emergency_stop().unwrap();
+    start(&m, &loss()).unwrap();
+    std::mem::forget(m);
+    let m = daemon();
+    assert_eq!(m.latch(), None);
+    start(&m, &loss()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_record_after_a_racing_clear_leaves_the_node_latched() {
+    let (m, _) = manager();
+    m.emergency_stop("drill", Instant::now());
+    // A clear between the disarm and the record: the stop came last.
+    m.clear_emergency_stop().unwrap();
+    m.record_latch("drill");
+    assert!(m.latched());
+    assert_eq!(m.latch().map(|l| l.reason), Some("drill".to_owned()));
 }
 
 /// Runs `f` on a thread and returns its result, failing the test if it does not return within

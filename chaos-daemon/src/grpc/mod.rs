@@ -15,6 +15,7 @@ pub mod convert;
 use std::{fmt::Display, pin::Pin, sync::Arc, time::Duration, time::Instant};
 
 use chaos_api::{
+    error::{escape_controls, sanitize_reason},
     experiment::Experiment,
     proto::{self, chaos_daemon_server::ChaosDaemon},
     state::State,
@@ -113,7 +114,14 @@ impl Service {
             Ok(_) => "ok".to_string(),
             Err(s) => format!("{:?}: {}", s.code(), s.message()),
         };
-        self.manager.audit(caller, method, detail, &outcome);
+        // The detail and an error may hold a caller's text (a name before it was validated):
+        // kept shown, not obeyed.
+        self.manager.audit(
+            caller,
+            method,
+            &escape_controls(detail),
+            &escape_controls(&outcome),
+        );
     }
 }
 
@@ -319,7 +327,10 @@ impl Service {
     ) -> Result<Response<proto::EmergencyStopResponse>, Status> {
         let arrived = arrival(&req);
         let caller = self.authorize(&req, "EmergencyStop", Role::Observer)?;
-        let reason = req.into_inner().reason;
+        // Cut past its cap, never refused (a long alert text must still stop the node); kept
+        // with control characters escaped, so no record, report or audit row carries a
+        // terminal escape.
+        let reason = sanitize_reason(&req.into_inner().reason);
         let why = if reason.is_empty() {
             format!("emergency stop by {}", caller.name)
         } else {
@@ -327,6 +338,11 @@ impl Service {
         };
         // Inline: a few map writes; releasing and recording continue on the recorder.
         let (n, took) = self.manager.emergency_stop(&why, arrived);
+        // Then the latch is recorded (on disk before the answer: a restart stays latched).
+        let manager = self.manager.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || manager.record_latch(&why)).await {
+            tracing::error!(error = %e, "recording the emergency-stop latch failed");
+        }
         let r = Ok(proto::EmergencyStopResponse {
             disarmed: u32::try_from(n).unwrap_or(u32::MAX),
             disarm_ns: u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
@@ -340,8 +356,14 @@ impl Service {
         req: Request<proto::ClearEmergencyStopRequest>,
     ) -> Result<Response<proto::ClearEmergencyStopResponse>, Status> {
         let caller = self.authorize(&req, "ClearEmergencyStop", Role::Operator)?;
-        self.manager.clear_emergency_stop();
-        let r = Ok(proto::ClearEmergencyStopResponse {});
+        let manager = self.manager.clone();
+        let r = blocking(move || {
+            manager
+                .clear_emergency_stop()
+                .map(|()| proto::ClearEmergencyStopResponse {})
+                .map_err(|e| status_of(&e))
+        })
+        .await;
         self.audit(&caller.name, "ClearEmergencyStop", "", &r);
         r.map(Response::new)
     }
@@ -352,10 +374,13 @@ impl Service {
     ) -> Result<Response<proto::GetStatusResponse>, Status> {
         auth::caller(&req)?;
         let running = self.manager.running();
+        let latch = self.manager.latch();
         Ok(Response::new(proto::GetStatusResponse {
             node: self.node.clone(),
-            emergency_stop: self.manager.latched(),
+            emergency_stop: latch.is_some(),
             experiments: running.iter().map(convert::status_to_proto).collect(),
+            emergency_stop_reason: latch.as_ref().map(|l| l.reason.clone()).unwrap_or_default(),
+            emergency_stop_unix_ms: latch.map_or(0, |l| l.at_ms),
         }))
     }
 

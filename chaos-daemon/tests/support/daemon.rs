@@ -215,6 +215,23 @@ impl Daemon {
                 .then_some(())
         });
     }
+
+    /// Stops the daemon with SIGTERM and waits until it exited, which must be cleanly: its
+    /// worker writes everything queued first (the audit rows behind an emergency stop's
+    /// releases, which the SIGKILL of a drop can lose).
+    pub fn terminate(mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = eventually(
+            "the daemon exited after SIGTERM",
+            Duration::from_secs(30),
+            || self.child.try_wait().unwrap(),
+        );
+        assert!(
+            status.success(),
+            "the daemon's exit after SIGTERM: {status}"
+        );
+    }
 }
 
 impl Drop for Daemon {

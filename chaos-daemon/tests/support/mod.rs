@@ -385,7 +385,12 @@ pub struct UdpSink {
 
 impl UdpSink {
     pub fn new() -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::on("127.0.0.1:0")
+    }
+
+    /// A sink bound to `addr` (e.g. `[::1]:0`).
+    pub fn on(addr: &str) -> Self {
+        let sock = UdpSocket::bind(addr).unwrap();
         sockopt::raise_rcvbuf(&sock).expect("SO_RCVBUFFORCE");
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
