@@ -176,3 +176,130 @@ fn protocol_and_port_filters_limit_loss() {
     assert_eq!(c.ok(), 1000);
     engine.stop(armed).unwrap();
 }
+
+/// Loss on IPv6 (`::1`): a visible egress drop fails every datagram with EPERM when a CIDR
+/// filter holds `::1`, and spares it with an IPv4 CIDR; the ingress drop loses IPv6 datagrams
+/// arriving for the target.
+#[test]
+fn ipv6_packets_are_lost_and_filtered_by_ipv6_cidrs() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "loss-v6");
+    let engine = engine(&mount);
+    let sink = UdpSink::on("[::1]:0");
+    for (cidr, lost) in [("::1/128", true), ("127.0.0.0/8", false)] {
+        let mut s = spec(
+            cg.target(),
+            loss(Direction::Egress, EgressDrop::Visible),
+            1.0,
+        );
+        s.filter.cidrs = vec![cidr.parse().unwrap()];
+        s.validate().unwrap();
+        let armed = engine.start(&s).unwrap();
+        let before = sink.settled();
+        let r = workload(
+            Some(&cg.path),
+            &["udp-send", "--to", &sink.to(), "--count", "500"],
+        );
+        let got = sink.settled() - before;
+        if lost {
+            assert_eq!((r.get("EPERM"), got), (500, 0), "{cidr}: {r:?}");
+        } else {
+            assert_eq!((r.ok(), got), (500, 500), "{cidr}: {r:?}");
+        }
+        engine.stop(armed).unwrap();
+    }
+    // Ingress: a receiver in the target on ::1 gets nothing while the drop is armed.
+    let armed = engine
+        .start(&spec(
+            cg.target(),
+            loss(Direction::Ingress, EgressDrop::Silent),
+            1.0,
+        ))
+        .unwrap();
+    let receiver = Receiver::on(Some(&cg.path), "[::1]:0", 500, 3000);
+    let to = receiver.addr.to_string();
+    assert_eq!(
+        workload(None, &["udp-send", "--to", &to, "--count", "200"]).ok(),
+        200
+    );
+    assert_eq!(receiver.received(), 0);
+    let c = engine.stop(armed).unwrap();
+    assert_eq!(c.injected, 200);
+    assert_eq!(cg.attached(), 0);
+}
+
+/// On ingress the port filter is the remote side's, the source port: datagrams from the
+/// filtered port are lost, those from another port arrive.
+#[test]
+fn ingress_port_filter_matches_the_source_port() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "loss-in-port");
+    let engine = engine(&mount);
+    let hit = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let miss = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut s = spec(
+        cg.target(),
+        loss(Direction::Ingress, EgressDrop::Silent),
+        1.0,
+    );
+    let port = hit.local_addr().unwrap().port();
+    s.filter.ports = Some(PortRange {
+        low: port,
+        high: port,
+    });
+    s.validate().unwrap();
+    let armed = engine.start(&s).unwrap();
+    let receiver = Receiver::start(Some(&cg.path), 500, 10_000);
+    for _ in 0..100 {
+        hit.send_to(b"lost", receiver.addr).unwrap();
+        miss.send_to(b"kept", receiver.addr).unwrap();
+    }
+    assert_eq!(receiver.received(), 100, "only the other port's arrive");
+    assert_eq!(engine.stop(armed).unwrap().injected, 100);
+}
+
+/// Packets without ports (ICMP) match only when no port filter is set: ping from the target
+/// gets through a port-filtered drop, and not through a drop of ICMP.
+#[test]
+fn packets_without_ports_match_only_without_a_port_filter() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "loss-icmp");
+    let engine = engine(&mount);
+    let ping = |cg: &std::path::Path| {
+        let bin = ["/usr/bin/ping", "/bin/ping"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("no ping binary: install iputils-ping");
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["-n", "-q", "-c", "5", "-i", "0.01", "-W", "1", "127.0.0.1"]);
+        start_in_cgroup(&mut cmd, cg);
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for (protocol, ports, passes) in [
+        (Protocol::Any, Some(80), true),
+        (Protocol::Icmp, None, false),
+    ] {
+        let mut s = spec(
+            cg.target(),
+            loss(Direction::Egress, EgressDrop::Visible),
+            1.0,
+        );
+        s.filter.protocol = protocol;
+        s.filter.ports = ports.map(|p| PortRange { low: p, high: p });
+        s.validate().unwrap();
+        let armed = engine.start(&s).unwrap();
+        let (code, out) = ping(&cg.path);
+        if passes {
+            assert_eq!(code, Some(0), "{protocol:?} port {ports:?}: {out}");
+            assert!(out.contains("5 received"), "{out}");
+        } else {
+            assert_ne!(code, Some(0), "{protocol:?}: {out}");
+            assert!(out.contains(" 0 received"), "{out}");
+        }
+        engine.stop(armed).unwrap();
+    }
+}

@@ -137,6 +137,39 @@ fn repeated_pod_kills_stop_at_max_pods_deleted_and_the_budget() {
     assert_eq!(s.ended_by(Duration::from_millis(300)), None);
 }
 
+/// `--max-faults` caps the kills below `max_pods_deleted` and the budget, and `--intensity` is
+/// the probability of a kill at each check: at 0 nothing is killed in many checks.
+#[test]
+fn pod_kills_follow_max_faults_and_intensity() {
+    let Some(mount) = kernel() else { return };
+    let node = TestCgroup::new(&mount, "podkill-cap");
+    let dir = TempDir::new("podkill-cap");
+    let daemon = Daemon::with_config(&dir.0, KILL_CONFIG);
+    let pod = Pod::empty(&node.path);
+    let args = |extra: &[&'static str]| {
+        let mut a = vec!["--duration", "20", "--interval", "100ms", "--budget", "100"];
+        a.extend_from_slice(extra);
+        a
+    };
+    // max_pods_deleted would allow 2: --max-faults 1 kills one.
+    let id = started_id(&kill_pod(&daemon, &pod.uid, &args(&["--max-faults", "1"])));
+    let mut s = Sleeper::start(&pod.dir);
+    assert_eq!(s.ended_by(Duration::from_secs(5)), Some(libc::SIGKILL));
+    let mut survivor = Sleeper::start(&pod.dir);
+    let status = daemon.ended(&id, Duration::from_secs(5));
+    assert_eq!(survivor.ended_by(Duration::from_millis(500)), None);
+    assert_eq!(status["counters"]["injected"], 1, "{status}");
+    assert_eq!(status["spent"], 10.0, "{status}");
+    drop(survivor);
+    // Intensity 0: a check every 100 ms for a second, no kill.
+    let id = started_id(&kill_pod(&daemon, &pod.uid, &args(&["--intensity", "0"])));
+    let mut survivor = Sleeper::start(&pod.dir);
+    assert_eq!(survivor.ended_by(Duration::from_secs(1)), None);
+    let stopped = daemon.json(&["stop", &id]);
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert_eq!(stopped["counters"]["injected"], 0, "{stopped}");
+}
+
 #[test]
 fn pod_deletion_counts_each_pod_it_kills() {
     let Some(mount) = kernel() else { return };

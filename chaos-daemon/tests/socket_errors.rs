@@ -188,3 +188,35 @@ fn bind_fails_with_eaddrinuse() {
     assert_eq!(workload(None, &["bind", "--count", "100"]).ok(), 100);
     engine.stop(armed).unwrap();
 }
+
+/// IPv4-mapped IPv6 destinations (`::ffff:127.0.0.1`) from dual-stack sockets are matched
+/// against IPv4 CIDRs (docs/faults.md): a CIDR that holds the address fails the connect, one
+/// that does not spares it.
+#[test]
+fn ipv4_mapped_destinations_match_ipv4_cidrs() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "connect-mapped");
+    let engine = engine(&mount);
+    let server = TcpServer::start("127.0.0.1:0");
+    let mapped = format!("[::ffff:127.0.0.1]:{}", server.addr.port());
+    let connect = || {
+        workload(
+            Some(&cg.path),
+            &["connect", "--to", &mapped, "--count", "20"],
+        )
+    };
+    assert_eq!(connect().ok(), 20, "reachable before the fault");
+    let mut s = spec(cg.target(), socket_error("ECONNREFUSED", &["connect"]), 1.0);
+    s.filter.cidrs = vec!["127.0.0.0/8".parse().unwrap()];
+    s.validate().unwrap();
+    let armed = engine.start(&s).unwrap();
+    let r = connect();
+    assert_eq!(r.get("ECONNREFUSED"), 20, "{r:?}");
+    engine.stop(armed).unwrap();
+    s.filter.cidrs = vec!["10.0.0.0/8".parse().unwrap()];
+    let armed = engine.start(&s).unwrap();
+    let r = connect();
+    assert_eq!(r.ok(), 20, "{r:?}");
+    engine.stop(armed).unwrap();
+    assert_eq!(cg.attached(), 0);
+}

@@ -315,14 +315,26 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(cgroup: Option<&Path>, idle_ms: u64, timeout_ms: u64) -> Self {
+        Self::on(cgroup, "127.0.0.1:0", idle_ms, timeout_ms)
+    }
+
+    /// A receiver bound to `bind` (e.g. `[::1]:0`).
+    pub fn on(cgroup: Option<&Path>, bind: &str, idle_ms: u64, timeout_ms: u64) -> Self {
         let mut cmd = Command::new(WORKLOAD);
         if let Some(cg) = cgroup {
             cmd.arg("--cgroup").arg(cg);
         }
-        cmd.args(["udp-recv", "--idle-ms", &idle_ms.to_string()])
-            .args(["--timeout-ms", &timeout_ms.to_string()]);
+        cmd.args([
+            "udp-recv",
+            "--bind",
+            bind,
+            "--idle-ms",
+            &idle_ms.to_string(),
+        ])
+        .args(["--timeout-ms", &timeout_ms.to_string()]);
         let (child, stdout, line) = announced(&mut cmd);
-        let addr = SocketAddr::from(([127, 0, 0, 1], ready_port(&line)));
+        let mut addr: SocketAddr = bind.parse().unwrap();
+        addr.set_port(ready_port(&line));
         Self {
             child,
             stdout,
