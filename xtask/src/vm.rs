@@ -62,12 +62,12 @@ const CONFIGS: &[Config] = &[
     Config {
         kernel: "6.1",
         bpf_lsm: false,
-        tests: Some(&["vm_smoke", "vm_lsm"]),
+        tests: Some(&["vm_smoke", "vm_lsm", "vm_cleanup"]),
     },
     Config {
         kernel: "6.12",
         bpf_lsm: false,
-        tests: Some(&["vm_smoke", "vm_lsm"]),
+        tests: Some(&["vm_smoke", "vm_lsm", "vm_cleanup"]),
     },
 ];
 
@@ -601,7 +601,7 @@ mod tests {
         };
         let all: Vec<&Config> = CONFIGS.iter().collect();
         assert!(
-            missing_listed(&all, &["vm_smoke", "vm_lsm", "vm_latency"]).is_ok(),
+            missing_listed(&all, &["vm_smoke", "vm_lsm", "vm_cleanup", "vm_latency"]).is_ok(),
             "every listed executable exists"
         );
         let e = missing_listed(&[&LSM_ON, &fallback], &["vm_smoke", "vm_lsm_renamed"])
