@@ -94,6 +94,8 @@ pub struct FakeEngine {
     /// Whether host faults report they have nothing more to do.
     pub finished: AtomicBool,
     pub released: AtomicU64,
+    /// How many of the next releases fail (after disarming), as a detach the kernel refuses.
+    pub failing_releases: AtomicU64,
 }
 
 impl FakeEngine {
@@ -121,6 +123,7 @@ impl FakeEngine {
             injected: AtomicU64::new(0),
             finished: AtomicBool::new(false),
             released: AtomicU64::new(0),
+            failing_releases: AtomicU64::new(0),
         }
     }
 }
@@ -235,6 +238,17 @@ impl FaultEngine for FakeEngine {
     fn release(&self, armed: FakeArmed) -> Result<SlotCounters, EngineError> {
         let _ = self.switchboard.disarm(&armed.switch);
         self.release_gate.pass();
+        let fail = self
+            .failing_releases
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            self.unreserve(&armed.switch);
+            return Err(EngineError::OpenCgroup {
+                path: "/fake".into(),
+                source: std::io::Error::other("detaching refused"),
+            });
+        }
         let counters = self.counters(&armed)?;
         self.unreserve(&armed.switch);
         self.released.fetch_add(1, Ordering::SeqCst);

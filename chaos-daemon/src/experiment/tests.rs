@@ -17,6 +17,7 @@ use super::{Clock, ExperimentError, Manager, fake::FakeEngine};
 use crate::{
     error::{Classify, ErrorClass},
     store::{LatchRow, Store},
+    sync::lock,
 };
 
 /// A clock that moves only when told.
@@ -315,6 +316,34 @@ fn an_emergency_stop_waits_for_no_release() {
     assert_eq!(m.engine().released.load(Ordering::SeqCst), 3);
 }
 
+/// A release that fails does not stop the others: an emergency stop of three whose first
+/// release fails ends all three, that one as failed with the reason, none left running.
+#[test]
+fn an_emergency_stop_keeps_going_past_a_failed_release() {
+    let (m, _) = manager();
+    let ids: Vec<String> = (0..3).map(|_| start(&m, &loss()).unwrap()).collect();
+    m.engine().failing_releases.store(1, Ordering::SeqCst);
+    let (n, _) = m.emergency_stop("drill", Instant::now());
+    assert_eq!(n, 3);
+    assert_eq!(m.engine().slots.armed(), 0, "every one disarmed");
+    m.flush();
+    let ended: Vec<_> = ids.iter().map(|id| m.get(id).unwrap().row).collect();
+    let failed: Vec<_> = ended.iter().filter(|r| r.state == State::Failed).collect();
+    assert_eq!(failed.len(), 1, "{ended:?}");
+    assert!(
+        failed[0].reason.contains("releasing failed")
+            && failed[0].reason.contains("detaching refused"),
+        "{}",
+        failed[0].reason
+    );
+    let stopped = ended
+        .iter()
+        .filter(|r| r.state == State::EmergencyStopped)
+        .count();
+    assert_eq!(stopped, 2, "{ended:?}");
+    assert!(m.running().is_empty(), "none left running");
+}
+
 #[test]
 fn an_emergency_stop_during_a_start_disarms_it_and_the_start_is_refused() {
     let (m, _) = manager();
@@ -339,7 +368,7 @@ fn an_emergency_stop_during_a_start_disarms_it_and_the_start_is_refused() {
     assert!(matches!(e, ExperimentError::Latched), "{e}");
     assert_eq!(m.engine().slots.armed(), 0);
     assert!(m.running().is_empty());
-    let listed = m.list(None).unwrap();
+    let listed = m.list(None, None, 100).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].row.state, State::EmergencyStopped);
 }
@@ -524,4 +553,83 @@ fn budget_alerts_fire_once_per_budget_per_experiment() {
             .get(),
         1
     );
+}
+
+#[test]
+fn records_older_than_the_retention_are_deleted_at_start_and_every_hour() {
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+    let clock = FakeClock::new();
+    let now = clock.now_ms();
+    let day_ms = DAY.as_millis() as u64;
+    // Left by an earlier daemon: one experiment that ended 3 days ago, one an hour ago.
+    let store = Store::in_memory().unwrap();
+    let ended = |id: &str, ended_ms: u64| crate::store::ExperimentRow {
+        id: id.into(),
+        name: id.into(),
+        kind: "packet_loss".into(),
+        target: "/x".into(),
+        spec: Vec::new(),
+        state: State::Completed,
+        reason: "duration elapsed".into(),
+        started_ms: ended_ms - 60_000,
+        ended_ms,
+        seen: 0,
+        matched: 0,
+        injected: 0,
+        capped: 0,
+        budget: 1.0,
+        spent: 0.0,
+    };
+    store
+        .insert_experiment(&ended("old", now - 3 * day_ms))
+        .unwrap();
+    store
+        .insert_experiment(&ended("recent", now - 60 * 60 * 1000))
+        .unwrap();
+    let m = Manager::new(
+        FakeEngine::new(),
+        store,
+        config("state: {retention_days: 2}\n"),
+        clock.clone(),
+    )
+    .unwrap();
+    // At start: the one past the retention is gone.
+    assert_eq!(m.get("old").unwrap_err().class(), ErrorClass::NotFound);
+    assert_eq!(m.get("recent").unwrap().row.state, State::Completed);
+
+    let id = start(&m, &loss()).unwrap();
+    m.stop(&id, State::Stopped, "stopped by test", Instant::now())
+        .unwrap();
+    m.audit("uid 0", "StopExperiment", &id, "ok");
+    m.flush();
+    let audited = || lock(&m.store).audit_log().unwrap().len();
+    assert_eq!(audited(), 1);
+    let minutes = |n: u64| Duration::from_secs(n * 60);
+    // The reaper asks for a deletion an hour after the start, then hourly: the first finds
+    // nothing old enough; the next one is at 46h30m.
+    clock.advance(minutes(60));
+    m.tick();
+    clock.advance(minutes(45 * 60 + 30));
+    m.tick();
+    m.flush();
+    // At 47h10m "recent" (ended an hour before the start) is past the retention, but the
+    // hour is not over: nothing is deleted yet.
+    clock.advance(minutes(40));
+    m.tick();
+    m.flush();
+    assert!(m.get("recent").is_ok(), "deleted before the hour was over");
+    // At 47h35m it is: "recent" goes, what ended at the start stays.
+    clock.advance(minutes(25));
+    m.tick();
+    m.flush();
+    assert_eq!(m.get("recent").unwrap_err().class(), ErrorClass::NotFound);
+    assert_eq!(m.get(&id).unwrap().row.state, State::Stopped);
+    assert_eq!(audited(), 1);
+    // An hour later both are past it.
+    clock.advance(Duration::from_secs(60 * 60));
+    m.tick();
+    m.flush();
+    assert_eq!(m.get(&id).unwrap_err().class(), ErrorClass::NotFound);
+    assert_eq!(audited(), 0);
+    assert!(m.list(None, None, 100).unwrap().is_empty());
 }
