@@ -1,9 +1,10 @@
 //! The chaos config (`chaos/chaos.yaml`): the seed's `budget`, `experiments`, `safety_checks`,
-//! `rollback`, `experiment_types` and `monitoring` sections, read exactly as the seed writes them.
+//! `rollback`, `experiment_types` and `monitoring` sections, read exactly as the seed writes them,
+//! and the daemon's own `state` section (how long its records are kept).
 //!
 //! This module owns the top level, the `budget` and `experiments` sections and the order of
-//! validation; the private submodules `safety` (`safety_checks`), `rollback`, `experiment_types`
-//! and `monitoring` own the other sections, and `admit` applies the config's limits to an
+//! validation; the private submodules `safety` (`safety_checks`), `rollback`, `experiment_types`,
+//! `monitoring` and `state` own the other sections, and `admit` applies the config's limits to an
 //! experiment ([`ChaosConfig::admit`]). Their types are re-exported here. Every key the seed is silent
 //! about has a default, documented on its field; every struct rejects unknown keys. Read a config
 //! with [`ChaosConfig::from_yaml`], which returns a value that passed [`ChaosConfig::validate`].
@@ -15,6 +16,7 @@ mod monitoring;
 mod notify;
 mod rollback;
 mod safety;
+mod state;
 
 use std::{
     collections::BTreeMap,
@@ -43,6 +45,7 @@ pub use rollback::{ManualTrigger, Rollback, RollbackStrategies};
 pub use safety::{
     DEFAULT_PROTECTED_CGROUPS, HealthChecks, RollbackTriggers, SafetyChecks, SloValidation,
 };
+pub use state::{MAX_RETENTION_DAYS, StateStore};
 
 /// The whole chaos config. Every section is optional; an omitted section takes the defaults
 /// documented on its fields (mostly the seed's values).
@@ -64,6 +67,8 @@ pub struct ChaosConfig {
     pub experiment_types: ExperimentTypes,
     /// Prometheus, Grafana and custom-metrics settings.
     pub monitoring: Monitoring,
+    /// Not in the seed: how long the daemon keeps its records.
+    pub state: StateStore,
 }
 
 impl ChaosConfig {
@@ -140,7 +145,8 @@ impl ChaosConfig {
         self.rollback.validate()?;
         self.experiment_types
             .validate(self.experiments.network_latency.max_latency_ms)?;
-        self.monitoring.validate()
+        self.monitoring.validate()?;
+        self.state.validate()
     }
 }
 

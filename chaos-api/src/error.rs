@@ -7,8 +7,8 @@
 //! allowed in the same words.
 //!
 //! It also owns how free text from a caller is made safe to show: [`escape_controls`] (the
-//! daemon applies it to what it accepts, chaos-ctl to everything it prints) and
-//! [`sanitize_reason`] (the length cap of a caller's reason).
+//! daemon applies it to what it accepts, chaos-ctl to everything it prints), [`cut_and_escape`]
+//! (a text bounded for a record) and [`sanitize_reason`] (the length cap of a caller's reason).
 
 use std::borrow::Cow;
 use std::fmt::{self, Display};
@@ -63,7 +63,12 @@ impl ModelError {
     }
 }
 
-/// Builds a [`ModelError::Invalid`].
+/// The most bytes of a value an error shows, as written: a caller's text can be megabytes,
+/// and an error travels back in a gRPC status (a header).
+pub const MAX_SHOWN_VALUE_BYTES: usize = 256;
+
+/// Builds a [`ModelError::Invalid`], its value cut to [`MAX_SHOWN_VALUE_BYTES`] and escaped
+/// ([`cut_and_escape`]).
 pub(crate) fn invalid(
     path: impl Into<String>,
     value: impl Display,
@@ -71,7 +76,7 @@ pub(crate) fn invalid(
 ) -> ModelError {
     ModelError::Invalid {
         path: path.into(),
-        value: value.to_string(),
+        value: cut_and_escape(&value.to_string(), MAX_SHOWN_VALUE_BYTES),
         allowed: allowed.into(),
     }
 }
@@ -247,21 +252,28 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// A caller's reason as the daemon keeps it: past [`MAX_REASON_BYTES`] cut there (at a
-/// character boundary, marked ` (cut from N bytes)`), then its control characters escaped by
-/// [`escape_controls`]. Never refused: an emergency stop must not fail on its reason.
+/// A caller's reason as the daemon keeps it: [`cut_and_escape`] at [`MAX_REASON_BYTES`]. Never
+/// refused: an emergency stop must not fail on its reason.
 pub fn sanitize_reason(reason: &str) -> String {
-    if reason.len() <= MAX_REASON_BYTES {
-        return escape_controls(reason).into_owned();
+    cut_and_escape(reason, MAX_REASON_BYTES)
+}
+
+/// `text` as a bounded record: past `max_bytes` cut there (at a character boundary, marked
+/// ` (cut from N bytes)`), then its control characters escaped by [`escape_controls`]. What is
+/// kept is at most `max_bytes` of `text` before escaping (an escape writes a control character
+/// in at most 6 bytes) plus the mark.
+pub fn cut_and_escape(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return escape_controls(text).into_owned();
     }
-    let mut end = MAX_REASON_BYTES;
-    while !reason.is_char_boundary(end) {
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
     format!(
         "{} (cut from {} bytes)",
-        escape_controls(&reason[..end]),
-        reason.len()
+        escape_controls(&text[..end]),
+        text.len()
     )
 }
 
@@ -314,6 +326,37 @@ mod tests {
         let once = escape_controls("\u{1b}[31mred\u{85}");
         assert!(!once.contains(char::is_control), "{once}");
         assert_eq!(escape_controls(&once), once);
+    }
+
+    #[test]
+    fn records_are_cut_to_their_bound_then_escaped() {
+        assert_eq!(cut_and_escape("abc", 3), "abc");
+        assert_eq!(cut_and_escape("abcd", 3), "abc (cut from 4 bytes)");
+        // Cut as sent, then escaped: the kept control character grows to its escape.
+        assert_eq!(
+            cut_and_escape("\u{1b}bcd", 2),
+            "\\u{1b}b (cut from 4 bytes)"
+        );
+        // A 2 MiB text of two-byte characters keeps 128 of them and says how long it was.
+        let big = "é".repeat(1 << 20);
+        assert_eq!(
+            cut_and_escape(&big, 257),
+            format!("{} (cut from 2097152 bytes)", "é".repeat(128))
+        );
+    }
+
+    #[test]
+    fn an_error_shows_a_bounded_value() {
+        let name = "\u{1b}".repeat(1 << 20);
+        let e = invalid("name", format!("{name:?}"), "a short name");
+        let shown = format!("\"{}", "\\u{1b}".repeat(42));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "name: {shown}\\u{{ (cut from {} bytes) is not allowed; expected a short name",
+                6 * (1 << 20) + 2
+            )
+        );
     }
 
     #[test]

@@ -744,3 +744,47 @@ fn chaos_yaml_documents_the_bandwidth_limit_defaults() {
         "{section}"
     );
 }
+
+#[test]
+fn state_retention_is_read_and_checked() {
+    assert_eq!(parse("{}").state.retention_days, 30);
+    let config = parse("state:\n  retention_days: 7\n");
+    assert_eq!(config.state.retention_days, 7);
+    assert_eq!(
+        config.state.retention(),
+        Duration::from_secs(7 * 24 * 60 * 60)
+    );
+    for (days, shown) in [("0", "0"), ("3651", "3651")] {
+        let error = assert_rejected_at(
+            &format!("state:\n  retention_days: {days}\n"),
+            "state.retention_days",
+        );
+        assert_eq!(
+            error.to_string(),
+            format!("state.retention_days: {shown} is not allowed; expected 1 to 3650")
+        );
+    }
+    assert_rejected_at("state:\n  retention: 7\n", "state.retention");
+}
+
+#[test]
+fn chaos_yaml_documents_the_state_defaults() {
+    // The commented-out `state` section of chaos/chaos.yaml, uncommented, reads as the
+    // defaults.
+    let config = common::repo_config_inline();
+    let lines: Vec<&str> = config
+        .lines()
+        .skip_while(|line| *line != "# state:")
+        .take_while(|line| line.starts_with("# "))
+        .collect();
+    assert!(!lines.is_empty(), "chaos.yaml documents the state section");
+    let section: String = lines
+        .iter()
+        .map(|line| format!("{}\n", &line["# ".len()..]))
+        .collect();
+    assert_eq!(
+        parse(&section).state,
+        chaos_api::config::StateStore::default(),
+        "{section}"
+    );
+}

@@ -122,16 +122,41 @@ pub async fn answer(
             ..
         } => {
             let since_s = last.map_or(0, |d| d.as_secs().max(1));
-            let r = c
-                .list_experiments(proto::ListExperimentsRequest { since_s })
-                .await?;
-            render::experiment_list(&r.into_inner().experiments, *as_json)
+            render::experiment_list(&list_experiments(&mut c, since_s).await?, *as_json)
         }
         Action::Capabilities => {
             let r = c.capabilities(proto::CapabilitiesRequest {}).await?;
             render::capabilities(&r.into_inner(), json)
         }
     })
+}
+
+/// Every experiment started in the last `since_s` seconds (0: all), newest first, page after
+/// page: a page is bounded, so a long history never exceeds a message's size limit.
+async fn list_experiments(
+    c: &mut Client,
+    since_s: u64,
+) -> anyhow::Result<Vec<proto::ExperimentStatus>> {
+    let mut experiments = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = c
+            .list_experiments(proto::ListExperimentsRequest {
+                since_s,
+                page_size: 0,
+                page_token: page_token.clone(),
+            })
+            .await?
+            .into_inner();
+        experiments.extend(page.experiments);
+        if page.next_page_token.is_empty() {
+            return Ok(experiments);
+        }
+        if page.next_page_token == page_token {
+            anyhow::bail!("the daemon answered the same page twice (page token {page_token:?})");
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 /// Sends the experiment (validated by the model) as the model's message.

@@ -5,6 +5,11 @@
 //! A start checks every argument, then locks the state directory ([`lock`]: one daemon per
 //! state directory) and binds every socket, and only then touches the state (the journal's
 //! undo, the store's recovery): a second daemon on the same paths fails having changed nothing.
+//!
+//! Every listener has the bounds of [`chaos_daemon::grpc::limits`] (connections, streams,
+//! requests in flight, timeouts, keepalive), each its own share; `WatchExperiment` is served
+//! from one publisher for all ([`chaos_daemon::grpc::watch`]). At SIGTERM the watch streams end,
+//! then the servers finish the calls they run, then every experiment is stopped.
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -18,7 +23,12 @@ use chaos_api::{config::ChaosConfig, proto::chaos_daemon_server::ChaosDaemonServ
 use chaos_daemon::{
     engine::Engine,
     experiment::{Manager, SystemClock},
-    grpc::{Service, stamp_arrival},
+    grpc::{
+        Service,
+        limits::{self, MAX_CONNECTIONS, TLS_HANDSHAKE_TIMEOUT},
+        stamp_arrival,
+        watch::Watches,
+    },
     notify::Notifier,
     safety::Safety,
     store::Store,
@@ -137,30 +147,48 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "chaos-daemon {node} listening on unix://{}",
         args.socket.display()
     );
-    let mut tcp_servers = Vec::new();
-    if let Some((tcp, mut server)) = tcp {
-        println!("listening on https://{}", tcp.local_addr()?);
-        let service = ChaosDaemonServer::with_interceptor(
-            Service::new(manager.clone(), safety.clone(), node.clone()),
+    // Every listener gets the limits of grpc::limits (each its own share) and serves
+    // WatchExperiment from the one publisher.
+    let watches = Watches::start(manager.clone());
+    let service = || {
+        ChaosDaemonServer::with_interceptor(
+            Service::new(
+                manager.clone(),
+                safety.clone(),
+                node.clone(),
+                watches.clone(),
+            ),
             stamp_arrival,
-        );
-        let server = server
-            .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(tcp));
+        )
+    };
+    // At the signal every server stops taking calls and ends its connections once their calls
+    // are answered; the open watch streams end first.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signalled = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let mut tcp_servers = Vec::new();
+    if let Some((tcp, server)) = tcp {
+        let addr = tcp.local_addr()?;
+        println!("listening on https://{addr}");
+        let what = format!("tcp {addr}");
+        let incoming = capped_tcp(tcp, what.clone());
+        let server = limits::limited(server, &what)
+            .add_service(service())
+            .serve_with_incoming_shutdown(incoming, signalled());
         tcp_servers.push(tokio::spawn(server));
     }
     if let Some(tcp) = insecure_tcp {
-        println!(
-            "listening on http://{} (insecure, observers only)",
-            tcp.local_addr()?
-        );
-        let service = ChaosDaemonServer::with_interceptor(
-            Service::new(manager.clone(), safety.clone(), node.clone()),
-            stamp_arrival,
-        );
-        let server = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(tcp));
+        let addr = tcp.local_addr()?;
+        println!("listening on http://{addr} (insecure, observers only)");
+        let what = format!("insecure tcp {addr}");
+        let incoming = capped_tcp(tcp, what.clone());
+        let server = limits::limited(tonic::transport::Server::builder(), &what)
+            .add_service(service())
+            .serve_with_incoming_shutdown(incoming, signalled());
         tcp_servers.push(tokio::spawn(server));
     }
 
@@ -187,18 +215,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .spawn_reaper(Duration::from_millis(args.reap_interval_ms.max(1)))
         .context("starting the reaper")?;
 
-    let service = ChaosDaemonServer::with_interceptor(
-        Service::new(manager.clone(), safety, node),
-        stamp_arrival,
+    let unix = limits::capped(
+        UnixListenerStream::new(listener),
+        MAX_CONNECTIONS,
+        "the unix socket".to_owned(),
     );
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
+    let stopping = async {
+        shutdown_signal().await;
+        watches.close();
+        let _ = stop.send(true);
+    };
+    limits::limited(tonic::transport::Server::builder(), "the unix socket")
+        .add_service(service())
+        .serve_with_incoming_shutdown(unix, stopping)
         .await
         .context("serving gRPC")?;
 
-    for t in tcp_servers {
-        t.abort();
+    // The TCP servers had the same signal; a call they still run does not hold the shutdown.
+    for mut t in tcp_servers {
+        if tokio::time::timeout(TCP_SHUTDOWN_GRACE, &mut t)
+            .await
+            .is_err()
+        {
+            t.abort();
+        }
     }
     if let Some(m) = metrics_server {
         m.abort();
@@ -209,6 +249,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("chaos-daemon stopped");
     Ok(())
 }
+
+/// How long the TCP servers may take, after the signal and the socket's server, to answer
+/// the calls they still run.
+const TCP_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -240,6 +284,7 @@ fn tls_server(args: &ServeArgs) -> anyhow::Result<tonic::transport::Server> {
         std::fs::read(p).with_context(|| format!("reading {}", p.display()))
     };
     let tls = ServerTlsConfig::new()
+        .timeout(TLS_HANDSHAKE_TIMEOUT)
         .identity(Identity::from_pem(
             read(&args.tls_cert)?,
             read(&args.tls_key)?,
@@ -248,6 +293,14 @@ fn tls_server(args: &ServeArgs) -> anyhow::Result<tonic::transport::Server> {
     tonic::transport::Server::builder()
         .tls_config(tls)
         .context("TLS configuration")
+}
+
+/// The connections of TCP listener `tcp` (`what` in logs), at most [`MAX_CONNECTIONS`] open.
+fn capped_tcp(
+    tcp: tokio::net::TcpListener,
+    what: String,
+) -> impl tokio_stream::Stream<Item = std::io::Result<limits::Capped<tokio::net::TcpStream>>> {
+    limits::capped(TcpListenerStream::new(tcp), MAX_CONNECTIONS, what)
 }
 
 /// Binds TCP address `addr` (`what` names it in the error).

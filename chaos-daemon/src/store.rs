@@ -6,10 +6,17 @@
 //! [`Store::abort_running`] marks experiments that were running when the daemon died, and
 //! [`Store::latch`] tells whether the emergency stop was latched (it stays latched across
 //! restarts until cleared).
+//!
+//! Everything it keeps is bounded: every text is cut to a bound as it is written
+//! ([`MAX_AUDIT_TEXT_BYTES`] for an audit entry's fields, [`MAX_RECORD_TEXT_BYTES`] for an
+//! experiment's name, target and reason and an event's message), a running experiment keeps at
+//! most [`MAX_SNAPSHOTS`] counter snapshots (thinned, never its first or last), experiments are
+//! read a page at a time ([`Store::experiments_page`]), and [`Store::prune`] deletes what is
+//! older than the retention.
 
 use std::path::Path;
 
-use chaos_api::state::State;
+use chaos_api::{error::cut_and_escape, state::State};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use crate::{
@@ -122,6 +129,79 @@ pub struct AuditRow {
     pub outcome: String,
 }
 
+/// The most bytes of a caller's text an audit entry's caller, method, detail and outcome each
+/// keep (as sent; [`cut_and_escape`] marks a cut and escapes control characters): room for an
+/// emergency stop's whole reason (512 bytes and its mark), not for a request's body.
+pub const MAX_AUDIT_TEXT_BYTES: usize = 1024;
+
+/// The most bytes an experiment's name, target and reason and a timeline event's message keep
+/// (a cgroup path is at most 4096 bytes; the model allows names of 63).
+pub const MAX_RECORD_TEXT_BYTES: usize = 4096;
+
+/// The most counter snapshots one experiment keeps: past it every second one is deleted (the
+/// first and the newest kept), so a long experiment's chart keeps its whole span at half the
+/// resolution.
+pub const MAX_SNAPSHOTS: usize = 10_000;
+
+/// Where a page of experiments starts: right after this experiment in the newest-first order
+/// (by start, then id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageKey {
+    pub started_ms: u64,
+    pub id: String,
+}
+
+impl PageKey {
+    /// The key of `row`.
+    pub fn of(row: &ExperimentRow) -> Self {
+        Self {
+            started_ms: row.started_ms,
+            id: row.id.clone(),
+        }
+    }
+
+    /// The key as a page token: `<started_ms>/<id>`.
+    pub fn token(&self) -> String {
+        format!("{}/{}", self.started_ms, self.id)
+    }
+
+    /// The key a [`PageKey::token`] holds; `None` for anything else.
+    pub fn from_token(token: &str) -> Option<Self> {
+        let (ms, id) = token.split_once('/')?;
+        let started_ms = ms.parse().ok()?;
+        let id_ok = !id.is_empty()
+            && id.len() <= 128
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        id_ok.then(|| Self {
+            started_ms,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// How many rows [`Store::prune`] deleted, by table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub experiments: usize,
+    pub events: usize,
+    pub snapshots: usize,
+    pub guard_samples: usize,
+    pub audit: usize,
+    pub journal: usize,
+}
+
+impl Pruned {
+    /// Rows deleted in all.
+    pub fn total(&self) -> usize {
+        self.experiments
+            + self.events
+            + self.snapshots
+            + self.guard_samples
+            + self.audit
+            + self.journal
+    }
+}
+
 pub struct Store {
     conn: Connection,
 }
@@ -136,9 +216,11 @@ CREATE TABLE IF NOT EXISTS experiments (
     seen INTEGER NOT NULL DEFAULT 0, matched INTEGER NOT NULL DEFAULT 0,
     injected INTEGER NOT NULL DEFAULT 0, capped INTEGER NOT NULL DEFAULT 0,
     budget REAL NOT NULL DEFAULT 0, spent REAL NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS experiments_by_start ON experiments (started_ms, id);
 CREATE TABLE IF NOT EXISTS snapshots (
     experiment_id TEXT NOT NULL, at_ms INTEGER NOT NULL, seen INTEGER NOT NULL,
     matched INTEGER NOT NULL, injected INTEGER NOT NULL, capped INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS snapshots_by_experiment ON snapshots (experiment_id, at_ms);
 CREATE TABLE IF NOT EXISTS events (
     experiment_id TEXT NOT NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_experiment ON events (experiment_id, at_ms);
@@ -152,6 +234,7 @@ CREATE TABLE IF NOT EXISTS rollbacks (
 CREATE TABLE IF NOT EXISTS audit (
     at_ms INTEGER NOT NULL, caller TEXT NOT NULL, method TEXT NOT NULL, detail TEXT NOT NULL,
     outcome TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at_ms);
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT, experiment_id TEXT NOT NULL, kind TEXT NOT NULL,
     path TEXT NOT NULL, old_value TEXT NOT NULL, applied_ms INTEGER NOT NULL,
@@ -183,9 +266,10 @@ impl Store {
             .execute(
                 &format!("INSERT INTO experiments ({EXPERIMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
                 params![
-                    e.id, e.name, e.kind, e.target, e.spec, e.state.as_str(), e.reason,
-                    e.started_ms as i64, e.ended_ms as i64, e.seen as i64, e.matched as i64,
-                    e.injected as i64, e.capped as i64, e.budget, e.spent
+                    e.id, record_text(&e.name), e.kind, record_text(&e.target), e.spec,
+                    e.state.as_str(), record_text(&e.reason), e.started_ms as i64,
+                    e.ended_ms as i64, e.seen as i64, e.matched as i64, e.injected as i64,
+                    e.capped as i64, e.budget, e.spent
                 ],
             )
             .ctx("inserting an experiment")?;
@@ -201,7 +285,7 @@ impl Store {
                 params![
                     e.id,
                     e.state.as_str(),
-                    e.reason,
+                    record_text(&e.reason),
                     e.ended_ms as i64,
                     e.seen as i64,
                     e.matched as i64,
@@ -225,18 +309,35 @@ impl Store {
             .ctx("reading an experiment")
     }
 
-    /// Experiments started at or after `since_ms`, newest first.
-    pub fn experiments_since(&self, since_ms: u64) -> Result<Vec<ExperimentRow>, StoreError> {
+    /// At most `limit` experiments started at or after `since_ms`, newest first (by start,
+    /// then id), starting right after `after` (from the newest when `None`).
+    pub fn experiments_page(
+        &self,
+        since_ms: u64,
+        after: Option<&PageKey>,
+        limit: usize,
+    ) -> Result<Vec<ExperimentRow>, StoreError> {
+        let what = "listing experiments";
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE started_ms >= ?1 ORDER BY started_ms DESC, id DESC"
+                "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE started_ms >= ?1 \
+                 AND (?2 IS NULL OR started_ms < ?2 OR (started_ms = ?2 AND id < ?3)) \
+                 ORDER BY started_ms DESC, id DESC LIMIT ?4"
             ))
-            .ctx("listing experiments")?;
+            .ctx(what)?;
         let rows = stmt
-            .query_map([since_ms as i64], row_to_experiment)
-            .ctx("listing experiments")?;
-        rows.collect::<Result<_, _>>().ctx("listing experiments")
+            .query_map(
+                params![
+                    since_ms as i64,
+                    after.map(|k| k.started_ms as i64),
+                    after.map(|k| k.id.as_str()),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                row_to_experiment,
+            )
+            .ctx(what)?;
+        rows.collect::<Result<_, _>>().ctx(what)
     }
 
     /// Marks every experiment still `running` as `aborted` with `reason`; returns their ids.
@@ -254,7 +355,7 @@ impl Store {
             self.conn
                 .execute(
                     "UPDATE experiments SET state = 'aborted', reason = ?2, ended_ms = ?3 WHERE id = ?1",
-                    params![id, reason, now_ms as i64],
+                    params![id, record_text(reason), now_ms as i64],
                 )
                 .ctx("aborting an experiment")?;
             self.add_event(id, now_ms, "aborted", reason)?;
@@ -329,7 +430,8 @@ impl Store {
     }
 
     /// Adds a counter snapshot of a running experiment and keeps its counters and spend on
-    /// its row (what a restart after a crash counts against the day).
+    /// its row (what a restart after a crash counts against the day). Past [`MAX_SNAPSHOTS`]
+    /// of the experiment, every second one is deleted, the first and this one kept.
     pub fn add_snapshot(
         &mut self,
         id: &str,
@@ -363,6 +465,22 @@ impl Store {
             ],
         )
         .ctx("adding a counter snapshot")?;
+        let kept: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM snapshots WHERE experiment_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .ctx("counting counter snapshots")?;
+        if usize::try_from(kept).unwrap_or(usize::MAX) > MAX_SNAPSHOTS {
+            tx.execute(
+                "DELETE FROM snapshots WHERE rowid IN (SELECT rowid FROM (SELECT rowid, \
+                 ROW_NUMBER() OVER (ORDER BY at_ms, rowid) AS n, COUNT(*) OVER () AS total \
+                 FROM snapshots WHERE experiment_id = ?1) WHERE n % 2 = 0 AND n < total)",
+                [id],
+            )
+            .ctx("thinning counter snapshots")?;
+        }
         tx.commit().ctx("adding a counter snapshot")
     }
 
@@ -398,7 +516,7 @@ impl Store {
         self.conn
             .execute(
                 "INSERT INTO events (experiment_id, at_ms, kind, message) VALUES (?1, ?2, ?3, ?4)",
-                params![id, at_ms as i64, kind, message],
+                params![id, at_ms as i64, kind, record_text(message)],
             )
             .ctx("adding an event")?;
         Ok(())
@@ -519,14 +637,56 @@ impl Store {
             .ctx("reading a rollback")
     }
 
+    /// Writes an audit entry, each text cut to [`MAX_AUDIT_TEXT_BYTES`] and its control
+    /// characters escaped: a request, however large, costs a bounded entry.
     pub fn audit(&self, row: &AuditRow) -> Result<(), StoreError> {
+        let text = |t: &str| cut_and_escape(t, MAX_AUDIT_TEXT_BYTES);
         self.conn
             .execute(
                 "INSERT INTO audit (at_ms, caller, method, detail, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![row.at_ms as i64, row.caller, row.method, row.detail, row.outcome],
+                params![
+                    row.at_ms as i64,
+                    text(&row.caller),
+                    text(&row.method),
+                    text(&row.detail),
+                    text(&row.outcome)
+                ],
             )
             .ctx("writing the audit log")?;
         Ok(())
+    }
+
+    /// Deletes the records older than `cutoff_ms` (Unix ms), in one transaction: experiments
+    /// that ended before it with everything recorded of them, older events, snapshots and guard
+    /// samples of any experiment, audit entries and host changes undone before it. Running
+    /// experiments and host changes not yet undone stay, however old.
+    pub fn prune(&mut self, cutoff_ms: u64) -> Result<Pruned, StoreError> {
+        let what = "deleting old records";
+        let cutoff = i64::try_from(cutoff_ms).unwrap_or(i64::MAX);
+        let tx = self.conn.transaction().ctx(what)?;
+        let ended = "SELECT id FROM experiments WHERE state != 'running' AND ended_ms < ?1";
+        // An experiment's own records: all of an ended one, the old ones of any other but a
+        // running one.
+        let old = format!(
+            "(at_ms < ?1 AND experiment_id NOT IN \
+             (SELECT id FROM experiments WHERE state = 'running')) OR experiment_id IN ({ended})"
+        );
+        let delete = |sql: &str| tx.execute(sql, [cutoff]).ctx(what);
+        let mut pruned = Pruned {
+            events: delete(&format!("DELETE FROM events WHERE {old}"))?,
+            snapshots: delete(&format!("DELETE FROM snapshots WHERE {old}"))?,
+            guard_samples: delete(&format!("DELETE FROM guard_samples WHERE {old}"))?,
+            audit: delete("DELETE FROM audit WHERE at_ms < ?1")?,
+            journal: delete("DELETE FROM journal WHERE restored_ms != 0 AND restored_ms < ?1")?,
+            ..Pruned::default()
+        };
+        delete(&format!(
+            "DELETE FROM rollbacks WHERE experiment_id IN ({ended})"
+        ))?;
+        pruned.experiments =
+            delete("DELETE FROM experiments WHERE state != 'running' AND ended_ms < ?1")?;
+        tx.commit().ctx(what)?;
+        Ok(pruned)
     }
 
     pub fn audit_log(&self) -> Result<Vec<AuditRow>, StoreError> {
@@ -547,6 +707,11 @@ impl Store {
             .ctx("reading the audit log")?;
         rows.collect::<Result<_, _>>().ctx("reading the audit log")
     }
+}
+
+/// An experiment's or event's text as kept: at most [`MAX_RECORD_TEXT_BYTES`] as written.
+fn record_text(text: &str) -> String {
+    cut_and_escape(text, MAX_RECORD_TEXT_BYTES)
 }
 
 fn row_to_experiment(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentRow> {
@@ -747,13 +912,277 @@ mod tests {
             "an ended row keeps its spend"
         );
         let ids: Vec<_> = s
-            .experiments_since(15)
+            .experiments_page(15, None, 100)
             .unwrap()
             .into_iter()
             .map(|e| e.id)
             .collect();
         assert_eq!(ids, vec!["b".to_string()]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn snapshot(at_ms: u64) -> SnapshotRow {
+        SnapshotRow {
+            at_ms,
+            seen: at_ms,
+            matched: at_ms,
+            injected: 0,
+            capped: 0,
+        }
+    }
+
+    fn audit_row(at_ms: u64, detail: &str) -> AuditRow {
+        AuditRow {
+            at_ms,
+            caller: "uid 0".into(),
+            method: "StopExperiment".into(),
+            detail: detail.into(),
+            outcome: "ok".into(),
+        }
+    }
+
+    fn ended(id: &str, started_ms: u64, ended_ms: u64) -> ExperimentRow {
+        ExperimentRow {
+            state: State::Completed,
+            ended_ms,
+            ..row(id, started_ms)
+        }
+    }
+
+    /// Every experiment id in `since_ms`, page after page of `limit`, following the keys.
+    fn all_pages(s: &Store, since_ms: u64, limit: usize) -> (Vec<String>, usize) {
+        let (mut ids, mut pages, mut after) = (Vec::new(), 0, None);
+        loop {
+            let page = s.experiments_page(since_ms, after.as_ref(), limit).unwrap();
+            assert!(page.len() <= limit);
+            if page.is_empty() {
+                return (ids, pages);
+            }
+            pages += 1;
+            // The key goes through its token, as a client hands it back.
+            after = PageKey::from_token(&PageKey::of(page.last().unwrap()).token());
+            assert!(after.is_some());
+            ids.extend(page.into_iter().map(|e| e.id));
+        }
+    }
+
+    #[test]
+    fn experiments_are_listed_a_page_at_a_time_newest_first() {
+        let s = Store::in_memory().unwrap();
+        // 250 experiments, five started in each millisecond: the id orders those.
+        let mut expected = Vec::new();
+        for i in 0..250u64 {
+            let id = format!("exp-{:03}", i);
+            s.insert_experiment(&row(&id, 1000 + i / 5)).unwrap();
+            expected.push(id);
+        }
+        expected.reverse();
+        let (ids, pages) = all_pages(&s, 0, 100);
+        assert_eq!((ids.len(), pages), (250, 3));
+        assert_eq!(ids, expected, "every experiment once, newest first");
+        // A page boundary inside a millisecond loses and repeats nothing.
+        let (ids, pages) = all_pages(&s, 0, 7);
+        assert_eq!((ids, pages), (expected.clone(), 36));
+        // The period applies to every page.
+        let (ids, _) = all_pages(&s, 1040, 100);
+        assert_eq!(ids, expected[..50].to_vec());
+    }
+
+    #[test]
+    fn page_tokens_are_the_key_and_nothing_else() {
+        let key = PageKey {
+            started_ms: 1_800_000_000_000,
+            id: "exp-1800000000000-0a1b2c3d-7".into(),
+        };
+        assert_eq!(key.token(), "1800000000000/exp-1800000000000-0a1b2c3d-7");
+        assert_eq!(PageKey::from_token(&key.token()), Some(key));
+        for bad in [
+            "",
+            "exp-1",
+            "12/",
+            "x/exp-1",
+            "-1/exp-1",
+            "12/exp 1",
+            "12/exp/1",
+            &format!("12/{}", "a".repeat(129)),
+        ] {
+            assert_eq!(PageKey::from_token(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn texts_are_stored_cut_to_their_bounds() {
+        let s = Store::in_memory().unwrap();
+        let huge = "x".repeat(3 << 20);
+        let cut_record = format!(
+            "{} (cut from {} bytes)",
+            "x".repeat(MAX_RECORD_TEXT_BYTES),
+            huge.len()
+        );
+        let cut_audit = format!(
+            "{} (cut from {} bytes)",
+            "x".repeat(MAX_AUDIT_TEXT_BYTES),
+            huge.len()
+        );
+        // An audit entry of four huge texts keeps a bounded entry, control characters escaped.
+        s.audit(&AuditRow {
+            at_ms: 1,
+            caller: huge.clone(),
+            method: huge.clone(),
+            detail: huge.clone(),
+            outcome: huge.clone(),
+        })
+        .unwrap();
+        s.audit(&audit_row(2, "a\u{1b}[2Jb")).unwrap();
+        let log = s.audit_log().unwrap();
+        assert_eq!(
+            (
+                &log[0].caller,
+                &log[0].method,
+                &log[0].detail,
+                &log[0].outcome
+            ),
+            (&cut_audit, &cut_audit, &cut_audit, &cut_audit)
+        );
+        assert_eq!(log[1].detail, "a\\u{1b}[2Jb");
+        // An experiment's name, target and reason, and an event's message, keep 4 KiB.
+        let mut e = row("big", 10);
+        (e.name, e.target) = (huge.clone(), huge.clone());
+        s.insert_experiment(&e).unwrap();
+        let stored = s.experiment("big").unwrap().unwrap();
+        assert_eq!((&stored.name, &stored.target), (&cut_record, &cut_record));
+        e.reason = huge.clone();
+        (e.state, e.ended_ms) = (State::Stopped, 20);
+        s.finish_experiment(&e).unwrap();
+        assert_eq!(s.experiment("big").unwrap().unwrap().reason, cut_record);
+        s.add_event("big", 20, "stopped", &huge).unwrap();
+        assert_eq!(s.events("big").unwrap()[0].message, cut_record);
+        s.insert_experiment(&row("running", 30)).unwrap();
+        s.abort_running(&huge, 40).unwrap();
+        assert_eq!(s.experiment("running").unwrap().unwrap().reason, cut_record);
+    }
+
+    #[test]
+    fn a_running_experiment_keeps_a_bounded_number_of_snapshots() {
+        let mut s = Store::in_memory().unwrap();
+        s.insert_experiment(&row("long", 0)).unwrap();
+        for at in 1..=MAX_SNAPSHOTS as u64 {
+            s.add_snapshot("long", &snapshot(at), 0.0).unwrap();
+        }
+        assert_eq!(s.snapshots("long").unwrap().len(), MAX_SNAPSHOTS);
+        // One more: every second one goes, the first and the newest stay.
+        let newest = MAX_SNAPSHOTS as u64 + 1;
+        s.add_snapshot("long", &snapshot(newest), 0.0).unwrap();
+        let kept = s.snapshots("long").unwrap();
+        assert_eq!(kept.len(), MAX_SNAPSHOTS / 2 + 1);
+        assert_eq!(kept[0], snapshot(1));
+        assert_eq!(kept[kept.len() - 1], snapshot(newest));
+        assert!(
+            kept.windows(2).all(|w| w[1].at_ms - w[0].at_ms == 2),
+            "evenly thinned"
+        );
+        // Another experiment's snapshots are not touched.
+        s.insert_experiment(&row("short", 0)).unwrap();
+        s.add_snapshot("short", &snapshot(5), 0.0).unwrap();
+        assert_eq!(s.snapshots("short").unwrap(), vec![snapshot(5)]);
+        assert_eq!(s.snapshots("long").unwrap().len(), MAX_SNAPSHOTS / 2 + 1);
+    }
+
+    #[test]
+    fn pruning_deletes_what_ended_before_the_cutoff_and_keeps_what_runs() {
+        let day = 24 * 60 * 60 * 1000;
+        let mut s = Store::in_memory().unwrap();
+        // Ended long ago, ended recently, and running since long ago.
+        let records = |s: &mut Store, id: &str, at_ms: u64| {
+            s.add_event(id, at_ms, "armed", "slot 0").unwrap();
+            s.add_snapshot(id, &snapshot(at_ms), 0.0).unwrap();
+            s.add_guard_samples(
+                id,
+                &[GuardSampleRow {
+                    at_ms,
+                    guard: "error_rate".into(),
+                    kind: "critical_slo".into(),
+                    objective: "<= 0.01".into(),
+                    threshold: 0.01,
+                    value: Some(0.0),
+                    ok: true,
+                }],
+            )
+            .unwrap();
+        };
+        s.insert_experiment(&ended("old", day, 2 * day)).unwrap();
+        records(&mut s, "old", day);
+        s.add_rollback(
+            "old",
+            &RollbackRow {
+                guard: "error_rate".into(),
+                value: Some(1.0),
+                objective: "<= 0.01".into(),
+                observed_ms: day,
+                disarm_us: 5,
+            },
+        )
+        .unwrap();
+        s.insert_experiment(&ended("recent", 2 * day, 40 * day))
+            .unwrap();
+        records(&mut s, "recent", 39 * day);
+        records(&mut s, "recent", 2 * day);
+        s.insert_experiment(&row("running", day)).unwrap();
+        records(&mut s, "running", day);
+        s.audit(&audit_row(day, "old")).unwrap();
+        s.audit(&audit_row(40 * day, "recent")).unwrap();
+
+        let cutoff = 10 * day;
+        let pruned = s.prune(cutoff).unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                experiments: 1,
+                // The old experiment's, and the recent one's older than the cutoff.
+                events: 2,
+                snapshots: 2,
+                guard_samples: 2,
+                audit: 1,
+                journal: 0,
+            }
+        );
+        assert_eq!(s.experiment("old").unwrap(), None);
+        assert_eq!(s.rollback("old").unwrap(), None);
+        assert!(s.events("old").unwrap().is_empty());
+        assert_eq!(s.snapshots("recent").unwrap(), vec![snapshot(39 * day)]);
+        assert_eq!(s.guard_samples("recent").unwrap().len(), 1);
+        // A running experiment keeps its row and everything recorded of it.
+        assert_eq!(
+            s.experiment("running").unwrap().unwrap().state,
+            State::Running
+        );
+        assert_eq!(s.events("running").unwrap().len(), 1);
+        assert_eq!(s.snapshots("running").unwrap().len(), 1);
+        assert_eq!(s.guard_samples("running").unwrap().len(), 1);
+        let log = s.audit_log().unwrap();
+        assert_eq!(log, vec![audit_row(40 * day, "recent")]);
+        // Nothing more to delete.
+        assert_eq!(s.prune(cutoff).unwrap().total(), 0);
+    }
+
+    #[test]
+    fn pruning_deletes_undone_host_changes_and_keeps_pending_ones() {
+        let journal = std::sync::Mutex::new(Store::in_memory().unwrap());
+        let change = |path: &str| HostChange {
+            kind: ChangeKind::CgroupKnob,
+            path: path.into(),
+            old_value: "max".into(),
+        };
+        let undone = journal.record("exp-1", &change("/a/cpu.max")).unwrap();
+        let pending = journal.record("exp-2", &change("/b/cpu.max")).unwrap();
+        journal.undone(undone).unwrap();
+        // The journal stamps the system clock: a cutoff before now keeps both.
+        assert_eq!(lock(&journal).prune(0).unwrap().journal, 0);
+        let pruned = lock(&journal).prune(now_ms() + 1).unwrap();
+        assert_eq!(pruned.journal, 1);
+        let left: Vec<i64> = journal.pending().unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(left, vec![pending]);
+        assert_eq!(lock(&journal).prune(u64::MAX).unwrap().journal, 0);
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! At start-up experiments the store still lists as running are marked `aborted (daemon
 //! restart)`: their BPF faults died with the old process (host changes are undone by the
 //! engine's journal). An emergency-stop latch the store still holds latches the new process.
+//! Records older than the config's `state.retention_days` are deleted then, and every
+//! [`PRUNE_EVERY`] by the recorder (the reaper only asks for it).
 //!
 //! * `faults` — [`FaultEngine`], the engine as the lifecycle sees it.
 //! * `run` — one experiment's shared state.
@@ -175,6 +177,9 @@ impl Clock for SystemClock {
 /// How often the counters of a running experiment are written to the store.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
+/// How often records older than the retention are deleted (and once at start).
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
+
 /// The node's experiments. Share it behind an `Arc` ([`Manager::new`] returns one).
 pub struct Manager<E: FaultEngine> {
     engine: E,
@@ -186,6 +191,8 @@ pub struct Manager<E: FaultEngine> {
     latch: Mutex<Option<LatchRow>>,
     jobs: Mutex<mpsc::Sender<Job<E::Armed>>>,
     clock: Arc<dyn Clock>,
+    /// When (Unix ms) the reaper next asks the recorder to delete old records.
+    next_prune_ms: AtomicU64,
     next: AtomicU64,
     /// Random per daemon process: ids stay unique across nodes that start in the same ms.
     instance: u32,
@@ -195,7 +202,8 @@ pub struct Manager<E: FaultEngine> {
 
 impl<E: FaultEngine> Manager<E> {
     /// Takes over the engine and the store; marks experiments left running by a previous
-    /// daemon process as aborted; starts the worker thread.
+    /// daemon process as aborted; deletes records older than the retention; starts the worker
+    /// thread.
     pub fn new(
         engine: E,
         store: Store,
@@ -218,12 +226,14 @@ impl<E: FaultEngine> Manager<E> {
             runs: Mutex::new(HashMap::new()),
             jobs: Mutex::new(tx),
             clock,
+            next_prune_ms: AtomicU64::new(now.saturating_add(PRUNE_EVERY.as_millis() as u64)),
             next: AtomicU64::new(1),
             instance: instance_tag(),
             metrics: Metrics::new(),
             announcer: notices::Announcer::new(),
         });
         manager.restore_latch(latch);
+        manager.prune();
         let weak = Arc::downgrade(&manager);
         std::thread::Builder::new()
             .name("chaos-recorder".into())

@@ -1,21 +1,23 @@
-//! The reaper's tick (deadlines, finished host faults, budgets, metrics, snapshots) on a thread of its
-//! own, and the daemon's shutdown. The tick never touches the store or a lock anything slow
-//! holds: what it ends is finished and recorded by the recorder.
+//! The reaper's tick (deadlines, finished host faults, budgets, metrics, snapshots, the hourly
+//! deletion of old records) on a thread of its own, and the daemon's shutdown. The tick never
+//! touches the store or a lock anything slow holds: what it ends is finished and recorded by the
+//! recorder, which also deletes what the tick asks it to.
 
 use std::{
-    sync::{Arc, Weak, mpsc},
+    sync::{Arc, Weak, atomic::Ordering, mpsc},
     time::{Duration, Instant},
 };
 
 use chaos_api::state::State;
 
-use super::{FaultEngine, Job, Manager, Run, SNAPSHOT_EVERY};
+use super::{FaultEngine, Job, Manager, PRUNE_EVERY, Run, SNAPSHOT_EVERY};
 use crate::sync::lock;
 
 impl<E: FaultEngine> Manager<E> {
     /// Ends experiments whose duration elapsed or that have nothing more to do, and brings the
-    /// metrics and snapshots up to date. Never touches the store or a lock anything slow
-    /// holds: the records are the worker's.
+    /// metrics and snapshots up to date; every [`PRUNE_EVERY`] asks the worker to delete old
+    /// records. Never touches the store or a lock anything slow holds: the records are the
+    /// worker's.
     pub fn tick(&self) {
         let now = self.clock.now();
         let runs: Vec<Arc<Run<E::Armed>>> = lock(&self.runs)
@@ -85,6 +87,14 @@ impl<E: FaultEngine> Manager<E> {
                     spent,
                 });
             }
+        }
+        let now_ms = self.clock.now_ms();
+        if now_ms >= self.next_prune_ms.load(Ordering::Relaxed) {
+            self.next_prune_ms.store(
+                now_ms.saturating_add(PRUNE_EVERY.as_millis() as u64),
+                Ordering::Relaxed,
+            );
+            self.send(Job::Prune);
         }
     }
 

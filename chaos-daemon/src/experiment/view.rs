@@ -8,7 +8,7 @@ use chaos_api::state::State;
 
 use super::{ExperimentError, FaultEngine, Manager};
 use crate::guard::GuardState;
-use crate::store::{EventRow, ExperimentRow, GuardSampleRow, RollbackRow, SnapshotRow};
+use crate::store::{EventRow, ExperimentRow, GuardSampleRow, PageKey, RollbackRow, SnapshotRow};
 use crate::sync::lock;
 
 /// An experiment as the API shows it: the stored row, with live counters and guards while it
@@ -96,15 +96,20 @@ impl<E: FaultEngine> Manager<E> {
         Ok(ExperimentView::stored(row))
     }
 
-    /// Experiments started in the last `since` (all when `None`), newest first; running ones
-    /// live.
-    pub fn list(&self, since: Option<Duration>) -> Result<Vec<ExperimentView>, ExperimentError> {
+    /// At most `limit` experiments started in the last `since` (all when `None`), newest
+    /// first, starting right after `after` (from the newest when `None`); running ones live.
+    pub fn list(
+        &self,
+        since: Option<Duration>,
+        after: Option<&PageKey>,
+        limit: usize,
+    ) -> Result<Vec<ExperimentView>, ExperimentError> {
         let since_ms = since.map_or(0, |d| {
             self.clock
                 .now_ms()
                 .saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         });
-        let rows = lock(&self.store).experiments_since(since_ms)?;
+        let rows = lock(&self.store).experiments_page(since_ms, after, limit)?;
         Ok(rows
             .into_iter()
             .map(|row| match row.state {

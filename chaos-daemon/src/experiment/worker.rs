@@ -1,7 +1,8 @@
 //! The recorder: one thread that finishes experiments ended by the emergency stop and the
 //! reaper (release, then record) and writes what must not wait for the store (snapshots,
-//! timeline events, the audit log), in the order it was sent; and [`Manager::finish`], which
-//! releases and records one ended run on whatever thread ended it.
+//! timeline events, the audit log, the hourly deletion of records past the retention), in the
+//! order it was sent; and [`Manager::finish`], which releases and records one ended run on
+//! whatever thread ended it.
 
 use std::{
     sync::{Arc, Weak, mpsc},
@@ -44,6 +45,8 @@ pub(super) enum Job<A> {
     Rollback { id: String, row: RollbackRow },
     /// An audit log entry.
     Audit(AuditRow),
+    /// Delete the records older than the retention.
+    Prune,
     /// Answer once everything sent before is done.
     Flush(mpsc::SyncSender<()>),
 }
@@ -93,6 +96,10 @@ impl<E: FaultEngine> Manager<E> {
             Job::GuardSamples { id, rows } => lock(&self.store).add_guard_samples(&id, &rows),
             Job::Rollback { id, row } => lock(&self.store).add_rollback(&id, &row),
             Job::Audit(row) => lock(&self.store).audit(&row),
+            Job::Prune => {
+                self.prune();
+                Ok(())
+            }
             Job::Flush(done) => {
                 let _ = done.send(());
                 Ok(())
@@ -100,6 +107,30 @@ impl<E: FaultEngine> Manager<E> {
         };
         if let Err(e) = written {
             tracing::error!(error = %e, "writing to the store failed");
+        }
+    }
+
+    /// Deletes the records older than the config's retention (`state.retention_days`), and
+    /// says how many.
+    pub(super) fn prune(&self) {
+        let retention = self.config.state.retention();
+        let cutoff = self
+            .clock
+            .now_ms()
+            .saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+        match lock(&self.store).prune(cutoff) {
+            Ok(pruned) if pruned.total() > 0 => tracing::info!(
+                retention_days = self.config.state.retention_days,
+                experiments = pruned.experiments,
+                events = pruned.events,
+                snapshots = pruned.snapshots,
+                guard_samples = pruned.guard_samples,
+                audit = pruned.audit,
+                host_changes = pruned.journal,
+                "deleted records older than the retention"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "deleting old records failed"),
         }
     }
 

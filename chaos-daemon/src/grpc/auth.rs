@@ -29,7 +29,21 @@ pub struct Caller {
     pub role: Role,
 }
 
+/// How plain-TCP callers are named, before their address.
+const INSECURE_TCP: &str = "insecure tcp";
+
 impl Caller {
+    /// Who the caller is for per-caller limits: its name, except that every plain-TCP
+    /// loopback observer is one caller (`insecure tcp`), whatever its port: they cannot be
+    /// told apart, and a new connection must not bring a new share.
+    pub fn identity(&self) -> &str {
+        if self.name.starts_with(INSECURE_TCP) {
+            INSECURE_TCP
+        } else {
+            &self.name
+        }
+    }
+
     /// PermissionDenied unless the caller has at least `role`.
     pub fn require(&self, role: Role, method: &str) -> Result<(), Status> {
         if self.role >= role {
@@ -69,7 +83,7 @@ pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     }
     match req.remote_addr() {
         Some(addr) if addr.ip().is_loopback() => Ok(Caller {
-            name: format!("insecure tcp {addr}"),
+            name: format!("{INSECURE_TCP} {addr}"),
             role: Role::Observer,
         }),
         _ => Err(Status::unauthenticated("a client certificate is required")),
@@ -260,5 +274,21 @@ mod tests {
             message.contains("has extendedKeyUsage anyExtendedKeyUsage without clientAuth"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn plain_tcp_observers_are_one_caller_whatever_their_port() {
+        let identity = |name: &str| {
+            Caller {
+                name: name.into(),
+                role: Role::Observer,
+            }
+            .identity()
+            .to_owned()
+        };
+        assert_eq!(identity("insecure tcp 127.0.0.1:5000"), "insecure tcp");
+        assert_eq!(identity("insecure tcp [::1]:6000"), "insecure tcp");
+        assert_eq!(identity("cert CN=bob (observer)"), "cert CN=bob (observer)");
+        assert_eq!(identity("uid 0"), "uid 0");
     }
 }

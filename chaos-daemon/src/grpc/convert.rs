@@ -1,9 +1,16 @@
-//! Domain -> proto for answers: plans and experiment status. Requests are read by chaos-api's
-//! [`Experiment::from_proto`](chaos_api::experiment::Experiment::from_proto).
+//! Domain -> proto for answers: plans, experiment status and pages of experiments. Requests
+//! are read by chaos-api's [`Experiment::from_proto`](chaos_api::experiment::Experiment::from_proto).
 
 use chaos_api::proto;
 
-use crate::{engine::Plan, experiment::ExperimentView};
+use crate::{engine::Plan, experiment::ExperimentView, store::PageKey};
+
+/// The most experiments a ListExperiments page holds.
+pub const MAX_PAGE_SIZE: usize = 100;
+
+/// The most bytes of experiments a ListExperiments page holds: a quarter of the 4 MiB a gRPC
+/// message may have.
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
 
 /// A plan as sent, with the money it reserves.
 pub fn plan_to_proto(p: &Plan, projected_cost: f64) -> proto::Plan {
@@ -63,4 +70,84 @@ pub fn checks_to_proto(checks: &[crate::safety::Check]) -> Vec<proto::Check> {
             detail: c.detail.clone(),
         })
         .collect()
+}
+
+/// One ListExperiments page of `list`, which the store read with one experiment more than
+/// `size` when more follow: the first experiments up to `size` and [`MAX_PAGE_BYTES`] (always at
+/// least one), and the token of the last one sent when any is left.
+pub fn page_to_proto(list: &[ExperimentView], size: usize) -> proto::ListExperimentsResponse {
+    let mut experiments = Vec::new();
+    let mut bytes = 0;
+    for view in list.iter().take(size) {
+        let status = status_to_proto(view);
+        bytes += prost::Message::encoded_len(&status);
+        if !experiments.is_empty() && bytes > MAX_PAGE_BYTES {
+            break;
+        }
+        experiments.push(status);
+    }
+    let next_page_token = match list.get(experiments.len()) {
+        Some(_) => PageKey::of(&list[experiments.len() - 1].row).token(),
+        None => String::new(),
+    };
+    proto::ListExperimentsResponse {
+        experiments,
+        next_page_token,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chaos_api::state::State;
+
+    use super::*;
+    use crate::store::ExperimentRow;
+
+    fn view(i: u64, reason_bytes: usize) -> ExperimentView {
+        ExperimentView::stored(ExperimentRow {
+            id: format!("exp-{i}"),
+            name: "n".into(),
+            kind: "packet_loss".into(),
+            target: "/sys/fs/cgroup/x".into(),
+            spec: Vec::new(),
+            state: State::Completed,
+            reason: "r".repeat(reason_bytes),
+            started_ms: 1000 - i,
+            ended_ms: 2000,
+            seen: 0,
+            matched: 0,
+            injected: 0,
+            capped: 0,
+            budget: 1.0,
+            spent: 0.0,
+        })
+    }
+
+    #[test]
+    fn a_page_holds_at_most_its_size_and_a_mebibyte() {
+        let list: Vec<_> = (0..101).map(|i| view(i, 10)).collect();
+        // One more than the page: the token names the last one sent.
+        let page = page_to_proto(&list, 100);
+        assert_eq!(page.experiments.len(), 100);
+        assert_eq!(page.next_page_token, "901/exp-99");
+        // The last page has no token.
+        let page = page_to_proto(&list[..50], 100);
+        assert_eq!(
+            (page.experiments.len(), page.next_page_token.as_str()),
+            (50, "")
+        );
+        assert!(page_to_proto(&[], 100).experiments.is_empty());
+        // Rows of 300 KiB: three fit in a mebibyte, the fourth starts the next page.
+        let big: Vec<_> = (0..10).map(|i| view(i, 300 << 10)).collect();
+        let page = page_to_proto(&big, 100);
+        assert_eq!(page.experiments.len(), 3);
+        assert_eq!(page.next_page_token, "998/exp-2");
+        assert!(prost::Message::encoded_len(&page) <= MAX_PAGE_BYTES + 64);
+        // One row past the bound is still sent alone: a page is never empty while rows are
+        // left.
+        let huge = [view(0, 2 << 20), view(1, 10)];
+        let page = page_to_proto(&huge, 100);
+        assert_eq!(page.experiments.len(), 1);
+        assert_eq!(page.next_page_token, "1000/exp-0");
+    }
 }

@@ -8,14 +8,20 @@
 //!
 //! Callers are authenticated and given a role by [`auth`]: on the Unix socket (0600) by the
 //! kernel's peer credentials, on TCP by the verified client certificate.
+//!
+//! [`limits`] bounds what callers may hold open (connections, streams, requests in flight,
+//! watchers) and for how long, never in front of a stop; [`watch`] serves `WatchExperiment`
+//! from one shared sample of the watched experiments.
 
 pub mod auth;
 pub mod convert;
+pub mod limits;
+pub mod watch;
 
 use std::{fmt::Display, pin::Pin, sync::Arc, time::Duration, time::Instant};
 
 use chaos_api::{
-    error::{escape_controls, sanitize_reason},
+    error::{cut_and_escape, sanitize_reason},
     experiment::Experiment,
     proto::{self, chaos_daemon_server::ChaosDaemon},
     state::State,
@@ -30,6 +36,7 @@ use crate::{
     experiment::{Manager, Stopping},
     report,
     safety::Safety,
+    store::PageKey,
 };
 
 /// The daemon's manager.
@@ -51,9 +58,19 @@ fn arrival<T>(req: &Request<T>) -> Instant {
         .map_or_else(Instant::now, |a| a.0)
 }
 
+/// The most bytes of an error's message the daemon answers with, as written: an error may
+/// quote a caller's text (a target path), and a status travels in an HTTP/2 header.
+const MAX_STATUS_MESSAGE_BYTES: usize = 4096;
+
+/// An error's message as answered: cut to [`MAX_STATUS_MESSAGE_BYTES`], control characters
+/// escaped.
+fn message(e: &impl Display) -> String {
+    cut_and_escape(&e.to_string(), MAX_STATUS_MESSAGE_BYTES)
+}
+
 /// The one mapping from domain errors to gRPC status codes.
 pub fn status_of<E: Classify + Display>(e: &E) -> Status {
-    let msg = e.to_string();
+    let msg = message(e);
     match e.class() {
         ErrorClass::Invalid => Status::invalid_argument(msg),
         ErrorClass::NotFound => Status::not_found(msg),
@@ -76,14 +93,22 @@ pub struct Service {
     manager: Arc<DaemonManager>,
     safety: Arc<Safety>,
     node: String,
+    /// The daemon's watchers, shared by every listener.
+    watches: Arc<watch::Watches>,
 }
 
 impl Service {
-    pub fn new(manager: Arc<DaemonManager>, safety: Arc<Safety>, node: String) -> Self {
+    pub fn new(
+        manager: Arc<DaemonManager>,
+        safety: Arc<Safety>,
+        node: String,
+        watches: Arc<watch::Watches>,
+    ) -> Self {
         Self {
             manager,
             safety,
             node,
+            watches,
         }
     }
 
@@ -100,7 +125,9 @@ impl Service {
             .inc();
     }
 
-    /// The caller of `req` if it has at least `role`; a refused caller is audited.
+    /// The caller of `req` if it has at least `role`; a refused caller is audited with the
+    /// method and why, nothing of the request, so a refused call costs a bounded entry however
+    /// large its request.
     fn authorize<T>(&self, req: &Request<T>, method: &str, role: Role) -> Result<Caller, Status> {
         let caller = auth::caller(req).and_then(|c| c.require(role, method).map(|()| c));
         if let Err(s) = &caller {
@@ -115,20 +142,15 @@ impl Service {
             Err(s) => format!("{:?}: {}", s.code(), s.message()),
         };
         // The detail and an error may hold a caller's text (a name before it was validated):
-        // kept shown, not obeyed.
-        self.manager.audit(
-            caller,
-            method,
-            &escape_controls(detail),
-            &escape_controls(&outcome),
-        );
+        // the store keeps it cut to a bound, shown and not obeyed.
+        self.manager.audit(caller, method, detail, &outcome);
     }
 }
 
 /// Reads a request's spec into the model: the same defaults and checks as a file.
 fn experiment(spec: Option<&proto::ExperimentSpec>) -> Result<Experiment, Status> {
     let spec = spec.ok_or_else(|| Status::invalid_argument("spec: missing"))?;
-    Experiment::from_proto(spec).map_err(|e| Status::invalid_argument(e.to_string()))
+    Experiment::from_proto(spec).map_err(|e| Status::invalid_argument(message(&e)))
 }
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<proto::ExperimentUpdate, Status>> + Send>>;
@@ -224,33 +246,42 @@ impl Service {
             .ramp
             .as_ref()
             .and_then(|r| r.values().map(|v| (v.to_vec(), r.hold)));
-        let manager = self.manager.clone();
-        let id = blocking(move || manager.start(planned).map_err(|e| status_of(&e))).await?;
-        if let Some((steps, _)) = &ramp {
-            self.manager.first_step(
-                &id,
-                crate::safety::step_text(experiment.kind(), steps[0], 1, steps.len()),
-            );
-        }
-        if !set.is_empty() || ramp.is_some() {
-            if let Some(t) = &set.triggers {
-                let mut values = t.baseline.slos.clone();
-                values.extend(
-                    t.baseline
-                        .health
-                        .map(|h| ("health success rate".to_owned(), h)),
+        // From the arm to the guards' watch nothing may cut it short (the call's timeout, a
+        // client gone): an armed experiment always gets its guards. A task of its own does it.
+        let (manager, safety) = (self.manager.clone(), self.safety.clone());
+        let arming = tokio::spawn(async move {
+            let m = manager.clone();
+            let id = blocking(move || m.start(planned).map_err(|e| status_of(&e))).await?;
+            if let Some((steps, _)) = &ramp {
+                manager.first_step(
+                    &id,
+                    crate::safety::step_text(experiment.kind(), steps[0], 1, steps.len()),
                 );
-                self.manager.record_baseline(&id, &values);
             }
-            self.safety.watch(
-                self.manager.clone(),
-                id.clone(),
-                set,
-                interval,
-                experiment.kind(),
-                ramp,
-            );
-        }
+            if !set.is_empty() || ramp.is_some() {
+                if let Some(t) = &set.triggers {
+                    let mut values = t.baseline.slos.clone();
+                    values.extend(
+                        t.baseline
+                            .health
+                            .map(|h| ("health success rate".to_owned(), h)),
+                    );
+                    manager.record_baseline(&id, &values);
+                }
+                safety.watch(
+                    manager.clone(),
+                    id.clone(),
+                    set,
+                    interval,
+                    experiment.kind(),
+                    ramp,
+                );
+            }
+            Ok::<_, Status>(id)
+        });
+        let id = arming
+            .await
+            .map_err(|e| Status::internal(format!("starting failed: {e}")))??;
         Ok(proto::StartExperimentResponse {
             id,
             plan: Some(plan),
@@ -388,40 +419,10 @@ impl Service {
         &self,
         req: Request<proto::WatchExperimentRequest>,
     ) -> Result<Response<UpdateStream>, Status> {
-        auth::caller(&req)?;
+        let caller = auth::caller(&req)?;
         let r = req.into_inner();
-        let manager = self.manager.clone();
-        let first = {
-            let (manager, id) = (manager.clone(), r.id.clone());
-            blocking(move || manager.get(&id).map_err(|e| status_of(&e))).await?
-        };
-        let interval = Duration::from_millis(if r.interval_ms == 0 {
-            1000
-        } else {
-            u64::from(r.interval_ms.max(50))
-        });
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            let started = first.row.started_ms;
-            loop {
-                let (m, id) = (manager.clone(), r.id.clone());
-                let update = blocking(move || m.get(&id).map_err(|e| status_of(&e))).await;
-                let done = update
-                    .as_ref()
-                    .map_or(true, |v| v.row.state != State::Running);
-                let msg = update.map(|v| proto::ExperimentUpdate {
-                    elapsed_ms: crate::experiment::now_ms().saturating_sub(started),
-                    status: Some(convert::status_to_proto(&v)),
-                });
-                if tx.send(msg).await.is_err() || done {
-                    return;
-                }
-                tokio::time::sleep(interval).await;
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let updates = self.watches.watch(&caller, r.id, r.interval_ms).await?;
+        Ok(Response::new(updates))
     }
 
     async fn do_list_experiments(
@@ -429,13 +430,31 @@ impl Service {
         req: Request<proto::ListExperimentsRequest>,
     ) -> Result<Response<proto::ListExperimentsResponse>, Status> {
         auth::caller(&req)?;
-        let since = req.get_ref().since_s;
-        let since = (since > 0).then(|| Duration::from_secs(since));
+        let r = req.into_inner();
+        let since = (r.since_s > 0).then(|| Duration::from_secs(r.since_s));
+        let size = match usize::try_from(r.page_size).unwrap_or(usize::MAX) {
+            0 => convert::MAX_PAGE_SIZE,
+            n => n.min(convert::MAX_PAGE_SIZE),
+        };
+        let after = match r.page_token.as_str() {
+            "" => None,
+            token => Some(PageKey::from_token(token).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "page_token: {:?} is not allowed; expected the next_page_token of the \
+                     previous page, or \"\" for the first",
+                    cut_and_escape(token, 64)
+                ))
+            })?),
+        };
         let manager = self.manager.clone();
-        let list = blocking(move || manager.list(since).map_err(|e| status_of(&e))).await?;
-        Ok(Response::new(proto::ListExperimentsResponse {
-            experiments: list.iter().map(convert::status_to_proto).collect(),
-        }))
+        // One more than the page: whether another follows.
+        let list = blocking(move || {
+            manager
+                .list(since, after.as_ref(), size + 1)
+                .map_err(|e| status_of(&e))
+        })
+        .await?;
+        Ok(Response::new(convert::page_to_proto(&list, size)))
     }
 
     async fn do_renew_lease(

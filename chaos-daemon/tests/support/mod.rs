@@ -29,6 +29,7 @@ mod sockopt;
 mod daemon;
 pub mod http;
 pub mod nginx;
+pub mod pki;
 pub mod pods;
 pub mod prometheus;
 mod veth;
