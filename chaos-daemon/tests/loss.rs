@@ -120,7 +120,8 @@ fn tcp_completes_through_five_percent_loss() {
     let c = engine.stop(armed).unwrap();
     assert!(
         c.injected > 0,
-        "segments were really dropped (and retransmitted): {c:?}"
+        "segments were really dropped (that TCP retransmits them is shown by the kernel's \
+         TcpRetransSegs in loss_clients.rs): {c:?}"
     );
 }
 

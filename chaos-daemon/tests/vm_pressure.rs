@@ -115,6 +115,8 @@ fn cpu_pressure_cuts_throughput_to_the_share_and_stop_restores_the_knobs() {
     let cg = TestCgroup::new(&mount, "pressure");
     let dir = TempDir::new("pressure");
     let daemon = Daemon::start(&dir.0);
+    // A memory.max of 256 MiB: memory.high is set to the share of it, exactly.
+    std::fs::write(cg.path.join("memory.max"), (256u64 << 20).to_string()).unwrap();
     let (cpu_old, mem_old) = knobs(&cg.path);
 
     // Throughput under TCG follows the host's load: each attempt measures its own baseline
@@ -124,7 +126,7 @@ fn cpu_pressure_cuts_throughput_to_the_share_and_stop_restores_the_knobs() {
         let id = start(&daemon, &cg.path, "0.5", "0.5");
         assert_eq!(knob(&cg.path, "cpu.max"), tightened_cpu_max(&cpu_old, 0.5));
         let high: u64 = knob(&cg.path, "memory.high").parse().expect("a number");
-        assert_eq!(high % 4096, 0);
+        assert_eq!(high, 128 << 20, "half of memory.max");
         let pressed = spin(&cg.path);
         daemon.ctl_ok(&["stop", &id]);
         assert_eq!(knobs(&cg.path), (cpu_old.clone(), mem_old.clone()));
