@@ -28,9 +28,14 @@ const DELAYS_MS: [u64; 2] = [20, 100];
 const ROUNDS: usize = 5;
 const BYTES: &str = "200000000";
 
-fn run(cmd: &str, args: &[&str]) {
-    let st = Command::new(cmd).args(args).status().unwrap();
-    assert!(st.success(), "{cmd} {args:?}");
+/// Runs `measure` with `netem OPTIONS` as `dev`'s root qdisc, removed afterwards.
+fn under_netem<T>(dev: &str, options: &[&str], measure: impl FnOnce() -> T) -> T {
+    let mut args = vec!["qdisc", "replace", "dev", dev, "root", "netem"];
+    args.extend_from_slice(options);
+    run("tc", &args);
+    let measured = measure();
+    run("tc", &["qdisc", "del", "dev", dev, "root"]);
+    measured
 }
 
 fn serve(ns: &str, mode: &str, bind: &str) -> (Child, String) {
@@ -120,21 +125,9 @@ fn main() {
         let armed = engine.start(&spec(cg.target(), latency(d), 1.0)).unwrap();
         let (edt, edt_sd) = ping(Some(&cg.path), &echo_to);
         engine.stop(armed).unwrap();
-        run(
-            "tc",
-            &[
-                "qdisc",
-                "replace",
-                "dev",
-                dev,
-                "root",
-                "netem",
-                "delay",
-                &format!("{d}ms"),
-            ],
-        );
-        let (netem, netem_sd) = ping(Some(&cg.path), &echo_to);
-        run("tc", &["qdisc", "del", "dev", dev, "root"]);
+        let (netem, netem_sd) = under_netem(dev, &["delay", &format!("{d}ms")], || {
+            ping(Some(&cg.path), &echo_to)
+        });
         println!(
             "| {d} ms | {:.2} ms | {edt_sd:.2} ms | {:.2} ms | {netem_sd:.2} ms |",
             edt - base,
@@ -182,21 +175,9 @@ fn main() {
                 .unwrap();
             edt.push(throughput_of(Some(&cg.path), &sink_to, &bytes) * wire);
             engine.stop(armed).unwrap();
-            run(
-                "tc",
-                &[
-                    "qdisc",
-                    "replace",
-                    "dev",
-                    dev,
-                    "root",
-                    "netem",
-                    "rate",
-                    &format!("{mbit}mbit"),
-                ],
-            );
-            netem.push(throughput_of(Some(&cg.path), &sink_to, &bytes) * wire);
-            run("tc", &["qdisc", "del", "dev", dev, "root"]);
+            netem.push(under_netem(dev, &["rate", &format!("{mbit}mbit")], || {
+                throughput_of(Some(&cg.path), &sink_to, &bytes) * wire
+            }));
         }
         let (edt, netem) = (median(edt), median(netem));
         println!(

@@ -477,20 +477,6 @@ impl Drop for Netns {
     }
 }
 
-/// Runs `program` with `args`, panicking with its output unless it succeeds; its stdout.
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e} (is it installed?)"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Two namespaces joined by a veth pair, A (the sender's, tx checksum offload off on its end)
 /// and B (the receiver's), in a private /30; the neighbour entries are static, so no ARP

@@ -11,7 +11,7 @@ use std::{
     path::Path,
     process::{Child, Command, ExitStatus, Stdio},
     sync::Mutex,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use chaos_api::state::State;
@@ -25,15 +25,6 @@ use support::*;
 /// What every experiment of these tests runs: refused connections, at a low intensity.
 const EXPERIMENT: [&str; 4] = ["--intensity", "0.1", "--duration", "30s"];
 
-fn unix_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
 
 /// `chaos-daemon serve` on `dir`'s socket, state directory and config, as
 /// [`Daemon::permissive`] starts it.

@@ -151,14 +151,6 @@ fn without_fq() -> bool {
     }
 }
 
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn latency(interface: &str) -> Fault {
     delay(20, 2, Distribution::Normal, interface)

@@ -8,7 +8,7 @@ mod support;
 use std::{
     io::{BufRead as _, BufReader},
     process::{Command, Stdio},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use support::*;
@@ -17,15 +17,6 @@ fn ms(v: &serde_json::Value) -> u64 {
     v.as_u64().unwrap()
 }
 
-fn unix_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
 
 /// The daemon's reaper tick (the default) plus a loaded CI machine's scheduling.
 const MARGIN_MS: u64 = 700;

@@ -3,16 +3,9 @@
 
 use std::process::Command;
 
-pub struct Veth(pub String);
+use super::run;
 
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+pub struct Veth(pub String);
 
 impl Veth {
     /// `cl<tag><pid>` and its peer `cl<tag><pid>p`, both up.
