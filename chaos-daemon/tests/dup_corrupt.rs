@@ -477,7 +477,6 @@ impl Drop for Netns {
     }
 }
 
-
 /// Two namespaces joined by a veth pair, A (the sender's, tx checksum offload off on its end)
 /// and B (the receiver's), in a private /30; the neighbour entries are static, so no ARP
 /// exchange races the first datagrams.

@@ -25,7 +25,6 @@ use support::*;
 /// What every experiment of these tests runs: refused connections, at a low intensity.
 const EXPERIMENT: [&str; 4] = ["--intensity", "0.1", "--duration", "30s"];
 
-
 /// `chaos-daemon serve` on `dir`'s socket, state directory and config, as
 /// [`Daemon::permissive`] starts it.
 fn serve(dir: &Path) -> Command {

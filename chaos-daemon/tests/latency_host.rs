@@ -151,7 +151,6 @@ fn without_fq() -> bool {
     }
 }
 
-
 fn latency(interface: &str) -> Fault {
     delay(20, 2, Distribution::Normal, interface)
 }

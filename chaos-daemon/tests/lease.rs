@@ -17,7 +17,6 @@ fn ms(v: &serde_json::Value) -> u64 {
     v.as_u64().unwrap()
 }
 
-
 /// The daemon's reaper tick (the default) plus a loaded CI machine's scheduling.
 const MARGIN_MS: u64 = 700;
 
