@@ -697,3 +697,357 @@ fn a_bandwidth_limit_holds_a_tcp_flow_to_the_rate_inside_only() {
     );
     assert_eq!(topo.programs("rate_eg"), 0, "no rate program is left");
 }
+
+/// Round trips (ms) in the order sent, `None` for an echo that did not come back.
+type Echoes = Vec<Option<f64>>;
+
+/// `count` ICMP echoes to `ip` from inside `cg`, one every 10 ms, as `ping` (run in the cgroup
+/// by `chaos-workload exec`) prints them. Several are in flight under a delay: for faults that
+/// delay every packet or none (see [`round_trips`]). At most `may_lose` may be lost.
+fn echoes(cg: &Path, ip: &str, count: usize, may_lose: usize) -> Echoes {
+    let out = Command::new(WORKLOAD)
+        .arg("--cgroup")
+        .arg(cg)
+        .args(["--cpu", "0", "exec", "ping", "-n", "-i", "0.01", "-c"])
+        .args([&count.to_string(), ip])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rtts = vec![None; count];
+    for line in text.lines() {
+        let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key));
+        if let (Some(seq), Some(time)) = (field("icmp_seq="), field("time=")) {
+            let seq: usize = seq.parse().unwrap();
+            rtts[seq - 1] = Some(time.parse::<f64>().unwrap());
+        }
+    }
+    let lost: Vec<usize> = (1..=count).filter(|&s| rtts[s - 1].is_none()).collect();
+    if !lost.is_empty() {
+        println!("ping lost echoes {lost:?} of {count}");
+    }
+    assert!(lost.len() <= may_lose, "lost echoes {lost:?}:\n{text}");
+    rtts
+}
+
+/// `n` UDP sockets of the target, each connected to `to`. The test process joins `cg` (under
+/// `mount`) for the moment it creates them: a socket belongs to the cgroup its creator was in
+/// at its creation, for its whole life. Each connected socket is its own fq flow.
+fn sockets_of(mount: &Path, cg: &Path, to: &str, n: usize) -> Vec<std::net::UdpSocket> {
+    let pid = std::process::id().to_string();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = mount.join(own.trim().strip_prefix("0::/").unwrap());
+    std::fs::write(cg.join("cgroup.procs"), &pid).unwrap();
+    let made: Vec<_> = (0..n)
+        .map(|_| std::net::UdpSocket::bind("0.0.0.0:0"))
+        .collect();
+    std::fs::write(own.join("cgroup.procs"), &pid).unwrap();
+    made.into_iter()
+        .map(|s| {
+            let s = s.unwrap();
+            s.connect(to).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            s
+        })
+        .collect()
+}
+
+/// `count` UDP round trips on `sock`, one at a time (the next datagram after the echo or a
+/// one-second timeout): the round trip (ms) of each, `None` for a lost one. With one datagram
+/// in flight on its own flow, each is delayed or not by its own decision alone: on 6.1 fq holds
+/// a flow behind its held packet, so a packet sent while an earlier one of its flow waits is
+/// held too (unconnected sockets to one address share a flow: 8 pings at once, each 70 ms
+/// apart, showed 68% of the echoes late at intensity 0.5, where the kernel delayed 49%).
+fn round_trips(sock: &std::net::UdpSocket, count: u64) -> Echoes {
+    let mut buf = [0u8; 64];
+    (0..count)
+        .map(|seq| {
+            let t = std::time::Instant::now();
+            sock.send(&seq.to_be_bytes()).unwrap();
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(8) if buf[..8] == seq.to_be_bytes() => {
+                        return Some(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    Ok(_) => continue, // the late echo of a lost one
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                    Err(e) => panic!("recv: {e}"),
+                }
+            }
+        })
+        .collect()
+}
+
+/// The median of the echoes that came back; NaN for none.
+fn median(rtts: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = rtts.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The delay of the faults below, in ms: an echo above the base round trip plus half of it was
+/// delayed (fq never sends a delayed packet early, and the VM's noise is a few ms at most).
+const DELAY: u64 = 50;
+
+/// Which echoes were delayed, against the undelayed round trip `base` (ms); `None`: lost.
+fn delayed(rtts: &Echoes, base: f64) -> Vec<Option<bool>> {
+    rtts.iter()
+        .map(|r| r.map(|r| r > base + DELAY as f64 / 2.0))
+        .collect()
+}
+
+/// How many of `rtts` were delayed (of those that came back).
+fn count_delayed(rtts: &Echoes, base: f64) -> usize {
+    delayed(rtts, base)
+        .into_iter()
+        .flatten()
+        .filter(|&d| d)
+        .count()
+}
+
+/// How many echoes came back.
+fn back(rtts: &Echoes) -> usize {
+    rtts.iter().flatten().count()
+}
+
+/// The packets the root fq of `topo`'s delayed device dropped (`tc -s`): a delay never drops.
+fn fq_dropped(topo: &Net) -> u64 {
+    let stats = topo.tc(&["-s", "qdisc", "show", "dev", &topo.delayed.1, "root"]);
+    assert!(stats.starts_with("qdisc fq "), "{stats}");
+    stats
+        .split_once("(dropped ")
+        .and_then(|(_, rest)| rest.split_once(',')?.0.parse().ok())
+        .unwrap_or_else(|| panic!("no drop count in {stats}"))
+}
+
+/// Starts a latency experiment of [`DELAY`] ms on `dev` with chaos-ctl's `extra` arguments;
+/// returns its id.
+fn start_delay(daemon: &Daemon, cg: &Path, dev: &str, extra: &[&str]) -> String {
+    let mut args = latency_args(cg, Some(dev), DELAY, 0, "uniform");
+    args.extend(extra.iter().map(|a| a.to_string()));
+    started_id(&daemon.ctl(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+}
+
+/// Stops experiment `id` after checking its fq dropped nothing; returns the kernel's counters as
+/// its report shows them.
+fn stop_delay(daemon: &Daemon, topo: &Net, id: &str) -> serde_json::Value {
+    assert_eq!(fq_dropped(topo), 0, "fq dropped packets of {id}");
+    daemon.ctl_ok(&["stop", id]);
+    daemon.json(&["report", id, "--format", "json"])["status"]["counters"].clone()
+}
+
+/// `--intensity` is the share of packets delayed: the round trips are bimodal, and the echoes
+/// above half the delay are within 4 sigma of half of them, each one a fault the kernel counted.
+/// `--max-faults 20` delays exactly the first 20 packets, then none: the experiment ends there.
+#[test]
+fn intensity_is_the_share_delayed_and_max_faults_caps_the_delayed_packets() {
+    let Some(mount) = kernel() else { return };
+    let topo = Net::server_in_netns(7);
+    let cg = TestCgroup::new(&mount, "lat-share");
+    let dir = TempDir::new("lat-share");
+    let daemon = Daemon::start(&dir.0);
+    let socks = sockets_of(&mount, &cg.path, &topo.to, 8);
+    let base = median(round_trips(&socks[0], 20).into_iter().flatten());
+
+    // 8 sockets of 50 round trips each, at the same time.
+    let n = 400;
+    let id = start_delay(&daemon, &cg.path, &topo.host_dev, &["--intensity", "0.5"]);
+    let rtts: Echoes = std::thread::scope(|s| {
+        let each: Vec<_> = socks
+            .iter()
+            .map(|sock| s.spawn(|| round_trips(sock, n / 8)))
+            .collect();
+        each.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    let c = stop_delay(&daemon, &topo, &id);
+    assert_eq!(back(&rtts), n as usize, "every echo came back: {rtts:?}");
+    let late = delayed(&rtts, base);
+    let mode = |want: bool| {
+        rtts.iter()
+            .zip(&late)
+            .filter_map(move |(r, d)| (*d == Some(want)).then_some((*r)?))
+    };
+    let k = count_delayed(&rtts, base);
+    println!(
+        "intensity 0.5, delay {DELAY} ms: {k} of {n} echoes delayed (median {:.2} ms), the \
+         others' median {:.2} ms (base {base:.2} ms); counters {c}",
+        median(mode(true)),
+        median(mode(false))
+    );
+    assert_rate(
+        "echoes delayed at intensity 0.5",
+        k as f64 / n as f64,
+        n,
+        0.5,
+        4.0,
+    );
+    assert_eq!(
+        c["injected"], k as u64,
+        "the kernel's faults are the late echoes: {c}"
+    );
+
+    // The first packet refused at the cap ends the experiment (completed) and the daemon puts
+    // the old root qdisc back. Replacing a root qdisc drops what fq still holds and what the
+    // device sends during the swap (the kernel parks it on noop meanwhile): the datagram sent
+    // then may be lost.
+    let id = start_delay(&daemon, &cg.path, &topo.host_dev, &["--max-faults", "20"]);
+    let rtts = round_trips(&socks[0], 40);
+    let status = daemon.ended(&id, Duration::from_secs(10));
+    println!("--max-faults 20: {rtts:?}\n{status}");
+    assert!(back(&rtts) >= 39, "at most one lost: {rtts:?}");
+    let late = delayed(&rtts, base);
+    let want: Vec<Option<bool>> = late
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d.map(|_| i < 20))
+        .collect();
+    assert_eq!(late, want, "the first 20 only: {rtts:?}");
+    assert_eq!(status["state"], "completed", "{status}");
+    assert_eq!(
+        status["reason"], "fault cap reached (max_faults)",
+        "{status}"
+    );
+    assert_eq!(
+        status["counters"]["injected"], 20,
+        "exactly 20 delayed: {status}"
+    );
+    assert_eq!(topo.delay_programs(), 0, "the ended experiment is detached");
+}
+
+/// A port filter selects by destination port: a port other than the echo server's delays
+/// nothing (the kernel counts no fault), the server's port delays every datagram, and ICMP,
+/// which has no port, is never delayed under a port filter.
+#[test]
+fn a_port_filter_selects_the_delayed_packets_by_destination_port() {
+    let Some(mount) = kernel() else { return };
+    let topo = Net::server_in_netns(8);
+    let (ip, port) = topo.to.split_once(':').unwrap();
+    let port: u16 = port.parse().unwrap();
+    let other = if port == u16::MAX { port - 1 } else { port + 1 };
+    let cg = TestCgroup::new(&mount, "lat-ports");
+    let dir = TempDir::new("lat-ports");
+    let daemon = Daemon::start(&dir.0);
+    let udp = || {
+        let t = workload(
+            Some(&cg.path),
+            &["--cpu", "0", "udp-ping", "--to", &topo.to, "--count", "20"],
+        );
+        assert_eq!(t.get("lost"), 0, "{t:?}");
+        t
+    };
+    let base = ms(&udp(), "p50_ns");
+    let base_icmp = median(echoes(&cg.path, ip, 20, 0).into_iter().flatten());
+    let half = DELAY as f64 / 2.0;
+    for (ports, selected) in [(other, false), (port, true)] {
+        let id = start_delay(
+            &daemon,
+            &cg.path,
+            &topo.host_dev,
+            &["--ports", &ports.to_string()],
+        );
+        let t = udp();
+        let icmp = echoes(&cg.path, ip, 20, 0);
+        let c = stop_delay(&daemon, &topo, &id);
+        println!(
+            "--ports {ports} (server {port}): UDP p10 {:.2} p90 {:.2} ms (base {base:.2}), \
+             ICMP max {:.2} ms (base {base_icmp:.2}), counters {c}",
+            ms(&t, "p10_ns"),
+            ms(&t, "p90_ns"),
+            icmp.iter().flatten().copied().fold(0.0, f64::max)
+        );
+        if selected {
+            assert!(ms(&t, "p10_ns") > base + half, "{t:?}");
+            assert_eq!(c["injected"], 20, "every datagram: {c}");
+        } else {
+            assert!(ms(&t, "p90_ns") < base + half, "{t:?}");
+            assert_eq!(c["injected"], 0, "no datagram: {c}");
+        }
+        assert_eq!(
+            count_delayed(&icmp, base_icmp),
+            0,
+            "ICMP under --ports {ports}: {icmp:?}"
+        );
+    }
+}
+
+/// The kill switch and the kernel deadline end a delay at once: right after an emergency stop
+/// answers no echo is delayed; a 2 s experiment stops delaying after 2 s while the daemon is
+/// frozen (SIGSTOP), its program still attached.
+#[test]
+fn the_kill_switch_and_the_kernel_deadline_end_the_delay() {
+    let Some(mount) = kernel() else { return };
+    let topo = Net::server_in_netns(9);
+    let ip = "10.9.0.2";
+    let before = topo.qdiscs();
+    let cg = TestCgroup::new(&mount, "lat-stop");
+    let dir = TempDir::new("lat-stop");
+    let mut daemon = Daemon::start(&dir.0);
+    let base = median(echoes(&cg.path, ip, 20, 0).into_iter().flatten());
+
+    start_delay(&daemon, &cg.path, &topo.host_dev, &[]);
+    let armed = echoes(&cg.path, ip, 10, 0);
+    assert_eq!(
+        count_delayed(&armed, base),
+        back(&armed),
+        "armed: {armed:?}"
+    );
+    daemon.ctl_ok(&["emergency-stop", "--reason", "latency test"]);
+    // The root qdisc is put back meanwhile, in the background: an echo sent during the swap
+    // may be lost.
+    let disarmed = echoes(&cg.path, ip, 20, 1);
+    println!("after the emergency stop's answer: {disarmed:?} (base {base:.2} ms)");
+    assert_eq!(
+        count_delayed(&disarmed, base),
+        0,
+        "right after the answer: {disarmed:?}"
+    );
+    eventually(
+        "the qdiscs back after an emergency stop",
+        Duration::from_secs(10),
+        || (topo.qdiscs() == before && topo.delay_programs() == 0).then_some(()),
+    );
+    daemon.ctl_ok(&["emergency-stop", "--clear"]);
+
+    let mut args = latency_args(&cg.path, Some(&topo.host_dev), DELAY, 0, "uniform");
+    let at = args.iter().position(|a| a == "--duration").unwrap();
+    args[at + 1] = "2s".into();
+    // Armed between `asked` and `answered`: the kernel deadline lies 2 s after that.
+    let asked = std::time::Instant::now();
+    started_id(&daemon.ctl(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let answered = std::time::Instant::now();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let during = echoes(&cg.path, ip, 10, 0);
+    let inside = asked.elapsed();
+    println!(
+        "armed within {:?} of asking; the echoes ended {inside:?} after asking",
+        answered - asked
+    );
+    assert!(
+        inside < Duration::from_secs(2),
+        "too slow to observe the window ({inside:?})"
+    );
+    assert_eq!(
+        count_delayed(&during, base),
+        back(&during),
+        "before the deadline: {during:?}"
+    );
+    std::thread::sleep(Duration::from_millis(2050).saturating_sub(answered.elapsed()));
+    assert_eq!(
+        topo.delay_programs(),
+        1,
+        "the frozen daemon still holds its program attached"
+    );
+    let after = echoes(&cg.path, ip, 20, 0);
+    assert_eq!(
+        count_delayed(&after, base),
+        0,
+        "after the deadline, daemon frozen: {after:?}"
+    );
+    assert_eq!(fq_dropped(&topo), 0, "fq dropped packets");
+    daemon.child.kill().unwrap(); // SIGKILL
+    daemon.child.wait().unwrap();
+}

@@ -4,7 +4,10 @@
 use std::{
     fs::{File, OpenOptions},
     io,
-    os::{fd::AsRawFd as _, unix::fs::FileExt as _},
+    os::{
+        fd::{AsFd, AsRawFd as _},
+        unix::{fs::FileExt as _, net::UnixStream},
+    },
     path::Path,
     process::{Command, Stdio},
 };
@@ -14,10 +17,13 @@ use anyhow::{Context as _, bail};
 use crate::Tally;
 
 /// The calls `chaos-workload file --op` knows.
-pub const OPS: &str = "open, read, write, unlink, create, fork, exec, mmap";
+pub const OPS: &str = "open, read, write, unlink, create, fork, exec, mmap, pipe-write, \
+    socket-write, getdents, thread, mmap-anon";
 
 /// Runs COUNT calls of `op` in `dir` (which must exist; `dir/data` is created when missing,
-/// before the calls, and its creation is not counted).
+/// before the calls, and its creation is not counted). `pipe-write` and `socket-write` are
+/// `write()`s of one byte into a pipe and into a UNIX socket pair (each read back), `getdents`
+/// lists `dir`, `thread` starts and joins a thread, `mmap-anon` maps an anonymous page.
 pub fn run(op: &str, dir: &Path, count: u64, tally: &mut Tally) -> anyhow::Result<()> {
     let data = dir.join("data");
     if !data.exists() {
@@ -35,7 +41,7 @@ pub fn run(op: &str, dir: &Path, count: u64, tally: &mut Tally) -> anyhow::Resul
                 tally.timed(|| match op {
                     "read" => f.read_at(&mut [0u8; 1], 0).map(drop),
                     "write" => f.write_at(&[1u8], 0).map(drop),
-                    _ => map_once(&f),
+                    _ => map_once(Some(&f)),
                 });
             }
         }
@@ -59,9 +65,46 @@ pub fn run(op: &str, dir: &Path, count: u64, tally: &mut Tally) -> anyhow::Resul
                 let _ = std::fs::remove_file(&p);
             }
         }
+        "pipe-write" => {
+            let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(io::Error::from)
+                .context("pipe2")?;
+            for _ in 0..count {
+                tally.timed(|| write_through(&tx, &rx));
+            }
+        }
+        "socket-write" => {
+            let (tx, rx) = UnixStream::pair().context("socketpair")?;
+            tx.set_nonblocking(true)?;
+            rx.set_nonblocking(true)?;
+            for _ in 0..count {
+                tally.timed(|| write_through(&tx, &rx));
+            }
+        }
+        "getdents" => {
+            for _ in 0..count {
+                // read_dir opens the directory; its iterator calls getdents64 and yields the
+                // call's error.
+                tally.timed(|| std::fs::read_dir(dir)?.try_for_each(|e| e.map(drop)));
+            }
+        }
         "fork" => {
             for _ in 0..count {
                 tally.timed(fork_and_reap);
+            }
+        }
+        "thread" => {
+            for _ in 0..count {
+                tally.timed(|| {
+                    let t = std::thread::Builder::new().spawn(|| {})?;
+                    t.join()
+                        .map_err(|_| io::Error::other("the thread panicked"))
+                });
+            }
+        }
+        "mmap-anon" => {
+            for _ in 0..count {
+                tally.timed(|| map_once(None));
             }
         }
         "exec" => {
@@ -95,20 +138,24 @@ fn open_retrying(path: &Path, write: bool) -> anyhow::Result<File> {
         .with_context(|| format!("opening {path:?}"))
 }
 
-/// One read-only private mapping of `f`'s first page, unmapped at once.
-fn map_once(f: &File) -> io::Result<()> {
+/// One byte written with `write()` into `tx` and read back from `rx`, both non-blocking: a
+/// buffer that fills up (its reads failing) shows as EAGAIN, never as a hang.
+fn write_through(tx: impl AsFd, rx: impl AsFd) -> io::Result<()> {
+    nix::unistd::write(tx, &[1u8])?;
+    let _ = nix::unistd::read(rx, &mut [0u8; 1]);
+    Ok(())
+}
+
+/// One read-only private mapping of `f`'s first page, or of an anonymous page with `None`,
+/// unmapped at once.
+fn map_once(f: Option<&File>) -> io::Result<()> {
+    let (flags, fd) = match f {
+        Some(f) => (libc::MAP_PRIVATE, f.as_raw_fd()),
+        None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
+    };
     // SAFETY: a fresh private read-only mapping that nothing else references; unmapped below
     // with the same length.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            f.as_raw_fd(),
-            0,
-        )
-    };
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, flags, fd, 0) };
     if p == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }

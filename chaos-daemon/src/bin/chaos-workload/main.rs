@@ -129,7 +129,8 @@ enum Mode {
         bytes: u64,
     },
     /// COUNT file or process calls of one kind (open, read, write, unlink, create, fork, exec,
-    /// mmap) in the existing directory DIR.
+    /// mmap, pipe-write, socket-write, getdents, thread, mmap-anon) in the existing directory
+    /// DIR.
     File {
         #[arg(long)]
         op: String,
