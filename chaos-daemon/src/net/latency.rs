@@ -29,9 +29,6 @@ use crate::{
 /// Why a latency fault cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum LatencyError {
-    /// The kernel cannot delay packets; the reason names the missing feature.
-    #[error("latency faults need the fq qdisc, which this kernel cannot run: {0}")]
-    Unsupported(String),
     #[error(
         "latency faults change qdiscs, which needs the journal of host changes; it is not open"
     )]
@@ -97,7 +94,6 @@ impl Classify for LatencyError {
             | Self::NoProcesses { .. } => ErrorClass::Invalid,
             Self::ManyNetns { .. }
             | Self::TooManyDevices { .. }
-            | Self::Unsupported(_)
             | Self::Device(DeviceError::Unrestorable { .. }) => ErrorClass::Refused,
             _ => ErrorClass::Internal,
         }
