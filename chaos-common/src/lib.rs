@@ -32,6 +32,25 @@ pub const MAP_SLOTS: &str = "CHAOS_SLOTS";
 pub const MAP_FAULT_TICKETS: &str = "CHAOS_TICKETS";
 /// Name of the `PerCpuArray<SlotCounters>` map (`MAX_SLOTS` entries).
 pub const MAP_COUNTERS: &str = "CHAOS_COUNTERS";
+
+/// Name of the `Array<u64>` map of the programs' rare events ([`NOTE_KINDS`] entries per slot,
+/// then [`NOTE_GLOBAL`]): each counts how often its event happened, and the program that moves
+/// it from 0 reports the event through aya-log, so the daemon's log gets one line per event
+/// kind per arm, never one per packet or call. The daemon zeroes a slot's entries with its
+/// tickets.
+pub const MAP_NOTES: &str = "CHAOS_NOTES";
+/// A slot's event came after its kernel deadline: the daemon had not disarmed it in time.
+pub const NOTE_LATE: u32 = 0;
+/// A slot's program met a packet it could not parse (for example a link-layer header it does
+/// not know) or a packet write failed.
+pub const NOTE_UNPARSED: u32 = 1;
+/// Note kinds per slot.
+pub const NOTE_KINDS: u32 = 2;
+/// The entry of the path-prefix walk, which serves every path slot at once: a file deeper than
+/// the walk's bound, judged as outside every prefix. Zeroed only when the object is loaded.
+pub const NOTE_GLOBAL: u32 = MAX_SLOTS * NOTE_KINDS;
+/// Capacity of [`MAP_NOTES`].
+pub const MAX_NOTES: u32 = NOTE_GLOBAL + 1;
 /// Name of the `Array<TcConfig>` map (`MAX_SLOTS` entries) of the tc egress programs (delay
 /// and loss).
 pub const MAP_TC: &str = "CHAOS_TC";

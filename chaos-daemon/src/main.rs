@@ -39,10 +39,15 @@ enum Command {
     },
 }
 
+/// The log filter without `RUST_LOG`: warnings, and the kernel programs' rare events (a fault
+/// cap reached, a kernel deadline passed; see `ebpf::log`), which are one line per arm at most.
+const DEFAULT_LOG: &str = "warn,chaos_kernel=info";
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| DEFAULT_LOG.into()),
         )
         .with_writer(std::io::stderr)
         .init();

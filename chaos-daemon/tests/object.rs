@@ -4,8 +4,8 @@
 
 use aya_obj::{Object, ProgramSection, generated::bpf_attach_type};
 use chaos_common::{
-    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_SLOTS, MAP_TC, MAX_SLOTS, SlotConfig,
-    SlotCounters, TcConfig,
+    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_NOTES, MAP_SLOTS, MAP_TC, MAX_NOTES,
+    MAX_SLOTS, SlotConfig, SlotCounters, TcConfig,
 };
 use chaos_daemon::ebpf::{Hook, OBJECT, lsm::LsmHook, tc::TcProgram};
 
@@ -131,6 +131,10 @@ fn maps_match_the_shared_abi() {
     assert_eq!(
         shape(MAP_TC),
         (BPF_MAP_TYPE_ARRAY as u32, 4, latency, MAX_SLOTS)
+    );
+    assert_eq!(
+        shape(MAP_NOTES),
+        (BPF_MAP_TYPE_ARRAY as u32, 4, 8, MAX_NOTES)
     );
 }
 

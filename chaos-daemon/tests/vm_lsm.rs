@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::{path::Path, time::Duration};
+use std::{io::Write, path::Path, sync::Mutex, time::Duration};
 
 use chaos_api::experiment::Experiment;
 use chaos_daemon::{
@@ -50,10 +50,40 @@ fn scratch(tag: &str) -> TempDir {
     dir
 }
 
+/// What the engines of this binary logged (the kernel programs' records included).
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Copies the log to [`LOG`] and to standard error.
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(b);
+        std::io::stderr().write_all(b)?;
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lines logged so far that contain `needle`.
+fn logged(needle: &str) -> usize {
+    let log = LOG.lock().unwrap();
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
 /// Starts `experiment` and checks the engine runs it with this boot's mechanism.
 fn start(engine: &Engine, experiment: &Experiment) -> Armed {
     // The probe logs why it fell back from the BPF LSM, if it did.
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(|| Capture)
+        .with_ansi(false)
+        .try_init();
     assert_eq!(engine.lsm_support(), expected_mode());
     engine.start(experiment).expect("syscall_error starts")
 }
@@ -361,6 +391,32 @@ fn path_prefix_fails_every_file_call_only_under_the_prefix() {
             2 * n
         );
     }
+    assert_eq!(engine.lsm_links_attached(), 0);
+}
+
+/// The walk stops 63 directories below a filesystem's root (docs/faults.md): a file deeper
+/// than that is outside every prefix, and the kernel says so in the log, once.
+#[test]
+fn a_file_deeper_than_the_walk_is_outside_every_prefix_and_logged() {
+    let Some(mount) = kernel() else { return };
+    let cg = TestCgroup::new(&mount, "lsm-deep");
+    let prefix = scratch("lsm-deep");
+    let deep = (0..70).fold(prefix.0.clone(), |p, _| p.join("d"));
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("data"), [0u8; 4096]).unwrap();
+    let engine = engine(&mount);
+    let fault = syscall_error_under("EIO", &["open"], Some(prefix.0.display().to_string()));
+    let armed = start(&engine, &spec(cg.target(), fault, 1.0));
+    let near = calls(Some(&cg.path), "open", &prefix.0, 10);
+    assert_eq!(near.get("EIO"), 10, "under the prefix: {near:?}");
+    let far = calls(Some(&cg.path), "open", &deep, 10);
+    assert_eq!(far.ok(), 10, "70 directories below the prefix: {far:?}");
+    let needle = "path_prefix: a file more than 63 directories below its filesystem's root";
+    eventually("the kernel's line", Duration::from_secs(10), || {
+        (logged(needle) > 0).then_some(())
+    });
+    engine.stop(armed).unwrap();
+    assert_eq!(logged(needle), 1, "one line for ten calls");
     assert_eq!(engine.lsm_links_attached(), 0);
 }
 

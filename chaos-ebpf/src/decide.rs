@@ -12,6 +12,8 @@ use aya_ebpf::{
 };
 use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters};
 
+use crate::note;
+
 #[map(name = "CHAOS_SLOTS")]
 static SLOTS: Array<SlotConfig> = Array::with_max_entries(MAX_SLOTS, 0);
 
@@ -89,6 +91,7 @@ pub fn admit(slot: u32, ev: &Event) -> Option<&'static SlotConfig> {
     }
     // SAFETY: helper without arguments or memory access.
     if unsafe { bpf_ktime_get_ns() } >= cfg.expires_at_ns {
+        note::late(slot);
         return None;
     }
     let counters = COUNTERS.get_ptr_mut(slot)?;
@@ -121,5 +124,8 @@ pub fn ticket(slot: u32, cfg: &'static SlotConfig) -> Option<&'static SlotConfig
     // SAFETY: the pointer comes from a successful array lookup and the value is 8-byte aligned;
     // the programs only ever touch it atomically (the daemon resets it while the slot is disarmed).
     let old = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(ticket, 1) };
+    if old == cfg.max_faults {
+        note::capped(slot, old);
+    }
     (old < cfg.max_faults).then_some(cfg)
 }

@@ -27,7 +27,10 @@ use chaos_common::{
     MAX_DIR_KEYS, MAX_SLOTS,
 };
 
-use crate::decide::{Event, NO_PORT, armed_flags, decide};
+use crate::{
+    decide::{Event, NO_PORT, armed_flags, decide},
+    note,
+};
 
 #[map(name = "CHAOS_LSM_CGRPS")]
 static LSM_CGROUPS: CgroupArray = CgroupArray::with_max_entries(MAX_SLOTS, 0);
@@ -153,6 +156,9 @@ fn slots_under_dirs(obj: Object) -> u32 {
         }
         dentry = parent;
         depth += 1;
+    }
+    if depth >= MAX_DEPTH {
+        note::too_deep(MAX_DEPTH);
     }
     found
 }

@@ -6,7 +6,8 @@
 //! each compiled once per experiment slot (see `chaos_common` for the slot model; the daemon
 //! loads and attaches only the copies its experiments need); and the global BPF LSM programs
 //! of file and process syscall errors, which walk the slots themselves (`lsm.rs`). Hooks are
-//! thin: any internal error gives the no-fault verdict.
+//! thin: any internal error gives the no-fault verdict. Rare events reach the daemon's log
+//! through aya-log (`note.rs`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // `atomic_xadd`: the exact fault cap needs an atomic fetch-and-add (see decide.rs).
@@ -19,6 +20,8 @@ mod decide;
 mod hooks;
 #[cfg(target_arch = "bpf")]
 mod lsm;
+#[cfg(target_arch = "bpf")]
+mod note;
 #[cfg(target_arch = "bpf")]
 mod tc;
 

@@ -54,6 +54,7 @@ use chaos_common::{
 use crate::{
     decide::{Event, admit, decide, live, ticket},
     hooks::{NetLoad, packet_event},
+    note,
 };
 
 #[map(name = "CHAOS_TC")]
@@ -327,6 +328,7 @@ fn http_verdict(ctx: &TcContext, slot: u32) -> i32 {
         return vanish();
     }
     let Some(l2) = link_header_len(ctx) else {
+        note::unparsed(slot, "http: a link-layer header it does not know");
         return TC_ACT_UNSPEC;
     };
     // The payload is usually in page fragments, which only the absolute load reads (the
@@ -372,7 +374,9 @@ fn http_verdict(ctx: &TcContext, slot: u32) -> i32 {
             0,
         )
     };
-    if stored == 0 {
+    if stored != 0 {
+        note::unparsed(slot, "http: the status could not be rewritten");
+    } else {
         // The 4 bytes sit at an even offset from the TCP header: a 4-byte incremental update.
         // Under checksum offload the kernel leaves the field alone (the device sums the new
         // payload).
@@ -536,7 +540,10 @@ fn corrupt(ctx: &TcContext, slot: u32) -> Option<()> {
         IPPROTO_UDP => (ip.len + 8, ip.len + 6, CSUM_MANGLED_0),
         _ => return None,
     };
-    let l2 = link_header_len(ctx)?;
+    let Some(l2) = link_header_len(ctx) else {
+        note::unparsed(slot, "corrupt: a link-layer header it does not know");
+        return None;
+    };
     let start = l2 + payload;
     // SAFETY: the context pointer is valid; the verifier checks the field access.
     let len = unsafe { (*ctx.skb.skb).len };
@@ -561,6 +568,7 @@ fn corrupt(ctx: &TcContext, slot: u32) -> Option<()> {
     let stored =
         unsafe { bpf_skb_store_bytes(skb as *mut _, word, ptr::from_ref(&new).cast(), 2, 0) };
     if stored != 0 {
+        note::unparsed(slot, "corrupt: the payload could not be rewritten");
         return None;
     }
     // SAFETY: plain helper calls on the program's packet; they check the offsets.

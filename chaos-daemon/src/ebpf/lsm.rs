@@ -19,7 +19,7 @@ use aya::{
     programs::{Lsm, links::FdLink},
 };
 use chaos_common::{
-    DirKey, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_LSM_DIRS, MAP_SLOTS,
+    DirKey, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_LSM_DIRS, MAP_NOTES, MAP_SLOTS,
 };
 
 use super::{Kernel, KernelError, OBJECT, fmod_ret};
@@ -155,7 +155,8 @@ impl LsmState {
                     Map::Array(data)
                     | Map::PerCpuArray(data)
                     | Map::CgroupArray(data)
-                    | Map::HashMap(data),
+                    | Map::HashMap(data)
+                    | Map::RingBuf(data),
                 ) => data.fd().as_fd().try_clone_to_owned(),
                 // `.rodata` exists only while a program reads a global; the rest are ours.
                 _ if name == ".rodata" => continue,
@@ -182,15 +183,21 @@ impl LsmState {
     }
 }
 
-/// Every map an LSM program may reference.
-const FMOD_RET_MAPS: [&str; 6] = [
+/// Every map an LSM program may reference: the kernel log's ring buffer and counts too (its
+/// level is a `.rodata` global).
+const FMOD_RET_MAPS: [&str; 8] = [
     MAP_SLOTS,
     MAP_FAULT_TICKETS,
     MAP_COUNTERS,
     MAP_LSM_CGROUPS,
     MAP_LSM_DIRS,
+    MAP_NOTES,
+    AYA_LOGS,
     ".rodata",
 ];
+
+/// aya-log's ring buffer.
+const AYA_LOGS: &str = "AYA_LOGS";
 
 fn dirs_err(source: MapError) -> KernelError {
     KernelError::Map {

@@ -7,7 +7,8 @@ use std::os::fd::{AsFd as _, OwnedFd};
 
 use aya::{Ebpf, maps::Map};
 use chaos_common::{
-    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_SLOTS, MAX_SLOTS, SlotConfig, SlotCounters,
+    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_NOTES, MAP_SLOTS, MAX_SLOTS, NOTE_KINDS, SlotConfig,
+    SlotCounters,
 };
 
 use super::{KernelError, sys};
@@ -18,6 +19,9 @@ pub struct SlotMaps {
     slots: OwnedFd,
     tickets: OwnedFd,
     counters: OwnedFd,
+    /// The programs' rare-event counts (`MAP_NOTES`): a slot's are zeroed with its tickets, so
+    /// that each arm logs its own events.
+    notes: OwnedFd,
     /// Possible CPUs: the number of values of a per-CPU map element.
     nr_cpus: usize,
 }
@@ -50,6 +54,7 @@ impl SlotMaps {
             slots: fd(MAP_SLOTS)?,
             tickets: fd(MAP_FAULT_TICKETS)?,
             counters: fd(MAP_COUNTERS)?,
+            notes: fd(MAP_NOTES)?,
             nr_cpus,
         })
     }
@@ -70,7 +75,8 @@ impl SlotMaps {
         self.write_slot(slot, &SlotConfig::default())
     }
 
-    /// Zeroes a slot's fault tickets and counters. Only call while the slot is disarmed.
+    /// Zeroes a slot's fault tickets, counters and rare-event counts. Only call while the slot
+    /// is disarmed.
     pub fn reset_slot(&self, slot: u32) -> Result<(), KernelError> {
         sys::map_update(&self.tickets, slot, &0u64.to_ne_bytes()).map_err(|source| {
             KernelError::MapIo {
@@ -78,6 +84,14 @@ impl SlotMaps {
                 source,
             }
         })?;
+        for note in slot * NOTE_KINDS..(slot + 1) * NOTE_KINDS {
+            sys::map_update(&self.notes, note, &0u64.to_ne_bytes()).map_err(|source| {
+                KernelError::MapIo {
+                    map: MAP_NOTES,
+                    source,
+                }
+            })?;
+        }
         let zeros = vec![0u8; self.per_cpu_len()];
         sys::map_update(&self.counters, slot, &zeros).map_err(|source| KernelError::MapIo {
             map: MAP_COUNTERS,

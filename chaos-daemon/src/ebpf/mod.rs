@@ -10,6 +10,7 @@
 
 mod btf;
 mod fmod_ret;
+mod log;
 pub mod lsm;
 mod maps;
 pub mod sys;
@@ -73,6 +74,8 @@ pub enum KernelError {
     Btf(String),
     #[error(transparent)]
     FmodRet(#[from] fmod_ret::FmodRetError),
+    #[error("reading the kernel programs' log: {0}")]
+    Log(String),
 }
 
 /// A kernel hook a fault can use. Every hook exists once per slot in the object.
@@ -179,6 +182,7 @@ impl Drop for Attachment {
 pub struct Kernel {
     ebpf: Ebpf,
     lsm: lsm::LsmState,
+    _log: log::KernelLog,
 }
 
 impl Kernel {
@@ -197,7 +201,16 @@ impl Kernel {
             .load(OBJECT)?;
         let lsm = lsm::LsmState::new(&mut ebpf, offsets.valid != 0)?;
         let maps = SlotMaps::new(&ebpf)?;
-        Ok((Self { ebpf, lsm }, maps))
+        // After the LSM state, which keeps a descriptor of the ring buffer for `fmod_ret`.
+        let log = log::KernelLog::start(&mut ebpf)?;
+        Ok((
+            Self {
+                ebpf,
+                lsm,
+                _log: log,
+            },
+            maps,
+        ))
     }
 
     /// Loads (once) and attaches `hook`'s copy for `slot` to `cgroup` with a BPF link, next to

@@ -105,11 +105,25 @@ impl Daemon {
 
     /// Starts `chaos-daemon serve` with `extra` arguments, inside `cgroup` when given.
     pub fn start_in(dir: &Path, cgroup: Option<&Path>, extra: &[&str]) -> Self {
-        let (socket, state) = (dir.join("daemon.sock"), dir.join("state"));
         let mut cmd = Command::new(DAEMON);
         if let Some(cg) = cgroup {
             start_in_cgroup(&mut cmd, cg);
         }
+        Self::spawn(cmd, dir, extra)
+    }
+
+    /// Starts `chaos-daemon serve` with `extra` arguments and its default log filter (no
+    /// `RUST_LOG`), its log written to `log`.
+    pub fn logged(dir: &Path, extra: &[&str], log: &Path) -> Self {
+        let mut cmd = Command::new(DAEMON);
+        cmd.env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stderr(std::fs::File::create(log).unwrap());
+        Self::spawn(cmd, dir, extra)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, extra: &[&str]) -> Self {
+        let (socket, state) = (dir.join("daemon.sock"), dir.join("state"));
         cmd.arg("serve")
             .arg("--socket")
             .arg(&socket)
@@ -124,6 +138,21 @@ impl Daemon {
             socket,
             state,
         }
+    }
+
+    /// The address (`IP:PORT`) of the metrics server of a daemon started with
+    /// `--metrics-addr`, from the line it prints after `listening`.
+    pub fn metrics_addr(&mut self) -> String {
+        for _ in 0..8 {
+            let line = self.next_line();
+            if let Some(addr) = line
+                .strip_prefix("metrics on http://")
+                .and_then(|l| l.strip_suffix("/metrics"))
+            {
+                return addr.to_owned();
+            }
+        }
+        panic!("the daemon did not say where its metrics are");
     }
 
     /// The next line the daemon printed.
