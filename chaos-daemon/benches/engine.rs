@@ -2,6 +2,10 @@
 //! programs add per packet and per connect, as ratios to a no-program baseline measured in the
 //! same run (conditions interleaved, medians over rounds; the machines are noisy, ±15%).
 //! Run with `cargo xtask bench`; figures go to docs/performance.md.
+//!
+//! A benchmark promises nothing: what it runs is tested in `tests/` (cleanup after every stop
+//! in each fault's tests, the HTTP rewrite in `http_errors.rs`). Its checks only refuse to print
+//! figures measured on a run that did not do what it says (a status or count off).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -116,7 +120,6 @@ fn main() {
         CONNECTS,
     );
     http_responses(&engine, &cg, &server);
-    assert_eq!(cg.attached(), 0);
 }
 
 /// One HTTP/1.1 GET on a new connection; returns how long it took and the status.

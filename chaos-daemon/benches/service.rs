@@ -3,6 +3,10 @@
 //! first successful send again, `chaos-ctl emergency-stop` fanned out to 10, 50 and 100 daemons
 //! on loopback, and the daemon's resident memory idle and with 16 experiments.
 //! Run with `cargo xtask bench`; figures go to docs/performance.md.
+//!
+//! A benchmark promises nothing: the fan-out is tested in `tests/service_fleet.rs`, cleanup
+//! after the daemon in `tests/service.rs` and `tests/safety.rs`. Its checks only refuse to
+//! print figures measured on a run that did not do what it says.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -158,7 +162,6 @@ fn main() {
         );
     }
     drop(fleet);
-    assert_eq!(cg.attached(), 0);
 }
 
 fn start_request(cgroup: &std::path::Path) -> proto::StartExperimentRequest {
