@@ -795,3 +795,88 @@ fn bad_ramps_are_refused_offline_naming_the_field() {
     );
     bad("packet_loss", "lease: 500ms\nintensity: 0.1\n", "lease");
 }
+
+/// A config defining the SLOs `error_rate` and `api_availability` (critical) and a health
+/// endpoint.
+const GUARDED: &str = "safety_checks:\n  slo_validation:\n    critical_slos: [error_rate, \
+    api_availability]\n  slos:\n    error_rate: {query: 'errors', objective: '<= 0.01'}\n    \
+    api_availability: {query: 'up', objective: '>= 0.99'}\n";
+
+#[test]
+fn guards_apply_names_a_guard_of_the_node_or_the_experiment() {
+    let config = chaos_config(GUARDED);
+    // The config's SLOs, the fixed guards and the experiment's own SLOs are known.
+    admitted(
+        &config,
+        &experiment(
+            ExperimentType::PacketLoss,
+            "guards:\n  apply: [error_rate, health_checks, rollback_triggers, impact, mine]\n  \
+             slos:\n    mine: {query: 'q', objective: '< 1'}\n",
+        ),
+    );
+    // Anything else is refused, naming it and every guard it could have named.
+    let shown = refused_at(
+        &config,
+        &experiment(
+            ExperimentType::PacketLoss,
+            "guards:\n  apply: [error_rate, latency_p99]\n",
+        ),
+        "guards.apply[1]",
+        &[],
+    );
+    assert_eq!(
+        shown,
+        "guards.apply[1]: \"latency_p99\" is not allowed; expected a guard of this node or \
+         experiment: health_checks, rollback_triggers, impact, api_availability, error_rate"
+    );
+    // A name the model refuses never reaches the config.
+    common::rejected_at(
+        Experiment::from_yaml(
+            "name: admit\ntype: packet_loss\ntarget: {pid: 42}\nintensity: 0.1\nguards:\n  \
+             apply: ['no such']\n",
+        ),
+        "guards.apply[0]",
+    );
+}
+
+#[test]
+fn an_extra_slo_may_not_redefine_one_of_the_config() {
+    let config = chaos_config(GUARDED);
+    let shown = refused_at(
+        &config,
+        &experiment(
+            ExperimentType::PacketLoss,
+            "guards:\n  slos:\n    error_rate: {query: 'mine', objective: '<= 0.5'}\n",
+        ),
+        "guards.slos.error_rate",
+        &[],
+    );
+    assert_eq!(
+        shown,
+        "guards.slos.error_rate: a second definition is not allowed; expected a name the \
+         node's config does not define (safety_checks.slos defines it)"
+    );
+}
+
+#[test]
+fn an_experiments_guard_interval_is_50ms_to_60s_in_whole_milliseconds() {
+    let text = |interval: &str| {
+        format!(
+            "name: admit\ntype: packet_loss\ntarget: {{pid: 42}}\nintensity: 0.1\nguards:\n  \
+             interval: {interval}\n"
+        )
+    };
+    assert_eq!(
+        parse(&text("50ms")).guards.interval,
+        Some(Duration::from_millis(50))
+    );
+    let error = common::rejected_at(Experiment::from_yaml(&text("49ms")), "guards.interval");
+    assert_eq!(
+        error.to_string(),
+        "guards.interval: 49ms is not allowed; expected 50ms to 1m"
+    );
+    common::rejected_at(Experiment::from_yaml(&text("61s")), "guards.interval");
+    // The node's own interval has the same floor.
+    let error = ChaosConfig::from_yaml("safety_checks:\n  guard_interval_ms: 49\n").unwrap_err();
+    assert_eq!(error.path(), Some("safety_checks.guard_interval_ms"));
+}

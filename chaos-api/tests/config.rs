@@ -226,9 +226,24 @@ fn seed_names_slos_it_does_not_define() {
         &SEED_BLOCKS.join("\n"),
         "safety_checks.slo_validation.critical_slos[0]",
     );
-    assert!(
-        error.to_string().contains("\"api_response_time_p95\""),
-        "{error}"
+    assert_eq!(
+        error.to_string(),
+        "safety_checks.slo_validation.critical_slos[0]: \"api_response_time_p95\" is not \
+         allowed; expected the name of an SLO defined under safety_checks.slos or in \
+         safety_checks.slo_files (defined: none)"
+    );
+    // With some defined, the message lists them; a warning SLO is checked the same way.
+    let text = defined(&SEED_BLOCKS.join("\n")).replace(
+        "    database_connection_time_p95: {query: 'db', objective: '<= 0.1'}\n",
+        "",
+    );
+    let error = assert_rejected_at(&text, "safety_checks.slo_validation.warning_slos[0]");
+    assert_eq!(
+        error.to_string(),
+        "safety_checks.slo_validation.warning_slos[0]: \"database_connection_time_p95\" is \
+         not allowed; expected the name of an SLO defined under safety_checks.slos or in \
+         safety_checks.slo_files (defined: api_availability, api_response_time_p95, \
+         error_rate)"
     );
 }
 

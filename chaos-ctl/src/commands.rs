@@ -49,10 +49,24 @@ pub async fn run(addr: &str, tls: &TlsFiles, action: &Action, json: bool) -> any
             wait: true,
         } if !experiment.dry_run => follow(addr, tls, experiment, json).await,
         Action::Status { watch: true } => watch_status(addr, tls, json).await,
-        _ => {
-            print!("{}", answer(addr, tls, action, json).await?);
-            Ok(())
-        }
+        _ => match answer(addr, tls, action, json).await {
+            Ok(text) => {
+                print!("{text}");
+                Ok(())
+            }
+            Err(e) => {
+                // A refused dry run still shows every pre-flight check, then the refusal.
+                if let Action::Start { experiment, .. } = action
+                    && experiment.dry_run
+                    && let Some(r) = e
+                        .downcast_ref::<tonic::Status>()
+                        .and_then(proto::refused_dry_run)
+                {
+                    print!("{}", render::started(&r, true, json));
+                }
+                Err(e)
+            }
+        },
     }
 }
 

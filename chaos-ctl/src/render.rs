@@ -222,18 +222,23 @@ pub fn plan_json(p: &proto::Plan) -> Value {
     })
 }
 
-/// The answer to a start: the plan, and the id unless it was a dry run.
+/// The answer to a start: the plan, and the id unless it was a dry run. A refused dry run
+/// may have no plan (a check of the plan failed): it shows none.
 pub fn started(r: &proto::StartExperimentResponse, dry_run: bool, json: bool) -> String {
     let plan = r.plan.clone().unwrap_or_default();
     let checks = &r.preflight;
     match (dry_run, json) {
         (true, true) => format!(
             "{}\n",
-            json!({"dry_run": true, "plan": plan_json(&plan), "preflight": checks_json(checks)})
+            json!({
+                "dry_run": true,
+                "plan": r.plan.as_ref().map(plan_json),
+                "preflight": checks_json(checks)
+            })
         ),
         (true, false) => format!(
             "dry run: nothing was changed\n{}pre-flight:\n{}",
-            plan_text(&plan),
+            r.plan.as_ref().map(plan_text).unwrap_or_default(),
             checks_text(checks)
         ),
         (false, true) => format!(
@@ -499,6 +504,96 @@ exp-1764290000000-5e1f09a2-1 checkout-db-refused  dependency_failure  running   
     fn status_json_is_stable() {
         let golden = r#"{"budget":0.0,"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"experiment_type":"dependency_failure","guards":[],"id":"exp-1764290000000-5e1f09a2-1","impact":0.0,"name":"checkout-db-refused","reason":"","spent":0.0,"started_unix_ms":1764290000000,"state":"running","step":"","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
         assert_eq!(status_json(&sample()).to_string(), golden);
+    }
+
+    #[test]
+    fn a_guarded_status_shows_each_guard_the_impact_the_step_and_the_spend() {
+        let mut s = sample();
+        s.guards = vec![
+            proto::GuardStatus {
+                name: "error_rate".into(),
+                kind: "critical_slo".into(),
+                objective: "<= 0.01".into(),
+                value: Some(0.25),
+                ok: false,
+                detail: "0.25 misses <= 0.01 (for 0ns)".into(),
+            },
+            proto::GuardStatus {
+                name: "api_availability".into(),
+                kind: "critical_slo".into(),
+                objective: ">= 0.99".into(),
+                value: None,
+                ok: false,
+                detail: "guard unavailable: no data".into(),
+            },
+        ];
+        (s.impact, s.step, s.spent, s.budget) =
+            (0.5, "intensity 0.1 (step 2 of 3)".into(), 1.25, 2.0);
+        let text = status(
+            &proto::GetStatusResponse {
+                node: "n1".into(),
+                experiments: vec![s.clone()],
+                ..Default::default()
+            },
+            false,
+        );
+        let guards = text
+            .split_once("guards of exp-1764290000000-5e1f09a2-1:\n")
+            .unwrap()
+            .1;
+        assert_eq!(
+            guards,
+            "  RED   error_rate                                     0.2500  <= 0.01    0.25 misses <= 0.01 (for 0ns)\n\
+             \x20 RED   api_availability                          unavailable  >= 0.99    guard unavailable: no data\n\
+             \x20 impact score 0.500\n\
+             \x20 ramp: intensity 0.1 (step 2 of 3)\n\
+             \x20 spent 1.2500 of its budget 2.0000\n"
+        );
+        let j = status_json(&s);
+        assert_eq!(
+            j["guards"][0],
+            json!({"name": "error_rate", "kind": "critical_slo", "objective": "<= 0.01",
+                   "value": 0.25, "ok": false, "detail": "0.25 misses <= 0.01 (for 0ns)"})
+        );
+        assert_eq!(j["guards"][1]["value"], Value::Null);
+        assert_eq!(
+            (&j["impact"], &j["step"], &j["spent"], &j["budget"]),
+            (
+                &json!(0.5),
+                &json!("intensity 0.1 (step 2 of 3)"),
+                &json!(1.25),
+                &json!(2.0)
+            )
+        );
+    }
+
+    #[test]
+    fn a_refused_dry_run_shows_every_check_and_no_plan_when_none_was_made() {
+        let r = proto::StartExperimentResponse {
+            id: String::new(),
+            plan: None,
+            preflight: vec![
+                proto::Check {
+                    name: "config valid".into(),
+                    passed: true,
+                    detail: "ok".into(),
+                },
+                proto::Check {
+                    name: "target exists and is not protected".into(),
+                    passed: false,
+                    detail: "cgroup / is protected: it is the root cgroup".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            started(&r, true, false),
+            "dry run: nothing was changed\npre-flight:\n  [pass] config valid: ok\n  \
+             [FAIL] target exists and is not protected: cgroup / is protected: it is the root \
+             cgroup\n"
+        );
+        let j: Value = serde_json::from_str(&started(&r, true, true)).unwrap();
+        assert_eq!(j["plan"], Value::Null);
+        assert_eq!(j["preflight"][1]["passed"], false);
     }
 
     #[test]

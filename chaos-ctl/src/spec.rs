@@ -123,6 +123,12 @@ pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
     if a.lease.is_some() {
         experiment.lease = a.lease;
     }
+    if a.guards.guard_interval.is_some() {
+        experiment.guards.interval = a.guards.guard_interval;
+    }
+    if a.guards.baseline.is_some() {
+        experiment.guards.baseline = a.guards.baseline;
+    }
     if let Fault::PodDeletion(deletion) = &mut experiment.fault {
         deletion.interval = a.fault.interval;
     }
@@ -301,6 +307,13 @@ fn flag_of(path: &str) -> Option<&'static str> {
         "filter.protocol" => "--protocol",
         "filter.ports" => "--ports",
         "filter.cidrs" => "--cidr",
+        "lease" => "--lease",
+        "guards.apply" => "--guard",
+        "guards.interval" => "--guard-interval",
+        "guards.baseline" => "--baseline",
+        "ramp.steps" | "ramp.preset" => "--ramp",
+        "ramp.hold" => "--ramp-hold",
+        slo if slo.starts_with("guards.slos") => "--slo",
         _ => return None,
     })
 }
@@ -316,7 +329,7 @@ mod tests {
     };
     use clap::Parser as _;
 
-    fn build(args: &[&str]) -> Result<Experiment, SpecError> {
+    pub(super) fn build(args: &[&str]) -> Result<Experiment, SpecError> {
         let argv = [&["chaos-ctl", "experiment"], args].concat();
         match Cli::try_parse_from(argv).map(|cli| cli.command) {
             Ok(Command::Experiment(a)) => experiment(&a),
@@ -325,14 +338,14 @@ mod tests {
         }
     }
 
-    fn error_path(args: &[&str]) -> String {
+    pub(super) fn error_path(args: &[&str]) -> String {
         match build(args) {
             Err(SpecError::Model(e)) => e.path().unwrap_or("").to_owned(),
             other => panic!("{args:?}: {other:?}"),
         }
     }
 
-    const TARGET: [&str; 4] = ["--cgroup", "/app.slice", "--duration", "5m"];
+    pub(super) const TARGET: [&str; 4] = ["--cgroup", "/app.slice", "--duration", "5m"];
 
     #[test]
     fn defaults_come_from_the_model() {

@@ -4,11 +4,21 @@
 //!
 //! Kernel counters are per experiment slot; [`Metrics::observe_counters`] turns their growth
 //! into monotonic Prometheus counters by experiment type.
+//!
+//! Counters whose label values are known up front (rollback reasons, budgets) start at 0, so
+//! that an alert on `increase()` sees the first rollback or budget alert; a guard's violations
+//! start at 0 with its first evaluation. The dashboards and alert rules in `deploy/` use these
+//! names (a test checks every name they use is exported).
 
 use prometheus::{
-    Encoder as _, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    Encoder as _, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
+
+/// `chaos_budget_alerts_total{budget}` of an experiment's own budget.
+pub const EXPERIMENT_BUDGET: &str = "experiment";
+/// `chaos_budget_alerts_total{budget}` of `budget.max_daily_cost`.
+pub const DAILY_BUDGET: &str = "daily";
 
 pub struct Metrics {
     registry: Registry,
@@ -24,6 +34,7 @@ pub struct Metrics {
     pub guard_evaluations: IntCounterVec,
     pub guard_violations: IntCounterVec,
     pub guard_value: GaugeVec,
+    pub guard_threshold: GaugeVec,
     pub impact_score: GaugeVec,
     pub rollbacks: IntCounterVec,
     pub decision_to_disarm_seconds: Histogram,
@@ -32,6 +43,7 @@ pub struct Metrics {
     pub daily_budget_spent: Gauge,
     pub daily_budget_remaining: Gauge,
     pub budget_alerts: IntCounterVec,
+    pub budget_exhausted: IntCounter,
 }
 
 impl Metrics {
@@ -120,10 +132,22 @@ impl Metrics {
              unavailable).",
             &["reason"],
         );
+        for cause in crate::guard::ROLLBACK_CAUSES.map(|(_, cause)| cause) {
+            rollbacks.with_label_values(&[cause]);
+        }
+        // Per running experiment (removed when it ends): two experiments with the same guard
+        // (an SLO, `impact` with its type's threshold) each have their own.
         let guard_value = gauge_vec(
             "chaos_guard_value",
-            "A guard's last value (NaN when unavailable), by guard.",
-            &["guard"],
+            "A running experiment's guard's last value (NaN when unavailable), by experiment \
+             and guard.",
+            &["experiment_id", "guard"],
+        );
+        let guard_threshold = gauge_vec(
+            "chaos_guard_threshold",
+            "The bound of a running experiment's guard's objective, which its value is held \
+             against, by experiment and guard.",
+            &["experiment_id", "guard"],
         );
         let impact_score = gauge_vec(
             "chaos_impact_score",
@@ -171,6 +195,17 @@ impl Metrics {
             "Budget alerts raised at budget.alert_threshold, by budget (experiment, daily).",
             &["budget"],
         );
+        for budget in [EXPERIMENT_BUDGET, DAILY_BUDGET] {
+            budget_alerts.with_label_values(&[budget]);
+        }
+        let budget_exhausted = IntCounter::new(
+            "chaos_budget_exhausted_total",
+            "Experiments ended because their budget was spent (reason `budget exhausted`).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(budget_exhausted.clone()))
+            .expect("unique metric");
         Self {
             registry,
             budget_spent,
@@ -178,9 +213,11 @@ impl Metrics {
             daily_budget_spent,
             daily_budget_remaining,
             budget_alerts,
+            budget_exhausted,
             guard_evaluations,
             guard_violations,
             guard_value,
+            guard_threshold,
             impact_score,
             rollbacks,
             decision_to_disarm_seconds,
@@ -217,5 +254,27 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_with_known_labels_start_at_zero() {
+        let body = Metrics::new().render();
+        let mut expected: Vec<String> = crate::guard::ROLLBACK_CAUSES
+            .iter()
+            .map(|(_, cause)| format!("chaos_rollbacks_total{{reason=\"{cause}\"}} 0"))
+            .collect();
+        expected.extend([
+            "chaos_budget_alerts_total{budget=\"experiment\"} 0".to_owned(),
+            "chaos_budget_alerts_total{budget=\"daily\"} 0".to_owned(),
+            "chaos_budget_exhausted_total 0".to_owned(),
+        ]);
+        for line in expected {
+            assert!(body.lines().any(|l| l == line), "{line} in\n{body}");
+        }
     }
 }

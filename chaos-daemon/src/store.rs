@@ -108,6 +108,9 @@ pub struct RollbackRow {
     pub observed_ms: u64,
     /// From the evaluation that saw it until the kernel was disarmed, in microseconds.
     pub disarm_us: u64,
+    /// From the violating observation until the kernel was disarmed, in microseconds (0 in
+    /// records made before it was kept).
+    pub observation_us: u64,
 }
 
 /// The emergency-stop latch as stored: why and since when. At most one; it outlives the daemon
@@ -230,7 +233,8 @@ CREATE TABLE IF NOT EXISTS guard_samples (
 CREATE INDEX IF NOT EXISTS guard_samples_by_experiment ON guard_samples (experiment_id, at_ms);
 CREATE TABLE IF NOT EXISTS rollbacks (
     experiment_id TEXT PRIMARY KEY, guard TEXT NOT NULL, value REAL, objective TEXT NOT NULL,
-    observed_ms INTEGER NOT NULL, disarm_us INTEGER NOT NULL);
+    observed_ms INTEGER NOT NULL, disarm_us INTEGER NOT NULL,
+    observation_us INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS audit (
     at_ms INTEGER NOT NULL, caller TEXT NOT NULL, method TEXT NOT NULL, detail TEXT NOT NULL,
     outcome TEXT NOT NULL);
@@ -250,14 +254,28 @@ impl Store {
     /// Opens (creating if needed) `state.db` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(dir.join("state.db")).ctx("opening state.db")?;
-        conn.execute_batch(SCHEMA).ctx("creating the schema")?;
-        Ok(Self { conn })
+        Self::with_schema(conn)
     }
 
     /// A store that lives in memory only (for tests of the lifecycle).
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().ctx("opening an in-memory store")?;
+        Self::with_schema(conn)
+    }
+
+    /// Creates what is missing of the schema, columns added since a table was made included.
+    fn with_schema(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA).ctx("creating the schema")?;
+        let has_observation = conn
+            .prepare("SELECT 1 FROM pragma_table_info('rollbacks') WHERE name = 'observation_us'")
+            .and_then(|mut q| q.exists([]))
+            .ctx("reading the rollbacks table's columns")?;
+        if !has_observation {
+            conn.execute_batch(
+                "ALTER TABLE rollbacks ADD COLUMN observation_us INTEGER NOT NULL DEFAULT 0",
+            )
+            .ctx("adding rollbacks.observation_us")?;
+        }
         Ok(Self { conn })
     }
 
@@ -602,14 +620,15 @@ impl Store {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO rollbacks (experiment_id, guard, value, objective, \
-                 observed_ms, disarm_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 observed_ms, disarm_us, observation_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     id,
                     r.guard,
                     r.value,
                     r.objective,
                     r.observed_ms as i64,
-                    r.disarm_us as i64
+                    r.disarm_us as i64,
+                    r.observation_us as i64
                 ],
             )
             .ctx("recording a rollback")?;
@@ -620,8 +639,8 @@ impl Store {
     pub fn rollback(&self, id: &str) -> Result<Option<RollbackRow>, StoreError> {
         self.conn
             .query_row(
-                "SELECT guard, value, objective, observed_ms, disarm_us FROM rollbacks \
-                 WHERE experiment_id = ?1",
+                "SELECT guard, value, objective, observed_ms, disarm_us, observation_us \
+                 FROM rollbacks WHERE experiment_id = ?1",
                 [id],
                 |r| {
                     Ok(RollbackRow {
@@ -630,6 +649,7 @@ impl Store {
                         objective: r.get(2)?,
                         observed_ms: r.get::<_, i64>(3)? as u64,
                         disarm_us: r.get::<_, i64>(4)? as u64,
+                        observation_us: r.get::<_, i64>(5)? as u64,
                     })
                 },
             )
@@ -1120,6 +1140,7 @@ mod tests {
                 objective: "<= 0.01".into(),
                 observed_ms: day,
                 disarm_us: 5,
+                observation_us: 90_000,
             },
         )
         .unwrap();
@@ -1216,6 +1237,41 @@ mod tests {
             assert_eq!(sync, 1);
         }
         assert_eq!(Store::open(&dir).unwrap().latch().unwrap(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rollback_keeps_both_disarm_times_and_an_older_store_gains_the_column() {
+        let dir = std::env::temp_dir().join(format!("chaos-store-rb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A state.db whose rollbacks table predates observation_us, with one rollback in it.
+        {
+            let conn = Connection::open(dir.join("state.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE rollbacks (experiment_id TEXT PRIMARY KEY, guard TEXT NOT NULL, \
+                 value REAL, objective TEXT NOT NULL, observed_ms INTEGER NOT NULL, \
+                 disarm_us INTEGER NOT NULL);
+                 INSERT INTO rollbacks VALUES ('old', 'error_rate', 0.5, '<= 0.01', 7, 40);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        let old = s.rollback("old").unwrap().unwrap();
+        assert_eq!((old.disarm_us, old.observation_us), (40, 0));
+        let new = RollbackRow {
+            guard: "error_rate".into(),
+            value: None,
+            objective: "<= 0.01".into(),
+            observed_ms: 9,
+            disarm_us: 41,
+            observation_us: 120_041,
+        };
+        s.add_rollback("new", &new).unwrap();
+        drop(s);
+        assert_eq!(
+            Store::open(&dir).unwrap().rollback("new").unwrap(),
+            Some(new)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

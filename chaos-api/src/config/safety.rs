@@ -107,7 +107,8 @@ impl SafetyChecks {
                     format!("safety_checks.slo_validation.{list}[{i}]"),
                     format!("{name:?}"),
                     format!(
-                        "the name of an SLO defined under safety_checks.slos or in                          safety_checks.slo_files (defined: {})",
+                        "the name of an SLO defined under safety_checks.slos or in \
+                         safety_checks.slo_files (defined: {})",
                         defined(&self.slos)
                     ),
                 ));
@@ -219,7 +220,9 @@ impl Default for HealthChecks {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default, expecting = "a mapping")]
 pub struct RollbackTriggers {
-    /// Roll back when a critical SLO is violated. Default: true.
+    /// Whether a violated critical SLO rolls the experiment back; false: it only alerts (a
+    /// `guard_alert` notification and timeline event, once per SLO per experiment) and no
+    /// longer counts in the impact score. Default: true.
     pub slo_violation: bool,
     /// Largest rise of the error rate (0 to 1) before rollback. Default: 0.5.
     pub error_rate_increase: f64,

@@ -1,8 +1,8 @@
 //! The money budgets of running experiments, checked by the reaper's tick: spend and what is
-//! left in the metrics, one alert per budget per experiment when its spend crosses
-//! `budget.alert_threshold` (the experiment's own budget, and the day's), and the end of an
-//! experiment whose budget is spent (reason `budget exhausted`). The kernel's fault cap already
-//! guarantees no overshoot; this only ends the run and says why.
+//! left in the metrics (the day's on every tick), one alert per budget per experiment when its
+//! spend crosses `budget.alert_threshold` (the experiment's own budget, and the day's), and the
+//! end of an experiment whose budget is spent (reason `budget exhausted`). The kernel's fault
+//! cap already guarantees no overshoot; this only ends the run and says why.
 
 use std::{sync::Arc, time::Instant};
 
@@ -13,7 +13,11 @@ use super::{
     FaultEngine, Job, Manager, Run,
     run::{ALERT_DAILY, ALERT_EXPERIMENT},
 };
-use crate::{notify::NoticeKind, sync::lock};
+use crate::{
+    metrics::{DAILY_BUDGET, EXPERIMENT_BUDGET},
+    notify::NoticeKind,
+    sync::lock,
+};
 
 /// Reason of an experiment ended by its budget.
 pub const BUDGET_EXHAUSTED: &str = "budget exhausted";
@@ -40,6 +44,15 @@ impl<E: FaultEngine> Manager<E> {
         (live, today)
     }
 
+    /// Sets the day's spend and what is left of `budget.max_daily_cost` (every tick, with or
+    /// without running experiments: correct from the start and after midnight UTC).
+    pub(super) fn observe_daily(&self, today: f64) {
+        let m = &self.metrics;
+        m.daily_budget_spent.set(today);
+        m.daily_budget_remaining
+            .set((self.config.budget.max_daily_cost - today).max(0.0));
+    }
+
     /// Raises the budget alerts `run` crossed, updates the budget metrics, and ends it when
     /// its budget is spent. True when it ended it.
     pub(super) fn check_budget(
@@ -58,19 +71,17 @@ impl<E: FaultEngine> Manager<E> {
         m.budget_remaining
             .with_label_values(&[&info.id])
             .set((info.budget - spent).max(0.0));
-        m.daily_budget_spent.set(today);
-        m.daily_budget_remaining.set((max_daily - today).max(0.0));
         for (which, label, spent, budget, key) in [
             (
                 ALERT_EXPERIMENT,
-                "experiment",
+                EXPERIMENT_BUDGET,
                 spent,
                 info.budget,
                 "the experiment's budget",
             ),
             (
                 ALERT_DAILY,
-                "daily",
+                DAILY_BUDGET,
                 today,
                 max_daily,
                 "budget.max_daily_cost",
@@ -114,6 +125,7 @@ impl<E: FaultEngine> Manager<E> {
             .is_some()
         {
             if reason == BUDGET_EXHAUSTED {
+                m.budget_exhausted.inc();
                 let spent = format!("{spent:.4} of {:.4}", info.budget);
                 self.announce(
                     run,

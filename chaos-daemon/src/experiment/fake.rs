@@ -10,7 +10,7 @@ use std::{
     },
 };
 
-use chaos_api::experiment::{Experiment, ExperimentType};
+use chaos_api::experiment::{Experiment, ExperimentType, Target};
 use chaos_common::{MAX_SLOTS, SlotCounters};
 
 use super::FaultEngine;
@@ -128,6 +128,17 @@ impl FakeEngine {
     }
 }
 
+impl FakeEngine {
+    /// This engine, on a kernel that cannot run `kind` (`reason`).
+    pub fn unsupporting(mut self, kind: ExperimentType, reason: &str) -> Self {
+        for c in self.caps.faults.iter_mut().filter(|c| c.kind == kind) {
+            c.supported = false;
+            c.reason = reason.to_owned();
+        }
+        self
+    }
+}
+
 pub struct FakePrepared {
     plan: Plan,
     host: bool,
@@ -147,6 +158,10 @@ impl FaultEngine for FakeEngine {
 
     fn capabilities(&self) -> &Capabilities {
         &self.caps
+    }
+
+    fn resolve_target(&self, target: &Target) -> Result<String, EngineError> {
+        Ok(format!("/fake/{target}"))
     }
 
     fn prepare(

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chaos_api::experiment::Experiment;
+use chaos_api::experiment::{Experiment, Target};
 use chaos_common::SlotCounters;
 
 use crate::{
@@ -24,6 +24,9 @@ pub trait FaultEngine: Send + Sync + 'static {
     fn switchboard(&self) -> &Arc<Switchboard>;
     /// What this node's kernel can run.
     fn capabilities(&self) -> &Capabilities;
+    /// Finds `target`'s cgroup, refusing a protected one (pre-flight's target check); says
+    /// which it is. Changes nothing.
+    fn resolve_target(&self, target: &Target) -> Result<String, EngineError>;
     /// Plans `experiment` with the fault cap `max_faults`; changes nothing.
     fn prepare(
         &self,
@@ -66,6 +69,15 @@ impl FaultEngine for Engine {
 
     fn capabilities(&self) -> &Capabilities {
         Engine::capabilities(self)
+    }
+
+    fn resolve_target(&self, target: &Target) -> Result<String, EngineError> {
+        let resolved = self.resolver().resolve(&target.kind)?;
+        Ok(format!(
+            "cgroup {} (id {})",
+            resolved.path.display(),
+            resolved.id
+        ))
     }
 
     fn prepare(&self, experiment: &Experiment, max_faults: u64) -> Result<Prepared, EngineError> {

@@ -1,13 +1,15 @@
 //! What the guards do to a running experiment: keep their last evaluation on the run (live
-//! status) and in the store (the report), and roll it back on a violation: disarm first (the
-//! switchboard, as a stop does), then record the violation, then release and record the run
-//! on the recorder.
+//! status, and `/metrics` while it runs) and in the store (the report, with the impact score
+//! of every evaluation), alert on the guards that do not roll back, and roll it back on a
+//! violation: disarm first (the switchboard, as a stop does), then record the violation, then
+//! (on the recorder) release it, then run the rollback strategies and only then notify, with
+//! their outcomes (`notices`).
 
 use std::time::{Duration, Instant};
 
 use chaos_api::state::State;
 
-use super::{ExperimentError, FaultEngine, Job, Manager, SNAPSHOT_EVERY};
+use super::{ExperimentError, FaultEngine, Job, Manager, Run, SNAPSHOT_EVERY};
 use crate::{
     guard::{Evaluation, Violation},
     notify::NoticeKind,
@@ -18,17 +20,17 @@ use crate::{
 /// The guard-sample kind of a baseline value.
 pub const BASELINE: &str = "baseline";
 
-/// A rollback's timing and what the strategies need.
-#[derive(Clone, Debug)]
+/// The guard-sample kind of the impact score (recorded whichever guards apply): the highest
+/// score of the evaluations since the previous such sample.
+pub const IMPACT_SCORE: &str = "impact_score";
+
+/// A rollback's timing.
+#[derive(Clone, Copy, Debug)]
 pub struct RolledBack {
     /// From the evaluation that saw the violation until the kernel was disarmed.
     pub decision_to_disarm: Duration,
     /// From the violating observation until the kernel was disarmed.
     pub observation_to_disarm: Duration,
-    /// The target cgroup.
-    pub target: String,
-    pub name: String,
-    pub kind: String,
 }
 
 impl<E: FaultEngine> Manager<E> {
@@ -62,46 +64,54 @@ impl<E: FaultEngine> Manager<E> {
         lock(&self.runs).get(id).is_some_and(|r| r.running())
     }
 
-    /// Keeps `evaluation` as the live guard state of `id`, and records its samples when due
-    /// (always once it ended: the evaluation that rolled it back).
+    /// Keeps `evaluation` as the live guard state of `id` (and its series on `/metrics` while
+    /// it runs), and records its samples and the impact score when due (always once it ended:
+    /// the evaluation that rolled it back).
     pub fn observe_guards(&self, id: &str, evaluation: &Evaluation, now: Instant) {
-        let run = lock(&self.runs).get(id).cloned();
-        let running = run.as_ref().is_some_and(|r| r.running());
-        let due = run.is_none_or(|run| {
-            run.set_guards(
-                evaluation.guards.clone(),
-                evaluation.impact,
-                now,
-                SNAPSHOT_EVERY,
-            ) || !run.running()
-        });
         for g in &evaluation.guards {
             let labels = [g.name.as_str()];
             self.metrics
                 .guard_evaluations
                 .with_label_values(&labels)
                 .inc();
+            // At 0 from the first evaluation on, so that `increase()` sees the first violation.
+            let violations = self.metrics.guard_violations.with_label_values(&labels);
             if !g.ok {
-                self.metrics
-                    .guard_violations
-                    .with_label_values(&labels)
-                    .inc();
+                violations.inc();
             }
-            self.metrics
-                .guard_value
-                .with_label_values(&labels)
-                .set(g.value.unwrap_or(f64::NAN));
         }
-        // An ended run's series is gone with it (its finish removes it).
-        if running {
-            self.metrics
-                .impact_score
-                .with_label_values(&[id])
-                .set(evaluation.impact);
-        }
-        if due {
+        let run = lock(&self.runs).get(id).cloned();
+        let due = match &run {
+            Some(run) => run.set_guards(
+                evaluation.guards.clone(),
+                evaluation.impact,
+                now,
+                SNAPSHOT_EVERY,
+                |view| {
+                    // Per experiment: two experiments with the same guard do not overwrite each
+                    // other, and its finish removes them (`Manager::unpublish_guards`).
+                    for g in &view.states {
+                        let labels = [id, g.name.as_str()];
+                        self.metrics
+                            .guard_value
+                            .with_label_values(&labels)
+                            .set(g.value.unwrap_or(f64::NAN));
+                        self.metrics
+                            .guard_threshold
+                            .with_label_values(&labels)
+                            .set(g.threshold);
+                    }
+                    self.metrics
+                        .impact_score
+                        .with_label_values(&[id])
+                        .set(view.impact);
+                },
+            ),
+            None => Some(evaluation.impact),
+        };
+        if let Some(peak_impact) = due {
             let at_ms = self.clock.now_ms();
-            let rows = evaluation
+            let mut rows: Vec<GuardSampleRow> = evaluation
                 .guards
                 .iter()
                 .map(|g| GuardSampleRow {
@@ -114,11 +124,51 @@ impl<E: FaultEngine> Manager<E> {
                     ok: g.ok,
                 })
                 .collect();
+            rows.push(GuardSampleRow {
+                at_ms,
+                guard: "impact score".to_owned(),
+                kind: IMPACT_SCORE.to_owned(),
+                objective: String::new(),
+                threshold: 0.0,
+                value: Some(peak_impact),
+                ok: true,
+            });
             self.send(Job::GuardSamples {
                 id: id.to_owned(),
                 rows,
             });
         }
+    }
+
+    /// Removes the per-experiment guard series of `run` from `/metrics` (its finish does).
+    pub(super) fn unpublish_guards(&self, run: &Run<E::Armed>) {
+        let id = run.info.id.as_str();
+        run.with_guards(|view| {
+            for g in &view.states {
+                let labels = [id, g.name.as_str()];
+                // Not found = never published (it ended before its first evaluation).
+                let _ = self.metrics.guard_value.remove_label_values(&labels);
+                let _ = self.metrics.guard_threshold.remove_label_values(&labels);
+            }
+            let _ = self.metrics.impact_score.remove_label_values(&[id]);
+        });
+    }
+
+    /// Alerts that guard `guard` of running experiment `id` is red without rolling it back
+    /// (the caller alerts once per guard): a timeline event of `kind` (`slo_warning`,
+    /// `guard_alert`) with `message`, and a `guard_alert` notification.
+    pub fn guard_alert(&self, id: &str, kind: &str, guard: &str, message: String) {
+        let run = lock(&self.runs).get(id).filter(|r| r.running()).cloned();
+        let Some(run) = run else {
+            return;
+        };
+        self.event(id, kind, message.clone());
+        self.announce(
+            &run,
+            NoticeKind::GuardAlert,
+            &message,
+            vec![("guard".to_owned(), guard.to_owned())],
+        );
     }
 
     /// Moves running experiment `id` to the ramp step `p`: one slot write. A stop, rollback or
@@ -197,8 +247,10 @@ impl<E: FaultEngine> Manager<E> {
     }
 
     /// Rolls `id` back for `violation`, seen by the evaluation that began at `evaluated`:
-    /// disarms it, then records why and hands it to the recorder to release and record.
-    /// `None` when it is not running (it ended, or someone ended it first).
+    /// disarms it, then records why, then hands it to the recorder, which releases (detaches)
+    /// and records it, then runs the rollback strategies and notifies, in that order
+    /// ([`Job::RolledBack`]). `None` when it is not running (it ended, or someone ended it
+    /// first).
     pub fn rollback(
         &self,
         id: &str,
@@ -244,6 +296,7 @@ impl<E: FaultEngine> Manager<E> {
             .clock
             .now_ms()
             .saturating_sub(u64::try_from(observation_to_disarm.as_millis()).unwrap_or(0));
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.send(Job::Rollback {
             id: id.to_owned(),
             row: RollbackRow {
@@ -251,30 +304,31 @@ impl<E: FaultEngine> Manager<E> {
                 value: violation.value,
                 objective: violation.objective.clone(),
                 observed_ms,
-                disarm_us: u64::try_from(decision_to_disarm.as_micros()).unwrap_or(u64::MAX),
+                disarm_us: us(decision_to_disarm),
+                observation_us: us(observation_to_disarm),
             },
         });
-        self.announce(
-            &run,
-            NoticeKind::RolledBack,
-            &violation.reason,
-            vec![
+        // The notification waits for the detach and the strategies (their outcomes are in it).
+        self.send(Job::RolledBack {
+            run,
+            reason: violation.reason.clone(),
+            fields: vec![
                 ("guard".to_owned(), violation.guard.clone()),
                 ("value".to_owned(), value),
                 ("objective".to_owned(), violation.objective.clone()),
                 (
                     "decision_to_disarm_us".to_owned(),
-                    decision_to_disarm.as_micros().to_string(),
+                    us(decision_to_disarm).to_string(),
+                ),
+                (
+                    "observation_to_disarm_us".to_owned(),
+                    us(observation_to_disarm).to_string(),
                 ),
             ],
-        );
-        self.send(Job::Finish(run.clone()));
+        });
         Some(RolledBack {
             decision_to_disarm,
             observation_to_disarm,
-            target: run.info.target.clone(),
-            name: run.info.name.clone(),
-            kind: run.info.kind.as_str().to_owned(),
         })
     }
 }

@@ -41,6 +41,8 @@ mod worker;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
+mod guarded_tests;
+#[cfg(test)]
 mod tests;
 
 use std::{
@@ -63,7 +65,7 @@ use chaos_api::{
 pub use self::{
     budget::BUDGET_EXHAUSTED,
     faults::FaultEngine,
-    guarded::{BASELINE, RolledBack},
+    guarded::{BASELINE, IMPACT_SCORE, RolledBack},
     run::{Ended, Ending, GuardView, Run},
     view::{ExperimentView, ReportData},
 };
@@ -276,8 +278,17 @@ impl<E: FaultEngine> Manager<E> {
     /// Admits `experiment` under the config and plans it on the engine; changes nothing. A dry
     /// run shows [`Planned::plan`]; a start arms exactly [`Planned::prepared`].
     pub fn plan(&self, experiment: &Experiment) -> Result<Planned<E::Prepared>, ExperimentError> {
+        self.prepare(self.admit(experiment)?)
+    }
+
+    /// Checks `experiment` (the model) and admits it under the config (its limits and prices).
+    pub fn admit(&self, experiment: &Experiment) -> Result<Admission, ExperimentError> {
         experiment.validate()?;
-        let admission = self.config.admit(experiment)?;
+        Ok(self.config.admit(experiment)?)
+    }
+
+    /// Plans an admitted experiment on the engine; changes nothing.
+    pub fn prepare(&self, admission: Admission) -> Result<Planned<E::Prepared>, ExperimentError> {
         let prepared = self
             .engine
             .prepare(&admission.experiment, admission.max_faults)?;

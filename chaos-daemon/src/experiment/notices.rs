@@ -1,11 +1,18 @@
-//! What the lifecycle announces through the [`Notifier`]: a start, a budget alert, a rollback,
-//! an exhausted budget, an emergency stop, and every end. [`Notifier::notify`] only queues
-//! (no I/O, no waiting), so announcing never delays a disarm; it is called after the disarm.
+//! What the lifecycle announces through the [`Notifier`]: a start, a budget alert, a guard
+//! alert, a rollback (after its strategies, with their outcomes), an exhausted budget, an
+//! emergency stop, and every end. [`Notifier::notify`] only queues (no I/O, no waiting), so
+//! announcing never delays a disarm; it is called after the disarm.
 
-use std::{path::Path, sync::OnceLock};
+use std::{
+    path::Path,
+    sync::{Arc, OnceLock},
+};
 
-use super::{FaultEngine, Manager, RolledBack, Run};
-use crate::notify::{Notice, NoticeKind, Notifier};
+use super::{FaultEngine, Manager, Run};
+use crate::{
+    notify::{Notice, NoticeKind, Notifier},
+    store::ExperimentRow,
+};
 
 /// The notifier and this node's name, set once at start-up.
 pub(super) type Announcer = OnceLock<(Notifier, String)>;
@@ -21,34 +28,58 @@ impl<E: FaultEngine> Manager<E> {
         self.announcer.get().map(|(n, _)| n)
     }
 
-    /// Runs the rollback strategies for experiment `id`, rolled back as `rolled` for
-    /// `reason`, once its programs are released (it waits for the recorder): `pod_restart`
-    /// kills the target's processes, the others call their actions. Each outcome is a
-    /// `strategy` event. Blocks (up to `rollback.max_rollback_time`): call it off the async
-    /// runtime, after the disarm.
-    pub fn run_strategies(&self, id: &str, rolled: &RolledBack, reason: &str) {
-        let Some((notifier, node)) = self.announcer.get() else {
+    /// What follows a rollback once `run` is disarmed, its violation recorded, and it is
+    /// released and recorded as `row`: the rollback strategies, then the rollback's
+    /// notification (`reason`, `fields` and every strategy's outcome), then the end's. On a
+    /// thread of its own: the strategies wait for answers (up to
+    /// `rollback.max_rollback_time`), which must hold neither the recorder nor a disarm.
+    pub(super) fn after_rollback(
+        self: &Arc<Self>,
+        run: Arc<Run<E::Armed>>,
+        row: ExperimentRow,
+        reason: String,
+        fields: Vec<(String, String)>,
+    ) {
+        if self.announcer.get().is_none() {
+            return;
+        }
+        let manager = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("chaos-strategies".into())
+            .spawn(move || manager.strategies_then_notify(&run, &row, &reason, fields));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "starting the rollback strategies failed: neither they nor the rollback's notifications ran");
+        }
+    }
+
+    /// Runs the rollback strategies of `run` (`pod_restart` kills the target's processes, the
+    /// others call their actions), each outcome a `strategy` event and a field
+    /// `strategy_<name>` of the rollback's notification; then announces the rollback and the
+    /// end (recorded as `row`). Blocks.
+    fn strategies_then_notify(
+        &self,
+        run: &Run<E::Armed>,
+        row: &ExperimentRow,
+        reason: &str,
+        mut fields: Vec<(String, String)>,
+    ) {
+        let (Some(notifier), Some(notice)) = (
+            self.notifier(),
+            self.notice(run, NoticeKind::RolledBack, reason, Vec::new()),
+        ) else {
             return;
         };
-        self.flush();
-        let notice = Notice {
-            kind: NoticeKind::RolledBack,
-            experiment_id: id.to_owned(),
-            name: rolled.name.clone(),
-            experiment_type: rolled.kind.clone(),
-            target: rolled.target.clone(),
-            node: node.clone(),
-            reason: reason.to_owned(),
-            at_ms: self.clock.now_ms(),
-            fields: Vec::new(),
-        };
-        for (strategy, result) in notifier.run_strategies(&notice, Path::new(&rolled.target)) {
-            let message = match result {
-                Ok(done) => format!("{strategy}: {done}"),
-                Err(e) => format!("{strategy} failed: {e}"),
+        let target = Path::new(&run.info.target);
+        for (strategy, result) in notifier.run_strategies(&notice, target) {
+            let (event, outcome) = match result {
+                Ok(done) => (format!("{strategy}: {done}"), done),
+                Err(e) => (format!("{strategy} failed: {e}"), format!("failed: {e}")),
             };
-            self.event(id, "strategy", message);
+            self.event(&run.info.id, "strategy", event);
+            fields.push((format!("strategy_{strategy}"), outcome));
         }
+        self.announce(run, NoticeKind::RolledBack, reason, fields);
+        self.announce_end(run, row);
     }
 
     /// The notice of `kind` about `run`.

@@ -72,6 +72,7 @@ impl<E: FaultEngine> Manager<E> {
             }
         }
         let (spent, today) = self.spending(&live, now);
+        self.observe_daily(today);
         for ((run, c), spent) in live.into_iter().zip(spent) {
             let (injected, seen) = run.observe(c);
             self.metrics

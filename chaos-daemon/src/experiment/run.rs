@@ -63,8 +63,9 @@ pub struct Run<A> {
     armed: Mutex<Option<A>>,
     /// Counters already added to the metrics, and when the last snapshot was taken.
     observed: Mutex<(SlotCounters, Instant)>,
-    /// The guards' last evaluation, the highest impact score so far, and when their samples
-    /// were last recorded.
+    /// The guards' last evaluation, the highest impact score since their samples were last
+    /// recorded, and when that was. Its lock also orders the per-experiment guard series on
+    /// `/metrics`: published under it while running, removed under it when finished.
     guards: Mutex<GuardView>,
     /// Budget alerts already raised ([`ALERT_EXPERIMENT`], [`ALERT_DAILY`]).
     alerts: AtomicU8,
@@ -84,7 +85,8 @@ pub const ALERT_DAILY: u8 = 2;
 pub struct GuardView {
     pub states: Vec<GuardState>,
     pub impact: f64,
-    pub peak_impact: f64,
+    /// The highest impact score of the evaluations since the samples were last recorded.
+    pub unrecorded_peak: f64,
     pub recorded: Option<Instant>,
 }
 
@@ -207,25 +209,37 @@ impl<A> Run<A> {
         lock(&self.guards).clone()
     }
 
-    /// Keeps an evaluation; true when its samples are due to be recorded (every `every`, and
-    /// whenever a guard is red).
+    /// Keeps an evaluation, and runs `publish` on the view while the run is running (under
+    /// the view's lock, which [`Run::with_guards`] takes too). When its samples are due to be
+    /// recorded (every `every`, whenever a guard is red, and once it ended): the highest impact
+    /// score since they last were.
     pub fn set_guards(
         &self,
         states: Vec<GuardState>,
         impact: f64,
         now: Instant,
         every: Duration,
-    ) -> bool {
+        publish: impl FnOnce(&GuardView),
+    ) -> Option<f64> {
         let mut view = lock(&self.guards);
         let red = states.iter().any(|s| !s.ok);
         view.states = states;
         view.impact = impact;
-        view.peak_impact = view.peak_impact.max(impact);
-        let due = red || view.recorded.is_none_or(|t| now.duration_since(t) >= every);
-        if due {
-            view.recorded = Some(now);
+        view.unrecorded_peak = view.unrecorded_peak.max(impact);
+        if self.running() {
+            publish(&view);
         }
-        due
+        let due =
+            red || !self.running() || view.recorded.is_none_or(|t| now.duration_since(t) >= every);
+        due.then(|| {
+            view.recorded = Some(now);
+            std::mem::take(&mut view.unrecorded_peak)
+        })
+    }
+
+    /// Runs `f` on the guards' view, holding its lock.
+    pub fn with_guards<T>(&self, f: impl FnOnce(&GuardView) -> T) -> T {
+        f(&lock(&self.guards))
     }
 
     /// The growth of `now` over the counters last observed; records `now`.

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// A clock that moves only when told.
-struct FakeClock {
+pub(super) struct FakeClock {
     base: Instant,
     base_ms: u64,
     offset_ms: AtomicU64,
@@ -52,14 +52,21 @@ impl Clock for FakeClock {
     }
 }
 
-fn config(yaml: &str) -> ChaosConfig {
+pub(super) fn config(yaml: &str) -> ChaosConfig {
     ChaosConfig::from_yaml(yaml).unwrap()
 }
 
-fn manager_with(yaml: &str) -> (Arc<Manager<FakeEngine>>, Arc<FakeClock>) {
+pub(super) fn manager_with(yaml: &str) -> (Arc<Manager<FakeEngine>>, Arc<FakeClock>) {
+    manager_on(FakeEngine::new(), yaml)
+}
+
+pub(super) fn manager_on(
+    engine: FakeEngine,
+    yaml: &str,
+) -> (Arc<Manager<FakeEngine>>, Arc<FakeClock>) {
     let clock = FakeClock::new();
     let m = Manager::new(
-        FakeEngine::new(),
+        engine,
         Store::in_memory().unwrap(),
         config(yaml),
         clock.clone(),
@@ -68,22 +75,22 @@ fn manager_with(yaml: &str) -> (Arc<Manager<FakeEngine>>, Arc<FakeClock>) {
     (m, clock)
 }
 
-fn manager() -> (Arc<Manager<FakeEngine>>, Arc<FakeClock>) {
+pub(super) fn manager() -> (Arc<Manager<FakeEngine>>, Arc<FakeClock>) {
     manager_with("budget: {cost_per_request: 0.01}\n")
 }
 
-fn experiment(kind: &str, extra: &str) -> Experiment {
+pub(super) fn experiment(kind: &str, extra: &str) -> Experiment {
     Experiment::from_yaml(&format!(
         "name: t\ntype: {kind}\ntarget: {{cgroup: /x}}\nduration: 60s\n{extra}"
     ))
     .unwrap()
 }
 
-fn loss() -> Experiment {
+pub(super) fn loss() -> Experiment {
     experiment("packet_loss", "intensity: 0.5\n")
 }
 
-fn start(m: &Manager<FakeEngine>, e: &Experiment) -> Result<String, ExperimentError> {
+pub(super) fn start(m: &Manager<FakeEngine>, e: &Experiment) -> Result<String, ExperimentError> {
     m.start(m.plan(e)?)
 }
 

@@ -1,8 +1,9 @@
-//! The recorder: one thread that finishes experiments ended by the emergency stop and the
-//! reaper (release, then record) and writes what must not wait for the store (snapshots,
-//! timeline events, the audit log, the hourly deletion of records past the retention), in the
-//! order it was sent; and [`Manager::finish`], which releases and records one ended run on
-//! whatever thread ended it.
+//! The recorder: one thread that finishes experiments ended by the emergency stop, the reaper
+//! and a rollback (release, then record; a rollback's strategies and notifications follow on a
+//! thread of their own) and writes what must not wait for the store (snapshots, timeline
+//! events, the audit log, the hourly deletion of records past the retention), in the order it
+//! was sent; and [`Manager::finish`], which releases and records one ended run on whatever
+//! thread ended it.
 
 use std::{
     sync::{Arc, Weak, mpsc},
@@ -21,6 +22,14 @@ use crate::sync::lock;
 pub(super) enum Job<A> {
     /// Release and record an ended run.
     Finish(Arc<Run<A>>),
+    /// Release and record a rolled-back run (after its [`Job::Rollback`]), then run the
+    /// rollback strategies and announce the rollback (`reason`, `fields` and the strategies'
+    /// outcomes) and the end, in that order.
+    RolledBack {
+        run: Arc<Run<A>>,
+        reason: String,
+        fields: Vec<(String, String)>,
+    },
     /// A timeline event.
     Event {
         id: String,
@@ -65,10 +74,19 @@ pub(super) fn run<E: FaultEngine>(
 }
 
 impl<E: FaultEngine> Manager<E> {
-    fn record(&self, job: Job<E::Armed>) {
+    fn record(self: &Arc<Self>, job: Job<E::Armed>) {
         let written = match job {
             Job::Finish(run) => {
                 self.finish(&run);
+                Ok(())
+            }
+            Job::RolledBack {
+                run,
+                reason,
+                fields,
+            } => {
+                let row = self.release_and_record(&run);
+                self.after_rollback(run, row, reason, fields);
                 Ok(())
             }
             Job::Event {
@@ -134,9 +152,16 @@ impl<E: FaultEngine> Manager<E> {
         }
     }
 
-    /// Releases an ended run, settles its budget and records its end. Called once per run, by
-    /// whoever ended it (or the worker on its behalf).
+    /// Releases an ended run, settles its budget, records its end and announces it. Called
+    /// once per run, by whoever ended it (or the worker on its behalf).
     pub fn finish(&self, run: &Arc<Run<E::Armed>>) -> ExperimentRow {
+        let row = self.release_and_record(run);
+        self.announce_end(run, &row);
+        row
+    }
+
+    /// [`Manager::finish`] but the announcement.
+    pub(super) fn release_and_record(&self, run: &Arc<Run<E::Armed>>) -> ExperimentRow {
         let ending = run.ending().unwrap_or(Ending {
             state: State::Failed,
             reason: "ended without a reason".into(),
@@ -189,13 +214,22 @@ impl<E: FaultEngine> Manager<E> {
         }
         lock(&self.runs).remove(&run.info.id);
         // Gone with the experiment (not found = it had none).
-        for gauge in [
-            &self.metrics.impact_score,
-            &self.metrics.budget_spent,
-            &self.metrics.budget_remaining,
-        ] {
+        self.unpublish_guards(run);
+        for gauge in [&self.metrics.budget_spent, &self.metrics.budget_remaining] {
             let _ = gauge.remove_label_values(&[&run.info.id]);
         }
+        self.metrics
+            .experiments_finished
+            .with_label_values(&[row.state.as_str()])
+            .inc();
+        self.metrics
+            .experiments_running
+            .set(self.published_count() as i64);
+        row
+    }
+
+    /// Announces the end of `run`, recorded as `row`.
+    pub(super) fn announce_end(&self, run: &Run<E::Armed>, row: &ExperimentRow) {
         self.announce(
             run,
             NoticeKind::Ended,
@@ -209,14 +243,6 @@ impl<E: FaultEngine> Manager<E> {
                 ),
             ],
         );
-        self.metrics
-            .experiments_finished
-            .with_label_values(&[row.state.as_str()])
-            .inc();
-        self.metrics
-            .experiments_running
-            .set(self.published_count() as i64);
-        row
     }
 
     pub(super) fn published_count(&self) -> usize {

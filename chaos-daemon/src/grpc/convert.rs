@@ -1,7 +1,13 @@
-//! Domain -> proto for answers: plans, experiment status and pages of experiments. Requests
-//! are read by chaos-api's [`Experiment::from_proto`](chaos_api::experiment::Experiment::from_proto).
+//! Domain -> proto for answers: plans, experiment status, pre-flight checks (in a refused dry
+//! run's metadata too) and pages of experiments. Requests are read by chaos-api's
+//! [`Experiment::from_proto`](chaos_api::experiment::Experiment::from_proto).
 
-use chaos_api::proto;
+use chaos_api::{error::cut_and_escape, proto};
+use prost::Message as _;
+use tonic::{
+    Status,
+    metadata::{MetadataMap, MetadataValue},
+};
 
 use crate::{engine::Plan, experiment::ExperimentView, store::PageKey};
 
@@ -70,6 +76,30 @@ pub fn checks_to_proto(checks: &[crate::safety::Check]) -> Vec<proto::Check> {
             detail: c.detail.clone(),
         })
         .collect()
+}
+
+/// The most bytes of a refused dry run's checks in its metadata (a header: well under what a
+/// client takes, with the status message).
+const MAX_PREFLIGHT_METADATA_BYTES: usize = 6 * 1024;
+/// The most bytes of one check's detail there.
+const MAX_CARRIED_DETAIL_BYTES: usize = 512;
+
+/// `status` with `response` (a refused dry run's checks, and its plan when it fits) in the
+/// binary metadata [`proto::PREFLIGHT_METADATA`].
+pub fn with_preflight(status: &Status, response: &proto::StartExperimentResponse) -> Status {
+    let mut carried = response.clone();
+    for check in &mut carried.preflight {
+        check.detail = cut_and_escape(&check.detail, MAX_CARRIED_DETAIL_BYTES);
+    }
+    if carried.encoded_len() > MAX_PREFLIGHT_METADATA_BYTES {
+        carried.plan = None;
+    }
+    let mut metadata = MetadataMap::new();
+    metadata.insert_bin(
+        proto::PREFLIGHT_METADATA,
+        MetadataValue::from_bytes(&carried.encode_to_vec()),
+    );
+    Status::with_metadata(status.code(), status.message(), metadata)
 }
 
 /// One ListExperiments page of `list`, which the store read with one experiment more than

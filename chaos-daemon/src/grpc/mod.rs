@@ -35,7 +35,7 @@ use crate::{
     error::{Classify, ErrorClass},
     experiment::{Manager, Stopping},
     report,
-    safety::Safety,
+    safety::{BUDGET_CHECK, Preflight, Refusal, Safety},
     store::PageKey,
 };
 
@@ -77,6 +77,26 @@ pub fn status_of<E: Classify + Display>(e: &E) -> Status {
         ErrorClass::Refused => Status::failed_precondition(msg),
         ErrorClass::Exhausted => Status::resource_exhausted(msg),
         ErrorClass::Internal => Status::internal(msg),
+    }
+}
+
+/// How a start refused by pre-flight is answered: a failed check of the plan with its own
+/// error's status, the day's budget as ResourceExhausted, any other as FailedPrecondition,
+/// each naming the check.
+fn refused(refusal: Refusal) -> Status {
+    match refusal {
+        Refusal::Plan(e) => status_of(&e),
+        Refusal::Check(c) => {
+            let message = message(&format!(
+                "pre-flight check failed: {}: {}",
+                c.name, c.detail
+            ));
+            if c.name == BUDGET_CHECK {
+                Status::resource_exhausted(message)
+            } else {
+                Status::failed_precondition(message)
+            }
+        }
     }
 }
 
@@ -177,58 +197,59 @@ impl Service {
         }))
     }
 
-    /// A dry run (Validate, or StartExperiment with `dry_run`) or a start: plans, runs the
-    /// pre-flight checks (a dry run lists them all; a start refuses at the first that fails),
-    /// measures the baseline, arms exactly the plan and starts watching its guards.
+    /// A dry run (StartExperiment with `dry_run`) or a start: plans, runs the pre-flight
+    /// checks, measures the baseline, arms exactly the plan and starts watching its guards. A
+    /// dry run runs every check and, when one failed, answers what the start would have
+    /// (`refused`) with every check in its metadata; a start refuses at the first that fails.
     async fn plan_or_start(
         &self,
         spec: Option<proto::ExperimentSpec>,
         dry_run: bool,
     ) -> Result<proto::StartExperimentResponse, Status> {
+        let experiment = experiment(spec.as_ref())?;
         let manager = self.manager.clone();
-        let planned = blocking(move || {
-            let experiment = experiment(spec.as_ref())?;
-            manager.plan(&experiment).map_err(|e| status_of(&e))
-        })
-        .await?;
-        let mut plan = convert::plan_to_proto(&planned.plan, planned.admission.budget);
-        let experiment = planned.admission.experiment.clone();
-        if let Some(ramp) = &experiment.ramp
-            && let Some(steps) = ramp.values()
-        {
-            plan.changes.push(format!(
-                "ramp: {steps:?}, each step after {} while every guard is green",
-                humantime::format_duration(ramp.hold)
-            ));
-        }
+        let model = experiment.clone();
+        let pre = blocking(move || Ok(Preflight::plan(&manager, &model))).await?;
         let mut set = self.safety.guards_for(&experiment);
-        let checks = self
+        let pre = self
             .safety
             .preflight(
                 &self.manager,
-                planned.admission.budget,
+                pre,
                 &mut set,
                 crate::experiment::now_ms(),
+                dry_run,
             )
             .await;
-        if dry_run {
-            return Ok(proto::StartExperimentResponse {
-                id: String::new(),
-                plan: Some(plan),
-                preflight: convert::checks_to_proto(&checks),
-            });
-        }
-        if let Some(failed) = checks.iter().find(|c| !c.passed) {
-            let message = format!(
-                "pre-flight check failed: {}: {}",
-                failed.name, failed.detail
-            );
-            return Err(if failed.name == crate::safety::BUDGET_CHECK {
-                Status::resource_exhausted(message)
+        let plan = pre.planned.as_ref().map(|planned| {
+            let mut plan = convert::plan_to_proto(&planned.plan, planned.admission.budget);
+            if let Some(ramp) = &planned.admission.experiment.ramp
+                && let Some(steps) = ramp.values()
+            {
+                plan.changes.push(format!(
+                    "ramp: {steps:?}, each step after {} while every guard is green",
+                    humantime::format_duration(ramp.hold)
+                ));
+            }
+            plan
+        });
+        let response = proto::StartExperimentResponse {
+            id: String::new(),
+            plan,
+            preflight: convert::checks_to_proto(&pre.checks),
+        };
+        if let Some(refusal) = pre.refusal {
+            let status = refused(refusal);
+            return Err(if dry_run {
+                convert::with_preflight(&status, &response)
             } else {
-                Status::failed_precondition(message)
+                status
             });
         }
+        let Some(planned) = pre.planned.filter(|_| !dry_run) else {
+            return Ok(response);
+        };
+        let experiment = planned.admission.experiment.clone();
         let interval = self.safety.interval(&experiment);
         if !set.is_empty() {
             let window = self.safety.baseline_window(&experiment);
@@ -282,11 +303,7 @@ impl Service {
         let id = arming
             .await
             .map_err(|e| Status::internal(format!("starting failed: {e}")))??;
-        Ok(proto::StartExperimentResponse {
-            id,
-            plan: Some(plan),
-            preflight: convert::checks_to_proto(&checks),
-        })
+        Ok(proto::StartExperimentResponse { id, ..response })
     }
 
     async fn do_validate(
@@ -296,9 +313,19 @@ impl Service {
         let caller = self.authorize(&req, "Validate", Role::Operator)?;
         let spec = req.into_inner().spec;
         let detail = spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-        let r = self.plan_or_start(spec, true).await;
+        // The plan only: the model, the config's limits, the target, the kernel.
+        let manager = self.manager.clone();
+        let r = blocking(move || {
+            let experiment = experiment(spec.as_ref())?;
+            let planned = manager.plan(&experiment).map_err(|e| status_of(&e))?;
+            Ok(convert::plan_to_proto(
+                &planned.plan,
+                planned.admission.budget,
+            ))
+        })
+        .await;
         self.audit(&caller.name, "Validate", &detail, &r);
-        Ok(Response::new(proto::ValidateResponse { plan: r?.plan }))
+        Ok(Response::new(proto::ValidateResponse { plan: Some(r?) }))
     }
 
     async fn do_start_experiment(

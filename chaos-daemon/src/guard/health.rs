@@ -135,6 +135,7 @@ impl HealthWindow {
                 value,
                 ok,
                 detail: last_seen.clone(),
+                at: self.last_probe,
             });
         }
         (states, violation)

@@ -7,16 +7,30 @@
 //!   `>= t`); 1 when it misses the objective, 0 when it is no worse than the baseline;
 //! - each health endpoint's success rate: `(1 - rate) / (1 - min_success_rate)`.
 //!
-//! each clipped to [0, 1]. Unavailable values add nothing (they roll back on their own).
+//! each clipped to [0, 1]. Unavailable values add nothing (they roll back on their own), and
+//! neither do critical SLOs while their breaches only alert
+//! (`rollback_triggers.slo_violation: false`): they are no rollback threshold then.
+
+use std::time::Instant;
 
 use super::{GuardKind, GuardState, Triggers};
 
-/// The impact score of one evaluation's states.
-pub fn score(guards: &[GuardState], triggers: Option<&Triggers>) -> f64 {
+/// The impact score of one evaluation's states, and when the observation behind its largest
+/// part was taken (`None` for a score of 0, or a part without one). `slos`: whether critical
+/// SLOs count.
+pub fn score(
+    guards: &[GuardState],
+    triggers: Option<&Triggers>,
+    slos: bool,
+) -> (f64, Option<Instant>) {
     guards
         .iter()
-        .filter_map(|g| part(g, triggers))
-        .fold(0.0, f64::max)
+        .filter(|g| slos || g.kind != GuardKind::CriticalSlo)
+        .filter_map(|g| part(g, triggers).map(|p| (p, g.at)))
+        .fold(
+            (0.0, None),
+            |best, (p, at)| if p > best.0 { (p, at) } else { best },
+        )
 }
 
 fn part(g: &GuardState, triggers: Option<&Triggers>) -> Option<f64> {

@@ -5,7 +5,8 @@
 //! ([`slo::SloGuard`]), its health endpoints ([`health::HealthWindow`]), the rollback
 //! triggers against the baseline ([`triggers`]), and the impact score ([`impact`]).
 //! [`GuardSet::evaluate`] turns the latest samples into an [`Evaluation`]: every guard's state,
-//! the impact score, and the first violation, which rolls the experiment back.
+//! the impact score, the first violation, which rolls the experiment back, and the alerts
+//! (warning SLOs, and critical SLOs when `rollback_triggers.slo_violation` is false).
 //!
 //! * `slo` — an SLO's objective and its `for` window.
 //! * `health` — a health endpoint's sliding window: success rate and availability.
@@ -75,6 +76,8 @@ pub struct GuardState {
     pub ok: bool,
     /// Why it is red, or what it measured.
     pub detail: String,
+    /// When the observation its value comes from was taken (a sample, a probe), if any.
+    pub at: Option<Instant>,
 }
 
 /// Why an experiment must be rolled back.
@@ -86,24 +89,27 @@ pub struct Violation {
     pub objective: String,
     /// The rollback reason as recorded, e.g. `slo violation: error_rate = 0.31 (objective <= 0.01)`.
     pub reason: String,
-    /// When the violating sample was taken.
+    /// When the violating observation (a sample, a probe) was taken; the evaluation's time
+    /// only when there was none.
     pub observed: Instant,
 }
 
+/// A rollback reason's prefix and its cause, the `reason` label of the rollbacks metric.
+pub const ROLLBACK_CAUSES: [(&str, &str); 5] = [
+    ("guard unavailable", "unavailable"),
+    ("slo violation", "slo"),
+    ("health check failed", "health"),
+    ("rollback trigger", "trigger"),
+    ("impact score", "impact"),
+];
+
 impl Violation {
-    /// What kind of violation it is, for the rollbacks metric: `unavailable`, `slo`,
-    /// `health`, `trigger` or `impact`.
+    /// What kind of violation it is, for the rollbacks metric: one of [`ROLLBACK_CAUSES`].
     pub fn cause(&self) -> &'static str {
-        [
-            ("guard unavailable", "unavailable"),
-            ("slo violation", "slo"),
-            ("health check failed", "health"),
-            ("rollback trigger", "trigger"),
-            ("impact score", "impact"),
-        ]
-        .into_iter()
-        .find(|(prefix, _)| self.reason.starts_with(prefix))
-        .map_or("other", |(_, cause)| cause)
+        ROLLBACK_CAUSES
+            .into_iter()
+            .find(|(prefix, _)| self.reason.starts_with(prefix))
+            .map_or("other", |(_, cause)| cause)
     }
 }
 
@@ -115,8 +121,20 @@ pub struct Evaluation {
     pub impact: f64,
     /// The first violation that rolls back, if any.
     pub violation: Option<Violation>,
-    /// Warning SLOs that are breached (alert only).
-    pub warnings: Vec<String>,
+    /// Breached SLOs that alert instead of rolling back.
+    pub alerts: Vec<Alert>,
+}
+
+/// A breached SLO that alerts instead of rolling back: a warning SLO, or a critical one while
+/// `safety_checks.rollback_triggers.slo_violation` is false.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    /// The SLO's name.
+    pub guard: String,
+    /// Whether it is a critical SLO (a `guard_alert`) rather than a warning (a `slo_warning`).
+    pub critical: bool,
+    /// What to tell, e.g. `error_rate: 0.3 misses <= 0.01 (for 0ns)`.
+    pub message: String,
 }
 
 impl Evaluation {
@@ -136,6 +154,9 @@ pub struct GuardSet {
     /// Health thresholds.
     pub min_success_rate: f64,
     pub min_availability: f64,
+    /// Whether a breached critical SLO rolls back (`rollback_triggers.slo_violation`); when
+    /// false it alerts and leaves the impact score. An unavailable one always rolls back.
+    pub slo_rollback: bool,
 }
 
 impl GuardSet {
@@ -160,6 +181,7 @@ impl GuardSet {
             impact: None,
             min_success_rate,
             min_availability,
+            slo_rollback: true,
         }
     }
 
@@ -179,17 +201,28 @@ impl GuardSet {
     pub fn evaluate(&mut self, now: Instant) -> Evaluation {
         let mut guards = Vec::new();
         let mut violation = None;
-        let mut warnings = Vec::new();
+        let mut alerts = Vec::new();
         for slo in &self.slos {
             let state = slo.state(now);
             match slo.role {
                 SloRole::Source => continue,
-                SloRole::Critical if !state.ok => {
-                    violation = violation.or_else(|| slo.violation(now));
-                }
-                SloRole::Warning if !state.ok => {
-                    warnings.push(format!("{}: {}", state.name, state.detail));
-                }
+                SloRole::Critical if !state.ok => match slo.violation(now) {
+                    // Breached while breaches only alert; unavailable still rolls back.
+                    Some(v) if !self.slo_rollback && v.value.is_some() => alerts.push(Alert {
+                        guard: v.guard,
+                        critical: true,
+                        message: format!(
+                            "{} (safety_checks.rollback_triggers.slo_violation is false)",
+                            v.reason
+                        ),
+                    }),
+                    v => violation = violation.or(v),
+                },
+                SloRole::Warning if !state.ok => alerts.push(Alert {
+                    guard: state.name.clone(),
+                    critical: false,
+                    message: format!("{}: {}", state.name, state.detail),
+                }),
                 _ => {}
             }
             guards.push(state);
@@ -204,7 +237,7 @@ impl GuardSet {
             guards.extend(states);
             violation = violation.or(red);
         }
-        let score = impact::score(&guards, self.triggers.as_ref());
+        let (score, driven_at) = impact::score(&guards, self.triggers.as_ref(), self.slo_rollback);
         if let Some((threshold, key)) = self.impact {
             let ok = score <= threshold;
             guards.push(GuardState {
@@ -215,6 +248,7 @@ impl GuardSet {
                 value: Some(score),
                 ok,
                 detail: format!("{key} = {threshold}"),
+                at: driven_at,
             });
             if !ok {
                 violation = violation.or_else(|| {
@@ -223,7 +257,7 @@ impl GuardSet {
                         value: Some(score),
                         objective: format!("<= {threshold}"),
                         reason: format!("impact score {score:.3} > {threshold} ({key})"),
-                        observed: now,
+                        observed: driven_at.unwrap_or(now),
                     })
                 });
             }
@@ -232,7 +266,7 @@ impl GuardSet {
             guards,
             impact: score,
             violation,
-            warnings,
+            alerts,
         }
     }
 }

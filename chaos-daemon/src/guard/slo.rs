@@ -104,6 +104,7 @@ impl SloGuard {
             value: self.value(),
             ok,
             detail,
+            at: self.last.as_ref().map(|(at, _)| *at),
         }
     }
 

@@ -89,11 +89,15 @@ fn an_unavailable_guard_rolls_back_at_once_and_a_warning_only_alerts() {
     let e = s.evaluate(t0);
     let v = e.violation.unwrap();
     assert_eq!(v.reason, "guard unavailable: avail: no data");
-    assert_eq!(e.warnings.len(), 1, "{:?}", e.warnings);
+    assert_eq!(e.alerts.len(), 1, "{:?}", e.alerts);
+    assert_eq!(
+        (e.alerts[0].guard.as_str(), e.alerts[0].critical),
+        ("db", false)
+    );
     assert!(
-        e.warnings[0].starts_with("db: 0.5 misses <= 0.1"),
+        e.alerts[0].message.starts_with("db: 0.5 misses <= 0.1"),
         "{:?}",
-        e.warnings
+        e.alerts
     );
     // A never-sampled critical SLO is unavailable too.
     let mut fresh = set(vec![("avail", ">= 0.99", 0, SloRole::Critical)]);
@@ -172,10 +176,16 @@ fn error_rate_trigger_compares_with_the_baseline() {
         e.guards.iter().all(|g| g.name != "error_rate"),
         "a source is no guard"
     );
-    // A rise of 0.25 passes it.
+    // A rise of 0.25 passes it, seen by an evaluation 50 ms after the sample: the violating
+    // observation is the sample.
     s.slos[0].observe(ms(t0, 400), Sample::Value(0.3));
-    let v = s.evaluate(ms(t0, 400)).violation.unwrap();
+    let v = s.evaluate(ms(t0, 450)).violation.unwrap();
     assert_eq!(v.guard, "error_rate_increase");
+    assert_eq!(
+        v.observed,
+        ms(t0, 400),
+        "the sample's time, not the evaluation's"
+    );
     assert!(
         v.reason
             .starts_with("rollback trigger error_rate_increase: moved 0.2500 > 0.2"),
@@ -259,7 +269,52 @@ fn impact_score_is_the_largest_part_and_rolls_back_past_the_threshold() {
         v.reason,
         "impact score 0.600 > 0.5 (experiments.packet_loss.impact_threshold)"
     );
+    assert_eq!(
+        v.observed,
+        ms(t0, 200),
+        "the sample behind the largest part"
+    );
+    // Evaluated later, the observation is still the sample's.
+    let later = s.evaluate(ms(t0, 250)).violation.unwrap();
+    assert_eq!(later.observed, ms(t0, 200));
     // A miss of the SLO itself scores 1.
     s.slos[1].observe(ms(t0, 300), Sample::Value(2.0));
     assert_eq!(s.evaluate(ms(t0, 300)).impact, 1.0);
+}
+
+#[test]
+fn with_slo_violation_off_a_breached_critical_slo_alerts_and_leaves_the_impact_score() {
+    let t0 = Instant::now();
+    let mut s = set(vec![
+        ("error_rate", "<= 0.1", 0, SloRole::Critical),
+        ("avail", ">= 0.99", 0, SloRole::Critical),
+    ]);
+    s.slo_rollback = false;
+    s.impact = Some((0.5, "experiments.packet_loss.impact_threshold"));
+    s.slos[0].observe(t0, Sample::Value(0.3));
+    s.slos[1].observe(t0, Sample::Value(1.0));
+    let e = s.evaluate(ms(t0, 10));
+    assert!(e.violation.is_none(), "{e:?}");
+    assert_eq!(e.impact, 0.0, "a critical SLO is no rollback threshold now");
+    assert_eq!(
+        e.alerts,
+        [Alert {
+            guard: "error_rate".into(),
+            critical: true,
+            message: "slo violation: error_rate = 0.3 (objective <= 0.1) \
+                      (safety_checks.rollback_triggers.slo_violation is false)"
+                .into(),
+        }]
+    );
+    assert!(!e.all_green(), "a ramp step still waits");
+    // Unavailable still rolls back: an experiment never runs blind.
+    s.slos[1].observe(ms(t0, 20), Sample::Unavailable("no data".into()));
+    let v = s.evaluate(ms(t0, 20)).violation.unwrap();
+    assert_eq!(v.reason, "guard unavailable: avail: no data");
+    // The same breach rolls back by default.
+    s.slo_rollback = true;
+    s.slos[1].observe(ms(t0, 30), Sample::Value(1.0));
+    let e = s.evaluate(ms(t0, 30));
+    assert!(e.alerts.is_empty() && e.impact == 1.0, "{e:?}");
+    assert_eq!(e.violation.unwrap().guard, "error_rate");
 }

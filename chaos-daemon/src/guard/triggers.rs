@@ -64,6 +64,8 @@ pub struct Degradation {
     /// How far it moved the bad way from the baseline (`None`: not measurable now).
     pub moved: Option<f64>,
     pub limit: f64,
+    /// When the observation of its value now was taken (its SLO's last sample, the last probe).
+    pub at: Option<Instant>,
 }
 
 impl Triggers {
@@ -75,16 +77,18 @@ impl Triggers {
     /// SLO named by the config, or a health endpoint) is among the guards.
     pub fn degradations(&self, set: &GuardSet, now: Instant) -> Vec<(Degradation, String)> {
         let mut out = Vec::new();
+        // The SLO's last value (if it has one) and when its last sample was taken.
         let slo_now = |name: &str| {
             set.slos
                 .iter()
                 .find(|s| s.name == name)
                 .map(|s| match &s.last {
-                    Some((_, Sample::Value(v))) => Some(*v),
-                    _ => None,
+                    Some((at, Sample::Value(v))) => (Some(*v), Some(*at)),
+                    Some((at, Sample::Unavailable(_))) => (None, Some(*at)),
+                    None => (None, None),
                 })
         };
-        if let Some(now_value) = slo_now(&self.config.error_rate_slo) {
+        if let Some((now_value, at)) = slo_now(&self.config.error_rate_slo) {
             let moved = now_value.zip(self.baseline.error_rate).map(|(v, b)| v - b);
             let what = format!(
                 "{} {} (baseline {})",
@@ -97,11 +101,12 @@ impl Triggers {
                     name: "error_rate_increase",
                     moved,
                     limit: self.config.error_rate_increase,
+                    at,
                 },
                 what,
             ));
         }
-        if let Some(now_value) = slo_now(&self.config.availability_slo) {
+        if let Some((now_value, at)) = slo_now(&self.config.availability_slo) {
             let moved = now_value
                 .zip(self.baseline.availability)
                 .map(|(v, b)| b - v);
@@ -116,6 +121,7 @@ impl Triggers {
                     name: "availability_drop",
                     moved,
                     limit: self.config.availability_drop,
+                    at,
                 },
                 what,
             ));
@@ -137,6 +143,7 @@ impl Triggers {
                     name: "health_degradation",
                     moved,
                     limit: self.config.health_degradation,
+                    at: set.health.iter().filter_map(|h| h.last_probe).max(),
                 },
                 what,
             ));
@@ -165,7 +172,7 @@ impl Triggers {
                             ),
                             None => format!("guard unavailable: {}: {what}", d.name),
                         },
-                        observed: now,
+                        observed: d.at.unwrap_or(now),
                     });
                 }
                 GuardState {
@@ -176,6 +183,7 @@ impl Triggers {
                     value: d.moved,
                     ok,
                     detail: what,
+                    at: d.at,
                 }
             })
             .collect();

@@ -1,6 +1,7 @@
 //! Notifications and rollback strategies: what the daemon tells people and other systems when
-//! an experiment starts, crosses a budget alert, is rolled back, exhausts its budget, is
-//! emergency-stopped, and ends; and the extra rollback steps after the kernel is disarmed.
+//! an experiment starts, crosses a budget alert, has a guard that alerts instead of rolling
+//! back, is rolled back, exhausts its budget, is emergency-stopped, and ends; and the extra
+//! rollback steps after the kernel is disarmed.
 //!
 //! * [`Notifier::notify`] never blocks and does no I/O on the caller's thread: it `try_send`s
 //!   into a bounded queue (a full queue drops the notice and counts it). Delivery runs on a
@@ -48,6 +49,10 @@ pub enum NoticeKind {
     Started,
     /// Spend crossed `budget.alert_threshold` of a budget.
     BudgetAlert,
+    /// A guard is red and alerts instead of rolling back: a warning SLO, a critical SLO while
+    /// `rollback_triggers.slo_violation` is false, any guard while `rollback.automatic` is
+    /// false. Once per guard per experiment.
+    GuardAlert,
     /// A guard fired and the experiment was rolled back.
     RolledBack,
     /// A budget was spent and the experiment stopped.
@@ -60,9 +65,10 @@ pub enum NoticeKind {
 
 impl NoticeKind {
     /// Every kind, in lifecycle order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Started,
         Self::BudgetAlert,
+        Self::GuardAlert,
         Self::RolledBack,
         Self::BudgetExhausted,
         Self::EmergencyStop,
@@ -74,6 +80,7 @@ impl NoticeKind {
         match self {
             Self::Started => "started",
             Self::BudgetAlert => "budget_alert",
+            Self::GuardAlert => "guard_alert",
             Self::RolledBack => "rolled_back",
             Self::BudgetExhausted => "budget_exhausted",
             Self::EmergencyStop => "emergency_stop",
@@ -86,6 +93,7 @@ impl NoticeKind {
         match self {
             Self::Started => "Experiment started",
             Self::BudgetAlert => "Budget alert",
+            Self::GuardAlert => "Guard alert",
             Self::RolledBack => "Rolled back",
             Self::BudgetExhausted => "Budget exhausted",
             Self::EmergencyStop => "Emergency stop",
@@ -98,6 +106,7 @@ impl NoticeKind {
         match self {
             Self::Started => "ChaosExperimentStarted",
             Self::BudgetAlert => "ChaosExperimentBudgetAlert",
+            Self::GuardAlert => "ChaosExperimentGuardAlert",
             Self::RolledBack => "ChaosExperimentRolledBack",
             Self::BudgetExhausted => "ChaosExperimentBudgetExhausted",
             Self::EmergencyStop => "ChaosExperimentEmergencyStop",
@@ -109,7 +118,7 @@ impl NoticeKind {
     pub fn severity(self) -> &'static str {
         match self {
             Self::Started | Self::Ended => "info",
-            Self::BudgetAlert => "warning",
+            Self::BudgetAlert | Self::GuardAlert => "warning",
             Self::RolledBack | Self::BudgetExhausted | Self::EmergencyStop => "critical",
         }
     }
@@ -118,6 +127,7 @@ impl NoticeKind {
         match self {
             Self::Started => ":test_tube:",
             Self::BudgetAlert => ":money_with_wings:",
+            Self::GuardAlert => ":warning:",
             Self::RolledBack => ":rewind:",
             Self::BudgetExhausted => ":no_entry:",
             Self::EmergencyStop => ":rotating_light:",

@@ -2,7 +2,8 @@
 //! fetched) with what the Markdown report shows and the charts of [`super::charts`].
 //!
 //! Stable hooks for tools and tests: `#summary` (table), `#outcome` with `#reason`,
-//! `#violation`, `#disarm-time` and `#impact-score`; `#budget` (table, rows
+//! `#violation`, `#observation-to-disarm`, `#disarm-time` (decision to disarm) and
+//! `#impact-score`; `#budget` (table, rows
 //! `.budget-experiment` and `.budget-daily`); `#timeline` (`li.event.event-<kind>`);
 //! `#chart-faults` (a figure holding the SVG); `#guards` (table, one `tr.guard-row` per guard,
 //! `.violated` when it had red samples) and one `figure.guard-chart` per guard (`#guard-chart-N`
@@ -10,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, ReportError, charts, disarm_ms, num, percent};
+use super::{Report, ReportError, charts, num, percent, us_as_ms};
 
 /// The post-mortem of one experiment as a self-contained HTML page.
 pub fn html<'a>(report: impl Into<Report<'a>>) -> Result<String, ReportError> {
@@ -81,11 +82,19 @@ fn outcome(s: &mut String, report: &Report) {
             esc(&x.objective),
             report.offset_s(x.observed_ms)
         );
+        if let Some(us) = x.observation_to_disarm_us {
+            let _ = writeln!(
+                s,
+                "<p id=\"observation-to-disarm\">Observation to disarm: <b>{}</b> from the \
+                 violating observation to the kernel disarm.</p>",
+                us_as_ms(us)
+            );
+        }
         let _ = writeln!(
             s,
-            "<p id=\"disarm-time\">Decision to disarm: <b>{}</b> from the violating observation \
-             to the kernel disarm.</p>",
-            disarm_ms(x.disarm_us)
+            "<p id=\"disarm-time\">Decision to disarm: <b>{}</b> from the guard evaluation that \
+             saw the violation to the kernel disarm.</p>",
+            us_as_ms(x.decision_to_disarm_us)
         );
     }
     if let Some(score) = v.impact_score {
@@ -224,7 +233,7 @@ code { font-size: 0.95em; }
 .state { font-size: 0.7em; padding: 0.15em 0.5em; border-radius: 0.3em; background: #e4e4e4; }
 .state-completed { background: #d6f0dc; } .state-rolled_back, .state-failed { background: #f7d4d4; }
 .state-stopped, .state-emergency_stopped, .state-aborted { background: #f7e6c8; }
-#violation, #disarm-time { color: #a01818; }
+#violation, #observation-to-disarm, #disarm-time { color: #a01818; }
 .bar { display: inline-block; width: 8em; height: 0.7em; background: #eee; vertical-align: middle; }
 .bar span { display: block; height: 100%; background: #5b8bd0; }
 #timeline { padding-left: 1.2em; } #timeline time { color: #666; font-family: monospace; }
@@ -286,7 +295,12 @@ mod tests {
         }
         assert_eq!(page.matches("<tr class=\"guard-row").count(), 3);
         assert_eq!(page.matches("<tr class=\"guard-row violated\">").count(), 2);
-        assert!(page.contains("Decision to disarm: <b>0.412 ms</b>"));
+        assert!(page.contains(
+            "<p id=\"observation-to-disarm\">Observation to disarm: <b>100.412 ms</b> from the \
+             violating observation to the kernel disarm.</p>\n<p id=\"disarm-time\">Decision to \
+             disarm: <b>0.412 ms</b> from the guard evaluation that saw the violation to the \
+             kernel disarm.</p>"
+        ));
         assert!(page.contains("<b id=\"impact-score\">0.62</b>"));
         assert!(page.contains("<tr class=\"budget-daily\"><td>daily (UTC)</td><td>3.5000</td>"));
         assert!(page.contains("<li class=\"event event-budget_alert\"><time>+4.000 s</time>"));

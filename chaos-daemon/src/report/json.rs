@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! {
-//!   "format": "chaos-report/1",
+//!   "format": "chaos-report/2",
 //!   "experiment": { "id", "name", "type", "target", "state", "reason",
 //!                   "started_unix_ms", "ended_unix_ms" (0 while running),
 //!                   "duration_s" (null while running) },
@@ -18,21 +18,26 @@
 //!                 "violations", "unavailable",
 //!                 "samples": [ { "at_unix_ms", "offset_s", "value" | null, "ok" } ] } ],
 //!   "verdict": { "violation": { "guard", "value" | null, "objective", "observed_unix_ms",
-//!                               "observed_offset_s", "disarm_us" } | null,
+//!                               "observed_offset_s",
+//!                               "observation_to_disarm_us" | null,
+//!                               "decision_to_disarm_us" } | null,
 //!                "impact_score": number | null }
 //! }
 //! ```
 //!
 //! `offset_s` is seconds since the experiment started (negative for baseline samples taken
-//! before it); money is in the config's currency unit; `disarm_us` is microseconds from the
-//! violating observation to the kernel disarm.
+//! before it); money is in the config's currency unit; `observation_to_disarm_us` is
+//! microseconds from the violating observation (its sample or probe) to the kernel disarm
+//! (null in records made before it was kept), `decision_to_disarm_us` from the guard
+//! evaluation that saw it; `impact_score` is the run's peak. Format 2 replaced format 1's
+//! `disarm_us` (the decision-to-disarm time under the other one's description) with the two.
 
 use serde::Serialize;
 
 use super::{GuardSeries, Report, ReportError};
 
 /// The layout of this JSON report.
-pub const FORMAT: &str = "chaos-report/1";
+pub const FORMAT: &str = "chaos-report/2";
 
 /// The post-mortem of one experiment as pretty-printed JSON (layout in the module doc).
 pub fn json<'a>(report: impl Into<Report<'a>>) -> Result<String, ReportError> {
@@ -140,7 +145,8 @@ struct Violation<'a> {
     objective: &'a str,
     observed_unix_ms: u64,
     observed_offset_s: f64,
-    disarm_us: u64,
+    observation_to_disarm_us: Option<u64>,
+    decision_to_disarm_us: u64,
 }
 
 impl<'a> Doc<'a> {
@@ -214,7 +220,8 @@ impl<'a> Doc<'a> {
                     objective: &v.objective,
                     observed_unix_ms: v.observed_ms,
                     observed_offset_s: report.offset_s(v.observed_ms),
-                    disarm_us: v.disarm_us,
+                    observation_to_disarm_us: v.observation_to_disarm_us,
+                    decision_to_disarm_us: v.decision_to_disarm_us,
                 }),
                 impact_score: report.verdict.impact_score,
             },
@@ -282,7 +289,7 @@ mod tests {
                 "violation": {
                     "guard": "error_rate", "value": 0.08, "objective": "<= 0.01",
                     "observed_unix_ms": fixture::STARTED_MS + 6000, "observed_offset_s": 6.0,
-                    "disarm_us": 412
+                    "observation_to_disarm_us": 100_412, "decision_to_disarm_us": 412
                 },
                 "impact_score": 0.62
             })

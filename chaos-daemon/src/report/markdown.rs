@@ -1,10 +1,11 @@
-//! The Markdown report: summary, outcome (rollback reason, decision-to-disarm time, impact
-//! score), spend against both budgets, timeline, guard table and a text chart of faults per
-//! second. Plain text a terminal shows as it is; table cells escape `|` and line breaks.
+//! The Markdown report: summary, outcome (rollback reason, observation-to-disarm and
+//! decision-to-disarm times, impact score), spend against both budgets, timeline, guard table
+//! and a text chart of faults per second. Plain text a terminal shows as it is; table cells
+//! escape `|` and line breaks.
 
 use std::fmt::Write as _;
 
-use super::{Report, disarm_ms, num, percent};
+use super::{Report, num, percent, us_as_ms};
 use crate::store::SnapshotRow;
 
 /// The post-mortem of one experiment as Markdown.
@@ -70,10 +71,19 @@ fn outcome(s: &mut String, report: &Report) {
             line(&x.objective),
             report.offset_s(x.observed_ms)
         );
+        if let Some(us) = x.observation_to_disarm_us {
+            let _ = writeln!(
+                s,
+                "- Observation to disarm: {} from the violating observation to the kernel \
+                 disarm.",
+                us_as_ms(us)
+            );
+        }
         let _ = writeln!(
             s,
-            "- Decision to disarm: {} from the violating observation to the kernel disarm.",
-            disarm_ms(x.disarm_us)
+            "- Decision to disarm: {} from the guard evaluation that saw the violation to the \
+             kernel disarm.",
+            us_as_ms(x.decision_to_disarm_us)
         );
     }
     if let Some(score) = v.impact_score {
@@ -193,7 +203,11 @@ mod tests {
         assert!(md.contains(
             "- Rolled back by guard **error_rate**: 0.0800 against objective `<= 0.01`, observed at +6.000 s."
         ));
-        assert!(md.contains("- Decision to disarm: 0.412 ms from the violating observation"));
+        assert!(md.contains(
+            "- Observation to disarm: 100.412 ms from the violating observation to the kernel \
+             disarm.\n- Decision to disarm: 0.412 ms from the guard evaluation that saw the \
+             violation to the kernel disarm.\n"
+        ));
         assert!(md.contains("- Impact score: 0.62 "));
         assert!(md.contains(&format!("| reason | {} |", fixture::REASON)));
     }

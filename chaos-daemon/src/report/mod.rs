@@ -19,7 +19,8 @@ pub use html::html;
 pub use json::{FORMAT as JSON_FORMAT, json};
 pub use markdown::{chart, markdown};
 
-use crate::experiment::ReportData;
+use crate::experiment::{IMPACT_SCORE, ReportData};
+use crate::guard::GuardKind;
 use crate::store::{EventRow, ExperimentRow, SnapshotRow};
 
 /// The timeline kind of an intensity step; its message says the new intensity.
@@ -73,7 +74,7 @@ pub struct Verdict {
     pub baseline: Vec<(String, f64)>,
     /// What rolled the experiment back, if a guard did.
     pub violation: Option<Violation>,
-    /// The last (or peak) impact score, in [0, 1].
+    /// The peak impact score of the run, in [0, 1] (whichever guards applied).
     pub impact_score: Option<f64>,
     /// (spent today, `max_daily_cost`), when a daily budget is configured.
     pub daily_budget: Option<(f64, f64)>,
@@ -88,8 +89,12 @@ pub struct Violation {
     pub objective: String,
     /// Unix time of the violating observation, in milliseconds.
     pub observed_ms: u64,
+    /// Microseconds from the violating observation (a sample, a probe) to the kernel disarm:
+    /// the scrape and query wait, the evaluation and the disarm. `None` in records made
+    /// before it was kept.
+    pub observation_to_disarm_us: Option<u64>,
     /// Microseconds from the guard evaluation that saw the violation to the kernel disarm.
-    pub disarm_us: u64,
+    pub decision_to_disarm_us: u64,
 }
 
 /// Everything one report shows: the renderers' input.
@@ -212,7 +217,7 @@ fn percent(part: f64, whole: f64) -> String {
 }
 
 /// Microseconds as milliseconds, e.g. `0.412 ms`.
-fn disarm_ms(us: u64) -> String {
+fn us_as_ms(us: u64) -> String {
     format!("{:.3} ms", us as f64 / 1000.0)
 }
 
@@ -255,6 +260,64 @@ mod tests {
         assert_eq!(f.report().baseline("latency_p95"), None);
         assert_eq!(f.report().duration_s(), Some(6.5));
     }
+
+    #[test]
+    fn the_impact_score_is_every_evaluations_peak_and_the_rollback_has_both_disarm_times() {
+        use crate::store::{GuardSampleRow, RollbackRow};
+        let f = fixture::Fixture::new();
+        let sample = |guard: &str, kind: &str, value: f64| GuardSampleRow {
+            at_ms: f.row.started_ms + 100,
+            guard: guard.into(),
+            kind: kind.into(),
+            objective: String::new(),
+            threshold: 0.0,
+            value: Some(value),
+            ok: true,
+        };
+        let rollback = |observation_us| RollbackRow {
+            guard: "error_rate".into(),
+            value: Some(0.2),
+            objective: "<= 0.01".into(),
+            observed_ms: f.row.started_ms + 100,
+            disarm_us: 40,
+            observation_us,
+        };
+        // No impact guard applied (`--guard error_rate`): the score still has its samples.
+        let mut data = ReportData {
+            row: f.row.clone(),
+            events: Vec::new(),
+            snapshots: Vec::new(),
+            guards: vec![
+                sample("error_rate", "critical_slo", 0.2),
+                sample("impact score", IMPACT_SCORE, 0.3),
+                sample("impact score", IMPACT_SCORE, 1.0),
+                sample("impact score", IMPACT_SCORE, 0.1),
+            ],
+            rollback: Some(rollback(150_040)),
+            daily_budget: (1.0, 2.0),
+        };
+        let (series, verdict) = guard_inputs(&data);
+        let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["error_rate"], "the score is no guard");
+        assert_eq!(verdict.impact_score, Some(1.0));
+        let v = verdict.violation.as_ref().unwrap();
+        assert_eq!(
+            (v.observation_to_disarm_us, v.decision_to_disarm_us),
+            (Some(150_040), 40)
+        );
+        assert!(markdown(Report::new(&data, &series, &verdict)).contains("- Impact score: 1.00 "));
+        // A record from before the observation's time was kept: only the decision's is shown.
+        data.rollback = Some(rollback(0));
+        let (series, verdict) = guard_inputs(&data);
+        assert_eq!(
+            verdict.violation.as_ref().unwrap().observation_to_disarm_us,
+            None
+        );
+        let md = markdown(Report::new(&data, &series, &verdict));
+        assert!(
+            !md.contains("Observation to disarm") && md.contains("- Decision to disarm: 0.040 ms")
+        );
+    }
 }
 
 /// The guards' series and the verdict of a stored report: samples grouped by guard (in the
@@ -263,11 +326,22 @@ mod tests {
 pub fn guard_inputs(data: &ReportData) -> (Vec<GuardSeries>, Verdict) {
     let mut series: Vec<GuardSeries> = Vec::new();
     let mut baseline = Vec::new();
+    let mut impact_score: Option<f64> = None;
     for row in &data.guards {
         if row.kind == crate::experiment::BASELINE {
             if let Some(v) = row.value {
                 baseline.push((row.guard.clone(), v));
             }
+            continue;
+        }
+        // The score of every evaluation; the impact guard's own samples carry it too (the only
+        // record of it before the score was kept whichever guards applied).
+        if (row.kind == IMPACT_SCORE || row.kind == GuardKind::Impact.as_str())
+            && let Some(v) = row.value
+        {
+            impact_score = Some(impact_score.map_or(v, |m| m.max(v)));
+        }
+        if row.kind == IMPACT_SCORE {
             continue;
         }
         let sample = GuardSample {
@@ -286,17 +360,13 @@ pub fn guard_inputs(data: &ReportData) -> (Vec<GuardSeries>, Verdict) {
             }),
         }
     }
-    let impact_score = series
-        .iter()
-        .filter(|s| s.kind == "impact")
-        .flat_map(|s| s.samples.iter().filter_map(|x| x.value))
-        .reduce(f64::max);
     let violation = data.rollback.as_ref().map(|r| Violation {
         guard: r.guard.clone(),
         value: r.value,
         objective: r.objective.clone(),
         observed_ms: r.observed_ms,
-        disarm_us: r.disarm_us,
+        observation_to_disarm_us: (r.observation_us > 0).then_some(r.observation_us),
+        decision_to_disarm_us: r.disarm_us,
     });
     let verdict = Verdict {
         baseline,

@@ -6,7 +6,8 @@
 //! only that experiment's next evaluation (never by more than its timeout, after which the
 //! guard is unavailable and rolls back), never another experiment's guards, the reaper or an
 //! emergency stop. A rollback disarms on the watcher's task through the switchboard
-//! ([`Manager::rollback`]); releasing, recording and the strategies come after.
+//! ([`Manager::rollback`]); recording, releasing, the strategies and the notifications come
+//! after, in that order.
 //!
 //! * `preflight` — the ordered pre-flight checks.
 
@@ -23,7 +24,7 @@ use chaos_api::{
 };
 use futures_util::future::join_all;
 
-pub use self::preflight::{BUDGET_CHECK, Check};
+pub use self::preflight::{BUDGET_CHECK, Check, Preflight, Refusal};
 use crate::{
     experiment::{FaultEngine, Manager},
     guard::{GuardSet, Sample, SloRole},
@@ -98,6 +99,7 @@ impl Safety {
             health.min_success_rate,
             health.min_availability,
         );
+        set.slo_rollback = safety.rollback_triggers.slo_violation;
         if own.applies(IMPACT_GUARD) && !set.is_empty() {
             set.impact = Some(self.config.impact_threshold(experiment.kind()));
         }
@@ -179,9 +181,10 @@ impl Safety {
     }
 
     /// Watches experiment `id` with `set` every `interval` until it ends: records each
-    /// evaluation, alerts on warning SLOs, rolls it back on the first violation (or only
-    /// alerts, when `rollback.automatic` is false), and moves it along its `ramp` (steps after
-    /// the first, each held `hold`): a step starts only while every guard is green.
+    /// evaluation, alerts (once per guard) on warning SLOs and on critical SLOs whose breaches
+    /// only alert, rolls it back on the first violation (or only alerts, when
+    /// `rollback.automatic` is false), and moves it along its `ramp` (steps after the first,
+    /// each held `hold`): a step starts only while every guard is green.
     pub fn watch<E: FaultEngine>(
         self: &Arc<Self>,
         manager: Arc<Manager<E>>,
@@ -212,6 +215,8 @@ impl Safety {
                     if let Some(violation) = &evaluation.violation
                         && safety.config.rollback.automatic
                     {
+                        // Recording, releasing, the strategies and the notifications follow
+                        // on the recorder, in that order.
                         let rolled = manager.rollback(&id, violation, evaluated);
                         manager.observe_guards(&id, &evaluation, evaluated);
                         if let Some(rolled) = rolled {
@@ -219,35 +224,31 @@ impl Safety {
                                 experiment_id = %id,
                                 reason = %violation.reason,
                                 decision_to_disarm_us = rolled.decision_to_disarm.as_micros() as u64,
+                                observation_to_disarm_us = rolled.observation_to_disarm.as_micros() as u64,
                                 "rolled back"
                             );
-                            // Disarmed: the strategies follow, off the runtime.
-                            let (manager, id) = (manager.clone(), id.clone());
-                            let reason = violation.reason.clone();
-                            tokio::task::spawn_blocking(move || {
-                                manager.run_strategies(&id, &rolled, &reason);
-                            });
                         }
                         return;
                     }
                     manager.observe_guards(&id, &evaluation, evaluated);
-                    for warning in &evaluation.warnings {
-                        let guard = warning.split(':').next().unwrap_or_default().to_owned();
-                        if !alerted.contains(&guard) {
-                            manager.event(&id, "slo_warning", warning.clone());
-                            alerted.push(guard);
+                    let alerts = evaluation.alerts.iter().map(|a| {
+                        let kind = if a.critical {
+                            "guard_alert"
+                        } else {
+                            "slo_warning"
+                        };
+                        (kind, &a.guard, a.message.clone())
+                    });
+                    // rollback.automatic is false: the violation alerts too.
+                    let unrolled = evaluation.violation.iter().map(|v| {
+                        let message = format!("{} (rollback.automatic is false)", v.reason);
+                        ("guard_alert", &v.guard, message)
+                    });
+                    for (kind, guard, message) in alerts.chain(unrolled) {
+                        if !alerted.contains(guard) {
+                            manager.guard_alert(&id, kind, guard, message);
+                            alerted.push(guard.clone());
                         }
-                    }
-                    // rollback.automatic is false: alert, once per guard.
-                    if let Some(violation) = &evaluation.violation
-                        && !alerted.contains(&violation.guard)
-                    {
-                        manager.event(
-                            &id,
-                            "guard_alert",
-                            format!("{} (rollback.automatic is false)", violation.reason),
-                        );
-                        alerted.push(violation.guard.clone());
                     }
                     evaluation.all_green()
                 };

@@ -122,10 +122,14 @@ impl Receiver {
             .insert(path.to_owned(), status);
     }
 
+    /// Every request so far, in arrival order.
+    pub fn all(&self) -> Vec<Recorded> {
+        self.log.lock().expect("log").clone()
+    }
+
     /// The requests to `path` so far, in arrival order.
     pub fn requests(&self, path: &str) -> Vec<Recorded> {
-        let log = self.log.lock().expect("log");
-        log.iter().filter(|r| r.path == path).cloned().collect()
+        self.all().into_iter().filter(|r| r.path == path).collect()
     }
 }
 

@@ -1,7 +1,8 @@
 //! Shared helpers of the kernel tests: the kernel gate, RAII cgroups, workloads run as real
 //! processes, loopback sinks and the statistics of the assertions; a real daemon driven by
 //! chaos-ctl in [`daemon`], kubelet's pod layout and frozen processes in [`pods`], the HTTP
-//! workload with its dependency and load in [`http`], a real Prometheus in [`prometheus`].
+//! workload with its dependency and load in [`http`], a real Prometheus in [`prometheus`], a
+//! daemon's `/metrics` read in [`metrics`].
 #![allow(
     dead_code,
     reason = "each test binary uses a different subset of the helpers"
@@ -28,6 +29,7 @@ mod sockopt;
 
 mod daemon;
 pub mod http;
+pub mod metrics;
 pub mod nginx;
 pub mod pki;
 pub mod pods;
@@ -271,7 +273,7 @@ impl Tally {
     pub fn p50(&self) -> Duration {
         Duration::from_nanos(self.get("p50_ns"))
     }
-    fn parse(line: &str) -> Self {
+    pub fn parse(line: &str) -> Self {
         let counts = line
             .split_whitespace()
             .filter_map(|kv| kv.split_once('='))
