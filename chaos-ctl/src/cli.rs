@@ -103,6 +103,22 @@ pub enum Command {
     },
     /// What the daemon's kernel can inject.
     Capabilities,
+    /// Write the mutual TLS material of a deployment: a CA, the daemons' certificate and one
+    /// client certificate per role (operator, observer); offline, no daemon needed.
+    Certs(CertsArgs),
+}
+
+#[derive(Args)]
+pub struct CertsArgs {
+    /// The directory to write into (created if missing); existing files are never overwritten.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// An extra DNS name (or IP address) of the daemons' certificate (repeat for more).
+    #[arg(long, value_name = "NAME")]
+    pub daemon_dns: Vec<String>,
+    /// How many days the certificates are valid.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,13 +4,15 @@
 //! This file turns the command line into an [`Action`] (building and validating an experiment
 //! before any connection) and sends it to one daemon or to all of them. The parts: `cli` (the
 //! clap types), `spec` (flags and files -> the experiment model, offline validation),
-//! `commands` (one daemon), `fanout` (`--daemons FILE`), `exit` (messages and exit codes), and
-//! the library's `client` (connecting) and `render` (output).
+//! `commands` (one daemon), `fanout` (`--daemons FILE`), `exit` (messages and exit codes),
+//! `certs` (the TLS material of a deployment), and the library's `client` (connecting) and
+//! `render` (output).
 //!
 //! Exit codes: 0 ok; 1 failure (daemon unreachable, internal error); 2 usage error or invalid
 //! experiment; 3 refused (emergency stop latched, protected or missing target, permission,
 //! budget, no slot).
 
+mod certs;
 mod cli;
 mod commands;
 mod exit;
@@ -90,6 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Capabilities => Action::Capabilities,
+        Command::Certs(args) => return certs::write(&args, json),
     };
     let tls = TlsFiles {
         ca: cli.ca,

@@ -196,13 +196,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(listener) => {
             println!("metrics on http://{}/metrics", listener.local_addr()?);
             let manager = manager.clone();
-            let app = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let manager = manager.clone();
-                    async move { manager.metrics.render() }
-                }),
-            );
+            // /healthz (the DaemonSet's probes) answers once the journal is undone and every
+            // listener is bound: this server starts after both.
+            let app = axum::Router::new()
+                .route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let manager = manager.clone();
+                        async move { manager.metrics.render() }
+                    }),
+                )
+                .route("/healthz", axum::routing::get(|| async { "ok\n" }));
             Some(tokio::spawn(
                 async move { axum::serve(listener, app).await },
             ))

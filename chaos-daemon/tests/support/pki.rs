@@ -1,7 +1,7 @@
 //! Test certificates: a CA that issues the daemon's and clients' certificates (rcgen), and a
 //! daemon serving mutual TLS with them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -87,8 +87,14 @@ pub enum Usage {
 /// `certs` (`server.pem`, `server.key`, the client CA `ca.pem`); returns it with its https
 /// address.
 pub fn tls_daemon(dir: &Path, certs: &Path, extra: &[&str]) -> (Daemon, String) {
-    let file = |name: &str| certs.join(name).display().to_string();
-    let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
+    let file = |name: &str| certs.join(name);
+    let files = [file("server.pem"), file("server.key"), file("ca.pem")];
+    tls_daemon_with(dir, &files, extra)
+}
+
+/// [`tls_daemon`] with the files `[certificate, key, client CA]`.
+pub fn tls_daemon_with(dir: &Path, files: &[PathBuf; 3], extra: &[&str]) -> (Daemon, String) {
+    let [cert, key, ca] = files.each_ref().map(|f| f.display().to_string());
     let tls = [
         "--tcp",
         "127.0.0.1:0",
