@@ -7,9 +7,11 @@
 //!   rolling an experiment back against a real Prometheus, a report; cleanup.
 //! * `bench` — engine benchmarks, printed with ratios to a baseline measured in the same run.
 //! * `vm-test` — the `vm_*` kernel tests inside QEMU on Debian kernels (BPF LSM, fq).
+//! * `image` — the OCI image `FROM scratch` with static chaos-daemon and chaos-ctl (buildah).
 
 mod apt;
 mod demo;
+mod image;
 mod setup;
 mod vm;
 
@@ -43,6 +45,8 @@ enum Cmd {
     Bench,
     /// Run the VM tier (root): the vm_* tests in QEMU on Debian 6.1 and 6.12 kernels.
     VmTest(vm::Args),
+    /// Build the OCI image (buildah): static (musl) chaos-daemon and chaos-ctl FROM scratch.
+    Image(image::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,11 +84,16 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             vm::run(args)
         }
+        Cmd::Image(args) => {
+            setup::run()?;
+            image::run(args)
+        }
     }
 }
 
-/// Debian packages the tests run for real: Prometheus (the guards), Alertmanager (the
-/// notifications), Chromium (the HTML report).
+/// Debian packages the tests run for real: Prometheus and promtool (the guards, the alert
+/// rules), Alertmanager (the notifications), Chromium (the HTML report), podman, buildah and
+/// runc (the daemon's image in a real container), kubectl (kustomize builds deploy/).
 const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "prometheus-alertmanager",
@@ -93,6 +102,11 @@ const TEST_PACKAGES: &[&str] = &[
     "nginx",
     "curl",
     "ethtool",
+    "podman",
+    "buildah",
+    "runc",
+    "busybox-static",
+    "kubectl",
 ];
 
 fn test() -> anyhow::Result<()> {

@@ -18,7 +18,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use kernel::{Kernel, KernelSpec};
 
-const TARGET: &str = "x86_64-unknown-linux-musl";
+/// The static target of the VM tier's binaries and of the image (`cargo xtask image`).
+pub const TARGET: &str = "x86_64-unknown-linux-musl";
 
 /// The kernels, by `--kernel` label.
 const KERNELS: &[KernelSpec] = &[
@@ -259,7 +260,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask is inside the workspace")
@@ -311,8 +312,28 @@ fn build(bench: bool) -> anyhow::Result<(Executables, Executables)> {
     Ok((bins, tests))
 }
 
-/// Runs `cargo ARGS --message-format=json` and returns each executable as (kind, name, path).
-fn cargo_json(args: &[&str]) -> anyhow::Result<Vec<(String, String, PathBuf)>> {
+/// The environment variables (and prefixes) cargo sets for the crate it runs or tests.
+const CRATE_VARIABLES: &[&str] = &[
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
+/// Installs what a static build for [`TARGET`] needs: musl's gcc wrapper (for the C in ring and
+/// SQLite) and the Rust target. `who` names the command in apt's message.
+pub fn ensure_musl(who: &str) -> anyhow::Result<()> {
+    crate::apt::ensure(who, &["musl-tools"])?;
+    crate::apt::run(Command::new("rustup").args(["target", "add", TARGET]))
+}
+
+/// Runs `cargo ARGS --message-format=json` (a build for [`TARGET`] compiles its C with musl-gcc)
+/// and returns each executable as (kind, name, path).
+pub fn cargo_json(args: &[&str]) -> anyhow::Result<Vec<(String, String, PathBuf)>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.args(args)
@@ -320,17 +341,27 @@ fn cargo_json(args: &[&str]) -> anyhow::Result<Vec<(String, String, PathBuf)>> {
         .current_dir(workspace_root())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    // What cargo sets for the crate it runs (xtask, and the test that runs `cargo xtask image`)
+    // is no setting of this build: ring's build script watches OUT_DIR and CARGO_MANIFEST_DIR,
+    // so passing them on would rebuild ring and all above it whenever the caller changes.
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if CRATE_VARIABLES.iter().any(|v| name.starts_with(v)) {
+            cmd.env_remove(&key);
+        }
+    }
     // ring and rusqlite's bundled SQLite are C: compile them with musl's gcc wrapper.
     if std::env::var_os("CC_x86_64_unknown_linux_musl").is_none() {
         cmd.env("CC_x86_64_unknown_linux_musl", "musl-gcc");
     }
     let out = cmd.output().with_context(|| format!("{cargo} {args:?}"))?;
-    if !out.status.success() {
-        bail!("cargo {} failed ({})", args.join(" "), out.status);
-    }
     let mut exes = Vec::new();
     for line in out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let msg: serde_json::Value = serde_json::from_slice(line).context("cargo JSON message")?;
+        // The compiler's errors and warnings come as JSON too: shown as cargo shows them.
+        if let Some(rendered) = msg["message"]["rendered"].as_str() {
+            eprint!("{rendered}");
+        }
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
@@ -342,6 +373,9 @@ fn cargo_json(args: &[&str]) -> anyhow::Result<Vec<(String, String, PathBuf)>> {
             continue;
         };
         exes.push((kind.to_string(), name.to_string(), PathBuf::from(exe)));
+    }
+    if !out.status.success() {
+        bail!("cargo {} failed ({})", args.join(" "), out.status);
     }
     Ok(exes)
 }

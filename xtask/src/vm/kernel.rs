@@ -13,11 +13,11 @@ use anyhow::{Context as _, bail};
 
 use crate::apt::{self, run};
 
-/// Debian packages the VM tier runs on the host (QEMU, the initramfs tools, musl, modinfo).
+/// Debian packages the VM tier runs on the host (QEMU, the initramfs tools, modinfo); musl's
+/// come with [`super::ensure_musl`].
 const PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
-    "musl-tools",
     "iproute2",
     "iputils-ping",
     "kmod",
@@ -69,7 +69,7 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
 /// Installs the missing Debian packages and the musl target.
 pub fn install_tools() -> anyhow::Result<()> {
     apt::ensure("vm-test", PACKAGES)?;
-    run(Command::new("rustup").args(["target", "add", "x86_64-unknown-linux-musl"]))
+    super::ensure_musl("vm-test")
 }
 
 /// Adds the bookworm-backports suite to apt (and updates) unless it is there already.
