@@ -202,9 +202,11 @@ impl<E: FaultEngine> Manager<E> {
         }
     }
 
-    /// Records the baseline of `id`: each guard's value before arming (kind `baseline`).
-    pub fn record_baseline(&self, id: &str, values: &[(String, f64)]) {
-        let at_ms = self.clock.now_ms();
+    /// Records the baseline of `id`: each guard's value before arming (kind `baseline`), at
+    /// the time its window ended, `ago` before now (the experiment has an id only once armed).
+    pub fn record_baseline(&self, id: &str, values: &[(String, f64)], ago: Duration) {
+        let ago_ms = u64::try_from(ago.as_millis()).unwrap_or(u64::MAX);
+        let at_ms = self.clock.now_ms().saturating_sub(ago_ms);
         let rows = values
             .iter()
             .map(|(name, value)| GuardSampleRow {
@@ -225,7 +227,12 @@ impl<E: FaultEngine> Manager<E> {
             .iter()
             .map(|(n, v)| format!("{n} = {v:.4}"))
             .collect();
-        self.event(id, "baseline", format!("baseline: {}", text.join(", ")));
+        self.send(Job::Event {
+            id: id.to_owned(),
+            at_ms,
+            kind: "baseline".to_owned(),
+            message: format!("baseline: {}", text.join(", ")),
+        });
     }
 
     /// Records the first ramp step of `id` (armed by its start).

@@ -60,11 +60,13 @@ impl<E: FaultEngine> Manager<E> {
             .with_armed(|a| self.engine.counters(a).ok())
             .flatten()
             .unwrap_or_default();
-        // Ended but not yet recorded: shown with how it ended.
-        let (state, reason) = run
+        // Ended but not yet recorded: shown with how and when it ended.
+        let (state, reason, ended_ms) = run
             .ending()
-            .map_or((State::Running, String::new()), |e| (e.state, e.reason));
-        let mut row = self.row(&run, state, reason, 0);
+            .map_or((State::Running, String::new(), 0), |e| {
+                (e.state, e.reason, e.at_ms)
+            });
+        let mut row = self.row(&run, state, reason, ended_ms);
         (row.seen, row.matched, row.injected, row.capped) = (
             counters.seen,
             counters.matched,

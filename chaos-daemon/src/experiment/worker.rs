@@ -178,8 +178,9 @@ impl<E: FaultEngine> Manager<E> {
             ),
             None => (Default::default(), ending.state, ending.reason.clone()),
         };
-        let ended_ms = self.clock.now_ms();
-        let elapsed = Duration::from_millis(ending.at_ms.saturating_sub(run.info.started_ms));
+        // It ended when its faults were disarmed, whatever the release took since.
+        let ended_ms = ending.at_ms;
+        let elapsed = Duration::from_millis(ended_ms.saturating_sub(run.info.started_ms));
         let spent = run
             .info
             .price

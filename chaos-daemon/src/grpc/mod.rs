@@ -251,12 +251,15 @@ impl Service {
         };
         let experiment = planned.admission.experiment.clone();
         let interval = self.safety.interval(&experiment);
+        // When the baseline ended (now, when there is none).
+        let mut measured = Instant::now();
         if !set.is_empty() {
             let window = self.safety.baseline_window(&experiment);
             self.safety
                 .baseline(&mut set, &experiment, window, interval)
                 .await;
-            if let Some(v) = set.evaluate(Instant::now()).violation {
+            measured = Instant::now();
+            if let Some(v) = set.evaluate(measured).violation {
                 return Err(Status::failed_precondition(format!(
                     "baseline: {} (nothing was armed)",
                     v.reason
@@ -287,7 +290,7 @@ impl Service {
                             .health
                             .map(|h| ("health success rate".to_owned(), h)),
                     );
-                    manager.record_baseline(&id, &values);
+                    manager.record_baseline(&id, &values, measured.elapsed());
                 }
                 safety.watch(
                     manager.clone(),

@@ -158,8 +158,9 @@ impl Safety {
         }
     }
 
-    /// Measures the baseline: samples every `interval` for `window` (at least once), then
-    /// arms the rollback triggers against it when they apply.
+    /// Measures the baseline: samples every `interval` across the whole `window`, the last
+    /// sample at its end (once for an empty window), then arms the rollback triggers against it
+    /// when they apply.
     pub async fn baseline(
         &self,
         set: &mut GuardSet,
@@ -170,10 +171,11 @@ impl Safety {
         let until = Instant::now() + window;
         loop {
             self.sample(set).await;
-            if Instant::now() + interval > until {
+            let now = Instant::now();
+            if now >= until {
                 break;
             }
-            tokio::time::sleep(interval).await;
+            tokio::time::sleep(interval.min(until - now)).await;
         }
         if experiment.guards.applies(TRIGGERS_GUARD) {
             set.set_baseline(&self.config.safety_checks.rollback_triggers, Instant::now());
