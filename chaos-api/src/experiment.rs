@@ -70,7 +70,7 @@ pub use latency::{Distribution, MAX_LATENCY, NetworkLatency};
 pub use packet::{CorruptChecksum, PacketCorruption};
 pub use ramp::{MAX_RAMP_STEPS, Ramp, RampSteps};
 pub use syscall::{MAX_PATH_PREFIX_LEN, SyscallCall, SyscallError, normalize_path_prefix};
-pub use target::{Target, TargetKind};
+pub use target::{MAX_TARGETS, Target, TargetKind, target_path};
 
 /// Most networks one filter may list.
 pub const MAX_CIDRS: usize = 8;
@@ -86,8 +86,10 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(60);
 pub struct Experiment {
     /// Human name: 1 to 63 characters `[a-z0-9-]`, starting and ending with a letter or digit.
     pub name: String,
-    /// What the fault applies to.
-    pub target: Target,
+    /// What the fault applies to: one target (`target` in a document) or several (`targets`,
+    /// 1 to [`MAX_TARGETS`], each once), with one slot, one fault cap and one budget across
+    /// all of them.
+    pub targets: Vec<Target>,
     /// The fault type and its settings (the document's `type` and `fault`).
     pub fault: Fault,
     /// How long the fault stays armed: more than 0 (at least 1ms) and at most 24h, whole
@@ -138,7 +140,7 @@ impl Experiment {
     /// Paths are those of the YAML document (`target.pid`, `fault.calls`, ...).
     pub fn validate(&self) -> Result<(), ModelError> {
         check_name(&self.name)?;
-        self.target.validate()?;
+        target::validate_targets(&self.targets)?;
         check_duration_ms(
             "duration",
             self.duration,

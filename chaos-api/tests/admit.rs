@@ -263,7 +263,7 @@ fn repo_config_admits_the_examples_given_a_pod_name() {
         let mut experiment = parse(&text);
         if experiment.kind() == ExperimentType::PodDeletion {
             // The example names its pod; without the name the config refuses it.
-            let named = experiment.target.pod_name.take();
+            let named = experiment.targets[0].pod_name.take();
             assert_eq!(named.as_deref(), Some("shop/frontend-7d9f8-abcde"));
             refused_at(
                 &config,
@@ -271,7 +271,7 @@ fn repo_config_admits_the_examples_given_a_pod_name() {
                 "target.pod_name",
                 &["experiment_types.pod_deletion.parameters.pods"],
             );
-            experiment.target.pod_name = named;
+            experiment.targets[0].pod_name = named;
         }
         if let Err(refusal) = config.admit(&experiment) {
             panic!("{name}: {refusal}");
@@ -470,7 +470,7 @@ fn pod_deletion_pod_name_patterns() {
     );
     let kill = |pod_name: Option<&str>| {
         let mut experiment = experiment(ExperimentType::PodDeletion, "");
-        experiment.target.pod_name = pod_name.map(str::to_owned);
+        experiment.targets[0].pod_name = pod_name.map(str::to_owned);
         experiment
     };
     refused_at(

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chaos_api::error::ModelError;
 use chaos_api::experiment::{
-    ApiError, Direction, EgressDrop, Errno, Experiment, ExperimentType, Fault, PortRange, Protocol,
-    SocketCall, Target, TargetKind,
+    ApiError, Direction, EgressDrop, Errno, Experiment, ExperimentType, Fault, MAX_TARGETS,
+    PortRange, Protocol, SocketCall, Target, TargetKind,
 };
 use chaos_api::proto;
 
@@ -72,6 +72,7 @@ fn packet_loss_example_to_proto() {
     );
     let spec = experiment.to_proto();
     let expected = proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "orders-db-packet-loss".to_owned(),
         target: Some(proto::Target {
             kind: Some(proto::target::Kind::Cgroup(
@@ -105,7 +106,7 @@ fn packet_loss_example_to_proto() {
 fn dependency_failure_example_to_proto() {
     let experiment = parse(DEPENDENCY_FAILURE);
     assert_eq!(
-        experiment.target,
+        experiment.targets[0],
         Target::new(TargetKind::PodUid(
             "8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f".to_owned()
         ))
@@ -141,7 +142,7 @@ fn api_error_injection_example_to_proto() {
     // The runtime prefix is dropped when the file is read: the proto carries the hex digits.
     let id = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899";
     assert_eq!(
-        experiment.target,
+        experiment.targets[0],
         Target::new(TargetKind::ContainerId(id.to_owned()))
     );
     assert_eq!(
@@ -248,7 +249,11 @@ fn missing_target() {
         "",
     );
     let error = assert_rejected_at(&text, "target");
-    assert_eq!(error.to_string(), "target: required field is missing");
+    assert_eq!(
+        error.to_string(),
+        "target: no target is not allowed; expected exactly one of cgroup, pid, container_id, \
+         pod_uid (or a list of them in `targets`)"
+    );
     assert_rejected_at(&minimal_with("name: checkout-db-refused\n", ""), "name");
 }
 
@@ -505,15 +510,15 @@ fn target_pod_name() {
     };
     let experiment = parse(&named("shop/frontend-7d9f8-abcde"));
     assert_eq!(
-        experiment.target,
+        experiment.targets[0],
         Target {
             kind: TargetKind::PodUid("8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f".to_owned()),
             pod_name: Some("shop/frontend-7d9f8-abcde".to_owned()),
         }
     );
-    assert_eq!(experiment.target.pod(), Some("frontend-7d9f8-abcde"));
+    assert_eq!(experiment.targets[0].pod(), Some("frontend-7d9f8-abcde"));
     assert_eq!(
-        experiment.target.to_string(),
+        experiment.targets[0].to_string(),
         "pod 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f (shop/frontend-7d9f8-abcde)"
     );
     assert_eq!(
@@ -542,8 +547,8 @@ fn target_pod_name() {
     }
     assert_rejected_at(&named("[a, b]"), "target.pod_name");
     // No pod name: not given.
-    assert_eq!(parse(MINIMAL).target.pod_name, None);
-    assert_eq!(parse(MINIMAL).target.pod(), None);
+    assert_eq!(parse(MINIMAL).targets[0].pod_name, None);
+    assert_eq!(parse(MINIMAL).targets[0].pod(), None);
 }
 
 #[test]
@@ -558,7 +563,7 @@ fn container_id_runtime_prefix_is_dropped() {
     ] {
         let experiment = parse(&minimal_with(uid, &format!("container_id: {written}")));
         assert_eq!(
-            experiment.target,
+            experiment.targets[0],
             Target::new(TargetKind::ContainerId(hex.to_owned())),
             "{written}"
         );
@@ -643,5 +648,111 @@ fn duration_defaults_to_a_minute() {
     assert_eq!(
         chaos_api::experiment::DEFAULT_DURATION,
         Duration::from_secs(60)
+    );
+}
+
+#[test]
+fn a_list_of_targets_is_one_experiment_over_all_of_them() {
+    let uids = [
+        "8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f",
+        "0b6f1c2d-3e4a-4b5c-8d9e-0f1a2b3c4d5e",
+    ];
+    let list = format!(
+        "targets:\n  - pod_uid: {}\n    pod_name: shop/a\n  - pod_uid: {}\n  - cgroup: /x.slice\n",
+        uids[0], uids[1]
+    );
+    let experiment = parse(&minimal_with(
+        "target:\n  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f\n",
+        &list,
+    ));
+    assert_eq!(
+        experiment.targets,
+        vec![
+            Target {
+                kind: TargetKind::PodUid(uids[0].to_owned()),
+                pod_name: Some("shop/a".to_owned()),
+            },
+            Target::new(TargetKind::PodUid(uids[1].to_owned())),
+            Target::new(TargetKind::Cgroup("/x.slice".to_owned())),
+        ]
+    );
+    // The wire carries the list in `targets`, and reads it back the same.
+    let spec = experiment.to_proto();
+    assert!(spec.target.is_none());
+    assert_eq!(spec.targets.len(), 3);
+    assert_eq!(Experiment::from_proto(&spec).expect("valid"), experiment);
+    // One target keeps travelling in `target`.
+    let one = parse(MINIMAL).to_proto();
+    assert!(one.target.is_some() && one.targets.is_empty());
+
+    // Errors name the entry.
+    let bad = list.replace("cgroup: /x.slice", "cgroup: /a/../b");
+    let text = minimal_with(
+        "target:\n  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f\n",
+        &bad,
+    );
+    assert_rejected_at(&text, "targets[2].cgroup");
+    let twice = format!("targets:\n  - pod_uid: {0}\n  - pod_uid: {0}\n", uids[0]);
+    let text = minimal_with(
+        "target:\n  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f\n",
+        &twice,
+    );
+    let error = assert_rejected_at(&text, "targets[1]");
+    assert!(error.to_string().contains("each target once"), "{error}");
+    // Both keys, or an empty list, are refused.
+    let both = format!("{list}target:\n  pid: 1\n");
+    let text = minimal_with(
+        "target:\n  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f\n",
+        &both,
+    );
+    assert_rejected_at(&text, "target");
+    let text = minimal_with(
+        "target:\n  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f\n",
+        "targets: []\n",
+    );
+    assert_rejected_at(&text, "target");
+}
+
+#[test]
+fn more_targets_than_a_node_takes_are_refused_with_the_limit() {
+    let list: String = (1..=MAX_TARGETS + 1)
+        .map(|i| format!("  - cgroup: /pods/p{i}\n"))
+        .collect();
+    let text = minimal_with(
+        "target:\n  pod_uid: 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f\n",
+        &format!("targets:\n{list}"),
+    );
+    let error = assert_rejected_at(&text, "targets");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "targets: {} targets is not allowed; expected at most {MAX_TARGETS} targets in one \
+             experiment on one node (choose fewer pods, e.g. chaos-ctl --max-pods)",
+            MAX_TARGETS + 1
+        )
+    );
+    // The same through the wire.
+    let mut spec = parse(MINIMAL).to_proto();
+    let one = spec.target.take().expect("one target");
+    spec.targets = (0..=MAX_TARGETS)
+        .map(|i| proto::Target {
+            kind: Some(proto::target::Kind::Pid(i as u32 + 1)),
+            ..one.clone()
+        })
+        .collect();
+    let error = Experiment::from_proto(&spec).expect_err("too many");
+    assert_eq!(error.path(), Some("targets"));
+    spec.targets.truncate(MAX_TARGETS);
+    assert_eq!(
+        Experiment::from_proto(&spec)
+            .expect("16 targets")
+            .targets
+            .len(),
+        MAX_TARGETS
+    );
+    spec.target = Some(one);
+    assert_eq!(
+        Experiment::from_proto(&spec).expect_err("both").path(),
+        Some("target")
     );
 }

@@ -52,6 +52,7 @@ fn assert_invalid(error: &ModelError, value: &str, allowed: &str) {
 /// A spec with this fault message: pid 42, one minute, no intensity, no filter.
 fn spec(rate_bps: u64, burst_bytes: u32, interface: &str) -> proto::ExperimentSpec {
     proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "wire".to_owned(),
         target: Some(proto::Target {
             kind: Some(proto::target::Kind::Pid(42)),
@@ -112,6 +113,7 @@ fn example_to_proto() {
     );
     assert_eq!(experiment.intensity, 1.0);
     let expected = proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "orders-thin-link".to_owned(),
         target: Some(proto::Target {
             kind: Some(proto::target::Kind::Cgroup(

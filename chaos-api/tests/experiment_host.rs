@@ -55,6 +55,7 @@ fn pod_deletion_example_to_proto() {
         })
     );
     let expected = proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "frontend-pod-kill".to_owned(),
         target: Some(proto::Target {
             kind: Some(proto::target::Kind::PodUid(
@@ -84,6 +85,7 @@ fn resource_exhaustion_example_to_proto() {
     let experiment = parse(RESOURCE_EXHAUSTION);
     assert_eq!(experiment.kind(), ExperimentType::ResourceExhaustion);
     let expected = proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "reports-cpu-memory-squeeze".to_owned(),
         target: Some(proto::Target {
             kind: Some(proto::target::Kind::Cgroup(

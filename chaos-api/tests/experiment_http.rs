@@ -62,6 +62,7 @@ fn assert_invalid(error: &ModelError, value: &str, allowed: &str) {
 /// A spec of api_error_injection with this fault message: pid 42, one minute, intensity 0.5.
 fn spec(fault: proto::SocketError) -> proto::ExperimentSpec {
     proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "wire".to_owned(),
         target: Some(proto::Target {
             kind: Some(proto::target::Kind::Pid(42)),
@@ -107,6 +108,7 @@ fn http_example_to_proto() {
     assert!(matches!(&experiment.fault, Fault::ApiErrorInjection(e) if e.is_http()));
     assert_eq!(experiment.intensity, 0.1);
     let expected = proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "checkout-http-errors".to_owned(),
         target: Some(proto::Target {
             kind: Some(proto::target::Kind::Cgroup(

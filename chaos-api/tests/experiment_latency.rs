@@ -36,6 +36,7 @@ fn network_latency_example_to_proto() {
     assert_eq!(experiment.kind(), ExperimentType::NetworkLatency);
     assert!(experiment.kind().takes_filter() && !experiment.kind().is_host());
     let expected = proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "checkout-slow-network".to_owned(),
         target: Some(proto::Target {
             // The runtime prefix is dropped when the file is read.

@@ -47,6 +47,7 @@ fn assert_invalid(error: &ModelError, value: &str, allowed: &str) {
 /// A spec with this fault message: pid 42, one minute, intensity 0.5, no filter.
 fn spec(fault: FaultKind) -> proto::ExperimentSpec {
     proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "wire".to_owned(),
         target: Some(proto::Target {
             kind: Some(proto::target::Kind::Pid(42)),
@@ -136,6 +137,7 @@ fn duplication_example_to_proto() {
     assert_eq!(experiment.kind(), ExperimentType::PacketDuplication);
     assert_eq!(experiment.fault, Fault::PacketDuplication);
     let expected = proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "orders-packet-duplication".to_owned(),
         target: Some(proto::Target {
             kind: Some(proto::target::Kind::Cgroup(
@@ -183,6 +185,7 @@ fn corruption_example_to_proto() {
         })
     );
     let expected = proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "orders-db-packet-corruption".to_owned(),
         target: Some(proto::Target {
             kind: Some(proto::target::Kind::Cgroup(

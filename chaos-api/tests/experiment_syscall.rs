@@ -33,6 +33,7 @@ fn file_errors_example_to_proto() {
     assert_eq!(experiment.kind(), ExperimentType::SyscallError);
     assert!(!experiment.kind().takes_filter() && !experiment.kind().is_host());
     let expected = proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "uploads-disk-errors".to_owned(),
         target: Some(proto::Target {
             kind: Some(proto::target::Kind::Cgroup(

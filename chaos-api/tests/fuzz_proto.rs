@@ -338,6 +338,7 @@ fn spec() -> impl Strategy<Value = proto::ExperimentSpec> {
                 (guards, ramp, lease_ms),
             )| {
                 proto::ExperimentSpec {
+                    targets: Vec::new(),
                     name,
                     target,
                     fault: fault.map(|kind| proto::Fault { kind: Some(kind) }),

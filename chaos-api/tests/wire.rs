@@ -25,6 +25,7 @@ use proptest::test_runner::Config as ProptestConfig;
 /// A valid spec of `fault`: pid 42, one minute, intensity 0.5, no filter.
 fn spec(fault: FaultKind) -> proto::ExperimentSpec {
     proto::ExperimentSpec {
+        targets: Vec::new(),
         name: "wire".to_owned(),
         target: Some(proto::Target {
             kind: Some(TargetCase::Pid(42)),
@@ -205,7 +206,7 @@ fn empty_strings_and_lists_are_the_type_defaults() {
             "name: wire\ntype: {kind}\ntarget: {{pid: 42}}\nduration: 1m\n{keys}"
         ));
         assert_eq!(read(&blank), from_file, "{kind}");
-        assert_eq!(from_file.target.pod_name, None);
+        assert_eq!(from_file.targets[0].pod_name, None);
         // An empty filter message is no filter, on every type.
         blank.filter = Some(proto::NetFilter::default());
         assert_eq!(read(&blank), from_file, "{kind} with an empty filter");
@@ -532,8 +533,7 @@ fn bad_scalars_are_refused_at_their_path() {
     refused_at(&target(TargetCase::Pid(42), "frontend"), "target.pod_name");
     refused_at(&target(TargetCase::Pid(42), "Shop/x"), "target.pod_name");
     assert_eq!(
-        read(&target(TargetCase::Pid(42), "shop/frontend-7d9f8-abcde"))
-            .target
+        read(&target(TargetCase::Pid(42), "shop/frontend-7d9f8-abcde")).targets[0]
             .pod_name
             .as_deref(),
         Some("shop/frontend-7d9f8-abcde")
@@ -556,7 +556,7 @@ fn container_runtime_prefix_is_stripped() {
         });
         let experiment = read(&with_id);
         assert_eq!(
-            experiment.target,
+            experiment.targets[0],
             Target::new(TargetKind::ContainerId(hex.to_owned())),
             "{id}"
         );
@@ -780,7 +780,7 @@ fn experiment() -> impl Strategy<Value = Experiment> {
                 let kind = fault.kind();
                 Experiment {
                     name,
-                    target,
+                    targets: vec![target],
                     duration: Duration::from_millis(duration_ms),
                     // The pressure applies to the whole cgroup; the rate is the limit's
                     // severity.

@@ -23,6 +23,9 @@ use core::mem::size_of;
 
 /// How many experiments can run at the same time on one node.
 pub const MAX_SLOTS: u32 = 16;
+/// How many cgroups one experiment (one slot) may target on a node: the tc and LSM programs
+/// test a slot's cgroups in a loop of this bound.
+pub const MAX_TARGETS: u32 = 16;
 /// How many CIDRs one experiment's remote-address filter can hold.
 pub const MAX_CIDRS: usize = 8;
 
@@ -61,10 +64,14 @@ pub const DIST_UNIFORM: u32 = 0;
 /// standard deviation `jitter_ns`.
 pub const DIST_NORMAL: u32 = 1;
 
-/// Name of the `CgroupArray` map (`MAX_SLOTS` entries) of the cgroup each file/process
-/// syscall-error slot targets. The LSM programs are global (not attached to a cgroup): they ask
-/// `bpf_current_task_under_cgroup` whether the calling task is in the slot's cgroup or below it.
+/// Name of the `CgroupArray` map ([`MAX_LSM_CGROUPS`] entries) of the cgroups each file/process
+/// syscall-error slot targets: entries `slot * MAX_TARGETS ..`, contiguous, the first empty
+/// one ending the list. The LSM programs are global (not attached to a cgroup): they ask
+/// `bpf_current_task_under_cgroup` whether the calling task is in one of the slot's cgroups or
+/// below it.
 pub const MAP_LSM_CGROUPS: &str = "CHAOS_LSM_CGRPS";
+/// Capacity of [`MAP_LSM_CGROUPS`].
+pub const MAX_LSM_CGROUPS: u32 = MAX_SLOTS * MAX_TARGETS;
 
 /// Name of the `HashMap<DirKey, u32>` map of the path-prefix filter: the identity of a
 /// directory (or file) at or under which some slots fail calls, to the bit mask of those slots
@@ -271,8 +278,9 @@ const _: () = assert!(size_of::<SlotCounters>() == 32);
 /// (which keeps the kill switch, deadline, filters, probability and cap). The loss program
 /// reads only the target.
 ///
-/// A packet is the target's when the cgroup of its socket at `cgroup_level` of the hierarchy is
-/// `cgroup_id` (`bpf_skb_ancestor_cgroup_id`), i.e. the socket is in the target cgroup or below.
+/// A packet is a target's when the cgroup of its socket at the target's level of the hierarchy
+/// is the target (`bpf_skb_ancestor_cgroup_id`), i.e. the socket is in the target cgroup or
+/// below; the first `target_count` of `targets` are the slot's targets.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcConfig {
@@ -280,12 +288,10 @@ pub struct TcConfig {
     pub delay_ns: u64,
     /// Jitter in nanoseconds: the half-width (uniform) or the standard deviation (normal).
     pub jitter_ns: u64,
-    /// The target cgroup's id (the inode number of its directory); zero never matches.
-    pub cgroup_id: u64,
-    /// Depth of the target cgroup below the cgroup2 root (the root is level 0).
-    pub cgroup_level: u32,
     /// `DIST_*`.
     pub distribution: u32,
+    /// How many of `targets` are used; zero never matches.
+    pub target_count: u32,
     /// HTTP errors: the statuses to answer, each the 4 bytes that replace `" 200"` after
     /// `HTTP/1.x` (a space and three ASCII digits, as they sit in the packet), or
     /// [`HTTP_TIMEOUT`]; the first `http_count` are used, one picked at random per response.
@@ -310,7 +316,22 @@ pub struct TcConfig {
     /// Bandwidth limit: a packet that would have to wait longer than this is dropped silently
     /// (as a `tbf`'s `latency`), and does not use the rate.
     pub horizon_ns: u64,
+    /// The target cgroups.
+    pub targets: [TcTarget; MAX_TARGETS as usize],
 }
+
+/// One target cgroup of a tc slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcTarget {
+    /// The cgroup's id (the inode number of its directory); zero never matches.
+    pub cgroup_id: u64,
+    /// Depth of the cgroup below the cgroup2 root (the root is level 0).
+    pub level: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<TcTarget>() == 16);
 
 /// `TcConfig::flags` of a corruption: the L4 checksum is left wrong (the receiver's stack
 /// drops the packet, as after corruption on a wire) instead of fixed (the application reads
@@ -321,12 +342,15 @@ pub const TC_FLAG_CSUM_WRONG: u32 = 1 << 0;
 /// clone passes the device's egress again (the clone is sent from within the program, on the
 /// same CPU), so that a duplicate is never duplicated.
 pub const MAP_DUP_NESTED: &str = "CHAOS_DUP_NEST";
-const _: () = assert!(size_of::<TcConfig>() == 104);
+const _: () = assert!(size_of::<TcConfig>() == 352);
 
-/// Name of the `Array<u64>` map (`MAX_SLOTS` entries) of each slot's bandwidth limiter: when
-/// the limited link is next free (`CLOCK_MONOTONIC` ns, the departure time the next packet
-/// may have). The daemon zeroes it when it writes the slot's [`TcConfig`] (a full bucket).
+/// Name of the `Array<u64>` map ([`MAX_TC_LINKS`] entries) of each slot's bandwidth limiters,
+/// one per target (entry `slot * MAX_TARGETS + target`): when the target's limited link is
+/// next free (`CLOCK_MONOTONIC` ns, the departure time its next packet may have). The daemon
+/// zeroes a slot's entries when it writes the slot's [`TcConfig`] (full buckets).
 pub const MAP_TC_LINK_FREE: &str = "CHAOS_TB";
+/// Capacity of [`MAP_TC_LINK_FREE`].
+pub const MAX_TC_LINKS: u32 = MAX_SLOTS * MAX_TARGETS;
 
 /// Most statuses one HTTP error fault picks from.
 pub const MAX_HTTP_STATUSES: usize = 8;
@@ -372,6 +396,8 @@ mod user {
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TcConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TcTarget {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowKey {}
 }

@@ -104,6 +104,7 @@ pub fn experiment(a: &ExperimentArgs) -> Result<Experiment, SpecError> {
             kind: target,
             pod_name: a.pod_name.clone().unwrap_or_default(),
         }),
+        targets: Vec::new(),
         fault: Some(proto::Fault { kind: Some(fault) }),
         intensity: a.intensity,
         duration_ms: a.duration.map_or(0, ceil_millis),
@@ -416,9 +417,9 @@ mod tests {
             "--dry-run",
         ])
         .unwrap();
-        assert_eq!(e.target.kind, Kind::Pid(42));
+        assert_eq!(e.targets[0].kind, Kind::Pid(42));
         assert_eq!(
-            e.target.pod_name.as_deref(),
+            e.targets[0].pod_name.as_deref(),
             Some("shop/frontend-7d9f8-abcde")
         );
         assert_eq!(
@@ -459,7 +460,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            e.target.kind,
+            e.targets[0].kind,
             Kind::ContainerId("3f4e5d6c7b8a9f0e1d2c3b4a".into())
         );
         let Fault::DependencyFailure(s) = &e.fault else {

@@ -44,16 +44,16 @@ impl Classify for PrefixError {
     }
 }
 
-/// The directory identities of `prefix` (absolute, normalized) for the target cgroup `cgroup`:
-/// the prefix and the mount roots below it, in each mount namespace of the target's processes
-/// where it exists. Fails (on `fault.path_prefix`) when it exists in none, when it or a mount
+/// The directory identities of `prefix` (absolute, normalized) for the target cgroups
+/// `cgroups`: the prefix and the mount roots below it, in each mount namespace of the targets'
+/// processes where it exists. Fails (on `fault.path_prefix`) when it exists in none, when it or a mount
 /// below it is on btrfs, or when there are more than [`MAX_DIRS_PER_SLOT`].
-pub fn resolve(prefix: &str, cgroup: &Path) -> Result<Vec<DirKey>, PrefixError> {
+pub fn resolve(prefix: &str, cgroups: &[&Path]) -> Result<Vec<DirKey>, PrefixError> {
     let err = |allowed: String| PrefixError {
         prefix: prefix.to_owned(),
         allowed,
     };
-    let views = views(cgroup);
+    let views = views(cgroups);
     let mut keys: Vec<DirKey> = Vec::new();
     let mut seen_in = Vec::new();
     for view in &views {
@@ -109,12 +109,15 @@ pub fn resolve(prefix: &str, cgroup: &Path) -> Result<Vec<DirKey>, PrefixError> 
     Ok(keys)
 }
 
-/// One process per distinct (mount namespace, root) of the target's processes, as the
-/// `/proc/<view>` name to look through; `["self"]` when the target has none.
-fn views(cgroup: &Path) -> Vec<String> {
+/// One process per distinct (mount namespace, root) of the targets' processes, as the
+/// `/proc/<view>` name to look through; `["self"]` when the targets have none.
+fn views(cgroups: &[&Path]) -> Vec<String> {
     let mut seen = HashSet::new();
     let mut views = Vec::new();
-    for pid in cgroupfs::procs_tree(cgroup).unwrap_or_default() {
+    let pids = cgroups
+        .iter()
+        .flat_map(|cgroup| cgroupfs::procs_tree(cgroup).unwrap_or_default());
+    for pid in pids {
         let ns = std::fs::metadata(format!("/proc/{pid}/ns/mnt")).map(|m| m.ino());
         let root = std::fs::metadata(format!("/proc/{pid}/root")).map(|m| (m.dev(), m.ino()));
         if let (Ok(ns), Ok(root)) = (ns, root)
@@ -223,7 +226,7 @@ mod tests {
         let none = Path::new("/nonexistent-cgroup");
         let dir = std::env::temp_dir().join(format!("chaos-path-dirs-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("sub")).unwrap();
-        let keys = resolve(dir.to_str().unwrap(), none);
+        let keys = resolve(dir.to_str().unwrap(), &[none]);
         let st = std::fs::metadata(&dir).unwrap();
         let btrfs = fstatfs(File::open(&dir).unwrap())
             .is_ok_and(|f| f.filesystem_type() == BTRFS_SUPER_MAGIC);
@@ -237,7 +240,7 @@ mod tests {
                 }]
             );
         }
-        let e = resolve(dir.join("missing").to_str().unwrap(), none).unwrap_err();
+        let e = resolve(dir.join("missing").to_str().unwrap(), &[none]).unwrap_err();
         assert!(e.to_string().starts_with("fault.path_prefix: "), "{e}");
         assert!(e.allowed.contains("daemon's mount namespace"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -13,7 +13,10 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use chaos_api::{config::wildcard_match, experiment::TargetKind};
+use chaos_api::{
+    config::wildcard_match,
+    experiment::{Target, TargetKind, target_path},
+};
 
 use crate::error::{Classify, ErrorClass};
 
@@ -64,6 +67,17 @@ pub enum TargetError {
     },
     #[error("target {path:?} is protected: {reason}")]
     Protected { path: PathBuf, reason: String },
+    #[error(
+        "{second_at}: {second:?} is {relation} {first:?} ({first_at}); expected targets that are \
+         disjoint cgroups (a packet or call is judged once per experiment)"
+    )]
+    Overlap {
+        first_at: String,
+        first: PathBuf,
+        second_at: String,
+        second: PathBuf,
+        relation: &'static str,
+    },
     #[error("reading {path:?}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -78,6 +92,7 @@ impl Classify for TargetError {
             Self::BadContainerId { .. } | Self::BadPodUid { .. } => ErrorClass::Invalid,
             Self::Ambiguous { .. }
             | Self::Protected { .. }
+            | Self::Overlap { .. }
             | Self::NoCgroup2
             | Self::PidCgroup { .. } => ErrorClass::Refused,
             Self::Io { .. } => ErrorClass::Internal,
@@ -192,6 +207,35 @@ impl Resolver {
             })?
             .ino();
         Ok(ResolvedTarget { path, id })
+    }
+
+    /// Resolves every target of an experiment (see [`Resolver::resolve`]) and checks that no
+    /// two are the same cgroup or one inside the other.
+    pub fn resolve_all(&self, targets: &[Target]) -> Result<Vec<ResolvedTarget>, TargetError> {
+        let mut resolved: Vec<ResolvedTarget> = Vec::with_capacity(targets.len());
+        for (i, target) in targets.iter().enumerate() {
+            let found = self.resolve(&target.kind)?;
+            for (j, earlier) in resolved.iter().enumerate() {
+                let relation = if earlier.path == found.path {
+                    "the same cgroup as"
+                } else if found.path.starts_with(&earlier.path) {
+                    "inside"
+                } else if earlier.path.starts_with(&found.path) {
+                    "the parent of"
+                } else {
+                    continue;
+                };
+                return Err(TargetError::Overlap {
+                    first_at: target_path(j, targets.len()),
+                    first: earlier.path.clone(),
+                    second_at: target_path(i, targets.len()),
+                    second: found.path,
+                    relation,
+                });
+            }
+            resolved.push(found);
+        }
+        Ok(resolved)
     }
 
     fn check_protected(&self, path: &Path) -> Result<(), TargetError> {

@@ -27,7 +27,7 @@ fn on(path: &str) -> Experiment {
         socket_error("EACCES", &["connect"]),
         1.0,
     );
-    e.target = Target::new(TargetKind::Cgroup(path.into()));
+    e.targets = vec![Target::new(TargetKind::Cgroup(path.into()))];
     e
 }
 
@@ -194,7 +194,7 @@ fn cgroups_named_like_the_nodes_services_are_protected_and_so_is_what_contains_t
 
     // The sibling with an ordinary name is an ordinary target.
     let armed = engine.start(&cgroup(&app)).unwrap();
-    assert_eq!(armed.target.path, app);
+    assert_eq!(armed.targets[0].path, app);
     let server = TcpServer::start("127.0.0.1:0");
     let hit = server.connect_from(&app, 20);
     assert_eq!(hit.get("EACCES"), 20, "{hit:?}");

@@ -20,7 +20,7 @@ use chaos_api::{
     config::{ChaosConfig, Refusal},
     experiment::{Distribution, ExperimentType, Fault, NetworkLatency},
 };
-use chaos_common::{DIST_NORMAL, TcConfig};
+use chaos_common::{DIST_NORMAL, MAX_TARGETS, TcConfig, TcTarget};
 use chaos_daemon::{
     ebpf::{Kernel, tc::TcProgram},
     engine::{Engine, EngineError},
@@ -556,7 +556,7 @@ fn max_latency_from_the_config_is_enforced_at_start() {
     );
     // Within the limit the config admits it; what refuses it here is the kernel (no sch_fq).
     match plan(delay(40, 2, Distribution::Uniform, "lo")) {
-        Ok(planned) => assert_eq!(planned.plan.cgroup, cg.path.display().to_string()),
+        Ok(planned) => assert_eq!(planned.plan.target_text(), cg.path.display().to_string()),
         Err(ExperimentError::Engine(EngineError::Unsupported { kind, reason })) => {
             assert_eq!(kind, ExperimentType::NetworkLatency);
             assert!(reason.contains("sch_fq"), "{reason}");
@@ -573,8 +573,16 @@ fn the_delay_and_rate_programs_load_attach_to_a_device_and_detach() {
     let cfg = TcConfig {
         delay_ns: 20_000_000,
         jitter_ns: 1_000_000,
-        cgroup_id: 1,
-        cgroup_level: 1,
+        target_count: 1,
+        targets: {
+            let mut targets = [TcTarget::default(); MAX_TARGETS as usize];
+            targets[0] = TcTarget {
+                cgroup_id: 1,
+                level: 1,
+                _pad: 0,
+            };
+            targets
+        },
         distribution: DIST_NORMAL,
         ..TcConfig::default()
     };
@@ -676,7 +684,6 @@ fn a_target_without_processes_needs_a_named_device() {
     let cg = TestCgroup::new(&mount, "lat-empty");
     let resolver = Resolver::new(mount.clone()).unwrap();
     let target = resolver.resolve(&cg.target().kind).unwrap();
-    let level = resolver.level(&target.path);
     let unnamed = chaos_daemon::fault::latency::plan(
         &NetworkLatency {
             latency: Duration::from_millis(20),
@@ -686,7 +693,7 @@ fn a_target_without_processes_needs_a_named_device() {
         },
         None,
     );
-    let err = chaos_daemon::net::latency::resolve(unnamed.clone(), &target, level).unwrap_err();
+    let err = chaos_daemon::net::latency::resolve(unnamed.clone(), &target).unwrap_err();
     let text = err.to_string();
     assert!(
         text.starts_with("fault.interface: none given and the target")
@@ -698,20 +705,19 @@ fn a_target_without_processes_needs_a_named_device() {
         interface: Some("lo".into()),
         ..unnamed.clone()
     };
-    let resolved = chaos_daemon::net::latency::resolve(named, &target, level).unwrap();
+    let resolved = chaos_daemon::net::latency::resolve(named, &target).unwrap();
     assert_eq!(resolved.interface, "lo");
     assert_eq!(
         resolved.netns,
         Netns::own().unwrap(),
         "the daemon's namespace"
     );
-    assert_eq!(resolved.plan.config.cgroup_id, target.id);
     // With a process in the cgroup (in this namespace), its namespace and default route.
     let mut child = Command::new("sleep");
     child.arg("30");
     start_in_cgroup(&mut child, &cg.path);
     let mut child = child.spawn().unwrap();
-    let found = chaos_daemon::net::latency::resolve(unnamed, &target, level);
+    let found = chaos_daemon::net::latency::resolve(unnamed, &target);
     let _ = (child.kill(), child.wait());
     match found {
         Ok(resolved) => assert_eq!(resolved.netns, Netns::own().unwrap()),

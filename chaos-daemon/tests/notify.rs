@@ -6,7 +6,7 @@
 mod notify_support;
 
 use std::{
-    path::Path,
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -461,8 +461,10 @@ fn strategies_run_with_their_actions_and_report_each() {
         ("strategy scale_down", Ok("not configured, will be skipped"))
     );
 
-    let missing = Path::new("/sys/fs/cgroup/chaos-notify-test-does-not-exist");
-    let results = notifier.run_strategies(&notice(NoticeKind::RolledBack, "exp-6"), missing);
+    let missing = [PathBuf::from(
+        "/sys/fs/cgroup/chaos-notify-test-does-not-exist",
+    )];
+    let results = notifier.run_strategies(&notice(NoticeKind::RolledBack, "exp-6"), &missing);
     let names: Vec<&str> = results.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(
         names,
@@ -567,7 +569,10 @@ fn an_undefined_channel_and_a_disabled_notifier() {
     disabled.notify(notice(NoticeKind::Started, "exp-7"));
     assert!(disabled.preflight().is_empty());
     assert!(disabled.channels().is_empty());
-    let results = disabled.run_strategies(&notice(NoticeKind::RolledBack, "exp-7"), Path::new("/"));
+    let results = disabled.run_strategies(
+        &notice(NoticeKind::RolledBack, "exp-7"),
+        &[PathBuf::from("/")],
+    );
     assert!(results.is_empty(), "{results:?}");
 }
 

@@ -179,7 +179,7 @@ fn a_pod_fault_reaches_its_containers_and_nothing_else() {
         1.0,
     );
     let h = engine.start(&s).unwrap();
-    assert_eq!(h.target.path, pod.pod_dir);
+    assert_eq!(h.targets[0].path, pod.pod_dir);
     let server = TcpServer::start("127.0.0.1:0");
     let hit = server.connect_from(&pod.container_dir, 20);
     let spared = server.connect_from(&other.container_dir, 20);

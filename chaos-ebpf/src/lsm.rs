@@ -24,7 +24,7 @@ use aya_ebpf::{
 use chaos_common::{
     DirKey, FLAG_CALL_CREATE, FLAG_CALL_EXEC, FLAG_CALL_FORK, FLAG_CALL_MMAP, FLAG_CALL_OPEN,
     FLAG_CALL_READ, FLAG_CALL_UNLINK, FLAG_CALL_WRITE, FLAG_PATH_PREFIX, KernelOffsets,
-    MAX_DIR_KEYS, MAX_SLOTS,
+    MAX_DIR_KEYS, MAX_LSM_CGROUPS, MAX_SLOTS, MAX_TARGETS,
 };
 
 use crate::{
@@ -33,7 +33,7 @@ use crate::{
 };
 
 #[map(name = "CHAOS_LSM_CGRPS")]
-static LSM_CGROUPS: CgroupArray = CgroupArray::with_max_entries(MAX_SLOTS, 0);
+static LSM_CGROUPS: CgroupArray = CgroupArray::with_max_entries(MAX_LSM_CGROUPS, 0);
 
 /// (device, inode) of a path-prefix directory -> bit mask of the slots it belongs to.
 #[map(name = "CHAOS_LSM_DIRS")]
@@ -163,15 +163,32 @@ fn slots_under_dirs(obj: Object) -> u32 {
     found
 }
 
-/// Whether `slot` is armed for `call` and holds the calling task; its flags if so.
+/// Whether `slot` is armed for `call` and one of its cgroups holds the calling task; its flags
+/// if so.
 #[inline(always)]
 fn member_flags(slot: u32, call: u32) -> u32 {
     let flags = armed_flags(slot);
-    if flags & call != 0 && LSM_CGROUPS.current_task_under_cgroup(slot) == Ok(true) {
+    if flags & call != 0 && under_slot_cgroup(slot) {
         flags
     } else {
         0
     }
+}
+
+/// Whether the calling task is in one of `slot`'s cgroups (entries `slot * MAX_TARGETS ..`, up
+/// to the first empty one) or below it.
+#[inline(always)]
+fn under_slot_cgroup(slot: u32) -> bool {
+    let mut i = 0;
+    while i < MAX_TARGETS {
+        match LSM_CGROUPS.current_task_under_cgroup(slot * MAX_TARGETS + i) {
+            Ok(true) => return true,
+            Ok(false) => i += 1,
+            // An empty entry: the slot's list ended.
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// The verdict for a call of kind `call` (`FLAG_CALL_*`) on `obj`.

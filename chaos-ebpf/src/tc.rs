@@ -27,7 +27,7 @@
 //! * The corruption program (`cor_eg_<slot>`): one random byte of a faulted TCP or UDP
 //!   payload is changed; the checksum is fixed, or with `TC_FLAG_CSUM_WRONG` left wrong.
 //! * The rate program (`rate_eg_<slot>`), a token bucket in departure times under `fq`, one
-//!   per slot: the link is next free at `CHAOS_TB[slot]`; a packet leaves at that time (or now,
+//!   per slot and target: the target's link is next free at `CHAOS_TB[slot * MAX_TARGETS + target]`; a packet leaves at that time (or now,
 //!   when the bucket has credit) and moves it on by its length at the rate. A packet that must
 //!   wait is the fault (it takes the cap's ticket); one that would wait past the horizon is
 //!   dropped silently, without using the rate.
@@ -48,7 +48,7 @@ use aya_ebpf::{
 };
 use chaos_common::{
     DIST_NORMAL, FAMILY_V4, FAMILY_V6, FlowKey, HTTP_TIMEOUT, MAX_BLACKHOLED_FLOWS,
-    MAX_HTTP_STATUSES, MAX_SLOTS, TC_FLAG_CSUM_WRONG, TcConfig,
+    MAX_HTTP_STATUSES, MAX_SLOTS, MAX_TARGETS, MAX_TC_LINKS, TC_FLAG_CSUM_WRONG, TcConfig,
 };
 
 use crate::{
@@ -60,9 +60,10 @@ use crate::{
 #[map(name = "CHAOS_TC")]
 static TC: Array<TcConfig> = Array::with_max_entries(MAX_SLOTS, 0);
 
-/// Each slot's bandwidth limiter: when the link is next free (see `MAP_TC_LINK_FREE`).
+/// Each slot's bandwidth limiters, one per target: when its link is next free (see
+/// `MAP_TC_LINK_FREE`).
 #[map(name = "CHAOS_TB")]
-static LINK_FREE: Array<u64> = Array::with_max_entries(MAX_SLOTS, 0);
+static LINK_FREE: Array<u64> = Array::with_max_entries(MAX_TC_LINKS, 0);
 
 #[map(name = "CHAOS_HTTP_BH")]
 static BLACKHOLE: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(MAX_BLACKHOLED_FLOWS, 0);
@@ -142,17 +143,31 @@ fn sample_delay(lat: &TcConfig) -> u64 {
     if d < 0 { 0 } else { d as u64 }
 }
 
-/// The slot's tc configuration when the packet's socket is in the slot's target cgroup (or
-/// below it).
+/// The slot's tc configuration and the index of the target when the packet's socket is in one
+/// of the slot's target cgroups (or below it).
+#[inline(always)]
+fn targeted_at(ctx: &TcContext, slot: u32) -> Option<(&'static TcConfig, u32)> {
+    let tc = TC.get(slot)?;
+    let mut i = 0;
+    while i < MAX_TARGETS {
+        if i >= tc.target_count {
+            return None;
+        }
+        let target = &tc.targets[i as usize];
+        // SAFETY: `skb` is the program's context pointer, valid for the whole run.
+        let cg = unsafe { bpf_skb_ancestor_cgroup_id(ctx.skb.skb, target.level as i32) };
+        if target.cgroup_id != 0 && cg == target.cgroup_id {
+            return Some((tc, i));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The slot's tc configuration when the packet's socket is in one of the slot's targets.
 #[inline(always)]
 fn targeted(ctx: &TcContext, slot: u32) -> Option<&'static TcConfig> {
-    let tc = TC.get(slot)?;
-    if tc.cgroup_id == 0 {
-        return None;
-    }
-    // SAFETY: `skb` is the program's context pointer, valid for the whole run.
-    let cg = unsafe { bpf_skb_ancestor_cgroup_id(ctx.skb.skb, tc.cgroup_level as i32) };
-    (cg == tc.cgroup_id).then_some(tc)
+    targeted_at(ctx, slot).map(|(tc, _)| tc)
 }
 
 /// The slot's tc configuration when the packet is the target's and the shared decision (kill
@@ -441,10 +456,11 @@ const BIT_NS_PER_BYTE: u64 = 8_000_000_000;
 /// The verdict of a packet the limiter drops, else `None` ("next").
 #[inline(always)]
 fn limit_rate(ctx: &TcContext, slot: u32) -> Option<i32> {
-    let tc = targeted(ctx, slot)?;
+    let (tc, target) = targeted_at(ctx, slot)?;
     let ev = packet_event(ctx, true).ok()?;
     let cfg = admit(slot, &ev)?;
-    let free = LINK_FREE.get_ptr_mut(slot)?;
+    // Each target has its own link, as if each sat behind its own limited interface.
+    let free = LINK_FREE.get_ptr_mut(slot * MAX_TARGETS + target)?;
     if tc.rate_bps == 0 {
         return None;
     }

@@ -10,7 +10,7 @@ use super::{ChaosConfig, FaultLimits};
 use crate::error::{ModelError, invalid};
 use crate::experiment::{
     Distribution, Experiment, ExperimentType, Fault, HEALTH_GUARD, IMPACT_GUARD, RampSteps,
-    TRIGGERS_GUARD,
+    TRIGGERS_GUARD, target_path,
 };
 
 /// What the config makes of an experiment.
@@ -158,25 +158,26 @@ impl ChaosConfig {
                         "a pod named like {} (experiment_types.pod_deletion.parameters.pods)",
                         pods.pods.join(", ")
                     );
-                    match experiment.target.pod() {
-                        None => {
-                            return Err(limit(
-                                "target.pod_name",
-                                "no pod name",
-                                format!("{allowed}; give the pod's NAMESPACE/NAME"),
-                            ));
+                    let count = experiment.targets.len();
+                    for (i, target) in experiment.targets.iter().enumerate() {
+                        let path = format!("{}.pod_name", target_path(i, count));
+                        match target.pod() {
+                            None => {
+                                return Err(limit(
+                                    path,
+                                    "no pod name",
+                                    format!("{allowed}; give the pod's NAMESPACE/NAME"),
+                                ));
+                            }
+                            Some(name) if !pods.pods.iter().any(|p| wildcard_match(p, name)) => {
+                                return Err(limit(
+                                    path,
+                                    format!("{:?}", target.pod_name.as_deref().unwrap_or("")),
+                                    allowed,
+                                ));
+                            }
+                            Some(_) => {}
                         }
-                        Some(name) if !pods.pods.iter().any(|p| wildcard_match(p, name)) => {
-                            return Err(limit(
-                                "target.pod_name",
-                                format!(
-                                    "{:?}",
-                                    experiment.target.pod_name.as_deref().unwrap_or("")
-                                ),
-                                allowed,
-                            ));
-                        }
-                        Some(_) => {}
                     }
                 }
                 type_cap = u64::from(limits.pod_deletion.max_pods_deleted.min(pods.max_pods));

@@ -20,7 +20,7 @@ use super::{
     EgressDrop, Errno, Experiment, ExperimentGuards, ExperimentType, Fault, HttpError, HttpStatus,
     MAX_CIDRS, MAX_LATENCY, NetFilter, NetworkLatency, PacketCorruption, PacketLoss, PodDeletion,
     PortRange, Protocol, Ramp, Rate, ResourceExhaustion, SocketError, SyscallError, Target,
-    TargetKind, no_filter_error,
+    TargetKind, no_filter_error, target_path,
 };
 use crate::error::{ModelError, deserialize_duration, invalid};
 
@@ -34,7 +34,10 @@ pub(super) struct RawExperiment {
     name: String,
     #[serde(rename = "type")]
     kind: ExperimentType,
-    target: RawTarget,
+    #[serde(default)]
+    target: Option<RawTarget>,
+    #[serde(default)]
+    targets: Option<Vec<RawTarget>>,
     #[serde(default, deserialize_with = "deserialize_some_duration")]
     duration: Option<Duration>,
     #[serde(default)]
@@ -89,8 +92,26 @@ impl RawExperiment {
         {
             fault.latency = Some(ramp_first_latency(ramp));
         }
+        let targets = match (self.target, self.targets) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "target",
+                    "target and targets",
+                    "one target in `target`, or a list in `targets`, not both",
+                ));
+            }
+            (Some(one), None) => vec![one.into_target("target")?],
+            (None, Some(list)) => {
+                let count = list.len();
+                list.into_iter()
+                    .enumerate()
+                    .map(|(i, t)| t.into_target(&target_path(i, count)))
+                    .collect::<Result<_, _>>()?
+            }
+            (None, None) => Vec::new(),
+        };
         Ok(Experiment {
-            target: self.target.into_target()?,
+            targets,
             fault: fault.into_fault(self.kind)?,
             filter: self.filter.unwrap_or_default().into_filter()?,
             name: self.name,
@@ -106,7 +127,8 @@ impl RawExperiment {
     }
 }
 
-/// `target`: the four kinds, of which exactly one must be set, and the pod's name.
+/// A `target` (or an entry of `targets`): the four kinds, of which exactly one must be set,
+/// and the pod's name.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a target (a mapping)")]
 struct RawTarget {
@@ -118,7 +140,8 @@ struct RawTarget {
 }
 
 impl RawTarget {
-    fn into_target(self) -> Result<Target, ModelError> {
+    /// The target; errors name it `path`.
+    fn into_target(self, path: &str) -> Result<Target, ModelError> {
         let mut targets = Vec::new();
         if let Some(path) = self.cgroup {
             targets.push(("cgroup", TargetKind::Cgroup(path)));
@@ -134,14 +157,14 @@ impl RawTarget {
         }
         let allowed = "exactly one of cgroup, pid, container_id, pod_uid";
         match targets.len() {
-            0 => Err(invalid("target", "no target", allowed)),
+            0 => Err(invalid(path, "no target", allowed)),
             1 => Ok(Target {
                 kind: targets.remove(0).1,
                 pod_name: self.pod_name,
             }),
             _ => {
                 let names: Vec<&str> = targets.iter().map(|(name, _)| *name).collect();
-                Err(invalid("target", names.join(" and "), allowed))
+                Err(invalid(path, names.join(" and "), allowed))
             }
         }
     }

@@ -1,10 +1,15 @@
-//! The `target` of an experiment: which cgroup the fault applies to (exactly one of a cgroup
-//! path, a process, a container or a pod), and the Kubernetes pod it belongs to when the caller
-//! knows it.
+//! The targets of an experiment: which cgroups the fault applies to (each exactly one of a
+//! cgroup path, a process, a container or a pod), and the Kubernetes pod each belongs to when
+//! the caller knows it. A document gives one (`target`) or a list (`targets`, at most
+//! [`MAX_TARGETS`], for the pods a selector matches on one node).
 
 use std::fmt;
 
 use crate::error::{ModelError, invalid};
+
+/// Most targets of one experiment on one node: the kernel programs match a slot's cgroups in a
+/// bounded loop (`chaos_common::MAX_TARGETS`).
+pub const MAX_TARGETS: usize = chaos_common::MAX_TARGETS as usize;
 
 /// Longest `target.cgroup`, in bytes: `PATH_MAX` (4096) without the NUL.
 const MAX_CGROUP_PATH_LEN: usize = 4095;
@@ -43,13 +48,14 @@ impl Target {
         }
     }
 
-    pub(super) fn validate(&self) -> Result<(), ModelError> {
-        self.kind.validate()?;
+    /// Checks the target, whose errors name it `path` (`target` or `targets[2]`).
+    fn validate(&self, path: &str) -> Result<(), ModelError> {
+        self.kind.validate(path)?;
         if let Some(name) = &self.pod_name
             && !is_pod_name(name)
         {
             return Err(invalid(
-                "target.pod_name",
+                format!("{path}.pod_name"),
                 format!("{name:?}"),
                 "NAMESPACE/NAME of a Kubernetes pod, e.g. shop/frontend-7d9f8-abcde",
             ));
@@ -73,7 +79,7 @@ impl TargetKind {
         Self::ContainerId(hex.to_owned())
     }
 
-    fn validate(&self) -> Result<(), ModelError> {
+    fn validate(&self, at: &str) -> Result<(), ModelError> {
         match self {
             Self::Cgroup(path) => {
                 if path.is_empty()
@@ -82,19 +88,25 @@ impl TargetKind {
                     || path.split('/').any(|component| component == "..")
                 {
                     return Err(invalid(
-                        "target.cgroup",
+                        format!("{at}.cgroup"),
                         format!("{path:?}"),
                         "a cgroup path below the cgroup2 mount, without `..` or control \
                          characters, at most 4095 bytes",
                     ));
                 }
             }
-            Self::Pid(0) => return Err(invalid("target.pid", 0, "a process id of at least 1")),
+            Self::Pid(0) => {
+                return Err(invalid(
+                    format!("{at}.pid"),
+                    0,
+                    "a process id of at least 1",
+                ));
+            }
             Self::Pid(_) => {}
             Self::ContainerId(id) => {
                 if !(12..=64).contains(&id.len()) || !id.bytes().all(is_lower_hex) {
                     return Err(invalid(
-                        "target.container_id",
+                        format!("{at}.container_id"),
                         format!("{id:?}"),
                         "12 to 64 lowercase hex digits, optionally prefixed by `RUNTIME://`",
                     ));
@@ -103,7 +115,7 @@ impl TargetKind {
             Self::PodUid(uid) => {
                 if !is_uuid(uid) {
                     return Err(invalid(
-                        "target.pod_uid",
+                        format!("{at}.pod_uid"),
                         format!("{uid:?}"),
                         "a pod UID like 8f3c9b6e-1d2a-4b5c-9e8f-0a1b2c3d4e5f (lowercase)",
                     ));
@@ -114,18 +126,68 @@ impl TargetKind {
     }
 }
 
-/// `cgroup /x`, `pid 42`, `container 3f4e...`, `pod 8f3c...`, with the pod name when given.
+/// The path errors name the `index`th of `count` targets by: `target` when there is one,
+/// `targets[index]` otherwise.
+pub fn target_path(index: usize, count: usize) -> String {
+    if count == 1 {
+        "target".to_owned()
+    } else {
+        format!("targets[{index}]")
+    }
+}
+
+/// Checks a list of targets: 1 to [`MAX_TARGETS`], each valid, none given twice.
+pub(super) fn validate_targets(targets: &[Target]) -> Result<(), ModelError> {
+    if targets.is_empty() {
+        return Err(invalid(
+            "target",
+            "no target",
+            "exactly one of cgroup, pid, container_id, pod_uid (or a list of them in `targets`)",
+        ));
+    }
+    if targets.len() > MAX_TARGETS {
+        return Err(invalid(
+            "targets",
+            format!("{} targets", targets.len()),
+            format!(
+                "at most {MAX_TARGETS} targets in one experiment on one node (choose fewer pods, \
+                 e.g. chaos-ctl --max-pods)"
+            ),
+        ));
+    }
+    for (i, target) in targets.iter().enumerate() {
+        let path = target_path(i, targets.len());
+        target.validate(&path)?;
+        if targets[..i].iter().any(|t| t.kind == target.kind) {
+            return Err(invalid(
+                path,
+                target.kind.to_string(),
+                "each target once (it is already in the list)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The kind, with the pod name when given.
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            TargetKind::Cgroup(path) => write!(f, "cgroup {path}")?,
-            TargetKind::Pid(pid) => write!(f, "pid {pid}")?,
-            TargetKind::ContainerId(id) => write!(f, "container {id}")?,
-            TargetKind::PodUid(uid) => write!(f, "pod {uid}")?,
-        }
+        write!(f, "{}", self.kind)?;
         match &self.pod_name {
             Some(name) => write!(f, " ({name})"),
             None => Ok(()),
+        }
+    }
+}
+
+/// `cgroup /x`, `pid 42`, `container 3f4e...`, `pod 8f3c...`.
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cgroup(path) => write!(f, "cgroup {path}"),
+            Self::Pid(pid) => write!(f, "pid {pid}"),
+            Self::ContainerId(id) => write!(f, "container {id}"),
+            Self::PodUid(uid) => write!(f, "pod {uid}"),
         }
     }
 }

@@ -13,7 +13,7 @@ use super::{
     ApiError, BandwidthLimit, Bytes, CorruptChecksum, DEFAULT_DURATION, Direction, Distribution,
     EgressDrop, Errno, Experiment, ExperimentGuards, ExperimentType, Fault, NetFilter,
     NetworkLatency, PacketCorruption, PacketLoss, PodDeletion, Protocol, Ramp, RampSteps, Rate,
-    ResourceExhaustion, SocketError, SyscallError, Target, TargetKind,
+    ResourceExhaustion, SocketError, SyscallError, Target, TargetKind, target_path,
 };
 use crate::config::SloDefinition;
 use crate::error::{ModelError, invalid};
@@ -81,18 +81,17 @@ impl Experiment {
                 })
             }
         };
-        let target = match &self.target.kind {
-            TargetKind::Cgroup(path) => TargetCase::Cgroup(path.clone()),
-            TargetKind::Pid(pid) => TargetCase::Pid(*pid),
-            TargetKind::ContainerId(id) => TargetCase::ContainerId(id.clone()),
-            TargetKind::PodUid(uid) => TargetCase::PodUid(uid.clone()),
-        };
         proto::ExperimentSpec {
             name: self.name.clone(),
-            target: Some(proto::Target {
-                kind: Some(target),
-                pod_name: self.target.pod_name.clone().unwrap_or_default(),
-            }),
+            // One target travels in `target`, as before lists existed; several in `targets`.
+            target: match self.targets.as_slice() {
+                [one] => Some(target_to_proto(one)),
+                _ => None,
+            },
+            targets: match self.targets.as_slice() {
+                [_] => Vec::new(),
+                many => many.iter().map(target_to_proto).collect(),
+            },
             fault: Some(proto::Fault { kind: Some(fault) }),
             intensity: Some(self.intensity),
             duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
@@ -118,25 +117,21 @@ impl Experiment {
     /// Reads a request's spec: the same defaults and checks as [`Experiment::from_yaml`], and
     /// the first failure, named by its path in an experiment file.
     pub fn from_proto(spec: &proto::ExperimentSpec) -> Result<Self, ModelError> {
-        let target = spec.target.as_ref().and_then(|t| t.kind.as_ref());
-        let target = match target {
-            Some(TargetCase::Cgroup(path)) => TargetKind::Cgroup(path.clone()),
-            Some(TargetCase::Pid(pid)) => TargetKind::Pid(*pid),
-            Some(TargetCase::ContainerId(id)) => TargetKind::container(id),
-            Some(TargetCase::PodUid(uid)) => TargetKind::PodUid(uid.clone()),
-            None => {
+        let targets = match (&spec.target, spec.targets.as_slice()) {
+            (Some(_), [_, ..]) => {
                 return Err(invalid(
                     "target",
-                    "no target",
-                    "exactly one of cgroup, pid, container_id, pod_uid",
+                    "target and targets",
+                    "one target in `target`, or a list in `targets`, not both",
                 ));
             }
+            (Some(one), []) => vec![target_from_proto(one, "target")?],
+            (None, list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, t)| target_from_proto(t, &target_path(i, list.len())))
+                .collect::<Result<_, _>>()?,
         };
-        let pod_name = spec
-            .target
-            .as_ref()
-            .map(|t| t.pod_name.clone())
-            .filter(|n| !n.is_empty());
         let Some(fault) = spec.fault.as_ref().and_then(|f| f.kind.as_ref()) else {
             return Err(invalid(
                 "type",
@@ -194,10 +189,7 @@ impl Experiment {
         };
         let experiment = Self {
             name: spec.name.clone(),
-            target: Target {
-                kind: target,
-                pod_name,
-            },
+            targets,
             fault,
             duration: match spec.duration_ms {
                 0 => DEFAULT_DURATION,
@@ -401,5 +393,38 @@ fn guards_from_proto(g: &proto::Guards) -> Result<ExperimentGuards, ModelError> 
         slos,
         interval: g.interval_ms.map(Duration::from_millis),
         baseline: g.baseline_ms.map(Duration::from_millis),
+    })
+}
+
+fn target_to_proto(target: &Target) -> proto::Target {
+    proto::Target {
+        kind: Some(match &target.kind {
+            TargetKind::Cgroup(path) => TargetCase::Cgroup(path.clone()),
+            TargetKind::Pid(pid) => TargetCase::Pid(*pid),
+            TargetKind::ContainerId(id) => TargetCase::ContainerId(id.clone()),
+            TargetKind::PodUid(uid) => TargetCase::PodUid(uid.clone()),
+        }),
+        pod_name: target.pod_name.clone().unwrap_or_default(),
+    }
+}
+
+/// A request's target; errors name it `path`.
+fn target_from_proto(target: &proto::Target, path: &str) -> Result<Target, ModelError> {
+    let kind = match &target.kind {
+        Some(TargetCase::Cgroup(path)) => TargetKind::Cgroup(path.clone()),
+        Some(TargetCase::Pid(pid)) => TargetKind::Pid(*pid),
+        Some(TargetCase::ContainerId(id)) => TargetKind::container(id),
+        Some(TargetCase::PodUid(uid)) => TargetKind::PodUid(uid.clone()),
+        None => {
+            return Err(invalid(
+                path,
+                "no target",
+                "exactly one of cgroup, pid, container_id, pod_uid",
+            ));
+        }
+    };
+    Ok(Target {
+        kind,
+        pod_name: Some(target.pod_name.clone()).filter(|n| !n.is_empty()),
     })
 }

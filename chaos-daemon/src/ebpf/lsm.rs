@@ -9,6 +9,7 @@
 use std::{
     collections::HashMap,
     fmt,
+    fs::File,
     os::fd::{AsFd, OwnedFd},
     sync::{Arc, Weak},
 };
@@ -20,6 +21,7 @@ use aya::{
 };
 use chaos_common::{
     DirKey, MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_LSM_DIRS, MAP_NOTES, MAP_SLOTS,
+    MAX_TARGETS,
 };
 
 use super::{Kernel, KernelError, OBJECT, fmod_ret};
@@ -128,8 +130,11 @@ enum LinkFd {
 
 /// The LSM part of the [`Kernel`]'s state.
 pub(super) struct LsmState {
-    /// Slot -> target cgroup, read by `bpf_current_task_under_cgroup`.
+    /// Slot -> target cgroups (entries `slot * MAX_TARGETS ..`), read by
+    /// `bpf_current_task_under_cgroup`.
     cgroups: CgroupArray<MapData>,
+    /// How many entries each slot has set in `cgroups`, to unset them again.
+    slot_cgroups: HashMap<u32, u32>,
     /// Path-prefix directory -> mask of the slots it belongs to.
     dirs: BpfHashMap<MapData, DirKey, u32>,
     /// The keys each slot has in `dirs`, to take its bit out again.
@@ -172,6 +177,7 @@ impl LsmState {
         let dirs = take(ebpf, MAP_LSM_DIRS)?;
         Ok(Self {
             cgroups,
+            slot_cgroups: HashMap::new(),
             dirs,
             slot_dirs: HashMap::new(),
             offsets_known,
@@ -276,16 +282,22 @@ impl Kernel {
         s
     }
 
-    /// Makes the LSM programs treat tasks in `cgroup` (and below) as `slot`'s target.
-    pub fn set_lsm_target(&mut self, slot: u32, cgroup: impl AsFd) -> Result<(), KernelError> {
+    /// Makes the LSM programs treat tasks in `cgroups` (and below) as `slot`'s targets (at most
+    /// `MAX_TARGETS`; the engine checks). A failure part-way leaves entries that
+    /// [`Kernel::clear_lsm_target`] removes.
+    pub fn set_lsm_targets(&mut self, slot: u32, cgroups: &[File]) -> Result<(), KernelError> {
         use std::os::fd::AsRawFd as _;
-        self.lsm
-            .cgroups
-            .set(slot, cgroup.as_fd().as_raw_fd(), 0)
-            .map_err(|source| KernelError::Map {
-                map: MAP_LSM_CGROUPS,
-                source,
-            })
+        for (i, cgroup) in (0..MAX_TARGETS).zip(cgroups) {
+            self.lsm
+                .cgroups
+                .set(slot * MAX_TARGETS + i, cgroup.as_raw_fd(), 0)
+                .map_err(|source| KernelError::Map {
+                    map: MAP_LSM_CGROUPS,
+                    source,
+                })?;
+            self.lsm.slot_cgroups.insert(slot, i + 1);
+        }
+        Ok(())
     }
 
     /// Makes `slot`'s path-prefix filter match files at or under `dirs` (the identities the
@@ -337,17 +349,21 @@ impl Kernel {
         }
     }
 
-    /// Forgets `slot`'s target cgroup (releasing the kernel's reference to it) and its
+    /// Forgets `slot`'s target cgroups (releasing the kernel's references to them) and its
     /// path-prefix directories.
     pub fn clear_lsm_target(&mut self, slot: u32) -> Result<(), KernelError> {
         let dirs = self.clear_lsm_dirs(slot);
-        self.lsm
-            .cgroups
-            .unset(slot)
-            .map_err(|source| KernelError::Map {
-                map: MAP_LSM_CGROUPS,
-                source,
-            })?;
+        let set = self.lsm.slot_cgroups.remove(&slot).unwrap_or(0);
+        // The last first: the programs stop at the first empty entry.
+        for i in (0..set).rev() {
+            if let Err(source) = self.lsm.cgroups.unset(slot * MAX_TARGETS + i) {
+                self.lsm.slot_cgroups.insert(slot, i + 1);
+                return Err(KernelError::Map {
+                    map: MAP_LSM_CGROUPS,
+                    source,
+                });
+            }
+        }
         dirs
     }
 

@@ -8,7 +8,7 @@ use aya::{
     programs::{Link as _, SchedClassifier, TcAttachType, tc::SchedClassifierLink},
     util::KernelVersion,
 };
-use chaos_common::{MAP_TC, MAP_TC_LINK_FREE, MAX_SLOTS, TcConfig};
+use chaos_common::{MAP_TC, MAP_TC_LINK_FREE, MAX_SLOTS, MAX_TARGETS, TcConfig};
 
 use super::{Kernel, KernelError};
 
@@ -94,7 +94,8 @@ impl TcAttachment {
 }
 
 impl Kernel {
-    /// Writes a slot's tc parameters and fills its rate limiter's bucket (the link is free).
+    /// Writes a slot's tc parameters and fills its targets' rate limiters' buckets (the links
+    /// are free).
     pub fn write_tc(&mut self, slot: u32, cfg: &TcConfig) -> Result<(), KernelError> {
         let map = self
             .ebpf
@@ -104,10 +105,13 @@ impl Kernel {
             map: MAP_TC_LINK_FREE,
             source,
         })?;
-        free.set(slot, 0, 0).map_err(|source| KernelError::Map {
-            map: MAP_TC_LINK_FREE,
-            source,
-        })?;
+        for target in 0..MAX_TARGETS {
+            free.set(slot * MAX_TARGETS + target, 0, 0)
+                .map_err(|source| KernelError::Map {
+                    map: MAP_TC_LINK_FREE,
+                    source,
+                })?;
+        }
         let map = self
             .ebpf
             .map_mut(MAP_TC)

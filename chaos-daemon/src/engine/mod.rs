@@ -19,6 +19,7 @@ mod slot;
 
 use std::{
     fmt, io,
+    path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -26,7 +27,7 @@ use std::{
 use self::slot::{ArmedSlot, SlotPlan};
 
 use chaos_api::experiment::{Experiment, ExperimentType, Fault};
-use chaos_common::{MAX_SLOTS, SlotConfig, SlotCounters, TcConfig};
+use chaos_common::{MAX_SLOTS, MAX_TARGETS, SlotConfig, SlotCounters, TcConfig, TcTarget};
 
 use crate::{
     capability::Capabilities,
@@ -36,8 +37,8 @@ use crate::{
     host::{HostFaultError, pod_kill, pressure},
     journal::{HostJournal, JournalError, MemoryJournal, undo_pending},
     net::{
-        egress,
-        latency::{self, Latency, LatencyError},
+        egress::{self, EgressTarget},
+        latency::{self, Latency, LatencyError, LatencyTarget},
     },
     path_dirs::{self, PrefixError},
     switch::{DisarmError, HostSwitch, SlotKill, Switch, Switchboard},
@@ -109,8 +110,8 @@ impl Classify for KernelError {
 /// What a start arms, as the user is shown it (a dry run returns it and changes nothing).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    pub cgroup: String,
-    pub cgroup_id: u64,
+    /// The target cgroups, in the experiment's order.
+    pub targets: Vec<PlanTarget>,
     /// Kernel programs attached.
     pub programs: Vec<String>,
     /// Every other change arming makes, in order.
@@ -119,11 +120,31 @@ pub struct Plan {
     pub max_faults: u64,
 }
 
+/// One target of a [`Plan`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanTarget {
+    /// The cgroup's path.
+    pub cgroup: String,
+    /// Its id (the directory's inode).
+    pub cgroup_id: u64,
+}
+
+impl Plan {
+    /// The target cgroups' paths, comma-separated: what status and reports name as the target.
+    pub fn target_text(&self) -> String {
+        self.targets
+            .iter()
+            .map(|t| t.cgroup.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// A planned experiment: everything resolved, nothing changed. Arm it with [`Engine::arm`].
 #[derive(Debug)]
 pub struct Prepared {
     kind: ExperimentType,
-    target: ResolvedTarget,
+    targets: Vec<ResolvedTarget>,
     duration: Duration,
     body: Body,
     plan: Plan,
@@ -140,14 +161,15 @@ impl Prepared {
 enum Body {
     Slot(Box<SlotPlan>),
     PodKill(pod_kill::Plan),
-    Pressure(pressure::Plan),
+    /// One per target, under one host switch.
+    Pressure(Vec<pressure::Plan>),
 }
 
 /// An armed fault. Release it with [`Engine::release`] to learn of failures; dropping it
 /// releases it too (and logs them).
 pub struct Armed {
     inner: Arc<Inner>,
-    pub target: ResolvedTarget,
+    pub targets: Vec<ResolvedTarget>,
     pub switch: Switch,
     body: Option<ArmedBody>,
 }
@@ -155,7 +177,7 @@ pub struct Armed {
 impl fmt::Debug for Armed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Armed")
-            .field("target", &self.target)
+            .field("targets", &self.targets)
             .field("switch", &self.switch)
             .finish_non_exhaustive()
     }
@@ -164,7 +186,7 @@ impl fmt::Debug for Armed {
 enum ArmedBody {
     Slot(Box<ArmedSlot>),
     PodKill(pod_kill::Run),
-    Pressure(pressure::Run),
+    Pressure(Vec<pressure::Run>),
 }
 
 impl Armed {
@@ -294,11 +316,12 @@ impl Engine {
             .caps
             .check(kind)
             .map_err(|reason| EngineError::Unsupported { kind, reason })?;
-        let target = inner.resolver.resolve(&experiment.target.kind)?;
+        let targets = inner.resolver.resolve_all(&experiment.targets)?;
+        let paths: Vec<&Path> = targets.iter().map(|t| t.path.as_path()).collect();
         let mut changes = Vec::new();
         let mut programs = Vec::new();
         let body = match kernel_plan(experiment, max_faults) {
-            Some(kernel) => {
+            Some(mut kernel) => {
                 programs.extend(kernel.hooks.iter().map(|h| format!("{h:?}")));
                 programs.extend(
                     kernel
@@ -308,7 +331,7 @@ impl Engine {
                 );
                 let lsm_dirs = match &kernel.path_prefix {
                     Some(prefix) => {
-                        let dirs = path_dirs::resolve(prefix, &target.path)?;
+                        let dirs = path_dirs::resolve(prefix, &paths)?;
                         changes.push(format!(
                             "path prefix {prefix}: {} directories and mount roots",
                             dirs.len()
@@ -317,10 +340,19 @@ impl Engine {
                     }
                     None => None,
                 };
-                let latency = match &kernel.latency {
-                    Some(plan) => {
-                        let level = inner.resolver.level(&target.path);
-                        let resolved = latency::resolve(plan.clone(), &target, level)?;
+                let tc_targets = inner.tc_targets(&targets);
+                let mut latency = Vec::new();
+                if let Some(plan) = &mut kernel.latency {
+                    plan.config.targets = tc_targets.0;
+                    plan.config.target_count = tc_targets.1;
+                    for target in &targets {
+                        let resolved = latency::resolve(plan.clone(), target)?;
+                        if latency
+                            .iter()
+                            .any(|l: &LatencyTarget| l.device() == resolved.device())
+                        {
+                            continue;
+                        }
                         programs.push(format!(
                             "tc egress ({}) on {}",
                             plan.program.describe(),
@@ -332,29 +364,37 @@ impl Engine {
                             resolved.device(),
                             humantime::format_duration(resolved.plan.max_delay)
                         ));
-                        Some(resolved)
+                        latency.push(resolved);
                     }
-                    None => None,
-                };
-                let egress = if let Some(plan) = &kernel.egress {
-                    let level = inner.resolver.level(&target.path);
-                    let resolved = egress::resolve(plan.program, plan.config, &target, level)?;
-                    let devices = resolved.devices();
-                    programs.push(format!(
-                        "tc egress ({}) on {}",
-                        plan.program.describe(),
-                        devices.join(", ")
-                    ));
-                    if needs_clsact() {
-                        changes.push(format!(
-                            "clsact qdisc on {} where missing, journaled and removed on stop",
+                }
+                let mut egress = Vec::new();
+                if let Some(plan) = &kernel.egress {
+                    let mut config = plan.config;
+                    config.targets = tc_targets.0;
+                    config.target_count = tc_targets.1;
+                    for target in &targets {
+                        let resolved = egress::resolve(plan.program, config, target)?;
+                        if egress
+                            .iter()
+                            .any(|e: &EgressTarget| e.netns.inode == resolved.netns.inode)
+                        {
+                            continue;
+                        }
+                        let devices = resolved.devices();
+                        programs.push(format!(
+                            "tc egress ({}) on {}",
+                            plan.program.describe(),
                             devices.join(", ")
                         ));
+                        if needs_clsact() {
+                            changes.push(format!(
+                                "clsact qdisc on {} where missing, journaled and removed on stop",
+                                devices.join(", ")
+                            ));
+                        }
+                        egress.push(resolved);
                     }
-                    Some(resolved)
-                } else {
-                    None
-                };
+                }
                 Body::Slot(Box::new(SlotPlan {
                     kernel,
                     lsm_dirs,
@@ -365,7 +405,7 @@ impl Engine {
             None => match &experiment.fault {
                 Fault::PodDeletion(deletion) => {
                     let plan = pod_kill::Plan::new(
-                        &target.path,
+                        &paths,
                         &inner.allowed_kills,
                         deletion.interval,
                         max_faults,
@@ -376,28 +416,38 @@ impl Engine {
                     Body::PodKill(plan)
                 }
                 Fault::ResourceExhaustion(pressure) => {
-                    let plan = pressure::Plan::new(
-                        &target.path,
-                        pressure.cpu_share,
-                        pressure.memory_share,
-                        &inner.knobs,
-                    )?;
-                    changes.extend(plan.describe());
-                    Body::Pressure(plan)
+                    let plans = paths
+                        .iter()
+                        .map(|path| {
+                            pressure::Plan::new(
+                                path,
+                                pressure.cpu_share,
+                                pressure.memory_share,
+                                &inner.knobs,
+                            )
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    changes.extend(plans.iter().flat_map(pressure::Plan::describe));
+                    Body::Pressure(plans)
                 }
                 _ => unreachable!("every other type has a kernel plan"),
             },
         };
         let plan = Plan {
-            cgroup: target.path.display().to_string(),
-            cgroup_id: target.id,
+            targets: targets
+                .iter()
+                .map(|t| PlanTarget {
+                    cgroup: t.path.display().to_string(),
+                    cgroup_id: t.id,
+                })
+                .collect(),
             programs,
             changes,
             max_faults,
         };
         Ok(Prepared {
             kind,
-            target,
+            targets,
             duration: experiment.duration,
             body,
             plan,
@@ -441,30 +491,27 @@ impl Engine {
         let inner = &self.0;
         let Prepared {
             kind,
-            target,
+            targets,
             duration,
             body,
             ..
         } = prepared;
         let body = match (body, switch) {
             (Body::Slot(plan), Switch::Slot(slot)) => ArmedBody::Slot(Box::new(
-                inner.arm_slot(*slot, &target, *plan, duration, owner)?,
+                inner.arm_slot(*slot, &targets, *plan, duration, owner)?,
             )),
             (Body::PodKill(plan), Switch::Host(host)) => {
                 ArmedBody::PodKill(plan.start(host.clone(), owner)?)
             }
-            (Body::Pressure(plan), Switch::Host(host)) => ArmedBody::Pressure(plan.start(
-                host,
-                inner.journal.as_ref(),
-                &inner.knobs,
-                owner,
-            )?),
+            (Body::Pressure(plans), Switch::Host(host)) => {
+                ArmedBody::Pressure(inner.start_pressures(plans, host, owner)?)
+            }
             _ => unreachable!("reserve gives a slot to kernel faults, a host switch to others"),
         };
-        tracing::info!(%kind, target = %target.path.display(), ?switch, "armed");
+        tracing::info!(%kind, targets = targets.len(), first = %targets[0].path.display(), ?switch, "armed");
         Ok(Armed {
             inner: inner.clone(),
-            target,
+            targets,
             switch: switch.clone(),
             body: Some(body),
         })
@@ -493,7 +540,9 @@ impl Engine {
                 self.0.maps.counters(body.slot, body.config.max_faults)?
             }
             Some(ArmedBody::PodKill(run)) => run.counters(),
-            Some(ArmedBody::Pressure(run)) => run.counters(),
+            Some(ArmedBody::Pressure(runs)) => {
+                sum_counters(runs.iter().map(pressure::Run::counters))
+            }
             None => SlotCounters::default(),
         })
     }
@@ -562,6 +611,44 @@ impl Engine {
 }
 
 impl Inner {
+    /// The slot's targets as the tc programs match them: id and level of each, and how many.
+    fn tc_targets(&self, targets: &[ResolvedTarget]) -> ([TcTarget; MAX_TARGETS as usize], u32) {
+        let mut out = [TcTarget::default(); MAX_TARGETS as usize];
+        for (slot, target) in out.iter_mut().zip(targets) {
+            *slot = TcTarget {
+                cgroup_id: target.id,
+                level: self.resolver.level(&target.path),
+                _pad: 0,
+            };
+        }
+        (out, targets.len().min(out.len()) as u32)
+    }
+
+    /// Starts one pressure per target under `host`; a failure releases those started (the
+    /// switch puts every knob back).
+    fn start_pressures(
+        &self,
+        plans: Vec<pressure::Plan>,
+        host: &Arc<HostSwitch>,
+        owner: &str,
+    ) -> Result<Vec<pressure::Run>, EngineError> {
+        let mut runs = Vec::with_capacity(plans.len());
+        for plan in plans {
+            match plan.start(host, self.journal.as_ref(), &self.knobs, owner) {
+                Ok(run) => runs.push(run),
+                Err(e) => {
+                    for run in runs {
+                        if let Err(undo) = run.release(host, self.journal.as_ref()) {
+                            tracing::error!(error = %undo, "undoing a failed pressure start");
+                        }
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(runs)
+    }
+
     fn unreserve(&self, switch: &Switch) {
         match switch {
             Switch::Slot(slot) => *lock(&self.slots) &= !(1 << slot),
@@ -579,27 +666,36 @@ impl Inner {
         let counters = match body {
             ArmedBody::Slot(body) => self.release_slot(*body, &mut first_err),
             ArmedBody::PodKill(run) => run.join(),
-            ArmedBody::Pressure(run) => match run.release(
-                match &armed.switch {
-                    Switch::Host(host) => host,
-                    Switch::Slot(_) => unreachable!("a pressure has a host switch"),
-                },
-                self.journal.as_ref(),
-            ) {
-                Ok(counters) => counters,
-                Err(e) => {
-                    first_err.get_or_insert(e.into());
-                    SlotCounters::default()
-                }
-            },
+            ArmedBody::Pressure(runs) => {
+                let Switch::Host(host) = &armed.switch else {
+                    unreachable!("a pressure has a host switch")
+                };
+                sum_counters(runs.into_iter().map(|run| {
+                    run.release(host, self.journal.as_ref())
+                        .unwrap_or_else(|e| {
+                            first_err.get_or_insert(e.into());
+                            SlotCounters::default()
+                        })
+                }))
+            }
         };
         if let Err(e) = disarmed {
             first_err.get_or_insert(e.into());
         }
         self.unreserve(&armed.switch);
-        tracing::info!(target = %armed.target.path.display(), injected = counters.injected, "released");
+        tracing::info!(targets = armed.targets.len(), first = %armed.targets[0].path.display(), injected = counters.injected, "released");
         first_err.map_or(Ok(counters), Err)
     }
+}
+
+/// Counters of several parts of one fault, added up.
+fn sum_counters(parts: impl Iterator<Item = SlotCounters>) -> SlotCounters {
+    parts.fold(SlotCounters::default(), |sum, c| SlotCounters {
+        seen: sum.seen + c.seen,
+        matched: sum.matched + c.matched,
+        injected: sum.injected + c.injected,
+        capped: sum.capped + c.capped,
+    })
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock `bpf_ktime_get_ns` reads.

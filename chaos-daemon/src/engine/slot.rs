@@ -19,13 +19,14 @@ use crate::{
 };
 
 /// A kernel-program fault as planned: the slot configuration and hooks, the path prefix's
-/// directories, the latency device, the tc egress devices.
+/// directories, the latency devices and the tc egress namespaces (one per distinct device or
+/// namespace of the targets).
 #[derive(Debug)]
 pub(super) struct SlotPlan {
     pub kernel: KernelPlan,
     pub lsm_dirs: Option<Vec<DirKey>>,
-    pub latency: Option<LatencyTarget>,
-    pub egress: Option<EgressTarget>,
+    pub latency: Vec<LatencyTarget>,
+    pub egress: Vec<EgressTarget>,
 }
 
 /// A kernel-program fault as armed.
@@ -38,17 +39,18 @@ pub(super) struct ArmedSlot {
     attachments: Vec<Attachment>,
     /// Shared global LSM programs; the last holder's drop detaches them.
     lsm_links: Vec<Arc<LsmLink>>,
-    latency: Option<LatencyRun>,
-    egress: Option<EgressRun>,
+    latency: Vec<LatencyRun>,
+    egress: Vec<EgressRun>,
 }
 
 impl Inner {
-    /// Arms `plan` on `slot`: written disarmed, every hook attached, then armed with its
-    /// kernel deadline. On error, what was done is undone and the slot is disarmed.
+    /// Arms `plan` on `slot`: written disarmed, every hook attached to every target, then
+    /// armed with its kernel deadline. On error, what was done is undone and the slot is
+    /// disarmed.
     pub(super) fn arm_slot(
         &self,
         slot: u32,
-        target: &ResolvedTarget,
+        targets: &[ResolvedTarget],
         plan: SlotPlan,
         duration: Duration,
         owner: &str,
@@ -59,10 +61,15 @@ impl Inner {
             latency,
             egress,
         } = plan;
-        let cgroup = File::open(&target.path).map_err(|source| EngineError::OpenCgroup {
-            path: target.path.clone(),
-            source,
-        })?;
+        let cgroups = targets
+            .iter()
+            .map(|target| {
+                File::open(&target.path).map_err(|source| EngineError::OpenCgroup {
+                    path: target.path.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut config = kernel_plan.config;
         config.armed = 0;
         self.maps.write_slot(slot, &config)?;
@@ -71,21 +78,23 @@ impl Inner {
         let mut undo = SlotUndo {
             inner: self,
             slot,
-            attachments: Vec::with_capacity(kernel_plan.hooks.len()),
+            attachments: Vec::with_capacity(kernel_plan.hooks.len() * cgroups.len()),
             lsm_links: Vec::new(),
             lsm_target: false,
-            latency: None,
-            egress: None,
+            latency: Vec::new(),
+            egress: Vec::new(),
             kept: false,
         };
         {
             let mut kernel = lock(&self.kernel);
             for hook in &kernel_plan.hooks {
-                undo.attachments.push(kernel.attach(slot, *hook, &cgroup)?);
+                for cgroup in &cgroups {
+                    undo.attachments.push(kernel.attach(slot, *hook, cgroup)?);
+                }
             }
             if !kernel_plan.lsm_hooks.is_empty() {
-                kernel.set_lsm_target(slot, &cgroup)?;
                 undo.lsm_target = true;
+                kernel.set_lsm_targets(slot, &cgroups)?;
                 if let Some(dirs) = &lsm_dirs {
                     kernel.set_lsm_dirs(slot, dirs)?;
                 }
@@ -94,19 +103,20 @@ impl Inner {
                 }
             }
         }
-        let latency_config = latency.as_ref().map(|t| t.plan.config);
-        if let Some(target) = latency {
+        let latency_config = latency.first().map(|t| t.plan.config);
+        for target in latency {
             let mut table = lock(&self.latency);
             let mut kernel = lock(&self.kernel);
-            undo.latency =
-                Some(table.start(&mut kernel, self.journal.as_ref(), slot, owner, target)?);
+            let run = table.start(&mut kernel, self.journal.as_ref(), slot, owner, target)?;
+            undo.latency.push(run);
         }
-        if let Some(mut target) = egress {
-            // Connections an earlier experiment of this slot blackholed stay its own.
-            target.config.generation = (monotonic_ns()? as u32) | 1;
+        // Connections an earlier experiment of this slot blackholed stay its own.
+        let generation = (monotonic_ns()? as u32) | 1;
+        for mut target in egress {
+            target.config.generation = generation;
             let mut table = lock(&self.latency);
             let mut kernel = lock(&self.kernel);
-            undo.egress = Some(egress::start(
+            undo.egress.push(egress::start(
                 table.devices_mut(),
                 &mut kernel,
                 self.journal.as_ref(),
@@ -125,8 +135,8 @@ impl Inner {
             latency_config,
             attachments: std::mem::take(&mut undo.attachments),
             lsm_links: std::mem::take(&mut undo.lsm_links),
-            latency: undo.latency.take(),
-            egress: undo.egress.take(),
+            latency: std::mem::take(&mut undo.latency),
+            egress: std::mem::take(&mut undo.egress),
         })
     }
 
@@ -168,19 +178,19 @@ impl Inner {
                 }
             }
         }
-        if let Some(run) = latency
-            && let Err(e) = lock(&self.latency).stop(run, self.journal.as_ref())
-        {
-            first_err.get_or_insert(e.into());
+        for run in latency {
+            if let Err(e) = lock(&self.latency).stop(run, self.journal.as_ref()) {
+                first_err.get_or_insert(e.into());
+            }
         }
-        if let Some(run) = egress
-            && let Err(e) = egress::stop(
+        for run in egress {
+            if let Err(e) = egress::stop(
                 lock(&self.latency).devices_mut(),
                 run,
                 self.journal.as_ref(),
-            )
-        {
-            first_err.get_or_insert(e.into());
+            ) {
+                first_err.get_or_insert(e.into());
+            }
         }
         counters
     }
@@ -194,8 +204,8 @@ struct SlotUndo<'a> {
     attachments: Vec<Attachment>,
     lsm_links: Vec<Arc<LsmLink>>,
     lsm_target: bool,
-    latency: Option<LatencyRun>,
-    egress: Option<EgressRun>,
+    latency: Vec<LatencyRun>,
+    egress: Vec<EgressRun>,
     kept: bool,
 }
 
@@ -215,19 +225,19 @@ impl Drop for SlotUndo<'_> {
         {
             tracing::error!(error = %e, slot = self.slot, "clearing the LSM target");
         }
-        if let Some(run) = self.latency.take()
-            && let Err(e) = lock(&self.inner.latency).stop(run, self.inner.journal.as_ref())
-        {
-            tracing::error!(error = %e, "undoing a failed latency start");
+        for run in self.latency.drain(..) {
+            if let Err(e) = lock(&self.inner.latency).stop(run, self.inner.journal.as_ref()) {
+                tracing::error!(error = %e, "undoing a failed latency start");
+            }
         }
-        if let Some(run) = self.egress.take()
-            && let Err(e) = egress::stop(
+        for run in self.egress.drain(..) {
+            if let Err(e) = egress::stop(
                 lock(&self.inner.latency).devices_mut(),
                 run,
                 self.inner.journal.as_ref(),
-            )
-        {
-            tracing::error!(error = %e, "undoing a failed tc egress start");
+            ) {
+                tracing::error!(error = %e, "undoing a failed tc egress start");
+            }
         }
     }
 }

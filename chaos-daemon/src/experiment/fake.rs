@@ -16,7 +16,7 @@ use chaos_common::{MAX_SLOTS, SlotCounters};
 use super::FaultEngine;
 use crate::{
     capability::{Capabilities, Capability},
-    engine::{EngineError, Plan},
+    engine::{EngineError, Plan, PlanTarget},
     switch::{HostSwitch, SlotKill, Switch, Switchboard},
 };
 
@@ -160,8 +160,12 @@ impl FaultEngine for FakeEngine {
         &self.caps
     }
 
-    fn resolve_target(&self, target: &Target) -> Result<String, EngineError> {
-        Ok(format!("/fake/{target}"))
+    fn resolve_targets(&self, targets: &[Target]) -> Result<String, EngineError> {
+        Ok(targets
+            .iter()
+            .map(|t| format!("/fake/{t}"))
+            .collect::<Vec<_>>()
+            .join(", "))
     }
 
     fn prepare(
@@ -171,8 +175,15 @@ impl FaultEngine for FakeEngine {
     ) -> Result<FakePrepared, EngineError> {
         Ok(FakePrepared {
             plan: Plan {
-                cgroup: format!("/fake/{}", experiment.target),
-                cgroup_id: 1,
+                targets: experiment
+                    .targets
+                    .iter()
+                    .zip(1..)
+                    .map(|(t, id)| PlanTarget {
+                        cgroup: format!("/fake/{t}"),
+                        cgroup_id: id,
+                    })
+                    .collect(),
                 programs: vec!["Fake".into()],
                 changes: Vec::new(),
                 max_faults,

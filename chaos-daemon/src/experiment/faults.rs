@@ -26,7 +26,7 @@ pub trait FaultEngine: Send + Sync + 'static {
     fn capabilities(&self) -> &Capabilities;
     /// Finds `target`'s cgroup, refusing a protected one (pre-flight's target check); says
     /// which it is. Changes nothing.
-    fn resolve_target(&self, target: &Target) -> Result<String, EngineError>;
+    fn resolve_targets(&self, targets: &[Target]) -> Result<String, EngineError>;
     /// Plans `experiment` with the fault cap `max_faults`; changes nothing.
     fn prepare(
         &self,
@@ -71,13 +71,13 @@ impl FaultEngine for Engine {
         Engine::capabilities(self)
     }
 
-    fn resolve_target(&self, target: &Target) -> Result<String, EngineError> {
-        let resolved = self.resolver().resolve(&target.kind)?;
-        Ok(format!(
-            "cgroup {} (id {})",
-            resolved.path.display(),
-            resolved.id
-        ))
+    fn resolve_targets(&self, targets: &[Target]) -> Result<String, EngineError> {
+        let resolved = self.resolver().resolve_all(targets)?;
+        Ok(resolved
+            .iter()
+            .map(|r| format!("cgroup {} (id {})", r.path.display(), r.id))
+            .collect::<Vec<_>>()
+            .join(", "))
     }
 
     fn prepare(&self, experiment: &Experiment, max_faults: u64) -> Result<Prepared, EngineError> {

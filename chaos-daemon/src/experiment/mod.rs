@@ -47,6 +47,7 @@ mod tests;
 
 use std::{
     collections::HashMap,
+    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -331,7 +332,12 @@ impl<E: FaultEngine> Manager<E> {
             id: id.clone(),
             name: experiment.name.clone(),
             kind: experiment.kind(),
-            target: plan.cgroup.clone(),
+            target: plan.target_text(),
+            cgroups: plan
+                .targets
+                .iter()
+                .map(|t| PathBuf::from(&t.cgroup))
+                .collect(),
             spec: prost::Message::encode_to_vec(&experiment.to_proto()),
             price: admission.price,
             budget: admission.budget,
@@ -360,10 +366,13 @@ impl<E: FaultEngine> Manager<E> {
         run.set_armed(armed);
         let row = self.row(&run, State::Running, String::new(), 0);
         let message = format!(
-            "{} on {} (cgroup id {}) for {}, budget {} = at most {} faults; {}",
+            "{} on {} for {}, budget {} = at most {} faults; {}",
             experiment.kind(),
-            plan.cgroup,
-            plan.cgroup_id,
+            plan.targets
+                .iter()
+                .map(|t| format!("{} (cgroup id {})", t.cgroup, t.cgroup_id))
+                .collect::<Vec<_>>()
+                .join(", "),
             humantime::format_duration(experiment.duration),
             admission.budget,
             cap_text(admission.max_faults),

@@ -3,10 +3,7 @@
 //! emergency stop, and every end. [`Notifier::notify`] only queues (no I/O, no waiting), so
 //! announcing never delays a disarm; it is called after the disarm.
 
-use std::{
-    path::Path,
-    sync::{Arc, OnceLock},
-};
+use std::sync::{Arc, OnceLock};
 
 use super::{FaultEngine, Manager, Run};
 use crate::{
@@ -69,8 +66,7 @@ impl<E: FaultEngine> Manager<E> {
         ) else {
             return;
         };
-        let target = Path::new(&run.info.target);
-        for (strategy, result) in notifier.run_strategies(&notice, target) {
+        for (strategy, result) in notifier.run_strategies(&notice, &run.info.cgroups) {
             let (event, outcome) = match result {
                 Ok(done) => (format!("{strategy}: {done}"), done),
                 Err(e) => (format!("{strategy} failed: {e}"), format!("failed: {e}")),

@@ -7,6 +7,7 @@
 //! finish (docs/adr/0011).
 
 use std::{
+    path::PathBuf,
     sync::{
         Mutex,
         atomic::{AtomicU8, Ordering},
@@ -40,7 +41,10 @@ pub struct RunInfo {
     pub id: String,
     pub name: String,
     pub kind: ExperimentType,
+    /// The target cgroups' paths, comma-separated (as status and reports show them).
     pub target: String,
+    /// The target cgroups (a rollback's `pod_restart` kills them).
+    pub cgroups: Vec<PathBuf>,
     /// The experiment as it runs, encoded (`chaos.v1.ExperimentSpec`).
     pub spec: Vec<u8>,
     pub price: Price,

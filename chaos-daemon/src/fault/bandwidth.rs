@@ -50,7 +50,7 @@ mod tests {
         assert_eq!(p.config.burst_ns, 32_768_000);
         assert_eq!(p.config.horizon_ns, 1_000_000_000);
         assert_eq!(p.config.delay_ns, 0, "no delay of its own");
-        assert_eq!(p.config.cgroup_id, 0, "the engine fills in the target");
+        assert_eq!(p.config.target_count, 0, "the engine fills in the targets");
         assert_eq!(p.max_delay, HORIZON);
         assert_eq!(p.interface.as_deref(), Some("eth0"));
     }

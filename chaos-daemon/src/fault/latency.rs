@@ -15,8 +15,7 @@ use crate::ebpf::tc::TcProgram;
 pub struct LatencyPlan {
     /// The program: [`TcProgram::Delay`] or [`TcProgram::Rate`].
     pub program: TcProgram,
-    /// Delay, jitter and distribution, or the rate; `cgroup_id`/`cgroup_level` are zero until the engine
-    /// resolves the target.
+    /// Delay, jitter and distribution, or the rate; no targets until the engine resolves them.
     pub config: TcConfig,
     /// The device, or `None` for the device of the default route.
     pub interface: Option<String>,
@@ -73,7 +72,7 @@ mod tests {
         assert_eq!(p.config.delay_ns, 100_000_000);
         assert_eq!(p.config.jitter_ns, 10_000_000);
         assert_eq!(p.config.distribution, DIST_NORMAL);
-        assert_eq!(p.config.cgroup_id, 0, "the engine fills in the target");
+        assert_eq!(p.config.target_count, 0, "the engine fills in the targets");
         assert_eq!(p.max_delay, 160 * MS);
         let latency = NetworkLatency {
             latency: 20 * MS,

@@ -170,7 +170,7 @@ mod tests {
     fn experiment(fault: Fault) -> Experiment {
         Experiment {
             name: "t".into(),
-            target: Target::new(TargetKind::Pid(1)),
+            targets: vec![Target::new(TargetKind::Pid(1))],
             fault,
             duration: Duration::from_secs(5),
             intensity: 0.3,

@@ -21,8 +21,20 @@ pub const MAX_PAGE_BYTES: usize = 1 << 20;
 /// A plan as sent, with the money it reserves.
 pub fn plan_to_proto(p: &Plan, projected_cost: f64) -> proto::Plan {
     proto::Plan {
-        cgroup: p.cgroup.clone(),
-        cgroup_id: p.cgroup_id,
+        cgroup: p
+            .targets
+            .first()
+            .map(|t| t.cgroup.clone())
+            .unwrap_or_default(),
+        cgroup_id: p.targets.first().map_or(0, |t| t.cgroup_id),
+        targets: p
+            .targets
+            .iter()
+            .map(|t| proto::PlanTarget {
+                cgroup: t.cgroup.clone(),
+                cgroup_id: t.cgroup_id,
+            })
+            .collect(),
         programs: p.programs.clone(),
         max_faults: p.max_faults,
         projected_cost,

@@ -70,8 +70,8 @@ impl Unit {
 /// A checked pod deletion, ready to start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    target: PathBuf,
-    unit: Unit,
+    /// Each target with what is killed in it.
+    targets: Vec<(PathBuf, Unit)>,
     interval: Option<Duration>,
     max: u64,
     threshold: u64,
@@ -79,35 +79,39 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Checks that `target` may be killed (a pod, a container, or a cgroup named in `allowed`)
-    /// and plans the kills: every `interval` (`None`: once) for `duration`, each unit with
-    /// probability `threshold / THRESHOLD_ALWAYS`, at most `max` units in all.
+    /// Checks that every one of `targets` may be killed (a pod, a container, or a cgroup named
+    /// in `allowed`) and plans the kills: every `interval` (`None`: once) for `duration`, each
+    /// unit with probability `threshold / THRESHOLD_ALWAYS`, at most `max` units in all.
     pub fn new(
-        target: &Path,
+        targets: &[&Path],
         allowed: &[String],
         interval: Option<Duration>,
         max: u64,
         threshold: u64,
         duration: Duration,
     ) -> Result<Self, HostFaultError> {
-        let name = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let unit = match Unit::of(name) {
-            Some(unit) => unit,
-            None if allowed.iter().any(|p| wildcard_match(p, name)) => units_below(target).0,
-            None => {
-                return Err(unusable(
-                    target,
-                    "not a pod or a container cgroup: a pod deletion kills only pods and \
-                     containers, or cgroups named in experiments.pod_deletion.allowed_cgroups",
-                ));
-            }
-        };
+        let targets = targets
+            .iter()
+            .map(|target| {
+                let unit = match Unit::of(name_of(target)) {
+                    Some(unit) => unit,
+                    None if allowed.iter().any(|p| wildcard_match(p, name_of(target))) => {
+                        units_below(target).0
+                    }
+                    None => {
+                        return Err(unusable(
+                            target,
+                            "not a pod or a container cgroup: a pod deletion kills only pods \
+                             and containers, or cgroups named in \
+                             experiments.pod_deletion.allowed_cgroups",
+                        ));
+                    }
+                };
+                Ok((target.to_path_buf(), unit))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
-            target: target.to_path_buf(),
-            unit,
+            targets,
             interval,
             max,
             threshold,
@@ -122,24 +126,31 @@ impl Plan {
             Some(i) => format!("every {}", humantime::format_duration(i)),
             None => "once".to_owned(),
         };
+        let unit = match self.targets.as_slice() {
+            [(_, first), rest @ ..] if rest.iter().all(|(_, u)| u == first) => first.as_str(),
+            _ => "unit",
+        };
         let mut lines = vec![format!(
-            "cgroup.kill {every}, at most {} {}s in all; {} {}(s) now:",
+            "cgroup.kill {every}, at most {} {unit}s in all; {} {unit}(s) now:",
             cap_text(self.max),
-            self.unit.as_str(),
             units.len(),
-            self.unit.as_str()
         )];
         lines.extend(units.iter().map(|u| format!("  {}", u.display())));
         lines
     }
 
+    /// The units to kill now: each target that is a pod or container itself, else the units
+    /// below it.
     fn units(&self) -> Vec<PathBuf> {
-        match self.unit {
-            Unit::Pod | Unit::Container if Unit::of(name_of(&self.target)).is_some() => {
-                vec![self.target.clone()]
-            }
-            _ => units_below(&self.target).1,
-        }
+        self.targets
+            .iter()
+            .flat_map(|(target, unit)| match unit {
+                Unit::Pod | Unit::Container if Unit::of(name_of(target)).is_some() => {
+                    vec![target.clone()]
+                }
+                _ => units_below(target).1,
+            })
+            .collect()
     }
 
     /// Starts the worker thread; it kills at once, then every interval, until disarmed, the

@@ -37,7 +37,7 @@ pub const MAX_EGRESS_DEVICES: usize = 64;
 pub struct EgressTarget {
     /// Which program.
     pub program: TcProgram,
-    /// Its configuration, the target cgroup filled in.
+    /// Its configuration, the slot's target cgroups filled in.
     pub config: TcConfig,
     /// The target's network namespace.
     pub netns: Netns,
@@ -55,13 +55,12 @@ impl EgressTarget {
     }
 }
 
-/// Finds the namespace and devices of `program` on `target` (at `cgroup_level` below the
-/// cgroup2 mount) and fills the target into `config`.
+/// Finds the namespace and devices of `program` on `target` (`config` holds the slot's target
+/// cgroups).
 pub fn resolve(
     program: TcProgram,
-    mut config: TcConfig,
+    config: TcConfig,
     target: &ResolvedTarget,
-    cgroup_level: u32,
 ) -> Result<EgressTarget, LatencyError> {
     // Without a process the programs go on the daemon's namespace's devices: they match only
     // the target's packets and change no qdisc (but a clsact before 6.6, journaled).
@@ -82,8 +81,6 @@ pub fn resolve(
             max: MAX_EGRESS_DEVICES,
         });
     }
-    config.cgroup_id = target.id;
-    config.cgroup_level = cgroup_level;
     Ok(EgressTarget {
         program,
         config,

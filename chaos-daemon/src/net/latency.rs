@@ -103,7 +103,7 @@ impl Classify for LatencyError {
 /// Where a latency fault acts, resolved when it is planned.
 #[derive(Debug)]
 pub struct LatencyTarget {
-    /// The delay parameters; the target cgroup is filled in.
+    /// The delay parameters, the slot's target cgroups filled in.
     pub plan: LatencyPlan,
     /// The target's network namespace.
     pub netns: Netns,
@@ -118,13 +118,9 @@ impl LatencyTarget {
     }
 }
 
-/// Finds the namespace and device of a latency fault on `target` (at `cgroup_level` below the
-/// cgroup2 mount), and fills the target into the delay parameters.
-pub fn resolve(
-    mut plan: LatencyPlan,
-    target: &ResolvedTarget,
-    cgroup_level: u32,
-) -> Result<LatencyTarget, LatencyError> {
+/// Finds the namespace and device of a latency fault on `target` (`plan`'s configuration holds
+/// the slot's target cgroups).
+pub fn resolve(plan: LatencyPlan, target: &ResolvedTarget) -> Result<LatencyTarget, LatencyError> {
     let (netns, interface) = match (target_netns(&target.path)?, &plan.interface) {
         (Some(netns), Some(i)) => (netns, i.clone()),
         (None, Some(i)) => (own_netns()?, i.clone()),
@@ -146,8 +142,6 @@ pub fn resolve(
             (netns, interface)
         }
     };
-    plan.config.cgroup_id = target.id;
-    plan.config.cgroup_level = cgroup_level;
     Ok(LatencyTarget {
         plan,
         netns,

@@ -30,7 +30,7 @@ mod payload;
 
 use std::{
     fmt,
-    path::Path,
+    path::PathBuf,
     sync::{Arc, mpsc as std_mpsc},
     time::{Duration, Instant},
 };
@@ -359,15 +359,15 @@ impl Notifier {
     /// Runs every strategy set true, after the experiment was disarmed, and returns one result
     /// per strategy in the order of `rollback.strategies`. The webhook actions are POSTed
     /// concurrently on the delivery thread (with the [`DeliveryPolicy`]'s retries) while
-    /// `pod_restart` writes `cgroup.kill` of `target_cgroup` here and waits up to 5 s for it to
-    /// empty; then this waits for the actions' answers, at most the policy's worst case and at
+    /// `pod_restart` writes `cgroup.kill` of each of `targets` here and waits up to 5 s for
+    /// each to empty; then this waits for the actions' answers, at most the policy's worst case and at
     /// most `rollback.max_rollback_time`. Blocks: call it from a recorder thread, never from
     /// the disarm path or an async task. A strategy without an action is
     /// `Ok("not configured, skipped")`.
     pub fn run_strategies(
         &self,
         notice: &Notice,
-        target_cgroup: &Path,
+        targets: &[PathBuf],
     ) -> Vec<(String, Result<String, String>)> {
         let inner = &self.inner;
         let (reply, answers) = std_mpsc::channel();
@@ -393,18 +393,27 @@ impl Notifier {
             }
         }
         if inner.strategies.contains(&"pod_restart") {
-            let killed = crate::cgroupfs::kill_tree(target_cgroup, POD_RESTART_WAIT, || true);
-            results.push((
-                "pod_restart",
-                killed
-                    .map(|n| {
-                        format!(
-                            "cgroup.kill of {}: {n} process(es)",
-                            target_cgroup.display()
-                        )
-                    })
-                    .map_err(|e| format!("cgroup.kill of {}: {e}", target_cgroup.display())),
-            ));
+            let mut done = Vec::new();
+            let mut failed = Vec::new();
+            for target in targets {
+                match crate::cgroupfs::kill_tree(target, POD_RESTART_WAIT, || true) {
+                    Ok(n) => done.push(format!(
+                        "cgroup.kill of {}: {n} process(es)",
+                        target.display()
+                    )),
+                    Err(e) => failed.push(format!("cgroup.kill of {}: {e}", target.display())),
+                }
+            }
+            let result = if failed.is_empty() {
+                Ok(done.join("; "))
+            } else {
+                Err(failed
+                    .into_iter()
+                    .chain(done)
+                    .collect::<Vec<_>>()
+                    .join("; "))
+            };
+            results.push(("pod_restart", result));
         }
         let wait =
             (inner.policy.worst_case() + Duration::from_secs(1)).min(inner.max_rollback_time);

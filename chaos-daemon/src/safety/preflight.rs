@@ -116,7 +116,7 @@ impl<P> Preflight<P> {
         };
         let admitted = manager.admit(experiment);
         let kind = experiment.kind();
-        let target = manager.engine().resolve_target(&experiment.target);
+        let target = manager.engine().resolve_targets(&experiment.targets);
         let kernel = manager.capabilities().check(kind);
         let (admission, config) = match admitted {
             Ok(admission) => (

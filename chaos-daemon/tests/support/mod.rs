@@ -204,7 +204,7 @@ pub fn cgroup_target(path: &Path) -> Target {
 pub fn spec(target: Target, fault: Fault, intensity: f64) -> Experiment {
     let e = Experiment {
         name: "test".into(),
-        target,
+        targets: vec![target],
         fault,
         duration: Duration::from_secs(120),
         intensity,
