@@ -48,7 +48,10 @@ fn every_example_file_parses_and_converts() {
             };
             let spec = experiment.to_proto();
             assert_eq!(spec.name, experiment.name);
-            assert!(spec.target.is_some() && spec.fault.is_some());
+            assert!(spec.target.is_some() || !spec.targets.is_empty());
+            assert!(spec.fault.is_some());
+            let back = Experiment::from_proto(&spec).expect("reads back");
+            assert_eq!(back.targets, experiment.targets);
             seen += 1;
         }
     }

@@ -189,12 +189,24 @@ pub fn experiment_list(list: &[ExperimentStatus], json: bool) -> String {
     }
 }
 
-/// What a start arms: the cgroup, programs, cap, cost and every other change.
+/// What a start arms: the cgroups, programs, cap, cost and every other change.
 pub fn plan_text(p: &proto::Plan) -> String {
+    let first = proto::PlanTarget {
+        cgroup: p.cgroup.clone(),
+        cgroup_id: p.cgroup_id,
+    };
+    let targets = if p.targets.is_empty() {
+        std::slice::from_ref(&first)
+    } else {
+        p.targets.as_slice()
+    };
+    let cgroups: Vec<String> = targets
+        .iter()
+        .map(|t| format!("{} (id {})", escape_controls(&t.cgroup), t.cgroup_id))
+        .collect();
     let mut text = format!(
-        "cgroup      {} (id {})\nprograms    {}\nmax faults  {}\nmax cost    {}\n",
-        escape_controls(&p.cgroup),
-        p.cgroup_id,
+        "cgroup      {}\nprograms    {}\nmax faults  {}\nmax cost    {}\n",
+        cgroups.join("\n            "),
         escape_controls(&p.programs.join(", ")),
         if p.max_faults == u64::MAX {
             "unlimited".to_string()
@@ -219,6 +231,9 @@ pub fn plan_json(p: &proto::Plan) -> Value {
     json!({
         "cgroup": p.cgroup, "cgroup_id": p.cgroup_id, "programs": p.programs,
         "max_faults": p.max_faults, "projected_cost": p.projected_cost, "changes": p.changes,
+        "targets": p.targets.iter()
+            .map(|t| json!({"cgroup": t.cgroup, "cgroup_id": t.cgroup_id}))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -656,6 +671,10 @@ exp-1764290000000-5e1f09a2-1 checkout-db-refused  dependency_failure  running   
         proto::Plan {
             cgroup: "/sys/fs/cgroup/app.slice".into(),
             cgroup_id: 4242,
+            targets: vec![proto::PlanTarget {
+                cgroup: "/sys/fs/cgroup/app.slice".into(),
+                cgroup_id: 4242,
+            }],
             programs: vec!["lat_eg".into()],
             max_faults: u64::MAX,
             projected_cost: 0.5,
@@ -691,7 +710,25 @@ changes     eth0: root qdisc fq (was noqueue), restored on stop
         );
         assert_eq!(
             plan_json(&plan()).to_string(),
-            r#"{"cgroup":"/sys/fs/cgroup/app.slice","cgroup_id":4242,"changes":["eth0: root qdisc fq (was noqueue), restored on stop","eth0: fq flow_limit 1000"],"max_faults":18446744073709551615,"programs":["lat_eg"],"projected_cost":0.5}"#
+            r#"{"cgroup":"/sys/fs/cgroup/app.slice","cgroup_id":4242,"changes":["eth0: root qdisc fq (was noqueue), restored on stop","eth0: fq flow_limit 1000"],"max_faults":18446744073709551615,"programs":["lat_eg"],"projected_cost":0.5,"targets":[{"cgroup":"/sys/fs/cgroup/app.slice","cgroup_id":4242}]}"#
+        );
+        let two = proto::Plan {
+            targets: vec![
+                plan().targets[0].clone(),
+                proto::PlanTarget {
+                    cgroup: "/sys/fs/cgroup/b.slice".into(),
+                    cgroup_id: 7,
+                },
+            ],
+            ..plan()
+        };
+        assert!(
+            plan_text(&two).starts_with(
+                "cgroup      /sys/fs/cgroup/app.slice (id 4242)\n            \
+                 /sys/fs/cgroup/b.slice (id 7)\nprograms    lat_eg\n"
+            ),
+            "{}",
+            plan_text(&two)
         );
     }
 

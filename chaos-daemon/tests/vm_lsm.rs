@@ -249,6 +249,50 @@ fn fault_cap_is_exact() {
     assert_eq!((c.injected, c.capped), (100, 200));
 }
 
+/// One experiment over several cgroups: every target (and its children) fails, the cap
+/// counts across them, the cgroups beside them are spared, and a later experiment on the same
+/// slot with fewer targets does not inherit the old ones.
+#[test]
+fn one_fault_over_many_cgroups_fails_each_and_the_cap_spans_them() {
+    let Some(mount) = kernel() else { return };
+    let targets: Vec<TestCgroup> = (0..3)
+        .map(|i| TestCgroup::new(&mount, &format!("lsm-many-{i}")))
+        .collect();
+    let beside = TestCgroup::new(&mount, "lsm-many-beside");
+    let dir = scratch("lsm-many");
+    let engine = engine(&mount);
+    let mut s = spec(targets[0].target(), syscall_error("EIO", &["open"]), 1.0);
+    s.targets = targets.iter().map(TestCgroup::target).collect();
+    s.max_faults = Some(100);
+    let armed = start(&engine, &s);
+    let leaf = targets[2].child("leaf");
+    let hits: Vec<u64> = [&targets[0].path, &targets[1].path, &leaf]
+        .iter()
+        .map(|cg| calls(Some(cg), "open", &dir.0, 30).get("EIO"))
+        .collect();
+    assert_eq!(hits, [30, 30, 30], "every target fails");
+    assert_eq!(calls(Some(&beside.path), "open", &dir.0, 30).ok(), 30);
+    assert_eq!(calls(None, "open", &dir.0, 30).ok(), 30);
+    // 90 injected so far: the next 10, wherever they come from, reach the cap of 100.
+    let r = calls(Some(&targets[1].path), "open", &dir.0, 40);
+    assert_eq!((r.get("EIO"), r.ok()), (10, 30), "{r:?}");
+    let c = engine.stop(armed).unwrap();
+    assert_eq!((c.injected, c.capped), (100, 30));
+    // The same slot, one target: the others are no longer its.
+    let armed = start(
+        &engine,
+        &spec(targets[0].target(), syscall_error("EIO", &["open"]), 1.0),
+    );
+    assert_eq!(
+        calls(Some(&targets[0].path), "open", &dir.0, 20).get("EIO"),
+        20
+    );
+    assert_eq!(calls(Some(&targets[1].path), "open", &dir.0, 20).ok(), 20);
+    assert_eq!(calls(Some(&leaf), "open", &dir.0, 20).ok(), 20);
+    engine.stop(armed).unwrap();
+    assert_eq!(engine.lsm_links_attached(), 0);
+}
+
 #[test]
 fn two_faults_share_a_hook_and_the_last_stop_detaches_it() {
     let Some(mount) = kernel() else { return };
