@@ -23,7 +23,8 @@ pub struct Cli {
     #[arg(long, global = true, default_value = DEFAULT_ADDR)]
     pub daemon: String,
     /// Talk to every daemon listed in FILE (one address per line, `#` comments) in parallel:
-    /// status, emergency-stop, capabilities and report --last report each daemon's answer.
+    /// status, emergency-stop, capabilities and report --last report each daemon's answer;
+    /// report ID shows the one daemon's that has it.
     #[arg(long, global = true)]
     pub daemons: Option<PathBuf>,
     /// CA certificate (PEM) that signed the daemons' certificates (https:// daemons).
@@ -38,8 +39,66 @@ pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value = "table")]
     pub output: Output,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Kubernetes mode: the daemons are the chaos-daemon pods of the DaemonSet, found through the
+/// Kubernetes API. On with --kube, --kubeconfig or --port-forward, and for `experiment --pod` or
+/// `--selector`; then `status`, `stop`, `report` and `emergency-stop` reach every daemon pod.
+#[derive(Args, Clone)]
+#[command(next_help_heading = "Kubernetes")]
+pub struct KubeArgs {
+    /// Kubernetes mode: status, stop, report, emergency-stop and capabilities go to every
+    /// Running chaos-daemon pod of the DaemonSet (one answer each; `stop ID` and `report ID`
+    /// find the node that has it), found through the API server of --kubeconfig, else
+    /// $KUBECONFIG, ~/.kube/config or the in-cluster service account. `experiment --pod` or
+    /// `--selector` is always in this mode: one experiment per node with that node's pods.
+    #[arg(long, global = true, conflicts_with_all = ["daemon", "daemons"])]
+    pub kube: bool,
+    /// The kubeconfig file (implies --kube).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["daemon", "daemons"])]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub kube_context: Option<String>,
+    /// The namespace of the chaos-daemon DaemonSet.
+    #[arg(long, global = true, value_name = "NS", default_value = "chaos-system")]
+    pub chaos_namespace: String,
+    /// The label selector of the daemon pods.
+    #[arg(
+        long,
+        global = true,
+        value_name = "K=V[,K2=V2]",
+        default_value = "app.kubernetes.io/name=chaos-daemon"
+    )]
+    pub daemon_selector: String,
+    /// The daemons' gRPC port (the DaemonSet's --tcp).
+    #[arg(long, global = true, value_name = "PORT", default_value_t = 50051)]
+    pub daemon_port: u16,
+    /// The name the daemons' certificate is checked against when a daemon pod is dialed by
+    /// its IP (the certificate names the Service, not the pod IPs).
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        default_value = "chaos-daemon.chaos-system.svc"
+    )]
+    pub tls_server_name: String,
+    /// Reach each daemon pod through a Kubernetes port-forward (from outside the cluster)
+    /// instead of its pod IP; the certificate is then checked against `localhost`. Implies
+    /// --kube.
+    #[arg(long, global = true, conflicts_with_all = ["daemon", "daemons"])]
+    pub port_forward: bool,
+}
+
+impl KubeArgs {
+    /// Whether a flag asked for Kubernetes mode.
+    pub fn on(&self) -> bool {
+        self.kube || self.kubeconfig.is_some() || self.port_forward
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -164,9 +223,16 @@ pub struct ExperimentArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// The pod the target belongs to, checked against the daemon's pod_deletion name patterns;
-    /// chaos-ctl does not verify it.
-    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = NonEmptyStringValueParser::new())]
+    /// chaos-ctl does not verify it (with --pod or --selector, each pod's own name is sent).
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME",
+        value_parser = NonEmptyStringValueParser::new(),
+        conflicts_with_all = ["pods", "selector"]
+    )]
     pub pod_name: Option<String>,
+    #[command(flatten)]
+    pub pod_choice: PodArgs,
     #[command(flatten)]
     pub fault: FaultArgs,
     #[command(flatten)]
@@ -205,22 +271,80 @@ pub struct GuardArgs {
     pub ramp_hold: Option<Duration>,
 }
 
-#[derive(Args)]
-#[group(required = true, multiple = false)]
-#[command(next_help_heading = "Target (exactly one)")]
+/// The target: one cgroup on one node (--cgroup, --pid, --container ID, --pod-uid), or pods
+/// found through Kubernetes (--pod, --selector; then --container names a container of each).
+#[derive(Args, Default)]
+#[group(required = true, multiple = true)]
+#[command(next_help_heading = "Target (one of; --container NAME may go with --pod or --selector)")]
 pub struct TargetArgs {
     /// A cgroup v2 directory on the node.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["pid", "container", "pod_uid", "pods", "selector"])]
     pub cgroup: Option<String>,
     /// The cgroup of a process on the node.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["container", "pod_uid", "pods", "selector"])]
     pub pid: Option<u32>,
     /// A container, by ID (12 to 64 hex digits; a `containerd://` style prefix is dropped).
-    #[arg(long)]
+    /// With --pod or --selector: the NAME of a container of each pod, whose ID is the target
+    /// instead of the pod's.
+    #[arg(long, value_name = "ID|NAME", conflicts_with = "pod_uid")]
     pub container: Option<String>,
     /// A pod, by UID.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["pods", "selector"])]
     pub pod_uid: Option<String>,
+    /// Kubernetes: a pod, NAMESPACE/NAME (repeat for more); resolved through the API server to
+    /// its node, UID and containers (Kubernetes mode, see --kube).
+    #[arg(
+        long = "pod",
+        value_name = "NAMESPACE/NAME",
+        conflicts_with = "selector"
+    )]
+    pub pods: Vec<String>,
+    /// Kubernetes: the pods of --namespace matching this label selector (server-side), e.g.
+    /// app=shop,tier=web.
+    #[arg(
+        long,
+        value_name = "K=V[,K2=V2]",
+        value_parser = NonEmptyStringValueParser::new()
+    )]
+    pub selector: Option<String>,
+}
+
+impl TargetArgs {
+    /// Whether the target is Kubernetes pods (--pod or --selector).
+    pub fn kube(&self) -> bool {
+        !self.pods.is_empty() || self.selector.is_some()
+    }
+}
+
+/// How pods found through Kubernetes are chosen (with --pod or --selector).
+#[derive(Args)]
+#[command(next_help_heading = "Kubernetes targeting (with --pod or --selector)")]
+pub struct PodArgs {
+    /// The namespace --selector searches (default: default).
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Blast radius: at most this many pods (of those that can be targeted, by namespace and
+    /// name order).
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_pods: Option<u32>,
+    /// Blast radius: at most this percentage (0 to 100] of the pods that can be targeted,
+    /// rounded down but at least one; with --max-pods too, the smaller wins.
+    #[arg(long, value_name = "P", value_parser = parse_percent)]
+    pub percent: Option<f64>,
+    /// Pods in these namespaces are never targeted (comma-separated; default:
+    /// kube-system,chaos-system).
+    #[arg(long, value_name = "NS[,NS]", value_delimiter = ',')]
+    pub protected_namespaces: Option<Vec<String>>,
+    /// The chaos config the daemons run (the ConfigMap's chaos.yaml): for pod_deletion, only
+    /// pods named like experiment_types.pod_deletion.parameters.pods are chosen, and at most
+    /// its max_pods (and experiments.pod_deletion.max_pods_deleted). Without it the daemons
+    /// still refuse names that do not match.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// The settings of the fault; each flag belongs to the types it names and is refused for the
@@ -316,6 +440,46 @@ pub struct FilterArgs {
 fn experiment_type() -> impl TypedValueParser<Value = ExperimentType> {
     PossibleValuesParser::new(ExperimentType::ALL.map(ExperimentType::as_str))
         .try_map(|name| ExperimentType::from_name(&name).ok_or("not an experiment type"))
+}
+
+impl PodArgs {
+    /// The first of these flags given: they choose among the pods of --pod or --selector.
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            ("--namespace", self.namespace.is_some()),
+            ("--max-pods", self.max_pods.is_some()),
+            ("--percent", self.percent.is_some()),
+            (
+                "--protected-namespaces",
+                self.protected_namespaces.is_some(),
+            ),
+            ("--config", self.config.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(flag, given)| given.then_some(flag))
+    }
+
+    /// `--namespace`, default `default`.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+
+    /// `--protected-namespaces`, default kube-system and chaos-system.
+    pub fn protected(&self) -> Vec<String> {
+        self.protected_namespaces
+            .clone()
+            .unwrap_or_else(|| vec!["kube-system".into(), "chaos-system".into()])
+    }
+}
+
+/// A percentage: more than 0, at most 100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(format!(
+            "{s:?}: expected a percentage, more than 0 and at most 100"
+        )),
+    }
 }
 
 /// Seconds (`300`) or a humantime duration (`5m`).

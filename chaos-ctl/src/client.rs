@@ -168,6 +168,17 @@ impl StdError for ConnectError {}
 
 /// Connects to the daemon at `addr`.
 pub async fn connect(addr: &str, tls: &TlsFiles) -> Result<Client, ConnectError> {
+    connect_as(addr, tls, None).await
+}
+
+/// Connects to the daemon at `addr`; for `https://`, checks the daemon's certificate against
+/// `server_name` instead of the address's host (a daemon pod reached by its IP, whose
+/// certificate names the Service).
+pub async fn connect_as(
+    addr: &str,
+    tls: &TlsFiles,
+    server_name: Option<&str>,
+) -> Result<Client, ConnectError> {
     let fail = |problem| ConnectError {
         addr: addr.to_owned(),
         problem,
@@ -197,9 +208,12 @@ pub async fn connect(addr: &str, tls: &TlsFiles) -> Result<Client, ConnectError>
         let (ca, cert, key) = read(&tls.ca, "--ca")
             .and_then(|ca| Ok((ca, read(&tls.cert, "--cert")?, read(&tls.key, "--key")?)))
             .map_err(fail)?;
-        let config = ClientTlsConfig::new()
+        let mut config = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca))
             .identity(Identity::from_pem(cert, key));
+        if let Some(name) = server_name {
+            config = config.domain_name(name);
+        }
         Endpoint::try_from(addr.to_owned())
             .map_err(|_| fail(Problem::BadAddress))?
             .connect_timeout(CONNECT_TIMEOUT)

@@ -49,7 +49,7 @@ pub async fn run(addr: &str, tls: &TlsFiles, action: &Action, json: bool) -> any
             wait: true,
         } if !experiment.dry_run => follow(addr, tls, experiment, json).await,
         Action::Status { watch: true } => watch_status(addr, tls, json).await,
-        _ => match answer(addr, tls, action, json).await {
+        _ => match answer(addr, None, tls, action, json).await {
             Ok(text) => {
                 print!("{text}");
                 Ok(())
@@ -70,14 +70,16 @@ pub async fn run(addr: &str, tls: &TlsFiles, action: &Action, json: bool) -> any
     }
 }
 
-/// Sends `action` once to the daemon at `addr`; returns the rendered answer.
+/// Sends `action` once to the daemon at `addr` (its certificate checked against `server_name`
+/// when given, see [`client::connect_as`]); returns the rendered answer.
 pub async fn answer(
     addr: &str,
+    server_name: Option<&str>,
     tls: &TlsFiles,
     action: &Action,
     json: bool,
 ) -> anyhow::Result<String> {
-    let mut c = client::connect(addr, tls).await?;
+    let mut c = client::connect_as(addr, tls, server_name).await?;
     Ok(match action {
         Action::Start { experiment, .. } => {
             let r = start(&mut c, experiment).await?;
@@ -178,10 +180,19 @@ async fn start(
     c: &mut Client,
     experiment: &Experiment,
 ) -> anyhow::Result<proto::StartExperimentResponse> {
+    start_spec(c, experiment.to_proto(), experiment.dry_run).await
+}
+
+/// Sends an experiment message (the model's, or one node's share of it in Kubernetes mode).
+pub async fn start_spec(
+    c: &mut Client,
+    spec: proto::ExperimentSpec,
+    dry_run: bool,
+) -> anyhow::Result<proto::StartExperimentResponse> {
     let r = c
         .start_experiment(proto::StartExperimentRequest {
-            spec: Some(experiment.to_proto()),
-            dry_run: experiment.dry_run,
+            spec: Some(spec),
+            dry_run,
         })
         .await?;
     Ok(r.into_inner())

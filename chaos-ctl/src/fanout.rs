@@ -1,6 +1,7 @@
-//! `--daemons FILE`: one command sent to every daemon listed in FILE at once, each answer
-//! printed in file order (`== ADDR` blocks, or one JSON array), and one exit code for all:
-//! the most severe failure's, after every answer was shown.
+//! One command sent to many daemons at once: those listed in `--daemons FILE`, or the daemon
+//! pods of the DaemonSet in Kubernetes mode ([`crate::kubernetes::fan_out`]). Each answer is printed
+//! in list order (`== DAEMON` blocks, or one JSON array), with one exit code for all: the most
+//! severe failure's, after every answer was shown.
 
 use std::path::Path;
 
@@ -12,8 +13,8 @@ use crate::exit::{self, UsageError};
 /// Some daemons of a fan-out did not answer ok (each answer was printed already).
 #[derive(Debug)]
 pub struct FanOutFailed {
-    failed: usize,
-    total: usize,
+    pub failed: usize,
+    pub total: usize,
     /// The exit code of the most severe answer.
     pub code: u8,
 }
@@ -30,11 +31,85 @@ impl std::fmt::Display for FanOutFailed {
 
 impl std::error::Error for FanOutFailed {}
 
-/// Runs `action` on every daemon in `file` at once and prints each one's answer in file order.
+/// A daemon of a fan-out.
+pub struct Endpoint {
+    /// How the answers name it (the address, or the node and the daemon pod).
+    pub label: String,
+    /// Its address (`https://IP:PORT`, ...).
+    pub addr: String,
+    /// The name its certificate is checked against instead of the address's host.
+    pub server_name: Option<String>,
+}
+
+/// Runs `action` on every daemon in `file` at once and prints each one's answer in file order
+/// (see [`run_on`]).
+pub async fn run(file: &Path, tls: &TlsFiles, action: &Action, json: bool) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| UsageError(format!("--daemons {}: {e}", file.display())))?;
+    let endpoints: Vec<Endpoint> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .map(|addr| Endpoint {
+            label: addr.clone(),
+            addr,
+            server_name: None,
+        })
+        .collect();
+    if endpoints.is_empty() {
+        return Err(
+            UsageError(format!("--daemons {}: no daemon addresses", file.display())).into(),
+        );
+    }
+    run_on(&endpoints, tls, action, json).await
+}
+
+/// `report ID`: the experiment lives on one node; asks every daemon and prints the answer of
+/// the one that has it as `--daemon` would (an HTML page stays one page). Nobody has it: the
+/// NotFound (exit 3); another failure is reported when nobody had it.
+async fn only_one(
+    endpoints: &[Endpoint],
+    tls: &TlsFiles,
+    action: &Action,
+    json: bool,
+) -> anyhow::Result<()> {
+    let results = futures_util::future::join_all(
+        endpoints
+            .iter()
+            .map(|d| commands::answer(&d.addr, d.server_name.as_deref(), tls, action, json)),
+    )
+    .await;
+    let mut worst: Option<anyhow::Error> = None;
+    for (d, r) in endpoints.iter().zip(results) {
+        match r {
+            Ok(out) => {
+                print!("{out}");
+                return Ok(());
+            }
+            Err(e) if exit::is_not_found(&e) => {
+                worst.get_or_insert(e);
+            }
+            Err(e) => {
+                eprintln!("chaos-ctl: {}: {}", d.label, exit::text(&e));
+                if worst.as_ref().is_none_or(exit::is_not_found) {
+                    worst = Some(e);
+                }
+            }
+        }
+    }
+    Err(worst.unwrap_or_else(|| UsageError("no daemon to ask".into()).into()))
+}
+
+/// Runs `action` on every daemon of `endpoints` at once and prints each one's answer in order.
 /// Fails (with the most severe exit code) when any daemon failed, after reporting all. An
 /// experiment or an id lives on one node: there, a NotFound answer is reported but does not
 /// fail the command as long as some daemon answered ok.
-pub async fn run(file: &Path, tls: &TlsFiles, action: &Action, json: bool) -> anyhow::Result<()> {
+pub async fn run_on(
+    endpoints: &[Endpoint],
+    tls: &TlsFiles,
+    action: &Action,
+    json: bool,
+) -> anyhow::Result<()> {
     let elsewhere_ok = match action {
         Action::Status { watch: false }
         | Action::EmergencyStop { .. }
@@ -42,39 +117,26 @@ pub async fn run(file: &Path, tls: &TlsFiles, action: &Action, json: bool) -> an
         | Action::Capabilities
         | Action::Report { id: None, .. } => false,
         Action::Start { wait: false, .. } | Action::Stop { .. } | Action::Renew { .. } => true,
-        Action::Start { wait: true, .. }
-        | Action::Status { watch: true }
-        | Action::Report { id: Some(_), .. } => {
+        Action::Report { id: Some(_), .. } => return only_one(endpoints, tls, action, json).await,
+        Action::Start { wait: true, .. } | Action::Status { watch: true } => {
             return Err(UsageError(
-                "--daemons does not work with --wait, status --watch or report ID; use \
+                "--daemons and Kubernetes mode do not work with --wait or status --watch; use \
                  --daemon for those"
                     .into(),
             )
             .into());
         }
     };
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| UsageError(format!("--daemons {}: {e}", file.display())))?;
-    let addrs: Vec<String> = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    if addrs.is_empty() {
-        return Err(
-            UsageError(format!("--daemons {}: no daemon addresses", file.display())).into(),
-        );
-    }
     let results = futures_util::future::join_all(
-        addrs
+        endpoints
             .iter()
-            .map(|addr| commands::answer(addr, tls, action, json)),
+            .map(|d| commands::answer(&d.addr, d.server_name.as_deref(), tls, action, json)),
     )
     .await;
     let mut worst: Option<anyhow::Error> = None;
     let (mut failed, mut not_here, mut ok) = (0, 0, 0);
     let mut entries = Vec::new();
-    for (addr, r) in addrs.iter().zip(results) {
+    for (addr, r) in endpoints.iter().map(|d| &d.label).zip(results) {
         match r {
             Ok(out) => {
                 ok += 1;
@@ -123,7 +185,7 @@ pub async fn run(file: &Path, tls: &TlsFiles, action: &Action, json: bool) -> an
         // Nobody had it: that is a refusal, like a single daemon's NotFound.
         return Err(FanOutFailed {
             failed: not_here,
-            total: addrs.len(),
+            total: endpoints.len(),
             code: exit::REFUSED,
         }
         .into());
@@ -132,7 +194,7 @@ pub async fn run(file: &Path, tls: &TlsFiles, action: &Action, json: bool) -> an
         None => Ok(()),
         Some(e) => Err(FanOutFailed {
             failed,
-            total: addrs.len(),
+            total: endpoints.len(),
             code: exit::code(&e),
         }
         .into()),

@@ -4,9 +4,10 @@
 //! This file turns the command line into an [`Action`] (building and validating an experiment
 //! before any connection) and sends it to one daemon or to all of them. The parts: `cli` (the
 //! clap types), `spec` (flags and files -> the experiment model, offline validation),
-//! `commands` (one daemon), `fanout` (`--daemons FILE`), `exit` (messages and exit codes),
-//! `certs` (the TLS material of a deployment), and the library's `client` (connecting) and
-//! `render` (output).
+//! `commands` (one daemon), `fanout` (`--daemons FILE`, and the daemon pods in Kubernetes
+//! mode), `kubernetes` (Kubernetes mode: pods and daemon pods through the API server, one
+//! experiment per node), `exit` (messages and exit codes), `certs` (the TLS material of a
+//! deployment), and the library's `client` (connecting) and `render` (output).
 //!
 //! Exit codes: 0 ok; 1 failure (daemon unreachable, internal error); 2 usage error or invalid
 //! experiment; 3 refused (emergency stop latched, protected or missing target, permission,
@@ -17,11 +18,12 @@ mod cli;
 mod commands;
 mod exit;
 mod fanout;
+mod kubernetes;
 mod spec;
 
 use std::process::ExitCode;
 
-use chaos_ctl::client::TlsFiles;
+use chaos_ctl::client::{DEFAULT_ADDR, TlsFiles};
 use clap::Parser as _;
 
 use crate::cli::{Cli, Command, Output, ReportFormat};
@@ -50,14 +52,35 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.output == Output::Json;
+    let tls = TlsFiles {
+        ca: cli.ca,
+        cert: cli.cert,
+        key: cli.key,
+    };
     let action = match cli.command {
         Command::Validate { file, config } => {
             return spec::validate(file.as_deref(), config.as_deref(), json);
         }
-        Command::Experiment(args) => Action::Start {
-            experiment: Box::new(spec::experiment(&args).map_err(exit::usage)?),
-            wait: args.wait,
-        },
+        Command::Experiment(args) if args.target.kube() => {
+            if cli.daemons.is_some() || cli.daemon != DEFAULT_ADDR {
+                return Err(exit::usage(
+                    "--pod and --selector find the daemons through Kubernetes; not with --daemon \
+                     or --daemons",
+                ));
+            }
+            return kubernetes::experiment(*args, &cli.kube, &tls, json).await;
+        }
+        Command::Experiment(args) => {
+            if let Some(flag) = args.pod_choice.first_given() {
+                return Err(exit::usage(format!(
+                    "{flag} chooses among the pods of --pod or --selector; give one of them"
+                )));
+            }
+            Action::Start {
+                experiment: Box::new(spec::experiment(&args).map_err(exit::usage)?),
+                wait: args.wait,
+            }
+        }
         Command::Apply {
             file,
             dry_run,
@@ -94,12 +117,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Capabilities => Action::Capabilities,
         Command::Certs(args) => return certs::write(&args, json),
     };
-    let tls = TlsFiles {
-        ca: cli.ca,
-        cert: cli.cert,
-        key: cli.key,
-    };
     match &cli.daemons {
+        _ if cli.kube.on() => kubernetes::fan_out(&cli.kube, &tls, &action, json).await,
         None => commands::run(&cli.daemon, &tls, &action, json).await,
         Some(file) => fanout::run(file, &tls, &action, json).await,
     }
