@@ -67,18 +67,28 @@ pub async fn run(file: &Path, tls: &TlsFiles, action: &Action, json: bool) -> an
 /// `report ID`: the experiment lives on one node; asks every daemon and prints the answer of
 /// the one that has it as `--daemon` would (an HTML page stays one page). Nobody has it: the
 /// NotFound (exit 3); another failure is reported when nobody had it.
+/// `action`'s answer from every daemon of `endpoints`, asked at once, in their order.
+async fn ask_all(
+    endpoints: &[Endpoint],
+    tls: &TlsFiles,
+    action: &Action,
+    json: bool,
+) -> Vec<anyhow::Result<String>> {
+    futures_util::future::join_all(
+        endpoints
+            .iter()
+            .map(|d| commands::answer(&d.addr, d.server_name.as_deref(), tls, action, json)),
+    )
+    .await
+}
+
 async fn only_one(
     endpoints: &[Endpoint],
     tls: &TlsFiles,
     action: &Action,
     json: bool,
 ) -> anyhow::Result<()> {
-    let results = futures_util::future::join_all(
-        endpoints
-            .iter()
-            .map(|d| commands::answer(&d.addr, d.server_name.as_deref(), tls, action, json)),
-    )
-    .await;
+    let results = ask_all(endpoints, tls, action, json).await;
     let mut worst: Option<anyhow::Error> = None;
     for (d, r) in endpoints.iter().zip(results) {
         match r {
@@ -127,12 +137,7 @@ pub async fn run_on(
             .into());
         }
     };
-    let results = futures_util::future::join_all(
-        endpoints
-            .iter()
-            .map(|d| commands::answer(&d.addr, d.server_name.as_deref(), tls, action, json)),
-    )
-    .await;
+    let results = ask_all(endpoints, tls, action, json).await;
     let mut worst: Option<anyhow::Error> = None;
     let (mut failed, mut not_here, mut ok) = (0, 0, 0);
     let mut entries = Vec::new();
