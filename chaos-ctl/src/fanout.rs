@@ -64,9 +64,6 @@ pub async fn run(file: &Path, tls: &TlsFiles, action: &Action, json: bool) -> an
     run_on(&endpoints, tls, action, json).await
 }
 
-/// `report ID`: the experiment lives on one node; asks every daemon and prints the answer of
-/// the one that has it as `--daemon` would (an HTML page stays one page). Nobody has it: the
-/// NotFound (exit 3); another failure is reported when nobody had it.
 /// `action`'s answer from every daemon of `endpoints`, asked at once, in their order.
 async fn ask_all(
     endpoints: &[Endpoint],
@@ -82,6 +79,9 @@ async fn ask_all(
     .await
 }
 
+/// `report ID`: the experiment lives on one node; asks every daemon and prints the answer of
+/// the one that has it as `--daemon` would (an HTML page stays one page). Nobody has it: the
+/// NotFound (exit 3); another failure is reported when nobody had it.
 async fn only_one(
     endpoints: &[Endpoint],
     tls: &TlsFiles,
