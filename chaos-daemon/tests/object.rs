@@ -4,8 +4,9 @@
 
 use aya_obj::{Object, ProgramSection, generated::bpf_attach_type};
 use chaos_common::{
-    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_NOTES, MAP_SLOTS, MAP_TC, MAX_NOTES,
-    MAX_SLOTS, SlotConfig, SlotCounters, TcConfig,
+    MAP_COUNTERS, MAP_FAULT_TICKETS, MAP_LSM_CGROUPS, MAP_NOTES, MAP_SLOTS, MAP_TC,
+    MAP_TC_LINK_FREE, MAX_LSM_CGROUPS, MAX_NOTES, MAX_SLOTS, MAX_TC_LINKS, SlotConfig,
+    SlotCounters, TcConfig,
 };
 use chaos_daemon::ebpf::{Hook, OBJECT, lsm::LsmHook, tc::TcProgram};
 
@@ -125,7 +126,12 @@ fn maps_match_the_shared_abi() {
     );
     assert_eq!(
         shape(MAP_LSM_CGROUPS),
-        (BPF_MAP_TYPE_CGROUP_ARRAY as u32, 4, 4, MAX_SLOTS)
+        (BPF_MAP_TYPE_CGROUP_ARRAY as u32, 4, 4, MAX_LSM_CGROUPS)
+    );
+    // One rate limiter per slot and target.
+    assert_eq!(
+        shape(MAP_TC_LINK_FREE),
+        (BPF_MAP_TYPE_ARRAY as u32, 4, 8, MAX_TC_LINKS)
     );
     let latency = size_of::<TcConfig>() as u32;
     assert_eq!(
