@@ -26,7 +26,9 @@ use std::{
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{ModelError, check_cost, check_range, check_ratio, invalid, parse_yaml};
-use crate::experiment::{MAX_RATE_BPS, MIN_RATE_BPS, Rate};
+use crate::experiment::{
+    MAX_CONCURRENCY, MAX_QUERIES_PER_SECOND, MAX_RATE_BPS, MIN_RATE_BPS, Rate,
+};
 pub use admit::{Admission, Price, Refusal, wildcard_match};
 pub use experiment_types::{
     ApiErrorInjectionParameters, ApiErrorInjectionType, ErrorType, ExperimentTypes,
@@ -37,6 +39,7 @@ pub use guards::{
     StatusRange, TimeWindow, Weekday, check_slos, is_guard_name,
 };
 pub use monitoring::{CustomMetrics, Grafana, Monitoring, Prometheus};
+pub(crate) use notify::check_env_name;
 pub use notify::{
     AlertmanagerChannel, Channel, DEFAULT_PAGERDUTY_URL, EmailChannel, HeaderValue,
     PagerDutyChannel, RollbackActions, SecretRef, SecretSource, SlackChannel, Webhook,
@@ -246,6 +249,8 @@ pub struct ExperimentLimits {
     pub api_error_injection: FaultLimits,
     /// Limits of file and process syscall error experiments.
     pub syscall_error: FaultLimits,
+    /// Limits of database load experiments.
+    pub database_load: DatabaseLoadLimits,
 }
 
 impl ExperimentLimits {
@@ -301,6 +306,7 @@ impl ExperimentLimits {
         self.api_error_injection
             .validate("experiments.api_error_injection")?;
         self.syscall_error.validate("experiments.syscall_error")?;
+        self.database_load.validate()?;
         check_cgroup_names(
             "experiments.pod_deletion.allowed_cgroups",
             &pods.allowed_cgroups,
@@ -453,6 +459,57 @@ impl Default for ResourceExhaustionLimits {
             max_memory_usage: 0.85,
             impact_threshold: 0.7,
         }
+    }
+}
+
+/// `experiments.database_load`: how hard a database_load experiment may press on a database.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub struct DatabaseLoadLimits {
+    /// Whether database load experiments may run. Default: true.
+    pub enabled: bool,
+    /// Highest `fault.rate` (and ramp step) an experiment may ask for, in queries per second;
+    /// 1 to 100000. Default: 500.
+    pub max_queries_per_second: u32,
+    /// Highest `fault.concurrency` (connections) an experiment may ask for; 1 to 1000.
+    /// Default: 50.
+    pub max_connections: u32,
+    /// Cost of one executed query; at least 0. The budget caps the queries at
+    /// `floor(budget / cost_per_query)`. Default: 0.001.
+    pub cost_per_query: f64,
+    /// Impact score (0 to 1) above which the experiment is rolled back. Default: 0.2.
+    pub impact_threshold: f64,
+}
+
+impl Default for DatabaseLoadLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_queries_per_second: 500,
+            max_connections: 50,
+            cost_per_query: 0.001,
+            impact_threshold: 0.2,
+        }
+    }
+}
+
+impl DatabaseLoadLimits {
+    fn validate(&self) -> Result<(), ModelError> {
+        let path = "experiments.database_load";
+        check_range(
+            &format!("{path}.max_queries_per_second"),
+            self.max_queries_per_second,
+            1,
+            MAX_QUERIES_PER_SECOND as u32,
+        )?;
+        check_range(
+            &format!("{path}.max_connections"),
+            self.max_connections,
+            1,
+            MAX_CONCURRENCY,
+        )?;
+        check_cost(&format!("{path}.cost_per_query"), self.cost_per_query)?;
+        check_ratio(&format!("{path}.impact_threshold"), self.impact_threshold)
     }
 }
 

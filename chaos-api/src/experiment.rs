@@ -10,18 +10,23 @@
 //!
 //! This module owns [`Experiment`], its target and its checks ([`Experiment::validate`]).
 //! Private submodules own the rest: `fault`, `errno`, `latency`, `bandwidth`, `syscall`,
-//! `host`, `http`, `packet` (duplication and corruption) and `filter` (their types are
+//! `host`, `http`, `packet` (duplication and corruption), `database` (database load) and
+//! `filter` (their types are
 //! re-exported here), `raw`, the document as written and its conversion into the model (exactly
 //! one target, the `fault` keys allowed for the `type`, the per-type `intensity` default, ports
 //! and networks), and `wire`, the conversion to and from the gRPC message. The daemon checks only what needs the node: the target's existence, its
 //! kernel's capabilities and its config's limits.
 //!
 //! `intensity` is required, except for `network_latency` (every packet is delayed),
-//! `bandwidth_limit` and the host faults (`pod_deletion`, `resource_exhaustion`), where it
-//! defaults to 1: a pod deletion kills at every check with that probability, and a bandwidth
-//! limit and a resource exhaustion must have 1 (every packet is held to the rate; the pressure
-//! applies to the whole cgroup). The host faults and `syscall_error` take no `filter`; the host
-//! faults and `bandwidth_limit` take no `ramp`.
+//! `bandwidth_limit`, `database_load` and the host faults (`pod_deletion`,
+//! `resource_exhaustion`), where it defaults to 1: a pod deletion kills at every check with that
+//! probability, and a bandwidth limit, a database load and a resource exhaustion must have 1
+//! (every packet is held to the rate; the rate of queries is the load's severity; the pressure
+//! applies to the whole cgroup). The host faults, `syscall_error` and `database_load` take no
+//! `filter`; the host faults and `bandwidth_limit` take no `ramp`, and a database load's ramp
+//! steps are rates (queries per second), as a latency ramp's are delays. A database load has
+//! exactly one target: the service under test, whose guards watch it and whose network
+//! namespace the load may be sent from (ADR 0020).
 //!
 //! ```yaml
 //! name: checkout-db-refused
@@ -36,6 +41,7 @@
 //! ```
 
 mod bandwidth;
+mod database;
 mod errno;
 mod fault;
 mod filter;
@@ -58,6 +64,10 @@ use serde::Deserialize;
 use crate::error::{ModelError, check_cost, check_duration_ms, check_ratio, invalid, parse_yaml};
 
 pub use bandwidth::{BandwidthLimit, Bytes, MAX_BURST_BYTES, MAX_RATE_BPS, MIN_RATE_BPS, Rate};
+pub use database::{
+    DEFAULT_CONCURRENCY, DatabaseLoad, Engine, MAX_CONCURRENCY, MAX_QUERIES_PER_SECOND,
+    MAX_STATEMENT_BYTES, MAX_STATEMENTS, Profile, QUERY_RATE_ALLOWED, Statement, Workload,
+};
 pub use errno::{Errno, MAX_ERRNO};
 pub use fault::{CallName, Direction, EgressDrop, Fault, PacketLoss, SocketCall, SocketError};
 pub use filter::{NetFilter, PortRange, Protocol};
@@ -180,6 +190,7 @@ impl Experiment {
             Fault::SyscallError(error) => error.validate(),
             Fault::PodDeletion(deletion) => deletion.validate(),
             Fault::ResourceExhaustion(pressure) => pressure.validate(self.intensity),
+            Fault::DatabaseLoad(load) => load.validate().and_then(|()| self.check_database_load()),
         }?;
         if !self.kind().takes_filter() && !self.filter.matches_everything() {
             return Err(no_filter_error(self.kind()));
@@ -199,6 +210,17 @@ impl Experiment {
                         format!("the ramp's first step ({first} ms) or no latency: a ramp sets it"),
                     ));
                 }
+            } else if let (Some(first), Fault::DatabaseLoad(load)) = (first, &self.fault) {
+                if load.rate != first {
+                    return Err(invalid(
+                        "fault.rate",
+                        load.rate,
+                        format!(
+                            "the ramp's first step ({first} queries per second) or no rate: a \
+                             ramp sets it"
+                        ),
+                    ));
+                }
             } else if let Some(first) = first
                 && self.intensity != first
             {
@@ -210,6 +232,27 @@ impl Experiment {
             }
         }
         self.guards.validate()
+    }
+
+    /// A database load sends every query (intensity 1) and has exactly one target (ADR 0020).
+    fn check_database_load(&self) -> Result<(), ModelError> {
+        if self.intensity != 1.0 {
+            return Err(invalid(
+                "intensity",
+                self.intensity,
+                "1 or omitted: database_load sends every query (fault.rate is its severity)",
+            ));
+        }
+        if self.targets.len() == 1 {
+            Ok(())
+        } else {
+            Err(invalid(
+                "targets",
+                format!("{} targets", self.targets.len()),
+                "exactly one target for database_load: the service under test, whose guards \
+                 watch the load and whose network namespace it may be sent from",
+            ))
+        }
     }
 }
 
@@ -244,11 +287,13 @@ pub enum ExperimentType {
     PodDeletion,
     /// `resource_exhaustion`: tighten the target's `cpu.max` and `memory.high`.
     ResourceExhaustion,
+    /// `database_load`: send queries at a rate to a database the target uses.
+    DatabaseLoad,
 }
 
 impl ExperimentType {
     /// Every type, in the order help texts list them.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::PacketLoss,
         Self::PacketDuplication,
         Self::PacketCorruption,
@@ -259,6 +304,7 @@ impl ExperimentType {
         Self::SyscallError,
         Self::PodDeletion,
         Self::ResourceExhaustion,
+        Self::DatabaseLoad,
     ];
 
     /// The name as written in YAML, e.g. `packet_loss`.
@@ -274,6 +320,7 @@ impl ExperimentType {
             Self::SyscallError => "syscall_error",
             Self::PodDeletion => "pod_deletion",
             Self::ResourceExhaustion => "resource_exhaustion",
+            Self::DatabaseLoad => "database_load",
         }
     }
 
@@ -284,11 +331,16 @@ impl ExperimentType {
     }
 
     /// The `intensity` of an experiment that gives none: 1 for the host faults, for
-    /// network_latency (every packet is delayed) and for bandwidth_limit (every packet is
-    /// held to the rate); the types that drop or fail something must say how much.
+    /// network_latency (every packet is delayed), for bandwidth_limit (every packet is
+    /// held to the rate) and for database_load (every query is sent); the types that drop or
+    /// fail something must say how much.
     pub fn default_intensity(self) -> Option<f64> {
-        (self.is_host() || matches!(self, Self::NetworkLatency | Self::BandwidthLimit))
-            .then_some(1.0)
+        (self.is_host()
+            || matches!(
+                self,
+                Self::NetworkLatency | Self::BandwidthLimit | Self::DatabaseLoad
+            ))
+        .then_some(1.0)
     }
 
     /// Whether the type takes a `ramp`: not the host faults and not bandwidth_limit (its
@@ -297,9 +349,10 @@ impl ExperimentType {
         !self.is_host() && self != Self::BandwidthLimit
     }
 
-    /// Whether a ramp's steps are intensities (network_latency's are delays).
+    /// Whether a ramp's steps are intensities (network_latency's are delays,
+    /// database_load's rates in queries per second).
     pub fn ramps_intensity(self) -> bool {
-        self.takes_ramp() && self != Self::NetworkLatency
+        self.takes_ramp() && !matches!(self, Self::NetworkLatency | Self::DatabaseLoad)
     }
 
     /// The type named `name` ([`ExperimentType::as_str`]).
@@ -309,7 +362,7 @@ impl ExperimentType {
 
     /// Whether the type takes a `filter` (protocol, ports, networks): the network types do.
     pub fn takes_filter(self) -> bool {
-        !self.is_host() && self != Self::SyscallError
+        !self.is_host() && !matches!(self, Self::SyscallError | Self::DatabaseLoad)
     }
 }
 
@@ -320,7 +373,7 @@ fn intensity_missing(kind: ExperimentType) -> ModelError {
         message: format!(
             "required field is missing: {kind} needs the probability (0 to 1) that a matching \
              packet or call is faulted, e.g. 0.1 (it defaults to 1 only for network_latency, \
-             bandwidth_limit, pod_deletion and resource_exhaustion)"
+             bandwidth_limit, pod_deletion, resource_exhaustion and database_load)"
         ),
     }
 }
@@ -329,6 +382,8 @@ fn intensity_missing(kind: ExperimentType) -> ModelError {
 fn no_filter_error(kind: ExperimentType) -> ModelError {
     let why = if kind.is_host() {
         "it acts on the whole cgroup"
+    } else if kind == ExperimentType::DatabaseLoad {
+        "it sends its own queries to fault.address"
     } else {
         "file and process calls have no network address"
     };

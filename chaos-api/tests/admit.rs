@@ -24,10 +24,13 @@ fn experiment(kind: ExperimentType, extra: &str) -> Experiment {
     let fault = match kind {
         ExperimentType::NetworkLatency if !extra.contains("fault:") => "fault: {latency: 50ms}\n",
         ExperimentType::BandwidthLimit if !extra.contains("fault:") => "fault: {rate: 1mbit}\n",
+        ExperimentType::DatabaseLoad if !extra.contains("fault:") => DATABASE_LOAD,
         _ => "",
     };
     let intensity = match kind {
-        ExperimentType::ResourceExhaustion | ExperimentType::BandwidthLimit => "",
+        ExperimentType::ResourceExhaustion
+        | ExperimentType::BandwidthLimit
+        | ExperimentType::DatabaseLoad => "",
         _ if extra.contains("intensity:") => "",
         _ => "intensity: 0.25\n",
     };
@@ -79,7 +82,11 @@ fn too_small(config: &ChaosConfig, experiment: &Experiment, names: &[&str]) -> S
     shown
 }
 
-const ALL_TYPES: [ExperimentType; 10] = [
+/// A database load's fault at 100 queries per second on 8 connections.
+const DATABASE_LOAD: &str =
+    "fault: {engine: postgres, address: 'db:5432', user: app, profile: point_reads, rate: 100}\n";
+
+const ALL_TYPES: [ExperimentType; 11] = [
     ExperimentType::NetworkLatency,
     ExperimentType::BandwidthLimit,
     ExperimentType::PodDeletion,
@@ -90,6 +97,7 @@ const ALL_TYPES: [ExperimentType; 10] = [
     ExperimentType::DependencyFailure,
     ExperimentType::ApiErrorInjection,
     ExperimentType::SyscallError,
+    ExperimentType::DatabaseLoad,
 ];
 
 /// The types limited by `experiments.<type>.max_probability`.
@@ -879,4 +887,129 @@ fn an_experiments_guard_interval_is_50ms_to_60s_in_whole_milliseconds() {
     // The node's own interval has the same floor.
     let error = ChaosConfig::from_yaml("safety_checks:\n  guard_interval_ms: 49\n").unwrap_err();
     assert_eq!(error.path(), Some("safety_checks.guard_interval_ms"));
+}
+
+#[test]
+fn a_database_load_is_priced_per_query_and_capped_by_the_budget() {
+    let config = chaos_config(
+        "experiments:\n  database_load:\n    cost_per_query: 0.002\n    max_queries_per_second: 200\n",
+    );
+    let load = experiment(ExperimentType::DatabaseLoad, "budget: 1\n");
+    let admission = admitted(&config, &load);
+    assert_eq!(admission.price, Price::PerQuery(0.002));
+    // floor(1 / 0.002) executed queries.
+    assert_eq!(admission.max_faults, 500);
+    assert_eq!(
+        admission
+            .price
+            .spent(250, Duration::from_secs(600), admission.budget),
+        0.5
+    );
+    // The defaults: 0.001 per query, 500 qps, 50 connections.
+    let admission = admitted(&ChaosConfig::default(), &load);
+    assert_eq!(
+        (admission.price, admission.max_faults),
+        (Price::PerQuery(0.001), 1000)
+    );
+    assert_eq!(
+        ChaosConfig::default().impact_threshold(ExperimentType::DatabaseLoad),
+        (0.2, "experiments.database_load.impact_threshold")
+    );
+    // max_faults still lowers the cap.
+    let capped = experiment(ExperimentType::DatabaseLoad, "budget: 1\nmax_faults: 7\n");
+    assert_eq!(admitted(&config, &capped).max_faults, 7);
+    // A budget that buys no query.
+    let poor = experiment(ExperimentType::DatabaseLoad, "budget: 0.001\n");
+    too_small(
+        &config,
+        &poor,
+        &[
+            "one query at 0.002",
+            "experiments.database_load.cost_per_query",
+        ],
+    );
+}
+
+#[test]
+fn a_database_load_above_the_configs_rate_or_connections_is_refused() {
+    let config = chaos_config(
+        "experiments:\n  database_load:\n    max_queries_per_second: 200\n    max_connections: 10\n",
+    );
+    let load = |fault: &str| {
+        experiment(
+            ExperimentType::DatabaseLoad,
+            &format!(
+                "fault: {{engine: mysql, address: 'db:3306', user: app, profile: writes, {fault}}}\n"
+            ),
+        )
+    };
+    admitted(&config, &load("rate: 200, concurrency: 10"));
+    refused_at(
+        &config,
+        &load("rate: 200.5"),
+        "fault.rate",
+        &[
+            "200.5",
+            "at most 200 queries per second",
+            "experiments.database_load.max_queries_per_second",
+        ],
+    );
+    refused_at(
+        &config,
+        &load("rate: 100, concurrency: 11"),
+        "fault.concurrency",
+        &[
+            "11",
+            "at most 10 connections",
+            "experiments.database_load.max_connections",
+        ],
+    );
+    // The default concurrency (8) fits; a config below it refuses it.
+    let tight = chaos_config("experiments:\n  database_load:\n    max_connections: 4\n");
+    refused_at(
+        &tight,
+        &load("rate: 100"),
+        "fault.concurrency",
+        &["8", "experiments.database_load.max_connections"],
+    );
+    // Every ramp step is a rate the config must allow; the first is the rate.
+    let ramped = |steps: &str| {
+        experiment(
+            ExperimentType::DatabaseLoad,
+            &format!(
+                "fault: {{engine: redis, address: 'cache:6379', profile: point_reads}}\n\
+                 ramp: {{steps: [{steps}], hold: 1m}}\n"
+            ),
+        )
+    };
+    let admission = admitted(&config, &ramped("50, 100, 200"));
+    let Fault::DatabaseLoad(armed) = &admission.experiment.fault else {
+        panic!("{admission:?}")
+    };
+    assert_eq!(armed.rate, 50.0);
+    refused_at(
+        &config,
+        &ramped("50, 100, 500"),
+        "ramp.steps[2]",
+        &[
+            "500",
+            "at most 200 queries per second",
+            "experiments.database_load.max_queries_per_second",
+        ],
+    );
+    // No preset ramp of rates.
+    let preset = experiment(
+        ExperimentType::DatabaseLoad,
+        "fault: {engine: redis, address: 'cache:6379', profile: writes}\n\
+         ramp: {steps: preset, hold: 1m}\n",
+    );
+    refused_at(
+        &config,
+        &preset,
+        "ramp.steps",
+        &[
+            "a list of rates in queries per second",
+            "no preset ramp for database_load",
+        ],
+    );
 }

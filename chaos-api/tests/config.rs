@@ -337,9 +337,9 @@ fn unknown_nested_key() {
 fn unknown_experiment_kind() {
     let text = seed_with(
         "  pod_deletion:\n    enabled",
-        "  database_load:\n    enabled",
+        "  chaos_monkey:\n    enabled",
     );
-    assert_rejected_at(&text, "experiments.database_load");
+    assert_rejected_at(&text, "experiments.chaos_monkey");
 }
 
 #[test]
@@ -801,5 +801,87 @@ fn chaos_yaml_documents_the_state_defaults() {
         parse(&section).state,
         chaos_api::config::StateStore::default(),
         "{section}"
+    );
+}
+
+#[test]
+fn database_load_limits_are_read_and_checked() {
+    use chaos_api::config::DatabaseLoadLimits;
+
+    let default = DatabaseLoadLimits::default();
+    assert_eq!(
+        default,
+        DatabaseLoadLimits {
+            enabled: true,
+            max_queries_per_second: 500,
+            max_connections: 50,
+            cost_per_query: 0.001,
+            impact_threshold: 0.2,
+        }
+    );
+    assert_eq!(parse(&seed()).experiments.database_load, default);
+    // chaos/chaos.yaml writes the defaults out.
+    assert_eq!(common::repo_config().experiments.database_load, default);
+    let limits = |body: &str| {
+        seed_with(
+            "  resource_exhaustion:\n",
+            &format!("  database_load:\n{body}\n  resource_exhaustion:\n"),
+        )
+    };
+    let config = parse(&limits(
+        "    enabled: false\n    max_queries_per_second: 100000\n    max_connections: 1\n    \
+         cost_per_query: 0\n    impact_threshold: 1\n",
+    ));
+    assert_eq!(
+        config.experiments.database_load,
+        DatabaseLoadLimits {
+            enabled: false,
+            max_queries_per_second: 100_000,
+            max_connections: 1,
+            cost_per_query: 0.0,
+            impact_threshold: 1.0,
+        }
+    );
+    for (body, path, shown) in [
+        (
+            "    max_queries_per_second: 0\n",
+            "experiments.database_load.max_queries_per_second",
+            "experiments.database_load.max_queries_per_second: 0 is not allowed; expected 1 to \
+             100000",
+        ),
+        (
+            "    max_queries_per_second: 100001\n",
+            "experiments.database_load.max_queries_per_second",
+            "experiments.database_load.max_queries_per_second: 100001 is not allowed; expected 1 \
+             to 100000",
+        ),
+        (
+            "    max_connections: 1001\n",
+            "experiments.database_load.max_connections",
+            "experiments.database_load.max_connections: 1001 is not allowed; expected 1 to 1000",
+        ),
+        (
+            "    cost_per_query: -0.5\n",
+            "experiments.database_load.cost_per_query",
+            "experiments.database_load.cost_per_query: -0.5 is not allowed; expected a finite \
+             number of at least 0",
+        ),
+        (
+            "    impact_threshold: 1.5\n",
+            "experiments.database_load.impact_threshold",
+            "experiments.database_load.impact_threshold: 1.5 is not allowed; expected 0 to 1",
+        ),
+    ] {
+        let error = assert_rejected_at(&limits(body), path);
+        assert_eq!(error.to_string(), shown);
+    }
+    assert_rejected_at(
+        &limits("    max_connections: -1\n"),
+        "experiments.database_load.max_connections",
+    );
+    // The per-fault types' keys are not database_load's.
+    assert_rejected_at(
+        &limits("    cost_per_fault: 0.1\n"),
+        "experiments.database_load.cost_per_fault",
     );
 }

@@ -238,7 +238,59 @@ fn fault() -> impl Strategy<Value = Option<FaultKind>> {
                 }))
             }
         ),
+        3 => database_load().prop_map(|load| Some(FaultKind::DatabaseLoad(load))),
     ]
+}
+
+/// A database load: mostly valid fields, edges of the rate and concurrency, and junk.
+fn database_load() -> impl Strategy<Value = proto::DatabaseLoad> {
+    let statement = (
+        one_of(&["SELECT 1", "GET k", "UPDATE t SET n = n + 1", "", " "]),
+        prop_oneof![4 => 1..10u32, 1 => Just(0u32), 1 => any::<u32>()],
+    )
+        .prop_map(|(sql, weight)| proto::Statement { sql, weight });
+    (
+        (
+            one_of(&["postgres", "mysql", "redis", "Postgres", "oracle"]),
+            one_of(&["db:5432", "10.0.3.7:3306", "[::1]:6379", "db", "db:0", ":1"]),
+            one_of(&["", "orders", "3", "70000"]),
+            one_of(&["", "app", "chaos_load"]),
+        ),
+        (
+            one_of(&["", "/etc/chaos/db-password", "relative"]),
+            one_of(&["", "DB_PASSWORD", "1BAD"]),
+            one_of(&["", "point_reads", "range_scans", "writes", "row_locks", "connection_storm"]),
+            prop_oneof![3 => Just(Vec::new()), 1 => prop::collection::vec(statement, 0..18)],
+        ),
+        (
+            prop::option::of(prop_oneof![
+                4 => 0.5..1000.0f64,
+                1 => prop::sample::select(vec![0.0, -1.0, 100_000.0, 100_000.5, f64::NAN, f64::INFINITY]),
+                1 => any::<f64>()
+            ]),
+            prop::option::of(prop_oneof![4 => 0..60u32, 1 => Just(1001u32), 1 => any::<u32>()]),
+            any::<bool>(),
+        ),
+    )
+        .prop_map(
+            |(
+                (engine, address, database, user),
+                (password_file, password_env, profile, statements),
+                (rate_qps, concurrency, network_namespace_of_target),
+            )| proto::DatabaseLoad {
+                engine,
+                address,
+                database,
+                user,
+                password_file,
+                password_env,
+                profile,
+                statements,
+                rate_qps,
+                concurrency,
+                network_namespace_of_target,
+            },
+        )
 }
 
 fn spec() -> impl Strategy<Value = proto::ExperimentSpec> {

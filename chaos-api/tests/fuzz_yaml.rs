@@ -14,7 +14,7 @@ use common::fuzz::{Fuzz, check_admission, check_named};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-const DOCUMENTS: [&str; 12] = [
+const DOCUMENTS: [&str; 13] = [
     include_str!("../../chaos/experiments/guarded-rollout.yaml"),
     include_str!("../../chaos/experiments/packet-loss.yaml"),
     include_str!("../../chaos/experiments/packet-duplication.yaml"),
@@ -27,6 +27,7 @@ const DOCUMENTS: [&str; 12] = [
     include_str!("../../chaos/experiments/network-latency.yaml"),
     include_str!("../../chaos/experiments/bandwidth-limit.yaml"),
     include_str!("../../chaos/experiments/file-errors.yaml"),
+    include_str!("../../chaos/experiments/database-load.yaml"),
 ];
 
 /// Values substituted for a scalar: edges of every range, other types, YAML oddities.
@@ -126,6 +127,23 @@ const VALUES: &[&str] = &[
     "1500",
     "ü",
     "🦀",
+    "postgres",
+    "redis",
+    "row_locks",
+    "'db:5432'",
+    "'[::1]:6379'",
+    "hunter2",
+    "[{sql: 'SELECT 1', weight: 0}]",
+    "[{sql: ''}]",
+    "100000",
+    "100001",
+    "1001",
+    "2.5",
+    "[50, 200, 500]",
+    "[0, 10]",
+    "/etc/chaos/db-password",
+    "DB_PASSWORD",
+    "database_load",
 ];
 
 /// One edit of a document. Positions are taken modulo the document's length.

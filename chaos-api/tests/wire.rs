@@ -9,13 +9,15 @@ use common::{examples, parse, rejected_at};
 
 use std::time::Duration;
 
+use chaos_api::config::SecretSource;
 use chaos_api::error::ModelError;
 use chaos_api::experiment::{
-    ApiError, BandwidthLimit, Bytes, CallName, CorruptChecksum, Direction, Distribution,
-    EgressDrop, Errno, Experiment, ExperimentType, Fault, HttpError, HttpStatus, MAX_BURST_BYTES,
-    MAX_ERROR_TYPES, MAX_RATE_BPS, MIN_RATE_BPS, NetFilter, NetworkLatency, PacketCorruption,
-    PacketLoss, PodDeletion, PortRange, Protocol, Rate, ResourceExhaustion, SocketCall,
-    SocketError, SyscallCall, SyscallError, Target, TargetKind,
+    ApiError, BandwidthLimit, Bytes, CallName, CorruptChecksum, DatabaseLoad, Direction,
+    Distribution, EgressDrop, Engine, Errno, Experiment, ExperimentType, Fault, HttpError,
+    HttpStatus, MAX_BURST_BYTES, MAX_ERROR_TYPES, MAX_RATE_BPS, MIN_RATE_BPS, NetFilter,
+    NetworkLatency, PacketCorruption, PacketLoss, PodDeletion, PortRange, Profile, Protocol, Rate,
+    ResourceExhaustion, SocketCall, SocketError, Statement, SyscallCall, SyscallError, Target,
+    TargetKind, Workload,
 };
 use chaos_api::proto::{self, fault::Kind as FaultKind, target::Kind as TargetCase};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -639,6 +641,53 @@ fn fault() -> impl Strategy<Value = Fault> {
                 path_prefix: path_prefix.filter(|_| files_only),
             })
         });
+    let database = (
+        proptest::sample::select(Engine::ALL),
+        "[a-z][a-z0-9.-]{0,20}:[1-9][0-9]{0,3}",
+        proptest::option::of(("[a-z_]{1,16}", 0u16..)),
+        proptest::option::of("[a-z_]{1,16}"),
+        proptest::option::of(prop_oneof![
+            "/[a-z]{1,8}(/[a-z]{1,8})?".prop_map(|p| SecretSource::File(p.into())),
+            "[A-Z_][A-Z0-9_]{0,10}".prop_map(SecretSource::Env),
+        ]),
+        prop_oneof![
+            proptest::sample::select(Profile::ALL).prop_map(Workload::Profile),
+            proptest::collection::vec(
+                ("[A-Za-z][ -~]{0,40}", 1u32..=1000)
+                    .prop_map(|(sql, weight)| Statement { sql, weight }),
+                1..=16
+            )
+            .prop_map(Workload::Statements),
+        ],
+        (0.001f64..=100_000.0, 1u32..=1000, any::<bool>()),
+    )
+        .prop_map(
+            |(engine, address, database, user, password, workload, (rate, concurrency, netns))| {
+                let redis = engine == Engine::Redis;
+                Fault::DatabaseLoad(DatabaseLoad {
+                    engine,
+                    address,
+                    // Redis: a database index, no user needed, no row locks.
+                    database: database
+                        .map(|(name, index)| if redis { index.to_string() } else { name }),
+                    user: if redis {
+                        user
+                    } else {
+                        Some(user.unwrap_or_else(|| "app".to_owned()))
+                    },
+                    password,
+                    workload: match workload {
+                        Workload::Profile(Profile::RowLocks) if redis => {
+                            Workload::Profile(Profile::PointReads)
+                        }
+                        other => other,
+                    },
+                    rate,
+                    concurrency,
+                    network_namespace_of_target: netns,
+                })
+            },
+        );
     prop_oneof![
         (
             proptest::sample::select(Direction::ALL),
@@ -711,6 +760,7 @@ fn fault() -> impl Strategy<Value = Fault> {
                 })
             }
         ),
+        database,
     ]
 }
 
@@ -786,7 +836,9 @@ fn experiment() -> impl Strategy<Value = Experiment> {
                     // severity.
                     intensity: if matches!(
                         kind,
-                        ExperimentType::ResourceExhaustion | ExperimentType::BandwidthLimit
+                        ExperimentType::ResourceExhaustion
+                            | ExperimentType::BandwidthLimit
+                            | ExperimentType::DatabaseLoad
                     ) {
                         1.0
                     } else {

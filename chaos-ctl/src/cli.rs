@@ -8,7 +8,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use chaos_api::experiment::{
-    CallName, CorruptChecksum, Direction, Distribution, ExperimentType, Protocol, SocketCall,
+    CallName, CorruptChecksum, DEFAULT_CONCURRENCY, Direction, Distribution, Engine,
+    ExperimentType, MAX_STATEMENT_BYTES, MAX_STATEMENTS, Profile, Protocol, SocketCall,
     SocketError, SyscallCall, SyscallError,
 };
 use chaos_ctl::client::DEFAULT_ADDR;
@@ -263,7 +264,9 @@ pub struct GuardArgs {
     pub baseline: Option<Duration>,
     /// Gradual intensity: comma-separated probabilities (0.01,0.05,0.1), or `preset` for the
     /// daemon's experiment_types list of the type; each step starts after --ramp-hold while
-    /// every guard is green. --intensity is then the first step.
+    /// every guard is green. --intensity is then the first step. network_latency: delays in
+    /// milliseconds (then --latency-ms); database_load: rates in queries per second, e.g.
+    /// 50,200,500 (then --rate).
     #[arg(long, value_name = "STEPS|preset", requires = "ramp_hold")]
     pub ramp: Option<String>,
     /// How long each ramp step holds (1s to 24h).
@@ -395,6 +398,8 @@ pub struct FaultArgs {
     /// bandwidth_limit (required): the rate the target's matching egress may leave at, in
     /// bits per second with a unit, bit, kbit, mbit, gbit, or in bytes per second, bps, kbps,
     /// mbps, gbps; decimal prefixes (1mbit = 1,000,000 bit/s), e.g. 1mbit, 500kbit.
+    /// database_load (required unless --ramp gives the rates): queries per second, more than 0
+    /// and at most 100000, e.g. 200.
     #[arg(long, value_name = "RATE", value_parser = NonEmptyStringValueParser::new())]
     pub rate: Option<String>,
     /// bandwidth_limit: bytes that may leave at line rate after an idle spell, a number with
@@ -416,6 +421,41 @@ pub struct FaultArgs {
     /// resource_exhaustion: tighten memory.high to this share (0 to 1] of its limit or usage.
     #[arg(long)]
     pub memory_share: Option<f64>,
+    /// database_load (required): the database engine (mysql: MySQL or MariaDB).
+    #[arg(long, value_parser = PossibleValuesParser::new(Engine::ALL.iter().map(|e| e.as_str())))]
+    pub engine: Option<String>,
+    /// database_load (required): the server, HOST:PORT (a name, an IPv4 address or [IPv6]),
+    /// e.g. orders-db.shop.svc:5432.
+    #[arg(long, value_name = "HOST:PORT", value_parser = NonEmptyStringValueParser::new())]
+    pub address: Option<String>,
+    /// database_load: the database name (postgres, mysql) or index (redis, 0 to 65535)
+    /// (default: the server's).
+    #[arg(long, value_name = "NAME|INDEX", value_parser = NonEmptyStringValueParser::new())]
+    pub database: Option<String>,
+    /// database_load: the user to connect as (required for postgres and mysql).
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub user: Option<String>,
+    /// database_load: the password is read by the daemon from this file on the node (an
+    /// absolute path); never given on the command line.
+    #[arg(long, value_name = "PATH", value_parser = NonEmptyStringValueParser::new())]
+    pub password_file: Option<String>,
+    /// database_load: the password is read from this environment variable of the daemon.
+    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
+    pub password_env: Option<String>,
+    #[arg(long, help = profile_help(), value_parser = PossibleValuesParser::new(Profile::ALL.iter().map(|p| p.as_str())))]
+    pub profile: Option<String>,
+    #[arg(
+        long = "statement",
+        value_name = "[WEIGHT:]SQL",
+        help = statement_help()
+    )]
+    pub statements: Vec<String>,
+    #[arg(long, help = concurrency_help())]
+    pub concurrency: Option<u32>,
+    /// database_load: send the load from the target's network namespace (its pod's address),
+    /// for a NetworkPolicy or a database allow-list that expects it (default: the daemon's).
+    #[arg(long)]
+    pub in_target_netns: bool,
 }
 
 /// Which packets or calls are eligible (network types); every part defaults to "all".
@@ -516,6 +556,37 @@ fn intensity_help() -> String {
          default: {}",
         list(&required),
         list(&defaulted)
+    )
+}
+
+/// `--profile`'s help, with the model's profiles.
+fn profile_help() -> String {
+    let names: Vec<&str> = Profile::ALL.iter().map(|p| p.as_str()).collect();
+    format!(
+        "database_load: a built-in workload, {} (row_locks: postgres and mysql only); the \
+         profiles that write use a scratch table (redis: keys) the experiment creates and drops. \
+         Give --profile or --statement",
+        names.join(", ")
+    )
+}
+
+/// `--statement`'s help, with the model's limits.
+fn statement_help() -> String {
+    format!(
+        "database_load: a statement the load sends (redis: a command, e.g. 'GET k'); repeat \
+         for up to {MAX_STATEMENTS}, each at most {MAX_STATEMENT_BYTES} bytes. A leading \
+         WEIGHT: (a whole number of at least 1, default 1) sets how often it is picked \
+         relative to the others, e.g. --statement '3:SELECT * FROM orders WHERE id = 42' \
+         --statement 'UPDATE stock SET n = n - 1 WHERE id = 7'. Give --profile or --statement"
+    )
+}
+
+/// `--concurrency`'s help, with the model's default.
+fn concurrency_help() -> String {
+    format!(
+        "database_load: connections the load runs on, 1 to 1000 (default: \
+         {DEFAULT_CONCURRENCY}; the daemon's experiments.database_load.max_connections may \
+         allow less)"
     )
 }
 

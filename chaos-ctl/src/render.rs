@@ -448,7 +448,10 @@ pub fn admission(config: &str, a: &Admission, json: bool) -> String {
         Price::PerFault(cost) => ("fault", cost),
         Price::PerPod(cost) => ("pod", cost),
         Price::PerMinute(cost) => ("minute", cost),
+        Price::PerQuery(cost) => ("query", cost),
     };
+    // A database load's cap counts the queries it may send.
+    let counted = if unit == "query" { "queries" } else { "faults" };
     let cap = (a.max_faults != u64::MAX).then_some(a.max_faults);
     if json {
         format!(
@@ -464,7 +467,7 @@ pub fn admission(config: &str, a: &Admission, json: bool) -> String {
             a.experiment.name,
             a.budget,
             cap.map_or("no fault cap".to_string(), |n| format!(
-                "at most {n} faults"
+                "at most {n} {counted}"
             )),
         )
     }

@@ -10,7 +10,8 @@
 //! nothing invalid is ever sent. chaos-ctl adds three rules the message cannot express: a flag
 //! of another type is refused, `network_latency` needs `--latency-ms` and `bandwidth_limit`
 //! needs `--rate`. `--rate` and `--burst` are read in the file's notation (`1mbit`, `32kb`)
-//! into the message's bits and bytes per second.
+//! into the message's bits and bytes per second; a database load's `--rate` is queries per
+//! second, and its `--statement [WEIGHT:]SQL` an entry of `fault.statements`.
 //!
 //! The submodule `files` reads experiment files and chaos configs offline (`apply -f`,
 //! `validate`).
@@ -21,7 +22,9 @@ mod guards;
 use std::{fmt, time::Duration};
 
 use chaos_api::error::ModelError;
-use chaos_api::experiment::{Bytes, EgressDrop, Experiment, ExperimentType, Fault, Rate};
+use chaos_api::experiment::{
+    Bytes, EgressDrop, Experiment, ExperimentType, Fault, QUERY_RATE_ALLOWED, Rate,
+};
 use chaos_api::proto::{self, fault::Kind as FaultKind, target::Kind as TargetKind};
 
 use crate::cli::{ExperimentArgs, FaultArgs};
@@ -218,7 +221,59 @@ fn fault(kind: ExperimentType, flags: &mut FaultArgs, ramp: bool) -> Result<Faul
                 memory_share: flags.memory_share.take(),
             })
         }
+        ExperimentType::DatabaseLoad => FaultKind::DatabaseLoad(proto::DatabaseLoad {
+            engine: flags.engine.take().unwrap_or_default(),
+            address: flags.address.take().unwrap_or_default(),
+            database: flags.database.take().unwrap_or_default(),
+            user: flags.user.take().unwrap_or_default(),
+            password_file: flags.password_file.take().unwrap_or_default(),
+            password_env: flags.password_env.take().unwrap_or_default(),
+            profile: flags.profile.take().unwrap_or_default(),
+            statements: std::mem::take(&mut flags.statements)
+                .iter()
+                .enumerate()
+                .map(|(i, text)| statement(i, text))
+                .collect::<Result<_, _>>()?,
+            // Unset: the ramp's first step, else the model's error.
+            rate_qps: match flags.rate.take() {
+                Some(text) => Some(text.trim().parse::<f64>().map_err(|_| {
+                    SpecError::Model(ModelError::Invalid {
+                        path: "fault.rate".to_owned(),
+                        value: format!("{text:?}"),
+                        allowed: QUERY_RATE_ALLOWED.to_owned(),
+                    })
+                })?),
+                None => None,
+            },
+            concurrency: flags.concurrency.take(),
+            network_namespace_of_target: std::mem::take(&mut flags.in_target_netns),
+        }),
     })
+}
+
+/// The `index`th `--statement [WEIGHT:]SQL`: a leading whole number and `:` is its weight
+/// (no statement or command starts with a digit), else the weight is 1.
+fn statement(index: usize, text: &str) -> Result<proto::Statement, SpecError> {
+    let weighted = text
+        .split_once(':')
+        .filter(|(digits, _)| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    let Some((digits, sql)) = weighted else {
+        return Ok(proto::Statement {
+            sql: text.to_owned(),
+            weight: 1,
+        });
+    };
+    match digits.parse::<u32>() {
+        Ok(weight) => Ok(proto::Statement {
+            sql: sql.to_owned(),
+            weight,
+        }),
+        Err(_) => Err(SpecError::Model(ModelError::Invalid {
+            path: format!("fault.statements[{index}].weight"),
+            value: digits.to_owned(),
+            allowed: format!("a whole number 1 to {} before the `:`", u32::MAX),
+        })),
+    }
 }
 
 impl FaultArgs {
@@ -242,6 +297,16 @@ impl FaultArgs {
             interval,
             cpu_share,
             memory_share,
+            engine,
+            address,
+            database,
+            user,
+            password_file,
+            password_env,
+            profile,
+            statements,
+            concurrency,
+            in_target_netns,
         } = self;
         [
             ("--direction", direction.is_some()),
@@ -261,6 +326,16 @@ impl FaultArgs {
             ("--interval", interval.is_some()),
             ("--cpu-share", cpu_share.is_some()),
             ("--memory-share", memory_share.is_some()),
+            ("--engine", engine.is_some()),
+            ("--address", address.is_some()),
+            ("--database", database.is_some()),
+            ("--user", user.is_some()),
+            ("--password-file", password_file.is_some()),
+            ("--password-env", password_env.is_some()),
+            ("--profile", profile.is_some()),
+            ("--statement", !statements.is_empty()),
+            ("--concurrency", concurrency.is_some()),
+            ("--in-target-netns", *in_target_netns),
         ]
         .into_iter()
         .find_map(|(flag, given)| given.then_some(flag))
@@ -304,6 +379,18 @@ fn flag_of(path: &str) -> Option<&'static str> {
         "fault.interval" => "--interval",
         "fault.cpu_share" => "--cpu-share",
         "fault.memory_share" => "--memory-share",
+        "fault.engine" => "--engine",
+        "fault.address" => "--address",
+        "fault.database" => "--database",
+        "fault.user" => "--user",
+        "fault.password" => "--password-file or --password-env",
+        "fault.password_file" => "--password-file",
+        "fault.password_env" => "--password-env",
+        "fault.profile" => "--profile or --statement",
+        "fault.statements" => "--statement",
+        "fault.concurrency" => "--concurrency",
+        "fault.network_namespace_of_target" => "--in-target-netns",
+        "targets" => "--pod or --selector (with --max-pods)",
         "filter" => "--protocol, --ports, --cidr",
         "filter.protocol" => "--protocol",
         "filter.ports" => "--ports",
@@ -374,6 +461,16 @@ mod tests {
             let extra: &[&str] = match kind {
                 ExperimentType::NetworkLatency => &["--latency-ms", "20"],
                 ExperimentType::BandwidthLimit => &["--rate", "1mbit"],
+                ExperimentType::DatabaseLoad => &[
+                    "--engine",
+                    "redis",
+                    "--address",
+                    "cache:6379",
+                    "--profile",
+                    "writes",
+                    "--rate",
+                    "10",
+                ],
                 _ => &[],
             };
             match (with(kind.as_str(), extra), kind.default_intensity()) {
@@ -1110,5 +1207,390 @@ mod tests {
             ),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn database_load_flags_reach_the_model() {
+        use chaos_api::config::SecretSource;
+        use chaos_api::experiment::{DatabaseLoad, Engine, Profile, Statement, Workload};
+
+        let load = |extra: &[&str]| {
+            build(
+                &[
+                    &[
+                        "database_load",
+                        "--engine",
+                        "postgres",
+                        "--address",
+                        "db.shop.svc:5432",
+                        "--user",
+                        "app",
+                    ][..],
+                    extra,
+                    &TARGET[..],
+                ]
+                .concat(),
+            )
+        };
+        let e = load(&["--profile", "point_reads", "--rate", "200"]).unwrap();
+        assert_eq!(
+            e.fault,
+            Fault::DatabaseLoad(DatabaseLoad {
+                engine: Engine::Postgres,
+                address: "db.shop.svc:5432".to_owned(),
+                database: None,
+                user: Some("app".to_owned()),
+                password: None,
+                workload: Workload::Profile(Profile::PointReads),
+                rate: 200.0,
+                concurrency: 8,
+                network_namespace_of_target: false,
+            })
+        );
+        assert_eq!((e.name.as_str(), e.intensity), ("database-load", 1.0));
+        // Statements with and without a weight, every other flag, and a ramp over the rate.
+        let e = load(&[
+            "--statement",
+            "3:SELECT * FROM orders WHERE id = 42",
+            "--statement",
+            "UPDATE stock SET n = n - 1 WHERE id = 7",
+            "--database",
+            "orders",
+            "--password-env",
+            "DB_PASSWORD",
+            "--concurrency",
+            "4",
+            "--in-target-netns",
+            "--ramp",
+            "50,200,500",
+            "--ramp-hold",
+            "1m",
+        ])
+        .unwrap();
+        let Fault::DatabaseLoad(db) = &e.fault else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            db.workload,
+            Workload::Statements(vec![
+                Statement {
+                    sql: "SELECT * FROM orders WHERE id = 42".to_owned(),
+                    weight: 3
+                },
+                Statement {
+                    sql: "UPDATE stock SET n = n - 1 WHERE id = 7".to_owned(),
+                    weight: 1
+                },
+            ])
+        );
+        assert_eq!(db.rate, 50.0, "the ramp's first step");
+        assert_eq!(db.database.as_deref(), Some("orders"));
+        assert_eq!(
+            db.password,
+            Some(SecretSource::Env("DB_PASSWORD".to_owned()))
+        );
+        assert_eq!(db.concurrency, 4);
+        assert!(db.network_namespace_of_target);
+        assert_eq!(
+            e.ramp.as_ref().and_then(|r| r.values()),
+            Some(&[50.0, 200.0, 500.0][..])
+        );
+        assert_eq!(Experiment::from_proto(&e.to_proto()).unwrap(), e);
+        // Redis needs no user.
+        let e = build(
+            &[
+                &[
+                    "database_load",
+                    "--engine",
+                    "redis",
+                    "--address",
+                    "cache:6379",
+                    "--password-file",
+                    "/etc/chaos/redis",
+                    "--statement",
+                    "GET k",
+                    "--rate",
+                    "0.5",
+                ][..],
+                &TARGET[..],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let Fault::DatabaseLoad(db) = &e.fault else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (db.engine, db.user.as_deref(), db.rate),
+            (Engine::Redis, None, 0.5)
+        );
+        assert_eq!(
+            db.password,
+            Some(SecretSource::File("/etc/chaos/redis".into()))
+        );
+    }
+
+    #[test]
+    fn database_load_errors_name_the_flag() {
+        let t = &TARGET[..];
+        let load = |extra: &[&str]| build(&[&["database_load"][..], extra, t].concat());
+        let base = ["--engine", "mysql", "--address", "db:3306", "--user", "app"];
+        let with = |extra: &[&str]| load(&[&base[..], extra].concat());
+        for (args, path, flag) in [
+            (
+                &[
+                    "--address",
+                    "db:3306",
+                    "--user",
+                    "a",
+                    "--profile",
+                    "writes",
+                    "--rate",
+                    "5",
+                ][..],
+                "fault.engine",
+                "--engine",
+            ),
+            (
+                &[
+                    "--engine",
+                    "mysql",
+                    "--user",
+                    "a",
+                    "--profile",
+                    "writes",
+                    "--rate",
+                    "5",
+                ],
+                "fault.address",
+                "--address",
+            ),
+            (
+                &[
+                    "--engine",
+                    "mysql",
+                    "--address",
+                    "db:3306",
+                    "--profile",
+                    "writes",
+                    "--rate",
+                    "5",
+                ],
+                "fault.user",
+                "--user",
+            ),
+        ] {
+            match load(args) {
+                Err(SpecError::Model(error)) => {
+                    assert_eq!(error.path(), Some(path), "{args:?}: {error}");
+                    assert_eq!(flag_of(path), Some(flag));
+                }
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        for (extra, path, flag) in [
+            (&["--profile", "writes"][..], "fault.rate", "--rate"),
+            (
+                &["--rate", "5"],
+                "fault.profile",
+                "--profile or --statement",
+            ),
+            (
+                &["--profile", "writes", "--rate", "fast"],
+                "fault.rate",
+                "--rate",
+            ),
+            (
+                &["--profile", "writes", "--rate", "0"],
+                "fault.rate",
+                "--rate",
+            ),
+            (
+                &["--profile", "writes", "--rate", "100001"],
+                "fault.rate",
+                "--rate",
+            ),
+            (
+                &["--profile", "writes", "--rate", "5", "--concurrency", "0"],
+                "fault.concurrency",
+                "--concurrency",
+            ),
+            (
+                &[
+                    "--profile",
+                    "writes",
+                    "--rate",
+                    "5",
+                    "--database",
+                    "bad\u{7}",
+                ],
+                "fault.database",
+                "--database",
+            ),
+            (
+                &[
+                    "--profile",
+                    "writes",
+                    "--rate",
+                    "5",
+                    "--password-file",
+                    "relative",
+                ],
+                "fault.password_file",
+                "--password-file",
+            ),
+            (
+                &[
+                    "--profile",
+                    "writes",
+                    "--rate",
+                    "5",
+                    "--password-file",
+                    "/p",
+                    "--password-env",
+                    "P",
+                ],
+                "fault.password_env",
+                "--password-env",
+            ),
+            (
+                &[
+                    "--profile",
+                    "writes",
+                    "--rate",
+                    "5",
+                    "--statement",
+                    "SELECT 1",
+                ],
+                "fault.statements",
+                "--statement",
+            ),
+            (
+                &[
+                    "--rate",
+                    "5",
+                    "--statement",
+                    "SELECT 1",
+                    "--statement",
+                    "0:SELECT 2",
+                ],
+                "fault.statements[1].weight",
+                "--statement",
+            ),
+            (
+                &["--rate", "5", "--statement", "99999999999:SELECT 2"],
+                "fault.statements[0].weight",
+                "--statement",
+            ),
+            (
+                &["--rate", "5", "--statement", "2:"],
+                "fault.statements[0].sql",
+                "--statement",
+            ),
+            (
+                &["--profile", "writes", "--rate", "5", "--intensity", "0.5"],
+                "intensity",
+                "--intensity",
+            ),
+            (
+                &[
+                    "--profile",
+                    "writes",
+                    "--ramp",
+                    "50,0",
+                    "--ramp-hold",
+                    "10s",
+                ],
+                "ramp.steps[1]",
+                "--ramp",
+            ),
+            (
+                &["--profile", "writes", "--rate", "5", "--ports", "5432"],
+                "filter",
+                "--protocol, --ports, --cidr",
+            ),
+        ] {
+            match with(extra) {
+                Err(SpecError::Model(error)) => {
+                    assert_eq!(error.path(), Some(path), "{extra:?}: {error}");
+                    assert_eq!(flag_of(path), Some(flag), "{path}");
+                }
+                other => panic!("{extra:?}: {other:?}"),
+            }
+        }
+        let e = with(&["--profile", "writes", "--rate", "fast"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "fault.rate: \"fast\" is not allowed; expected queries per second, more than 0 and \
+             at most 100000 (e.g. 200) (--rate)"
+        );
+        let e = with(&[
+            "--rate",
+            "5",
+            "--statement",
+            "SELECT 1",
+            "--statement",
+            "0:SELECT 2",
+        ])
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("fault.statements[1].weight: 0 is not allowed; expected at least 1")
+                && e.to_string().ends_with(" (--statement)"),
+            "{e}"
+        );
+        // Its flags belong to database_load only, and it takes no other type's.
+        for (flag, value) in [
+            ("--engine", "postgres"),
+            ("--address", "db:5432"),
+            ("--profile", "writes"),
+            ("--statement", "SELECT 1"),
+            ("--concurrency", "2"),
+            ("--password-env", "P"),
+        ] {
+            let e = build(&[&["packet_loss", "--intensity", "0.1", flag, value][..], t].concat())
+                .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{flag} is not a setting of packet_loss (see `chaos-ctl experiment --help`)"
+                )
+            );
+        }
+        let e = build(
+            &[
+                &["packet_loss", "--intensity", "0.1", "--in-target-netns"][..],
+                t,
+            ]
+            .concat(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SpecError::NotASetting {
+                    flag: "--in-target-netns",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        for (flag, value) in [
+            ("--latency-ms", "5"),
+            ("--errno", "EIO"),
+            ("--burst", "32kb"),
+        ] {
+            let e = with(&["--profile", "writes", "--rate", "5", flag, value]).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    SpecError::NotASetting {
+                        kind: ExperimentType::DatabaseLoad,
+                        ..
+                    }
+                ),
+                "{flag}: {e:?}"
+            );
+        }
     }
 }

@@ -574,3 +574,116 @@ fn fan_out_reports_every_unreachable_daemon() {
     let out = ctl(&["--daemons", &list, "status", "--watch"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn database_load_files_and_flags_are_checked_offline() {
+    // The example validates, and the shipped config admits it at its price per query.
+    let file = example("database-load");
+    let config = format!("{ROOT}/chaos/chaos.yaml");
+    let out = ctl(&["validate", "-f", &file, "--config", &config]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("(database_load, ")
+            && stdout(&out).contains(
+                "admits \"orders-db-busy\": budget 50 reserved, at most 50000 queries, 0.001 \
+                 per query"
+            ),
+        "{}",
+        stdout(&out)
+    );
+    // A config with a lower rate limit refuses its last ramp step, naming the key.
+    let dir = TempDir::new("dbload");
+    let slow = dir.file(
+        "slow.yaml",
+        "experiments: {database_load: {max_queries_per_second: 200}}\n",
+    );
+    let out = ctl(&["validate", "-f", &file, "--config", &slow]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "ramp.steps[2]: 500 is not allowed; expected at most 200 queries per second \
+             (experiments.database_load.max_queries_per_second)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // An inline password is a usage error that says where a password goes.
+    let inline = dir.file(
+        "inline.yaml",
+        "name: x\ntype: database_load\ntarget: {pid: 1}\nfault: {engine: redis, address: \
+         'c:6379', profile: writes, rate: 5, password: hunter2}\n",
+    );
+    let out = ctl(&["validate", "-f", &inline]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("fault.password: a password is never written in an experiment")
+            && !stderr(&out).contains("hunter2"),
+        "{}",
+        stderr(&out)
+    );
+    // Flags: a bad value names the model's field and the flag, before any daemon is asked.
+    let no_daemon = ["--daemon", "unix:///nonexistent/chaos.sock"];
+    let load = |extra: &[&str]| {
+        let mut args = no_daemon.to_vec();
+        args.extend([
+            "experiment",
+            "database_load",
+            "--pid",
+            "1",
+            "--engine",
+            "postgres",
+            "--address",
+            "db:5432",
+            "--user",
+            "app",
+        ]);
+        args.extend(extra);
+        ctl(&args)
+    };
+    let out = load(&[
+        "--profile",
+        "writes",
+        "--rate",
+        "5",
+        "--concurrency",
+        "2000",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "chaos-ctl: fault.concurrency: 2000 is not allowed; expected 1 to 1000 connections (the \
+         daemon's experiments.database_load.max_connections may allow less) (--concurrency)\n"
+    );
+    let out = load(&["--statement", "0:SELECT 1", "--rate", "5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("fault.statements[0].weight: 0 is not allowed")
+            && stderr(&out).ends_with("(--statement)\n"),
+        "{}",
+        stderr(&out)
+    );
+    // Valid: only the daemon is missing.
+    let out = load(&[
+        "--statement",
+        "3:SELECT 1",
+        "--ramp",
+        "10,20",
+        "--ramp-hold",
+        "10s",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot reach chaos-daemon"),
+        "{}",
+        stderr(&out)
+    );
+    // The help documents the statement syntax.
+    let help = stdout(&ctl(&["experiment", "--help"]));
+    for words in [
+        "--statement <[WEIGHT:]SQL>",
+        "--in-target-netns",
+        "database_load: rates",
+    ] {
+        assert!(help.contains(words), "{words:?} missing in:\n{help}");
+    }
+}

@@ -848,6 +848,40 @@ fn selectors_blast_radius_and_skipped_pods() {
         kube(&[&head[..], extra].concat())
     };
 
+    // A database load runs from one pod: a selector choosing three is refused before any
+    // daemon is asked; --max-pods 1 passes resolution (and then meets the daemons' refusal or,
+    // here, no daemon).
+    let load = |extra: &[&str]| {
+        let head = [
+            "experiment",
+            "database_load",
+            "--engine",
+            "redis",
+            "--address",
+            "127.0.0.1:6379",
+            "--profile",
+            "point_reads",
+            "--rate",
+            "10",
+            "--dry-run",
+            "--selector",
+            "app=web",
+            "-n",
+            "shop",
+        ];
+        kube(&[&head[..], extra].concat())
+    };
+    let out = load(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("database_load runs from exactly one pod, and 3 were chosen"),
+        "{err}"
+    );
+    let out = load(&["--max-pods", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("exactly one pod"), "{err}");
+
     // Selector: the server filters by label (db-1 never appears); the Pending pod and the pod
     // on a node whose daemon pod is not Running are skipped with the reason.
     let out = experiment(&["--selector", "app=web", "-n", "shop"]);

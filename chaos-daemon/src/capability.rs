@@ -19,6 +19,11 @@ use crate::{
     },
 };
 
+/// Why this daemon refuses database_load: the model, the CLI and the config know it, but the
+/// daemon does not run its load runner yet.
+pub const DATABASE_LOAD_NOT_RUN: &str =
+    "database_load needs the load runner (chaos-dbload), which this daemon does not run yet";
+
 /// One experiment type's verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capability {
@@ -108,6 +113,10 @@ impl Capabilities {
         faults.push(verdict(
             ExperimentType::BandwidthLimit,
             fq.and_then(|()| tc_egress(kernel, TcProgram::Rate, "bandwidth_limit")),
+        ));
+        faults.push(verdict(
+            ExperimentType::DatabaseLoad,
+            Err(DATABASE_LOAD_NOT_RUN.to_owned()),
         ));
         Self {
             kernel: release,

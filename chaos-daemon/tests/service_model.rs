@@ -14,7 +14,7 @@ use support::{
 };
 
 /// The user's type names, the nine of the model.
-const TYPES: [&str; 10] = [
+const TYPES: [&str; 11] = [
     "packet_loss",
     "packet_duplication",
     "packet_corruption",
@@ -25,6 +25,7 @@ const TYPES: [&str; 10] = [
     "syscall_error",
     "pod_deletion",
     "resource_exhaustion",
+    "database_load",
 ];
 
 /// (id, experiment_type) of each experiment in a JSON list, sorted.

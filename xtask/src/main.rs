@@ -107,6 +107,10 @@ const TEST_PACKAGES: &[&str] = &[
     "runc",
     "busybox-static",
     "kubectl",
+    // Real servers for the database load runner's tests (chaos-dbload/tests).
+    "postgresql",
+    "mariadb-server",
+    "redis-server",
 ];
 
 fn test() -> anyhow::Result<()> {

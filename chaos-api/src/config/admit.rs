@@ -1,7 +1,7 @@
 //! Where the experiment meets the node's config: [`ChaosConfig::admit`] enforces every limit of
 //! `experiments.<type>`, `budget` and `experiment_types.pod_deletion.parameters` on a validated
 //! [`Experiment`], fills the defaults the config decides (resource shares), prices it and turns
-//! its budget into the kernel's fault cap. Pure: the daemon adds what needs the node (today's
+//! its budget into the kernel's fault cap (a database load's: its executed queries). Pure: the daemon adds what needs the node (today's
 //! spend, the target's cgroup tree).
 
 use std::time::Duration;
@@ -37,13 +37,17 @@ pub enum Price {
     PerPod(f64),
     /// Per minute armed: `experiments.network_latency.cost_per_minute`.
     PerMinute(f64),
+    /// Per executed query: `experiments.database_load.cost_per_query`.
+    PerQuery(f64),
 }
 
 impl Price {
     /// Money spent after `injected` faults and `elapsed` armed, at most `budget`.
     pub fn spent(self, injected: u64, elapsed: Duration, budget: f64) -> f64 {
         let spent = match self {
-            Self::PerFault(cost) | Self::PerPod(cost) => injected as f64 * cost,
+            Self::PerFault(cost) | Self::PerPod(cost) | Self::PerQuery(cost) => {
+                injected as f64 * cost
+            }
             Self::PerMinute(cost) => cost * elapsed.as_secs_f64() / 60.0,
         };
         spent.min(budget)
@@ -93,6 +97,10 @@ impl ChaosConfig {
             ExperimentType::ResourceExhaustion => (
                 limits.resource_exhaustion.enabled,
                 "experiments.resource_exhaustion.enabled",
+            ),
+            ExperimentType::DatabaseLoad => (
+                limits.database_load.enabled,
+                "experiments.database_load.enabled",
             ),
             other => {
                 let (fault_limits, key) = self.fault_limits(other);
@@ -226,6 +234,32 @@ impl ChaosConfig {
                 }
                 Price::PerFault(self.budget.cost_per_request)
             }
+            Fault::DatabaseLoad(load) => {
+                let l = &limits.database_load;
+                // The ramp's steps were checked against the same limit (resolve_ramp).
+                if load.rate > f64::from(l.max_queries_per_second) {
+                    return Err(limit(
+                        "fault.rate",
+                        load.rate,
+                        format!(
+                            "at most {} queries per second \
+                             (experiments.database_load.max_queries_per_second)",
+                            l.max_queries_per_second
+                        ),
+                    ));
+                }
+                if load.concurrency > l.max_connections {
+                    return Err(limit(
+                        "fault.concurrency",
+                        load.concurrency,
+                        format!(
+                            "at most {} connections (experiments.database_load.max_connections)",
+                            l.max_connections
+                        ),
+                    ));
+                }
+                Price::PerQuery(l.cost_per_query)
+            }
             _ => {
                 let (fault_limits, key) = self.fault_limits(kind);
                 let steps = experiment.ramp.as_ref().and_then(|r| r.values());
@@ -269,17 +303,17 @@ impl ChaosConfig {
             ));
         }
         let bought = match price {
-            Price::PerFault(cost) | Price::PerPod(cost) => {
+            Price::PerFault(cost) | Price::PerPod(cost) | Price::PerQuery(cost) => {
                 let bought = if cost > 0.0 {
                     (budget / cost).floor().min(u64::MAX as f64) as u64
                 } else {
                     u64::MAX
                 };
                 if bought == 0 {
-                    let unit = if matches!(price, Price::PerPod(_)) {
-                        "pod"
-                    } else {
-                        "fault"
+                    let unit = match price {
+                        Price::PerPod(_) => "pod",
+                        Price::PerQuery(_) => "query",
+                        _ => "fault",
                     };
                     return Err(Refusal::BudgetTooSmall {
                         budget,
@@ -376,6 +410,10 @@ impl ChaosConfig {
                 l.packet_corruption.impact_threshold,
                 "experiments.packet_corruption.impact_threshold",
             ),
+            ExperimentType::DatabaseLoad => (
+                l.database_load.impact_threshold,
+                "experiments.database_load.impact_threshold",
+            ),
         }
     }
 
@@ -412,11 +450,16 @@ impl ChaosConfig {
                     "experiment_types.api_error_injection.parameters.error_rate",
                 ),
                 other => {
+                    let steps = if other == ExperimentType::DatabaseLoad {
+                        "rates in queries per second"
+                    } else {
+                        "probabilities"
+                    };
                     return Err(limit(
                         "ramp.steps",
                         "preset",
                         format!(
-                            "a list of probabilities: the config has no preset ramp for {other} \
+                            "a list of {steps}: the config has no preset ramp for {other} \
                              (presets: network_latency, packet_loss, dependency_failure, \
                              api_error_injection)"
                         ),
@@ -459,6 +502,24 @@ impl ChaosConfig {
                 }
                 if let Some(&first) = steps.first() {
                     latency.latency = Duration::from_millis(first as u64);
+                }
+            }
+            Fault::DatabaseLoad(load) => {
+                let max = self.experiments.database_load.max_queries_per_second;
+                if let Some((i, step)) =
+                    steps.iter().enumerate().find(|(_, s)| **s > f64::from(max))
+                {
+                    return Err(limit(
+                        format!("ramp.steps[{i}]"),
+                        step,
+                        format!(
+                            "at most {max} queries per second \
+                             (experiments.database_load.max_queries_per_second)"
+                        ),
+                    ));
+                }
+                if let Some(&first) = steps.first() {
+                    load.rate = first;
                 }
             }
             _ => {
@@ -542,6 +603,7 @@ fn price_key(kind: ExperimentType) -> String {
         ExperimentType::NetworkLatency => "experiments.network_latency.cost_per_minute".into(),
         ExperimentType::PodDeletion => "experiments.pod_deletion.cost_per_pod".into(),
         ExperimentType::ResourceExhaustion => "budget.cost_per_request".into(),
+        ExperimentType::DatabaseLoad => "experiments.database_load.cost_per_query".into(),
         _ => format!("experiments.{kind}.cost_per_fault, else budget.cost_per_request"),
     }
 }

@@ -341,16 +341,7 @@ fn secret(
             Ok(SecretSource::File(file.clone()))
         }
         (None, Some(name)) => {
-            let valid = name.chars().next().is_some_and(|c| !c.is_ascii_digit())
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(invalid(
-                    format!("{path}.{key}_env"),
-                    format!("{name:?}"),
-                    "an environment variable name (letters, digits and _, not starting with a \
-                     digit)",
-                ));
-            }
+            check_env_name(&format!("{path}.{key}_env"), name)?;
             Ok(SecretSource::Env(name.clone()))
         }
         (Some(_), Some(name)) => Err(invalid(
@@ -365,6 +356,21 @@ fn secret(
                  environment variable holding the secret, which never goes in the YAML)"
             ),
         }),
+    }
+}
+
+/// Checks an environment variable name: letters, digits and `_`, not starting with a digit.
+pub(crate) fn check_env_name(path: &str, name: &str) -> Result<(), ModelError> {
+    let valid = name.chars().next().is_some_and(|c| !c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(
+            path,
+            format!("{name:?}"),
+            "an environment variable name (letters, digits and _, not starting with a digit)",
+        ))
     }
 }
 

@@ -2,13 +2,13 @@
 //! (direction, how egress drops look) and socket errors (errno, which calls), with the per-type
 //! defaults and checks, and the checks every `fault.calls` list shares. The other types'
 //! settings live in `latency`, `syscall`, `host`, `http` (api_error_injection's HTTP
-//! errors) and `packet` (duplication and corruption).
+//! errors), `packet` (duplication and corruption) and `database` (database load).
 
 use serde::Deserialize;
 
 use super::{
-    ApiError, BandwidthLimit, Errno, ExperimentType, NetFilter, NetworkLatency, PacketCorruption,
-    PodDeletion, ResourceExhaustion, SyscallError,
+    ApiError, BandwidthLimit, DatabaseLoad, Errno, ExperimentType, NetFilter, NetworkLatency,
+    PacketCorruption, PodDeletion, ResourceExhaustion, SyscallError,
 };
 use crate::error::{ModelError, invalid};
 
@@ -35,6 +35,8 @@ pub enum Fault {
     PodDeletion(PodDeletion),
     /// `type: resource_exhaustion`.
     ResourceExhaustion(ResourceExhaustion),
+    /// `type: database_load`.
+    DatabaseLoad(DatabaseLoad),
 }
 
 impl Fault {
@@ -51,6 +53,7 @@ impl Fault {
             Self::SyscallError(_) => ExperimentType::SyscallError,
             Self::PodDeletion(_) => ExperimentType::PodDeletion,
             Self::ResourceExhaustion(_) => ExperimentType::ResourceExhaustion,
+            Self::DatabaseLoad(_) => ExperimentType::DatabaseLoad,
         }
     }
 }

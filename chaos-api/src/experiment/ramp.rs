@@ -1,13 +1,15 @@
 //! Gradual intensity (`ramp:` in a file, `--ramp` on the command line): the experiment arms at
 //! its first step and moves to the next every `hold`, each step only while every guard is
-//! green. A step is a probability (0 to 1) for the types that drop or fail something, and a
-//! delay in whole milliseconds for network_latency; the seed's `experiment_types.*.parameters`
-//! lists are ready-made ramps (`steps: preset`).
+//! green. A step is a probability (0 to 1) for the types that drop or fail something, a
+//! delay in whole milliseconds for network_latency and a rate in queries per second for
+//! database_load; the seed's `experiment_types.*.parameters` lists are ready-made ramps
+//! (`steps: preset`).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
+use super::database::check_rate;
 use super::{ExperimentType, MAX_LATENCY};
 use crate::error::{ModelError, check_duration_ms, check_ratio, deserialize_duration, invalid};
 
@@ -31,7 +33,8 @@ pub struct Ramp {
 pub enum RampSteps {
     /// The config's `experiment_types` list for the experiment's type (resolved on admission).
     Preset,
-    /// Probabilities 0 to 1, or for network_latency delays in milliseconds.
+    /// Probabilities 0 to 1, for network_latency delays in milliseconds, for database_load
+    /// queries per second.
     Values(Vec<f64>),
 }
 
@@ -71,8 +74,8 @@ impl Ramp {
                 format!(
                     "no ramp for {kind} (remove `ramp`): a ramp only for packet_loss, \
                      packet_duplication, packet_corruption, dependency_failure, \
-                     api_error_injection, syscall_error (intensity steps) and network_latency \
-                     (delay steps)"
+                     api_error_injection, syscall_error (intensity steps), network_latency \
+                     (delay steps) and database_load (rate steps)"
                 ),
             ));
         }
@@ -101,6 +104,8 @@ impl Ramp {
                             format!("a delay of whole milliseconds, 1 to {max}"),
                         ));
                     }
+                } else if kind == ExperimentType::DatabaseLoad {
+                    check_rate(&path, *step)?;
                 } else {
                     check_ratio(&path, *step)?;
                 }

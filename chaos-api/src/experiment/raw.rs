@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
-use serde::de::{Deserializer, Visitor};
+use serde::de::{Deserializer, IgnoredAny, Visitor};
 
+use super::database::{
+    DatabaseLoadParts, FAULT_KEYS as DATABASE_LOAD_KEYS, build_database_load, inline_password_error,
+};
 use super::fault::CallName;
 use super::filter::PORTS_ALLOWED;
 use super::{
@@ -92,6 +95,16 @@ impl RawExperiment {
         {
             fault.latency = Some(ramp_first_latency(ramp));
         }
+        // A database load's ramp steps are rates: the first is its rate (1 until a preset is
+        // resolved).
+        let ramp_rate = self
+            .ramp
+            .as_ref()
+            .filter(|_| self.kind == ExperimentType::DatabaseLoad)
+            .map(|r| {
+                r.values()
+                    .map_or(1.0, |v| v.first().copied().unwrap_or(1.0))
+            });
         let targets = match (self.target, self.targets) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -112,7 +125,7 @@ impl RawExperiment {
         };
         Ok(Experiment {
             targets,
-            fault: fault.into_fault(self.kind)?,
+            fault: fault.into_fault(self.kind, ramp_rate)?,
             filter: self.filter.unwrap_or_default().into_filter()?,
             name: self.name,
             duration: self.duration.unwrap_or(DEFAULT_DURATION),
@@ -194,10 +207,38 @@ struct RawFault {
     interval: Option<Duration>,
     cpu_share: Option<f64>,
     memory_share: Option<f64>,
+    engine: Option<String>,
+    address: Option<String>,
+    database: Option<ScalarText>,
+    user: Option<String>,
+    /// Read only to be refused with a useful message (a password is never inline).
+    password: Option<IgnoredAny>,
+    password_file: Option<String>,
+    password_env: Option<String>,
+    profile: Option<String>,
+    statements: Option<Vec<RawStatement>>,
+    concurrency: Option<u32>,
+    network_namespace_of_target: Option<bool>,
+}
+
+/// One entry of a database load's `fault.statements`.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a statement (a mapping with sql and weight)"
+)]
+struct RawStatement {
+    sql: String,
+    #[serde(default)]
+    weight: Option<u32>,
 }
 
 impl RawFault {
-    fn into_fault(self, kind: ExperimentType) -> Result<Fault, ModelError> {
+    /// The fault of `kind`; `ramp_rate` is a database load's first ramp step.
+    fn into_fault(self, kind: ExperimentType, ramp_rate: Option<f64>) -> Result<Fault, ModelError> {
+        if kind == ExperimentType::DatabaseLoad && self.password.is_some() {
+            return Err(inline_password_error());
+        }
         let present = [
             ("direction", self.direction.is_some()),
             ("egress_drop", self.egress_drop.is_some()),
@@ -216,6 +257,20 @@ impl RawFault {
             ("interval", self.interval.is_some()),
             ("cpu_share", self.cpu_share.is_some()),
             ("memory_share", self.memory_share.is_some()),
+            ("engine", self.engine.is_some()),
+            ("address", self.address.is_some()),
+            ("database", self.database.is_some()),
+            ("user", self.user.is_some()),
+            ("password", self.password.is_some()),
+            ("password_file", self.password_file.is_some()),
+            ("password_env", self.password_env.is_some()),
+            ("profile", self.profile.is_some()),
+            ("statements", self.statements.is_some()),
+            ("concurrency", self.concurrency.is_some()),
+            (
+                "network_namespace_of_target",
+                self.network_namespace_of_target.is_some(),
+            ),
         ];
         let allowed = fault_keys(kind);
         if let Some((key, _)) = present
@@ -294,6 +349,27 @@ impl RawFault {
                 cpu_share: self.cpu_share,
                 memory_share: self.memory_share,
             }),
+            ExperimentType::DatabaseLoad => {
+                let text = |scalar: Option<ScalarText>| scalar.map(|ScalarText(text)| text);
+                Fault::DatabaseLoad(build_database_load(
+                    DatabaseLoadParts {
+                        engine: self.engine,
+                        address: self.address,
+                        database: text(self.database),
+                        user: self.user,
+                        password_file: self.password_file,
+                        password_env: self.password_env,
+                        profile: self.profile,
+                        statements: self
+                            .statements
+                            .map(|list| list.into_iter().map(|s| (s.sql, s.weight)).collect()),
+                        rate: text(self.rate),
+                        concurrency: self.concurrency,
+                        network_namespace_of_target: self.network_namespace_of_target,
+                    },
+                    ramp_rate,
+                )?)
+            }
         })
     }
 }
@@ -311,6 +387,7 @@ fn fault_keys(kind: ExperimentType) -> &'static [&'static str] {
         ExperimentType::SyscallError => &["errno", "calls", "path_prefix"],
         ExperimentType::PodDeletion => &["interval"],
         ExperimentType::ResourceExhaustion => &["cpu_share", "memory_share"],
+        ExperimentType::DatabaseLoad => DATABASE_LOAD_KEYS,
     }
 }
 
@@ -494,7 +571,7 @@ fn parse_network(text: &str) -> Option<IpNet> {
 }
 
 /// A scalar read as text whether YAML typed it as a string or a number (`ports: 5432` and
-/// `ports: "5432"`, `errno: 111` and `errno: ECONNREFUSED`).
+/// `ports: "5432"`, `errno: 111` and `errno: ECONNREFUSED`, a database load's `rate: 2.5`).
 struct ScalarText(String);
 
 impl<'de> Deserialize<'de> for ScalarText {
@@ -517,6 +594,10 @@ impl<'de> Deserialize<'de> for ScalarText {
             }
 
             fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<ScalarText, E> {
+                Ok(ScalarText(value.to_string()))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<ScalarText, E> {
                 Ok(ScalarText(value.to_string()))
             }
         }

@@ -8,12 +8,13 @@
 
 use std::time::Duration;
 
+use super::database::{DatabaseLoadParts, build_database_load};
 use super::raw::{build_api_error, build_filter, parse_calls, unknown_key};
 use super::{
     ApiError, BandwidthLimit, Bytes, CorruptChecksum, DEFAULT_DURATION, Direction, Distribution,
     EgressDrop, Errno, Experiment, ExperimentGuards, ExperimentType, Fault, NetFilter,
     NetworkLatency, PacketCorruption, PacketLoss, PodDeletion, Protocol, Ramp, RampSteps, Rate,
-    ResourceExhaustion, SocketError, SyscallError, Target, TargetKind, target_path,
+    ResourceExhaustion, SocketError, SyscallError, Target, TargetKind, Workload, target_path,
 };
 use crate::config::SloDefinition;
 use crate::error::{ModelError, invalid};
@@ -80,6 +81,35 @@ impl Experiment {
                     memory_share: pressure.memory_share,
                 })
             }
+            Fault::DatabaseLoad(load) => {
+                let (password_file, password_env) = load.password_parts();
+                let (profile, statements) = match &load.workload {
+                    Workload::Profile(profile) => (profile.as_str().to_owned(), Vec::new()),
+                    Workload::Statements(statements) => (
+                        String::new(),
+                        statements
+                            .iter()
+                            .map(|s| proto::Statement {
+                                sql: s.sql.clone(),
+                                weight: s.weight,
+                            })
+                            .collect(),
+                    ),
+                };
+                FaultKind::DatabaseLoad(proto::DatabaseLoad {
+                    engine: load.engine.as_str().to_owned(),
+                    address: load.address.clone(),
+                    database: load.database.clone().unwrap_or_default(),
+                    user: load.user.clone().unwrap_or_default(),
+                    password_file,
+                    password_env,
+                    profile,
+                    statements,
+                    rate_qps: Some(load.rate),
+                    concurrency: Some(load.concurrency),
+                    network_namespace_of_target: load.network_namespace_of_target,
+                })
+            }
         };
         proto::ExperimentSpec {
             name: self.name.clone(),
@@ -138,10 +168,15 @@ impl Experiment {
                 "no type",
                 "packet_loss, packet_duplication, packet_corruption, dependency_failure, \
                  api_error_injection, network_latency, bandwidth_limit, syscall_error, \
-                 pod_deletion or resource_exhaustion",
+                 pod_deletion, resource_exhaustion or database_load",
             ));
         };
-        let mut fault = fault_from_proto(fault)?;
+        // A database load without a rate runs at its ramp's first step.
+        let ramp_rate = spec
+            .ramp
+            .as_ref()
+            .map(|r| r.steps.first().copied().unwrap_or(1.0));
+        let mut fault = fault_from_proto(fault, ramp_rate)?;
         if let (Fault::NetworkLatency(latency), Some(r)) = (&mut fault, &spec.ramp)
             && latency.latency.is_zero()
         {
@@ -219,8 +254,9 @@ impl Experiment {
     }
 }
 
-/// The proto's fault with the type's defaults for what it leaves empty.
-fn fault_from_proto(fault: &FaultKind) -> Result<Fault, ModelError> {
+/// The proto's fault with the type's defaults for what it leaves empty; `ramp_rate` is the
+/// first step of the experiment's ramp, if it has one.
+fn fault_from_proto(fault: &FaultKind, ramp_rate: Option<f64>) -> Result<Fault, ModelError> {
     Ok(match fault {
         FaultKind::PacketLoss(loss) => Fault::PacketLoss(PacketLoss {
             direction: match loss.direction.as_str() {
@@ -306,6 +342,27 @@ fn fault_from_proto(fault: &FaultKind) -> Result<Fault, ModelError> {
             cpu_share: pressure.cpu_share,
             memory_share: pressure.memory_share,
         }),
+        FaultKind::DatabaseLoad(load) => Fault::DatabaseLoad(build_database_load(
+            DatabaseLoadParts {
+                engine: non_empty(&load.engine),
+                address: non_empty(&load.address),
+                database: non_empty(&load.database),
+                user: non_empty(&load.user),
+                password_file: non_empty(&load.password_file),
+                password_env: non_empty(&load.password_env),
+                profile: non_empty(&load.profile),
+                statements: (!load.statements.is_empty()).then(|| {
+                    load.statements
+                        .iter()
+                        .map(|s| (s.sql.clone(), Some(s.weight)))
+                        .collect()
+                }),
+                rate: load.rate_qps.map(|rate| rate.to_string()),
+                concurrency: load.concurrency,
+                network_namespace_of_target: Some(load.network_namespace_of_target),
+            },
+            ramp_rate,
+        )?),
     })
 }
 
@@ -331,7 +388,7 @@ fn calls_or<C: super::CallName>(names: &[String], default: Vec<C>) -> Result<Vec
 }
 
 /// The keyword `text` among `all`, or the error at `path` listing them.
-fn keyword<T: Copy>(
+pub(super) fn keyword<T: Copy>(
     path: &str,
     text: &str,
     all: &[T],

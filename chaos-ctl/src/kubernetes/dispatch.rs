@@ -121,6 +121,17 @@ pub async fn experiment(
         };
         return Err(Refused(format!("no pod to target: {why}")).into());
     }
+    // A database load is one load against one database, from one pod: one per node would
+    // multiply the rate by the number of nodes.
+    if args.kind == ExperimentType::DatabaseLoad && resolution.chosen.len() != 1 {
+        print_resolution();
+        return Err(UsageError(format!(
+            "database_load runs from exactly one pod, and {} were chosen: name it with --pod or \
+             add --max-pods 1",
+            resolution.chosen.len()
+        ))
+        .into());
+    }
     if let Some((node, targets)) = by_node.iter().find(|(_, t)| t.len() > MAX_TARGETS as usize) {
         print_resolution();
         return Err(UsageError(format!(

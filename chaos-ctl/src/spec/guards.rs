@@ -28,8 +28,9 @@ pub(super) fn ramp(g: &GuardArgs) -> Result<Option<proto::Ramp>, SpecError> {
             SpecError::Model(ModelError::Parse {
                 path: "ramp.steps".to_owned(),
                 message: format!(
-                    "--ramp {text:?}: expected `preset` or probabilities separated by commas, \
-                     e.g. 0.01,0.05,0.1"
+                    "--ramp {text:?}: expected `preset` or numbers separated by commas: \
+                     probabilities (0.01,0.05,0.1), network_latency delays in ms (20,50,100) \
+                     or database_load rates in queries per second (50,200,500)"
                 ),
             })
         })?;

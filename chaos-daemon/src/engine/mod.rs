@@ -30,7 +30,7 @@ use chaos_api::experiment::{Experiment, ExperimentType, Fault};
 use chaos_common::{MAX_SLOTS, MAX_TARGETS, SlotConfig, SlotCounters, TcConfig, TcTarget};
 
 use crate::{
-    capability::Capabilities,
+    capability::{Capabilities, DATABASE_LOAD_NOT_RUN},
     ebpf::{Kernel, KernelError, SlotMaps, lsm::LsmSupport, tc::needs_clsact},
     error::{Classify, ErrorClass},
     fault::{kernel_plan, probability_threshold},
@@ -429,6 +429,13 @@ impl Engine {
                         .collect::<Result<Vec<_>, _>>()?;
                     changes.extend(plans.iter().flat_map(pressure::Plan::describe));
                     Body::Pressure(plans)
+                }
+                // The capability check above refuses it; kept refused here too.
+                Fault::DatabaseLoad(_) => {
+                    return Err(EngineError::Unsupported {
+                        kind,
+                        reason: DATABASE_LOAD_NOT_RUN.to_owned(),
+                    });
                 }
                 _ => unreachable!("every other type has a kernel plan"),
             },

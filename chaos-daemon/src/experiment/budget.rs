@@ -112,7 +112,7 @@ impl<E: FaultEngine> Manager<E> {
         // cap is the budget's when the budget cannot buy one more fault.
         let reason = match info.price {
             Price::PerMinute(_) if spent >= info.budget => BUDGET_EXHAUSTED,
-            Price::PerFault(cost) | Price::PerPod(cost)
+            Price::PerFault(cost) | Price::PerPod(cost) | Price::PerQuery(cost)
                 if counters.capped > 0 && spent + cost > info.budget =>
             {
                 BUDGET_EXHAUSTED

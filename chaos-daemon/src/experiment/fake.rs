@@ -15,7 +15,7 @@ use chaos_common::{MAX_SLOTS, SlotCounters};
 
 use super::FaultEngine;
 use crate::{
-    capability::{Capabilities, Capability},
+    capability::{Capabilities, Capability, DATABASE_LOAD_NOT_RUN},
     engine::{EngineError, Plan, PlanTarget},
     switch::{HostSwitch, SlotKill, Switch, Switchboard},
 };
@@ -106,12 +106,20 @@ impl FakeEngine {
             slots,
             caps: Capabilities {
                 kernel: "fake".into(),
+                // As the real probe: everything but database_load, which has no runner yet.
                 faults: ExperimentType::ALL
                     .into_iter()
-                    .map(|kind| Capability {
-                        kind,
-                        supported: true,
-                        reason: String::new(),
+                    .map(|kind| {
+                        let runs = kind != ExperimentType::DatabaseLoad;
+                        Capability {
+                            kind,
+                            supported: runs,
+                            reason: if runs {
+                                String::new()
+                            } else {
+                                DATABASE_LOAD_NOT_RUN.to_owned()
+                            },
+                        }
                     })
                     .collect(),
             },
@@ -173,6 +181,11 @@ impl FaultEngine for FakeEngine {
         experiment: &Experiment,
         max_faults: u64,
     ) -> Result<FakePrepared, EngineError> {
+        // As the real engine: a type this "kernel" cannot run is refused with the reason.
+        let kind = experiment.kind();
+        self.caps
+            .check(kind)
+            .map_err(|reason| EngineError::Unsupported { kind, reason })?;
         Ok(FakePrepared {
             plan: Plan {
                 targets: experiment

@@ -219,6 +219,24 @@ fn a_host_fault_with_nothing_more_to_do_completes() {
 }
 
 #[test]
+fn a_database_load_is_refused_with_the_reason_and_changes_nothing() {
+    let (m, _) = manager();
+    let load = experiment(
+        "database_load",
+        "fault: {engine: postgres, address: 'db:5432', user: app, profile: point_reads, rate: 10}\n",
+    );
+    let e = start(&m, &load).unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Refused);
+    assert!(
+        e.to_string()
+            .contains(crate::capability::DATABASE_LOAD_NOT_RUN),
+        "{e}"
+    );
+    assert!(m.running().is_empty());
+    assert_eq!(m.engine().slots.armed(), 0);
+}
+
+#[test]
 fn the_latch_refuses_starts_until_cleared() {
     let (m, _) = manager();
     let (n, _) = m.emergency_stop("drill", Instant::now());

@@ -55,7 +55,7 @@ pub struct EgressPlan {
 }
 
 /// The kernel plan of `experiment` with the fault cap `max_faults` (`u64::MAX` = none); `None`
-/// for the host faults, which take no slot.
+/// for the host faults and database_load, which take no slot.
 pub fn kernel_plan(experiment: &Experiment, max_faults: u64) -> Option<KernelPlan> {
     let mut config = SlotConfig {
         threshold: probability_threshold(experiment.intensity),
@@ -135,7 +135,9 @@ pub fn kernel_plan(experiment: &Experiment, max_faults: u64) -> Option<KernelPla
             plan.latency = Some(latency::plan(latency, largest));
         }
         Fault::BandwidthLimit(limit) => plan.latency = Some(bandwidth::plan(limit)),
-        Fault::PodDeletion(_) | Fault::ResourceExhaustion(_) => return None,
+        Fault::PodDeletion(_) | Fault::ResourceExhaustion(_) | Fault::DatabaseLoad(_) => {
+            return None;
+        }
     }
     Some(plan)
 }
