@@ -2,171 +2,44 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
-use std::time::Duration;
-
-use common::{Db, PASSWORD, TempDir};
-
-struct Maria {
-    port: u16,
-    dir: PathBuf,
-}
-
-fn server() -> &'static Maria {
-    static MARIA: OnceLock<Maria> = OnceLock::new();
-    MARIA.get_or_init(|| {
-        let dir = TempDir::new("mariadb");
-        let data = dir.0.join("data");
-        common::sh(
-            Command::new("mariadb-install-db")
-                .args(["--no-defaults", "--user=root", "--skip-test-db"])
-                .arg(format!("--datadir={}", data.display())),
-        );
-        let port = common::free_port();
-        let mut cmd = Command::new("mariadbd");
-        cmd.args([
-            "--no-defaults",
-            "--user=root",
-            "--bind-address=127.0.0.1",
-            "--skip-name-resolve",
-        ])
-        .arg(format!("--datadir={}", data.display()))
-        .arg(format!("--port={port}"))
-        .arg(format!("--socket={}", dir.0.join("s.sock").display()))
-        .arg(format!("--pid-file={}", dir.0.join("m.pid").display()))
-        .args([
-            "--innodb-buffer-pool-size=64M",
-            "--max-connections=300",
-            "--skip-log-bin",
-        ]);
-        let maria = Maria {
-            port,
-            dir: dir.0.clone(),
-        };
-        common::keep(common::spawn_server("mariadbd", &mut cmd, dir));
-        common::wait_until(
-            "mariadb accepts connections",
-            Duration::from_secs(30),
-            || maria.sql_try("SELECT 1").is_some(),
-        );
-        maria.sql(&format!(
-            "CREATE USER 'chaos'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; \
-             GRANT ALL ON *.* TO 'chaos'@'127.0.0.1'"
-        ));
-        std::fs::write(maria.dir.join("password"), format!("{PASSWORD}\n")).unwrap();
-        maria
-    })
-}
-
-impl Maria {
-    /// The mariadb client as root over the socket (unix_socket authentication).
-    fn sql_try(&self, sql: &str) -> Option<String> {
-        let out = Command::new("mariadb")
-            .args(["--no-defaults", "-uroot", "-N", "-B"])
-            .arg(format!("--socket={}", self.dir.join("s.sock").display()))
-            .args(["-e", sql])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8(out.stdout).unwrap().trim().to_owned())
-    }
-
-    fn sql(&self, sql: &str) -> String {
-        self.sql_try(sql)
-            .unwrap_or_else(|| panic!("mariadb {sql:?} failed"))
-    }
-
-    fn status(&self, name: &str) -> u64 {
-        let line = self.sql(&format!("SHOW GLOBAL STATUS LIKE '{name}'"));
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-impl Db for Maria {
-    fn engine(&self) -> &'static str {
-        "mysql"
-    }
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-    fn user(&self) -> &'static str {
-        "chaos"
-    }
-    fn fresh_database(&self, name: &str) -> String {
-        let database = format!("t_{name}");
-        self.sql(&format!("CREATE DATABASE {database}"));
-        database
-    }
-    /// `Questions` is server-wide; the tests run one at a time.
-    fn queries(&self, _database: &str) -> u64 {
-        self.status("Questions")
-    }
-    /// `Threads_connected` is server-wide (and counts the client asking).
-    fn connections(&self, _database: &str) -> u64 {
-        self.status("Threads_connected")
-    }
-    fn scratch_exists(&self, database: &str, scratch: &str) -> bool {
-        self.sql(&format!(
-            "SELECT count(*) FROM information_schema.tables \
-             WHERE table_schema = '{database}' AND table_name = 'chaos_scratch_{scratch}'"
-        )) == "1"
-    }
-    fn simple_statement(&self) -> &'static str {
-        "SELECT 1"
-    }
-    fn slow_statement(&self) -> &'static str {
-        "SELECT SLEEP(0.05)"
-    }
-    fn invalid_statement(&self) -> (&'static str, &'static str) {
-        ("SELEC 1", "You have an error in your SQL syntax")
-    }
-    fn wrong_password_message(&self) -> &'static str {
-        "Access denied for user 'chaos'@'127.0.0.1'"
-    }
-    fn password_file(&self) -> PathBuf {
-        self.dir.join("password")
-    }
-}
+use common::servers;
 
 #[test]
 fn mysql_constant_rate_held_and_percentiles_reported() {
-    common::constant_rate(server());
+    common::constant_rate(servers::mysql());
 }
 
 #[test]
 fn mysql_cap_sends_exactly_n_queries() {
-    common::cap_is_exact(server());
+    common::cap_is_exact(servers::mysql());
 }
 
 #[test]
 fn mysql_bad_input_refused_before_load() {
-    common::bad_input_refused(server());
+    common::bad_input_refused(servers::mysql());
 }
 
 #[test]
 fn mysql_sigterm_stops_and_drops_the_scratch_table() {
-    common::sigterm_cleans_up(server());
+    common::sigterm_cleans_up(servers::mysql());
 }
 
 #[test]
 fn mysql_sigkill_closes_connections_and_cleanup_drops_the_table() {
-    common::sigkill_then_cleanup(server());
+    common::sigkill_then_cleanup(servers::mysql());
 }
 
 #[test]
 fn mysql_every_profile_runs_without_errors() {
-    common::every_profile_runs(server());
+    common::every_profile_runs(servers::mysql());
 }
 
 #[test]
 fn mysql_stdin_changes_the_rate_and_stops() {
-    common::stdin_changes_the_rate_and_stops(server());
+    common::stdin_changes_the_rate_and_stops(servers::mysql());
 }
 
 #[test]
 fn mysql_latency_counts_from_the_intended_start() {
-    common::latency_counts_from_the_intended_start(server());
+    common::latency_counts_from_the_intended_start(servers::mysql());
 }
