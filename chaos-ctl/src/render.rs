@@ -36,7 +36,55 @@ pub fn status_json(s: &ExperimentStatus) -> Value {
         "impact": s.impact,
         "budget": s.budget,
         "step": s.step,
+        "load": s.load.as_ref().map(|l| json!({
+            "target_rate": l.target_rate, "qps": l.qps, "sent": l.sent, "ok": l.ok,
+            "failed": l.failed, "errors": l.errors, "p50_ms": l.p50_ms, "p95_ms": l.p95_ms,
+            "p99_ms": l.p99_ms, "connect_p95_ms": l.connect_p95_ms, "elapsed_ms": l.elapsed_ms,
+        })),
     })
+}
+
+/// A database load's figures on one line: `load: 200 qps (target 200), 1234 sent, 1230 ok,
+/// 4 failed (timeout 4), p50 1.2 ms p95 3.4 ms p99 8.0 ms, connect p95 2.1 ms` (errors by
+/// kind, latencies and connection time only when there are some).
+fn load_text(l: &proto::DatabaseLoadStatus) -> String {
+    let mut text = format!(
+        "load: {} qps (target {}), {} sent, {} ok, {} failed",
+        rate(l.qps),
+        rate(l.target_rate),
+        l.sent,
+        l.ok,
+        l.failed
+    );
+    if !l.errors.is_empty() {
+        let mut kinds: Vec<(&String, &u64)> = l.errors.iter().collect();
+        kinds.sort();
+        let kinds: Vec<String> = kinds
+            .into_iter()
+            .map(|(kind, n)| format!("{} {n}", escape_controls(kind)))
+            .collect();
+        text += &format!(" ({})", kinds.join(", "));
+    }
+    let latencies: Vec<String> = [("p50", l.p50_ms), ("p95", l.p95_ms), ("p99", l.p99_ms)]
+        .into_iter()
+        .filter_map(|(q, ms)| ms.map(|ms| format!("{q} {ms:.1} ms")))
+        .collect();
+    if !latencies.is_empty() {
+        text += &format!(", {}", latencies.join(" "));
+    }
+    if let Some(ms) = l.connect_p95_ms {
+        text += &format!(", connect p95 {ms:.1} ms");
+    }
+    text
+}
+
+/// Queries per second: whole when whole (`200`), else to a tenth (`0.5`).
+fn rate(qps: f64) -> String {
+    let text = format!("{qps:.1}");
+    match text.strip_suffix(".0") {
+        Some(whole) => whole.to_owned(),
+        None => text,
+    }
 }
 
 /// The guards of a running experiment, one line each: value, objective, green or red.
@@ -89,7 +137,7 @@ fn checks_json(checks: &[proto::Check]) -> Value {
         .collect()
 }
 
-/// A table of experiments, one line each.
+/// A table of experiments, one line each (and a database load's figures on the next).
 pub fn status_table(list: &[ExperimentStatus]) -> String {
     let mut out = format!(
         "{:<28} {:<20} {:<19} {:<17} {:>10} {:>10}  {}\n",
@@ -107,6 +155,9 @@ pub fn status_table(list: &[ExperimentStatus]) -> String {
             c.seen,
             escape_controls(&s.target)
         );
+        if let Some(load) = &s.load {
+            out += &format!("  {}\n", load_text(load));
+        }
     }
     out
 }
@@ -506,7 +557,66 @@ mod tests {
             impact: 0.0,
             budget: 0.0,
             step: String::new(),
+            load: None,
         }
+    }
+
+    #[test]
+    fn a_database_load_shows_its_rate_errors_and_latency_under_its_line() {
+        let mut s = sample();
+        s.experiment_type = "database_load".into();
+        s.load = Some(proto::DatabaseLoadStatus {
+            target_rate: 200.0,
+            qps: 199.5,
+            sent: 1234,
+            ok: 1230,
+            failed: 4,
+            errors: [
+                ("timeout".to_owned(), 3),
+                ("sqlstate:\u{1b}57014".to_owned(), 1),
+            ]
+            .into(),
+            p50_ms: Some(1.2),
+            p95_ms: Some(3.4),
+            p99_ms: Some(8.0),
+            connect_p95_ms: Some(2.1),
+            elapsed_ms: 6200,
+        });
+        let table = status_table(std::slice::from_ref(&s));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[1].starts_with("exp-1764290000000-5e1f09a2-1 "));
+        assert_eq!(
+            lines[2],
+            "  load: 199.5 qps (target 200), 1234 sent, 1230 ok, 4 failed \
+             (sqlstate:\\u{1b}57014 1, timeout 3), p50 1.2 ms p95 3.4 ms p99 8.0 ms, \
+             connect p95 2.1 ms"
+        );
+        // A second where nothing finished, before any connection, without errors.
+        let load = s.load.as_mut().unwrap();
+        (load.p50_ms, load.p95_ms, load.p99_ms, load.connect_p95_ms) = (None, None, None, None);
+        (load.errors, load.failed, load.qps) = (Default::default(), 0, 0.5);
+        assert!(
+            status_table(std::slice::from_ref(&s))
+                .ends_with("\n  load: 0.5 qps (target 200), 1234 sent, 1230 ok, 0 failed\n")
+        );
+        let json = status_json(&s);
+        assert_eq!(
+            json["load"],
+            json!({"target_rate": 200.0, "qps": 0.5, "sent": 1234, "ok": 1230, "failed": 0,
+                   "errors": {}, "p50_ms": null, "p95_ms": null, "p99_ms": null,
+                   "connect_p95_ms": null, "elapsed_ms": 6200})
+        );
+        // `status` prints it under the experiment's line in its table.
+        let text = status(
+            &proto::GetStatusResponse {
+                node: "n1".into(),
+                experiments: vec![s],
+                ..Default::default()
+            },
+            false,
+        );
+        assert!(text.contains("\n  load: 0.5 qps (target 200), "), "{text}");
     }
 
     #[test]
@@ -520,7 +630,7 @@ exp-1764290000000-5e1f09a2-1 checkout-db-refused  dependency_failure  running   
 
     #[test]
     fn status_json_is_stable() {
-        let golden = r#"{"budget":0.0,"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"experiment_type":"dependency_failure","guards":[],"id":"exp-1764290000000-5e1f09a2-1","impact":0.0,"name":"checkout-db-refused","reason":"","spent":0.0,"started_unix_ms":1764290000000,"state":"running","step":"","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
+        let golden = r#"{"budget":0.0,"counters":{"capped":0,"injected":1000,"matched":4000,"seen":4000},"ended_unix_ms":0,"experiment_type":"dependency_failure","guards":[],"id":"exp-1764290000000-5e1f09a2-1","impact":0.0,"load":null,"name":"checkout-db-refused","reason":"","spent":0.0,"started_unix_ms":1764290000000,"state":"running","step":"","target":"/sys/fs/cgroup/kubepods.slice/pod"}"#;
         assert_eq!(status_json(&sample()).to_string(), golden);
     }
 

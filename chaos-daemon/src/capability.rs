@@ -19,10 +19,10 @@ use crate::{
     },
 };
 
-/// Why this daemon refuses database_load: the model, the CLI and the config know it, but the
-/// daemon does not run its load runner yet.
+/// Why an engine without a load runner refuses database_load (a library user's engine, or a
+/// daemon that found no `chaos-dbload` beside it says where it looked instead).
 pub const DATABASE_LOAD_NOT_RUN: &str =
-    "database_load needs the load runner (chaos-dbload), which this daemon does not run yet";
+    "database_load needs the load runner chaos-dbload, which this engine was not given";
 
 /// One experiment type's verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,6 +125,12 @@ impl Capabilities {
     }
 
     /// `Ok` if `kind` can run here, else the reason it cannot.
+    /// Sets one type's verdict (what is known only after the probe, e.g. the load runner).
+    pub fn set(&mut self, kind: ExperimentType, r: Result<(), String>) {
+        self.faults.retain(|c| c.kind != kind);
+        self.faults.push(verdict(kind, r));
+    }
+
     pub fn check(&self, kind: ExperimentType) -> Result<(), String> {
         match self.faults.iter().find(|c| c.kind == kind) {
             Some(c) if c.supported => Ok(()),

@@ -1,5 +1,5 @@
 //! The host-change journal: every change that outlives the daemon process (a cgroup knob, a
-//! qdisc) is recorded *before* it is made, marked when it is undone, and undone again at the
+//! qdisc, a database load's runner and scratch data) is recorded *before* it is made, marked when it is undone, and undone again at the
 //! next daemon start if the process died in between (DESIGN §4, "Links are never pinned").
 //!
 //! [`HostJournal`] is the record-keeping; a `Mutex<`[`Store`](crate::store::Store)`>` implements it durably
@@ -22,6 +22,12 @@ pub enum ChangeKind {
     /// A `clsact` qdisc the daemon added to device `path` (for tc programs before Linux 6.6);
     /// undoing deletes it.
     Clsact,
+    /// A database load's runner cgroup `path` (`crate::host::dbload`); undoing kills what is
+    /// left in it and removes it.
+    RunnerCgroup,
+    /// A database load's spec file `path`; undoing runs the runner `old_value` (empty: no
+    /// scratch data) to drop the scratch table or keys, then removes the file.
+    DbScratch,
 }
 
 impl ChangeKind {
@@ -30,6 +36,8 @@ impl ChangeKind {
             ChangeKind::CgroupKnob => "cgroup_knob",
             ChangeKind::Qdisc => "qdisc",
             ChangeKind::Clsact => "clsact",
+            ChangeKind::RunnerCgroup => "runner_cgroup",
+            ChangeKind::DbScratch => "db_scratch",
         }
     }
 
@@ -38,6 +46,8 @@ impl ChangeKind {
             ChangeKind::CgroupKnob,
             ChangeKind::Qdisc,
             ChangeKind::Clsact,
+            ChangeKind::RunnerCgroup,
+            ChangeKind::DbScratch,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -126,6 +136,10 @@ pub fn undo(change: &HostChange) -> Result<(), JournalError> {
         }
         ChangeKind::Qdisc => crate::net::devices::undo_qdisc(&change.path, &change.old_value),
         ChangeKind::Clsact => crate::net::devices::undo_clsact(&change.path, &change.old_value),
+        ChangeKind::RunnerCgroup => crate::host::dbload::undo_cgroup(Path::new(&change.path)),
+        ChangeKind::DbScratch => {
+            crate::host::dbload::undo_scratch(Path::new(&change.old_value), Path::new(&change.path))
+        }
     };
     match result {
         Ok(()) => Ok(()),

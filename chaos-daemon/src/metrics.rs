@@ -5,10 +5,16 @@
 //! Kernel counters are per experiment slot; [`Metrics::observe_counters`] turns their growth
 //! into monotonic Prometheus counters by experiment type.
 //!
+//! A running `database_load` exports its load runner's figures per experiment
+//! ([`Metrics::observe_load`]): latency percentiles and connection time in seconds, achieved and
+//! target rate, queries by outcome; they go when it ends ([`Metrics::remove_load`]).
+//!
 //! Counters whose label values are known up front (rollback reasons, budgets) start at 0, so
 //! that an alert on `increase()` sees the first rollback or budget alert; a guard's violations
 //! start at 0 with its first evaluation. The dashboards and alert rules in `deploy/` use these
 //! names (a test checks every name they use is exported).
+
+use crate::host::dbload::Figures;
 
 use prometheus::{
     Encoder as _, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
@@ -44,7 +50,22 @@ pub struct Metrics {
     pub daily_budget_remaining: Gauge,
     pub budget_alerts: IntCounterVec,
     pub budget_exhausted: IntCounter,
+    pub load_latency: GaugeVec,
+    pub load_connect: GaugeVec,
+    pub load_qps: GaugeVec,
+    pub load_target_rate: GaugeVec,
+    pub load_queries: GaugeVec,
 }
+
+/// A latency percentile of a load's figures, in microseconds.
+type Percentile = fn(&Figures) -> Option<u64>;
+
+/// `chaos_database_load_latency_seconds{quantile}` and the figure each is.
+const LOAD_QUANTILES: [(&str, Percentile); 3] = [
+    ("0.5", |f| f.p50_us),
+    ("0.95", |f| f.p95_us),
+    ("0.99", |f| f.p99_us),
+];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -206,7 +227,43 @@ impl Metrics {
         registry
             .register(Box::new(budget_exhausted.clone()))
             .expect("unique metric");
+        // Per running database load (removed when it ends), from its runner's newest figures.
+        let load_latency = gauge_vec(
+            "chaos_database_load_latency_seconds",
+            "A running database load's query latency over the last second (from each query's \
+             intended start: queueing included), by experiment and quantile (0.5, 0.95, 0.99); \
+             absent while no query finished in it.",
+            &["experiment_id", "quantile"],
+        );
+        let load_connect = gauge_vec(
+            "chaos_database_load_connect_seconds",
+            "A running database load's connection time (connect and authenticate) p95 over every \
+             connection it opened.",
+            &["experiment_id"],
+        );
+        let load_qps = gauge_vec(
+            "chaos_database_load_queries_per_second",
+            "Queries per second a running database load sent over the last second.",
+            &["experiment_id"],
+        );
+        let load_target_rate = gauge_vec(
+            "chaos_database_load_target_rate",
+            "The rate a running database load holds now (a ramp moves it), in queries per \
+             second.",
+            &["experiment_id"],
+        );
+        let load_queries = gauge_vec(
+            "chaos_database_load_queries",
+            "Queries a running database load had answered since its start, by outcome (ok, \
+             error).",
+            &["experiment_id", "outcome"],
+        );
         Self {
+            load_latency,
+            load_connect,
+            load_qps,
+            load_target_rate,
+            load_queries,
             registry,
             budget_spent,
             budget_remaining,
@@ -240,6 +297,44 @@ impl Metrics {
         self.events_seen
             .with_label_values(&[kind])
             .inc_by(seen_delta);
+    }
+
+    /// Publishes running database load `id`'s figures; a percentile it has none of (nothing
+    /// finished in the last second, no connection yet) is removed until it has.
+    pub fn observe_load(&self, id: &str, f: &Figures) {
+        let seconds = |us: u64| us as f64 / 1e6;
+        let set = |gauge: &GaugeVec, labels: &[&str], us: Option<u64>| match us {
+            Some(us) => gauge.with_label_values(labels).set(seconds(us)),
+            // Not found = it had none.
+            None => {
+                let _ = gauge.remove_label_values(labels);
+            }
+        };
+        for (quantile, figure) in LOAD_QUANTILES {
+            set(&self.load_latency, &[id, quantile], figure(f));
+        }
+        set(&self.load_connect, &[id], f.connect_p95_us);
+        self.load_qps.with_label_values(&[id]).set(f.qps);
+        self.load_target_rate.with_label_values(&[id]).set(f.rate);
+        for (outcome, n) in [("ok", f.ok), ("error", f.failed())] {
+            self.load_queries
+                .with_label_values(&[id, outcome])
+                .set(n as f64);
+        }
+    }
+
+    /// Removes the database load series of experiment `id` (its finish does).
+    pub fn remove_load(&self, id: &str) {
+        // Not found = never published (not a database load, or ended before its first figures).
+        for (quantile, _) in LOAD_QUANTILES {
+            let _ = self.load_latency.remove_label_values(&[id, quantile]);
+        }
+        for gauge in [&self.load_connect, &self.load_qps, &self.load_target_rate] {
+            let _ = gauge.remove_label_values(&[id]);
+        }
+        for outcome in ["ok", "error"] {
+            let _ = self.load_queries.remove_label_values(&[id, outcome]);
+        }
     }
 
     /// The text exposition format.
@@ -276,5 +371,76 @@ mod tests {
         for line in expected {
             assert!(body.lines().any(|l| l == line), "{line} in\n{body}");
         }
+    }
+
+    /// The `chaos_database_load_*` samples on `/metrics`, sorted.
+    fn load_series(m: &Metrics) -> Vec<String> {
+        let mut lines: Vec<String> = m
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("chaos_database_load_"))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn a_database_loads_figures_are_published_in_seconds_until_it_ends() {
+        let m = Metrics::new();
+        let mut f = Figures {
+            elapsed_ms: 3000,
+            rate: 200.0,
+            sent: 600,
+            ok: 590,
+            errors: [("timeout".to_owned(), 7), ("sqlstate:57014".to_owned(), 3)].into(),
+            qps: 199.5,
+            p50_us: Some(1_250),
+            p95_us: Some(3_400),
+            p99_us: Some(8_000),
+            max_us: Some(12_000),
+            connect_p95_us: Some(2_100),
+        };
+        m.observe_load("exp-a", &f);
+        m.observe_load("exp-b", &Figures::default());
+        let a = |rest: &str| format!("chaos_database_load_{rest}");
+        let mut expected = vec![
+            a("connect_seconds{experiment_id=\"exp-a\"} 0.0021"),
+            a("latency_seconds{experiment_id=\"exp-a\",quantile=\"0.5\"} 0.00125"),
+            a("latency_seconds{experiment_id=\"exp-a\",quantile=\"0.95\"} 0.0034"),
+            a("latency_seconds{experiment_id=\"exp-a\",quantile=\"0.99\"} 0.008"),
+            a("queries_per_second{experiment_id=\"exp-a\"} 199.5"),
+            a("queries_per_second{experiment_id=\"exp-b\"} 0"),
+            a("queries{experiment_id=\"exp-a\",outcome=\"error\"} 10"),
+            a("queries{experiment_id=\"exp-a\",outcome=\"ok\"} 590"),
+            a("queries{experiment_id=\"exp-b\",outcome=\"error\"} 0"),
+            a("queries{experiment_id=\"exp-b\",outcome=\"ok\"} 0"),
+            a("target_rate{experiment_id=\"exp-a\"} 200"),
+            a("target_rate{experiment_id=\"exp-b\"} 0"),
+        ];
+        expected.sort();
+        assert_eq!(load_series(&m), expected);
+
+        // A second where nothing finished: its percentiles go, the connection time stays.
+        (f.p50_us, f.p95_us, f.p99_us) = (None, None, None);
+        m.observe_load("exp-a", &f);
+        assert!(
+            !load_series(&m)
+                .iter()
+                .any(|l| l.contains("latency_seconds")),
+            "{:?}",
+            load_series(&m)
+        );
+        assert!(load_series(&m).contains(&a("connect_seconds{experiment_id=\"exp-a\"} 0.0021")));
+
+        m.remove_load("exp-a");
+        assert!(
+            load_series(&m).iter().all(|l| l.contains("exp-b")),
+            "{:?}",
+            load_series(&m)
+        );
+        m.remove_load("exp-b");
+        m.remove_load("exp-never");
+        assert_eq!(load_series(&m), Vec::<String>::new());
     }
 }

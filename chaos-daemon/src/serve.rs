@@ -29,6 +29,7 @@ use chaos_daemon::{
         stamp_arrival,
         watch::Watches,
     },
+    host::dbload,
     notify::Notifier,
     safety::Safety,
     store::Store,
@@ -136,9 +137,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // else runs; the manager marks what was running aborted and restores the latch.
     let store = Store::open(&args.state_dir)?;
     let journal = Arc::new(std::sync::Mutex::new(Store::open(&args.state_dir)?));
+    let runner =
+        dbload::Runner::beside_executable(&args.state_dir.join("dbload"), resolver.mount());
+    if let Err(why) = &runner {
+        tracing::warn!("{why}");
+    }
     let engine = Engine::with_journal(resolver, journal)
         .context("loading the kernel programs")?
-        .allowing_kills(&config.experiments.pod_deletion.allowed_cgroups);
+        .allowing_kills(&config.experiments.pod_deletion.allowed_cgroups)
+        .with_runner(runner);
     let manager = Manager::new(engine, store, config, Arc::new(SystemClock))?;
     let notifier = Notifier::new(manager.config(), manager.metrics.notifications.clone())
         .context("setting up the notification channels")?;

@@ -1,6 +1,7 @@
 //! The daemon's durable state in SQLite (rusqlite, bundled) under the state directory:
-//! experiments, their event timeline, the audit log of who asked for what, and the journal of
-//! host changes (state that outlives the process; see [`crate::journal`]).
+//! experiments, their event timeline, counter snapshots, guard samples and database load samples,
+//! the audit log of who asked for what, and the journal of host changes (state that outlives
+//! the process; see [`crate::journal`]).
 //!
 //! Writes are small and synchronous; the file survives a SIGKILL (WAL mode). At start-up
 //! [`Store::abort_running`] marks experiments that were running when the daemon died, and
@@ -10,7 +11,8 @@
 //! Everything it keeps is bounded: every text is cut to a bound as it is written
 //! ([`MAX_AUDIT_TEXT_BYTES`] for an audit entry's fields, [`MAX_RECORD_TEXT_BYTES`] for an
 //! experiment's name, target and reason and an event's message), a running experiment keeps at
-//! most [`MAX_SNAPSHOTS`] counter snapshots (thinned, never its first or last), experiments are
+//! most [`MAX_SNAPSHOTS`] counter snapshots and as many load samples (thinned, never its first
+//! or last), experiments are
 //! read a page at a time ([`Store::experiments_page`]), and [`Store::prune`] deletes what is
 //! older than the retention.
 
@@ -98,6 +100,23 @@ pub struct GuardSampleRow {
     pub ok: bool,
 }
 
+/// A database load's figures at one second of its run (its runner's line).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoadSampleRow {
+    pub at_ms: u64,
+    /// The rate in force, in queries per second.
+    pub rate: f64,
+    /// Queries per second sent over the last second.
+    pub qps: f64,
+    /// Latency percentiles of the last second, in microseconds; `None` when nothing finished.
+    pub p50_us: Option<u64>,
+    pub p95_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    /// Queries sent and failed since the start.
+    pub sent: u64,
+    pub failed: u64,
+}
+
 /// The guard violation that rolled an experiment back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RollbackRow {
@@ -141,9 +160,9 @@ pub const MAX_AUDIT_TEXT_BYTES: usize = 1024;
 /// (a cgroup path is at most 4096 bytes; the model allows names of 63).
 pub const MAX_RECORD_TEXT_BYTES: usize = 4096;
 
-/// The most counter snapshots one experiment keeps: past it every second one is deleted (the
-/// first and the newest kept), so a long experiment's chart keeps its whole span at half the
-/// resolution.
+/// The most counter snapshots (and load samples) one experiment keeps: past it every second one
+/// is deleted (the first and the newest kept), so a long experiment's chart keeps its whole span
+/// at half the resolution.
 pub const MAX_SNAPSHOTS: usize = 10_000;
 
 /// Where a page of experiments starts: right after this experiment in the newest-first order
@@ -189,6 +208,7 @@ pub struct Pruned {
     pub events: usize,
     pub snapshots: usize,
     pub guard_samples: usize,
+    pub load_samples: usize,
     pub audit: usize,
     pub journal: usize,
 }
@@ -200,6 +220,7 @@ impl Pruned {
             + self.events
             + self.snapshots
             + self.guard_samples
+            + self.load_samples
             + self.audit
             + self.journal
     }
@@ -231,6 +252,11 @@ CREATE TABLE IF NOT EXISTS guard_samples (
     experiment_id TEXT NOT NULL, at_ms INTEGER NOT NULL, guard TEXT NOT NULL, kind TEXT NOT NULL,
     objective TEXT NOT NULL, threshold REAL NOT NULL, value REAL, ok INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS guard_samples_by_experiment ON guard_samples (experiment_id, at_ms);
+CREATE TABLE IF NOT EXISTS load_samples (
+    experiment_id TEXT NOT NULL, at_ms INTEGER NOT NULL, rate REAL NOT NULL, qps REAL NOT NULL,
+    p50_us INTEGER, p95_us INTEGER, p99_us INTEGER, sent INTEGER NOT NULL,
+    failed INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS load_samples_by_experiment ON load_samples (experiment_id, at_ms);
 CREATE TABLE IF NOT EXISTS rollbacks (
     experiment_id TEXT PRIMARY KEY, guard TEXT NOT NULL, value REAL, objective TEXT NOT NULL,
     observed_ms INTEGER NOT NULL, disarm_us INTEGER NOT NULL,
@@ -483,22 +509,7 @@ impl Store {
             ],
         )
         .ctx("adding a counter snapshot")?;
-        let kept: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM snapshots WHERE experiment_id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .ctx("counting counter snapshots")?;
-        if usize::try_from(kept).unwrap_or(usize::MAX) > MAX_SNAPSHOTS {
-            tx.execute(
-                "DELETE FROM snapshots WHERE rowid IN (SELECT rowid FROM (SELECT rowid, \
-                 ROW_NUMBER() OVER (ORDER BY at_ms, rowid) AS n, COUNT(*) OVER () AS total \
-                 FROM snapshots WHERE experiment_id = ?1) WHERE n % 2 = 0 AND n < total)",
-                [id],
-            )
-            .ctx("thinning counter snapshots")?;
-        }
+        thin(&tx, "snapshots", id).ctx("thinning counter snapshots")?;
         tx.commit().ctx("adding a counter snapshot")
     }
 
@@ -615,6 +626,61 @@ impl Store {
         rows.collect::<Result<_, _>>().ctx("reading guard samples")
     }
 
+    /// Adds a sample of a running database load. Past [`MAX_SNAPSHOTS`] of the experiment,
+    /// every second one is deleted, the first and this one kept.
+    pub fn add_load_sample(&mut self, id: &str, l: &LoadSampleRow) -> Result<(), StoreError> {
+        let what = "adding a load sample";
+        let us = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        let tx = self.conn.transaction().ctx(what)?;
+        tx.execute(
+            "INSERT INTO load_samples (experiment_id, at_ms, rate, qps, p50_us, p95_us, p99_us, \
+             sent, failed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                id,
+                l.at_ms as i64,
+                l.rate,
+                l.qps,
+                us(l.p50_us),
+                us(l.p95_us),
+                us(l.p99_us),
+                l.sent as i64,
+                l.failed as i64
+            ],
+        )
+        .ctx(what)?;
+        thin(&tx, "load_samples", id).ctx("thinning load samples")?;
+        tx.commit().ctx(what)
+    }
+
+    /// A database load's samples, oldest first.
+    pub fn load_samples(&self, id: &str) -> Result<Vec<LoadSampleRow>, StoreError> {
+        let what = "reading load samples";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at_ms, rate, qps, p50_us, p95_us, p99_us, sent, failed FROM load_samples \
+                 WHERE experiment_id = ?1 ORDER BY at_ms, rowid",
+            )
+            .ctx(what)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+                let us = |i: usize| r.get::<_, Option<i64>>(i).map(|v| v.map(|v| v as u64));
+                Ok(LoadSampleRow {
+                    at_ms: n(0)?,
+                    rate: r.get(1)?,
+                    qps: r.get(2)?,
+                    p50_us: us(3)?,
+                    p95_us: us(4)?,
+                    p99_us: us(5)?,
+                    sent: n(6)?,
+                    failed: n(7)?,
+                })
+            })
+            .ctx(what)?;
+        rows.collect::<Result<_, _>>().ctx(what)
+    }
+
     /// Records what rolled experiment `id` back.
     pub fn add_rollback(&self, id: &str, r: &RollbackRow) -> Result<(), StoreError> {
         self.conn
@@ -677,9 +743,9 @@ impl Store {
     }
 
     /// Deletes the records older than `cutoff_ms` (Unix ms), in one transaction: experiments
-    /// that ended before it with everything recorded of them, older events, snapshots and guard
-    /// samples of any experiment, audit entries and host changes undone before it. Running
-    /// experiments and host changes not yet undone stay, however old.
+    /// that ended before it with everything recorded of them, older events, snapshots, guard
+    /// samples and load samples of any experiment, audit entries and host changes undone before
+    /// it. Running experiments and host changes not yet undone stay, however old.
     pub fn prune(&mut self, cutoff_ms: u64) -> Result<Pruned, StoreError> {
         let what = "deleting old records";
         let cutoff = i64::try_from(cutoff_ms).unwrap_or(i64::MAX);
@@ -696,6 +762,7 @@ impl Store {
             events: delete(&format!("DELETE FROM events WHERE {old}"))?,
             snapshots: delete(&format!("DELETE FROM snapshots WHERE {old}"))?,
             guard_samples: delete(&format!("DELETE FROM guard_samples WHERE {old}"))?,
+            load_samples: delete(&format!("DELETE FROM load_samples WHERE {old}"))?,
             audit: delete("DELETE FROM audit WHERE at_ms < ?1")?,
             journal: delete("DELETE FROM journal WHERE restored_ms != 0 AND restored_ms < ?1")?,
             ..Pruned::default()
@@ -727,6 +794,27 @@ impl Store {
             .ctx("reading the audit log")?;
         rows.collect::<Result<_, _>>().ctx("reading the audit log")
     }
+}
+
+/// Past [`MAX_SNAPSHOTS`] rows of experiment `id` in `table` (one with `at_ms`), deletes every
+/// second one by time, the first and the newest kept.
+fn thin(tx: &rusqlite::Transaction<'_>, table: &str, id: &str) -> rusqlite::Result<()> {
+    let kept: i64 = tx.query_row(
+        &format!("SELECT COUNT(*) FROM {table} WHERE experiment_id = ?1"),
+        [id],
+        |r| r.get(0),
+    )?;
+    if usize::try_from(kept).unwrap_or(usize::MAX) > MAX_SNAPSHOTS {
+        tx.execute(
+            &format!(
+                "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, \
+                 ROW_NUMBER() OVER (ORDER BY at_ms, rowid) AS n, COUNT(*) OVER () AS total \
+                 FROM {table} WHERE experiment_id = ?1) WHERE n % 2 = 0 AND n < total)"
+            ),
+            [id],
+        )?;
+    }
+    Ok(())
 }
 
 /// An experiment's or event's text as kept: at most [`MAX_RECORD_TEXT_BYTES`] as written.
@@ -951,6 +1039,52 @@ mod tests {
         }
     }
 
+    /// A load sample at `at_ms`, its percentiles absent every third second.
+    fn load_sample(at_ms: u64) -> LoadSampleRow {
+        let us = (!at_ms.is_multiple_of(3)).then_some(at_ms * 10);
+        LoadSampleRow {
+            at_ms,
+            rate: 200.0,
+            qps: at_ms as f64 + 0.5,
+            p50_us: us,
+            p95_us: us.map(|u| u * 2),
+            p99_us: us.map(|u| u * 3),
+            sent: at_ms * 200,
+            failed: at_ms,
+        }
+    }
+
+    #[test]
+    fn load_samples_read_back_in_time_order_and_stay_bounded() {
+        let mut s = Store::in_memory().unwrap();
+        s.insert_experiment(&row("load", 0)).unwrap();
+        // Written out of order (the recorder keeps the order sent; the reader sorts by time).
+        for at in [2, 1, 3] {
+            s.add_load_sample("load", &load_sample(at)).unwrap();
+        }
+        let big = LoadSampleRow {
+            p99_us: Some(u64::MAX >> 1),
+            ..load_sample(4)
+        };
+        s.add_load_sample("load", &big).unwrap();
+        assert_eq!(
+            s.load_samples("load").unwrap(),
+            vec![load_sample(1), load_sample(2), load_sample(3), big]
+        );
+        assert_eq!(s.load_samples("load").unwrap()[2].p95_us, None);
+        assert!(s.load_samples("other").unwrap().is_empty());
+        // Past the bound every second one goes, the first and the newest stay.
+        s.insert_experiment(&row("long", 0)).unwrap();
+        for at in 1..=MAX_SNAPSHOTS as u64 + 1 {
+            s.add_load_sample("long", &load_sample(at)).unwrap();
+        }
+        let kept = s.load_samples("long").unwrap();
+        assert_eq!(kept.len(), MAX_SNAPSHOTS / 2 + 1);
+        assert_eq!(kept[0], load_sample(1));
+        assert_eq!(kept[kept.len() - 1], load_sample(MAX_SNAPSHOTS as u64 + 1));
+        assert_eq!(s.load_samples("load").unwrap().len(), 4);
+    }
+
     fn audit_row(at_ms: u64, detail: &str) -> AuditRow {
         AuditRow {
             at_ms,
@@ -1129,6 +1263,7 @@ mod tests {
                 }],
             )
             .unwrap();
+            s.add_load_sample(id, &load_sample(at_ms)).unwrap();
         };
         s.insert_experiment(&ended("old", day, 2 * day)).unwrap();
         records(&mut s, "old", day);
@@ -1163,6 +1298,7 @@ mod tests {
                 events: 2,
                 snapshots: 2,
                 guard_samples: 2,
+                load_samples: 2,
                 audit: 1,
                 journal: 0,
             }
@@ -1172,6 +1308,11 @@ mod tests {
         assert!(s.events("old").unwrap().is_empty());
         assert_eq!(s.snapshots("recent").unwrap(), vec![snapshot(39 * day)]);
         assert_eq!(s.guard_samples("recent").unwrap().len(), 1);
+        assert!(s.load_samples("old").unwrap().is_empty());
+        assert_eq!(
+            s.load_samples("recent").unwrap(),
+            vec![load_sample(39 * day)]
+        );
         // A running experiment keeps its row and everything recorded of it.
         assert_eq!(
             s.experiment("running").unwrap().unwrap().state,
@@ -1180,6 +1321,7 @@ mod tests {
         assert_eq!(s.events("running").unwrap().len(), 1);
         assert_eq!(s.snapshots("running").unwrap().len(), 1);
         assert_eq!(s.guard_samples("running").unwrap().len(), 1);
+        assert_eq!(s.load_samples("running").unwrap().len(), 1);
         let log = s.audit_log().unwrap();
         assert_eq!(log, vec![audit_row(40 * day, "recent")]);
         // Nothing more to delete.

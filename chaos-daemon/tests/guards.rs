@@ -137,18 +137,6 @@ fn rolled_back(status: &serde_json::Value, prefix: &str) -> String {
     reason.to_owned()
 }
 
-/// The messages of `id`'s timeline events of `kind`.
-fn events(daemon: &Daemon, id: &str, kind: &str) -> Vec<String> {
-    let report = daemon.json(&["report", id, "--format", "json"]);
-    report["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .map(|e| e["message"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// Asserts that `status` ended within one scrape, one guard interval and [`MARGIN`] of arming.
 fn assert_rolled_back_in_time(status: &serde_json::Value) {
     let took = Duration::from_millis(ms(&status["ended_unix_ms"]) - ms(&status["started_unix_ms"]));
@@ -161,7 +149,7 @@ fn assert_rolled_back_in_time(status: &serde_json::Value) {
 
 /// The decision-to-disarm time of `id`'s rollback, read from its timeline event.
 fn decision_to_disarm_us(daemon: &Daemon, id: &str) -> u64 {
-    let rollback = events(daemon, id, "rollback");
+    let rollback = daemon.events(id, "rollback");
     let message = rollback
         .first()
         .unwrap_or_else(|| panic!("no rollback event of {id}"));
@@ -322,7 +310,7 @@ fn the_error_rate_trigger_is_relative_to_the_baseline_and_fires_above_its_limit_
         ms(&status["started_unix_ms"]) >= asked_ms + 2000,
         "armed after the baseline window: {status}"
     );
-    let baseline = events(&daemon, &id, "baseline");
+    let baseline = daemon.events(&id, "baseline");
     assert_eq!(baseline.len(), 1, "the baseline is on the timeline");
     let measured: f64 = baseline[0]
         .split("error_rate = ")
@@ -574,7 +562,7 @@ fn a_ramp_stops_at_the_step_where_a_guard_turns_red_and_the_next_never_starts() 
     let status = daemon.ended(&id, Duration::from_secs(40));
     rolled_back(&status, "slo violation: half_fail = ");
     assert_eq!(
-        events(&daemon, &id, "step"),
+        daemon.events(&id, "step"),
         ["intensity 0.05 (step 1 of 3)", "intensity 1 (step 2 of 3)"]
     );
     // The first step really ran at 5%, the second at 100%: the kernel's counters agree.
@@ -706,7 +694,7 @@ fn a_rollback_detaches_runs_its_strategies_then_notifies_and_a_channel_down_dela
     eventually(
         "each strategy's outcome on the timeline",
         Duration::from_secs(10),
-        || (events(&daemon, &id, "strategy").len() == 3).then_some(()),
+        || (daemon.events(&id, "strategy").len() == 3).then_some(()),
     );
 
     // /metrics: the rollback by its reason, its decision-to-disarm time, the guard's counters;
@@ -887,20 +875,17 @@ fn guards_that_do_not_roll_back_alert_once_each_and_status_and_metrics_show_them
     // the red guards held the ramp at its first step.
     let status = daemon.ended(&id, Duration::from_secs(20));
     assert_eq!(status["state"], "completed", "{status}");
-    let alerts = events(&daemon, &id, "guard_alert");
+    let alerts = daemon.events(&id, "guard_alert");
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(
         alerts[0].starts_with("slo violation: fast_errors = ")
             && alerts[0].ends_with("(safety_checks.rollback_triggers.slo_violation is false)"),
         "{alerts:?}"
     );
-    let warnings = events(&daemon, &id, "slo_warning");
+    let warnings = daemon.events(&id, "slo_warning");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].starts_with("strict_errors: "), "{warnings:?}");
-    assert_eq!(
-        events(&daemon, &id, "step"),
-        ["intensity 0.5 (step 1 of 2)"]
-    );
+    assert_eq!(daemon.events(&id, "step"), ["intensity 0.5 (step 1 of 2)"]);
     let mut alerted: Vec<String> = notices(&receiver, &id, "guard_alert")
         .iter()
         .map(|n| n["fields"]["guard"].as_str().unwrap().to_owned())
@@ -940,7 +925,7 @@ fn guards_that_do_not_roll_back_alert_once_each_and_status_and_metrics_show_them
         Duration::from_secs(20),
     );
     assert_eq!(status["state"], "completed", "{status}");
-    let alerts = events(&daemon, &id, "guard_alert");
+    let alerts = daemon.events(&id, "guard_alert");
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(
         alerts[0].starts_with("slo violation: fast_errors = ")

@@ -24,7 +24,7 @@ use support::TempDir;
 mod fixture {
     use chaos_api::state::State;
     use chaos_daemon::report::{GuardSample, GuardSeries, Report, Verdict, Violation};
-    use chaos_daemon::store::{EventRow, ExperimentRow, SnapshotRow};
+    use chaos_daemon::store::{EventRow, ExperimentRow, LoadSampleRow, SnapshotRow};
 
     include!("../src/report/fixture.rs");
 }

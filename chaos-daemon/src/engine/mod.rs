@@ -1,8 +1,8 @@
 //! The node's fault engine: turns a validated experiment into a [`Prepared`] plan (target,
 //! programs, devices, knobs, all resolved, nothing changed), and arms exactly that plan.
 //!
-//! Kernel-program faults take a slot; host faults (pod deletion, resource exhaustion:
-//! [`crate::host`]) take a [`HostSwitch`]. A fault this kernel cannot run ([`Capabilities`]) is
+//! Kernel-program faults take a slot; host faults (pod deletion, resource exhaustion, the
+//! database load's runner: [`crate::host`]) take a [`HostSwitch`]. A fault this kernel cannot run ([`Capabilities`]) is
 //! refused with the reason when planned.
 //!
 //! Concurrency (docs/adr/0011): every method takes `&self`. Disarming goes through the
@@ -34,7 +34,7 @@ use crate::{
     ebpf::{Kernel, KernelError, SlotMaps, lsm::LsmSupport, tc::needs_clsact},
     error::{Classify, ErrorClass},
     fault::{kernel_plan, probability_threshold},
-    host::{HostFaultError, pod_kill, pressure},
+    host::{HostFaultError, dbload, pod_kill, pressure},
     journal::{HostJournal, JournalError, MemoryJournal, undo_pending},
     net::{
         egress::{self, EgressTarget},
@@ -163,6 +163,7 @@ enum Body {
     PodKill(pod_kill::Plan),
     /// One per target, under one host switch.
     Pressure(Vec<pressure::Plan>),
+    DbLoad(dbload::Plan),
 }
 
 /// An armed fault. Release it with [`Engine::release`] to learn of failures; dropping it
@@ -187,6 +188,7 @@ enum ArmedBody {
     Slot(Box<ArmedSlot>),
     PodKill(pod_kill::Run),
     Pressure(Vec<pressure::Run>),
+    DbLoad(dbload::Run),
 }
 
 impl Armed {
@@ -229,6 +231,8 @@ struct Inner {
     knobs: Arc<pressure::Knobs>,
     /// `experiments.pod_deletion.allowed_cgroups`.
     allowed_kills: Vec<String>,
+    /// The database load's runner, when there is one.
+    runner: Option<dbload::Runner>,
 }
 
 impl SlotKill for SlotMaps {
@@ -273,6 +277,7 @@ impl Engine {
             latency: Mutex::new(Latency::default()),
             knobs: Arc::default(),
             allowed_kills: Vec::new(),
+            runner: None,
         })))
     }
 
@@ -283,6 +288,20 @@ impl Engine {
         match Arc::get_mut(&mut self.0) {
             Some(inner) => inner.allowed_kills = names.to_vec(),
             None => tracing::error!("allowing_kills called on a shared engine; ignored"),
+        }
+        self
+    }
+
+    /// Runs database loads with `runner` (`Err`: why there is none, which refuses the type).
+    /// Call before sharing the engine.
+    pub fn with_runner(mut self, runner: Result<dbload::Runner, String>) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => {
+                let verdict = runner.as_ref().map(|_| ()).map_err(Clone::clone);
+                inner.caps.set(ExperimentType::DatabaseLoad, verdict);
+                inner.runner = runner.ok();
+            }
+            None => tracing::error!("with_runner called on a shared engine; ignored"),
         }
         self
     }
@@ -430,12 +449,32 @@ impl Engine {
                     changes.extend(plans.iter().flat_map(pressure::Plan::describe));
                     Body::Pressure(plans)
                 }
-                // The capability check above refuses it; kept refused here too.
-                Fault::DatabaseLoad(_) => {
-                    return Err(EngineError::Unsupported {
-                        kind,
-                        reason: DATABASE_LOAD_NOT_RUN.to_owned(),
-                    });
+                Fault::DatabaseLoad(load) => {
+                    // The capability check above refuses it without a runner.
+                    let runner = inner
+                        .runner
+                        .as_ref()
+                        .ok_or_else(|| EngineError::Unsupported {
+                            kind,
+                            reason: DATABASE_LOAD_NOT_RUN.to_owned(),
+                        })?;
+                    let netns = if load.network_namespace_of_target {
+                        let found = latency::target_netns(paths[0])?;
+                        Some(found.ok_or_else(|| {
+                            HostFaultError::Unusable {
+                                path: paths[0].to_path_buf(),
+                                reason: "network_namespace_of_target: the target has no \
+                                         process whose network namespace the load could use"
+                                    .into(),
+                            }
+                        })?)
+                    } else {
+                        None
+                    };
+                    let plan =
+                        dbload::Plan::new(runner, load, experiment.duration, max_faults, netns);
+                    changes.extend(plan.describe());
+                    Body::DbLoad(plan)
                 }
                 _ => unreachable!("every other type has a kernel plan"),
             },
@@ -474,7 +513,7 @@ impl Engine {
                 *taken |= 1 << slot;
                 Ok(Switch::Slot(slot))
             }
-            Body::PodKill(_) | Body::Pressure(_) => {
+            Body::PodKill(_) | Body::Pressure(_) | Body::DbLoad(_) => {
                 let host = HostSwitch::new();
                 self.0.switchboard.register(&host);
                 Ok(Switch::Host(host))
@@ -513,6 +552,9 @@ impl Engine {
             (Body::Pressure(plans), Switch::Host(host)) => {
                 ArmedBody::Pressure(inner.start_pressures(plans, host, owner)?)
             }
+            (Body::DbLoad(plan), Switch::Host(host)) => {
+                ArmedBody::DbLoad(plan.start(host, inner.journal.clone(), owner)?)
+            }
             _ => unreachable!("reserve gives a slot to kernel faults, a host switch to others"),
         };
         tracing::info!(%kind, targets = targets.len(), first = %targets[0].path.display(), ?switch, "armed");
@@ -550,6 +592,7 @@ impl Engine {
             Some(ArmedBody::Pressure(runs)) => {
                 sum_counters(runs.iter().map(pressure::Run::counters))
             }
+            Some(ArmedBody::DbLoad(run)) => run.counters(),
             None => SlotCounters::default(),
         })
     }
@@ -578,18 +621,39 @@ impl Engine {
                     Ok(self.0.maps.write_slot(s.slot, &config)?)
                 }
             },
+            Some(ArmedBody::DbLoad(run)) => run.set_rate(step).map_err(|e| {
+                EngineError::Host(HostFaultError::Io {
+                    what: "sending the rate to the runner of",
+                    path: armed.targets[0].path.clone(),
+                    source: e,
+                })
+            }),
             _ => Err(EngineError::NoIntensity),
         }
     }
 
     pub fn finished(&self, armed: &Armed) -> bool {
-        matches!(&armed.body, Some(ArmedBody::PodKill(run)) if run.finished())
+        match &armed.body {
+            Some(ArmedBody::PodKill(run)) => run.finished(),
+            Some(ArmedBody::DbLoad(run)) => run.finished(),
+            _ => false,
+        }
+    }
+
+    /// A database load's newest figures from its runner (rate, counts, errors by kind, latency
+    /// percentiles); `None` for every other fault.
+    pub fn load_figures(&self, armed: &Armed) -> Option<dbload::Figures> {
+        match &armed.body {
+            Some(ArmedBody::DbLoad(run)) => run.figures(),
+            _ => None,
+        }
     }
 
     /// Failures a host fault ran into since the last call (it keeps going).
     pub fn take_errors(&self, armed: &Armed) -> Vec<String> {
         match &armed.body {
             Some(ArmedBody::PodKill(run)) => run.take_errors(),
+            Some(ArmedBody::DbLoad(run)) => run.take_errors(),
             _ => Vec::new(),
         }
     }
@@ -673,6 +737,7 @@ impl Inner {
         let counters = match body {
             ArmedBody::Slot(body) => self.release_slot(*body, &mut first_err),
             ArmedBody::PodKill(run) => run.join(),
+            ArmedBody::DbLoad(run) => run.join(),
             ArmedBody::Pressure(runs) => {
                 let Switch::Host(host) = &armed.switch else {
                     unreachable!("a pressure has a host switch")

@@ -17,6 +17,7 @@ use super::FaultEngine;
 use crate::{
     capability::{Capabilities, Capability, DATABASE_LOAD_NOT_RUN},
     engine::{EngineError, Plan, PlanTarget},
+    host::dbload::Figures,
     switch::{HostSwitch, SlotKill, Switch, Switchboard},
 };
 
@@ -96,6 +97,8 @@ pub struct FakeEngine {
     pub released: AtomicU64,
     /// How many of the next releases fail (after disarming), as a detach the kernel refuses.
     pub failing_releases: AtomicU64,
+    /// What every armed fault reports as a database load's figures.
+    pub load: Mutex<Option<Figures>>,
 }
 
 impl FakeEngine {
@@ -132,6 +135,7 @@ impl FakeEngine {
             finished: AtomicBool::new(false),
             released: AtomicU64::new(0),
             failing_releases: AtomicU64::new(0),
+            load: Mutex::new(None),
         }
     }
 }
@@ -272,6 +276,10 @@ impl FaultEngine for FakeEngine {
 
     fn take_errors(&self, _armed: &FakeArmed) -> Vec<String> {
         Vec::new()
+    }
+
+    fn load_figures(&self, _armed: &FakeArmed) -> Option<Figures> {
+        self.load.lock().unwrap().clone()
     }
 
     fn release(&self, armed: FakeArmed) -> Result<SlotCounters, EngineError> {

@@ -9,6 +9,7 @@ use chaos_common::SlotCounters;
 use crate::{
     capability::Capabilities,
     engine::{Armed, Engine, EngineError, Plan, Prepared},
+    host::dbload::Figures,
     switch::{Switch, Switchboard},
 };
 
@@ -55,6 +56,10 @@ pub trait FaultEngine: Send + Sync + 'static {
     fn finished(&self, armed: &Self::Armed) -> bool;
     /// Failures a host fault ran into since the last call.
     fn take_errors(&self, armed: &Self::Armed) -> Vec<String>;
+    /// A database load's live figures (`None` for the other faults).
+    fn load_figures(&self, _armed: &Self::Armed) -> Option<Figures> {
+        None
+    }
     /// Disarms, detaches, restores and frees; the final counters.
     fn release(&self, armed: Self::Armed) -> Result<SlotCounters, EngineError>;
 }
@@ -114,6 +119,10 @@ impl FaultEngine for Engine {
 
     fn take_errors(&self, armed: &Armed) -> Vec<String> {
         Engine::take_errors(self, armed)
+    }
+
+    fn load_figures(&self, armed: &Armed) -> Option<Figures> {
+        Engine::load_figures(self, armed)
     }
 
     fn release(&self, armed: Armed) -> Result<SlotCounters, EngineError> {

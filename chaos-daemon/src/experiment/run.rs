@@ -18,7 +18,7 @@ use std::{
 use chaos_api::{config::Price, experiment::ExperimentType, state::State};
 use chaos_common::SlotCounters;
 
-use crate::{guard::GuardState, switch::Switch, sync::lock};
+use crate::{guard::GuardState, host::dbload::Figures, switch::Switch, sync::lock};
 
 const STARTING: u8 = 0;
 const RUNNING: u8 = 1;
@@ -77,6 +77,17 @@ pub struct Run<A> {
     renewed: Mutex<Instant>,
     /// Its ramp step, for status ("2 of 3: intensity 0.05").
     step: Mutex<String>,
+    /// A database load's newest figures. Its lock orders the load's series on `/metrics` as
+    /// the guards' does theirs.
+    load: Mutex<LoadView>,
+}
+
+/// What the load runner of a database load last said, and how far into the load the last
+/// sample recorded was.
+#[derive(Debug, Default)]
+struct LoadView {
+    figures: Option<Figures>,
+    sampled_ms: Option<u64>,
 }
 
 /// The experiment's own budget alert was raised.
@@ -101,6 +112,7 @@ impl<A> Run<A> {
             observed: Mutex::new((SlotCounters::default(), info.started)),
             renewed: Mutex::new(info.started),
             step: Mutex::new(String::new()),
+            load: Mutex::new(LoadView::default()),
             info,
             phase: AtomicU8::new(STARTING),
             ending: Mutex::new(None),
@@ -191,6 +203,33 @@ impl<A> Run<A> {
         *lock(&self.step) = step;
     }
 
+    /// Keeps a database load's newest `figures`, and runs `publish` on them while the run is
+    /// running (under the lock [`Run::with_load`] takes too). True when a sample of them is
+    /// due: the runner moved on since the last one (it reports once a second).
+    pub fn set_load(&self, figures: Figures, publish: impl FnOnce(&Figures)) -> bool {
+        let mut view = lock(&self.load);
+        if self.running() {
+            publish(&figures);
+        }
+        let due = view.sampled_ms != Some(figures.elapsed_ms);
+        if due {
+            view.sampled_ms = Some(figures.elapsed_ms);
+        }
+        view.figures = Some(figures);
+        due
+    }
+
+    /// A database load's newest figures (kept after it ended).
+    pub fn load(&self) -> Option<Figures> {
+        lock(&self.load).figures.clone()
+    }
+
+    /// Runs `f` holding the load's lock (a finish removes the load's series under it).
+    pub fn with_load<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _view = lock(&self.load);
+        f()
+    }
+
     /// Renews its lease at `now`.
     pub fn renew(&self, now: Instant) {
         *lock(&self.renewed) = now;
@@ -244,6 +283,11 @@ impl<A> Run<A> {
     /// Runs `f` on the guards' view, holding its lock.
     pub fn with_guards<T>(&self, f: impl FnOnce(&GuardView) -> T) -> T {
         f(&lock(&self.guards))
+    }
+
+    /// The counters last observed.
+    pub fn observed(&self) -> SlotCounters {
+        lock(&self.observed).0
     }
 
     /// The growth of `now` over the counters last observed; records `now`.

@@ -218,6 +218,32 @@ fn a_host_fault_with_nothing_more_to_do_completes() {
     );
 }
 
+/// Between the release taking its armed fault and the record, an ended run is still shown
+/// live (how it ended): with the counters it ended with, never zeros.
+#[test]
+fn an_ended_run_shows_its_counters_while_it_is_released() {
+    let (m, _) = manager_with("experiments:\n  pod_deletion: {cost_per_pod: 1}\n");
+    let id = start(&m, &experiment("pod_deletion", "")).unwrap();
+    m.engine().injected.store(2, Ordering::SeqCst);
+    m.engine().finished.store(true, Ordering::SeqCst);
+    m.engine().release_gate.close();
+    m.tick();
+    // The recorder holds the run's armed fault, released up to the gate.
+    m.engine().release_gate.wait_reached();
+    let row = m.get(&id).unwrap().row;
+    assert_eq!(
+        (row.state, row.reason.as_str(), row.injected, row.spent),
+        (State::Completed, "done: nothing more to inject", 2, 2.0)
+    );
+    m.engine().release_gate.open();
+    m.flush();
+    let row = m.get(&id).unwrap().row;
+    assert_eq!(
+        (row.state, row.injected, row.spent),
+        (State::Completed, 2, 2.0)
+    );
+}
+
 #[test]
 fn a_database_load_is_refused_with_the_reason_and_changes_nothing() {
     let (m, _) = manager();

@@ -8,7 +8,10 @@ use chaos_api::state::State;
 
 use super::{ExperimentError, FaultEngine, Manager};
 use crate::guard::GuardState;
-use crate::store::{EventRow, ExperimentRow, GuardSampleRow, PageKey, RollbackRow, SnapshotRow};
+use crate::host::dbload::Figures;
+use crate::store::{
+    EventRow, ExperimentRow, GuardSampleRow, LoadSampleRow, PageKey, RollbackRow, SnapshotRow,
+};
 use crate::sync::lock;
 
 /// An experiment as the API shows it: the stored row, with live counters and guards while it
@@ -22,6 +25,8 @@ pub struct ExperimentView {
     pub impact: f64,
     /// Its ramp step while it runs.
     pub step: String,
+    /// A database load's newest figures from its runner, until its record is all there is.
+    pub load: Option<Figures>,
 }
 
 impl ExperimentView {
@@ -32,17 +37,21 @@ impl ExperimentView {
             guards: Vec::new(),
             impact: 0.0,
             step: String::new(),
+            load: None,
         }
     }
 }
 
-/// A report: the experiment, its timeline, its counters and its guards over time.
+/// A report: the experiment, its timeline, its counters, its guards and (a database load) its
+/// load over time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReportData {
     pub row: ExperimentRow,
     pub events: Vec<EventRow>,
     pub snapshots: Vec<SnapshotRow>,
     pub guards: Vec<GuardSampleRow>,
+    /// A database load's figures, a sample a second (empty for the other types).
+    pub load: Vec<LoadSampleRow>,
     /// What rolled it back, if a guard did.
     pub rollback: Option<RollbackRow>,
     /// (spent today, `budget.max_daily_cost`) when the report is made.
@@ -56,10 +65,12 @@ impl<E: FaultEngine> Manager<E> {
             .get(id)
             .filter(|r| r.published())
             .cloned()?;
+        // Once its release took the armed fault: the counters observed last, which the
+        // release observed before it took it.
         let counters = run
             .with_armed(|a| self.engine.counters(a).ok())
             .flatten()
-            .unwrap_or_default();
+            .unwrap_or_else(|| run.observed());
         // Ended but not yet recorded: shown with how and when it ended.
         let (state, reason, ended_ms) = run
             .ending()
@@ -84,6 +95,7 @@ impl<E: FaultEngine> Manager<E> {
             guards: guards.states,
             impact: guards.impact,
             step: run.step(),
+            load: run.load(),
         })
     }
 
@@ -141,6 +153,7 @@ impl<E: FaultEngine> Manager<E> {
             events: store.events(id)?,
             snapshots: store.snapshots(id)?,
             guards: store.guard_samples(id)?,
+            load: store.load_samples(id)?,
             rollback: store.rollback(id)?,
             daily_budget: (
                 lock(&self.ledger).spent(self.clock.now_ms()),

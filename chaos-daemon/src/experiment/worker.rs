@@ -1,9 +1,9 @@
 //! The recorder: one thread that finishes experiments ended by the emergency stop, the reaper
 //! and a rollback (release, then record; a rollback's strategies and notifications follow on a
-//! thread of their own) and writes what must not wait for the store (snapshots, timeline
-//! events, the audit log, the hourly deletion of records past the retention), in the order it
-//! was sent; and [`Manager::finish`], which releases and records one ended run on whatever
-//! thread ended it.
+//! thread of their own) and writes what must not wait for the store (snapshots, load samples,
+//! timeline events, the audit log, the hourly deletion of records past the retention), in the
+//! order it was sent; and [`Manager::finish`], which releases and records one ended run on
+//! whatever thread ended it.
 
 use std::{
     sync::{Arc, Weak, mpsc},
@@ -15,7 +15,9 @@ use chaos_common::SlotCounters;
 
 use super::{Ending, FaultEngine, Manager, Run};
 use crate::notify::NoticeKind;
-use crate::store::{AuditRow, ExperimentRow, GuardSampleRow, RollbackRow, SnapshotRow};
+use crate::store::{
+    AuditRow, ExperimentRow, GuardSampleRow, LoadSampleRow, RollbackRow, SnapshotRow,
+};
 use crate::sync::lock;
 
 /// Work for the recorder.
@@ -45,6 +47,8 @@ pub(super) enum Job<A> {
         counters: SlotCounters,
         spent: f64,
     },
+    /// A second of a running database load.
+    LoadSample { id: String, row: LoadSampleRow },
     /// One evaluation of a running experiment's guards.
     GuardSamples {
         id: String,
@@ -111,6 +115,7 @@ impl<E: FaultEngine> Manager<E> {
                 },
                 spent,
             ),
+            Job::LoadSample { id, row } => lock(&self.store).add_load_sample(&id, &row),
             Job::GuardSamples { id, rows } => lock(&self.store).add_guard_samples(&id, &rows),
             Job::Rollback { id, row } => lock(&self.store).add_rollback(&id, &row),
             Job::Audit(row) => lock(&self.store).audit(&row),
@@ -143,6 +148,7 @@ impl<E: FaultEngine> Manager<E> {
                 events = pruned.events,
                 snapshots = pruned.snapshots,
                 guard_samples = pruned.guard_samples,
+                load_samples = pruned.load_samples,
                 audit = pruned.audit,
                 host_changes = pruned.journal,
                 "deleted records older than the retention"
@@ -160,6 +166,14 @@ impl<E: FaultEngine> Manager<E> {
         row
     }
 
+    /// Observes `counters` on `run` (what views show once its armed fault is taken) and adds
+    /// their growth to the metrics.
+    pub(super) fn observe_run(&self, run: &Run<E::Armed>, counters: SlotCounters) {
+        let (injected, seen) = run.observe(counters);
+        self.metrics
+            .observe_counters(run.info.kind.as_str(), injected, seen);
+    }
+
     /// [`Manager::finish`] but the announcement.
     pub(super) fn release_and_record(&self, run: &Arc<Run<E::Armed>>) -> ExperimentRow {
         let ending = run.ending().unwrap_or(Ending {
@@ -168,6 +182,11 @@ impl<E: FaultEngine> Manager<E> {
             at_ms: self.clock.now_ms(),
             disarmed_in: Duration::ZERO,
         });
+        // Until it is recorded, views show the counters observed last (the armed fault they
+        // read is gone once taken): those it was disarmed with, then the final ones.
+        if let Some(Ok(c)) = run.with_armed(|a| self.engine.counters(a)) {
+            self.observe_run(run, c);
+        }
         let released = run.take_armed().map(|armed| self.engine.release(armed));
         let (counters, state, reason) = match released {
             Some(Ok(c)) => (c, ending.state, ending.reason.clone()),
@@ -186,9 +205,7 @@ impl<E: FaultEngine> Manager<E> {
             .price
             .spent(counters.injected, elapsed, run.info.budget);
         lock(&self.ledger).settle(run.info.budget, spent, ended_ms);
-        let (injected, seen) = run.observe(counters);
-        self.metrics
-            .observe_counters(run.info.kind.as_str(), injected, seen);
+        self.observe_run(run, counters);
         let mut row = self.row(run, state, reason, ended_ms);
         (row.seen, row.matched, row.injected, row.capped) = (
             counters.seen,
@@ -219,6 +236,7 @@ impl<E: FaultEngine> Manager<E> {
         for gauge in [&self.metrics.budget_spent, &self.metrics.budget_remaining] {
             let _ = gauge.remove_label_values(&[&run.info.id]);
         }
+        run.with_load(|| self.metrics.remove_load(&run.info.id));
         self.metrics
             .experiments_finished
             .with_label_values(&[row.state.as_str()])

@@ -9,7 +9,7 @@ use tonic::{
     metadata::{MetadataMap, MetadataValue},
 };
 
-use crate::{engine::Plan, experiment::ExperimentView, store::PageKey};
+use crate::{engine::Plan, experiment::ExperimentView, host::dbload::Figures, store::PageKey};
 
 /// The most experiments a ListExperiments page holds.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -75,6 +75,25 @@ pub fn status_to_proto(v: &ExperimentView) -> proto::ExperimentStatus {
         impact: v.impact,
         budget: r.budget,
         step: v.step.clone(),
+        load: v.load.as_ref().map(load_to_proto),
+    }
+}
+
+/// A database load's figures as sent: latencies in milliseconds.
+fn load_to_proto(f: &Figures) -> proto::DatabaseLoadStatus {
+    let ms = |us: Option<u64>| us.map(|us| us as f64 / 1000.0);
+    proto::DatabaseLoadStatus {
+        target_rate: f.rate,
+        qps: f.qps,
+        sent: f.sent,
+        ok: f.ok,
+        failed: f.failed(),
+        errors: f.errors.clone().into_iter().collect(),
+        p50_ms: ms(f.p50_us),
+        p95_ms: ms(f.p95_us),
+        p99_ms: ms(f.p99_us),
+        connect_p95_ms: ms(f.connect_p95_us),
+        elapsed_ms: f.elapsed_ms,
     }
 }
 
@@ -163,6 +182,38 @@ mod tests {
             budget: 1.0,
             spent: 0.0,
         })
+    }
+
+    #[test]
+    fn a_loads_figures_are_sent_in_milliseconds_and_only_for_a_load() {
+        let figures = Figures {
+            elapsed_ms: 5000,
+            rate: 200.0,
+            sent: 1234,
+            ok: 1230,
+            errors: [("timeout".to_owned(), 3), ("connection".to_owned(), 1)].into(),
+            qps: 199.0,
+            p50_us: Some(1_200),
+            p95_us: Some(3_400),
+            p99_us: None,
+            max_us: Some(9_000),
+            connect_p95_us: Some(2_100),
+        };
+        let mut v = view(0, 1);
+        assert_eq!(status_to_proto(&v).load, None);
+        v.load = Some(figures);
+        let load = status_to_proto(&v).load.unwrap();
+        assert_eq!(
+            (load.target_rate, load.qps, load.sent, load.ok, load.failed),
+            (200.0, 199.0, 1234, 1230, 4)
+        );
+        assert_eq!(
+            (load.p50_ms, load.p95_ms, load.p99_ms, load.connect_p95_ms),
+            (Some(1.2), Some(3.4), None, Some(2.1))
+        );
+        assert_eq!(load.errors.len(), 2);
+        assert_eq!((load.errors["timeout"], load.errors["connection"]), (3, 1));
+        assert_eq!(load.elapsed_ms, 5000);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Faults made by writing cgroup interface files instead of attaching kernel programs:
 //! [`pod_kill`] (`cgroup.kill` of pods and containers) and [`pressure`] (`cpu.max`,
-//! `memory.high`).
+//! `memory.high`), and the database load's runner, a child process in a cgroup of its own
+//! ([`dbload`]).
 //!
 //! Their kill switch is a [`HostSwitch`](crate::switch::HostSwitch): a pod kill's worker thread
 //! checks it before every kill and is woken by it; a resource pressure's knobs are put back by
 //! it. Every knob is journaled *before* it is written, so a daemon killed in between restores
 //! it at its next start ([`crate::journal::undo_pending`]).
 
+pub mod dbload;
 pub mod pod_kill;
 pub mod pressure;
 
@@ -35,12 +37,15 @@ pub enum HostFaultError {
     },
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// A database load's pre-flight failed: the database's own message.
+    #[error("database_load pre-flight against {address}: {message}")]
+    Database { address: String, message: String },
 }
 
 impl Classify for HostFaultError {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::Unusable { .. } => ErrorClass::Refused,
+            Self::Unusable { .. } | Self::Database { .. } => ErrorClass::Refused,
             Self::Io { .. } | Self::Journal(_) => ErrorClass::Internal,
         }
     }

@@ -261,7 +261,7 @@ impl Latency {
 /// The network namespace of the processes in the target's cgroup tree (a pod's cgroup holds
 /// its containers' cgroups, which all share the pod's namespace); `None` when the tree has no
 /// process. Processes in two namespaces are refused.
-pub(super) fn target_netns(cgroup: &Path) -> Result<Option<Netns>, LatencyError> {
+pub(crate) fn target_netns(cgroup: &Path) -> Result<Option<Netns>, LatencyError> {
     let display = || cgroup.display().to_string();
     let pids = cgroupfs::procs_tree(cgroup).map_err(|source| LatencyError::Procs {
         cgroup: display(),

@@ -54,6 +54,12 @@ pub fn inode_of_pid(pid: u32) -> io::Result<u64> {
 }
 
 impl Netns {
+    /// The descriptor to `setns` to; `None` for the daemon's own namespace.
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.fd.as_ref().map(|fd| fd.as_raw_fd())
+    }
+
     /// The daemon's own network namespace.
     pub fn own() -> io::Result<Self> {
         Ok(Self {

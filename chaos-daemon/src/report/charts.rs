@@ -1,19 +1,23 @@
 //! The HTML report's SVG charts, drawn with plotters' SVG backend into strings: faults per
-//! second with the timeline's intensity steps, budget alerts and rollback marked, and one
-//! chart per guard with its value against its threshold and its red samples marked. Every
-//! chart shares one time axis (seconds since the start) so they line up on the page.
+//! second with the timeline's intensity steps, budget alerts and rollback marked, a database
+//! load's throughput (queries per second against the target rate) and p95 latency with the same
+//! marks, and one chart per guard with its value against its threshold and its red samples
+//! marked. Every chart shares one time axis (seconds since the start) so they line up on the
+//! page.
 
 use std::ops::Range;
 
-use plotters::coord::Shift;
+use plotters::coord::{Shift, types::RangedCoordf64};
 use plotters::prelude::*;
 
 use super::{BUDGET_ALERT, GuardSeries, ROLLBACK, Report, ReportError, STEP};
+use crate::store::LoadSampleRow;
 
 /// Width and height of every chart, in SVG pixels.
 const WIDTH: u32 = 880;
 const FAULTS_HEIGHT: u32 = 320;
 const GUARD_HEIGHT: u32 = 250;
+const LOAD_HEIGHT: u32 = 320;
 
 const FAULTS: RGBColor = RGBColor(31, 94, 170);
 const STEP_COLOR: RGBColor = RGBColor(110, 60, 170);
@@ -21,6 +25,7 @@ const ALERT_COLOR: RGBColor = RGBColor(214, 130, 0);
 const RED_COLOR: RGBColor = RGBColor(200, 30, 30);
 const GREEN_COLOR: RGBColor = RGBColor(30, 140, 60);
 const GREY: RGBColor = RGBColor(120, 120, 120);
+const LATENCY: RGBColor = RGBColor(0, 140, 140);
 const GRID: RGBColor = RGBColor(232, 232, 232);
 const FONT: &str = "sans-serif";
 /// The key's strip above each plot.
@@ -28,12 +33,19 @@ const LEGEND_HEIGHT: u32 = 26;
 
 type Area<'b> = DrawingArea<SVGBackend<'b>, Shift>;
 type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// Faults per second over time, with the timeline's steps, alerts and rollback marked.
 pub(super) fn faults(report: &Report) -> Result<String, ReportError> {
     svg("faults per second", FAULTS_HEIGHT, |root| {
         draw_faults(report, root)
     })
+}
+
+/// A database load's queries per second against its target rate, and its p95 latency (right
+/// axis), with the timeline's steps, alerts and rollback marked.
+pub(super) fn load(report: &Report) -> Result<String, ReportError> {
+    svg("database load", LOAD_HEIGHT, |root| draw_load(report, root))
 }
 
 /// One guard's value over time against its threshold, its red samples marked.
@@ -74,6 +86,7 @@ fn time_span(report: &Report) -> Range<f64> {
                 .iter()
                 .flat_map(|g| g.samples.iter().map(|s| s.at_ms)),
         )
+        .chain(report.load.iter().map(|s| s.at_ms))
         .chain((report.row.ended_ms > 0).then_some(report.row.ended_ms))
         .map(|at| report.offset_s(at));
     let (lo, hi) = times.fold((0.0f64, 0.0f64), |(lo, hi), t| (lo.min(t), hi.max(t)));
@@ -111,6 +124,18 @@ fn draw_faults(report: &Report, root: &Area) -> DrawResult {
         .y_desc("faults / s")
         .label_style((FONT, 13))
         .draw()?;
+    draw_marks(report, &mut chart, top)?;
+    chart.draw_series(LineSeries::new(
+        rates.iter().copied(),
+        FAULTS.stroke_width(2),
+    ))?;
+    chart.draw_series(rates.iter().map(|&p| Circle::new(p, 3, FAULTS.filled())))?;
+    Ok(())
+}
+
+/// The timeline's intensity steps, budget alerts and rollback as dashed lines up to `top`, each
+/// labelled.
+fn draw_marks(report: &Report, chart: &mut Chart, top: f64) -> DrawResult {
     for e in report.events {
         let (color, label) = match e.kind.as_str() {
             STEP => (STEP_COLOR, e.message.as_str()),
@@ -134,11 +159,77 @@ fn draw_faults(report: &Report, root: &Area) -> DrawResult {
                 ),
         ))?;
     }
-    chart.draw_series(LineSeries::new(
-        rates.iter().copied(),
-        FAULTS.stroke_width(2),
-    ))?;
-    chart.draw_series(rates.iter().map(|&p| Circle::new(p, 3, FAULTS.filled())))?;
+    Ok(())
+}
+
+fn draw_load(report: &Report, root: &Area) -> DrawResult {
+    root.fill(&WHITE)?;
+    let (key, plot) = root.split_vertically(LEGEND_HEIGHT);
+    legend(
+        &key,
+        &[
+            ("queries / s", FAULTS.stroke_width(2)),
+            ("target rate", GREY.stroke_width(2)),
+            ("p95 latency (right axis)", LATENCY.stroke_width(2)),
+            ("step", STEP_COLOR.stroke_width(2)),
+            ("budget alert", ALERT_COLOR.stroke_width(2)),
+            ("rollback", RED_COLOR.stroke_width(2)),
+        ],
+    )?;
+    let at = |s: &LoadSampleRow| report.offset_s(s.at_ms);
+    let qps: Vec<(f64, f64)> = report.load.iter().map(|s| (at(s), s.qps)).collect();
+    let p95_ms: Vec<(f64, Option<f64>)> = report
+        .load
+        .iter()
+        .map(|s| (at(s), s.p95_us.map(|us| us as f64 / 1000.0)))
+        .collect();
+    let top = report
+        .load
+        .iter()
+        .fold(1.0f64, |m, s| m.max(s.qps).max(s.rate))
+        * 1.2;
+    let latency_top = p95_ms.iter().filter_map(|p| p.1).fold(1.0f64, f64::max) * 1.2;
+    let x = time_span(report);
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(12)
+        .margin_top(4)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .right_y_label_area_size(60)
+        .build_cartesian_2d(x.clone(), 0.0..top)?
+        .set_secondary_coord(x, 0.0..latency_top);
+    chart
+        .configure_mesh()
+        .light_line_style(GRID)
+        .x_desc("seconds since start")
+        .y_desc("queries / s")
+        .label_style((FONT, 13))
+        .draw()?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("p95 latency (ms)")
+        .label_style((FONT, 13))
+        .draw()?;
+    draw_marks(report, &mut chart, top)?;
+    // The target rate holds until the next sample: a staircase.
+    let mut target = Vec::new();
+    for s in report.load {
+        if let Some(&(_, rate)) = target.last() {
+            target.push((at(s), rate));
+        }
+        target.push((at(s), s.rate));
+    }
+    chart.draw_series(DashedLineSeries::new(target, 8, 4, GREY.stroke_width(2)))?;
+    chart.draw_series(LineSeries::new(qps.iter().copied(), FAULTS.stroke_width(2)))?;
+    chart.draw_series(qps.iter().map(|&p| Circle::new(p, 3, FAULTS.filled())))?;
+    for run in broken_line(&p95_ms) {
+        chart.draw_secondary_series(LineSeries::new(run, LATENCY.stroke_width(2)))?;
+    }
+    chart.draw_secondary_series(
+        p95_ms
+            .iter()
+            .filter_map(|&(t, v)| v.map(|v| Circle::new((t, v), 3, LATENCY.filled()))),
+    )?;
     Ok(())
 }
 
@@ -199,16 +290,8 @@ fn draw_guard(report: &Report, g: &GuardSeries, root: &Area) -> DrawResult {
             GREY.stroke_width(1),
         ))?;
     }
-    // The value as a line broken where it was unavailable.
-    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
-    for &(t, v, _) in &points {
-        match (v, runs.last_mut()) {
-            (Some(v), Some(run)) => run.push((t, v)),
-            (None, Some(run)) if !run.is_empty() => runs.push(Vec::new()),
-            _ => {}
-        }
-    }
-    for run in runs {
+    let values: Vec<(f64, Option<f64>)> = points.iter().map(|&(t, v, _)| (t, v)).collect();
+    for run in broken_line(&values) {
         chart.draw_series(LineSeries::new(run, FAULTS.stroke_width(2)))?;
     }
     chart.draw_series(points.iter().filter_map(|&(t, v, ok)| {
@@ -243,6 +326,19 @@ fn draw_guard(report: &Report, g: &GuardSeries, root: &Area) -> DrawResult {
         ))?;
     }
     Ok(())
+}
+
+/// A line through `points`, broken where a value is missing: its unbroken runs.
+fn broken_line(points: &[(f64, Option<f64>)]) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+    for &(t, v) in points {
+        match (v, runs.last_mut()) {
+            (Some(v), Some(run)) => run.push((t, v)),
+            (None, Some(run)) if !run.is_empty() => runs.push(Vec::new()),
+            _ => {}
+        }
+    }
+    runs
 }
 
 /// A one-line key above a chart: a line (a dot, for a filled style) and a label per entry.
@@ -310,6 +406,50 @@ mod tests {
     fn the_time_axis_covers_every_sample_and_the_end() {
         let f = fixture::Fixture::new();
         assert_eq!(time_span(&f.report()), 0.0..6.5);
+    }
+
+    #[test]
+    fn a_line_breaks_where_a_value_is_missing() {
+        let runs = broken_line(&[
+            (0.0, None),
+            (1.0, Some(1.0)),
+            (2.0, Some(2.0)),
+            (3.0, None),
+            (4.0, None),
+            (5.0, Some(5.0)),
+        ]);
+        assert_eq!(runs, [vec![(1.0, 1.0), (2.0, 2.0)], vec![(5.0, 5.0)]]);
+    }
+
+    #[test]
+    fn the_load_chart_has_the_rate_its_target_its_p95_and_the_marks() {
+        let f = fixture::Fixture::database_load();
+        let svg = load(&f.report()).unwrap();
+        assert!(svg.starts_with("<svg"));
+        let text = |t: &str| svg.contains(&format!(">\n{t}\n</text>"));
+        for label in [
+            "queries / s",
+            "target rate",
+            "p95 latency (right axis)",
+            "p95 latency (ms)",
+            "intensity 0.05",
+            "rollback",
+        ] {
+            assert!(text(label), "{label}");
+        }
+        // Each with its key's line: the rate's line, the p95 line broken at the second where
+        // nothing finished, the target's staircase (dashed: a segment each).
+        let colour = |c: RGBColor| format!("stroke=\"#{:02X}{:02X}{:02X}\"", c.0, c.1, c.2);
+        let polylines = |c: RGBColor| {
+            svg.lines()
+                .filter(|l| l.starts_with("<polyline") && l.contains(&colour(c)))
+                .count()
+        };
+        assert_eq!(polylines(FAULTS), 1 + 1, "{svg}");
+        assert_eq!(polylines(LATENCY), 1 + 2, "{svg}");
+        assert!(polylines(GREY) > 1 + 2, "{svg}");
+        // The axes reach past the peaks: 500 qps and 180 ms.
+        assert!(text("500.0") && text("180.0"), "{svg}");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 // The synthetic experiment the report tests render: included (`include!`) by the unit tests of
 // `report` and by tests/report_html.rs, each with its own imports of `ExperimentRow`,
-// `EventRow`, `SnapshotRow`, `State`, `Report`, `GuardSeries`, `GuardSample`, `Verdict` and
-// `Violation`.
+// `EventRow`, `SnapshotRow`, `LoadSampleRow`, `State`, `Report`, `GuardSeries`, `GuardSample`,
+// `Verdict` and `Violation`.
 //
 // An experiment that ran 6.5 s, stepped its intensity twice, crossed its budget alert and was
 // rolled back by the `error_rate` guard. Names and reasons carry HTML and Markdown specials.
+// [`Fixture::database_load`] is the same run as a database load whose ramp the server could not
+// keep up with.
 
 /// When the fixture's experiment started (Unix ms).
 pub const STARTED_MS: u64 = 1_700_000_000_000;
@@ -25,6 +27,7 @@ pub struct Fixture {
     pub snapshots: Vec<SnapshotRow>,
     pub guards: Vec<GuardSeries>,
     pub verdict: Verdict,
+    pub load: Vec<LoadSampleRow>,
 }
 
 impl Fixture {
@@ -36,7 +39,17 @@ impl Fixture {
             snapshots,
             guards: guards(),
             verdict: verdict(),
+            load: Vec::new(),
         }
+    }
+
+    /// The experiment as a database load: 200 qps, then 500 from +3 s, which the server could
+    /// not keep up with (latency climbing, timeouts, a second where nothing finished).
+    pub fn database_load() -> Self {
+        let mut f = Self::new();
+        f.row.kind = "database_load".into();
+        f.load = load();
+        f
     }
 
     /// The whole report.
@@ -47,6 +60,7 @@ impl Fixture {
             snapshots: &self.snapshots,
             guards: &self.guards,
             verdict: &self.verdict,
+            load: &self.load,
         }
     }
 
@@ -169,6 +183,28 @@ fn guards() -> Vec<GuardSeries> {
                 (6.0, Some(0.62), false),
             ]),
         },
+    ]
+}
+
+fn load() -> Vec<LoadSampleRow> {
+    // At second `s`: the rate, queries per second, p50/p95/p99 in µs, sent and failed.
+    let sample = |s: u64, rate, qps, us: Option<[u64; 3]>, sent, failed| LoadSampleRow {
+        at_ms: STARTED_MS + s * 1000,
+        rate,
+        qps,
+        p50_us: us.map(|u| u[0]),
+        p95_us: us.map(|u| u[1]),
+        p99_us: us.map(|u| u[2]),
+        sent,
+        failed,
+    };
+    vec![
+        sample(1, 200.0, 198.0, Some([1_200, 3_400, 8_000]), 198, 0),
+        sample(2, 200.0, 201.0, Some([1_300, 3_600, 9_000]), 399, 0),
+        sample(3, 500.0, 488.0, Some([5_000, 40_000, 90_000]), 887, 2),
+        sample(4, 500.0, 300.0, Some([30_000, 180_000, 350_000]), 1_169, 15),
+        sample(5, 500.0, 120.0, None, 1_289, 23),
+        sample(6, 500.0, 11.0, Some([60_000, 120_000, 200_000]), 1_300, 23),
     ]
 }
 

@@ -5,13 +5,15 @@
 //! `#violation`, `#observation-to-disarm`, `#disarm-time` (decision to disarm) and
 //! `#impact-score`; `#budget` (table, rows
 //! `.budget-experiment` and `.budget-daily`); `#timeline` (`li.event.event-<kind>`);
-//! `#chart-faults` (a figure holding the SVG); `#guards` (table, one `tr.guard-row` per guard,
-//! `.violated` when it had red samples) and one `figure.guard-chart` per guard (`#guard-chart-N`
-//! in the table's order, `data-guard` naming it). Every text from the data is escaped.
+//! `#chart-faults` (a figure holding the SVG); for a database load `#database-load` with
+//! `#load-summary` (table) and `#chart-load` (a figure holding the SVG); `#guards` (table, one
+//! `tr.guard-row` per guard, `.violated` when it had red samples) and one `figure.guard-chart`
+//! per guard (`#guard-chart-N` in the table's order, `data-guard` naming it). Every text from
+//! the data is escaped.
 
 use std::fmt::Write as _;
 
-use super::{Report, ReportError, charts, num, percent, us_as_ms};
+use super::{Report, ReportError, charts, latency_ms, num, percent, us_as_ms};
 
 /// The post-mortem of one experiment as a self-contained HTML page.
 pub fn html<'a>(report: impl Into<Report<'a>>) -> Result<String, ReportError> {
@@ -38,6 +40,7 @@ pub fn html<'a>(report: impl Into<Report<'a>>) -> Result<String, ReportError> {
          </figcaption>\n</figure>\n</section>\n",
         charts::faults(&report)?
     );
+    load(&mut s, &report)?;
     guards(&mut s, &report)?;
     s.push_str("</body>\n</html>\n");
     Ok(s)
@@ -158,6 +161,33 @@ fn timeline(s: &mut String, report: &Report) {
         );
     }
     s.push_str("</ol>\n</section>\n");
+}
+
+fn load(s: &mut String, report: &Report) -> Result<(), ReportError> {
+    let Some(sum) = report.load_summary() else {
+        return Ok(());
+    };
+    let _ = write!(
+        s,
+        "<section id=\"database-load\">\n<h2>Database load</h2>\n<table id=\"load-summary\">\n\
+         <tr><th>sent</th><th>failed</th><th>peak target rate</th><th>peak achieved</th>\
+         <th>max p95</th><th>max p99</th></tr>\n\
+         <tr><td>{}</td><td>{} ({})</td><td>{:.1}/s</td><td>{:.1}/s</td><td>{}</td><td>{}</td>\
+         </tr>\n</table>\n\
+         <figure id=\"chart-load\" class=\"chart\">\n{}<figcaption>Queries per second sent \
+         against the target rate, and the p95 latency of each second (from each query's intended \
+         start: queueing included; broken where nothing finished); dashed lines mark steps, \
+         budget alerts and the rollback.</figcaption>\n</figure>\n</section>\n",
+        sum.sent,
+        sum.failed,
+        percent(sum.failed as f64, sum.sent as f64),
+        sum.peak_rate,
+        sum.peak_qps,
+        latency_ms(sum.max_p95_us),
+        latency_ms(sum.max_p99_us),
+        charts::load(report)?
+    );
+    Ok(())
 }
 
 fn guards(s: &mut String, report: &Report) -> Result<(), ReportError> {
@@ -334,6 +364,21 @@ mod tests {
         .unwrap();
         assert_eq!(page.matches("<svg").count(), 3);
         assert!(page.contains("<td>-</td><td>-</td><td>-</td><td>1</td><td>1</td><td>1</td>"));
+    }
+
+    #[test]
+    fn a_database_load_has_its_summary_and_chart_after_the_faults() {
+        let page = html(fixture::Fixture::database_load().report()).unwrap();
+        assert_eq!(page.matches("<svg").count(), 5);
+        let at = |needle: &str| page.find(needle).expect(needle);
+        assert!(at("id=\"chart-faults\"") < at("<section id=\"database-load\">"));
+        assert!(at("<section id=\"database-load\">") < at("id=\"guards\""));
+        assert!(page.contains(
+            "<tr><td>1300</td><td>23 (1.8%)</td><td>500.0/s</td><td>488.0/s</td>\
+             <td>180.0 ms</td><td>350.0 ms</td></tr>"
+        ));
+        assert!(page.contains("<figure id=\"chart-load\" class=\"chart\">\n<svg"));
+        assert!(!rendered().contains("database-load"));
     }
 
     #[test]

@@ -21,7 +21,12 @@
 //!                               "observed_offset_s",
 //!                               "observation_to_disarm_us" | null,
 //!                               "decision_to_disarm_us" } | null,
-//!                "impact_score": number | null }
+//!                "impact_score": number | null },
+//!   "database_load": { "sent", "failed", "peak_rate", "peak_qps",
+//!                      "max_p95_us" | null, "max_p99_us" | null,
+//!                      "samples": [ { "at_unix_ms", "offset_s", "rate", "qps",
+//!                                     "p50_us" | null, "p95_us" | null, "p99_us" | null,
+//!                                     "sent", "failed" } ] } | null
 //! }
 //! ```
 //!
@@ -29,12 +34,15 @@
 //! before it); money is in the config's currency unit; `observation_to_disarm_us` is
 //! microseconds from the violating observation (its sample or probe) to the kernel disarm
 //! (null in records made before it was kept), `decision_to_disarm_us` from the guard
-//! evaluation that saw it; `impact_score` is the run's peak. Format 2 replaced format 1's
+//! evaluation that saw it; `impact_score` is the run's peak. `database_load` is null for every
+//! other type: a sample a second of the rate in force (`rate`) and achieved (`qps`), in queries
+//! per second, the latency percentiles of that second (null when nothing finished in it) and the
+//! queries sent and failed since the start. Format 2 replaced format 1's
 //! `disarm_us` (the decision-to-disarm time under the other one's description) with the two.
 
 use serde::Serialize;
 
-use super::{GuardSeries, Report, ReportError};
+use super::{GuardSeries, LoadSummary, Report, ReportError};
 
 /// The layout of this JSON report.
 pub const FORMAT: &str = "chaos-report/2";
@@ -56,6 +64,7 @@ struct Doc<'a> {
     snapshots: Vec<Counters>,
     guards: Vec<Guard<'a>>,
     verdict: Verdict<'a>,
+    database_load: Option<Load>,
 }
 
 #[derive(Serialize)]
@@ -130,6 +139,26 @@ struct Sample {
     offset_s: f64,
     value: Option<f64>,
     ok: bool,
+}
+
+#[derive(Serialize)]
+struct Load {
+    #[serde(flatten)]
+    summary: LoadSummary,
+    samples: Vec<LoadSample>,
+}
+
+#[derive(Serialize)]
+struct LoadSample {
+    at_unix_ms: u64,
+    offset_s: f64,
+    rate: f64,
+    qps: f64,
+    p50_us: Option<u64>,
+    p95_us: Option<u64>,
+    p99_us: Option<u64>,
+    sent: u64,
+    failed: u64,
 }
 
 #[derive(Serialize)]
@@ -225,7 +254,29 @@ impl<'a> Doc<'a> {
                 }),
                 impact_score: report.verdict.impact_score,
             },
+            database_load: report.load_summary().map(|sum| load(report, sum)),
         }
+    }
+}
+
+fn load(report: &Report, sum: LoadSummary) -> Load {
+    Load {
+        summary: sum,
+        samples: report
+            .load
+            .iter()
+            .map(|l| LoadSample {
+                at_unix_ms: l.at_ms,
+                offset_s: report.offset_s(l.at_ms),
+                rate: l.rate,
+                qps: l.qps,
+                p50_us: l.p50_us,
+                p95_us: l.p95_us,
+                p99_us: l.p99_us,
+                sent: l.sent,
+                failed: l.failed,
+            })
+            .collect(),
     }
 }
 
@@ -338,6 +389,44 @@ mod tests {
         );
         assert_eq!(v["guards"][1]["name"], fixture::HEALTH);
         assert_eq!(v["guards"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_database_load_carries_its_totals_and_every_sample() {
+        let f = fixture::Fixture::database_load();
+        let v: Value = serde_json::from_str(&json(f.report()).unwrap()).unwrap();
+        let load = &v["database_load"];
+        assert_eq!(
+            (
+                &load["sent"],
+                &load["failed"],
+                &load["peak_rate"],
+                &load["peak_qps"],
+                &load["max_p95_us"],
+                &load["max_p99_us"]
+            ),
+            (
+                &j!(1300),
+                &j!(23),
+                &j!(500.0),
+                &j!(488.0),
+                &j!(180_000),
+                &j!(350_000)
+            )
+        );
+        let samples = load["samples"].as_array().unwrap();
+        assert_eq!(samples.len(), 6);
+        assert_eq!(
+            samples[0],
+            j!({"at_unix_ms": fixture::STARTED_MS + 1000, "offset_s": 1.0, "rate": 200.0,
+                "qps": 198.0, "p50_us": 1200, "p95_us": 3400, "p99_us": 8000, "sent": 198,
+                "failed": 0})
+        );
+        assert_eq!(
+            (&samples[4]["p95_us"], &samples[4]["sent"]),
+            (&Value::Null, &j!(1289))
+        );
+        assert_eq!(rendered()["database_load"], Value::Null);
     }
 
     #[test]

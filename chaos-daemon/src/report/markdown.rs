@@ -1,12 +1,13 @@
 //! The Markdown report: summary, outcome (rollback reason, observation-to-disarm and
-//! decision-to-disarm times, impact score), spend against both budgets, timeline, guard table
-//! and a text chart of faults per second. Plain text a terminal shows as it is; table cells
-//! escape `|` and line breaks.
+//! decision-to-disarm times, impact score), spend against both budgets, timeline, guard table,
+//! a text chart of faults per second and, for a database load, its totals and text charts of its
+//! queries per second and p95 latency. Plain text a terminal shows as it is; table cells escape
+//! `|` and line breaks.
 
 use std::fmt::Write as _;
 
-use super::{Report, num, percent, us_as_ms};
-use crate::store::SnapshotRow;
+use super::{Report, latency_ms, num, percent, us_as_ms};
+use crate::store::{LoadSampleRow, SnapshotRow};
 
 /// The post-mortem of one experiment as Markdown.
 pub fn markdown<'a>(report: impl Into<Report<'a>>) -> String {
@@ -50,7 +51,52 @@ pub fn markdown<'a>(report: impl Into<Report<'a>>) -> String {
         let _ = writeln!(s, "\n## Faults injected per second\n");
         let _ = writeln!(s, "```\n{}\n```", chart(report.snapshots));
     }
+    load(&mut s, &report);
     s
+}
+
+/// A database load's totals and peaks, and its queries per second and p95 latency a second at
+/// a time.
+fn load(s: &mut String, report: &Report) {
+    let Some(sum) = report.load_summary() else {
+        return;
+    };
+    let _ = writeln!(s, "\n## Database load\n");
+    let _ = writeln!(
+        s,
+        "| sent | failed | peak target rate | peak achieved | max p95 | max p99 |\n\
+         |---|---|---|---|---|---|"
+    );
+    let _ = writeln!(
+        s,
+        "| {} | {} ({}) | {:.1}/s | {:.1}/s | {} | {} |",
+        sum.sent,
+        sum.failed,
+        percent(sum.failed as f64, sum.sent as f64),
+        sum.peak_rate,
+        sum.peak_qps,
+        latency_ms(sum.max_p95_us),
+        latency_ms(sum.max_p99_us)
+    );
+    let _ = writeln!(s, "```\n{}\n```", load_chart(report.load));
+}
+
+/// Two one-line charts of a load's samples: queries per second, and p95 latency (blank where
+/// nothing finished in a second).
+pub fn load_chart(samples: &[LoadSampleRow]) -> String {
+    let qps: Vec<Option<f64>> = samples.iter().map(|l| Some(l.qps)).collect();
+    let p95: Vec<Option<f64>> = samples
+        .iter()
+        .map(|l| l.p95_us.map(|us| us as f64 / 1000.0))
+        .collect();
+    let peak = |v: &[Option<f64>]| v.iter().flatten().fold(0.0f64, |m, &x| m.max(x));
+    let (peak_qps, peak_p95) = (peak(&qps), peak(&p95));
+    format!(
+        "qps  {}  (max {peak_qps:.1}/s over {} s)\np95  {}  (max {peak_p95:.1} ms)",
+        bars(&qps, peak_qps),
+        samples.len(),
+        bars(&p95, peak_p95)
+    )
 }
 
 /// What stopped the experiment and what it did to the service.
@@ -157,7 +203,6 @@ fn cell(text: &str) -> String {
 
 /// A one-line bar chart of the injections between consecutive snapshots (one per second).
 pub fn chart(snapshots: &[SnapshotRow]) -> String {
-    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let mut prev = 0;
     let deltas: Vec<u64> = snapshots
         .iter()
@@ -168,11 +213,26 @@ pub fn chart(snapshots: &[SnapshotRow]) -> String {
         })
         .collect();
     let max = deltas.iter().copied().max().unwrap_or(0).max(1);
-    let bars: String = deltas
+    let values: Vec<Option<f64>> = deltas.iter().map(|&d| Some(d as f64)).collect();
+    format!(
+        "{}  (max {max}/s over {} s)",
+        bars(&values, max as f64),
+        deltas.len()
+    )
+}
+
+/// One bar per value, scaled to `max` (the lowest bar below an eighth of it, a blank for a
+/// missing value).
+fn bars(values: &[Option<f64>], max: f64) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    values
         .iter()
-        .map(|d| BARS[((d * 7) / max) as usize])
-        .collect();
-    format!("{bars}  (max {max}/s over {} s)", deltas.len())
+        .map(|v| match v {
+            Some(v) if max > 0.0 => BARS[((v * 7.0 / max) as usize).min(7)],
+            Some(_) => BARS[0],
+            None => ' ',
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -195,6 +255,23 @@ mod tests {
 
     fn rendered() -> String {
         markdown(fixture::Fixture::new().report())
+    }
+
+    #[test]
+    fn a_database_load_has_its_totals_and_charts_of_its_rate_and_p95() {
+        let md = markdown(fixture::Fixture::database_load().report());
+        let section = md.split_once("\n## Database load\n\n").unwrap().1;
+        assert_eq!(
+            section,
+            "| sent | failed | peak target rate | peak achieved | max p95 | max p99 |\n\
+             |---|---|---|---|---|---|\n\
+             | 1300 | 23 (1.8%) | 500.0/s | 488.0/s | 180.0 ms | 350.0 ms |\n\
+             ```\n\
+             qps  ▃▃█▅▂▁  (max 488.0/s over 6 s)\n\
+             p95  ▁▁▂█ ▅  (max 180.0 ms)\n\
+             ```\n"
+        );
+        assert!(!rendered().contains("## Database load"));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Post-mortem reports: what one experiment did, rendered as Markdown ([`markdown`]), JSON
-//! ([`json`]) and a self-contained HTML page with SVG charts ([`html`]).
+//! ([`json`]) and a self-contained HTML page with SVG charts ([`html`]). A database load's
+//! reports add its throughput and latency, a sample a second.
 //!
-//! This module owns the report's input beyond the stored row, timeline and counter snapshots
-//! ([`ReportData`]): each guard's samples against its threshold ([`GuardSeries`]) and the
-//! verdict ([`Verdict`]: baselines, the violation that rolled the experiment back, the impact
-//! score, the daily budget). It also owns what every format derives from them the same way:
-//! faults per second from snapshot deltas, and each guard's min/max/last and violation count.
+//! This module owns the report's input beyond the stored row, timeline, counter snapshots and
+//! load samples ([`ReportData`]): each guard's samples against its threshold ([`GuardSeries`])
+//! and the verdict ([`Verdict`]: baselines, the violation that rolled the experiment back, the
+//! impact score, the daily budget). It also owns what every format derives from them the same way:
+//! faults per second from snapshot deltas, each guard's min/max/last and violation count, and a
+//! database load's totals and peaks.
 //!
 //! Timeline entries are shown as recorded; the charts mark three kinds: [`STEP`] (an intensity
 //! step, e.g. `intensity 0.05`), [`BUDGET_ALERT`] and [`ROLLBACK`].
@@ -21,7 +23,7 @@ pub use markdown::{chart, markdown};
 
 use crate::experiment::{IMPACT_SCORE, ReportData};
 use crate::guard::GuardKind;
-use crate::store::{EventRow, ExperimentRow, SnapshotRow};
+use crate::store::{EventRow, ExperimentRow, LoadSampleRow, SnapshotRow};
 
 /// The timeline kind of an intensity step; its message says the new intensity.
 pub const STEP: &str = "step";
@@ -107,6 +109,8 @@ pub struct Report<'a> {
     pub snapshots: &'a [SnapshotRow],
     pub guards: &'a [GuardSeries],
     pub verdict: &'a Verdict,
+    /// A database load's figures over time, in time order (empty for the other types).
+    pub load: &'a [LoadSampleRow],
 }
 
 /// The verdict of a report without guard data.
@@ -133,6 +137,7 @@ impl<'a> Report<'a> {
             snapshots: &data.snapshots,
             guards,
             verdict,
+            load: &data.load,
         }
     }
 
@@ -202,6 +207,37 @@ impl GuardSeries {
     }
 }
 
+/// A database load's samples summed up (the JSON report's `database_load` totals).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+struct LoadSummary {
+    /// Queries sent and failed by the last sample.
+    sent: u64,
+    failed: u64,
+    /// The highest rate in force and the highest achieved, in queries per second.
+    peak_rate: f64,
+    peak_qps: f64,
+    /// The highest p95 and p99 latency of any second, in microseconds.
+    max_p95_us: Option<u64>,
+    max_p99_us: Option<u64>,
+}
+
+impl Report<'_> {
+    /// The load's totals and peaks; `None` without samples (not a database load).
+    fn load_summary(&self) -> Option<LoadSummary> {
+        let last = self.load.last()?;
+        let max_f = |f: fn(&LoadSampleRow) -> f64| self.load.iter().map(f).fold(0.0, f64::max);
+        let max_us = |f: fn(&LoadSampleRow) -> Option<u64>| self.load.iter().filter_map(f).max();
+        Some(LoadSummary {
+            sent: last.sent,
+            failed: last.failed,
+            peak_rate: max_f(|s| s.rate),
+            peak_qps: max_f(|s| s.qps),
+            max_p95_us: max_us(|s| s.p95_us),
+            max_p99_us: max_us(|s| s.p99_us),
+        })
+    }
+}
+
 /// A value for a table cell: up to four decimals, `-` when absent.
 fn num(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
@@ -216,6 +252,11 @@ fn percent(part: f64, whole: f64) -> String {
     }
 }
 
+/// A load sample's latency (microseconds) as milliseconds, `-` when absent.
+fn latency_ms(us: Option<u64>) -> String {
+    us.map_or_else(|| "-".into(), |us| format!("{:.1} ms", us as f64 / 1000.0))
+}
+
 /// Microseconds as milliseconds, e.g. `0.412 ms`.
 fn us_as_ms(us: u64) -> String {
     format!("{:.3} ms", us as f64 / 1000.0)
@@ -224,7 +265,9 @@ fn us_as_ms(us: u64) -> String {
 /// The synthetic report the tests render (shared with tests/report_html.rs).
 #[cfg(test)]
 mod fixture {
-    use super::{EventRow, ExperimentRow, GuardSample, GuardSeries, Report, SnapshotRow};
+    use super::{
+        EventRow, ExperimentRow, GuardSample, GuardSeries, LoadSampleRow, Report, SnapshotRow,
+    };
     use super::{Verdict, Violation};
     use chaos_api::state::State;
 
@@ -250,6 +293,28 @@ mod tests {
         assert_eq!(s.max, Some(0.08));
         assert_eq!(s.last, Some(0.08));
         assert_eq!((s.violations, s.unavailable), (4, 1));
+    }
+
+    #[test]
+    fn a_loads_summary_has_its_last_totals_and_its_peaks() {
+        let f = fixture::Fixture::database_load();
+        let s = f.report().load_summary().unwrap();
+        assert_eq!(
+            s,
+            LoadSummary {
+                sent: 1300,
+                failed: 23,
+                peak_rate: 500.0,
+                peak_qps: 488.0,
+                max_p95_us: Some(180_000),
+                max_p99_us: Some(350_000),
+            }
+        );
+        assert_eq!(fixture::Fixture::new().report().load_summary(), None);
+        assert_eq!(
+            (latency_ms(Some(3_460)), latency_ms(None)),
+            ("3.5 ms".to_owned(), "-".to_owned())
+        );
     }
 
     #[test]
@@ -294,6 +359,7 @@ mod tests {
                 sample("impact score", IMPACT_SCORE, 0.1),
             ],
             rollback: Some(rollback(150_040)),
+            load: Vec::new(),
             daily_budget: (1.0, 2.0),
         };
         let (series, verdict) = guard_inputs(&data);

@@ -262,13 +262,13 @@ impl Safety {
     }
 }
 
-/// A ramp step as the timeline and status show it: a delay for network_latency, else an
-/// intensity.
+/// A ramp step as the timeline and status show it: a delay for network_latency, a rate for
+/// database_load, else an intensity.
 pub fn step_text(kind: ExperimentType, value: f64, step: usize, of: usize) -> String {
-    if kind == ExperimentType::NetworkLatency {
-        format!("latency {value} ms (step {step} of {of})")
-    } else {
-        format!("intensity {value} (step {step} of {of})")
+    match kind {
+        ExperimentType::NetworkLatency => format!("latency {value} ms (step {step} of {of})"),
+        ExperimentType::DatabaseLoad => format!("rate {value} qps (step {step} of {of})"),
+        _ => format!("intensity {value} (step {step} of {of})"),
     }
 }
 

@@ -232,6 +232,18 @@ impl Daemon {
         })
     }
 
+    /// The messages of `id`'s timeline events of `kind` (from its JSON report).
+    pub fn events(&self, id: &str, kind: &str) -> Vec<String> {
+        let report = self.json(&["report", id, "--format", "json"]);
+        report["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .map(|e| e["message"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Waits until the daemon lists no experiment, running or ending: its recorder released
     /// and recorded them all.
     pub fn none_listed(&self, within: Duration) {
