@@ -572,9 +572,9 @@ const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sample");
 
 /// The kinds deploy/sample/ holds, sorted; with the generated ConfigMap when `built`.
 fn sample_kinds(built: bool) -> Vec<String> {
-    let mut kinds = vec!["Deployment"; 4];
+    let mut kinds = vec!["Deployment"; 5];
     kinds.extend(["Namespace"; 2]);
-    kinds.extend(["Service"; 4]);
+    kinds.extend(["Service"; 5]);
     if built {
         kinds.push("ConfigMap");
     }
@@ -728,10 +728,11 @@ fn the_sample_is_what_the_drill_and_the_config_expect() {
         .clone()
         .unwrap();
     let mut references = 0;
-    for d in built
-        .iter()
-        .filter(|d| d["kind"] == "Deployment" && d["metadata"]["namespace"] == "chaos-sample")
-    {
+    for d in built.iter().filter(|d| {
+        d["kind"] == "Deployment"
+            && d["metadata"]["namespace"] == "chaos-sample"
+            && d["metadata"]["name"] != "redis"
+    }) {
         let c = &d["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["image"], daemon_image.as_str());
         assert_eq!(c["command"], json!(["/usr/local/bin/chaos-workload"]));
@@ -754,6 +755,33 @@ fn the_sample_is_what_the_drill_and_the_config_expect() {
         references >= 4,
         "the dependency and the load's target: {references}"
     );
+
+    // The drill's database_load presses the sample's Redis: a pinned image behind the Service
+    // the workflow names.
+    let workflow = read(&Path::new(DEPLOY).join("../.github/workflows/chaos-drills.yml"));
+    let address = workflow
+        .split("--engine redis --address ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the drill's database_load address");
+    let (host, port) = address.split_once(':').unwrap();
+    let [name, namespace, "svc"] = host.split('.').collect::<Vec<_>>()[..] else {
+        panic!("{address} is not a Service's address");
+    };
+    let service = object(&built, "Service", namespace, name);
+    let redis = object(&built, "Deployment", namespace, name);
+    let sport = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"].as_i64().map(|p| p.to_string()).as_deref() == Some(port))
+        .unwrap_or_else(|| panic!("{address}: the Service has no port {port}"));
+    let target = sport["targetPort"].as_str().unwrap();
+    assert_eq!(container_port(redis, target).to_string(), port);
+    let image = redis["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap();
+    assert!(image.starts_with("redis:7.4"), "pinned: {image}");
 
     // pod_deletion may kill the frontend's pods (NAME-<hash>-<id>).
     let patterns = &chaos["experiment_types"]["pod_deletion"]["parameters"]["pods"];

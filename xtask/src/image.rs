@@ -1,5 +1,5 @@
 //! `cargo xtask image`: the OCI image `FROM scratch` with the static (musl) chaos-daemon,
-//! chaos-ctl and chaos-workload, built with buildah from `deploy/image/Containerfile`. No base
+//! chaos-ctl, chaos-dbload and chaos-workload, built with buildah from `deploy/image/Containerfile`. No base
 //! image and no registry: the release musl build is the VM tier's ([`vm::cargo_json`]) and shares
 //! its target directory, so a rebuild after a change compiles only what changed.
 //!
@@ -21,6 +21,8 @@ use crate::{apt, vm};
 pub const BINARIES: &[(&str, &str)] = &[
     ("chaos-daemon", "/usr/local/bin/chaos-daemon"),
     ("chaos-ctl", "/usr/local/bin/chaos-ctl"),
+    // database_load's runner: the daemon starts it from its own directory.
+    ("chaos-dbload", "/usr/local/bin/chaos-dbload"),
     // The sample application of deploy/sample/ (an HTTP server exporting request metrics, a
     // TCP dependency, a load generator), so that a drill needs no other image.
     ("chaos-workload", "/usr/local/bin/chaos-workload"),
@@ -58,6 +60,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "chaos-daemon",
         "-p",
         "chaos-ctl",
+        "-p",
+        "chaos-dbload",
         "--bins",
     ])?;
     eprintln!("xtask image: musl build took {:.0?}", started.elapsed());
@@ -219,6 +223,7 @@ mod tests {
         let ok = "FROM rust AS build\nRUN cargo build\nCOPY x /y\n\
                   FROM scratch\n# the binaries\nCOPY --from=build /out/chaos-daemon \\\n  \
                   /usr/local/bin/chaos-daemon\nCOPY --from=build /out/chaos-ctl /usr/local/bin/chaos-ctl\n\
+                  COPY --from=build /out/chaos-dbload /usr/local/bin/chaos-dbload\n\
                   COPY --from=build /out/chaos-workload /usr/local/bin/chaos-workload\n";
         follows_the_recipe("ok", ok).unwrap();
         let moved = ok.replace("/usr/local/bin/chaos-ctl", "/bin/chaos-ctl");
