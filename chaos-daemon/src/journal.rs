@@ -25,6 +25,9 @@ pub enum ChangeKind {
     /// A database load's runner cgroup `path` (`crate::host::dbload`); undoing kills what is
     /// left in it and removes it.
     RunnerCgroup,
+    /// A database load's cgroup v1 `cpu` cgroup `path` (its CPU limit on a hybrid host);
+    /// undoing removes it.
+    CpuCgroupV1,
     /// A database load's spec file `path`; undoing runs the runner `old_value` (empty: no
     /// scratch data) to drop the scratch table or keys, then removes the file.
     DbScratch,
@@ -37,6 +40,7 @@ impl ChangeKind {
             ChangeKind::Qdisc => "qdisc",
             ChangeKind::Clsact => "clsact",
             ChangeKind::RunnerCgroup => "runner_cgroup",
+            ChangeKind::CpuCgroupV1 => "cpu_cgroup_v1",
             ChangeKind::DbScratch => "db_scratch",
         }
     }
@@ -47,6 +51,7 @@ impl ChangeKind {
             ChangeKind::Qdisc,
             ChangeKind::Clsact,
             ChangeKind::RunnerCgroup,
+            ChangeKind::CpuCgroupV1,
             ChangeKind::DbScratch,
         ]
         .into_iter()
@@ -137,6 +142,7 @@ pub fn undo(change: &HostChange) -> Result<(), JournalError> {
         ChangeKind::Qdisc => crate::net::devices::undo_qdisc(&change.path, &change.old_value),
         ChangeKind::Clsact => crate::net::devices::undo_clsact(&change.path, &change.old_value),
         ChangeKind::RunnerCgroup => crate::host::dbload::undo_cgroup(Path::new(&change.path)),
+        ChangeKind::CpuCgroupV1 => crate::host::dbload::undo_cpu_cgroup(Path::new(&change.path)),
         ChangeKind::DbScratch => {
             crate::host::dbload::undo_scratch(Path::new(&change.old_value), Path::new(&change.path))
         }

@@ -31,24 +31,21 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `chaos-ctl --output json experiment database_load` against the test PostgreSQL's
-/// `database`, targeting `cgroup`, with `args` added.
-fn load(daemon: &Daemon, cgroup: &Path, database: &str, args: &[&str]) -> Output {
-    let pg = servers::postgres();
-    load_to(
-        daemon,
-        cgroup,
-        database,
-        &pg.address(),
-        &pg.password_file(),
-        args,
-    )
+/// One of the test servers.
+type Server = &'static dyn servers::Db;
+
+/// `chaos-ctl --output json experiment database_load` against `db`'s `database`, targeting
+/// `cgroup`, with `args` added.
+fn load(daemon: &Daemon, cgroup: &Path, db: Server, database: &str, args: &[&str]) -> Output {
+    let (address, password) = (db.address(), db.password_file());
+    load_to(daemon, cgroup, db, database, &address, &password, args)
 }
 
 /// [`load`] to the server at `address` with the password in `password`.
 fn load_to(
     daemon: &Daemon,
     cgroup: &Path,
+    db: Server,
     database: &str,
     address: &str,
     password: &Path,
@@ -62,16 +59,18 @@ fn load_to(
         "--cgroup",
         cgroup.to_str().unwrap(),
         "--engine",
-        "postgres",
+        db.engine(),
         "--address",
         address,
-        "--database",
-        database,
-        "--user",
-        servers::postgres().user(),
         "--password-file",
         password.to_str().unwrap(),
     ];
+    if !database.is_empty() {
+        all.extend(["--database", database]);
+    }
+    if !db.user().is_empty() {
+        all.extend(["--user", db.user()]);
+    }
     all.extend_from_slice(args);
     daemon.ctl(&all)
 }
@@ -94,22 +93,27 @@ fn spec_file(dir: &Path, id: &str) -> PathBuf {
 
 /// How long after `since` the server's connection count for `database` was back to
 /// `baseline` (polled every 10 ms, for at most 5 s).
-fn back_to(database: &str, baseline: u64, since: Instant) -> Duration {
-    let pg = servers::postgres();
+fn back_to(db: Server, database: &str, baseline: u64, since: Instant) -> Duration {
     eventually(
         "the load's connections closed",
         Duration::from_secs(5),
-        || (pg.connections(database) <= baseline).then(|| since.elapsed()),
+        || (db.connections(database) <= baseline).then(|| since.elapsed()),
     )
 }
 
-/// Starts a `writes` load (a scratch table) and checks it runs: its connections are open, its
-/// table and runner cgroup exist. Returns its id.
-fn start_writes(daemon: &Daemon, cgroup: &Path, database: &str, baseline: u64) -> String {
-    let pg = servers::postgres();
+/// Starts a `writes` load (a scratch table or keys) and checks it runs: its connections are
+/// open, its scratch data exists. Returns its id.
+fn start_writes(
+    daemon: &Daemon,
+    cgroup: &Path,
+    db: Server,
+    database: &str,
+    baseline: u64,
+) -> String {
     let id = started_id(&load(
         daemon,
         cgroup,
+        db,
         database,
         &[
             "--profile",
@@ -122,46 +126,97 @@ fn start_writes(daemon: &Daemon, cgroup: &Path, database: &str, baseline: u64) -
             "60",
         ],
     ));
-    // The start answers once the runner is ready: connected, scratch table made.
-    assert!(pg.scratch_exists(database, &scratch_of(&id)), "{id}");
+    // The start answers once the runner is ready: connected, scratch data made.
+    assert!(db.scratch_exists(database, &scratch_of(&id)), "{id}");
     eventually("the load's 4 connections", Duration::from_secs(5), || {
-        (pg.connections(database) >= baseline + 4).then_some(())
+        (db.connections(database) >= baseline + 4).then_some(())
     });
     id
 }
 
-fn gone(mount: &Path, dir: &Path, database: &str, id: &str) {
-    let pg = servers::postgres();
-    eventually("the scratch table dropped", Duration::from_secs(20), || {
-        (!pg.scratch_exists(database, &scratch_of(id))).then_some(())
+/// Asserts that run `id`'s runner may use one CPU at most: `cpu.max` of its cgroup where the
+/// cgroup2 root offers the cpu controller, else (a hybrid host, as CI's) the CFS quota of the
+/// cgroup v1 `cpu` cgroup it runs in.
+fn assert_cpu_limited(mount: &Path, id: &str) {
+    let cgroup = runner_cgroup(mount, id);
+    let pids = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+    let pid = pids.lines().next().expect("the runner is in its cgroup");
+    let v2 = std::fs::read_to_string(mount.join("cgroup.subtree_control")).unwrap();
+    if v2.split_whitespace().any(|c| c == "cpu") {
+        let max = std::fs::read_to_string(cgroup.join("cpu.max")).unwrap();
+        assert_eq!(max.trim(), "100000 100000");
+        return;
+    }
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v1 = own
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers.split(',').any(|c| c == "cpu").then_some(path)
+        })
+        .expect("a cgroup v1 cpu controller on a hybrid host");
+    let name = runner_cgroup(Path::new("/"), id);
+    assert_eq!(Path::new(v1), name, "{own}");
+    let quota =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{v1}/cpu.cfs_quota_us")).unwrap();
+    let period =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{v1}/cpu.cfs_period_us")).unwrap();
+    assert_eq!((quota.trim(), period.trim()), ("100000", "100000"));
+}
+
+/// Waits until nothing of run `id` is left: its scratch data in `db`'s `database`, then its
+/// runner.
+fn gone(mount: &Path, dir: &Path, db: Server, database: &str, id: &str) {
+    eventually("the scratch data dropped", Duration::from_secs(20), || {
+        (!db.scratch_exists(database, &scratch_of(id))).then_some(())
     });
+    runner_gone(mount, dir, id);
+}
+
+/// Waits until run `id`'s runner cgroup and spec file are removed.
+fn runner_gone(mount: &Path, dir: &Path, id: &str) {
     eventually("the runner cgroup removed", Duration::from_secs(10), || {
         (!runner_cgroup(mount, id).exists()).then_some(())
     });
     eventually("the spec file removed", Duration::from_secs(10), || {
         (!spec_file(dir, id).exists()).then_some(())
     });
+    let cpu_v1 = runner_cgroup(Path::new("/sys/fs/cgroup/cpu"), id);
+    assert!(!cpu_v1.exists(), "{} is left", cpu_v1.display());
 }
 
-/// Issue test 3: stop, emergency stop and SIGKILL of the daemon.
+/// Issue test 3: stop, emergency stop and SIGKILL of the daemon, against PostgreSQL (a scratch
+/// table) and Redis (scratch keys).
 #[test]
 fn stop_emergency_stop_and_sigkill_close_the_connections_and_leave_nothing() {
     let Some(mount) = kernel() else { return };
     let _serial = serial();
-    let pg = servers::postgres();
-    let database = pg.fresh_database("dl_stop");
-    let cgroup = TestCgroup::new(&mount, "dbload");
+    stops_leave_nothing(&mount, servers::postgres());
+    stops_leave_nothing(&mount, servers::redis());
+}
+
+fn stops_leave_nothing(mount: &Path, db: Server) {
+    eprintln!("{}:", db.engine());
+    let database = db.fresh_database("dl_stop");
+    let cgroup = TestCgroup::new(mount, "dbload");
     let dir = support::TempDir::new("dbload-stop");
     let mut daemon = Daemon::with_config(&dir.0, CONFIG);
-    let baseline = pg.connections(&database);
+    let baseline = db.connections(&database);
 
     // chaos-ctl stop.
-    let id = start_writes(&daemon, &cgroup.path, &database, baseline);
-    assert!(runner_cgroup(&mount, &id).exists());
+    let id = start_writes(&daemon, &cgroup.path, db, &database, baseline);
+    assert_cpu_limited(mount, &id);
     std::thread::sleep(Duration::from_secs(2));
+    // Status shows the live load.
+    let status = daemon.json(&["status"]);
+    let load = &status["experiments"][0]["load"];
+    assert_eq!(load["target_rate"], 100.0, "{status}");
+    assert!(load["sent"].as_u64().unwrap() >= 100, "{status}");
+    assert!(load["p95_ms"].as_f64().is_some(), "{status}");
     let began = Instant::now();
     daemon.ctl_ok(&["stop", &id]);
-    let closed = back_to(&database, baseline, began);
+    let closed = back_to(db, &database, baseline, began);
     eprintln!("stop: connections back to {baseline} after {closed:?}");
     assert!(closed < Duration::from_secs(1), "{closed:?}");
     let status = daemon.ended(&id, Duration::from_secs(30));
@@ -170,33 +225,33 @@ fn stop_emergency_stop_and_sigkill_close_the_connections_and_leave_nothing() {
         status["counters"]["injected"].as_u64().unwrap() > 0,
         "{status}"
     );
-    gone(&mount, &dir.0, &database, &id);
+    gone(mount, &dir.0, db, &database, &id);
 
     // chaos-ctl emergency-stop.
-    let id = start_writes(&daemon, &cgroup.path, &database, baseline);
+    let id = start_writes(&daemon, &cgroup.path, db, &database, baseline);
     let began = Instant::now();
     daemon.ctl_ok(&["emergency-stop"]);
-    let closed = back_to(&database, baseline, began);
+    let closed = back_to(db, &database, baseline, began);
     eprintln!("emergency stop: connections back to {baseline} after {closed:?}");
     assert!(closed < Duration::from_secs(1), "{closed:?}");
     let status = daemon.ended(&id, Duration::from_secs(30));
     assert_eq!(status["state"], "emergency_stopped", "{status}");
-    gone(&mount, &dir.0, &database, &id);
+    gone(mount, &dir.0, db, &database, &id);
     daemon.ctl_ok(&["emergency-stop", "--clear"]);
 
     // SIGKILL of the daemon: the runner dies with it; the restart drops the scratch table.
-    let id = start_writes(&daemon, &cgroup.path, &database, baseline);
+    let id = start_writes(&daemon, &cgroup.path, db, &database, baseline);
     let began = Instant::now();
     drop(daemon);
-    let closed = back_to(&database, baseline, began);
+    let closed = back_to(db, &database, baseline, began);
     eprintln!("daemon SIGKILL: connections back to {baseline} after {closed:?}");
     assert!(closed < Duration::from_secs(1), "{closed:?}");
     assert!(
-        pg.scratch_exists(&database, &scratch_of(&id)),
+        db.scratch_exists(&database, &scratch_of(&id)),
         "a killed runner cannot drop its table: the restart must"
     );
     daemon = Daemon::with_config(&dir.0, CONFIG);
-    gone(&mount, &dir.0, &database, &id);
+    gone(mount, &dir.0, db, &database, &id);
     drop(daemon);
 }
 
@@ -238,6 +293,7 @@ fn a_budget_of_n_queries_sends_exactly_n() {
     let id = started_id(&load(
         &daemon,
         &cgroup.path,
+        pg,
         &database,
         &[
             "--statement",
@@ -263,7 +319,7 @@ fn a_budget_of_n_queries_sends_exactly_n() {
     assert_eq!(status["counters"]["injected"], 137, "{status}");
     assert_eq!(status["spent"], 137.0, "{status}");
     assert_eq!(status["state"], "completed", "{status}");
-    gone(&mount, &dir.0, &database, &id);
+    gone(&mount, &dir.0, pg, &database, &id);
 }
 
 /// Issue test 5 through the daemon: refused before any load, with the database's message, and
@@ -308,7 +364,15 @@ fn bad_databases_are_refused_before_any_load_with_their_message() {
         let before = pg.queries(&database);
         let mut args = vec!["--rate", "50", "--duration", "30"];
         args.extend_from_slice(workload);
-        let out = load_to(&daemon, &cgroup.path, &database, address, password, &args);
+        let out = load_to(
+            &daemon,
+            &cgroup.path,
+            pg,
+            &database,
+            address,
+            password,
+            &args,
+        );
         let (code, err) = failed(&out);
         eprintln!("refused: {err}");
         assert_eq!(code, Some(3), "{address} {workload:?}: {err}");
@@ -375,6 +439,7 @@ fn a_ramp_stops_at_the_step_where_the_latency_guard_turns_red() {
     let id = started_id(&load(
         &daemon,
         &cgroup.path,
+        pg,
         &database,
         &[
             "--statement",
@@ -410,8 +475,140 @@ fn a_ramp_stops_at_the_step_where_the_latency_guard_turns_red() {
         .unwrap();
     assert_eq!(held, 200.0);
     // The rollback killed the load: its connections are gone, and its counters stop.
-    back_to(&database, baseline, Instant::now());
+    back_to(pg, &database, baseline, Instant::now());
     let sent = status["counters"]["injected"].as_u64().unwrap();
     assert!((250..=50 * 7 + 200 * 6).contains(&sent), "{sent}");
-    gone(&mount, &dir.0, &database, &id);
+    gone(&mount, &dir.0, pg, &database, &id);
+}
+
+/// A network namespace of the test's own (`ip netns add`), its loopback up; deleted on drop.
+struct TestNetns(String);
+
+impl TestNetns {
+    fn new(tag: &str) -> Self {
+        let name = format!("chaos-t-{tag}-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        };
+        ip(&["netns", "add", &name]);
+        let ns = Self(name);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip netns exec NAME PROGRAM`.
+    fn command(&self, program: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &self.0, program]);
+        cmd
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .output();
+    }
+}
+
+/// Issue item 4: with `--in-target-netns` the load comes from the target's network namespace.
+/// The target is a Redis of its own, alone in a namespace the test made, on 127.0.0.1 there:
+/// only a runner inside that namespace reaches it, and the same load from the daemon's
+/// namespace finds nothing at that address.
+#[test]
+fn the_load_can_come_from_the_target_network_namespace() {
+    let Some(mount) = kernel() else { return };
+    let _serial = serial();
+    let cgroup = TestCgroup::new(&mount, "dbload-netns");
+    let dir = support::TempDir::new("dbload-netns");
+    let ns = TestNetns::new("dbload");
+    let port = servers::free_port().to_string();
+    let mut redis = ns.command("redis-server");
+    redis
+        .args(["--bind", "127.0.0.1", "--port", &port, "--save", ""])
+        .args(["--appendonly", "no", "--dir"])
+        .arg(&dir.0)
+        .stdout(std::process::Stdio::null());
+    start_in_cgroup(&mut redis, &cgroup.path);
+    let redis = ChildGuard(redis.spawn().unwrap());
+    let commands = || -> Option<u64> {
+        let out = ns
+            .command("redis-cli")
+            .args(["-p", &port, "INFO", "stats"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|n| n.trim().parse().ok())
+    };
+    eventually(
+        "redis in the namespace answers",
+        Duration::from_secs(20),
+        commands,
+    );
+    let daemon = Daemon::with_config(&dir.0, CONFIG);
+    let address = format!("127.0.0.1:{port}");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--output",
+            "json",
+            "experiment",
+            "database_load",
+            "--cgroup",
+            cgroup.path.to_str().unwrap(),
+            "--engine",
+            "redis",
+            "--address",
+            &address,
+            "--statement",
+            "PING",
+            "--rate",
+            "200",
+            "--concurrency",
+            "2",
+            "--duration",
+            "30",
+            "--budget",
+            "100",
+        ];
+        args.extend_from_slice(extra);
+        daemon.ctl(&args)
+    };
+
+    // From the daemon's namespace: nothing listens there.
+    let (code, err) = failed(&run(&[]));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("pre-flight") && err.contains("refused"),
+        "{err}"
+    );
+
+    // From the target's: the namespace's Redis gets the 100 queries the budget buys.
+    let before = commands().unwrap();
+    let id = started_id(&run(&["--in-target-netns"]));
+    let status = daemon.ended(&id, Duration::from_secs(30));
+    assert_eq!(status["state"], "completed", "{status}");
+    assert_eq!(status["counters"]["injected"], 100, "{status}");
+    // The 100 PINGs, the pre-flight's COMMAND INFO, and our own INFO.
+    let counted = commands().unwrap() - before;
+    assert!((101..=104).contains(&counted), "{counted}");
+    runner_gone(&mount, &dir.0, &id);
+    drop(daemon);
+    drop(redis);
+}
+
+/// A child process killed on drop.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

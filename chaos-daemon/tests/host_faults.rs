@@ -43,38 +43,41 @@ fn the_capability_table_is_this_kernels_and_unsupported_faults_are_refused_with_
     ] {
         assert_eq!(verdict(kind), (true, String::new()), "{kind}");
     }
-    // database_load: the model and chaos-ctl know it, the daemon refuses it with the reason,
-    // dry run or not, and changes nothing.
-    let reason = "database_load needs the load runner (chaos-dbload), which this daemon does \
-                  not run yet";
-    assert_eq!(verdict("database_load"), (false, reason.to_string()));
+    // database_load: the daemon runs it with chaos-dbload, found beside it; a dry run shows
+    // the runner and its cgroup and changes nothing (tests/database_load.rs runs real loads).
+    assert_eq!(verdict("database_load"), (true, String::new()));
     let db = TestCgroup::new(&mount, "caps-db");
-    for dry in [&["--dry-run"][..], &[][..]] {
-        let args = [
-            &[
-                "--duration",
-                "5",
-                "--engine",
-                "postgres",
-                "--address",
-                "127.0.0.1:5432",
-                "--user",
-                "app",
-                "--profile",
-                "point_reads",
-                "--rate",
-                "10",
-            ][..],
-            dry,
-        ]
-        .concat();
-        let (c, err) = failed(&daemon.experiment("database_load", &db.path, &args));
-        assert_eq!(c, Some(3), "{err}");
-        assert!(
-            err.contains("database_load is not supported on this node") && err.contains(reason),
-            "says why: {err}"
-        );
-    }
+    let out = daemon.experiment_ok(
+        "database_load",
+        &db.path,
+        &[
+            "--dry-run",
+            "--duration",
+            "5",
+            "--engine",
+            "postgres",
+            "--address",
+            "127.0.0.1:5432",
+            "--user",
+            "app",
+            "--profile",
+            "point_reads",
+            "--rate",
+            "10",
+        ],
+    );
+    let changes = out["plan"]["changes"].to_string();
+    assert!(
+        changes.contains("chaos-dbload in ") && changes.contains("cgroup.kill on disarm"),
+        "{out}"
+    );
+    assert!(
+        !std::fs::read_dir(&mount)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("chaos-dbload-")),
+        "a dry run makes no runner cgroup"
+    );
     daemon.none_listed(std::time::Duration::from_secs(2));
     let controllers = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap();
     let has = |c: &str| controllers.split_whitespace().any(|x| x == c);

@@ -54,9 +54,10 @@ use crate::{
 
 /// The runner's file name, next to the daemon's executable.
 pub const RUNNER: &str = "chaos-dbload";
-/// The runner cgroup's CPU limit: one CPU.
+/// The runner cgroup's CPU limit: one CPU (quota and period in microseconds).
 const CPU_MAX: &str = "100000 100000";
-/// Niceness of a runner where cgroup2 has no `cpu` controller.
+const CFS_US: &str = "100000";
+/// Niceness of a runner where no `cpu` controller is to be had.
 const NICE: libc::c_int = 10;
 /// How long a start waits for the runner's `ready` line (connect 5 s, setup, slack).
 const READY_WAIT: Duration = Duration::from_secs(60);
@@ -96,12 +97,44 @@ impl Runner {
         })
     }
 
-    /// Whether runner cgroups get a CPU limit (the root's `cpu` controller is enabled for its
-    /// children).
-    fn cpu_limited(&self) -> bool {
-        fs::read_to_string(self.mount.join("cgroup.subtree_control"))
-            .is_ok_and(|s| s.split_whitespace().any(|c| c == "cpu"))
+    /// How a runner's CPU is limited here: `cpu.max` where the cgroup2 root enables `cpu` for
+    /// its children; on a hybrid host, whose `cpu` controller is on cgroup v1, a v1 `cpu`
+    /// cgroup's CFS quota; else only niceness.
+    fn cpu_limit(&self) -> CpuLimit {
+        let v2 = fs::read_to_string(self.mount.join("cgroup.subtree_control"))
+            .is_ok_and(|s| s.split_whitespace().any(|c| c == "cpu"));
+        if v2 {
+            return CpuLimit::V2;
+        }
+        fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|m| cpu_v1_mount(&m))
+            .map_or(CpuLimit::Nice, CpuLimit::V1)
     }
+}
+
+/// How a runner's CPU is limited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CpuLimit {
+    /// `cpu.max` of its cgroup2 cgroup.
+    V2,
+    /// `cpu.cfs_quota_us` of a cgroup of its own under this cgroup v1 `cpu` mount.
+    V1(PathBuf),
+    /// Niceness [`NICE`] only.
+    Nice,
+}
+
+/// Where the cgroup v1 `cpu` controller is mounted, from `/proc/self/mountinfo`.
+fn cpu_v1_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        let mut fs = fs.split_whitespace();
+        let (kind, options) = (fs.next()?, fs.nth(1)?);
+        if kind != "cgroup" || !options.split(',').any(|o| o == "cpu") {
+            return None;
+        }
+        mount.split_whitespace().nth(4).map(PathBuf::from)
+    })
 }
 
 /// A planned load: the runner's spec without what only the start knows (its scratch name).
@@ -111,8 +144,10 @@ pub struct Plan {
     spec: Value,
     needs_scratch: bool,
     netns: Option<Netns>,
-    cpu_limited: bool,
+    cpu: CpuLimit,
     address: String,
+    /// The one variable of the daemon's environment the runner gets: `password_env`'s.
+    password_env: Option<String>,
 }
 
 impl Plan {
@@ -130,17 +165,24 @@ impl Plan {
             spec: spec(load, duration, max_queries),
             needs_scratch: needs_scratch(&load.workload),
             netns,
-            cpu_limited: runner.cpu_limited(),
+            cpu: runner.cpu_limit(),
             address: load.address.clone(),
+            password_env: match &load.password {
+                Some(SecretSource::Env(name)) => Some(name.clone()),
+                _ => None,
+            },
         }
     }
 
     /// What a start does, for the plan.
     pub fn describe(&self) -> Vec<String> {
-        let limit = if self.cpu_limited {
-            format!("cpu.max {CPU_MAX:?}")
-        } else {
-            format!("niceness {NICE} (no cpu controller at the cgroup2 root)")
+        let limit = match &self.cpu {
+            CpuLimit::V2 => format!("cpu.max {CPU_MAX:?}"),
+            CpuLimit::V1(mount) => format!(
+                "one CPU: cpu.cfs_quota_us {CFS_US} in {}/chaos-dbload-<id>, cgroup v1",
+                mount.display()
+            ),
+            CpuLimit::Nice => format!("niceness {NICE}: no cpu controller to be had"),
         };
         let mut out = vec![format!(
             "run {} in {}/chaos-dbload-<id> ({limit}); cgroup.kill on disarm",
@@ -184,49 +226,18 @@ impl Plan {
             journal,
             binary: self.runner.binary.clone(),
             spec: None,
+            cpu_v1: None,
             cgroup: None,
         };
-        // Journaled before each exists; `undo` removes what was made if anything below fails.
-        // The scratch entry names the runner only when there is scratch data to drop.
-        let scratch_change = HostChange {
-            kind: ChangeKind::DbScratch,
-            path: spec_path.display().to_string(),
-            old_value: if self.needs_scratch {
-                self.runner.binary.display().to_string()
-            } else {
-                String::new()
-            },
+        let made = self.make(&mut undo, switch, owner, &spec, &spec_path, &scratch);
+        let (procs, cpu_procs) = match made {
+            Ok(procs) => procs,
+            Err(e) => {
+                // Nothing ran: no scratch data to drop, only what `make` made.
+                undo.run(true, &Mutex::default());
+                return Err(e);
+            }
         };
-        let id = undo.journal.record(owner, &scratch_change)?;
-        undo.spec = Some((id, spec_path.clone(), self.needs_scratch));
-        write_private(
-            &spec_path,
-            &serde_json::to_vec_pretty(&spec).unwrap_or_default(),
-        )
-        .map_err(io_err("writing", &spec_path))?;
-        let cgroup_change = HostChange {
-            kind: ChangeKind::RunnerCgroup,
-            path: cgroup.display().to_string(),
-            old_value: String::new(),
-        };
-        let id = undo.journal.record(owner, &cgroup_change)?;
-        fs::create_dir(&cgroup).map_err(io_err("creating the runner cgroup", &cgroup))?;
-        undo.cgroup = Some((id, cgroup.clone()));
-        if self.cpu_limited {
-            let knob = cgroup.join("cpu.max");
-            cgroupfs::write_knob(&knob, CPU_MAX).map_err(io_err("writing", &knob))?;
-        }
-        let kill = Knob {
-            path: cgroup.join("cgroup.kill"),
-            old_value: "1".into(),
-        };
-        if !switch.wrote(kill) {
-            return Err(unusable(&cgroup, "disarmed while starting"));
-        }
-        let procs = fs::OpenOptions::new()
-            .write(true)
-            .open(cgroup.join("cgroup.procs"))
-            .map_err(io_err("opening cgroup.procs of", &cgroup))?;
 
         let mut command = Command::new(&self.runner.binary);
         command
@@ -235,16 +246,28 @@ impl Plan {
             .arg(&spec_path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            .env_clear();
+        if let Some(name) = &self.password_env
+            && let Some(value) = std::env::var_os(name)
+        {
+            command.env(name, value);
+        }
         let procs_fd = procs.as_raw_fd();
+        let cpu_procs_fd = cpu_procs.as_ref().map(AsRawFd::as_raw_fd);
         let netns_fd = self.netns.as_ref().and_then(Netns::raw_fd);
-        let nice = !self.cpu_limited;
+        let nice = self.cpu == CpuLimit::Nice;
         // SAFETY: the closure runs in the forked child before exec and only makes raw syscalls
         // (write, prctl, setns, setpriority) on values prepared before the fork; it allocates
         // nothing and takes no lock.
         unsafe {
             command.pre_exec(move || {
                 if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+                if let Some(fd) = cpu_procs_fd
+                    && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+                {
                     return Err(io::Error::last_os_error());
                 }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -271,7 +294,7 @@ impl Plan {
                 .spawn(move || {
                     // Holds the namespace open until the child entered it.
                     let _netns = netns;
-                    let _procs = procs;
+                    let _procs = (procs, cpu_procs);
                     monitor(command, &state, &ready_tx, undo);
                 })
                 .map_err(io_err("starting the monitor of", &cgroup))?
@@ -300,6 +323,90 @@ impl Plan {
                 })
             }
         }
+    }
+
+    /// Makes what the runner needs, each journaled before it exists and recorded in `undo`:
+    /// the spec file, a cgroup v1 `cpu` cgroup where that is the CPU limit, the cgroup (with
+    /// its `cpu.max`) and its `cgroup.kill` as the switch's knob. Returns the `cgroup.procs`
+    /// files the child enters, opened.
+    fn make(
+        &self,
+        undo: &mut Undo,
+        switch: &HostSwitch,
+        owner: &str,
+        spec: &Value,
+        spec_path: &Path,
+        scratch: &str,
+    ) -> Result<(fs::File, Option<fs::File>), HostFaultError> {
+        let name = format!("chaos-dbload-{scratch}");
+        let cgroup = &self.runner.mount.join(&name);
+        // The scratch entry names the runner only when there is scratch data to drop.
+        let scratch_change = HostChange {
+            kind: ChangeKind::DbScratch,
+            path: spec_path.display().to_string(),
+            old_value: if self.needs_scratch {
+                self.runner.binary.display().to_string()
+            } else {
+                String::new()
+            },
+        };
+        let id = undo.journal.record(owner, &scratch_change)?;
+        undo.spec = Some((id, spec_path.to_path_buf(), self.needs_scratch));
+        write_private(
+            spec_path,
+            &serde_json::to_vec_pretty(spec).unwrap_or_default(),
+        )
+        .map_err(io_err("writing", spec_path))?;
+        let cgroup_change = HostChange {
+            kind: ChangeKind::RunnerCgroup,
+            path: cgroup.display().to_string(),
+            old_value: String::new(),
+        };
+        // The v1 cgroup is journaled first: undone after the cgroup2 one was killed.
+        let cpu_procs = match &self.cpu {
+            CpuLimit::V1(mount) => {
+                let dir = mount.join(&name);
+                let change = HostChange {
+                    kind: ChangeKind::CpuCgroupV1,
+                    path: dir.display().to_string(),
+                    old_value: String::new(),
+                };
+                let id = undo.journal.record(owner, &change)?;
+                undo.cpu_v1 = Some((id, dir.clone()));
+                fs::create_dir(&dir).map_err(io_err("creating the runner's cpu cgroup", &dir))?;
+                for (knob, value) in [("cpu.cfs_period_us", CFS_US), ("cpu.cfs_quota_us", CFS_US)] {
+                    let knob = dir.join(knob);
+                    cgroupfs::write_knob(&knob, value).map_err(io_err("writing", &knob))?;
+                }
+                let procs = dir.join("cgroup.procs");
+                Some(
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .open(&procs)
+                        .map_err(io_err("opening", &procs))?,
+                )
+            }
+            CpuLimit::V2 | CpuLimit::Nice => None,
+        };
+        let id = undo.journal.record(owner, &cgroup_change)?;
+        undo.cgroup = Some((id, cgroup.to_path_buf()));
+        fs::create_dir(cgroup).map_err(io_err("creating the runner cgroup", cgroup))?;
+        if self.cpu == CpuLimit::V2 {
+            let knob = cgroup.join("cpu.max");
+            cgroupfs::write_knob(&knob, CPU_MAX).map_err(io_err("writing", &knob))?;
+        }
+        let kill = Knob {
+            path: cgroup.join("cgroup.kill"),
+            old_value: "1".into(),
+        };
+        if !switch.wrote(kill) {
+            return Err(unusable(cgroup, "disarmed while starting"));
+        }
+        let procs = fs::OpenOptions::new()
+            .write(true)
+            .open(cgroup.join("cgroup.procs"))
+            .map_err(io_err("opening cgroup.procs of", cgroup))?;
+        Ok((procs, cpu_procs))
     }
 }
 
@@ -449,6 +556,8 @@ struct Undo {
     binary: PathBuf,
     /// Journal entry, spec file, whether the run has scratch data to drop.
     spec: Option<(i64, PathBuf, bool)>,
+    /// The cgroup v1 `cpu` cgroup, where that is the CPU limit.
+    cpu_v1: Option<(i64, PathBuf)>,
     cgroup: Option<(i64, PathBuf)>,
 }
 
@@ -460,8 +569,14 @@ impl Undo {
             tracing::error!(error = %e, "cleaning up after a database load");
             lock(errors).push(e);
         };
-        if let Some((id, cgroup)) = self.cgroup {
-            match undo_cgroup(&cgroup) {
+        let cgroups = [
+            self.cgroup
+                .map(|c| (c, undo_cgroup as fn(&Path) -> io::Result<()>)),
+            self.cpu_v1
+                .map(|c| (c, undo_cpu_cgroup as fn(&Path) -> io::Result<()>)),
+        ];
+        for ((id, cgroup), undo) in cgroups.into_iter().flatten() {
+            match undo(&cgroup) {
                 Ok(()) => {
                     if let Err(e) = self.journal.undone(id) {
                         failed(e.to_string());
@@ -498,6 +613,28 @@ pub fn undo_cgroup(cgroup: &Path) -> io::Result<()> {
     match fs::remove_dir(cgroup) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// Removes a runner's cgroup v1 `cpu` cgroup (a missing one is fine), SIGKILLing what is
+/// still in it (the cgroup2 kill came first, so nothing should be).
+pub fn undo_cpu_cgroup(cgroup: &Path) -> io::Result<()> {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        match fs::remove_dir(cgroup) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if Instant::now() >= until => return Err(e),
+            Err(_) => {}
+        }
+        for pid in cgroupfs::read_knob(&cgroup.join("cgroup.procs"))?
+            .lines()
+            .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
+        {
+            // SAFETY: kill(2) with a pid read from the cgroup; no memory is involved.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -751,6 +888,55 @@ mod tests {
             json!({"statements": [{"sql": "SELECT 1", "weight": 3}]})
         );
         assert!(s.get("max_queries").is_none());
+    }
+
+    #[test]
+    fn a_start_that_fails_part_way_leaves_nothing_and_nothing_pending() {
+        use crate::journal::MemoryJournal;
+        let dir = std::env::temp_dir().join(format!("chaos-dbload-unit-{}", std::process::id()));
+        let runner = Runner {
+            binary: "/nonexistent/chaos-dbload".into(),
+            spec_dir: dir.join("specs"),
+            // No cgroup can be made here: the start fails after the spec file was written.
+            mount: dir.join("no-such-mount"),
+        };
+        let plan = Plan::new(
+            &runner,
+            &load(Workload::Profile(Profile::Writes)),
+            Duration::from_secs(10),
+            u64::MAX,
+            None,
+        );
+        let journal = Arc::new(MemoryJournal::default());
+        let switch = HostSwitch::new();
+        let e = plan
+            .start(
+                &switch,
+                journal.clone(),
+                &format!("unit-{}", std::process::id()),
+            )
+            .err()
+            .expect("no cgroup can be made");
+        assert!(e.to_string().contains("creating the runner cgroup"), "{e}");
+        assert_eq!(fs::read_dir(&runner.spec_dir).unwrap().count(), 0);
+        assert!(journal.pending().unwrap().is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_cgroup_v1_cpu_controller_is_found_in_mountinfo() {
+        let hybrid = "31 1 0:28 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+            32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n\
+            33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct\n";
+        assert_eq!(cpu_v1_mount(hybrid), Some("/sys/fs/cgroup/cpu".into()));
+        let joint = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        assert_eq!(
+            cpu_v1_mount(joint),
+            Some("/sys/fs/cgroup/cpu,cpuacct".into())
+        );
+        let unified = "28 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n\
+            33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct\n";
+        assert_eq!(cpu_v1_mount(unified), None);
     }
 
     #[test]
